@@ -1,0 +1,159 @@
+"""The Flask application factory: one blueprint per audience, one error handler for all."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import redis
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from broker import errors
+from broker.config import Settings
+from broker.services import catalog as catalog_mod
+from broker.storage.store import UNAVAILABLE, Store
+from broker.web import wants_json
+
+log = logging.getLogger("broker.app")
+
+csrf = CSRFProtect()
+
+# Interactive pages must never be framed, leak the URL, or be sniffed (RFC 9700 4.16, 4.2.4).
+_PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; "
+    "form-action 'self' http: https:; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_NAME="broker_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.production,
+        WTF_CSRF_TIME_LIMIT=None,  # bound to the session instead of the clock
+        WTF_CSRF_SSL_STRICT=False,  # Referer is suppressed by our own no-referrer policy
+        JSON_SORT_KEYS=False,
+    )
+    if store is None:
+        store = Store.from_url(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            timeout_ms=settings.redis_timeout_ms,
+            wait_replicas=settings.redis_wait_replicas,
+        )
+    app.extensions["broker.settings"] = settings
+    app.extensions["broker.store"] = store
+    app.extensions["broker.catalog"] = catalog_mod.load(settings.scopes_dir)
+    csrf.init_app(app)
+
+    _register_blueprints(app)
+    _register_hooks(app)
+    _register_errors(app)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        checks = {"redis": store.ping(), "configuration": True, "scope_catalog": True}
+        ready = all(checks.values())
+        return jsonify(status="ready" if ready else "unavailable", checks=checks), (200 if ready else 503)
+
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from broker.admin.views import bp as admin_bp
+    from broker.api.views import bp as api_bp
+    from broker.developer.views import bp as developer_bp
+    from broker.interactions.views import bp as interactions_bp
+    from broker.internal.views import bp as internal_bp
+    from broker.oauth.views import bp as oauth_bp
+    from broker.privacy.views import bp as privacy_bp
+
+    for bp in (interactions_bp, oauth_bp, api_bp, privacy_bp, admin_bp, developer_bp, internal_bp):
+        app.register_blueprint(bp)
+
+
+def _register_hooks(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        g.request_id = secrets.token_hex(8)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        if response.mimetype == "text/html":
+            for name, value in _PAGE_HEADERS.items():
+                response.headers.setdefault(name, value)
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def render_error(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
+    if wants_json():
+        payload = body or {"type": "about:blank", "title": detail, "status": status, "error": code,
+                           "detail": detail}
+        response = jsonify(payload)
+        response.status_code = status
+        response.mimetype = "application/problem+json"
+        return response
+    html = render_template("error.html", status=status, code=code, detail=detail)
+    return Response(html, status=status, mimetype="text/html")
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(errors.BrokerError)
+    def broker_error(exc: errors.BrokerError) -> Response:
+        if exc.status >= 500:
+            log.error("request %s failed: %s", g.get("request_id", "-"), exc.detail)
+        response = render_error(exc.status, exc.code, exc.detail, exc.body())
+        if isinstance(exc, errors.StorageUnavailable):
+            response.headers["Retry-After"] = "1"
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> Response:
+        return render_error(400, "csrf_failed", "The form expired or was not sent by this site. "
+                            "Go back, reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+                415: "unsupported_media_type"}.get(status, "invalid_request")
+        detail = {413: f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"}.get(
+            status, exc.description or exc.name)
+        response = render_error(status, code, detail)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(redis.RedisError)
+    def storage_error(exc: redis.RedisError) -> Response:
+        if isinstance(exc, UNAVAILABLE):
+            log.error("request %s: redis unavailable: %s", g.get("request_id", "-"), type(exc).__name__)
+        else:
+            log.exception("request %s: redis error", g.get("request_id", "-"))
+        response = render_error(503, "temporarily_unavailable",
+                                "The service is temporarily unavailable. Try again shortly.")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("request %s %s %s: unhandled error", g.get("request_id", "-"), request.method,
+                      request.path)
+        return render_error(500, "server_error", "Something went wrong on our side. The request id is "
+                            f"{g.get('request_id', '-')}.")

@@ -1,0 +1,309 @@
+"""All configuration, from ``BROKER_*`` environment variables, validated at start-up.
+
+Every key has a documented default (the README table is generated from ``OPTIONS``).
+An unknown ``BROKER_*`` variable or an invalid value stops the service with a message that
+names the variable and what it expects: a typo must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger("broker.config")
+
+REPO_SCOPES_DIR = Path(__file__).resolve().parent.parent / "scopes"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number from {lo} to {hi}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a whole number from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _issuer(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"expected an absolute http(s) URL, got {raw!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("the issuer must not have a query or fragment (RFC 8414 section 2)")
+    return raw.rstrip("/")
+
+
+def _redis_url(raw: str) -> str:
+    if raw == "":
+        return ""
+    scheme = urlsplit(raw).scheme
+    if scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError(f"expected a redis://, rediss:// or unix:// URL (or empty for embedded), got {raw!r}")
+    return raw
+
+
+def _secret(raw: str) -> str:
+    if raw and len(raw) < 32:
+        raise ValueError("expected at least 32 characters of random secret")
+    return raw
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _path(raw: str) -> str:
+    return raw
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: str
+    parse: Callable[[str], Any]
+    doc: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("BROKER_ENV", "development", _choice("development", "production"),
+           "`production` requires every secret below to be provided and marks cookies Secure."),
+    Option("BROKER_ISSUER", "http://127.0.0.1:8080", _issuer,
+           "The issuer URL (static; never derived from the Host header). Also the public base URL."),
+    Option("BROKER_HOST", "127.0.0.1", _text, "Address `broker serve` binds to."),
+    Option("BROKER_PORT", "8080", _int(0, 65535), "Port `broker serve` binds to."),
+    Option("BROKER_WORKERS", "2", _int(1, 64), "gunicorn worker processes."),
+    Option("BROKER_THREADS", "8", _int(1, 256), "Threads per worker (gthread); concurrency feeds AOF group commit."),
+    Option("BROKER_DATA_DIR", "./var", _path, "Data directory: embedded Redis files, development secrets, keys."),
+    Option("BROKER_REDIS_URL", "", _redis_url,
+           "External Redis (`redis://`, `rediss://`, `unix://`). Empty: start the embedded redis-server."),
+    Option("BROKER_REDIS_CLUSTER", "false", _bool, "Treat `BROKER_REDIS_URL` as a Redis Cluster entry point."),
+    Option("BROKER_REDIS_WAIT_REPLICAS", "0", _int(0, 16),
+           "Replicas that must confirm (WAIT) a disclosure record before data leaves."),
+    Option("BROKER_REDIS_TIMEOUT_MS", "2000", _int(50, 60000), "Socket timeout for Redis calls."),
+    Option("BROKER_SECRET_KEY", "", _secret, "Session-cookie signing key. Generated in development."),
+    Option("BROKER_TOKEN_HASH_KEY", "", _secret,
+           "HMAC key for token, code and client-secret hashes. Generated in development."),
+    Option("BROKER_PAIRWISE_KEY", "", _secret, "HMAC key for pairwise user ids. Generated in development."),
+    Option("BROKER_SIGNING_KEYS_FILE", "", _path,
+           "Private JWK set (id_token, receipts, checkpoints). Default `<data dir>/signing-keys.json`."),
+    Option("BROKER_PLATFORM_API_KEY", "", _secret,
+           "Bearer key for `/internal/v1` (platform API). Generated in development."),
+    Option("BROKER_SCOPES_DIR", str(REPO_SCOPES_DIR), _path, "Directory of the scope catalog files."),
+    Option("BROKER_ACCESS_TOKEN_TTL", "7200", _int(60, 86400), "Access token lifetime, seconds."),
+    Option("BROKER_REFRESH_TOKEN_TTL", "2592000", _int(300, 31536000), "Refresh token lifetime, seconds."),
+    Option("BROKER_CODE_TTL", "60", _int(5, 60), "Authorization code lifetime, seconds (at most 60)."),
+    Option("BROKER_REFRESH_GRACE_SECONDS", "0", _int(0, 60),
+           "Window in which a just-rotated refresh token may be retried (0: any reuse revokes the grant)."),
+    Option("BROKER_KEY_OVERLAP_SECONDS", "604800", _int(0, 31536000),
+           "How long a rotated signing key stays published in the JWKS."),
+    Option("BROKER_SECRET_OVERLAP_SECONDS", "86400", _int(0, 2592000),
+           "How long a rotated client secret keeps working."),
+    Option("BROKER_LOGIN_MAX_FAILURES", "5", _int(1, 1000), "Failed logins per account per window."),
+    Option("BROKER_LOGIN_MAX_FAILURES_PER_IP", "20", _int(1, 100000), "Failed logins per client address per window."),
+    Option("BROKER_LOGIN_WINDOW_SECONDS", "900", _int(10, 86400), "Failed-login counting window."),
+    Option("BROKER_MAX_BODY_BYTES", "1048576", _int(1024, 104857600), "Largest accepted request body."),
+    Option("BROKER_CHECKPOINT_SECONDS", "2", _int(1, 3600), "Ledger checkpoint interval while records arrive."),
+    Option("BROKER_LEDGER_RETENTION_DAYS", "1095", _int(1, 36500), "Ledger records older than this may be pruned."),
+    Option("BROKER_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level."),
+    Option("BROKER_TRUST_PROXY", "false", _bool,
+           "Trust one reverse proxy's X-Forwarded-For for the client address (rate limits, logs)."),
+)
+
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
+_DEV_SECRETS = ("BROKER_SECRET_KEY", "BROKER_TOKEN_HASH_KEY", "BROKER_PAIRWISE_KEY", "BROKER_PLATFORM_API_KEY")
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    issuer: str
+    host: str
+    port: int
+    workers: int
+    threads: int
+    data_dir: Path
+    redis_url: str
+    redis_cluster: bool
+    redis_wait_replicas: int
+    redis_timeout_ms: int
+    secret_key: str
+    token_hash_key: str
+    pairwise_key: str
+    signing_keys_file: Path
+    platform_api_key: str
+    scopes_dir: Path
+    access_token_ttl: int
+    refresh_token_ttl: int
+    code_ttl: int
+    refresh_grace_seconds: int
+    key_overlap_seconds: int
+    secret_overlap_seconds: int
+    login_max_failures: int
+    login_max_failures_per_ip: int
+    login_window_seconds: int
+    max_body_bytes: int
+    checkpoint_seconds: int
+    ledger_retention_days: int
+    log_level: str
+    trust_proxy: bool
+    dev_defaults: tuple[str, ...] = field(default=())
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, create_dirs: bool = True) -> Settings:
+        environ = os.environ if environ is None else environ
+        unknown = sorted(k for k in environ if k.startswith("BROKER_") and k not in _BY_NAME)
+        if unknown:
+            raise ConfigError(
+                f"unknown configuration variable {unknown[0]}"
+                + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+                + "; see the configuration table in README.md"
+            )
+        values: dict[str, Any] = {}
+        for opt in OPTIONS:
+            raw = environ.get(opt.name, opt.default)
+            try:
+                values[opt.name] = opt.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{opt.name}: {exc}") from None
+
+        data_dir = Path(values["BROKER_DATA_DIR"]).expanduser().resolve()
+        production = values["BROKER_ENV"] == "production"
+        if production:
+            missing = [name for name in (*_DEV_SECRETS, "BROKER_SIGNING_KEYS_FILE") if not values[name]]
+            if missing:
+                raise ConfigError(
+                    f"{missing[0]} must be set when BROKER_ENV=production"
+                    + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else "")
+                )
+            if not Path(values["BROKER_SIGNING_KEYS_FILE"]).is_file():
+                raise ConfigError(
+                    "BROKER_SIGNING_KEYS_FILE: file not found: "
+                    f"{values['BROKER_SIGNING_KEYS_FILE']} (create it with `broker keys rotate`)"
+                )
+        if create_dirs:
+            _ensure_writable(data_dir)
+        dev_defaults: list[str] = []
+        if not production:
+            missing = [name for name in _DEV_SECRETS if not values[name]]
+            if missing:
+                generated = _dev_secrets(data_dir, create=create_dirs)
+                for name in missing:
+                    values[name] = generated[name]
+                dev_defaults.extend(missing)
+        signing_file = values["BROKER_SIGNING_KEYS_FILE"] or str(data_dir / "signing-keys.json")
+        if not values["BROKER_SIGNING_KEYS_FILE"]:
+            dev_defaults.append("BROKER_SIGNING_KEYS_FILE")
+
+        return cls(
+            env=values["BROKER_ENV"],
+            issuer=values["BROKER_ISSUER"],
+            host=values["BROKER_HOST"],
+            port=values["BROKER_PORT"],
+            workers=values["BROKER_WORKERS"],
+            threads=values["BROKER_THREADS"],
+            data_dir=data_dir,
+            redis_url=values["BROKER_REDIS_URL"],
+            redis_cluster=values["BROKER_REDIS_CLUSTER"],
+            redis_wait_replicas=values["BROKER_REDIS_WAIT_REPLICAS"],
+            redis_timeout_ms=values["BROKER_REDIS_TIMEOUT_MS"],
+            secret_key=values["BROKER_SECRET_KEY"],
+            token_hash_key=values["BROKER_TOKEN_HASH_KEY"],
+            pairwise_key=values["BROKER_PAIRWISE_KEY"],
+            signing_keys_file=Path(signing_file),
+            platform_api_key=values["BROKER_PLATFORM_API_KEY"],
+            scopes_dir=Path(values["BROKER_SCOPES_DIR"]),
+            access_token_ttl=values["BROKER_ACCESS_TOKEN_TTL"],
+            refresh_token_ttl=values["BROKER_REFRESH_TOKEN_TTL"],
+            code_ttl=values["BROKER_CODE_TTL"],
+            refresh_grace_seconds=values["BROKER_REFRESH_GRACE_SECONDS"],
+            key_overlap_seconds=values["BROKER_KEY_OVERLAP_SECONDS"],
+            secret_overlap_seconds=values["BROKER_SECRET_OVERLAP_SECONDS"],
+            login_max_failures=values["BROKER_LOGIN_MAX_FAILURES"],
+            login_max_failures_per_ip=values["BROKER_LOGIN_MAX_FAILURES_PER_IP"],
+            login_window_seconds=values["BROKER_LOGIN_WINDOW_SECONDS"],
+            max_body_bytes=values["BROKER_MAX_BODY_BYTES"],
+            checkpoint_seconds=values["BROKER_CHECKPOINT_SECONDS"],
+            ledger_retention_days=values["BROKER_LEDGER_RETENTION_DAYS"],
+            log_level=values["BROKER_LOG_LEVEL"],
+            trust_proxy=values["BROKER_TRUST_PROXY"],
+            dev_defaults=tuple(dev_defaults),
+        )
+
+    def warn_dev_defaults(self) -> None:
+        if self.dev_defaults:
+            log.warning(
+                "DEVELOPMENT SECRETS IN USE (%s) generated and stored under %s. "
+                "Never run like this in production: set BROKER_ENV=production and provide them.",
+                ", ".join(self.dev_defaults),
+                self.data_dir,
+            )
+
+
+def _ensure_writable(data_dir: Path) -> None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"BROKER_DATA_DIR: {data_dir} is not a writable directory ({exc.strerror})") from None
+
+
+def _dev_secrets(data_dir: Path, *, create: bool) -> dict[str, str]:
+    """Generate development secrets once and keep them in the data directory (mode 0600)."""
+    path = data_dir / "dev-secrets.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"BROKER_DATA_DIR: {path} is unreadable or corrupt ({exc}); remove it") from None
+    changed = False
+    for name in _DEV_SECRETS:
+        if not isinstance(stored.get(name), str) or len(stored[name]) < 32:
+            stored[name] = secrets.token_urlsafe(48)
+            changed = True
+    if changed and create:
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh, indent=2)
+        os.replace(tmp, path)
+    return stored

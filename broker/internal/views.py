@@ -1,0 +1,7 @@
+"""Blueprint for the internal audience."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("internal", __name__)

@@ -1,0 +1,132 @@
+"""Running the service: configuration, the (embedded) Redis, and the production WSGI server.
+
+gunicorn with gthread workers was chosen over granian (see README, "Why gunicorn"): the app is
+preloaded once in the master, which also owns the embedded redis-server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from broker.app import create_app
+from broker.config import ConfigError, Settings
+from broker.storage.embedded import EmbeddedRedis
+from broker.storage.store import Store
+
+log = logging.getLogger("broker.server")
+
+
+class ServeError(Exception):
+    """The service cannot start; the message says why."""
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextlib.contextmanager
+def open_store(settings: Settings) -> Iterator[Store]:
+    """The configured Redis, or the embedded one started (and stopped) around the block."""
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        url = embedded.start()
+    try:
+        store = Store.from_url(
+            url,
+            cluster=settings.redis_cluster,
+            timeout_ms=settings.redis_timeout_ms,
+            wait_replicas=settings.redis_wait_replicas,
+        )
+        if not store.ping():
+            raise ServeError(f"BROKER_REDIS_URL: no Redis answered at {_redact(url)}")
+        yield store
+        store.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _redact(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def check_port_free(host: str, port: int) -> None:
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"BROKER_PORT: {host}:{port} is already in use; choose another port") from None
+            raise ServeError(f"BROKER_HOST/BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})") from None
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def run(settings: Settings, *, on_ready: Callable[[Store, Flask], None] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; the embedded Redis is shut down cleanly afterwards."""
+    check_port_free(settings.host, settings.port)
+    settings.warn_dev_defaults()
+    with open_store(settings) as store:
+        app = create_app(settings, store)
+        if on_ready is not None:
+            on_ready(store, app)
+        options = {
+            "bind": f"{settings.host}:{settings.port}",
+            "workers": settings.workers,
+            "worker_class": "gthread",
+            "threads": settings.threads,
+            "preload_app": True,
+            "graceful_timeout": 10,
+            "timeout": 30,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": settings.log_level.lower(),
+            "proc_name": "broker",
+            "limit_request_line": 8190,
+        }
+        try:
+            _Gunicorn(app, options).run()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+    return 0
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise ServeError(str(exc)) from None

