@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from broker import errors
 from broker.config import Settings
 from broker.services import catalog as catalog_mod
+from broker.services.keyring import Keyring
 from broker.storage.store import UNAVAILABLE, Store
 from broker.web import wants_json
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app.extensions["broker.settings"] = settings
     app.extensions["broker.store"] = store
     app.extensions["broker.catalog"] = catalog_mod.load(settings.scopes_dir)
+    app.extensions["broker.keyring"] = Keyring(settings.signing_keys_file, create=not settings.production)
     csrf.init_app(app)
 
     _register_blueprints(app)

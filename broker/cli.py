@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from broker.config import ConfigError
 from broker.services.catalog import CatalogError
+from broker.services.keyring import KeyringError
 from broker.storage.embedded import EmbeddedRedisError
 
 # Modules that add subcommands; each has ``register(subparsers)`` and sets ``func`` on its parsers.
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CatalogError, EmbeddedRedisError, ServeError, CommandError) as exc:
+    except (ConfigError, CatalogError, KeyringError, EmbeddedRedisError, ServeError, CommandError) as exc:
         print(f"broker {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

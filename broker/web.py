@@ -13,6 +13,7 @@ from broker.errors import UnsupportedMediaType, ValidationFailed
 if TYPE_CHECKING:
     from broker.config import Settings
     from broker.services.catalog import Catalog
+    from broker.services.keyring import Keyring
     from broker.storage.store import Store
 
 # Paths whose errors are always JSON; everything else negotiates on Accept.
@@ -29,6 +30,10 @@ def store() -> Store:
 
 def catalog() -> Catalog:
     return cast("Catalog", current_app.extensions["broker.catalog"])
+
+
+def keyring() -> Keyring:
+    return cast("Keyring", current_app.extensions["broker.keyring"])
 
 
 def request_id() -> str:

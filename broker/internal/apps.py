@@ -1,0 +1,3 @@
+"""Platform API: apps, installations, suspension."""
+
+from __future__ import annotations
