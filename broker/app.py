@@ -56,6 +56,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app.extensions["broker.store"] = store
     app.extensions["broker.catalog"] = catalog_mod.load(settings.scopes_dir)
     app.extensions["broker.keyring"] = Keyring(settings.signing_keys_file, create=not settings.production)
+    from broker.services.gate import Gate
+
+    app.extensions["broker.gate"] = Gate(
+        store, app.extensions["broker.catalog"], settings.token_hash_key, settings.pairwise_key
+    )
     csrf.init_app(app)
 
     _register_blueprints(app)

@@ -1,0 +1,261 @@
+"""The disclosure gate: the only code path through which a third party receives user data.
+
+    token -> grant or installation -> app and installation status
+          -> allowed fields = token scopes ∩ grant (or installation) scopes ∩ catalog-shareable
+                              ∩ the person's ticked fields (grants)
+          -> ledger record committed -> profile read for exactly those fields
+          -> marshmallow schema built for exactly those fields -> response
+
+The token check and the journal append are one Lua script in the app's slot (one round trip;
+DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled installation or a
+suspended app is refused by the very next request, and a refused request writes no record. The
+record is committed (AOF ``appendfsync always``; WAIT when replicas are configured) before any
+profile value is even read; if Redis cannot take it the request fails with 503 and no data.
+
+Keys the script derives from the token (grant, installation, pairwise map) all carry the tag of
+``KEYS[1]``, so the script stays in one cluster slot.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from marshmallow import Schema
+from marshmallow import fields as mf
+
+from broker.errors import BrokerError, NotFound
+from broker.services.catalog import Catalog
+from broker.services.hashing import keyed_hash
+from broker.services.pairwise import pairwise_id
+from broker.storage import keys
+from broker.storage.store import Store
+
+ACCESS_PREFIX = "brk_at_"
+
+# Returns {"ok", kind, subject, grant_id, fields_json, developer} or {error_code, description}.
+GATE_LUA = r"""
+local tag = ARGV[1]
+local now = tonumber(ARGV[2])
+local want_kind = ARGV[3]
+local want_org = ARGV[4]
+local scope_fields = cjson.decode(ARGV[5])
+local required_scope = ARGV[6]
+local template = cjson.decode(ARGV[7])
+local persons = cjson.decode(ARGV[8])
+
+local function hash(key)
+  local flat = redis.call('HGETALL', key)
+  local out = {}
+  for i = 1, #flat, 2 do out[flat[i]] = flat[i + 1] end
+  return out
+end
+local function words(s)
+  local out = {}
+  if s then for w in string.gmatch(s, '%S+') do out[w] = true end end
+  return out
+end
+
+local tok = hash(KEYS[1])
+if tok.client_id == nil then return {'invalid_token', 'The access token is unknown, expired or revoked'} end
+if tonumber(tok.expires_at or '0') <= now then return {'invalid_token', 'The access token has expired'} end
+local app = hash(KEYS[2])
+if app.status ~= 'active' then return {'invalid_token', 'The app is suspended'} end
+if tok.kind ~= want_kind then
+  if want_kind == 'installation' then
+    return {'invalid_token', 'This endpoint needs an organization token (client_credentials with org_id)'}
+  end
+  return {'invalid_token', 'This endpoint needs a token issued to a person'}
+end
+
+local allowed_scopes = {}
+local ticked = nil
+if tok.kind == 'grant' then
+  local grant = hash(tag .. ':grant:' .. tok.subject)
+  if grant.id == nil or grant.id ~= tok.grant_id then
+    return {'invalid_token', 'The grant behind this token was revoked'}
+  end
+  local granted = words(grant.scopes)
+  for s in pairs(words(tok.scopes)) do if granted[s] then allowed_scopes[s] = true end end
+  ticked = words(grant.fields)
+else
+  if tok.subject ~= want_org then return {'not_found', 'Not found'} end
+  local inst = hash(tag .. ':inst:' .. tok.subject)
+  if inst.id == nil or inst.id ~= tok.grant_id then
+    return {'invalid_token', 'The installation behind this token was removed'}
+  end
+  if inst.enabled ~= '1' then return {'invalid_token', 'The organization has switched this app off'} end
+  local chosen = words(inst.scopes)
+  for s in pairs(words(tok.scopes)) do if chosen[s] then allowed_scopes[s] = true end end
+end
+if not allowed_scopes[required_scope] then
+  return {'insufficient_scope', required_scope, tok.kind, tok.subject}
+end
+
+local field_set = {}
+for s in pairs(allowed_scopes) do
+  local fs = scope_fields[s]
+  if fs then for _, f in ipairs(fs) do
+    if ticked == nil or ticked[f] then field_set[f] = true end
+  end end
+end
+local field_list = {}
+for f in pairs(field_set) do table.insert(field_list, f) end
+table.sort(field_list)
+
+if tok.kind == 'grant' then persons = {{tok.subject, persons[1] and persons[1][2] or ''}} end
+local pw_key = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)
+for i, p in ipairs(persons) do
+  template.id = template.request_id .. '-' .. i
+  template.person = p[1]
+  template.grant = tok.grant_id
+  template.org = (tok.kind == 'installation') and tok.subject or cjson.null
+  template.audience = (tok.kind == 'installation') and 'organization' or 'individual'
+  template.developer = app.developer_id or ''
+  template.fields = field_list
+  redis.call('XADD', KEYS[3], '*', 'r', cjson.encode(template))
+  if p[2] ~= '' then redis.call('HSET', pw_key, p[2], p[1]) end
+end
+return {'ok', tok.kind, tok.subject, tok.grant_id, cjson.encode(field_list)}
+"""
+
+
+class InvalidToken(BrokerError):
+    """RFC 6750 3.1 ``invalid_token``: 401 with a ``WWW-Authenticate: Bearer`` challenge."""
+
+    status = 401
+    code = "invalid_token"
+    title = "Invalid access token"
+
+
+class InsufficientScope(BrokerError):
+    """RFC 6750 3.1 ``insufficient_scope``: 403 naming the missing scope and where to grant it."""
+
+    status = 403
+    code = "insufficient_scope"
+    title = "Insufficient scope"
+
+
+@dataclass(frozen=True)
+class Disclosed:
+    """What the gate allowed and recorded: serialize only ``fields`` of these people."""
+
+    client_id: str
+    kind: str
+    subject: str
+    grant_id: str
+    fields: tuple[str, ...]
+
+
+def client_of(token: str) -> str:
+    """The client id a token names (``brk_at_<client_id>.<secret>``); InvalidToken if malformed."""
+    if not token.startswith(ACCESS_PREFIX) or "." not in token or len(token) > 512:
+        raise InvalidToken("The access token is malformed")
+    client_id = token[len(ACCESS_PREFIX):].split(".", 1)[0]
+    if not client_id.startswith("app_") or not client_id.isascii() or len(client_id) > 64:
+        raise InvalidToken("The access token is malformed")
+    return client_id
+
+
+def _scope_fields(catalog: Catalog) -> str:
+    return json.dumps({name: sorted(catalog.fields_of([name])) for name in catalog.scopes})
+
+
+class Gate:
+    """One per app process; holds the registered script and the catalog's scope->fields map."""
+
+    def __init__(self, store: Store, catalog: Catalog, token_hash_key: str, pairwise_key: str) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.token_hash_key = token_hash_key
+        self.pairwise_key = pairwise_key
+        self._script = store.script(GATE_LUA)
+        self._scope_fields = _scope_fields(catalog)
+
+    def authorize_and_record(
+        self,
+        token: str,
+        *,
+        kind: str,
+        required_scope: str,
+        endpoint: str,
+        request_id: str,
+        org_id: str = "",
+        persons: Sequence[str] = (),
+    ) -> Disclosed:
+        """Check the token and commit one journal record per person, atomically.
+
+        ``persons`` are internal user ids (org tokens); for a person's token it is ignored and the
+        token's own subject is disclosed.
+        """
+        client_id = client_of(token)
+        token_key = keys.access_token(client_id, keyed_hash(self.token_hash_key, token))
+        person_args: list[list[str]]
+        if kind == "installation":
+            person_args = [[uid, pairwise_id(self.pairwise_key, client_id, uid, org_id)] for uid in persons]
+        else:
+            person_args = [["", ""]]  # the script fills in the subject; pairwise id computed below
+        template = {
+            "time": time.time(),
+            "app": client_id,
+            "endpoint": endpoint,
+            "request_id": request_id,
+            "catalog_version": self.catalog.version,
+        }
+        journal = keys.journal(client_id)
+        pipe = self.store.redis.pipeline(transaction=False)
+        pipe.sadd(keys.journals_index(), client_id)
+        self._script(
+            keys=[token_key, keys.app(client_id), journal],
+            args=[keys.app_tag(client_id), int(time.time()), kind, org_id, self._scope_fields, required_scope,
+                  json.dumps(template), json.dumps(person_args)],
+            client=pipe,
+        )
+        _, result = pipe.execute()
+        status = result[0]
+        if status == "invalid_token":
+            raise InvalidToken(result[1])
+        if status == "not_found":
+            raise NotFound("No such organization")
+        if status == "insufficient_scope":
+            raise InsufficientScope(f"This request needs the scope {result[1]!r}", scope=result[1],
+                                    token_kind=result[2], token_subject=result[3], client_id=client_id)
+        if status != "ok":  # pragma: no cover - the script returns one of the above
+            raise RuntimeError(f"unexpected gate result {status!r}")
+        self.store.confirm_durable(journal)
+        return Disclosed(client_id=client_id, kind=result[1], subject=result[2], grant_id=result[3],
+                         fields=tuple(json.loads(result[4])))
+
+    # -- after the record is committed ---------------------------------------------------------
+
+    def profiles(self, disclosed: Disclosed, uids: Iterable[str]) -> list[dict[str, Any]]:
+        """Read only the allowed directory fields and serialize them through an allow-list schema."""
+        uid_list = list(uids)
+        directory_fields = [f for f in disclosed.fields if f != "user_id"]
+        pipe = self.store.redis.pipeline(transaction=False)
+        for uid in uid_list:
+            pipe.hmget(keys.user(uid), ["status", *directory_fields])
+        rows = pipe.execute() if uid_list else []
+        org = disclosed.subject if disclosed.kind == "installation" else None
+        schema = schema_for(disclosed.fields)
+        out = []
+        for uid, row in zip(uid_list, rows, strict=True):
+            if row[0] != "active":
+                continue  # deleted between the listing and now: nothing to show
+            values: dict[str, Any] = dict(zip(directory_fields, row[1:], strict=True))
+            if "user_id" in disclosed.fields:
+                values["user_id"] = pairwise_id(self.pairwise_key, disclosed.client_id, uid, org)
+            out.append(schema.dump(values))
+        return out
+
+
+@lru_cache(maxsize=64)
+def schema_for(field_names: tuple[str, ...]) -> Schema:
+    """A marshmallow schema with exactly these fields: serialization is driven by an allow-list."""
+    schema_cls = Schema.from_dict({name: mf.String(allow_none=True) for name in field_names},
+                                  name="Disclosure_" + "_".join(field_names))
+    return schema_cls()
