@@ -230,6 +230,26 @@ class Gate:
         return Disclosed(client_id=client_id, kind=result[1], subject=result[2], grant_id=result[3],
                          fields=tuple(json.loads(result[4])))
 
+    def record_issued(self, client_id: str, *, developer_id: str, user_id: str, grant_id: str,
+                      fields: Sequence[str], endpoint: str, request_id: str) -> None:
+        """Record a disclosure made by the token endpoint itself (the id_token's ``sub``).
+
+        The token endpoint has already authenticated the client and loaded the grant, so no token
+        check is needed; the record is still committed before the response leaves.
+        """
+        record = {
+            "id": f"{request_id}-1", "time": time.time(), "app": client_id, "developer": developer_id,
+            "audience": "individual", "org": None, "person": user_id, "grant": grant_id,
+            "fields": sorted(fields), "endpoint": endpoint, "request_id": request_id,
+            "catalog_version": self.catalog.version,
+        }
+        journal = keys.journal(client_id)
+        pipe = self.store.redis.pipeline(transaction=False)
+        pipe.sadd(keys.journals_index(), client_id)
+        pipe.xadd(journal, {"r": json.dumps(record)})
+        pipe.execute()
+        self.store.confirm_durable(journal)
+
     # -- after the record is committed ---------------------------------------------------------
 
     def profiles(self, disclosed: Disclosed, uids: Iterable[str]) -> list[dict[str, Any]]:
