@@ -22,6 +22,7 @@ Audience = Literal["individual", "organization"]
 NAME_RE = r"^[a-z][a-z0-9_]{0,39}$"
 SCOPE_RE = r"^[a-z][a-z0-9_.:-]{0,63}$"
 LANGUAGES = ("en", "zh")
+_NAME_ERROR = "invalid name {input!r}: use lowercase letters and digits (scopes may also use . : - _)"
 
 
 class CatalogError(Exception):
@@ -68,9 +69,9 @@ class _FileSchema(Schema):
         unknown = RAISE
 
     title = mf.String(load_default="")
-    field_defs = mf.Dict(keys=mf.String(validate=validate.Regexp(NAME_RE)), values=mf.Dict(),
+    field_defs = mf.Dict(keys=mf.String(validate=validate.Regexp(NAME_RE, error=_NAME_ERROR)), values=mf.Dict(),
                          load_default=dict, data_key="fields")
-    scopes = mf.Dict(keys=mf.String(validate=validate.Regexp(SCOPE_RE)), values=mf.Dict(),
+    scopes = mf.Dict(keys=mf.String(validate=validate.Regexp(SCOPE_RE, error=_NAME_ERROR)), values=mf.Dict(),
                          load_default=dict)
 
 
@@ -127,6 +128,9 @@ def _fmt(messages: Any) -> str:
     def walk(prefix: str, node: Any) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
+                if key in {"key", "value"} and prefix:  # marshmallow's Dict key/value wrapper
+                    walk(prefix, value)
+                    continue
                 walk(f"{prefix}.{key}" if prefix else str(key), value)
         elif isinstance(node, list):
             for item in node:
