@@ -11,11 +11,19 @@ from urllib.parse import urljoin
 class Form:
     action: str
     method: str
-    inputs: list[tuple[str, str, str, bool, bool]] = field(default_factory=list)  # name, type, value, checked, disabled
+    inputs: list[tuple[str, str, str, bool, bool]] = field(
+        default_factory=list
+    )  # name, type, value, checked, disabled
     buttons: list[tuple[str, str]] = field(default_factory=list)  # name, value
 
-    def values(self, *, press: str | None = None, untick: tuple[str, ...] = (), tick: tuple[str, ...] = (),
-               **overrides: str) -> list[tuple[str, str]]:
+    def values(
+        self,
+        *,
+        press: str | None = None,
+        untick: tuple[str, ...] = (),
+        tick: tuple[str, ...] = (),
+        **overrides: str,
+    ) -> list[tuple[str, str]]:
         """The pairs a browser would send, pressing the submit button whose value is ``press``."""
         out: list[tuple[str, str]] = []
         for name, kind, value, checked, disabled in self.inputs:
@@ -51,16 +59,19 @@ class _Parser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: (v or "") for k, v in attrs}
         if tag == "form":
-            self._current = Form(action=urljoin(self.base, a.get("action") or self.base),
-                                 method=(a.get("method") or "get").lower())
+            self._current = Form(
+                action=urljoin(self.base, a.get("action") or self.base),
+                method=(a.get("method") or "get").lower(),
+            )
             self.forms.append(self._current)
         elif self._current is not None and tag == "input":
             kind = a.get("type", "text").lower()
             if kind == "submit":
                 self._current.buttons.append((a.get("name", ""), a.get("value", "")))
             else:
-                self._current.inputs.append((a.get("name", ""), kind, a.get("value", ""), "checked" in a,
-                                             "disabled" in a))
+                self._current.inputs.append(
+                    (a.get("name", ""), kind, a.get("value", ""), "checked" in a, "disabled" in a)
+                )
         elif self._current is not None and tag == "button":
             if a.get("type", "submit").lower() == "submit":
                 self._current.buttons.append((a.get("name", ""), a.get("value", "")))
@@ -82,4 +93,6 @@ def form_with(html: str, base: str, *, field_name: str | None = None, action_par
             return candidate
         if action_part and action_part in candidate.action:
             return candidate
-    raise AssertionError(f"no form with field {field_name!r} / action {action_part!r} in page:\n{html[:2000]}")
+    raise AssertionError(
+        f"no form with field {field_name!r} / action {action_part!r} in page:\n{html[:2000]}"
+    )

@@ -49,7 +49,9 @@ def make_org(store: Store, members: list[str] | None = None, name: str = "org") 
     return oid
 
 
-def make_app(store: Store, *, kind: str = "mini_program", developer_id: str = "usr_dev", **fields: Any) -> str:
+def make_app(
+    store: Store, *, kind: str = "mini_program", developer_id: str = "usr_dev", **fields: Any
+) -> str:
     client_id = new_id("app_")
     record = {
         "client_id": client_id,
@@ -70,33 +72,70 @@ def make_app(store: Store, *, kind: str = "mini_program", developer_id: str = "u
 def make_grant(store: Store, client_id: str, uid: str, scopes: str, fields: str) -> str:
     gid = new_id("gr_")
     now = str(int(time.time()))
-    store.redis.hset(keys.grant(client_id, uid), mapping={
-        "id": gid, "client_id": client_id, "user_id": uid, "scopes": scopes, "fields": fields,
-        "purpose": "test", "consent_version": "test", "created_at": now, "updated_at": now,
-    })
+    store.redis.hset(
+        keys.grant(client_id, uid),
+        mapping={
+            "id": gid,
+            "client_id": client_id,
+            "user_id": uid,
+            "scopes": scopes,
+            "fields": fields,
+            "purpose": "test",
+            "consent_version": "test",
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
     return gid
 
 
-def make_installation(store: Store, client_id: str, org_id: str, scopes: str = "org.members.read",
-                      enabled: bool = True) -> str:
+def make_installation(
+    store: Store, client_id: str, org_id: str, scopes: str = "org.members.read", enabled: bool = True
+) -> str:
     iid = new_id("in_")
     now = str(int(time.time()))
-    store.redis.hset(keys.installation(client_id, org_id), mapping={
-        "id": iid, "client_id": client_id, "org_id": org_id, "scopes": scopes, "enabled": "1" if enabled else "0",
-        "installed_by": "usr_admin", "created_at": now, "updated_at": now,
-    })
+    store.redis.hset(
+        keys.installation(client_id, org_id),
+        mapping={
+            "id": iid,
+            "client_id": client_id,
+            "org_id": org_id,
+            "scopes": scopes,
+            "enabled": "1" if enabled else "0",
+            "installed_by": "usr_admin",
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
     return iid
 
 
-def make_token(store: Store, settings: Settings, client_id: str, *, kind: str, subject: str, grant_id: str,
-               scopes: str, ttl: int = 3600) -> str:
+def make_token(
+    store: Store,
+    settings: Settings,
+    client_id: str,
+    *,
+    kind: str,
+    subject: str,
+    grant_id: str,
+    scopes: str,
+    ttl: int = 3600,
+) -> str:
     token = f"brk_at_{client_id}.{secrets.token_urlsafe(32)}"
     key = keys.access_token(client_id, keyed_hash(settings.token_hash_key, token))
     now = int(time.time())
-    store.redis.hset(key, mapping={
-        "client_id": client_id, "kind": kind, "subject": subject, "grant_id": grant_id, "scopes": scopes,
-        "issued_at": str(now), "expires_at": str(now + ttl),
-    })
+    store.redis.hset(
+        key,
+        mapping={
+            "client_id": client_id,
+            "kind": kind,
+            "subject": subject,
+            "grant_id": grant_id,
+            "scopes": scopes,
+            "issued_at": str(now),
+            "expires_at": str(now + ttl),
+        },
+    )
     store.redis.expireat(key, now + max(ttl, 1))
     store.redis.sadd(keys.grant_tokens(client_id, grant_id), key)
     return token

@@ -27,8 +27,9 @@ def person(store, settings):
     uid = make_user(store, nickname="Alice", avatar="https://a.example/alice.png")
     client_id = make_app(store, developer_id="usr_dev1")
     gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname")  # avatar unticked
-    token = make_token(store, settings, client_id, kind="grant", subject=uid, grant_id=gid,
-                       scopes="openid profile")
+    token = make_token(
+        store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
+    )
     return {"uid": uid, "client_id": client_id, "gid": gid, "token": token}
 
 
@@ -66,7 +67,9 @@ def test_userinfo_uses_oidc_claim_names(client, store, settings, person) -> None
 def test_pairwise_ids_differ_per_app(client, store, settings, person) -> None:
     other = make_app(store)
     gid = make_grant(store, other, person["uid"], "openid", "user_id")
-    token = make_token(store, settings, other, kind="grant", subject=person["uid"], grant_id=gid, scopes="openid")
+    token = make_token(
+        store, settings, other, kind="grant", subject=person["uid"], grant_id=gid, scopes="openid"
+    )
     first = client.get("/v1/me", headers=bearer(person["token"])).get_json()["user_id"]
     second = client.get("/v1/me", headers=bearer(token)).get_json()
     assert second == {"user_id": pairwise_id(settings.pairwise_key, other, person["uid"])}
@@ -101,7 +104,9 @@ def test_refused_after_revocation_and_nothing_recorded(client, store, settings, 
 
 
 def test_per_scope_revocation_shrinks_the_response_at_once(client, store, person) -> None:
-    store.redis.hset(keys.grant(person["client_id"], person["uid"]), mapping={"scopes": "openid", "fields": "user_id"})
+    store.redis.hset(
+        keys.grant(person["client_id"], person["uid"]), mapping={"scopes": "openid", "fields": "user_id"}
+    )
     body = client.get("/v1/me", headers=bearer(person["token"])).get_json()
     assert set(body) == {"user_id"}
     assert journal_records(store, person["client_id"])[-1]["fields"] == ["user_id"]
@@ -117,8 +122,14 @@ def test_missing_scope_is_insufficient_scope_with_where_to_grant(client, store, 
     body = response.get_json()
     assert body["error"] == "insufficient_scope"
     assert body["scope"] == "openid"
-    assert body["grant_url"] == f"{settings.issuer}/oauth/authorize?response_type=code&client_id={cid}&scope=openid"
-    assert response.headers["WWW-Authenticate"] == 'Bearer realm="broker", error="insufficient_scope", scope="openid"'
+    assert (
+        body["grant_url"]
+        == f"{settings.issuer}/oauth/authorize?response_type=code&client_id={cid}&scope=openid"
+    )
+    assert (
+        response.headers["WWW-Authenticate"]
+        == 'Bearer realm="broker", error="insufficient_scope", scope="openid"'
+    )
     assert journal_records(store, cid) == []
 
 
@@ -138,15 +149,18 @@ def test_bad_credentials(client, headers, query, status) -> None:
     assert response.headers["WWW-Authenticate"].startswith('Bearer realm="broker"')
 
 
-def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(client, store, settings, person) -> None:
+def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(
+    client, store, settings, person
+) -> None:
     oid = make_org(store, [person["uid"]])
     response = client.get(f"/v1/orgs/{oid}/members", headers=bearer(person["token"]))
     assert response.status_code == 401
     assert "organization token" in response.get_json()["detail"]
     org_app = make_app(store, kind="org_app")
     iid = make_installation(store, org_app, oid)
-    org_token = make_token(store, settings, org_app, kind="installation", subject=oid, grant_id=iid,
-                           scopes="org.members.read")
+    org_token = make_token(
+        store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
+    )
     assert client.get("/v1/me", headers=bearer(org_token)).status_code == 401
     assert journal_records(store, org_app) == []
 
@@ -157,8 +171,9 @@ def org(store, settings):
     oid = make_org(store, people)
     cid = make_app(store, kind="org_app", developer_id="usr_dev2")
     iid = make_installation(store, cid, oid)
-    token = make_token(store, settings, cid, kind="installation", subject=oid, grant_id=iid,
-                       scopes="org.members.read")
+    token = make_token(
+        store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
+    )
     return {"oid": oid, "people": people, "client_id": cid, "iid": iid, "token": token}
 
 
@@ -168,10 +183,12 @@ def test_members_pages_and_one_record_per_person(client, store, settings, org) -
     page1 = first.get_json()
     assert [m["nickname"] for m in page1["members"]] == ["member0", "member1"]
     assert all(set(m) == {"user_id", "nickname", "avatar"} for m in page1["members"])
-    assert page1["members"][0]["user_id"] == pairwise_id(settings.pairwise_key, org["client_id"], org["people"][0],
-                                                         org["oid"])
-    second = client.get(f"/v1/orgs/{org['oid']}/members?limit=2&cursor={page1['next_cursor']}",
-                        headers=bearer(org["token"])).get_json()
+    assert page1["members"][0]["user_id"] == pairwise_id(
+        settings.pairwise_key, org["client_id"], org["people"][0], org["oid"]
+    )
+    second = client.get(
+        f"/v1/orgs/{org['oid']}/members?limit=2&cursor={page1['next_cursor']}", headers=bearer(org["token"])
+    ).get_json()
     assert [m["nickname"] for m in second["members"]] == ["member2"]
     assert second["next_cursor"] is None
     records = journal_records(store, org["client_id"])
@@ -228,8 +245,14 @@ def test_org_token_refused_after_admin_change(client, store, org, change) -> Non
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("?limit=0", "limit"), ("?limit=101", "limit"), ("?limit=ten", "limit"), ("?cursor=%%%", "cursor"),
-     ("?cursor=bm9wZQ", "cursor"), ("?colour=red", "colour")],
+    [
+        ("?limit=0", "limit"),
+        ("?limit=101", "limit"),
+        ("?limit=ten", "limit"),
+        ("?cursor=%%%", "cursor"),
+        ("?cursor=bm9wZQ", "cursor"),
+        ("?colour=red", "colour"),
+    ],
 )
 def test_bad_paging_names_the_field_and_records_nothing(client, store, org, query, field) -> None:
     response = client.get(f"/v1/orgs/{org['oid']}/members{query}", headers=bearer(org["token"]))

@@ -83,7 +83,10 @@ def _grant_url(exc: InsufficientScope) -> str:
 def _disclose_person(endpoint: str) -> tuple[Any, dict[str, Any]]:
     try:
         disclosed = gate().authorize_and_record(
-            bearer_token(), kind="grant", required_scope="openid", endpoint=endpoint,
+            bearer_token(),
+            kind="grant",
+            required_scope="openid",
+            endpoint=endpoint,
             request_id=web.request_id(),
         )
     except InsufficientScope as exc:
@@ -134,21 +137,30 @@ def decode_cursor(raw: str) -> int:
             raise ValueError
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("invalid cursor", fields={"cursor": ["Not a cursor returned by this API."]}) from None
+        raise ValidationFailed(
+            "invalid cursor", fields={"cursor": ["Not a cursor returned by this API."]}
+        ) from None
 
 
 def _page_args() -> dict[str, Any]:
     try:
         return cast(dict[str, Any], _PageArgs().load(request.args.to_dict()))
     except ValidationError as exc:
-        raise ValidationFailed("some query parameters are invalid", fields=cast(dict[str, Any], exc.messages)) from None
+        raise ValidationFailed(
+            "some query parameters are invalid", fields=cast(dict[str, Any], exc.messages)
+        ) from None
 
 
 def _org_token(org_id: str, endpoint: str, persons: list[str]) -> Any:
     try:
         return gate().authorize_and_record(
-            bearer_token(), kind="installation", required_scope=MEMBER_SCOPE, endpoint=endpoint,
-            request_id=web.request_id(), org_id=org_id, persons=persons,
+            bearer_token(),
+            kind="installation",
+            required_scope=MEMBER_SCOPE,
+            endpoint=endpoint,
+            request_id=web.request_id(),
+            org_id=org_id,
+            persons=persons,
         )
     except InsufficientScope as exc:
         exc.extra["grant_url"] = _grant_url(exc)

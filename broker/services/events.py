@@ -19,11 +19,19 @@ from typing import Any
 
 from broker.storage import keys
 
-EVENT_TYPES = frozenset({
-    "grant.created", "grant.revoked",
-    "installation.installed", "installation.disabled", "installation.enabled", "installation.removed",
-    "user.deleted", "app.suspended", "app.restored",
-})
+EVENT_TYPES = frozenset(
+    {
+        "grant.created",
+        "grant.revoked",
+        "installation.installed",
+        "installation.disabled",
+        "installation.enabled",
+        "installation.removed",
+        "user.deleted",
+        "app.suspended",
+        "app.restored",
+    }
+)
 
 
 def emit(pipe: Any, client_id: str, event_type: str, data: dict[str, Any]) -> str:

@@ -155,7 +155,7 @@ def client_of(token: str) -> str:
     """The client id a token names (``brk_at_<client_id>.<secret>``); InvalidToken if malformed."""
     if not token.startswith(ACCESS_PREFIX) or "." not in token or len(token) > 512:
         raise InvalidToken("The access token is malformed")
-    client_id = token[len(ACCESS_PREFIX):].split(".", 1)[0]
+    client_id = token[len(ACCESS_PREFIX) :].split(".", 1)[0]
     if not client_id.startswith("app_") or not client_id.isascii() or len(client_id) > 64:
         raise InvalidToken("The access token is malformed")
     return client_id
@@ -211,8 +211,16 @@ class Gate:
         pipe.sadd(keys.journals_index(), client_id)
         self._script(
             keys=[token_key, keys.app(client_id), journal],
-            args=[keys.app_tag(client_id), int(time.time()), kind, org_id, self._scope_fields, required_scope,
-                  json.dumps(template), json.dumps(person_args)],
+            args=[
+                keys.app_tag(client_id),
+                int(time.time()),
+                kind,
+                org_id,
+                self._scope_fields,
+                required_scope,
+                json.dumps(template),
+                json.dumps(person_args),
+            ],
             client=pipe,
         )
         _, result = pipe.execute()
@@ -222,25 +230,52 @@ class Gate:
         if status == "not_found":
             raise NotFound("No such organization")
         if status == "insufficient_scope":
-            raise InsufficientScope(f"This request needs the scope {result[1]!r}", scope=result[1],
-                                    token_kind=result[2], token_subject=result[3], client_id=client_id)
+            raise InsufficientScope(
+                f"This request needs the scope {result[1]!r}",
+                scope=result[1],
+                token_kind=result[2],
+                token_subject=result[3],
+                client_id=client_id,
+            )
         if status != "ok":  # pragma: no cover - the script returns one of the above
             raise RuntimeError(f"unexpected gate result {status!r}")
         self.store.confirm_durable(journal)
-        return Disclosed(client_id=client_id, kind=result[1], subject=result[2], grant_id=result[3],
-                         fields=tuple(json.loads(result[4])))
+        return Disclosed(
+            client_id=client_id,
+            kind=result[1],
+            subject=result[2],
+            grant_id=result[3],
+            fields=tuple(json.loads(result[4])),
+        )
 
-    def record_issued(self, client_id: str, *, developer_id: str, user_id: str, grant_id: str,
-                      fields: Sequence[str], endpoint: str, request_id: str) -> None:
+    def record_issued(
+        self,
+        client_id: str,
+        *,
+        developer_id: str,
+        user_id: str,
+        grant_id: str,
+        fields: Sequence[str],
+        endpoint: str,
+        request_id: str,
+    ) -> None:
         """Record a disclosure made by the token endpoint itself (the id_token's ``sub``).
 
         The token endpoint has already authenticated the client and loaded the grant, so no token
         check is needed; the record is still committed before the response leaves.
         """
         record = {
-            "id": f"{request_id}-1", "time": time.time(), "app": client_id, "developer": developer_id,
-            "audience": "individual", "org": None, "person": user_id, "grant": grant_id,
-            "fields": sorted(fields), "endpoint": endpoint, "request_id": request_id,
+            "id": f"{request_id}-1",
+            "time": time.time(),
+            "app": client_id,
+            "developer": developer_id,
+            "audience": "individual",
+            "org": None,
+            "person": user_id,
+            "grant": grant_id,
+            "fields": sorted(fields),
+            "endpoint": endpoint,
+            "request_id": request_id,
             "catalog_version": self.catalog.version,
         }
         journal = keys.journal(client_id)
@@ -276,6 +311,7 @@ class Gate:
 @lru_cache(maxsize=64)
 def schema_for(field_names: tuple[str, ...]) -> Schema:
     """A marshmallow schema with exactly these fields: serialization is driven by an allow-list."""
-    schema_cls = Schema.from_dict({name: mf.String(allow_none=True) for name in field_names},
-                                  name="Disclosure_" + "_".join(field_names))
+    schema_cls = Schema.from_dict(
+        {name: mf.String(allow_none=True) for name in field_names}, name="Disclosure_" + "_".join(field_names)
+    )
     return schema_cls()
