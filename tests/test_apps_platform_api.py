@@ -170,3 +170,19 @@ def test_cli_suspend_and_restore(tmp_path, store, redis_server, settings) -> Non
     )
     assert done.returncode == 0 and "active" in done.stdout
     assert store.redis.hget(keys.app(record["client_id"]), "status") == "active"
+
+
+def test_unknown_developer_is_named_with_the_other_bad_fields(client, store, auth) -> None:
+    payload = {**mini_payload("usr_0000000000000000"), "contact": ""}
+    response = client.post("/internal/v1/apps", json=payload, headers=auth)
+    assert response.status_code == 400
+    assert set(response.get_json()["errors"]) == {"developer_id", "contact"}
+
+
+def test_list_apps_of_one_developer(client, store, auth) -> None:
+    dev, other = make_user(store), make_user(store, "Other")
+    mine = client.post("/internal/v1/apps", json=mini_payload(dev), headers=auth).get_json()["client_id"]
+    client.post("/internal/v1/apps", json=mini_payload(other), headers=auth)
+    listed = client.get(f"/internal/v1/apps?developer_id={dev}", headers=auth).get_json()["apps"]
+    assert [a["client_id"] for a in listed] == [mine]
+    assert client.get("/internal/v1/apps?developer_id=bob", headers=auth).status_code == 400

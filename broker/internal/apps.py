@@ -7,6 +7,7 @@ one 400 names every bad field.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -72,7 +73,7 @@ class InstallSchema(Schema):
     scopes = mf.List(
         mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
     )
-    installed_by = mf.String(load_default="", validate=validate.Length(max=64))
+    installed_by = mf.String(load_default="", validate=validate.Regexp(r"^(usr_[0-9a-f]{16})?$"))
 
 
 class InstallationPatchSchema(Schema):
@@ -126,8 +127,15 @@ def _app_json(record: dict[str, Any], status: int = 200, **extra: Any) -> Respon
 @require_platform_key
 def create_app_view() -> Response:
     settings, catalog = web.settings(), web.catalog()
-    data = _load(AppCreateSchema(), _payload(), lambda d: apps_svc.validate(settings, catalog, d))
-    record, client_secret, webhook_secret = apps_svc.register_app(web.store(), settings, catalog, data)
+    store = web.store()
+
+    def semantic(data: dict[str, Any]) -> dict[str, list[str]]:
+        problems = apps_svc.validate(settings, catalog, data)
+        problems.update(apps_svc.developer_problems(store, data.get("developer_id")))
+        return problems
+
+    data = _load(AppCreateSchema(), _payload(), semantic)
+    record, client_secret, webhook_secret = apps_svc.register_app(store, settings, catalog, data)
     extra: dict[str, Any] = {"webhook_secret": webhook_secret}
     if client_secret is not None:
         extra["client_secret"] = client_secret
@@ -139,7 +147,11 @@ def create_app_view() -> Response:
 @bp.get("/apps")
 @require_platform_key
 def list_apps_view() -> Response:
-    return jsonify({"apps": [apps_svc.public_view(r) for r in apps_svc.list_apps(web.store())]})
+    developer_id = request.args.get("developer_id")
+    if developer_id is not None and not re.match(r"^usr_[0-9a-f]{16}$", developer_id):
+        raise ValidationFailed("some fields are invalid", fields={"developer_id": ["not a user id"]})
+    records = apps_svc.list_apps(web.store(), developer_id)
+    return jsonify({"apps": [apps_svc.public_view(r) for r in records]})
 
 
 @bp.get("/apps/<client_id>")

@@ -138,6 +138,15 @@ def validate(settings: Settings, catalog: Catalog, data: Mapping[str, Any]) -> d
     return problems
 
 
+def developer_problems(store: Store, developer_id: Any) -> dict[str, list[str]]:
+    """The developer must be an active platform user (the consent page names them)."""
+    if not isinstance(developer_id, str) or not developer_id:
+        return {}
+    if store.redis.hget(keys.user(developer_id), "status") != "active":
+        return {"developer_id": ["no active user with this id"]}
+    return {}
+
+
 def raise_problems(problems: dict[str, list[str]], catalog_scopes_bad: bool = False) -> None:
     if not problems:
         return
@@ -173,9 +182,14 @@ def require_app(store: Store, client_id: str) -> dict[str, Any]:
     return record
 
 
-def list_apps(store: Store) -> list[dict[str, Any]]:
+def list_apps(store: Store, developer_id: str | None = None) -> list[dict[str, Any]]:
+    """Every app (registration order), or one developer's apps."""
+    if developer_id is not None:
+        client_ids = sorted(store.redis.smembers(keys.developer_apps(developer_id)))
+    else:
+        client_ids = store.redis.zrange(keys.apps_all(), 0, -1)
     out = []
-    for client_id in store.redis.zrange(keys.apps_all(), 0, -1):
+    for client_id in client_ids:
         record = get_app(store, client_id)
         if record is not None:
             out.append(record)
@@ -212,10 +226,8 @@ def register_app(
         if data.get(name) in (None, ""):
             problems.setdefault(name, []).append("is required")
     developer_id = data.get("developer_id")
-    if isinstance(developer_id, str) and developer_id:
-        status = store.redis.hget(keys.user(developer_id), "status")
-        if status != "active":
-            problems.setdefault("developer_id", []).append("no active user with this id")
+    for name, messages in developer_problems(store, developer_id).items():
+        problems.setdefault(name, []).extend(messages)
     raise_problems(problems)
 
     now = int(time.time())

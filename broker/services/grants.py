@@ -42,12 +42,8 @@ def _revoke_tokens(pipe_or_store: Any, client_id: str, grant_id: str) -> Any:
     set_key = keys.grant_tokens(client_id, grant_id)
     if isinstance(pipe_or_store, Store):
         return pipe_or_store.script(_REVOKE_TOKENS)(keys=[set_key], args=[])
-    script = (
-        pipe_or_store.register_script(_REVOKE_TOKENS) if hasattr(pipe_or_store, "register_script") else None
-    )
-    if script is None:  # pragma: no cover - every redis-py pipeline can register scripts
-        raise TypeError("expected a Store or a redis pipeline")
-    return script(keys=[set_key], args=[], client=pipe_or_store)
+    # Inside MULTI: plain EVAL (no EVALSHA/NOSCRIPT round trip), the same on Redis Cluster pipelines.
+    return pipe_or_store.eval(_REVOKE_TOKENS, 1, set_key)
 
 
 def _decode(raw: dict[str, str]) -> dict[str, Any]:
