@@ -216,3 +216,21 @@ def test_separate_consent_field_has_its_own_unticked_checkbox(separate_client, s
     assert grant["fields"] == "user_id nickname avatar email"
     html = client.get("/consent/i1").get_data(as_text=True)
     assert re.search(r'name="field" value="email" checked', html)  # already granted: shown ticked
+
+
+def test_foreign_return_to_is_never_followed(client, store, settings) -> None:
+    _record, _, _ = _setup(client, store, settings)
+    with client.session_transaction() as s:
+        s["interactions"] = {"i1": {**s["interactions"]["i1"], "return_to": "//evil.example/x"}}
+    response = client.get("/consent/i1")
+    assert response.status_code == 404
+    assert "Location" not in response.headers
+
+
+def test_unknown_action_is_400_and_changes_nothing(client, store, settings) -> None:
+    record, uid, _ = _setup(client, store, settings)
+    token = _csrf(client.get("/consent/i1").get_data(as_text=True))
+    response = client.post("/consent/i1", data={"csrf_token": token, "action": "maybe"})
+    assert response.status_code == 400
+    assert _interaction(client)["result"] is None
+    assert not store.redis.exists(keys.grant(record["client_id"], uid))
