@@ -164,6 +164,11 @@ def org_installations(org_id: str) -> str:
     return f"{org_tag(org_id)}:insts"
 
 
+def app_webhook_secret(client_id: str) -> str:
+    """String: the app's webhook signing secret (a signing key the worker needs in clear; never logged)."""
+    return f"{app_tag(client_id)}:whsec"
+
+
 # --- disclosure gate -------------------------------------------------------------------------
 
 
