@@ -24,7 +24,7 @@ class Receiver:
 
     port: int = 0
     respond: Callable[[list[Received], bytes], int] = lambda _seen, _body: 200
-    hold: threading.Event | None = None  # when set, requests wait on it before answering
+    hold: threading.Event | None = None  # while not set, requests wait for it before answering
     requests: list[Received] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
