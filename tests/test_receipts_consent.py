@@ -233,3 +233,14 @@ def test_unknown_action_is_refused_and_nothing_is_stored(app: Any, store: Any) -
     with app.app_context(), pytest.raises(ValueError, match="unknown receipt action"):
         receipts.issue_receipt(store, APP, grant(), "deleted")
     assert store.redis.exists(keys.receipts_index(ALICE), keys.receipts_docs(ALICE)) == 0
+
+
+def test_a_high_sensitivity_field_marks_the_receipt_sensitive(app: Any, store: Any) -> None:
+    with app.app_context():
+        kr, st = web.keyring(), web.settings()
+    record = {**grant(), "fields": "nickname mobile", "scopes": "openid phone"}
+    rid = receipts.issue_receipt(store, APP, record, "granted", keyring=kr, settings=st)
+    body = receipts.verify(store.redis.hget(keys.receipts_docs(ALICE), rid), kr)
+    assert body["sensitive"] is True
+    assert body["spiCat"] == ["mobile"]
+    assert body["services"][0]["purposes"][0]["piiCategory"] == ["mobile", "nickname"]

@@ -178,6 +178,10 @@ def issue_receipt(
             catalog = catalog or web.catalog()
     if keyring is None or settings is None:
         raise ValueError("issue_receipt outside a request needs keyring= and settings=")
+    if catalog is None:
+        from broker.services import catalog as catalog_mod
+
+        catalog = catalog_mod.load(settings.scopes_dir)  # outside a request: the configured catalog
     key = keyring.signing_key(RECEIPT_ALG)
     now = time.time() if now is None else now
     payload = build_payload(
