@@ -285,3 +285,34 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     delays = [backoff.delay(4, rng) for _ in range(200)]
     assert all(0 <= d <= 8 for d in delays)
     assert min(delays) < 2 and max(delays) > 6  # spread over the whole window (full jitter)
+
+
+def test_secret_rotation_signs_with_both_secrets_during_the_overlap(
+    store: Any, fast: Settings, receivers: list[Receiver]
+) -> None:
+    old = "brk_whsec_" + "o" * 43
+    rx = Receiver()
+    receivers.append(rx)
+    add_app(store, APP_A, rx.url)
+    store.redis.hset(
+        keys.app(APP_A),
+        mapping={
+            "webhook_secret_previous": old,
+            "webhook_secret_previous_expires": str(int(time.time()) + 3600),
+        },
+    )
+    emit(store, APP_A)
+    worker = Worker(store, fast)
+    assert worker.run_once() == ["delivered"]
+    req = rx.requests[0]
+    assert verify_signature(SECRET, req.headers["Broker-Signature"], req.body) is True
+    assert (
+        verify_signature(old, req.headers["Broker-Signature"], req.body) is True
+    )  # receiver not yet updated
+    store.redis.hset(keys.app(APP_A), "webhook_secret_previous_expires", str(int(time.time()) - 1))
+    emit(store, APP_A)
+    assert worker.run_once() == ["delivered"]
+    req = rx.requests[1]
+    assert verify_signature(SECRET, req.headers["Broker-Signature"], req.body) is True
+    assert verify_signature(old, req.headers["Broker-Signature"], req.body) is False  # overlap over
+    worker.close()

@@ -24,6 +24,7 @@ Wire format (Stripe-like)::
     Content-Type: application/json
     Broker-Event-Id: evt_...
     Broker-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook_secret, f"{t}.{body}")>
+                      (plus a second v1 with ``webhook_secret_previous`` while a rotation overlaps)
 
     {"id": "evt_...", "type": "grant.revoked", "time": 1700000000.5, "data": {...}}
 
@@ -72,9 +73,21 @@ def _as_bytes(body: bytes | str) -> bytes:
     return body.encode() if isinstance(body, str) else body
 
 
-def signature_header(secret: str, body: bytes | str, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + _as_bytes(body), hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+def signature_header(secret: str, body: bytes | str, timestamp: int, *previous: str) -> str:
+    """``t=<timestamp>,v1=<hex>``; with ``previous`` secrets (rotation) one ``v1`` per secret."""
+    signed = f"{timestamp}.".encode() + _as_bytes(body)
+    macs = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in (secret, *previous)]
+    return ",".join([f"t={timestamp}", *(f"v1={m}" for m in macs)])
+
+
+def _previous_secret(fields: dict[str, Any], now: float) -> list[str]:
+    """The rotated-out secret, while its overlap lasts (``webhook_secret_previous`` and optional
+    ``webhook_secret_previous_expires`` unix time in the app hash)."""
+    old = fields.get("webhook_secret_previous") or ""
+    expires = fields.get("webhook_secret_previous_expires") or ""
+    if not old or (expires.isdigit() and int(expires) <= now):
+        return []
+    return [old]
 
 
 def verify_signature(
@@ -362,7 +375,14 @@ class Worker:
         same_head = status.get("stream_id") == stream_id
         if same_head and float(status.get("next_attempt_at") or 0) > now:
             return "waiting"
-        url, secret = r.hmget(keys.app(client_id), ["webhook_url", "webhook_secret"])
+        names = [
+            "webhook_url",
+            "webhook_secret",
+            "webhook_secret_previous",
+            "webhook_secret_previous_expires",
+        ]
+        app_fields = dict(zip(names, r.hmget(keys.app(client_id), names), strict=True))
+        url, secret = app_fields["webhook_url"], app_fields["webhook_secret"]
         if not url or not secret:
             pipe = r.pipeline(transaction=True)
             pipe.hset(
@@ -398,7 +418,7 @@ class Worker:
         headers = {
             "Content-Type": "application/json",
             EVENT_ID_HEADER: event["id"],
-            SIGNATURE_HEADER: signature_header(secret, body, timestamp),
+            SIGNATURE_HEADER: signature_header(secret, body, timestamp, *_previous_secret(app_fields, now)),
         }
         code: int | None = None
         error = ""
