@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import redis
 
 from broker.config import Settings
 from broker.services import events, webhooks
@@ -316,3 +317,30 @@ def test_secret_rotation_signs_with_both_secrets_during_the_overlap(
     assert verify_signature(SECRET, req.headers["Broker-Signature"], req.body) is True
     assert verify_signature(old, req.headers["Broker-Signature"], req.body) is False  # overlap over
     worker.close()
+
+
+def test_worker_survives_a_redis_outage_and_delivers_afterwards(
+    store: Any, fast: Settings, redis_server: Any, receivers: list[Receiver]
+) -> None:
+    rx = Receiver()
+    receivers.append(rx)
+    add_app(store, APP_A, rx.url)
+    settings = replace(fast, webhook_poll_ms=20)
+    worker = Worker(store, settings)
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    redis_server.stop()
+    try:
+        runner.start()
+        with pytest.raises(redis.ConnectionError):
+            store.redis.ping()
+        time.sleep(0.1)  # a few failing polls
+        assert runner.is_alive()
+    finally:
+        redis_server.start()
+    event_id = emit(store, APP_A)
+    rx.wait_for(1)
+    stop.set()
+    runner.join(15)
+    assert not runner.is_alive()
+    assert ids(rx) == [event_id]
