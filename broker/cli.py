@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "broker.commands",
     "broker.demo",
     "broker.apps_commands",
+    "broker.worker_commands",
 )
 
 

@@ -140,6 +140,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("BROKER_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level."),
     Option("BROKER_TRUST_PROXY", "false", _bool,
            "Trust one reverse proxy's X-Forwarded-For for the client address (rate limits, logs)."),
+    # events: consent receipts and webhook delivery (broker worker)
+    Option("BROKER_RECEIPT_CONTROLLER", "Workplace platform", _text,
+           "Name of the platform as PII controller in consent receipts (Kantara CR 1.1 piiControllers)."),
+    Option("BROKER_RECEIPT_CONTACT", "privacy@example.com", _text,
+           "Privacy contact of the platform printed in consent receipts."),
+    Option("BROKER_RECEIPT_JURISDICTION", "CN", _text, "Jurisdiction named in consent receipts."),
+    Option("BROKER_WEBHOOK_TIMEOUT_SECONDS", "10", _int(1, 60),
+           "Webhook request timeout (redirects never followed)."),
+    Option("BROKER_WEBHOOK_MAX_ATTEMPTS", "8", _int(1, 100),
+           "Attempts per event before it is dead-lettered."),
+    Option("BROKER_WEBHOOK_BACKOFF_BASE_MS", "1000", _int(1, 600000),
+           "Retry backoff base: attempt n waits a random time up to min(cap, base * 2^(n-1)) (full jitter)."),
+    Option("BROKER_WEBHOOK_BACKOFF_CAP_SECONDS", "3600", _int(1, 86400),
+           "Longest wait between two attempts."),
+    Option("BROKER_WEBHOOK_POLL_MS", "1000", _int(10, 60000),
+           "How often `broker worker` scans the outboxes."),
+    Option("BROKER_WEBHOOK_OUTBOX_MAXLEN", "1000", _int(10, 1000000),
+           "Events kept per app when it has no webhook URL (older ones are trimmed)."),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -180,6 +198,15 @@ class Settings:
     log_level: str
     trust_proxy: bool
     dev_defaults: tuple[str, ...] = field(default=())
+    receipt_controller: str = "Workplace platform"
+    receipt_contact: str = "privacy@example.com"
+    receipt_jurisdiction: str = "CN"
+    webhook_timeout_seconds: int = 10
+    webhook_max_attempts: int = 8
+    webhook_backoff_base_ms: int = 1000
+    webhook_backoff_cap_seconds: int = 3600
+    webhook_poll_ms: int = 1000
+    webhook_outbox_maxlen: int = 1000
 
     @property
     def production(self) -> bool:
@@ -264,6 +291,15 @@ class Settings:
             log_level=values["BROKER_LOG_LEVEL"],
             trust_proxy=values["BROKER_TRUST_PROXY"],
             dev_defaults=tuple(dev_defaults),
+            receipt_controller=values["BROKER_RECEIPT_CONTROLLER"],
+            receipt_contact=values["BROKER_RECEIPT_CONTACT"],
+            receipt_jurisdiction=values["BROKER_RECEIPT_JURISDICTION"],
+            webhook_timeout_seconds=values["BROKER_WEBHOOK_TIMEOUT_SECONDS"],
+            webhook_max_attempts=values["BROKER_WEBHOOK_MAX_ATTEMPTS"],
+            webhook_backoff_base_ms=values["BROKER_WEBHOOK_BACKOFF_BASE_MS"],
+            webhook_backoff_cap_seconds=values["BROKER_WEBHOOK_BACKOFF_CAP_SECONDS"],
+            webhook_poll_ms=values["BROKER_WEBHOOK_POLL_MS"],
+            webhook_outbox_maxlen=values["BROKER_WEBHOOK_OUTBOX_MAXLEN"],
         )
 
     def warn_dev_defaults(self) -> None:

@@ -152,8 +152,12 @@ def test_webhook_secret_rotation(store, settings, catalog) -> None:
     dev = make_user(store)
     record, _, whsec = apps.register_app(store, settings, catalog, mini_payload(dev))
     assert apps.webhook_secret(store, record["client_id"]) == whsec
-    fresh = apps.rotate_webhook_secret(store, record["client_id"])
+    fresh = apps.rotate_webhook_secret(store, settings, record["client_id"])
     assert fresh != whsec and apps.webhook_secret(store, record["client_id"]) == fresh
+    stored = store.redis.hgetall(keys.app(record["client_id"]))
+    assert stored["webhook_secret_previous"] == whsec  # receivers get both signatures during the overlap
+    assert int(stored["webhook_secret_previous_expires"]) > time.time()
+    assert not any(k.startswith("webhook_secret") for k in apps.get_app(store, record["client_id"]))
 
 
 def test_suspend_and_restore_change_status_and_emit_events(store, settings, catalog) -> None:

@@ -196,7 +196,7 @@ def rotate_secret_view(client_id: str) -> Response:
 @bp.post("/apps/<client_id>/webhook-secret")
 @require_platform_key
 def rotate_webhook_secret_view(client_id: str) -> Response:
-    secret = apps_svc.rotate_webhook_secret(web.store(), client_id)
+    secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
     response = jsonify({"client_id": client_id, "webhook_secret": secret})
     response.headers["Cache-Control"] = "no-store"
     return response

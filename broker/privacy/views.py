@@ -5,3 +5,5 @@ from __future__ import annotations
 from flask import Blueprint
 
 bp = Blueprint("privacy", __name__)
+
+from broker.privacy import receipts as _receipts  # noqa: E402,F401 - attaches the receipt routes to bp

@@ -159,7 +159,7 @@ def raise_problems(problems: dict[str, list[str]], catalog_scopes_bad: bool = Fa
 
 
 def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    record: dict[str, Any] = dict(raw)
+    record: dict[str, Any] = {k: v for k, v in raw.items() if not k.startswith("webhook_secret")}
     record["redirect_uris"] = json.loads(raw.get("redirect_uris") or "[]")
     record["scopes"] = (raw.get("scopes") or "").split()
     for name in ("created_at", "updated_at"):
@@ -255,7 +255,9 @@ def register_app(
     if client_secret is not None:
         entry = json.dumps({"created": now, "expires": None})
         pipe.hset(keys.app_secrets(client_id), keyed_hash(settings.token_hash_key, client_secret), entry)
-    pipe.set(keys.app_webhook_secret(client_id), webhook_secret)
+    # Kept in clear in the app hash: it is the key we sign webhooks with (never logged, never shown
+    # by public_view); the worker reads it with the app record in one HMGET.
+    pipe.hset(keys.app(client_id), "webhook_secret", webhook_secret)
     pipe.execute()
     # Indexes live in other slots: written after the record, each a single command.
     store.redis.zadd(keys.apps_all(), {client_id: now})
@@ -351,7 +353,7 @@ def delete_app(store: Store, client_id: str) -> None:
     org_ids = store.redis.smembers(keys.app_installations(client_id))
     keep = {keys.journal(client_id)}
     doomed = {k for k in store.redis.scan_iter(match=f"{keys.app_tag(client_id)}:*", count=500)} - keep
-    doomed |= {keys.app(client_id), keys.app_secrets(client_id), keys.app_webhook_secret(client_id)}
+    doomed |= {keys.app(client_id), keys.app_secrets(client_id)}
     pipe = store.redis.pipeline(transaction=True)
     pipe.delete(keys.app(client_id))  # first, so every token check fails from here on
     pipe.delete(*sorted(doomed))
@@ -421,14 +423,20 @@ def verify_secret(store: Store, settings: Settings, client_id: str, secret: str)
 
 def webhook_secret(store: Store, client_id: str) -> str | None:
     """The app's webhook signing secret (for the worker); never log it."""
-    value = store.redis.get(keys.app_webhook_secret(client_id))
-    return str(value) if value is not None else None
+    value = store.redis.hget(keys.app(client_id), "webhook_secret")
+    return str(value) if value else None
 
 
-def rotate_webhook_secret(store: Store, client_id: str) -> str:
+def rotate_webhook_secret(store: Store, settings: Settings, client_id: str) -> str:
+    """A new signing secret; receivers get signatures with both until the overlap ends."""
     require_app(store, client_id)
     secret = new_secret(WEBHOOK_SECRET_PREFIX)
-    store.redis.set(keys.app_webhook_secret(client_id), secret)
+    old = webhook_secret(store, client_id) or ""
+    store.redis.hset(keys.app(client_id), mapping={
+        "webhook_secret": secret,
+        "webhook_secret_previous": old,
+        "webhook_secret_previous_expires": str(int(time.time()) + settings.secret_overlap_seconds),
+    })
     return secret
 
 

@@ -167,9 +167,9 @@ def save_consent(
                 continue
     store.redis.sadd(keys.user_grants(uid), client_id)  # index in the person's slot, after
     if existing is None:
-        receipts.issue_receipt(store, app_record, record, "granted")
+        receipts.issue_receipt(store, app_record, record, "granted", settings=settings, catalog=catalog)
     elif changed:
-        receipts.issue_receipt(store, app_record, record, "changed")
+        receipts.issue_receipt(store, app_record, record, "changed", settings=settings, catalog=catalog)
     return record
 
 
@@ -201,7 +201,7 @@ def revoke_grant(store: Store, settings: Settings, client_id: str, uid: str) -> 
                 continue
     store.redis.srem(keys.user_grants(uid), client_id)
     app_record = get_app(store, client_id) or {"client_id": client_id}
-    receipts.issue_receipt(store, app_record, record, "revoked")
+    receipts.issue_receipt(store, app_record, record, "revoked", settings=settings)
     return record
 
 
@@ -248,7 +248,9 @@ def revoke_scope(
                 )
                 pipe.execute()
                 app_record = get_app(store, client_id) or {"client_id": client_id}
-                receipts.issue_receipt(store, app_record, record, "changed")
+                receipts.issue_receipt(
+                    store, app_record, record, "changed", settings=settings, catalog=catalog
+                )
                 return record
             except redis.WatchError:
                 continue

@@ -164,11 +164,6 @@ def org_installations(org_id: str) -> str:
     return f"{org_tag(org_id)}:insts"
 
 
-def app_webhook_secret(client_id: str) -> str:
-    """String: the app's webhook signing secret (a signing key the worker needs in clear; never logged)."""
-    return f"{app_tag(client_id)}:whsec"
-
-
 # --- disclosure gate -------------------------------------------------------------------------
 
 
@@ -201,3 +196,50 @@ def ledger(name: str) -> str:
 def outbox(client_id: str) -> str:
     """Stream: lifecycle events for the app, written atomically with the state change."""
     return f"{app_tag(client_id)}:outbox"
+
+
+# --- receipts (consent receipts, per person) -------------------------------------------------
+
+
+def receipts_index(user_id: str) -> str:
+    """Sorted set (all scores 0) of ``<ms:013d>:<receipt id>``: lexicographic = time order, so a
+    cursor is just the last member seen (stable under concurrent inserts)."""
+    return f"{user_tag(user_id)}:receipts"
+
+
+def receipts_docs(user_id: str) -> str:
+    """Hash: receipt id -> the signed receipt (compact JWS)."""
+    return f"{user_tag(user_id)}:receipts:jws"
+
+
+# --- webhooks (outbox delivery by ``broker worker``) -----------------------------------------
+
+
+def webhook_cursor(client_id: str) -> str:
+    """String: stream id of the last outbox entry delivered (or dead-lettered); next = the one after."""
+    return f"{app_tag(client_id)}:wh:cursor"
+
+
+def webhook_status(client_id: str) -> str:
+    """Hash: delivery state of the head event (attempts, last status/error, next attempt time)."""
+    return f"{app_tag(client_id)}:wh:status"
+
+
+def webhook_log(client_id: str) -> str:
+    """Stream (capped): one entry per delivery attempt, for the developer console."""
+    return f"{app_tag(client_id)}:wh:log"
+
+
+def webhook_dead(client_id: str) -> str:
+    """Hash: event id -> JSON {event, attempts, last_status, last_error, dead_at} (dead letters)."""
+    return f"{app_tag(client_id)}:wh:dead"
+
+
+def webhook_dead_index(client_id: str) -> str:
+    """Sorted set: dead event id -> time it was dead-lettered."""
+    return f"{app_tag(client_id)}:wh:dead:idx"
+
+
+def webhook_lease(client_id: str) -> str:
+    """String with a TTL: the worker currently delivering this app's outbox (one per app: ordering)."""
+    return f"{app_tag(client_id)}:wh:lease"

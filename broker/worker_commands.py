@@ -1,0 +1,58 @@
+"""``broker worker``: delivers the lifecycle-event outbox to each app's webhook URL.
+
+Run it next to ``broker serve``. The embedded Redis belongs to the ``serve`` process (one owner per
+data directory), so when a server is running the worker needs ``BROKER_REDIS_URL`` pointing at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from broker.storage.embedded import EmbeddedRedisError
+
+log = logging.getLogger("broker.worker")
+
+
+def register(sub: Any) -> None:
+    worker = sub.add_parser("worker", help="deliver lifecycle events to app webhooks (signed, retried)")
+    worker.add_argument("--once", action="store_true", help="one pass over every outbox, then exit")
+    worker.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from broker.cli import CommandError
+    from broker.server import configure_logging, load_settings, open_store
+    from broker.services.webhooks import Worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    try:
+        with open_store(settings) as store:
+            worker = Worker(store, settings)
+            if args.once:
+                outcomes = worker.run_once()
+                worker.close()
+                print(f"webhook pass done: {len(outcomes)} app(s) handled")
+                return 0
+            stop = threading.Event()
+
+            def _stop(signum: int, _frame: Any) -> None:
+                log.info("webhook worker stopping (signal %s)", signum)
+                stop.set()
+
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+            log.info("webhook worker started (poll every %s ms)", settings.webhook_poll_ms)
+            worker.run(stop)
+            return 0
+    except EmbeddedRedisError as exc:
+        if settings.redis_url:
+            raise
+        raise CommandError(
+            f"{exc}. The worker cannot start its own embedded Redis while `broker serve` owns the data "
+            "directory: set BROKER_REDIS_URL to the server's Redis (shown above) and run it again"
+        ) from None
