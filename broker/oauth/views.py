@@ -144,14 +144,21 @@ def authorize() -> Response:
         if "none" in prompts:
             return _error_redirect(redirect_uri, state, "login_required", "No one is signed in.")
         return redirect(login_session.login_url(return_to), code=302)
-    forced: dict[str, int] = dict(session.get(FORCED_LOGIN_KEY) or {})
-    started = forced.get(fingerprint)
-    satisfied = started is not None and auth_time is not None and auth_time >= started
+    # A forced login is remembered as [started, auth_time before it]; the login that satisfies it is a
+    # newer one, so the same request coming back from the login page does not loop.
+    forced: dict[str, list[int | None]] = dict(session.get(FORCED_LOGIN_KEY) or {})
+    marker = forced.get(fingerprint)
+    satisfied = (
+        isinstance(marker, list)
+        and auth_time is not None
+        and auth_time >= (marker[0] or 0)
+        and auth_time != marker[1]
+    )
     too_old = max_age is not None and (auth_time is None or time.time() - auth_time > max_age)
     if ("login" in prompts or too_old) and not satisfied:
         if "none" in prompts:
             return _error_redirect(redirect_uri, state, "login_required", "A fresh sign-in is required.")
-        forced[fingerprint] = int(time.time())
+        forced[fingerprint] = [int(time.time()), auth_time]
         session[FORCED_LOGIN_KEY] = dict(list(forced.items())[-10:])
         return redirect(login_session.login_url(return_to, force=True), code=302)
 
@@ -199,7 +206,7 @@ def authorize() -> Response:
     return response
 
 
-def _finish(forced: dict[str, int], fingerprint: str) -> None:
+def _finish(forced: dict[str, list[int | None]], fingerprint: str) -> None:
     if fingerprint in forced:
         forced.pop(fingerprint)
         session[FORCED_LOGIN_KEY] = forced
