@@ -272,6 +272,10 @@ def _finish_protocol_response(response: Response) -> Response:
         if body.get("error") == "invalid_client":
             response.status_code = 401
             response.headers["WWW-Authenticate"] = 'Basic realm="broker", error="invalid_client"'
+        elif body.get("error") == "unsupported_token_type":
+            # RFC 7009 2.2.1 errors follow RFC 6749 5.2 (400); Authlib answers 401 here.
+            response.status_code = 400
+            response.headers.pop("WWW-Authenticate", None)
     return response
 
 
