@@ -285,3 +285,30 @@ def test_loopback_http_redirect_exact_match(client, store, settings):
     assert "code" in query(resp.headers["Location"])
     resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="http://127.0.0.1:5174/cb"))
     assert resp.status_code == 400
+
+
+def test_request_objects_and_other_response_modes_are_refused(client, store, settings):
+    cid, _s, _u = _setup(client, store, settings)
+    cases = {
+        "request": ("eyJ.x.y", "request_not_supported"),
+        "request_uri": ("https://app.example.com/r", "request_uri_not_supported"),
+        "response_mode": ("fragment", "invalid_request"),
+    }
+    for name, (value, error) in cases.items():
+        q = query(_get(client, authorize_params(cid, pkce_pair()[1], **{name: value})).headers["Location"])
+        assert q["error"] == error, name
+        assert q["iss"] == ISSUER
+
+
+def test_success_location_has_exactly_one_iss(client, store, settings):
+    cid, _s, _u = _setup(client, store, settings)
+    loc = _get(client, authorize_params(cid, pkce_pair()[1])).headers["Location"]
+    assert parse_qs(urlsplit(loc).query)["iss"] == [ISSUER]
+
+
+def test_malformed_client_id_is_an_html_page(client, store, settings):
+    _setup(client, store, settings)
+    for bad in ("app_{x}", "x" * 5000, ""):
+        resp = _get(client, authorize_params(bad, pkce_pair()[1]))
+        assert resp.status_code == 400
+        assert "Location" not in resp.headers

@@ -7,6 +7,7 @@ three loaders here, so the layout is known in one place on this side.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from broker.storage import keys
 from broker.storage.store import Store
 
 CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post")
+CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
 
 
 @dataclass
@@ -111,7 +113,7 @@ def load_client(
 
         hash_key = web.settings().token_hash_key if hash_key is None else hash_key
         individual = set(web.catalog().scope_names("individual")) if individual is None else individual
-    if not isinstance(client_id, str) or not client_id.startswith("app_") or len(client_id) > 64:
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
         return None
     with store.redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.app(client_id))

@@ -113,6 +113,19 @@ def authorize() -> Response:
     if len(args) > MAX_PARAMS or any(len(k) > 64 or len(v) > MAX_PARAM_CHARS for k, v in args.items()):
         return _error_redirect(redirect_uri, state, "invalid_request", "A parameter is too large.")
 
+    if "request" in args:
+        return _error_redirect(
+            redirect_uri, state, "request_not_supported", "Request objects are not supported."
+        )
+    if "request_uri" in args:
+        return _error_redirect(
+            redirect_uri, state, "request_uri_not_supported", "request_uri is not supported."
+        )
+    if args.get("response_mode", "query") != "query":
+        return _error_redirect(
+            redirect_uri, state, "invalid_request", "Only response_mode=query is supported."
+        )
+
     prompts = set(args.get("prompt", "").split())
     if "none" in prompts and len(prompts) > 1:
         return _error_redirect(redirect_uri, state, "invalid_request", "prompt=none cannot be combined.")
