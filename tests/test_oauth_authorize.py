@@ -312,3 +312,10 @@ def test_malformed_client_id_is_an_html_page(client, store, settings):
         resp = _get(client, authorize_params(bad, pkce_pair()[1]))
         assert resp.status_code == 400
         assert "Location" not in resp.headers
+
+
+def test_redirect_uri_with_fragment_is_never_used(client, store, settings):
+    cid, _s, _u = _setup(client, store, settings, redirect_uris=["https://app.example.com/cb#frag"])
+    resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="https://app.example.com/cb#frag"))
+    assert resp.status_code == 400
+    assert "Location" not in resp.headers

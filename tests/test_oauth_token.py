@@ -155,8 +155,9 @@ def test_grant_revoked_between_authorize_and_token_is_invalid_grant(flow, store)
     assert resp.get_json()["error"] == "invalid_grant"
 
 
-def test_refresh_rotates_and_reuse_revokes_the_chain(flow):
+def test_refresh_rotates_and_reuse_revokes_the_whole_grant(flow):
     body = flow["token"](flow["code_form"]()).get_json()
+    sibling = flow["token"](flow["code_form"]()).get_json()  # another chain under the same grant
     r1 = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
     assert r1.status_code == 200
     assert r1.headers["Cache-Control"] == "no-store"
@@ -167,7 +168,13 @@ def test_refresh_rotates_and_reuse_revokes_the_chain(flow):
     reuse = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
     assert reuse.status_code == 400
     assert reuse.get_json()["error"] == "invalid_grant"
-    for tok in (new["access_token"], new["refresh_token"], body["access_token"]):
+    for tok in (
+        new["access_token"],
+        new["refresh_token"],
+        body["access_token"],
+        sibling["access_token"],
+        sibling["refresh_token"],
+    ):
         assert not _introspect(c, flow["cid"], flow["secret"], tok)
 
 

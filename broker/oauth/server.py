@@ -97,7 +97,7 @@ class RefreshCredential:
 def _refused(exc: tokens.IssueRefused) -> InvalidGrantError:
     messages = {
         "replayed": "The authorization code was already used; tokens issued from it are revoked.",
-        "reused": "The refresh token was already used; every token of this grant chain is revoked.",
+        "reused": "The refresh token was already used; every token of this grant is revoked.",
         "expired": "The code or refresh token is invalid or expired.",
         "revoked": "The grant or installation behind this request was revoked or disabled.",
     }
@@ -180,9 +180,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if info.rotated_at is not None:
             grace = s.refresh_grace_seconds
             if grace == 0 or int(time.time()) - info.rotated_at > grace:
-                tokens.revoke_token(web.store(), s.token_hash_key, refresh_token, family=True)
+                tokens.revoke_grant_tokens(web.store(), info.client_id, info.grant_id)
                 raise InvalidGrantError(
-                    "The refresh token was already used; every token of this grant chain is revoked."
+                    "The refresh token was already used; every token of this grant is revoked."
                 )
         return RefreshCredential(token=refresh_token, info=info)
 

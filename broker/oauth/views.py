@@ -91,7 +91,7 @@ def _resolve_client() -> tuple[Client, str] | Response:
     if len(uris) > 1:
         return _error_page("The request has more than one redirect_uri.")
     redirect_uri = uris[0] if uris else client.get_default_redirect_uri()
-    if not redirect_uri or not client.check_redirect_uri(redirect_uri):
+    if not redirect_uri or "#" in redirect_uri or not client.check_redirect_uri(redirect_uri):
         return _error_page("The redirect_uri is not registered for this app.")
     return client, redirect_uri
 

@@ -17,10 +17,10 @@ Single use and reuse detection (RFC 6749 4.1.2, RFC 9700 4.14):
   give exactly one token response (whose tokens the 49 replays then revoke).
 * Refresh tokens rotate on every use. The used token is kept (``rotated_at``) until it expires.
   Policy for reuse, ``BROKER_REFRESH_GRACE_SECONDS`` (default 0): presenting a rotated token more
-  than ``grace`` seconds after its rotation revokes the whole family (every access and refresh token
-  descending from the same code) and fails with ``invalid_grant``. With grace 0 any reuse, even a
-  concurrent retry, revokes. Within a non-zero grace a retry (e.g. a client that lost the response)
-  gets a fresh pair in the same family and nothing is revoked.
+  than ``grace`` seconds after its rotation revokes the whole grant (every access and refresh token
+  in ``keys.grant_tokens``, whichever code they came from) and fails with ``invalid_grant``. With
+  grace 0 any reuse, even a concurrent retry, revokes. Within a non-zero grace a retry (e.g. a client
+  that lost the response) gets a fresh pair in the same family and nothing is revoked.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ elseif mode == 'refresh' then
   if r.expires_at == nil or tonumber(r.expires_at) <= now then return 'expired' end
   if r.rotated_at and r.rotated_at ~= '' then
     if now - tonumber(r.rotated_at) > tonumber(ARGV[8]) or tonumber(ARGV[8]) == 0 then
-      revoke_set(prefix .. ':fam:' .. r.family)
+      revoke_set(prefix .. ':gtok:' .. r.grant_id)
       return 'reused'
     end
   end
@@ -353,7 +353,8 @@ def revoke_token(store: Store, hash_key: str, token: str, *, family: bool = Fals
 
 
 def revoke_grant_tokens(store: Store, client_id: str, grant_id: str) -> int:
-    """Delete every token issued under one grant or installation (for the apps area)."""
+    """Delete every token issued under one grant or installation (for the apps area; also the
+    refresh-token reuse response)."""
     return int(store.script(_REVOKE_SET)(keys=[keys.grant_tokens(client_id, grant_id)], args=[]))
 
 
