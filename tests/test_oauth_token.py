@@ -382,3 +382,14 @@ def test_settings_ttl_is_used(tmp_path, store, redis_server):
     assert resp.get_json()["expires_in"] == 120
     at = next(store.redis.scan_iter(match="*:at:*"))
     assert 0 < store.redis.ttl(at) <= 120
+
+
+def test_tokens_never_reach_the_log(flow, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    body = flow["token"](flow["code_form"]()).get_json()
+    text = caplog.text
+    assert body["access_token"] not in text
+    assert body["refresh_token"] not in text
+    assert flow["secret"] not in text

@@ -7,6 +7,7 @@ Token storage and the validity rule live in ``broker.services.tokens``.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -414,6 +415,9 @@ def _generate_token(
 
 
 def create_server(app: Flask) -> AuthorizationServer:
+    # Authlib logs issued tokens and client secrets at DEBUG ("Issue token %r ..."): never let that reach
+    # the log, whatever BROKER_LOG_LEVEL says (DESIGN: never log a secret or token).
+    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger("authlib").level))
     server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
     server.register_token_generator("default", _generate_token)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), BrokerOpenIDCode()])
