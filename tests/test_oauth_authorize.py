@@ -319,3 +319,10 @@ def test_redirect_uri_with_fragment_is_never_used(client, store, settings):
     resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="https://app.example.com/cb#frag"))
     assert resp.status_code == 400
     assert "Location" not in resp.headers
+
+
+def test_prompt_none_with_session_and_grant_issues_code(client, store, settings):
+    cid, _s, _u = _setup(client, store, settings)
+    q = query(_get(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
+    assert "code" in q
+    assert q["iss"] == ISSUER

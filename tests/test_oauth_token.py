@@ -393,3 +393,26 @@ def test_tokens_never_reach_the_log(flow, caplog):
     assert body["access_token"] not in text
     assert body["refresh_token"] not in text
     assert flow["secret"] not in text
+
+
+def test_failed_attempts_change_nothing(flow):
+    form = flow["code_form"]()
+    for bad in (
+        {"code_verifier": pkce_pair()[0]},
+        {"redirect_uri": "https://app.example.com/x"},
+        {"code_verifier": "short"},
+    ):
+        resp = flow["token"]({**form, **bad})
+        assert resp.status_code == 400
+        assert resp.get_json()["error"] in ("invalid_grant", "invalid_request")
+    ok = flow["token"](form)
+    assert ok.status_code == 200
+
+
+def test_redis_down_is_503_not_500(flow, redis_server):
+    form = flow["code_form"]()
+    redis_server.stop()
+    resp = flow["token"](form)
+    assert resp.status_code == 503
+    assert resp.get_json()["error"] == "temporarily_unavailable"
+    assert resp.headers["Retry-After"] == "1"
