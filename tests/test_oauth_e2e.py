@@ -180,3 +180,63 @@ def test_fifty_concurrent_redemptions_of_one_code_give_exactly_one_token(live_se
         f"{base}/oauth/introspect", data={"token": ok[0]["access_token"]}, auth=(cid, secret), timeout=10
     )
     assert intro.json() == {"active": False}
+
+
+def test_concurrent_refreshes_with_grace_zero_one_wins_then_the_grant_is_revoked(live_server, store):
+    """Policy (BROKER_REFRESH_GRACE_SECONDS=0, the default): the first rotation wins; every other
+    concurrent use of the same refresh token is reuse, answers invalid_grant and revokes the grant."""
+    _settings, cid, secret, uid = _setup(live_server, store)
+    base = live_server.url
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": cid,
+        "redirect_uri": REDIRECT,
+        "scope": "openid profile",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    resp = _browser(live_server, uid).get(
+        f"{base}/oauth/authorize", params=params, allow_redirects=False, timeout=10
+    )
+    code = parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
+    token = requests.post(
+        f"{base}/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+        auth=(cid, secret),
+        timeout=10,
+    ).json()
+    n = 10
+    barrier = threading.Barrier(n)
+    results: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+
+    def refresh() -> None:
+        barrier.wait(timeout=30)
+        r = requests.post(
+            f"{base}/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+            auth=(cid, secret),
+            timeout=30,
+        )
+        with lock:
+            results.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=refresh) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    ok = [body for status, body in results if status == 200]
+    assert len(results) == n
+    assert len(ok) == 1
+    assert all(body["error"] == "invalid_grant" for status, body in results if status != 200)
+    intro = requests.post(
+        f"{base}/oauth/introspect", data={"token": ok[0]["access_token"]}, auth=(cid, secret), timeout=10
+    )
+    assert intro.json() == {"active": False}
