@@ -421,7 +421,9 @@ def test_redis_down_is_503_not_500(flow, redis_server):
 def test_code_replay_after_refresh_revokes_the_descendants_too(flow):
     form = flow["code_form"]()
     body = flow["token"](form).get_json()
-    refreshed = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}).get_json()
+    refreshed = flow["token"](
+        {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    ).get_json()
     assert _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
     assert flow["token"](form).get_json()["error"] == "invalid_grant"
     assert not _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
