@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "broker.demo",
     "broker.apps_commands",
     "broker.worker_commands",
+    "broker.oauth.commands",
 )
 
 

@@ -164,6 +164,12 @@ def org_installations(org_id: str) -> str:
     return f"{org_tag(org_id)}:insts"
 
 
+def token_family(client_id: str, family: str) -> str:
+    """Set of token keys of one refresh chain (code -> tokens -> rotated tokens), revoked together
+    on code replay or refresh-token reuse."""
+    return f"{app_tag(client_id)}:fam:{family}"
+
+
 # --- disclosure gate -------------------------------------------------------------------------
 
 

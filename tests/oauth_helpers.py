@@ -1,0 +1,56 @@
+"""Shared helpers for the protocol tests: sign-in, PKCE pairs, running the code flow."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+REDIRECT = "https://app.example.com/cb"
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def sign_in(client: Any, uid: str, auth_time: int | None = None) -> None:
+    with client.session_transaction() as sess:
+        sess["uid"] = uid
+        sess["auth_time"] = int(time.time()) if auth_time is None else auth_time
+
+
+def query(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def authorize_params(client_id: str, challenge: str | None = None, **extra: str) -> dict[str, str]:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid profile",
+        "state": "st-123",
+        "nonce": "n-456",
+    }
+    if challenge:
+        params.update(code_challenge=challenge, code_challenge_method="S256")
+    params.update(extra)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def get_code(client: Any, client_id: str, challenge: str | None = None, **extra: str) -> str:
+    resp = client.get("/oauth/authorize", query_string=authorize_params(client_id, challenge, **extra))
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    q = query(resp.headers["Location"])
+    assert "code" in q, q
+    return q["code"]
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}

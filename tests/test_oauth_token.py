@@ -1,0 +1,430 @@
+"""The token endpoint: RFC 6749 4.1.3 / 5, RFC 7636 4.6, refresh rotation, org tokens."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from broker.app import create_app
+from broker.storage import keys
+from tests.factories import make_app, make_grant, make_installation, make_user
+from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
+
+
+def _introspect(client, cid, secret, token):
+    resp = client.post("/oauth/introspect", data={"token": token}, headers=basic(cid, secret))
+    assert resp.status_code == 200
+    return resp.get_json()["active"]
+
+
+@pytest.fixture
+def flow(client, store, settings):
+    cid, secret = make_app(store, settings)
+    uid = make_user(store, "alice", "pw")
+    grant_id = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    sign_in(client, uid)
+
+    def code_form(**extra):
+        verifier, challenge = pkce_pair()
+        code = get_code(client, cid, challenge, **extra)
+        return {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        }
+
+    def token(form, **headers):
+        return client.post("/oauth/token", data=form, headers=headers or basic(cid, secret))
+
+    return {
+        "cid": cid,
+        "secret": secret,
+        "uid": uid,
+        "grant_id": grant_id,
+        "code_form": code_form,
+        "token": token,
+    }
+
+
+def test_code_exchange_headers_and_ttls(flow, settings):
+    resp = flow["token"](flow["code_form"]())
+    assert resp.status_code == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.headers["Pragma"] == "no-cache"
+    body = resp.get_json()
+    assert body["access_token"].startswith(f"brk_at_{flow['cid']}.")
+    assert body["refresh_token"].startswith(f"brk_rt_{flow['cid']}.")
+    assert body["expires_in"] == settings.access_token_ttl
+    assert body["scope"] == "openid profile"
+    assert "id_token" in body
+
+
+def test_tokens_are_stored_hashed_and_bound_to_the_grant(flow, store):
+    body = flow["token"](flow["code_form"]()).get_json()
+    members = store.redis.smembers(keys.grant_tokens(flow["cid"], flow["grant_id"]))
+    assert len(members) == 2
+    dump = str([store.redis.hgetall(m) for m in members]) + " ".join(members)
+    assert body["access_token"] not in dump
+    assert body["refresh_token"] not in dump
+    at = next(m for m in members if ":at:" in m)
+    data = store.redis.hgetall(at)
+    assert data["kind"] == "grant"
+    assert data["subject"] == flow["uid"]
+    assert data["grant_id"] == flow["grant_id"]
+    assert store.redis.ttl(at) > 0
+
+
+def test_second_redemption_is_invalid_grant_and_revokes_tokens(flow):
+    form = flow["code_form"]()
+    first = flow["token"](form)
+    assert first.status_code == 200
+    second = flow["token"](form)
+    assert second.status_code == 400
+    assert second.get_json()["error"] == "invalid_grant"
+    assert not _introspect(flow["client"], flow["cid"], flow["secret"], first.get_json()["access_token"])
+
+
+@pytest.fixture(autouse=True)
+def _attach_client(request):
+    if "flow" in request.fixturenames:
+        request.getfixturevalue("flow")["client"] = request.getfixturevalue("client")
+
+
+def test_replay_revokes_access_and_refresh_tokens(flow):
+    form = flow["code_form"]()
+    body = flow["token"](form).get_json()
+    assert flow["token"](form).get_json()["error"] == "invalid_grant"
+    c = flow["client"]
+    assert not _introspect(c, flow["cid"], flow["secret"], body["access_token"])
+    refresh = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert refresh.status_code == 400
+    assert refresh.get_json()["error"] == "invalid_grant"
+
+
+def test_wrong_verifier_is_invalid_grant(flow):
+    form = flow["code_form"]()
+    form["code_verifier"] = pkce_pair()[0]
+    resp = flow["token"](form)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_verifier_without_prior_challenge_is_invalid_grant(flow):
+    code = get_code(flow["client"], flow["cid"], None)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": pkce_pair()[0],
+    }
+    resp = flow["token"](form)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_redirect_uri_mismatch_is_invalid_grant(flow):
+    form = flow["code_form"]()
+    form["redirect_uri"] = "https://app.example.com/other"
+    resp = flow["token"](form)
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_code_of_another_client_is_invalid_grant(flow, store, settings):
+    form = flow["code_form"]()
+    other, other_secret = make_app(store, settings)
+    resp = flow["client"].post("/oauth/token", data=form, headers=basic(other, other_secret))
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_expired_code_is_invalid_grant(flow, store):
+    form = flow["code_form"]()
+    for key in store.redis.scan_iter(match="*:code:*"):
+        store.redis.delete(key)  # what the 60 s TTL does
+    assert flow["token"](form).get_json()["error"] == "invalid_grant"
+
+
+def test_grant_revoked_between_authorize_and_token_is_invalid_grant(flow, store):
+    form = flow["code_form"]()
+    store.redis.delete(keys.grant(flow["cid"], flow["uid"]))
+    resp = flow["token"](form)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_refresh_rotates_and_reuse_revokes_the_whole_grant(flow):
+    body = flow["token"](flow["code_form"]()).get_json()
+    sibling = flow["token"](flow["code_form"]()).get_json()  # another chain under the same grant
+    r1 = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert r1.status_code == 200
+    assert r1.headers["Cache-Control"] == "no-store"
+    new = r1.get_json()
+    assert new["refresh_token"] != body["refresh_token"]
+    c = flow["client"]
+    assert _introspect(c, flow["cid"], flow["secret"], new["access_token"])
+    reuse = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert reuse.status_code == 400
+    assert reuse.get_json()["error"] == "invalid_grant"
+    for tok in (
+        new["access_token"],
+        new["refresh_token"],
+        body["access_token"],
+        sibling["access_token"],
+        sibling["refresh_token"],
+    ):
+        assert not _introspect(c, flow["cid"], flow["secret"], tok)
+
+
+def test_refresh_with_narrower_scope_and_wider_scope(flow):
+    body = flow["token"](flow["code_form"]()).get_json()
+    narrow = flow["token"](
+        {"grant_type": "refresh_token", "refresh_token": body["refresh_token"], "scope": "openid"}
+    )
+    assert narrow.status_code == 200
+    assert narrow.get_json()["scope"] == "openid"
+    wide = flow["token"](
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": narrow.get_json()["refresh_token"],
+            "scope": "openid org.members.read",
+        }
+    )
+    assert wide.status_code == 400
+    assert wide.get_json()["error"] == "invalid_scope"
+
+
+def test_refresh_after_grant_revoked_is_invalid_grant(flow, store):
+    body = flow["token"](flow["code_form"]()).get_json()
+    store.redis.delete(keys.grant(flow["cid"], flow["uid"]))
+    resp = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_refresh_token_of_another_client_is_invalid_grant(flow, store, settings):
+    body = flow["token"](flow["code_form"]()).get_json()
+    other, other_secret = make_app(store, settings)
+    resp = flow["client"].post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+        headers=basic(other, other_secret),
+    )
+    assert resp.get_json()["error"] == "invalid_grant"
+
+
+def test_refresh_grace_allows_a_quick_retry_without_revoking(tmp_path, store, redis_server):
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, redis_server.url, refresh_grace_seconds=30)
+    app = create_app(settings, store)
+    client = app.test_client()
+    cid, secret = make_app(store, settings)
+    uid = make_user(store, "alice", "pw")
+    make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    sign_in(client, uid)
+    verifier, challenge = pkce_pair()
+    code = get_code(client, cid, challenge)
+    body = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+        headers=basic(cid, secret),
+    ).get_json()
+    form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    first = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    assert first.status_code == 200
+    assert retry.status_code == 200
+    assert _introspect(client, cid, secret, first.get_json()["access_token"])
+    # Outside the grace window the same reuse revokes the chain.
+    rt_key = next(k for k in store.redis.scan_iter(match="*:rt:*") if store.redis.hget(k, "rotated_at"))
+    store.redis.hset(rt_key, "rotated_at", int(time.time()) - 31)
+    late = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    assert late.get_json()["error"] == "invalid_grant"
+    assert not _introspect(client, cid, secret, first.get_json()["access_token"])
+    assert not _introspect(client, cid, secret, retry.get_json()["access_token"])
+
+
+def test_unsupported_and_disabled_grant_types(flow):
+    for grant_type in ("password", "implicit", "urn:ietf:params:oauth:grant-type:device_code", "nope"):
+        resp = flow["token"]({"grant_type": grant_type, "username": "a", "password": "b"})
+        assert resp.status_code == 400, grant_type
+        assert resp.get_json()["error"] == "unsupported_grant_type"
+        assert resp.headers["Cache-Control"] == "no-store"
+
+
+def test_duplicated_token_parameter_is_invalid_request(flow):
+    resp = flow["client"].post(
+        "/oauth/token",
+        data="grant_type=refresh_token&grant_type=refresh_token&refresh_token=x",
+        content_type="application/x-www-form-urlencoded",
+        headers=basic(flow["cid"], flow["secret"]),
+    )
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_request"
+
+
+def test_token_endpoint_rejects_get(client):
+    resp = client.get("/oauth/token")
+    assert resp.status_code == 405
+
+
+# --- client_credentials (org tokens) ----------------------------------------------------------
+
+
+@pytest.fixture
+def org_app(store, settings):
+    cid, secret = make_app(store, settings, kind="org_app", scopes="openid org.members.read")
+    inst_id = make_installation(store, cid, "org_aaaaaaaaaaaaaaaa", "org.members.read")
+    return cid, secret, inst_id
+
+
+def test_client_credentials_issues_installation_token(client, store, org_app, settings):
+    cid, secret, inst_id = org_app
+    resp = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa"},
+        headers=basic(cid, secret),
+    )
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["scope"] == "org.members.read"
+    assert "refresh_token" not in body
+    assert resp.headers["Cache-Control"] == "no-store"
+    at = next(iter(store.redis.smembers(keys.grant_tokens(cid, inst_id))))
+    data = store.redis.hgetall(at)
+    assert data["kind"] == "installation"
+    assert data["subject"] == "org_aaaaaaaaaaaaaaaa"
+    assert data["grant_id"] == inst_id
+    intro = client.post("/oauth/introspect", data={"token": body["access_token"]}, headers=basic(cid, secret))
+    assert intro.get_json()["org_id"] == "org_aaaaaaaaaaaaaaaa"
+
+
+def test_client_credentials_scope_outside_installation_is_invalid_scope(client, org_app):
+    cid, secret, _ = org_app
+    resp = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa", "scope": "openid"},
+        headers=basic(cid, secret),
+    )
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_scope"
+
+
+def test_client_credentials_missing_or_disabled_installation(client, store, org_app):
+    cid, secret, _ = org_app
+    resp = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": "org_bbbbbbbbbbbbbbbb"},
+        headers=basic(cid, secret),
+    )
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_grant"
+    assert "not installed" in resp.get_json()["error_description"]
+    store.redis.hset(keys.installation(cid, "org_aaaaaaaaaaaaaaaa"), "enabled", "0")
+    resp = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa"},
+        headers=basic(cid, secret),
+    )
+    assert resp.get_json()["error"] == "invalid_grant"
+    assert "switched off" in resp.get_json()["error_description"]
+
+
+def test_client_credentials_without_org_id_is_invalid_request(client, org_app):
+    cid, secret, _ = org_app
+    resp = client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=basic(cid, secret))
+    assert resp.get_json()["error"] == "invalid_request"
+
+
+def test_mini_program_cannot_use_client_credentials(client, store, settings):
+    cid, secret = make_app(store, settings, kind="mini_program")
+    resp = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa"},
+        headers=basic(cid, secret),
+    )
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "unauthorized_client"
+
+
+def test_disabling_installation_invalidates_its_tokens(client, store, org_app):
+    cid, secret, _ = org_app
+    body = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa"},
+        headers=basic(cid, secret),
+    ).get_json()
+    assert _introspect(client, cid, secret, body["access_token"])
+    store.redis.hset(keys.installation(cid, "org_aaaaaaaaaaaaaaaa"), "enabled", "0")
+    assert not _introspect(client, cid, secret, body["access_token"])
+
+
+def test_settings_ttl_is_used(tmp_path, store, redis_server):
+    from tests.conftest import make_settings
+
+    settings = replace(make_settings(tmp_path, redis_server.url), access_token_ttl=120)
+    client = create_app(settings, store).test_client()
+    cid, secret = make_app(store, settings, kind="org_app", scopes="org.members.read")
+    make_installation(store, cid, "org_aaaaaaaaaaaaaaaa", "org.members.read")
+    resp = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa"},
+        headers=basic(cid, secret),
+    )
+    assert resp.get_json()["expires_in"] == 120
+    at = next(store.redis.scan_iter(match="*:at:*"))
+    assert 0 < store.redis.ttl(at) <= 120
+
+
+def test_tokens_never_reach_the_log(flow, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    body = flow["token"](flow["code_form"]()).get_json()
+    text = caplog.text
+    assert body["access_token"] not in text
+    assert body["refresh_token"] not in text
+    assert flow["secret"] not in text
+
+
+def test_failed_attempts_change_nothing(flow):
+    form = flow["code_form"]()
+    for bad in (
+        {"code_verifier": pkce_pair()[0]},
+        {"redirect_uri": "https://app.example.com/x"},
+        {"code_verifier": "short"},
+    ):
+        resp = flow["token"]({**form, **bad})
+        assert resp.status_code == 400
+        assert resp.get_json()["error"] in ("invalid_grant", "invalid_request")
+    ok = flow["token"](form)
+    assert ok.status_code == 200
+
+
+def test_redis_down_is_503_not_500(flow, redis_server):
+    form = flow["code_form"]()
+    redis_server.stop()
+    resp = flow["token"](form)
+    assert resp.status_code == 503
+    assert resp.get_json()["error"] == "temporarily_unavailable"
+    assert resp.headers["Retry-After"] == "1"
+
+
+def test_code_replay_after_refresh_revokes_the_descendants_too(flow):
+    form = flow["code_form"]()
+    body = flow["token"](form).get_json()
+    refreshed = flow["token"](
+        {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    ).get_json()
+    assert _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
+    assert flow["token"](form).get_json()["error"] == "invalid_grant"
+    assert not _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
+    assert not _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["refresh_token"])
