@@ -32,13 +32,19 @@ from broker.errors import BrokerError, NotFound
 from broker.services.catalog import Catalog
 from broker.services.hashing import keyed_hash
 from broker.services.pairwise import pairwise_id
+from broker.services.tokens import ACCESS_PREFIX, VALIDITY_LUA
+from broker.services.tokens import client_of as token_client
 from broker.storage import keys
 from broker.storage.store import Store
 
-ACCESS_PREFIX = "brk_at_"
-
-# Returns {"ok", kind, subject, grant_id, fields_json, developer} or {error_code, description}.
-GATE_LUA = r"""
+# The token rule is tokens.VALIDITY_LUA (shared with introspection and the token endpoint); this adds
+# tenant isolation, the field allow-list and the journal append.
+# KEYS: 1 token, 2 app, 3 journal. ARGV: 1 app tag, 2 now, 3 wanted token kind, 4 org in the path,
+# 5 scope -> shareable fields (JSON), 6 required scope, 7 record template (JSON), 8 persons (JSON).
+# Returns {'ok', kind, subject, grant_id, fields_json} or {error, detail...}.
+GATE_LUA = (
+    VALIDITY_LUA
+    + r"""
 local tag = ARGV[1]
 local now = tonumber(ARGV[2])
 local want_kind = ARGV[3]
@@ -47,53 +53,38 @@ local scope_fields = cjson.decode(ARGV[5])
 local required_scope = ARGV[6]
 local template = cjson.decode(ARGV[7])
 local persons = cjson.decode(ARGV[8])
+local reasons = {
+  expired = 'The access token has expired',
+  app_suspended = 'The app is suspended',
+  grant_revoked = 'The grant behind this token was revoked',
+  installation_revoked = 'The installation behind this token was removed',
+  installation_disabled = 'The organization has switched this app off',
+  unknown_kind = 'The access token is unknown, expired or revoked',
+}
 
-local function hash(key)
-  local flat = redis.call('HGETALL', key)
-  local out = {}
-  for i = 1, #flat, 2 do out[flat[i]] = flat[i + 1] end
-  return out
-end
-local function words(s)
-  local out = {}
-  if s then for w in string.gmatch(s, '%S+') do out[w] = true end end
-  return out
-end
-
-local tok = hash(KEYS[1])
-if tok.client_id == nil then return {'invalid_token', 'The access token is unknown, expired or revoked'} end
-if tonumber(tok.expires_at or '0') <= now then return {'invalid_token', 'The access token has expired'} end
-local app = hash(KEYS[2])
-if app.status ~= 'active' then return {'invalid_token', 'The app is suspended'} end
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return {'invalid_token', 'The access token is unknown, expired or revoked'} end
+local tok = to_table(flat)
 if tok.kind ~= want_kind then
   if want_kind == 'installation' then
     return {'invalid_token', 'This endpoint needs an organization token (client_credentials with org_id)'}
   end
   return {'invalid_token', 'This endpoint needs a token issued to a person'}
 end
+if tok.kind == 'installation' and tok.subject ~= want_org then return {'not_found', 'Not found'} end
+local owner_scopes, reason = token_is_valid(tok, tag, now)
+if owner_scopes == false then return {'invalid_token', reasons[reason]} end
 
 local allowed_scopes = {}
-local ticked = nil
-if tok.kind == 'grant' then
-  local grant = hash(tag .. ':grant:' .. tok.subject)
-  if grant.id == nil or grant.id ~= tok.grant_id then
-    return {'invalid_token', 'The grant behind this token was revoked'}
-  end
-  local granted = words(grant.scopes)
-  for s in pairs(words(tok.scopes)) do if granted[s] then allowed_scopes[s] = true end end
-  ticked = words(grant.fields)
-else
-  if tok.subject ~= want_org then return {'not_found', 'Not found'} end
-  local inst = hash(tag .. ':inst:' .. tok.subject)
-  if inst.id == nil or inst.id ~= tok.grant_id then
-    return {'invalid_token', 'The installation behind this token was removed'}
-  end
-  if inst.enabled ~= '1' then return {'invalid_token', 'The organization has switched this app off'} end
-  local chosen = words(inst.scopes)
-  for s in pairs(words(tok.scopes)) do if chosen[s] then allowed_scopes[s] = true end end
-end
+for s in string.gmatch(intersect(tok.scopes or '', owner_scopes), '%S+') do allowed_scopes[s] = true end
 if not allowed_scopes[required_scope] then
   return {'insufficient_scope', required_scope, tok.kind, tok.subject}
+end
+local ticked = nil
+if tok.kind == 'grant' then
+  ticked = {}
+  local granted = redis.call('HGET', tag .. ':grant:' .. tok.subject, 'fields') or ''
+  for f in string.gmatch(granted, '%S+') do ticked[f] = true end
 end
 
 local field_set = {}
@@ -107,21 +98,23 @@ local field_list = {}
 for f in pairs(field_set) do table.insert(field_list, f) end
 table.sort(field_list)
 
-if tok.kind == 'grant' then persons = {{tok.subject, persons[1] and persons[1][2] or ''}} end
+if tok.kind == 'grant' then persons = {{tok.subject, ''}} end
 local pw_key = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)
+local developer = redis.call('HGET', KEYS[2], 'developer_id') or ''
 for i, p in ipairs(persons) do
   template.id = template.request_id .. '-' .. i
   template.person = p[1]
   template.grant = tok.grant_id
   template.org = (tok.kind == 'installation') and tok.subject or cjson.null
   template.audience = (tok.kind == 'installation') and 'organization' or 'individual'
-  template.developer = app.developer_id or ''
+  template.developer = developer
   template.fields = field_list
   redis.call('XADD', KEYS[3], '*', 'r', cjson.encode(template))
   if p[2] ~= '' then redis.call('HSET', pw_key, p[2], p[1]) end
 end
 return {'ok', tok.kind, tok.subject, tok.grant_id, cjson.encode(field_list)}
 """
+)
 
 
 class InvalidToken(BrokerError):
@@ -153,10 +146,8 @@ class Disclosed:
 
 def client_of(token: str) -> str:
     """The client id a token names (``brk_at_<client_id>.<secret>``); InvalidToken if malformed."""
-    if not token.startswith(ACCESS_PREFIX) or "." not in token or len(token) > 512:
-        raise InvalidToken("The access token is malformed")
-    client_id = token[len(ACCESS_PREFIX) :].split(".", 1)[0]
-    if not client_id.startswith("app_") or not client_id.isascii() or len(client_id) > 64:
+    client_id = token_client(token, ACCESS_PREFIX)
+    if client_id is None:
         raise InvalidToken("The access token is malformed")
     return client_id
 

@@ -71,16 +71,17 @@ def token_key(prefix: str, client_id: str, token_hash: str) -> str:
 # The validity rule, as a Lua fragment. Expects ``t`` (token hash as a table), ``prefix`` (the app's
 # key prefix, ``b:{a:<client_id>}``) and ``now``; sets ``owner_scopes`` or returns false.
 VALIDITY_LUA = """
+-- Returns the owner's current scopes, or false and the reason.
 local function token_is_valid(t, prefix, now)
-  if t.expires_at == nil or tonumber(t.expires_at) <= now then return false end
-  if redis.call('HGET', prefix .. ':app', 'status') ~= 'active' then return false end
+  if t.expires_at == nil or tonumber(t.expires_at) <= now then return false, 'expired' end
+  if redis.call('HGET', prefix .. ':app', 'status') ~= 'active' then return false, 'app_suspended' end
   local owner
   if t.kind == 'grant' then owner = prefix .. ':grant:' .. t.subject
   elseif t.kind == 'installation' then owner = prefix .. ':inst:' .. t.subject
-  else return false end
+  else return false, 'unknown_kind' end
   local o = redis.call('HMGET', owner, 'id', 'enabled', 'scopes')
-  if o[1] ~= t.grant_id then return false end
-  if t.kind == 'installation' and o[2] ~= '1' then return false end
+  if o[1] ~= t.grant_id then return false, t.kind .. '_revoked' end
+  if t.kind == 'installation' and o[2] ~= '1' then return false, 'installation_disabled' end
   return o[3] or ''
 end
 local function to_table(flat)
