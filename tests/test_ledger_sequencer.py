@@ -3,6 +3,7 @@ checkpoints are signed with the published Ed25519 key."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -189,3 +190,30 @@ def test_run_forever_stops_on_event(store: Store, sequencer: Sequencer) -> None:
     thread.join(10)
     assert not thread.is_alive()
     assert storage.size(store) == 1
+
+
+def test_run_forever_survives_a_failed_run(
+    store: Store, sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = {"n": 0}
+    original = Sequencer.run_once
+
+    def flaky(self: Sequencer):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return original(self)
+
+    monkeypatch.setattr(Sequencer, "run_once", flaky)
+    sequencer.settings = dataclasses.replace(sequencer.settings, checkpoint_seconds=1)
+    journal(store, record(1))
+    stop = threading.Event()
+    thread = threading.Thread(target=sequencer.run_forever, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while storage.size(store) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(10)
+    assert storage.size(store) == 1 and calls["n"] >= 2
+    assert "sequencer run failed" in caplog.text

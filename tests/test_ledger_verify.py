@@ -220,3 +220,47 @@ def test_export_ndjson_and_csv(ledger: Store, capsys: pytest.CaptureFixture[str]
     assert [json.loads(line)["index"] for line in out.splitlines()] == [3]
     code, _, err = run(capsys, "ledger", "export", "--org", ACME, "--since", "yesterday")
     assert code == 2 and "since" in err
+
+
+def test_verify_as_a_subprocess(ledger: Store, redis_server: Any, settings: Settings, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT, broker_env
+
+    env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url, BROKER_DATA_DIR=str(settings.data_dir))
+    ok = subprocess.run(
+        [sys.executable, "-m", "broker", "ledger", "verify"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("ledger OK: 9 records")
+    ledger.redis.hset(keys.ledger_records(), "2", "{}")
+    bad = subprocess.run(
+        [sys.executable, "-m", "broker", "ledger", "verify"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1
+    assert (
+        f"record 2 (id {record(2)['id']}): the stored record is not a disclosure record (changed)"
+        in bad.stdout
+    )
+
+
+def test_prune_leaves_an_unreadable_record_alone(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger.redis.hset(keys.ledger_records(), "0", "not json")
+    code, out, err = run(capsys, "ledger", "prune", "--before", "30")
+    assert code == 0 and out.startswith("pruned 8 records")
+    assert "record 0 is not a valid record; left alone" in err
+    code, out, _ = run(capsys, "ledger", "verify")
+    assert (
+        code == 1 and "record 0 (id " + record(0)["id"] + "): the stored record is not JSON (changed)" in out
+    )

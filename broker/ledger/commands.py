@@ -98,6 +98,14 @@ def _leaf_from_hex(raw: str | None) -> bytes | None:
     return value if value is not None and len(value) == 32 else None
 
 
+def _checkpoint_tokens(store: Store, total: int) -> Iterator[tuple[int, str]]:
+    for start in range(0, total, CHUNK):
+        for offset, token in enumerate(
+            store.redis.lrange(keys.ledger_checkpoints(), start, start + CHUNK - 1)
+        ):
+            yield start + offset, token
+
+
 def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
     """Check everything; returns a summary or raises :class:`VerifyFailed`."""
     r = store.redis
@@ -179,9 +187,9 @@ def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
     _progress(f"verified {sum(len(lv) for lv in tree.levels[1:])} stored subtree hashes")
 
     # checkpoints: signature, root, monotonic, consistent with the previous one
-    tokens = r.lrange(keys.ledger_checkpoints(), 0, -1)
+    total = int(r.llen(keys.ledger_checkpoints()))
     previous: checkpoints.Checkpoint | None = None
-    for position, token in enumerate(tokens):
+    for position, token in _checkpoint_tokens(store, total):
         try:
             cp = checkpoints.verify(token, jwks, position)
         except checkpoints.CheckpointInvalid as exc:
@@ -208,11 +216,11 @@ def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
                         f"checkpoint {position} is not consistent with checkpoint {position - 1}"
                     )
         previous = cp
-    _progress(f"verified {len(tokens)} checkpoints")
+    _progress(f"verified {total} checkpoints")
     return {
         "records": size,
         "pruned": pruned,
-        "checkpoints": len(tokens),
+        "checkpoints": total,
         "root_hash": checkpoints.b64(tree.root()),
         "latest_checkpoint_size": previous.tree_size if previous else None,
     }
@@ -251,12 +259,18 @@ def prune(store: Store, cutoff: float) -> int:
         for i, body in zip(idx, bodies, strict=True):
             if body is None:
                 continue
-            rec = json.loads(body)
-            if float(rec["time"]) >= cutoff:
+            try:
+                rec = json.loads(body)
+                too_old = float(rec["time"]) < cutoff
+                record_keys = storage.index_keys(rec)
+            except (ValueError, TypeError, KeyError):
+                _progress(f"record {i} is not a valid record; left alone (run `broker ledger verify`)")
+                continue
+            if not too_old:
                 continue
             pipe.hdel(keys.ledger_records(), i)
             pipe.hset(keys.ledger_pruned(), i, rec["id"])
-            for index_key in storage.index_keys(rec):
+            for index_key in record_keys:
                 pipe.zrem(index_key, storage.member(int(i)))
             queued += 1
         if queued:

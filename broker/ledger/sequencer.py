@@ -145,8 +145,10 @@ class Sequencer:
                         result.appended,
                         result.checkpoint.tree_size if result.checkpoint else "?",
                     )
-            except (redis.RedisError, storage.LedgerCorrupt, checkpoints.CheckpointInvalid) as exc:
+            except redis.RedisError as exc:
                 log.error("sequencer run failed: %s: %s", type(exc).__name__, exc)
+            except Exception:  # the thread must outlive any one bad run; records wait in the journals
+                log.exception("sequencer run failed")
             stop_event.wait(max(0.05, interval - (time.monotonic() - started)))
 
     # -- one batch --------------------------------------------------------------------------------

@@ -110,12 +110,12 @@ def leaf(index: int) -> Response:
     latest checkpoint's)."""
     store = web.store()
     checkpoint = checkpoints.latest(store)
-    default = checkpoint.tree_size if checkpoint else None
-    tree_size = (
-        _int_arg("tree_size", default=default, lo=1) if default or request.args.get("tree_size") else 0
-    )
-    if tree_size == 0:
+    if request.args.get("tree_size"):
+        tree_size = _int_arg("tree_size", lo=1)
+    elif checkpoint is None or checkpoint.tree_size == 0:
         raise errors.NotFound("no checkpoint has been signed yet")
+    else:
+        tree_size = checkpoint.tree_size
     if tree_size > storage.size(store):
         raise errors.ValidationFailed("tree_size is beyond the log", fields={"tree_size": ["beyond the log"]})
     if index >= tree_size:
