@@ -270,3 +270,19 @@ def test_empty_ledger_has_no_checkpoint(client: Any, store: Store) -> None:
     assert response.status_code == 404 and response.get_json()["error"] == "not_found"
     assert client.get("/ledger/v1/leaves/0").status_code == 404
     assert client.get("/ledger/v1/checkpoints?limit=0").status_code == 400
+
+
+def test_a_page_of_proofs_is_prefetched_in_one_pipeline(
+    filled: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    single: list[str] = []
+    original = filled.redis.hget
+
+    def counting_hget(key: str, field: str) -> Any:
+        single.append(key)
+        return original(key, field)
+
+    monkeypatch.setattr(filled.redis, "hget", counting_hget)
+    page = reading.records_for_person(filled, ALICE, reading.Filters())
+    assert len(page.records) == 6 and all(e["inclusion_proof"] is not None for e in page.records)
+    assert [k for k in single if ":level:" in k] == []

@@ -163,6 +163,10 @@ def _read(store: Store, key: str, filters: Filters, cursor: str | None, limit: i
     tree = storage.RedisTree(store)
     checkpoint = checkpoints.latest(store) if proofs else None
     page.checkpoint = checkpoint
+    wanted = [int(m) for (m, _), body in zip(rows, bodies, strict=True) if body is not None]
+    if checkpoint is not None:
+        tree.prefetch_proofs(wanted, checkpoint.tree_size)
+    tree.prefetch({(0, i) for i in wanted})
     for (mem, _), body in zip(rows, bodies, strict=True):
         if body is None:  # pruned while we read
             continue

@@ -87,24 +87,69 @@ class RedisTree:
             self._cache[(level, index)] = found
         return found
 
+    def prefetch(self, wanted: set[tuple[int, int]]) -> None:
+        """Fetch many subtree hashes in one round trip (a pipeline of HGETs)."""
+        missing = sorted(w for w in wanted if w not in self._cache)
+        if not missing:
+            return
+        pipe = self.store.redis.pipeline(transaction=False)
+        for level, index in missing:
+            pipe.hget(keys.ledger_level(level), str(index))
+        for (level, index), raw in zip(missing, pipe.execute(), strict=True):
+            try:
+                value = bytes.fromhex(raw)
+            except (TypeError, ValueError):
+                continue  # subtree() raises LedgerCorrupt with the details when it is needed
+            if len(value) == 32:
+                self._cache[(level, index)] = value
+
+    def prefetch_proofs(self, indexes: list[int], tree_size: int) -> None:
+        """Load everything the inclusion proofs of ``indexes`` need, in one round trip."""
+        recorder = _Recorder()
+        for index in indexes:
+            if 0 <= index < tree_size:
+                merkle.inclusion_proof(recorder, index, tree_size)
+                recorder.subtree(0, index)
+        self.prefetch(recorder.wanted)
+
     def root(self, tree_size: int) -> bytes:
+        recorder = _Recorder()
+        merkle.root(recorder, tree_size)
+        self.prefetch(recorder.wanted)
         return merkle.root(self, tree_size)
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        self.prefetch_proofs([index], tree_size)
         return merkle.inclusion_proof(self, index, tree_size)
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        recorder = _Recorder()
+        merkle.consistency_proof(recorder, first, second)
+        self.prefetch(recorder.wanted)
         return merkle.consistency_proof(self, first, second)
 
     def leaf(self, index: int) -> bytes:
         return self.subtree(0, index)
 
 
+class _Recorder:
+    """A TreeView that only notes which subtrees a computation reads (to prefetch them)."""
+
+    def __init__(self) -> None:
+        self.wanted: set[tuple[int, int]] = set()
+
+    def subtree(self, level: int, index: int) -> bytes:
+        self.wanted.add((level, index))
+        return bytes(32)
+
+
 def frontier(store: Store, tree_size: int) -> dict[int, bytes]:
     """The right edge needed to append: for every set bit L of ``tree_size``, the last level-L hash."""
     tree = RedisTree(store)
-    return {
-        level: tree.subtree(level, (tree_size >> level) - 1)
+    wanted = {
+        (level, (tree_size >> level) - 1)
         for level in range(tree_size.bit_length())
         if (tree_size >> level) & 1
     }
+    tree.prefetch(wanted)
+    return {level: tree.subtree(level, index) for level, index in wanted}
