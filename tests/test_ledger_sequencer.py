@@ -9,6 +9,9 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import KeySet
 from ledger_support import ACME, APP_A, APP_B, BOB, journal, record
@@ -217,3 +220,37 @@ def test_run_forever_survives_a_failed_run(
     thread.join(10)
     assert storage.size(store) == 1 and calls["n"] >= 2
     assert "sequencer run failed" in caplog.text
+
+
+@hypothesis_settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=6), st.integers(1, 5), st.data())
+def test_stored_tree_matches_memory_tree_for_any_batching(
+    store: Store,
+    keyring: Keyring,
+    settings: Settings,
+    batches: list[int],
+    batch_size: int,
+    data: st.DataObject,
+) -> None:
+    store.redis.flushdb()
+    seq = Sequencer(store, keyring, settings, batch_size=batch_size)
+    n = 0
+    for count in batches:
+        for _ in range(count):
+            journal(store, record(n, app=APP_A if n % 2 else APP_B))
+            n += 1
+        seq.run_once()
+    assert storage.size(store) == n
+    leaves = [merkle.leaf_hash(store.redis.hget(keys.ledger_records(), str(i)).encode()) for i in range(n)]
+    memory = merkle.MemoryTree(leaves)
+    tree = storage.RedisTree(store)
+    size = data.draw(st.integers(1, n))
+    index = data.draw(st.integers(0, size - 1))
+    assert tree.root(size) == memory.root(size)
+    assert tree.inclusion_proof(index, size) == merkle.inclusion_proof(memory, index, size)
+    first = data.draw(st.integers(1, size))
+    assert tree.consistency_proof(first, size) == merkle.consistency_proof(memory, first, size)
+    for cp in checkpoints.page(store, 0, 100):
+        assert cp.root_hash == memory.root(cp.tree_size)
