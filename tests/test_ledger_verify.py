@@ -264,3 +264,12 @@ def test_prune_leaves_an_unreadable_record_alone(ledger: Store, capsys: pytest.C
     assert (
         code == 1 and "record 0 (id " + record(0)["id"] + "): the stored record is not JSON (changed)" in out
     )
+
+
+def test_record_hidden_from_a_persons_view_is_named(
+    ledger: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger.redis.zrem(keys.ledger_index(person=ALICE), storage.member(3))
+    code, out, _ = run(capsys, "ledger", "verify")
+    assert code == 1
+    assert f"record 3 (id {record(3)['id']}): missing from the reader index person={ALICE} (hidden" in out

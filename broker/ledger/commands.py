@@ -106,6 +106,27 @@ def _checkpoint_tokens(store: Store, total: int) -> Iterator[tuple[int, str]]:
             yield start + offset, token
 
 
+def _hidden_from_readers(store: Store, start: int, parsed: list[dict[str, Any] | None]) -> dict[int, str]:
+    """Records missing from a reader view (removed from its sorted set): tampering too, since the
+    person would no longer see a disclosure about them. Returns index -> first view missing it."""
+    pipe = store.redis.pipeline(transaction=False)
+    asked: list[tuple[int, float, str]] = []
+    for offset, rec in enumerate(parsed):
+        try:
+            wanted = storage.index_keys(rec) if isinstance(rec, dict) else []
+            score = float(rec["time"]) if isinstance(rec, dict) else 0.0
+        except (KeyError, TypeError, ValueError):
+            continue  # the record checks report it
+        for index_key in wanted:
+            pipe.zscore(index_key, storage.member(start + offset))
+            asked.append((start + offset, score, index_key))
+    hidden: dict[int, str] = {}
+    for (i, expected, index_key), got in zip(asked, pipe.execute() if asked else [], strict=True):
+        if got != expected and i not in hidden:
+            hidden[i] = index_key.split(":ix:", 1)[1]
+    return hidden
+
+
 def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
     """Check everything; returns a summary or raises :class:`VerifyFailed`."""
     r = store.redis
@@ -127,6 +148,7 @@ def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
             except ValueError:
                 raise _fail(store, int(field), "the stored record is not JSON (changed)") from None
         ids = [p.get("id") if isinstance(p, dict) else None for p in parsed]
+        hidden = _hidden_from_readers(store, start, parsed)
         sequenced_at = r.hmget(keys.ledger_sequenced(), [x if isinstance(x, str) else "" for x in ids])
         for offset, i in enumerate(range(start, start + len(idx))):
             body, rec, stored = bodies[offset], parsed[offset], _leaf_from_hex(stored_leaves[offset])
@@ -160,6 +182,10 @@ def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
                 raise _fail(store, i, "the stored record is not in canonical form (changed)", rec)
             if stored != leaf:
                 raise _fail(store, i, "the record's hash differs from its stored leaf hash (changed)", rec)
+            if i in hidden:
+                raise _fail(
+                    store, i, f"missing from the reader index {hidden[i]} (hidden from its readers)", rec
+                )
             tree.append(leaf)
         done = start + len(idx)
         if done % PROGRESS_EVERY == 0 or done == size:
