@@ -286,3 +286,22 @@ def test_a_page_of_proofs_is_prefetched_in_one_pipeline(
     page = reading.records_for_person(filled, ALICE, reading.Filters())
     assert len(page.records) == 6 and all(e["inclusion_proof"] is not None for e in page.records)
     assert [k for k in single if ":level:" in k] == []
+
+
+def test_redis_failure_is_503_json_without_data(
+    client: Any, filled: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    sign_in(client, filled, ALICE)
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("gone")
+
+    monkeypatch.setattr(filled.redis, "zcard", down)
+    response = client.get("/privacy/v1/disclosures", headers={"Accept": "text/html"})
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Retry-After"] == "1"
+    body = response.get_json()
+    assert body["error"] == "temporarily_unavailable" and "records" not in body
