@@ -305,3 +305,10 @@ def test_redis_failure_is_503_json_without_data(
     assert response.headers["Retry-After"] == "1"
     body = response.get_json()
     assert body["error"] == "temporarily_unavailable" and "records" not in body
+
+
+def test_missing_subtree_hash_is_a_logged_json_500(client: Any, filled: Store) -> None:
+    filled.redis.delete(keys.ledger_level(1))
+    response = client.get("/ledger/v1/leaves/0", headers={"Accept": "text/html"})
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json" and response.get_json()["error"] == "server_error"

@@ -8,6 +8,7 @@ Errors on these routes are always JSON problem documents, whatever the Accept he
 
 from __future__ import annotations
 
+import logging
 import re
 
 import redis
@@ -19,6 +20,7 @@ from broker.ledger import checkpoints, reading, storage
 from broker.ledger.checkpoints import b64
 
 bp = Blueprint("ledger", __name__)
+log = logging.getLogger("broker.ledger")
 
 MAX_CHECKPOINT_PAGE = 100
 
@@ -33,9 +35,28 @@ def _broker_error(exc: errors.BrokerError) -> Response:
 
 @bp.errorhandler(redis.RedisError)
 def _storage_error(exc: redis.RedisError) -> Response:
+    log.error("request %s: redis error: %s", web.request_id(), type(exc).__name__)
     error = errors.StorageUnavailable("The service is temporarily unavailable. Try again shortly.")
     response = _broker_error(error)
     response.headers["Retry-After"] = "1"
+    return response
+
+
+@bp.errorhandler(storage.LedgerCorrupt)
+def _corrupt(exc: storage.LedgerCorrupt) -> Response:
+    """The stored tree lacks a hash it needs: an operator problem (run `broker ledger verify`)."""
+    log.error("request %s: ledger storage is inconsistent: %s", web.request_id(), exc)
+    response = jsonify(
+        {
+            "type": "about:blank",
+            "title": "Ledger unavailable",
+            "status": 500,
+            "error": "server_error",
+            "detail": f"The ledger cannot answer. The request id is {web.request_id()}.",
+        }
+    )
+    response.status_code = 500
+    response.mimetype = "application/problem+json"
     return response
 
 
