@@ -86,10 +86,11 @@ def _register_blueprints(app: Flask) -> None:
     from broker.developer.views import bp as developer_bp
     from broker.interactions.views import bp as interactions_bp
     from broker.internal.views import bp as internal_bp
+    from broker.ledger.views import bp as ledger_bp
     from broker.oauth.views import bp as oauth_bp
     from broker.privacy.views import bp as privacy_bp
 
-    for bp in (interactions_bp, oauth_bp, api_bp, privacy_bp, admin_bp, developer_bp, internal_bp):
+    for bp in (interactions_bp, oauth_bp, api_bp, privacy_bp, admin_bp, developer_bp, internal_bp, ledger_bp):
         app.register_blueprint(bp)
 
 

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "broker.apps_commands",
     "broker.worker_commands",
     "broker.oauth.commands",
+    "broker.ledger.commands",
 )
 
 

@@ -196,6 +196,52 @@ def ledger(name: str) -> str:
     return f"{LEDGER_TAG}:{name}"
 
 
+def ledger_size() -> str:
+    """String: number of leaves in the log (the next index)."""
+    return ledger("size")
+
+
+def ledger_records() -> str:
+    """Hash: leaf index -> canonical record JSON (the leaf data). Pruned indexes have no field."""
+    return ledger("records")
+
+
+def ledger_level(level: int) -> str:
+    """Hash: i -> hex hash of the complete subtree of 2**level leaves starting at i * 2**level."""
+    return ledger(f"level:{level}")
+
+
+def ledger_sequenced() -> str:
+    """Hash: record id -> leaf index; what makes sequencing idempotent."""
+    return ledger("sequenced")
+
+
+def ledger_pruned() -> str:
+    """Hash: leaf index -> record id, for records whose body was pruned (leaf hash kept)."""
+    return ledger("pruned")
+
+
+def ledger_rejected() -> str:
+    """List: journal entries that were not valid records (kept for the operator, never sequenced)."""
+    return ledger("rejected")
+
+
+def ledger_checkpoints() -> str:
+    """List: signed checkpoints (compact JWS), oldest first."""
+    return ledger("checkpoints")
+
+
+def ledger_lock() -> str:
+    """String: the sequencer lock (SET NX PX); value = the holder's random token."""
+    return ledger("lock")
+
+
+def ledger_index(**dims: str) -> str:
+    """Sorted set of leaf indexes (score: record time; member: zero-padded index) for one reader
+    view, e.g. ``ledger_index(person=uid, app=client_id)``; dimension order does not matter."""
+    return ledger("ix:" + "|".join(f"{k}={v}" for k, v in sorted(dims.items())))
+
+
 # --- events (outbox) -------------------------------------------------------------------------
 
 

@@ -1,0 +1,142 @@
+"""Signed checkpoints: (tree size, root hash, time) as a compact JWS signed with the Ed25519 key.
+
+Anyone can verify a checkpoint with the public keys at ``GET /ledger/v1/keys`` and then check
+inclusion and consistency proofs against its root. Payload (JSON)::
+
+    {"origin": "<issuer>/ledger", "tree_size": n, "root_hash": "<base64 SHA-256>",
+     "timestamp": <unix seconds>, "kid": "<signing key id>"}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from broker.config import Settings
+from broker.ledger import storage
+from broker.services.keyring import LEDGER_ALG, Keyring
+from broker.storage import keys
+from broker.storage.store import Store
+
+TYP = "broker-ledger-checkpoint+jws"
+
+
+class CheckpointInvalid(Exception):
+    """A checkpoint's signature, header or payload does not verify."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    jws: str
+    tree_size: int
+    root_hash: bytes
+    timestamp: int
+    kid: str
+    position: int = -1  # place in the checkpoint list
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.jws,
+            "tree_size": self.tree_size,
+            "root_hash": b64(self.root_hash),
+            "timestamp": self.timestamp,
+            "kid": self.kid,
+        }
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def unb64(value: str) -> bytes:
+    return base64.b64decode(value.encode(), validate=True)
+
+
+def public_jwks(keyring: Keyring) -> dict[str, Any]:
+    """Only the Ed25519 keys: the ones checkpoints (and receipts) are signed with."""
+    return {"keys": [k for k in keyring.public_jwks()["keys"] if k.get("alg") == LEDGER_ALG]}
+
+
+def sign(store: Store, keyring: Keyring, settings: Settings, *, now: int | None = None) -> Checkpoint:
+    """Sign the current tree head and append it to the list. Callers hold the sequencer lock."""
+    tree_size = storage.size(store)
+    root_hash = storage.RedisTree(store).root(tree_size)
+    key = keyring.signing_key(LEDGER_ALG)
+    payload = {
+        "origin": f"{settings.issuer}/ledger",
+        "tree_size": tree_size,
+        "root_hash": b64(root_hash),
+        "timestamp": int(time.time()) if now is None else now,
+        "kid": key.kid,
+    }
+    token = jws.serialize_compact(
+        {"alg": LEDGER_ALG, "kid": key.kid, "typ": TYP},
+        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode(),
+        key,
+        algorithms=[LEDGER_ALG],
+    )
+    position = int(store.redis.rpush(keys.ledger_checkpoints(), token)) - 1
+    return Checkpoint(token, tree_size, root_hash, payload["timestamp"], key.kid, position)
+
+
+def parse(token: str, position: int = -1) -> Checkpoint:
+    """Decode without checking the signature (for our own stored list); see :func:`verify`."""
+    try:
+        payload_b64 = token.split(".")[1]
+        payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
+        return _from_payload(token, payload, position)
+    except (IndexError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointInvalid(f"checkpoint is not well-formed ({exc})") from None
+
+
+def verify(token: str, jwks: dict[str, Any], position: int = -1) -> Checkpoint:
+    """Check the Ed25519 signature against the published keys, then decode."""
+    try:
+        obj = jws.deserialize_compact(token, KeySet.import_key_set(jwks), algorithms=[LEDGER_ALG])  # type: ignore[arg-type]
+    except (JoseError, ValueError, TypeError) as exc:
+        raise CheckpointInvalid(f"signature does not verify ({type(exc).__name__}: {exc})") from None
+    headers = obj.headers()
+    if headers.get("typ") != TYP:
+        raise CheckpointInvalid(f"unexpected typ {headers.get('typ')!r}")
+    try:
+        checkpoint = _from_payload(token, json.loads(obj.payload), position)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointInvalid(f"payload is not well-formed ({exc})") from None
+    if checkpoint.kid != headers.get("kid"):
+        raise CheckpointInvalid("payload kid differs from the header kid")
+    return checkpoint
+
+
+def _from_payload(token: str, payload: dict[str, Any], position: int) -> Checkpoint:
+    tree_size = payload["tree_size"]
+    timestamp = payload["timestamp"]
+    if not isinstance(tree_size, int) or tree_size < 0 or not isinstance(timestamp, int):
+        raise ValueError("tree_size and timestamp must be non-negative integers")
+    root_hash = unb64(payload["root_hash"])
+    if len(root_hash) != 32:
+        raise ValueError("root_hash must be 32 bytes")
+    return Checkpoint(token, tree_size, root_hash, timestamp, str(payload["kid"]), position)
+
+
+def count(store: Store) -> int:
+    return int(store.redis.llen(keys.ledger_checkpoints()))
+
+
+def latest(store: Store) -> Checkpoint | None:
+    n = count(store)
+    if n == 0:
+        return None
+    token = store.redis.lindex(keys.ledger_checkpoints(), n - 1)
+    return parse(token, n - 1) if token else None
+
+
+def page(store: Store, start: int, limit: int) -> list[Checkpoint]:
+    tokens = store.redis.lrange(keys.ledger_checkpoints(), start, start + limit - 1)
+    return [parse(token, start + i) for i, token in enumerate(tokens)]

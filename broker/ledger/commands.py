@@ -1,0 +1,341 @@
+"""``broker ledger verify|prune|export``.
+
+``verify`` trusts nothing stored but the signing keys: it recomputes every leaf from every stored
+record, rebuilds the tree, compares every stored subtree hash, checks every checkpoint's signature
+and root, and the consistency of each checkpoint with the one before. It stops at the first
+problem, naming the record (index and id) or checkpoint, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from broker.config import Settings
+from broker.ledger import checkpoints, merkle, reading, storage
+from broker.services.keyring import Keyring
+from broker.storage import keys
+from broker.storage.store import Store
+
+CHUNK = 1000
+PROGRESS_EVERY = 10000
+
+
+class VerifyFailed(Exception):
+    """The ledger does not verify; the message names the first bad record or checkpoint."""
+
+
+def register(sub: Any) -> None:
+    ledger = sub.add_parser("ledger", help="disclosure ledger tools")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+
+    verify = ledger_sub.add_parser("verify", help="recompute and check the whole ledger and its checkpoints")
+    verify.set_defaults(func=cmd_verify)
+
+    prune = ledger_sub.add_parser("prune", help="remove record bodies older than the retention (hashes stay)")
+    prune.add_argument(
+        "--before",
+        type=int,
+        metavar="DAYS",
+        help="prune records older than DAYS days (default BROKER_LEDGER_RETENTION_DAYS)",
+    )
+    prune.set_defaults(func=cmd_prune)
+
+    export = ledger_sub.add_parser("export", help="export records of a person, an app or an org")
+    who = export.add_mutually_exclusive_group(required=True)
+    who.add_argument("--person", metavar="UID")
+    who.add_argument("--app", metavar="CLIENT_ID")
+    who.add_argument("--org", metavar="ORG_ID")
+    export.add_argument("--format", choices=("ndjson", "csv"), default="ndjson")
+    export.add_argument("--since", help="unix seconds or ISO-8601")
+    export.add_argument("--until", help="unix seconds or ISO-8601")
+    export.set_defaults(func=cmd_export)
+
+
+@contextmanager
+def _open() -> Iterator[tuple[Settings, Store]]:
+    from broker.server import configure_logging, open_store
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    with open_store(settings) as store:
+        yield settings, store
+
+
+# -- verify ---------------------------------------------------------------------------------------
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _record_id(store: Store, index: int, body: dict[str, Any] | None = None) -> str:
+    if body is not None and isinstance(body.get("id"), str):
+        return str(body["id"])
+    pruned = store.redis.hget(keys.ledger_pruned(), str(index))
+    if pruned:
+        return str(pruned)
+    for rid, idx in store.redis.hscan_iter(keys.ledger_sequenced(), count=CHUNK):  # only on failure
+        if idx == str(index):
+            return str(rid)
+    return "unknown"
+
+
+def _fail(store: Store, index: int, problem: str, body: dict[str, Any] | None = None) -> VerifyFailed:
+    return VerifyFailed(f"record {index} (id {_record_id(store, index, body)}): {problem}")
+
+
+def _leaf_from_hex(raw: str | None) -> bytes | None:
+    try:
+        value = bytes.fromhex(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and len(value) == 32 else None
+
+
+def _checkpoint_tokens(store: Store, total: int) -> Iterator[tuple[int, str]]:
+    for start in range(0, total, CHUNK):
+        for offset, token in enumerate(
+            store.redis.lrange(keys.ledger_checkpoints(), start, start + CHUNK - 1)
+        ):
+            yield start + offset, token
+
+
+def _hidden_from_readers(store: Store, start: int, parsed: list[dict[str, Any] | None]) -> dict[int, str]:
+    """Records missing from a reader view (removed from its sorted set): tampering too, since the
+    person would no longer see a disclosure about them. Returns index -> first view missing it."""
+    pipe = store.redis.pipeline(transaction=False)
+    asked: list[tuple[int, float, str]] = []
+    for offset, rec in enumerate(parsed):
+        try:
+            wanted = storage.index_keys(rec) if isinstance(rec, dict) else []
+            score = float(rec["time"]) if isinstance(rec, dict) else 0.0
+        except (KeyError, TypeError, ValueError):
+            continue  # the record checks report it
+        for index_key in wanted:
+            pipe.zscore(index_key, storage.member(start + offset))
+            asked.append((start + offset, score, index_key))
+    hidden: dict[int, str] = {}
+    for (i, expected, index_key), got in zip(asked, pipe.execute() if asked else [], strict=True):
+        if got != expected and i not in hidden:
+            hidden[i] = index_key.split(":ix:", 1)[1]
+    return hidden
+
+
+def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
+    """Check everything; returns a summary or raises :class:`VerifyFailed`."""
+    r = store.redis
+    raw_size = r.get(keys.ledger_size())
+    if raw_size is not None and not str(raw_size).isdigit():
+        raise VerifyFailed(f"the tree size {raw_size!r} is not a number")
+    size = int(raw_size or 0)
+    tree = merkle.MemoryTree()
+    pruned = 0
+    for start in range(0, size, CHUNK):
+        idx = [str(i) for i in range(start, min(size, start + CHUNK))]
+        bodies = r.hmget(keys.ledger_records(), idx)
+        stored_leaves = r.hmget(keys.ledger_level(0), idx)
+        pruned_ids = r.hmget(keys.ledger_pruned(), idx)
+        parsed: list[dict[str, Any] | None] = []
+        for field, body in zip(idx, bodies, strict=True):
+            try:
+                parsed.append(json.loads(body) if body is not None else None)
+            except ValueError:
+                raise _fail(store, int(field), "the stored record is not JSON (changed)") from None
+        ids = [p.get("id") if isinstance(p, dict) else None for p in parsed]
+        hidden = _hidden_from_readers(store, start, parsed)
+        sequenced_at = r.hmget(keys.ledger_sequenced(), [x if isinstance(x, str) else "" for x in ids])
+        for offset, i in enumerate(range(start, start + len(idx))):
+            body, rec, stored = bodies[offset], parsed[offset], _leaf_from_hex(stored_leaves[offset])
+            if body is None:
+                if pruned_ids[offset] is None:
+                    raise _fail(store, i, "the record is missing and was not pruned (removed)")
+                if stored is None:
+                    raise _fail(store, i, "pruned, but its leaf hash is missing or malformed")
+                pruned += 1
+                tree.append(stored)
+                continue
+            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+                raise _fail(store, i, "the stored record is not a disclosure record (changed)")
+            leaf = merkle.leaf_hash(body.encode())
+            if rec.get("index") != i:
+                raise _fail(
+                    store,
+                    i,
+                    f"the record says it is at index {rec.get('index')} (reordered, "
+                    "removed or inserted records)",
+                    rec,
+                )
+            if sequenced_at[offset] != str(i):
+                where = (
+                    "was never sequenced"
+                    if sequenced_at[offset] is None
+                    else (f"was sequenced at index {sequenced_at[offset]}")
+                )
+                raise _fail(store, i, f"this record id {where} (inserted or reordered)", rec)
+            if storage.canonical(rec) != body.encode():
+                raise _fail(store, i, "the stored record is not in canonical form (changed)", rec)
+            if stored != leaf:
+                raise _fail(store, i, "the record's hash differs from its stored leaf hash (changed)", rec)
+            if i in hidden:
+                raise _fail(
+                    store, i, f"missing from the reader index {hidden[i]} (hidden from its readers)", rec
+                )
+            tree.append(leaf)
+        done = start + len(idx)
+        if done % PROGRESS_EVERY == 0 or done == size:
+            _progress(f"verified {done}/{size} records")
+    extra = r.hget(keys.ledger_records(), str(size))
+    if extra is not None:
+        raise _fail(store, size, "a record exists beyond the tree size (inserted)")
+
+    # every stored subtree hash must be what the records give
+    for level in range(1, len(tree.levels)):
+        expected = tree.levels[level]
+        for start in range(0, len(expected), CHUNK):
+            got = r.hmget(
+                keys.ledger_level(level), [str(j) for j in range(start, min(len(expected), start + CHUNK))]
+            )
+            for j, value in enumerate(got, start):
+                if _leaf_from_hex(value) != expected[j]:
+                    first = j << level
+                    raise _fail(
+                        store,
+                        first,
+                        f"the stored subtree hash at level {level} index {j} (leaves {first}.."
+                        f"{((j + 1) << level) - 1}) differs from the records",
+                    )
+    _progress(f"verified {sum(len(lv) for lv in tree.levels[1:])} stored subtree hashes")
+
+    # checkpoints: signature, root, monotonic, consistent with the previous one
+    total = int(r.llen(keys.ledger_checkpoints()))
+    previous: checkpoints.Checkpoint | None = None
+    for position, token in _checkpoint_tokens(store, total):
+        try:
+            cp = checkpoints.verify(token, jwks, position)
+        except checkpoints.CheckpointInvalid as exc:
+            raise VerifyFailed(f"checkpoint {position}: {exc}") from None
+        if cp.tree_size > size:
+            raise VerifyFailed(
+                f"checkpoint {position}: signed tree size {cp.tree_size} but the log has only "
+                f"{size} records (records removed)"
+            )
+        if tree.root(cp.tree_size) != cp.root_hash:
+            raise VerifyFailed(
+                f"checkpoint {position} (tree size {cp.tree_size}): the signed root does not match "
+                "the records (records changed, removed, reordered or inserted)"
+            )
+        if previous is not None:
+            if cp.tree_size < previous.tree_size:
+                raise VerifyFailed(f"checkpoint {position}: tree size went down from {previous.tree_size}")
+            if previous.tree_size > 0:
+                proof = merkle.consistency_proof(tree, previous.tree_size, cp.tree_size)
+                if not merkle.verify_consistency(
+                    previous.tree_size, cp.tree_size, previous.root_hash, cp.root_hash, proof
+                ):
+                    raise VerifyFailed(
+                        f"checkpoint {position} is not consistent with checkpoint {position - 1}"
+                    )
+        previous = cp
+    _progress(f"verified {total} checkpoints")
+    return {
+        "records": size,
+        "pruned": pruned,
+        "checkpoints": total,
+        "root_hash": checkpoints.b64(tree.root()),
+        "latest_checkpoint_size": previous.tree_size if previous else None,
+    }
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _open() as (settings, store):
+        keyring = Keyring(settings.signing_keys_file, create=False)
+        try:
+            summary = verify(store, checkpoints.public_jwks(keyring))
+        except (VerifyFailed, storage.LedgerCorrupt) as exc:
+            print(f"ledger verify FAILED: {exc}")
+            return 1
+    unsigned = summary["records"] - (summary["latest_checkpoint_size"] or 0)
+    print(
+        f"ledger OK: {summary['records']} records ({summary['pruned']} pruned, verified by hash only), "
+        f"{summary['checkpoints']} checkpoints verified, root {summary['root_hash']}"
+        + (f"; {unsigned} records not yet in a checkpoint" if unsigned else "")
+    )
+    return 0
+
+
+# -- prune ----------------------------------------------------------------------------------------
+
+
+def prune(store: Store, cutoff: float) -> int:
+    """Remove bodies of records older than ``cutoff`` (unix seconds); leaf hashes and the tree stay."""
+    r = store.redis
+    size = storage.size(store)
+    removed = 0
+    for start in range(0, size, CHUNK):
+        idx = [str(i) for i in range(start, min(size, start + CHUNK))]
+        bodies = r.hmget(keys.ledger_records(), idx)
+        pipe = r.pipeline(transaction=True)  # all {ledger} keys: one slot
+        queued = 0
+        for i, body in zip(idx, bodies, strict=True):
+            if body is None:
+                continue
+            try:
+                rec = json.loads(body)
+                too_old = float(rec["time"]) < cutoff
+                record_keys = storage.index_keys(rec)
+            except (ValueError, TypeError, KeyError):
+                _progress(f"record {i} is not a valid record; left alone (run `broker ledger verify`)")
+                continue
+            if not too_old:
+                continue
+            pipe.hdel(keys.ledger_records(), i)
+            pipe.hset(keys.ledger_pruned(), i, rec["id"])
+            for index_key in record_keys:
+                pipe.zrem(index_key, storage.member(int(i)))
+            queued += 1
+        if queued:
+            pipe.execute()
+            removed += queued
+    return removed
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    with _open() as (settings, store):
+        days = settings.ledger_retention_days if args.before is None else args.before
+        if days < 0:
+            print("broker ledger prune: --before must be 0 or more days", file=sys.stderr)
+            return 2
+        removed = prune(store, time.time() - days * 86400)
+    print(f"pruned {removed} records older than {days} days (their leaf hashes stay in the tree)")
+    return 0
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from broker.errors import ValidationFailed
+
+    view, subject = (
+        ("person", args.person) if args.person else ("app", args.app) if args.app else ("org", args.org)
+    )
+    try:
+        filters = reading.parse_filters(
+            {k: v for k, v in (("since", args.since), ("until", args.until)) if v}
+        )
+    except ValidationFailed as exc:
+        print(f"broker ledger export: {exc.detail}: {exc.fields}", file=sys.stderr)
+        return 2
+    with _open() as (_settings, store):
+        records = reading.iterate(store, view, subject, filters)
+        lines = reading.ndjson_lines(records) if args.format == "ndjson" else reading.csv_lines(records)
+        for line in lines:
+            sys.stdout.write(line)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,257 @@
+"""The sequencer: moves disclosure records from the per-app journals into the global Merkle log.
+
+The gate commits each record to its app's journal stream (``{a:<client_id>}`` slot, one round
+trip with the token check). The sequencer, one at a time across all processes (``SET NX PX``
+lock), reads the journals with XRANGE, orders the records deterministically (time, client id,
+stream id), appends them to the log in ONE Lua script on ``{ledger}`` keys, and only then deletes
+them from the journals. A record id already in ``ledger_sequenced`` is never appended again, so a
+crash between the two steps just means the next run deletes what was already moved.
+
+SHA-256 is computed here, not in Lua; the script refuses the write if the lock was lost or the
+tree grew meanwhile, so the precomputed hashes always extend the tree they were computed for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from broker.config import Settings
+from broker.ledger import checkpoints, merkle, storage
+from broker.services.keyring import Keyring
+from broker.storage import keys
+from broker.storage.store import Store
+
+log = logging.getLogger("broker.ledger.sequencer")
+
+_APPEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEDGER lock lost') end
+local size = tonumber(redis.call('GET', KEYS[2]) or '0')
+if size ~= tonumber(ARGV[2]) then return redis.error_reply('LEDGER tree size changed') end
+local ids = cjson.decode(ARGV[4])
+for _, id in ipairs(ids) do
+  if redis.call('HEXISTS', KEYS[3], id) == 1 then return redis.error_reply('LEDGER already sequenced') end
+end
+local ops = cjson.decode(ARGV[5])
+for _, op in ipairs(ops) do
+  redis.call(op[1], KEYS[tonumber(op[2])], op[3], op[4])
+end
+redis.call('SET', KEYS[2], ARGV[3])
+return #ids
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+REQUIRED = ("id", "time", "app", "person")
+
+
+@dataclass
+class RunResult:
+    locked: bool = True  # False: another sequencer holds the lock; nothing was done
+    appended: int = 0
+    removed: int = 0  # journal entries deleted (appended now, already sequenced, or rejected)
+    rejected: int = 0
+    checkpoint: checkpoints.Checkpoint | None = None
+    indexes: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    client_id: str
+    entry_id: str
+    record: dict[str, Any]
+
+    @property
+    def order(self) -> tuple[Any, ...]:
+        ms, _, seq = self.entry_id.partition("-")
+        return (self.record["time"], self.client_id, int(ms), int(seq or 0))
+
+
+def _valid(record: Any) -> bool:
+    if not isinstance(record, dict) or any(k not in record for k in REQUIRED) or "index" in record:
+        return False
+    if not isinstance(record["time"], int | float) or isinstance(record["time"], bool):
+        return False
+    return all(isinstance(record[k], str) and record[k] for k in ("id", "app", "person"))
+
+
+class Sequencer:
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        settings: Settings,
+        *,
+        batch_size: int = 500,
+        max_batches: int = 20,
+        lock_ms: int = 30000,
+    ) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.settings = settings
+        self.batch_size = batch_size
+        self.max_batches = max_batches
+        self.lock_ms = lock_ms
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def run_once(self) -> RunResult:
+        """Drain the journals (up to ``max_batches`` batches) and sign a checkpoint if the tree grew."""
+        token = secrets.token_hex(16)
+        if not self.store.redis.set(keys.ledger_lock(), token, nx=True, px=self.lock_ms):
+            return RunResult(locked=False)
+        result = RunResult()
+        try:
+            for _ in range(self.max_batches):
+                more = self._batch(token, result)
+                self.store.script(_EXTEND)(keys=[keys.ledger_lock()], args=[token, self.lock_ms])
+                if not more:
+                    break
+            last = checkpoints.latest(self.store)
+            if last is None or storage.size(self.store) != last.tree_size:
+                result.checkpoint = checkpoints.sign(self.store, self.keyring, self.settings)
+        finally:
+            self.store.script(_RELEASE)(keys=[keys.ledger_lock()], args=[token])
+        return result
+
+    def run_forever(self, stop_event: threading.Event) -> None:
+        """Sequence and checkpoint every ``checkpoint_seconds`` until ``stop_event`` is set.
+
+        Redis outages are logged and retried; records wait safely in the journals meanwhile.
+        """
+        interval = float(self.settings.checkpoint_seconds)
+        while not stop_event.is_set():
+            started = time.monotonic()
+            try:
+                result = self.run_once()
+                if result.appended:
+                    log.info(
+                        "sequenced %d records; tree size %s",
+                        result.appended,
+                        result.checkpoint.tree_size if result.checkpoint else "?",
+                    )
+            except redis.RedisError as exc:
+                log.error("sequencer run failed: %s: %s", type(exc).__name__, exc)
+            except Exception:  # the thread must outlive any one bad run; records wait in the journals
+                log.exception("sequencer run failed")
+            stop_event.wait(max(0.05, interval - (time.monotonic() - started)))
+
+    # -- one batch --------------------------------------------------------------------------------
+
+    def _read_journals(self, result: RunResult) -> tuple[list[_Entry], dict[str, list[str]], bool]:
+        r = self.store.redis
+        entries: list[_Entry] = []
+        done: dict[str, list[str]] = {}  # journal entries to delete without appending
+        read = 0
+        for client_id in sorted(r.smembers(keys.journals_index())):
+            batch = r.xrange(keys.journal(client_id), "-", "+", count=self.batch_size)
+            read = max(read, len(batch))
+            if not batch:
+                self._forget_if_empty(client_id)
+            for entry_id, fields in batch:
+                raw = fields.get("r", "")
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    record = None
+                if not _valid(record):
+                    log.error("journal %s entry %s is not a valid record; set aside", client_id, entry_id)
+                    r.rpush(
+                        keys.ledger_rejected(), json.dumps({"app": client_id, "entry": entry_id, "r": raw})
+                    )
+                    done.setdefault(client_id, []).append(entry_id)
+                    result.rejected += 1
+                    continue
+                entries.append(_Entry(client_id, entry_id, record))
+        entries.sort(key=lambda e: e.order)
+        more = read >= self.batch_size or len(entries) > self.batch_size
+        return entries[: self.batch_size], done, more
+
+    def _batch(self, token: str, result: RunResult) -> bool:
+        """One batch; returns whether the journals may hold more."""
+        entries, done, more = self._read_journals(result)
+        if entries:
+            seen = self.store.redis.hmget(keys.ledger_sequenced(), [e.record["id"] for e in entries])
+            fresh: list[_Entry] = []
+            ids: set[str] = set()
+            for entry, already in zip(entries, seen, strict=True):
+                if already is not None or entry.record["id"] in ids:
+                    done.setdefault(entry.client_id, []).append(entry.entry_id)
+                else:
+                    ids.add(entry.record["id"])
+                    fresh.append(entry)
+            if fresh:
+                result.indexes.extend(self._append(token, [e.record for e in fresh]))
+                result.appended += len(fresh)
+                for entry in fresh:
+                    done.setdefault(entry.client_id, []).append(entry.entry_id)
+        self._delete_moved(done)
+        result.removed += sum(len(v) for v in done.values())
+        return more
+
+    def _append(self, token: str, records: list[dict[str, Any]]) -> list[int]:
+        start = storage.size(self.store)
+        edge = storage.frontier(self.store, start)
+        key_list = [keys.ledger_lock(), keys.ledger_size(), keys.ledger_sequenced(), keys.ledger_records()]
+        key_pos: dict[str, int] = {k: i + 1 for i, k in enumerate(key_list)}
+
+        def pos(key: str) -> str:
+            if key not in key_pos:
+                key_list.append(key)
+                key_pos[key] = len(key_list)
+            return str(key_pos[key])
+
+        ops: list[list[str]] = []
+        n = start
+        indexes = []
+        for record in records:
+            body = storage.canonical({**record, "index": n})
+            leaf = merkle.leaf_hash(body)
+            ops.append(["HSET", pos(keys.ledger_records()), str(n), body.decode()])
+            ops.append(["HSET", pos(keys.ledger_sequenced()), record["id"], str(n)])
+            level, idx, h = 0, n, leaf
+            ops.append(["HSET", pos(keys.ledger_level(0)), str(idx), h.hex()])
+            while idx & 1:
+                h = merkle.node_hash(edge.pop(level), h)
+                level, idx = level + 1, idx >> 1
+                ops.append(["HSET", pos(keys.ledger_level(level)), str(idx), h.hex()])
+            edge[level] = h
+            for index_key in storage.index_keys(record):
+                ops.append(["ZADD", pos(index_key), repr(float(record["time"])), storage.member(n)])
+            indexes.append(n)
+            n += 1
+        self.store.script(_APPEND)(
+            keys=key_list,
+            args=[token, start, n, json.dumps([r["id"] for r in records]), json.dumps(ops)],
+        )
+        self.store.confirm_durable(keys.ledger_size())
+        return indexes
+
+    def _delete_moved(self, done: dict[str, list[str]]) -> None:
+        """Second step: remove moved entries from each journal (each in its own app slot)."""
+        for client_id, entry_ids in done.items():
+            if entry_ids:
+                self.store.redis.xdel(keys.journal(client_id), *entry_ids)
+
+    def _forget_if_empty(self, client_id: str) -> None:
+        # SREM first, then look: a gate that appends meanwhile has SADDed before its XADD, so either
+        # we see its entry and re-add, or its SADD lands after our SREM.
+        r = self.store.redis
+        r.srem(keys.journals_index(), client_id)
+        if r.xlen(keys.journal(client_id)):
+            r.sadd(keys.journals_index(), client_id)

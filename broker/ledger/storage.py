@@ -1,0 +1,155 @@
+"""How the log lives in Redis, all under the ``{ledger}`` hash tag (DESIGN invariant 6).
+
+* ``ledger_records`` hash: index -> canonical record JSON, which is exactly the leaf data.
+* ``ledger_level(L)`` hashes: index -> hex hash of each complete, aligned subtree of 2**L leaves
+  (level 0 = leaf hashes). Appending a leaf adds at most log2(n) + 1 entries, and every proof is
+  a handful of O(1) ``HGET``s (``merkle.range_hash``), never a rehash of the tree.
+* ``ledger_size``, ``ledger_sequenced`` (record id -> index), ``ledger_pruned`` (index -> id),
+  ``ledger_checkpoints`` and the reader indexes (``ledger_index(**dims)``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from broker.ledger import merkle
+from broker.storage import keys
+from broker.storage.store import Store
+
+INDEX_WIDTH = 12  # zero-padded index members sort lexicographically in index order among equal times
+
+
+class LedgerCorrupt(Exception):
+    """A stored subtree hash the log needs is missing or malformed."""
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The leaf data: sorted keys, no spaces, UTF-8 (so anyone can recompute the leaf hash)."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def member(index: int) -> str:
+    return str(index).zfill(INDEX_WIDTH)
+
+
+def index_keys(record: dict[str, Any]) -> list[str]:
+    """Every reader view a record appears in: the person, the app, the developer, and (for records
+    made through an installation) the organization; each also by app and by person for filters."""
+    person, app = str(record["person"]), str(record["app"])
+    found = {
+        keys.ledger_index(person=person),
+        keys.ledger_index(person=person, app=app),
+        keys.ledger_index(app=app),
+    }
+    developer = record.get("developer")
+    if isinstance(developer, str) and developer:
+        found |= {
+            keys.ledger_index(developer=developer),
+            keys.ledger_index(developer=developer, app=app),
+            keys.ledger_index(developer=developer, person=person),
+            keys.ledger_index(developer=developer, app=app, person=person),
+        }
+    org = record.get("org")
+    if record.get("audience") == "organization" and isinstance(org, str) and org:
+        found |= {
+            keys.ledger_index(org=org),
+            keys.ledger_index(org=org, app=app),
+            keys.ledger_index(org=org, person=person),
+            keys.ledger_index(org=org, app=app, person=person),
+        }
+    return sorted(found)
+
+
+def size(store: Store) -> int:
+    return int(store.redis.get(keys.ledger_size()) or 0)
+
+
+class RedisTree:
+    """A ``merkle.TreeView`` over the stored subtree hashes, with a per-instance cache."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[tuple[int, int], bytes] = {}
+
+    def subtree(self, level: int, index: int) -> bytes:
+        found = self._cache.get((level, index))
+        if found is None:
+            raw = self.store.redis.hget(keys.ledger_level(level), str(index))
+            try:
+                found = bytes.fromhex(raw)
+            except (TypeError, ValueError):
+                raise LedgerCorrupt(
+                    f"subtree hash level {level} index {index} is missing or malformed"
+                ) from None
+            if len(found) != 32:
+                raise LedgerCorrupt(f"subtree hash level {level} index {index} is malformed")
+            self._cache[(level, index)] = found
+        return found
+
+    def prefetch(self, wanted: set[tuple[int, int]]) -> None:
+        """Fetch many subtree hashes in one round trip (a pipeline of HGETs)."""
+        missing = sorted(w for w in wanted if w not in self._cache)
+        if not missing:
+            return
+        pipe = self.store.redis.pipeline(transaction=False)
+        for level, index in missing:
+            pipe.hget(keys.ledger_level(level), str(index))
+        for (level, index), raw in zip(missing, pipe.execute(), strict=True):
+            try:
+                value = bytes.fromhex(raw)
+            except (TypeError, ValueError):
+                continue  # subtree() raises LedgerCorrupt with the details when it is needed
+            if len(value) == 32:
+                self._cache[(level, index)] = value
+
+    def prefetch_proofs(self, indexes: list[int], tree_size: int) -> None:
+        """Load everything the inclusion proofs of ``indexes`` need, in one round trip."""
+        recorder = _Recorder()
+        for index in indexes:
+            if 0 <= index < tree_size:
+                merkle.inclusion_proof(recorder, index, tree_size)
+                recorder.subtree(0, index)
+        self.prefetch(recorder.wanted)
+
+    def root(self, tree_size: int) -> bytes:
+        recorder = _Recorder()
+        merkle.root(recorder, tree_size)
+        self.prefetch(recorder.wanted)
+        return merkle.root(self, tree_size)
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        self.prefetch_proofs([index], tree_size)
+        return merkle.inclusion_proof(self, index, tree_size)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        recorder = _Recorder()
+        merkle.consistency_proof(recorder, first, second)
+        self.prefetch(recorder.wanted)
+        return merkle.consistency_proof(self, first, second)
+
+    def leaf(self, index: int) -> bytes:
+        return self.subtree(0, index)
+
+
+class _Recorder:
+    """A TreeView that only notes which subtrees a computation reads (to prefetch them)."""
+
+    def __init__(self) -> None:
+        self.wanted: set[tuple[int, int]] = set()
+
+    def subtree(self, level: int, index: int) -> bytes:
+        self.wanted.add((level, index))
+        return bytes(32)
+
+
+def frontier(store: Store, tree_size: int) -> dict[int, bytes]:
+    """The right edge needed to append: for every set bit L of ``tree_size``, the last level-L hash."""
+    tree = RedisTree(store)
+    wanted = {
+        (level, (tree_size >> level) - 1)
+        for level in range(tree_size.bit_length())
+        if (tree_size >> level) & 1
+    }
+    tree.prefetch(wanted)
+    return {level: tree.subtree(level, index) for level, index in wanted}
