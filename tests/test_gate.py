@@ -271,3 +271,17 @@ def test_redis_down_means_503_and_no_data(client, store, redis_server, person) -
         assert "Traceback" not in response.get_data(as_text=True)
     finally:
         redis_server.start()
+
+
+def test_userinfo_cors_only_for_the_token_apps_own_origins(client, store, settings, person) -> None:
+    own = "http://127.0.0.1:8765"  # origin of the app's registered redirect URI (tests/records.make_app)
+    ok = client.get("/oauth/userinfo", headers={**bearer(person["token"]), "Origin": own})
+    assert ok.headers["Access-Control-Allow-Origin"] == own
+    assert "Origin" in ok.headers["Vary"]
+    other = client.get("/oauth/userinfo", headers={**bearer(person["token"]), "Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    store.redis.zadd(keys.apps_all(), {person["client_id"]: 1})
+    preflight = client.options("/oauth/userinfo", headers={"Origin": own, "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == own
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]

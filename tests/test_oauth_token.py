@@ -428,3 +428,43 @@ def test_code_replay_after_refresh_revokes_the_descendants_too(flow):
     assert flow["token"](form).get_json()["error"] == "invalid_grant"
     assert not _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
     assert not _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["refresh_token"])
+
+
+def test_id_token_subject_is_recorded_before_the_response(flow, store):
+    """The id_token discloses `sub` (the pairwise user_id): that is a disclosure like any other."""
+    from tests.records import journal_records
+
+    assert journal_records(store, flow["cid"]) == []
+    resp = flow["token"](flow["code_form"]())
+    assert resp.status_code == 200 and "id_token" in resp.get_json()
+    [record] = journal_records(store, flow["cid"])
+    assert record["fields"] == ["user_id"]
+    assert record["person"] == flow["uid"]
+    assert record["grant"] == flow["grant_id"]
+    assert record["endpoint"] == "POST /oauth/token (id_token)"
+    assert record["request_id"] == resp.headers["X-Request-Id"]
+
+
+def test_no_token_response_when_the_record_cannot_be_written(flow, store, redis_server):
+    form = flow["code_form"]()
+    original = store.redis.pipeline
+
+    def failing_pipeline(*args, **kwargs):
+        pipe = original(*args, **kwargs)
+        real_xadd = pipe.xadd
+
+        def xadd(name, *a, **k):
+            if ":journal" in name:
+                raise __import__("redis").ConnectionError("journal unavailable")
+            return real_xadd(name, *a, **k)
+
+        pipe.xadd = xadd
+        return pipe
+
+    store.redis.pipeline = failing_pipeline
+    try:
+        resp = flow["token"](form)
+    finally:
+        store.redis.pipeline = original
+    assert resp.status_code == 503
+    assert "access_token" not in resp.get_data(as_text=True)

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 from broker import web
 from broker.app import csrf
 from broker.errors import BrokerError, NotFound, ValidationFailed
+from broker.oauth import cors
 from broker.services.gate import Gate, InsufficientScope, InvalidToken
 from broker.storage import keys
 
@@ -110,11 +111,18 @@ def me() -> Response:
     return _no_store(jsonify(profile))
 
 
-@bp.route("/oauth/userinfo", methods=["GET", "POST"])
+@bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"])
 def userinfo() -> Response:
-    """OIDC userinfo: the same disclosure as /v1/me with standard claim names."""
-    _, profile = _disclose_person("userinfo")
-    return _no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
+    """OIDC userinfo: the same disclosure as /v1/me with standard claim names.
+
+    CORS: a preflight is answered for the origins of any registered app; the response itself only
+    for the origins of the app the token belongs to (derived from its redirect URIs).
+    """
+    if request.method == "OPTIONS":
+        return cors.apply(Response(status=204), cors.any_app_origins(web.store()))
+    disclosed, profile = _disclose_person("userinfo")
+    response = _no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
+    return cors.apply(response, cors.client_origins(web.store(), disclosed.client_id))
 
 
 class _PageArgs(Schema):

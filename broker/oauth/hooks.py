@@ -1,12 +1,34 @@
-"""Points where the protocol hands over to the disclosure ledger (main wires the real calls)."""
+"""Where the protocol hands over to the disclosure ledger."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, cast
+
+from flask import current_app
+
+from broker import web
+from broker.errors import StorageUnavailable
+from broker.storage import keys
+
+if TYPE_CHECKING:
+    from broker.oauth.models import Grant
+    from broker.services.gate import Gate
 
 
-def record_id_token_disclosure(client_id: str, grant: Any, uid: str) -> None:
-    """Called right before a token response that carries an id_token (which discloses ``sub``, the
-    person's pairwise id, to the app). A no-op in this branch; main replaces it with the ledger call,
-    which must raise to stop the response if the record cannot be committed (DESIGN invariant 1)."""
-    return None
+def record_id_token_disclosure(client_id: str, grant: Grant | None, uid: str) -> None:
+    """An id_token discloses ``sub`` (the person's pairwise id, the catalog field ``user_id``) to the
+    app: record it before the token response leaves (DESIGN invariant 1). A grant that vanished
+    between the code check and now means no token response at all."""
+    if grant is None:
+        raise StorageUnavailable("the grant changed while the token was being issued; try again")
+    gate = cast("Gate", current_app.extensions["broker.gate"])
+    developer = web.store().redis.hget(keys.app(client_id), "developer_id") or ""
+    gate.record_issued(
+        client_id,
+        developer_id=developer,
+        user_id=uid,
+        grant_id=grant.id,
+        fields=["user_id"],
+        endpoint="POST /oauth/token (id_token)",
+        request_id=web.request_id(),
+    )

@@ -17,33 +17,12 @@ import redis
 
 from broker.config import Settings
 from broker.errors import NotFound, ValidationFailed
-from broker.services import events, receipts
+from broker.services import events, receipts, tokens
 from broker.services.apps import get_app
 from broker.services.catalog import Catalog
 from broker.services.pairwise import pairwise_id
 from broker.storage import keys
 from broker.storage.store import Store
-
-# Deletes every token key listed in a grant's token set, then the set (one slot: the app's).
-_REVOKE_TOKENS = """
-local members = redis.call('SMEMBERS', KEYS[1])
-for _, key in ipairs(members) do redis.call('DEL', key) end
-redis.call('DEL', KEYS[1])
-return #members
-"""
-
-
-def _revoke_tokens(pipe_or_store: Any, client_id: str, grant_id: str) -> Any:
-    """Delete every token issued under ``grant_id`` (grant or installation) and the index set.
-
-    Accepts a Store (runs now) or a MULTI pipeline (queued with the rest of the transaction).
-    Main replaces this with ``broker.services.tokens.revoke_grant_tokens`` when branches merge.
-    """
-    set_key = keys.grant_tokens(client_id, grant_id)
-    if isinstance(pipe_or_store, Store):
-        return pipe_or_store.script(_REVOKE_TOKENS)(keys=[set_key], args=[])
-    # Inside MULTI: plain EVAL (no EVALSHA/NOSCRIPT round trip), the same on Redis Cluster pipelines.
-    return pipe_or_store.eval(_REVOKE_TOKENS, 1, set_key)
 
 
 def _decode(raw: dict[str, str]) -> dict[str, Any]:
@@ -187,7 +166,7 @@ def revoke_grant(store: Store, settings: Settings, client_id: str, uid: str) -> 
                 record = _decode(raw)
                 pipe.multi()
                 pipe.delete(key)
-                _revoke_tokens(pipe, client_id, record["id"])
+                tokens.revoke_grant_tokens(pipe, client_id, record["id"])
                 pipe.srem(keys.app_grants(client_id), uid)
                 events.emit(
                     pipe,

@@ -19,7 +19,7 @@ import redis
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.services import events
 from broker.services.apps import require_app
-from broker.services.grants import _revoke_tokens
+from broker.services.tokens import revoke_grant_tokens
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -184,7 +184,7 @@ def remove(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
                 record = _decode(raw)
                 pipe.multi()
                 pipe.delete(key)
-                _revoke_tokens(pipe, client_id, record["id"])
+                revoke_grant_tokens(pipe, client_id, record["id"])
                 pipe.srem(keys.app_installations(client_id), org_id)
                 events.emit(pipe, client_id, "installation.removed", {"org_id": org_id})
                 pipe.execute()

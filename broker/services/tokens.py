@@ -353,10 +353,16 @@ def revoke_token(store: Store, hash_key: str, token: str, *, family: bool = Fals
     return False
 
 
-def revoke_grant_tokens(store: Store, client_id: str, grant_id: str) -> int:
-    """Delete every token issued under one grant or installation (for the apps area; also the
-    refresh-token reuse response)."""
-    return int(store.script(_REVOKE_SET)(keys=[keys.grant_tokens(client_id, grant_id)], args=[]))
+def revoke_grant_tokens(store: Store | Any, client_id: str, grant_id: str) -> Any:
+    """Delete every token issued under one grant or installation.
+
+    Given a Store it runs now and returns the count; given a MULTI pipeline it is queued there, so
+    the revocation commits atomically with the grant change and its event (same app slot).
+    """
+    set_key = keys.grant_tokens(client_id, grant_id)
+    if isinstance(store, Store):
+        return int(store.script(_REVOKE_SET)(keys=[set_key], args=[]))
+    return store.eval(_REVOKE_SET, 1, set_key)  # plain EVAL inside MULTI: no NOSCRIPT round trip
 
 
 def revoke_all_app_tokens(store: Store, client_id: str) -> int:
