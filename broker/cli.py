@@ -20,6 +20,7 @@ from broker.storage.embedded import EmbeddedRedisError
 COMMAND_MODULES = (
     "broker.commands",
     "broker.demo",
+    "broker.directory_commands",
 )
 
 

@@ -82,7 +82,7 @@ def check_port_free(host: str, port: int) -> None:
             raise ServeError(f"BROKER_HOST/BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})") from None
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:
         self.application = app
         self.options = options
