@@ -144,9 +144,9 @@ def main() -> int:
                 url = f"http://127.0.0.1:{port}"
                 wait_ready(url, proc)
                 if not uid:
-                    req = urllib.request.Request(
+                    req = urllib.request.Request(  # noqa: S310 - loopback
                         f"{url}/internal/v1/users",
-                        method="POST",  # noqa: S310
+                        method="POST",
                         data=json.dumps({"username": "bench"}).encode(),
                         headers={**auth, "Content-Type": "application/json"},
                     )
@@ -169,7 +169,7 @@ def main() -> int:
         f"{args.requests} requests per endpoint, concurrency {args.concurrency}, "
         f"{args.workers} workers x {args.threads} threads, {os.cpu_count()} CPUs\n"
     )
-    print(f"| server | endpoint | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
+    print("| server | endpoint | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
     for name, by_endpoint in results.items():
         for endpoint, r in by_endpoint.items():
             print(
