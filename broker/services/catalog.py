@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,8 +56,12 @@ class _ScopeSchema(Schema):
         unknown = RAISE
 
     audience = mf.String(required=True, validate=validate.OneOf(["individual", "organization"]))
-    field_names = mf.List(mf.String(validate=validate.Regexp(NAME_RE)), required=True, data_key="fields",
-                          validate=validate.Length(min=1))
+    field_names = mf.List(
+        mf.String(validate=validate.Regexp(NAME_RE)),
+        required=True,
+        data_key="fields",
+        validate=validate.Length(min=1),
+    )
     separate_consent = _bool(load_default=False)
     description = mf.Nested(_Descriptions, required=True)
 
@@ -68,10 +71,13 @@ class _FileSchema(Schema):
         unknown = RAISE
 
     title = mf.String(load_default="")
-    field_defs = mf.Dict(keys=mf.String(validate=validate.Regexp(NAME_RE)), values=mf.Dict(),
-                         load_default=dict, data_key="fields")
-    scopes = mf.Dict(keys=mf.String(validate=validate.Regexp(SCOPE_RE)), values=mf.Dict(),
-                         load_default=dict)
+    field_defs = mf.Dict(
+        keys=mf.String(validate=validate.Regexp(NAME_RE)),
+        values=mf.Dict(),
+        load_default=dict,
+        data_key="fields",
+    )
+    scopes = mf.Dict(keys=mf.String(validate=validate.Regexp(SCOPE_RE)), values=mf.Dict(), load_default=dict)
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,9 @@ class Catalog:
         return sorted(n for n, s in self.scopes.items() if audience is None or s.audience == audience)
 
     def unknown_scopes(self, names: Iterable[str], audience: Audience | None = None) -> list[str]:
-        return sorted({n for n in names if n not in self.scopes or (audience and self.scopes[n].audience != audience)})
+        return sorted(
+            {n for n in names if n not in self.scopes or (audience and self.scopes[n].audience != audience)}
+        )
 
     def fields_of(self, scope_names: Iterable[str]) -> set[str]:
         """Shareable fields reachable through the given scopes (never a non-shareable one)."""

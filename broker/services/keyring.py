@@ -22,7 +22,7 @@ from typing import Any
 
 from joserfc import jwk
 
-ID_TOKEN_ALG = "ES256"
+ID_TOKEN_ALG = "ES256"  # noqa: S105 - an algorithm name, not a secret
 LEDGER_ALG = "Ed25519"
 _KEY_TYPES = {ID_TOKEN_ALG: ("EC", "P-256"), LEDGER_ALG: ("OKP", "Ed25519")}
 _META = ("iat", "exp")
@@ -48,7 +48,9 @@ class Keyring:
         self._entries: list[dict[str, Any]] = []
         if not path.exists():
             if not create:
-                raise KeyringError(f"signing keys file not found: {path} (create it with `broker keys rotate`)")
+                raise KeyringError(
+                    f"signing keys file not found: {path} (create it with `broker keys rotate`)"
+                )
             now = int(time.time())
             self._write([_generate(alg, now) for alg in _KEY_TYPES])
         self._reload()
