@@ -227,6 +227,16 @@ def test_import_lists_every_bad_line_and_writes_nothing(client, settings, store)
     assert store.redis.dbsize() == before
 
 
+def test_import_oversized_body_is_413_and_writes_nothing(client, settings, store) -> None:
+    line = json.dumps({"type": "org", "name": "x" * 100}) + "\n"
+    body = line * (settings.max_body_bytes // len(line) + 1)
+    resp = client.post(
+        "/internal/v1/import", headers=auth(settings), data=body, content_type="application/x-ndjson"
+    )
+    assert resp.status_code == 413 and resp.get_json()["error"] == "payload_too_large"
+    assert store.redis.dbsize() == 0
+
+
 def test_import_wrong_content_type(client, settings, store) -> None:
     resp = client.post(
         "/internal/v1/import", headers=auth(settings), data="{}", content_type="application/json"

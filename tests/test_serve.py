@@ -159,3 +159,21 @@ def test_redis_stopped_mid_run_gives_503_json(tmp_path: Path, brokers: list[Brok
         assert ready.status_code == 503 and ready.json()["checks"]["redis"] is False
     finally:
         server.stop()
+
+
+def test_directory_import_next_to_a_running_broker(tmp_path: Path, brokers: list[Broker]) -> None:
+    broker = Broker(tmp_path)
+    brokers.append(broker.start())
+    people = tmp_path / "people.ndjson"
+    people.write_text('{"type": "user", "username": "imported"}\n')
+    refused = run_cli(tmp_path, "directory", "import", str(people))
+    assert refused.returncode == 2
+    sock = tmp_path / "data" / "redis" / "redis.sock"
+    assert f"BROKER_REDIS_URL=unix://{sock}" in refused.stderr
+    done = run_cli(tmp_path, "directory", "import", str(people), BROKER_REDIS_URL=f"unix://{sock}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported 1 users, 0 organizations, 0 memberships")
+    found = requests.get(
+        f"{broker.url}/internal/v1/users/by-username/imported", headers=broker.headers(), timeout=5
+    )
+    assert found.status_code == 200
