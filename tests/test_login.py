@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broker.app import create_app
 from broker.interactions.login import safe_next
@@ -134,3 +137,13 @@ def test_next_is_only_a_local_path(value: str | None, expected: str | None) -> N
 def test_open_redirect_is_ignored(csrf_client, alice) -> None:
     resp = post_login(csrf_client, "alice", "alice-password", next="//evil.example/")
     assert resp.status_code == 303 and resp.headers["Location"] == "/"
+
+
+@given(st.text(max_size=60))
+def test_safe_next_never_leaves_the_site(value: str) -> None:
+    result = safe_next(value)
+    if result is not None:
+        parts = urlsplit(result)
+        assert result.startswith("/") and not result.startswith("//") and "\\" not in result
+        assert not parts.scheme and not parts.netloc
+        assert all(ord(ch) >= 0x20 and ord(ch) != 0x7F for ch in result)
