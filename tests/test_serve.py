@@ -177,3 +177,48 @@ def test_directory_import_next_to_a_running_broker(tmp_path: Path, brokers: list
         f"{broker.url}/internal/v1/users/by-username/imported", headers=broker.headers(), timeout=5
     )
     assert found.status_code == 200
+
+
+def test_an_orphaned_redis_server_is_replaced(tmp_path: Path, brokers: list[Broker]) -> None:
+    """A redis-server left on the data directory (no PDEATHSIG, e.g. after a host-level kill)."""
+    from broker.storage.embedded import redis_server_binary
+
+    rdir = tmp_path / "data" / "redis"
+    rdir.mkdir(parents=True)
+    orphan = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--dir",
+            str(rdir),
+            "--pidfile",
+            str(rdir / "redis.pid"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(rdir / "redis.sock"),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(rdir / "orphan.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not (rdir / "redis.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        broker = Broker(tmp_path)
+        brokers.append(broker.start())
+        assert orphan.wait(10) == 0  # shut down cleanly (SIGTERM), not killed
+        assert redis_pid(tmp_path) != orphan.pid
+        assert "found an orphaned embedded redis-server" in broker.output()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait(5)

@@ -51,6 +51,15 @@ def after_fork_in_child() -> None:
     _HELD_LOCKS.clear()
 
 
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs; an exited process waiting to be reaped (zombie) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class EmbeddedRedisError(Exception):
     """The embedded Redis could not be started; the message says why and what to do."""
 
@@ -181,9 +190,9 @@ class EmbeddedRedis:
         with contextlib.suppress(OSError, ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # redis-server flushes the AOF and exits on SIGTERM
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        while time.monotonic() < deadline and _running(pid):
             time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
+        if _running(pid):
             with contextlib.suppress(OSError, ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
