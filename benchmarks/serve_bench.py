@@ -15,6 +15,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -164,6 +165,7 @@ def main() -> int:
                 proc.wait(20)
     finally:
         redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print(
         f"{args.requests} requests per endpoint, concurrency {args.concurrency}, "
