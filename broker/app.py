@@ -111,8 +111,13 @@ def _register_hooks(app: Flask) -> None:
 
 def render_error(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
     if wants_json():
-        payload = body or {"type": "about:blank", "title": detail, "status": status, "error": code,
-                           "detail": detail}
+        payload = body or {
+            "type": "about:blank",
+            "title": detail,
+            "status": status,
+            "error": code,
+            "detail": detail,
+        }
         response = jsonify(payload)
         response.status_code = status
         response.mimetype = "application/problem+json"
@@ -133,16 +138,24 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> Response:
-        return render_error(400, "csrf_failed", "The form expired or was not sent by this site. "
-                            "Go back, reload the page and try again.")
+        return render_error(
+            400,
+            "csrf_failed",
+            "The form expired or was not sent by this site. Go back, reload the page and try again.",
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-                415: "unsupported_media_type"}.get(status, "invalid_request")
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            415: "unsupported_media_type",
+        }.get(status, "invalid_request")
         detail = {413: f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"}.get(
-            status, exc.description or exc.name)
+            status, exc.description or exc.name
+        )
         response = render_error(status, code, detail)
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
@@ -154,14 +167,19 @@ def _register_errors(app: Flask) -> None:
             log.error("request %s: redis unavailable: %s", g.get("request_id", "-"), type(exc).__name__)
         else:
             log.exception("request %s: redis error", g.get("request_id", "-"))
-        response = render_error(503, "temporarily_unavailable",
-                                "The service is temporarily unavailable. Try again shortly.")
+        response = render_error(
+            503, "temporarily_unavailable", "The service is temporarily unavailable. Try again shortly."
+        )
         response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        log.exception("request %s %s %s: unhandled error", g.get("request_id", "-"), request.method,
-                      request.path)
-        return render_error(500, "server_error", "Something went wrong on our side. The request id is "
-                            f"{g.get('request_id', '-')}.")
+        log.exception(
+            "request %s %s %s: unhandled error", g.get("request_id", "-"), request.method, request.path
+        )
+        return render_error(
+            500,
+            "server_error",
+            f"Something went wrong on our side. The request id is {g.get('request_id', '-')}.",
+        )

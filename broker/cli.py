@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "broker.worker_commands",
     "broker.oauth.commands",
     "broker.ledger.commands",
+    "broker.directory_commands",
 )
 
 

@@ -23,12 +23,20 @@ def register(sub: Any) -> None:
 
 
 def settings_with_port(port: int | None) -> Settings:
+    """Settings with ``--port`` applied; the default issuer follows the port so links work."""
+    import os
     from dataclasses import replace
 
     from broker.server import load_settings
 
     settings = load_settings()
-    return replace(settings, port=port) if port is not None else settings
+    if port is None:
+        return settings
+    if "BROKER_ISSUER" in os.environ:
+        return replace(settings, port=port)
+    host = settings.host if settings.host not in {"0.0.0.0", "::", ""} else "127.0.0.1"  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    return replace(settings, port=port, issuer=f"http://{host}:{port}")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -46,7 +54,10 @@ def cmd_scopes_check(args: argparse.Namespace) -> int:
     except catalog_mod.CatalogError as exc:
         print(f"invalid scope catalog: {exc}", file=sys.stderr)
         return 1
-    print(f"scope catalog OK: {len(catalog.fields)} fields, {len(catalog.scopes)} scopes, version {catalog.version}")
+    print(
+        f"scope catalog OK: {len(catalog.fields)} fields, {len(catalog.scopes)} scopes, "
+        f"version {catalog.version}"
+    )
     for scope in catalog.scopes.values():
         flag = " (separate consent)" if scope.separate_consent else ""
         print(f"  {scope.name:<20} {scope.audience:<13} {', '.join(scope.fields)}{flag}")

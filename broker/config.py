@@ -71,7 +71,9 @@ def _redis_url(raw: str) -> str:
         return ""
     scheme = urlsplit(raw).scheme
     if scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError(f"expected a redis://, rediss:// or unix:// URL (or empty for embedded), got {raw!r}")
+        raise ValueError(
+            f"expected a redis://, rediss:// or unix:// URL (or empty for embedded), got {raw!r}"
+        )
     return raw
 
 
@@ -98,70 +100,163 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("BROKER_ENV", "development", _choice("development", "production"),
-           "`production` requires every secret below to be provided and marks cookies Secure."),
-    Option("BROKER_ISSUER", "http://127.0.0.1:8080", _issuer,
-           "The issuer URL (static; never derived from the Host header). Also the public base URL."),
+    Option(
+        "BROKER_ENV",
+        "development",
+        _choice("development", "production"),
+        "`production` requires every secret below to be provided and marks cookies Secure.",
+    ),
+    Option(
+        "BROKER_ISSUER",
+        "http://127.0.0.1:8080",
+        _issuer,
+        "The issuer URL (static; never derived from the Host header). Also the public base URL.",
+    ),
     Option("BROKER_HOST", "127.0.0.1", _text, "Address `broker serve` binds to."),
     Option("BROKER_PORT", "8080", _int(0, 65535), "Port `broker serve` binds to."),
     Option("BROKER_WORKERS", "2", _int(1, 64), "gunicorn worker processes."),
-    Option("BROKER_THREADS", "8", _int(1, 256), "Threads per worker (gthread); concurrency feeds AOF group commit."),
-    Option("BROKER_DATA_DIR", "./var", _path, "Data directory: embedded Redis files, development secrets, keys."),
-    Option("BROKER_REDIS_URL", "", _redis_url,
-           "External Redis (`redis://`, `rediss://`, `unix://`). Empty: start the embedded redis-server."),
-    Option("BROKER_REDIS_CLUSTER", "false", _bool, "Treat `BROKER_REDIS_URL` as a Redis Cluster entry point."),
-    Option("BROKER_REDIS_WAIT_REPLICAS", "0", _int(0, 16),
-           "Replicas that must confirm (WAIT) a disclosure record before data leaves."),
+    Option(
+        "BROKER_THREADS",
+        "8",
+        _int(1, 256),
+        "Threads per worker (gthread); concurrency feeds AOF group commit.",
+    ),
+    Option(
+        "BROKER_DATA_DIR", "./var", _path, "Data directory: embedded Redis files, development secrets, keys."
+    ),
+    Option(
+        "BROKER_REDIS_URL",
+        "",
+        _redis_url,
+        "External Redis (`redis://`, `rediss://`, `unix://`). Empty: start the embedded redis-server.",
+    ),
+    Option(
+        "BROKER_REDIS_CLUSTER", "false", _bool, "Treat `BROKER_REDIS_URL` as a Redis Cluster entry point."
+    ),
+    Option(
+        "BROKER_REDIS_WAIT_REPLICAS",
+        "0",
+        _int(0, 16),
+        "Replicas that must confirm (WAIT) a disclosure record before data leaves.",
+    ),
     Option("BROKER_REDIS_TIMEOUT_MS", "2000", _int(50, 60000), "Socket timeout for Redis calls."),
     Option("BROKER_SECRET_KEY", "", _secret, "Session-cookie signing key. Generated in development."),
-    Option("BROKER_TOKEN_HASH_KEY", "", _secret,
-           "HMAC key for token, code and client-secret hashes. Generated in development."),
+    Option(
+        "BROKER_TOKEN_HASH_KEY",
+        "",
+        _secret,
+        "HMAC key for token, code and client-secret hashes. Generated in development.",
+    ),
     Option("BROKER_PAIRWISE_KEY", "", _secret, "HMAC key for pairwise user ids. Generated in development."),
-    Option("BROKER_SIGNING_KEYS_FILE", "", _path,
-           "Private JWK set (id_token, receipts, checkpoints). Default `<data dir>/signing-keys.json`."),
-    Option("BROKER_PLATFORM_API_KEY", "", _secret,
-           "Bearer key for `/internal/v1` (platform API). Generated in development."),
+    Option(
+        "BROKER_SIGNING_KEYS_FILE",
+        "",
+        _path,
+        "Private JWK set (id_token, receipts, checkpoints). Default `<data dir>/signing-keys.json`.",
+    ),
+    Option(
+        "BROKER_PLATFORM_API_KEY",
+        "",
+        _secret,
+        "Bearer key for `/internal/v1` (platform API). Generated in development.",
+    ),
     Option("BROKER_SCOPES_DIR", str(REPO_SCOPES_DIR), _path, "Directory of the scope catalog files."),
     Option("BROKER_ACCESS_TOKEN_TTL", "7200", _int(60, 86400), "Access token lifetime, seconds."),
     Option("BROKER_REFRESH_TOKEN_TTL", "2592000", _int(300, 31536000), "Refresh token lifetime, seconds."),
     Option("BROKER_CODE_TTL", "60", _int(5, 60), "Authorization code lifetime, seconds (at most 60)."),
-    Option("BROKER_REFRESH_GRACE_SECONDS", "0", _int(0, 60),
-           "Window in which a just-rotated refresh token may be retried (0: any reuse revokes the grant)."),
-    Option("BROKER_KEY_OVERLAP_SECONDS", "604800", _int(0, 31536000),
-           "How long a rotated signing key stays published in the JWKS."),
-    Option("BROKER_SECRET_OVERLAP_SECONDS", "86400", _int(0, 2592000),
-           "How long a rotated client secret keeps working."),
+    Option(
+        "BROKER_REFRESH_GRACE_SECONDS",
+        "0",
+        _int(0, 60),
+        "Window in which a just-rotated refresh token may be retried (0: any reuse revokes the grant).",
+    ),
+    Option(
+        "BROKER_KEY_OVERLAP_SECONDS",
+        "604800",
+        _int(0, 31536000),
+        "How long a rotated signing key stays published in the JWKS.",
+    ),
+    Option(
+        "BROKER_SECRET_OVERLAP_SECONDS",
+        "86400",
+        _int(0, 2592000),
+        "How long a rotated client secret keeps working.",
+    ),
     Option("BROKER_LOGIN_MAX_FAILURES", "5", _int(1, 1000), "Failed logins per account per window."),
-    Option("BROKER_LOGIN_MAX_FAILURES_PER_IP", "20", _int(1, 100000), "Failed logins per client address per window."),
+    Option(
+        "BROKER_LOGIN_MAX_FAILURES_PER_IP",
+        "20",
+        _int(1, 100000),
+        "Failed logins per client address per window.",
+    ),
     Option("BROKER_LOGIN_WINDOW_SECONDS", "900", _int(10, 86400), "Failed-login counting window."),
     Option("BROKER_MAX_BODY_BYTES", "1048576", _int(1024, 104857600), "Largest accepted request body."),
-    Option("BROKER_CHECKPOINT_SECONDS", "2", _int(1, 3600), "Ledger checkpoint interval while records arrive."),
-    Option("BROKER_LEDGER_RETENTION_DAYS", "1095", _int(1, 36500), "Ledger records older than this may be pruned."),
+    Option(
+        "BROKER_CHECKPOINT_SECONDS", "2", _int(1, 3600), "Ledger checkpoint interval while records arrive."
+    ),
+    Option(
+        "BROKER_LEDGER_RETENTION_DAYS",
+        "1095",
+        _int(1, 36500),
+        "Ledger records older than this may be pruned.",
+    ),
     Option("BROKER_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level."),
-    Option("BROKER_TRUST_PROXY", "false", _bool,
-           "Trust one reverse proxy's X-Forwarded-For for the client address (rate limits, logs)."),
+    Option(
+        "BROKER_TRUST_PROXY",
+        "false",
+        _bool,
+        "Trust one reverse proxy's X-Forwarded-For for the client address (rate limits, logs).",
+    ),
     # events: consent receipts and webhook delivery (broker worker)
-    Option("BROKER_RECEIPT_CONTROLLER", "Workplace platform", _text,
-           "Name of the platform as PII controller in consent receipts (Kantara CR 1.1 piiControllers)."),
-    Option("BROKER_RECEIPT_CONTACT", "privacy@example.com", _text,
-           "Privacy contact of the platform printed in consent receipts."),
+    Option(
+        "BROKER_RECEIPT_CONTROLLER",
+        "Workplace platform",
+        _text,
+        "Name of the platform as PII controller in consent receipts (Kantara CR 1.1 piiControllers).",
+    ),
+    Option(
+        "BROKER_RECEIPT_CONTACT",
+        "privacy@example.com",
+        _text,
+        "Privacy contact of the platform printed in consent receipts.",
+    ),
     Option("BROKER_RECEIPT_JURISDICTION", "CN", _text, "Jurisdiction named in consent receipts."),
-    Option("BROKER_WEBHOOK_TIMEOUT_SECONDS", "10", _int(1, 60),
-           "Webhook request timeout (redirects never followed)."),
-    Option("BROKER_WEBHOOK_MAX_ATTEMPTS", "8", _int(1, 100),
-           "Attempts per event before it is dead-lettered."),
-    Option("BROKER_WEBHOOK_BACKOFF_BASE_MS", "1000", _int(1, 600000),
-           "Retry backoff base: attempt n waits a random time up to min(cap, base * 2^(n-1)) (full jitter)."),
-    Option("BROKER_WEBHOOK_BACKOFF_CAP_SECONDS", "3600", _int(1, 86400),
-           "Longest wait between two attempts."),
-    Option("BROKER_WEBHOOK_POLL_MS", "1000", _int(10, 60000),
-           "How often `broker worker` scans the outboxes."),
-    Option("BROKER_WEBHOOK_OUTBOX_MAXLEN", "1000", _int(10, 1000000),
-           "Events kept per app when it has no webhook URL (older ones are trimmed)."),
+    Option(
+        "BROKER_WEBHOOK_TIMEOUT_SECONDS",
+        "10",
+        _int(1, 60),
+        "Webhook request timeout (redirects never followed).",
+    ),
+    Option(
+        "BROKER_WEBHOOK_MAX_ATTEMPTS", "8", _int(1, 100), "Attempts per event before it is dead-lettered."
+    ),
+    Option(
+        "BROKER_WEBHOOK_BACKOFF_BASE_MS",
+        "1000",
+        _int(1, 600000),
+        "Retry backoff base: attempt n waits a random time up to min(cap, base * 2^(n-1)) (full jitter).",
+    ),
+    Option(
+        "BROKER_WEBHOOK_BACKOFF_CAP_SECONDS", "3600", _int(1, 86400), "Longest wait between two attempts."
+    ),
+    Option(
+        "BROKER_WEBHOOK_POLL_MS", "1000", _int(10, 60000), "How often `broker worker` scans the outboxes."
+    ),
+    Option(
+        "BROKER_WEBHOOK_OUTBOX_MAXLEN",
+        "1000",
+        _int(10, 1000000),
+        "Events kept per app when it has no webhook URL (older ones are trimmed).",
+    ),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
-_DEV_SECRETS = ("BROKER_SECRET_KEY", "BROKER_TOKEN_HASH_KEY", "BROKER_PAIRWISE_KEY", "BROKER_PLATFORM_API_KEY")
+_DEV_SECRETS = (
+    "BROKER_SECRET_KEY",
+    "BROKER_TOKEN_HASH_KEY",
+    "BROKER_PAIRWISE_KEY",
+    "BROKER_PLATFORM_API_KEY",
+)
 
 
 @dataclass(frozen=True)
@@ -319,7 +414,9 @@ def _ensure_writable(data_dir: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"BROKER_DATA_DIR: {data_dir} is not a writable directory ({exc.strerror})") from None
+        raise ConfigError(
+            f"BROKER_DATA_DIR: {data_dir} is not a writable directory ({exc.strerror})"
+        ) from None
 
 
 def _dev_secrets(data_dir: Path, *, create: bool) -> dict[str, str]:
@@ -330,7 +427,9 @@ def _dev_secrets(data_dir: Path, *, create: bool) -> dict[str, str]:
         try:
             stored = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"BROKER_DATA_DIR: {path} is unreadable or corrupt ({exc}); remove it") from None
+            raise ConfigError(
+                f"BROKER_DATA_DIR: {path} is unreadable or corrupt ({exc}); remove it"
+            ) from None
     changed = False
     for name in _DEV_SECRETS:
         if not isinstance(stored.get(name), str) or len(stored[name]) < 32:

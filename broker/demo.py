@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from broker.config import Settings
+from broker.services import directory
+from broker.storage import keys
 from broker.storage.store import Store
 
 
@@ -30,12 +33,73 @@ def seed(store: Store, settings: Settings) -> dict[str, Any]:
         "orgs": {},
         "apps": {},
     }
+    seed_directory(store, settings, creds)
     seed_apps(store, settings, creds)
     return creds
 
 
-# Demo developers used only when the directory has no demo users (e.g. before it is seeded).
-_FALLBACK_DEVELOPERS = {"devon": "usr_de0000000000de01", "olive": "usr_de0000000000de02"}
+DEMO_ORGS = ("acme", "globex")
+# name -> (org, role); dave belongs to no organization.
+DEMO_USERS: dict[str, tuple[str | None, str | None]] = {
+    "alice": ("acme", "admin"),
+    "bob": ("acme", "member"),
+    "carol": ("globex", "admin"),
+    "dave": (None, None),
+}
+
+
+def _demo_passwords(settings: Settings) -> dict[str, str]:
+    """Random demo passwords, generated once and kept in the data directory (mode 0600)."""
+    path = settings.data_dir / "demo-passwords.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text())
+            stored = (
+                {k: v for k, v in loaded.items() if isinstance(v, str)} if isinstance(loaded, dict) else {}
+            )
+        except (OSError, ValueError):
+            stored = {}
+    missing = [name for name in DEMO_USERS if not stored.get(name)]
+    if missing:
+        for name in missing:
+            stored[name] = secrets.token_urlsafe(12)
+        write_credentials(path, stored)
+    return stored
+
+
+def seed_directory(store: Store, settings: Settings, creds: dict[str, Any]) -> None:
+    """Demo orgs and users, found again by name on restart (the org id is kept in a name index)."""
+    passwords = _demo_passwords(settings)
+    org_ids: dict[str, str] = {}
+    for name in DEMO_ORGS:
+        index = keys.demo_org(name)
+        oid = store.redis.get(index)
+        if not oid or directory.get_org(store, oid) is None:
+            oid = directory.create_org(store, {"name": name.capitalize()})["id"]
+            store.redis.set(index, oid)
+        org_ids[name] = oid
+        creds["orgs"][name] = {"id": oid}
+    for name, (org_name, role) in DEMO_USERS.items():
+        user = directory.find_user_by_username(store, name)
+        if user is None:
+            user = directory.create_user(
+                store,
+                {
+                    "username": name,
+                    "password": passwords[name],
+                    "nickname": name.capitalize(),
+                    "avatar": f"{settings.issuer}/static/avatar.svg",
+                    "name": f"{name.capitalize()} Example",
+                    "email": f"{name}@example.com",
+                },
+            )
+        elif directory.verify_password(store, name, passwords[name]) is None:
+            directory.update_user(store, user["id"], {"password": passwords[name]})
+        if org_name and role:
+            directory.add_member(store, org_ids[org_name], user["id"], role)
+        creds["users"][name] = {"id": user["id"], "password": passwords[name]}
+
 
 DEMO_APPS: dict[str, dict[str, Any]] = {
     "org_app": {
@@ -68,32 +132,9 @@ DEMO_APPS: dict[str, dict[str, Any]] = {
 }
 
 
-def _demo_developer(store: Store, creds: dict[str, Any], name: str) -> str:
-    """The named demo user if the directory seeded one, else a fixed stand-in developer."""
-    user = creds.get("users", {}).get(name)
-    if isinstance(user, dict) and user.get("id"):
-        return str(user["id"])
-    from broker.storage import keys
-
-    fallback = "devon" if name == "alice" else "olive"
-    uid = _FALLBACK_DEVELOPERS[fallback]
-    if store.redis.hget(keys.user(uid), "status") != "active":
-        store.redis.hset(
-            keys.user(uid),
-            mapping={
-                "id": uid,
-                "username": fallback,
-                "nickname": fallback.capitalize(),
-                "avatar": "",
-                "name": "",
-                "email": "",
-                "mobile": "",
-                "status": "active",
-                "created_at": "0",
-                "updated_at": "0",
-            },
-        )
-    return uid
+def _demo_developer(creds: dict[str, Any], name: str) -> str:
+    """Demo apps are owned by demo users (alice develops two, carol one); seed_directory runs first."""
+    return str(creds["users"][name]["id"])
 
 
 def _read_app_secrets(path: Path) -> dict[str, Any]:
@@ -137,7 +178,7 @@ def seed_apps(store: Store, settings: Settings, creds: dict[str, Any]) -> None:
         if record is None:
             data = {k: v for k, v in spec.items() if k != "developer"}
             data.update(
-                developer_id=_demo_developer(store, creds, spec["developer"]),
+                developer_id=_demo_developer(creds, spec["developer"]),
                 contact="developers@example.com",
                 privacy_policy_url="https://example.com/privacy",
             )
@@ -193,10 +234,14 @@ def banner(settings: Settings, creds: dict[str, Any]) -> str:
         "",
         "broker demo is running",
         f"  issuer / home:      {base}/",
+        f"  sign in:            {base}/login",
         f"  discovery:          {base}/.well-known/openid-configuration",
         "  users (password):",
     ]
+    roles = {
+        name: f"{role} of {org}" if org else "no organization" for name, (org, role) in DEMO_USERS.items()
+    }
     for name, user in creds["users"].items():
-        lines.append(f"    {name:<8} {user['password']}")
+        lines.append(f"    {name:<8} {user['password']:<20} {roles.get(name, '')}")
     lines.append("")
     return "\n".join(lines)

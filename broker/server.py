@@ -19,7 +19,7 @@ from gunicorn.app.base import BaseApplication
 
 from broker.app import create_app
 from broker.config import ConfigError, Settings
-from broker.storage.embedded import EmbeddedRedis
+from broker.storage.embedded import EmbeddedRedis, after_fork_in_child
 from broker.storage.store import Store
 
 log = logging.getLogger("broker.server")
@@ -78,11 +78,15 @@ def check_port_free(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise ServeError(f"BROKER_PORT: {host}:{port} is already in use; choose another port") from None
-            raise ServeError(f"BROKER_HOST/BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})") from None
+                raise ServeError(
+                    f"BROKER_PORT: {host}:{port} is already in use; choose another port"
+                ) from None
+            raise ServeError(
+                f"BROKER_HOST/BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})"
+            ) from None
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:
         self.application = app
         self.options = options
@@ -94,6 +98,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Flask:
         return self.application
+
+
+def _post_fork(server: Any, worker: Any) -> None:
+    after_fork_in_child()
 
 
 def run(settings: Settings, *, on_ready: Callable[[Store, Flask], None] | None = None) -> int:
@@ -117,6 +125,8 @@ def run(settings: Settings, *, on_ready: Callable[[Store, Flask], None] | None =
             "loglevel": settings.log_level.lower(),
             "proc_name": "broker",
             "limit_request_line": 8190,
+            "control_socket_disable": True,  # else every broker shares ~/.gunicorn/gunicorn.ctl
+            "post_fork": _post_fork,
         }
         try:
             _Gunicorn(app, options).run()

@@ -58,7 +58,9 @@ def client_address() -> str:
 def json_body(schema: Schema) -> Any:
     """Parse and validate a JSON request body; 415 for another content type, 400 naming each field."""
     if not request.is_json:
-        raise UnsupportedMediaType(f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}")
+        raise UnsupportedMediaType(
+            f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}"
+        )
     payload = request.get_json(silent=True)
     if payload is None:
         raise ValidationFailed("the body is not valid JSON")

@@ -42,10 +42,27 @@ class RedisServer:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-             "--logfile", str(self.directory / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 20
@@ -145,7 +162,8 @@ def live_server(tmp_path: Path, redis_server: RedisServer, store: Store) -> Iter
 def broker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for running the ``broker`` CLI as a subprocess (no BROKER_* leaks in)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    env.update({"BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_LOG_LEVEL": "INFO",
-                "PYTHONPATH": str(ROOT)})
+    env.update(
+        {"BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT)}
+    )
     env.update(extra)
     return env

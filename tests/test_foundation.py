@@ -52,7 +52,7 @@ def test_development_secrets_are_generated_once_and_kept(tmp_path: Path) -> None
 def test_unwritable_data_dir_is_named(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ConfigError, match="BROKER_DATA_DIR: .* is not a writable directory"):
+    with pytest.raises(ConfigError, match=r"BROKER_DATA_DIR: .* is not a writable directory"):
         Settings.from_env({"BROKER_DATA_DIR": str(blocker / "sub")})
 
 

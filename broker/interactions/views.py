@@ -1,4 +1,4 @@
-"""Blueprint for the interactions audience."""
+"""Blueprint for the interactions audience (login, consent): kept apart from protocol code."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("interactions", __name__)
 
-from broker.interactions import consent  # noqa: E402,F401  (routes register on bp)
+from broker.interactions import consent, login  # noqa: E402,F401  (routes register on bp)

@@ -21,7 +21,11 @@ def require_platform_key(view: F) -> F:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         expected = web.settings().platform_api_key
-        if scheme.lower() != "bearer" or not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        if (
+            scheme.lower() != "bearer"
+            or not given
+            or not hmac.compare_digest(given.encode(), expected.encode())
+        ):
             raise Unauthenticated("a valid platform API key is required (Authorization: Bearer <key>)")
         return view(*args, **kwargs)
 

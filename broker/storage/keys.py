@@ -83,6 +83,11 @@ def orgs_all() -> str:
     return f"{PREFIX}orgs"
 
 
+def demo_org(name: str) -> str:
+    """String: demo org name -> org id, so ``broker demo`` finds its orgs again after a restart."""
+    return f"{PREFIX}demo:org:{name}"
+
+
 # --- interactions (login) --------------------------------------------------------------------
 
 

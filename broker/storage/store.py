@@ -8,6 +8,7 @@ Services get a :class:`Store` and use ``store.redis`` for plain commands and
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -29,7 +30,9 @@ class Store:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, *, cluster: bool = False, timeout_ms: int = 2000, wait_replicas: int = 0) -> Store:
+    def from_url(
+        cls, url: str, *, cluster: bool = False, timeout_ms: int = 2000, wait_replicas: int = 0
+    ) -> Store:
         timeout = timeout_ms / 1000
         client: Any
         if cluster:
@@ -67,7 +70,9 @@ class Store:
             return
         if isinstance(self.redis, RedisCluster):
             node = self.redis.get_node_from_key(key)
-            acked = self.redis.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node)
+            acked = self.redis.execute_command(
+                "WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node
+            )
         else:
             acked = self.redis.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
         if int(acked) < self.wait_replicas:
@@ -82,7 +87,5 @@ class Store:
             return False
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a dead connection has nothing to report
             self.redis.close()
-        except Exception:  # noqa: S110 - closing a dead connection has nothing to report
-            pass

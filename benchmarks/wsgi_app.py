@@ -1,0 +1,8 @@
+"""The broker WSGI app built from the environment, for running under granian in the benchmark."""
+
+from __future__ import annotations
+
+from broker.app import create_app
+from broker.config import Settings
+
+app = create_app(Settings.from_env())
