@@ -104,6 +104,16 @@ def _post_fork(server: Any, worker: Any) -> None:
     after_fork_in_child()
 
 
+def _post_worker_init(worker: Any) -> None:
+    """Each worker runs the ledger sequencer beside its request threads (one holds the lock)."""
+    from broker.ledger.sequencer import start_in_background
+
+    app = worker.app.application
+    start_in_background(
+        app.extensions["broker.store"], app.extensions["broker.keyring"], app.extensions["broker.settings"]
+    )
+
+
 def run(settings: Settings, *, on_ready: Callable[[Store, Flask], None] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; the embedded Redis is shut down cleanly afterwards."""
     check_port_free(settings.host, settings.port)
@@ -127,6 +137,7 @@ def run(settings: Settings, *, on_ready: Callable[[Store, Flask], None] | None =
             "limit_request_line": 8190,
             "control_socket_disable": True,  # else every broker shares ~/.gunicorn/gunicorn.ctl
             "post_fork": _post_fork,
+            "post_worker_init": _post_worker_init,
         }
         try:
             _Gunicorn(app, options).run()

@@ -23,23 +23,6 @@ def register(sub: Any) -> None:
     worker.set_defaults(func=cmd_worker)
 
 
-def start_sequencer(store: Any, settings: Any, stop: threading.Event) -> threading.Thread:
-    """The ledger sequencer runs beside every server worker and `broker worker`; a Redis lock lets
-    exactly one of them sequence at a time, so any of them keeps the ledger moving."""
-    from broker.ledger.sequencer import Sequencer
-    from broker.services.keyring import Keyring
-
-    keyring = Keyring(settings.signing_keys_file, create=not settings.production)
-    thread = threading.Thread(
-        target=Sequencer(store, keyring, settings).run_forever,
-        args=(stop,),
-        name="ledger-sequencer",
-        daemon=True,
-    )
-    thread.start()
-    return thread
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     from broker.cli import CommandError
     from broker.server import configure_logging, load_settings, open_store
@@ -63,7 +46,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
             signal.signal(signal.SIGTERM, _stop)
             signal.signal(signal.SIGINT, _stop)
-            start_sequencer(store, settings, stop)
+            from broker.ledger.sequencer import start_in_background
+            from broker.services.keyring import Keyring
+
+            start_in_background(
+                store, Keyring(settings.signing_keys_file, create=not settings.production), settings, stop
+            )
             log.info("webhook worker started (poll every %s ms)", settings.webhook_poll_ms)
             worker.run(stop)
             return 0

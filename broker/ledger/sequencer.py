@@ -255,3 +255,22 @@ class Sequencer:
         r.srem(keys.journals_index(), client_id)
         if r.xlen(keys.journal(client_id)):
             r.sadd(keys.journals_index(), client_id)
+
+
+def start_in_background(
+    store: Store, keyring: Keyring, settings: Settings, stop: threading.Event | None = None
+) -> threading.Event:
+    """Run the sequencer in a daemon thread beside a server worker or ``broker worker``.
+
+    Every process runs one; the Redis lock lets exactly one of them sequence at a time, so the
+    ledger keeps moving as long as any of them is alive. Returns the event that stops it.
+    """
+    stop = stop or threading.Event()
+    thread = threading.Thread(
+        target=Sequencer(store, keyring, settings).run_forever,
+        args=(stop,),
+        name="ledger-sequencer",
+        daemon=True,
+    )
+    thread.start()
+    return stop
