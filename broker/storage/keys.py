@@ -201,3 +201,16 @@ def ledger(name: str) -> str:
 def outbox(client_id: str) -> str:
     """Stream: lifecycle events for the app, written atomically with the state change."""
     return f"{app_tag(client_id)}:outbox"
+
+
+# --- consoles (admin console) ----------------------------------------------------------------
+
+
+def org_app_requests(org_id: str) -> str:
+    """Hash: request id -> JSON of a member's request for an App Center app (org slot)."""
+    return f"{org_tag(org_id)}:apprequests"
+
+
+def org_audit(org_id: str) -> str:
+    """Stream: the org's audit trail of admin actions (field ``a`` = JSON who, what, details)."""
+    return f"{org_tag(org_id)}:audit"
