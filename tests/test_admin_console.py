@@ -403,3 +403,56 @@ def test_post_without_csrf_token_is_refused(app, client, store, world) -> None:
         headers={"X-CSRFToken": token},
     )
     assert ok.status_code == 201
+
+
+@pytest.mark.browser
+def test_browser_admin_installs_previews_disables_enables_and_removes(live_server, store) -> None:
+    from browser import signed_in_page
+
+    settings = live_server.app.extensions["broker.settings"]
+    admin = make_user(store, username="alice", nickname="Alice")
+    member = make_user(store, username="bob")
+    oid = make_org(store, [admin, member], name="Acme")
+    set_role(store, oid, admin, "admin")
+    catalog = catalog_mod.load(settings.scopes_dir)
+    record, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(make_user(store)))
+    client_id = record["client_id"]
+    with signed_in_page(live_server, admin) as page:
+        page.goto(f"{live_server.url}/console")
+        page.get_by_role("link", name="Acme", exact=True).click()
+        page.get_by_role("link", name="App Center", exact=True).first.click()
+        page.get_by_role("link", name="Add Roster to the organization").click()
+        shared = page.locator("li.shared-field").all_inner_texts()
+        assert [t.split(":")[0] for t in shared] == ["user_id", "nickname", "avatar"]
+        page.get_by_role("button", name="Add Roster").click()
+        page.wait_for_url(f"{live_server.url}/admin/orgs/{oid}/apps/{client_id}")
+        assert page.locator("#state").inner_text() == "on"
+        assert inst_svc.require_installation(store, client_id, oid)["enabled"] is True
+
+        page.get_by_role("link", name="Switch off…").click()
+        assert page.locator("#impact-members").inner_text() == "2"
+        assert page.locator("li.impact-field").count() == 3
+        assert inst_svc.require_installation(store, client_id, oid)["enabled"] is True
+        page.get_by_role("button", name="Switch off Roster").click()
+        page.wait_for_url(f"{live_server.url}/admin/orgs/{oid}/apps/{client_id}")
+        assert page.locator("#state").inner_text() == "off"
+        assert inst_svc.require_installation(store, client_id, oid)["enabled"] is False
+
+        page.get_by_role("link", name="Switch on…").click()
+        page.get_by_role("button", name="Switch on Roster").click()
+        page.wait_for_url(f"{live_server.url}/admin/orgs/{oid}/apps/{client_id}")
+        assert page.locator("#state").inner_text() == "on"
+
+        page.get_by_role("link", name="Remove from the organization…").click()
+        assert page.locator("#impact-members").inner_text() == "2"
+        page.get_by_role("button", name="Remove Roster").click()
+        page.wait_for_url(f"{live_server.url}/admin/orgs/{oid}/apps/{client_id}")
+        assert page.locator("#state").inner_text() == "not added"
+    assert inst_svc.get_installation(store, client_id, oid) is None
+    types = [e["type"] for e in outbox_events(store, client_id)]
+    assert types == [
+        "installation.installed",
+        "installation.disabled",
+        "installation.enabled",
+        "installation.removed",
+    ]

@@ -278,3 +278,38 @@ def test_post_without_csrf_token_is_refused(app, client, store) -> None:
 def test_no_event_or_secret_in_outbox_on_register(client, store, dev) -> None:
     client_id = register(client)
     assert outbox_events(store, client_id) == []
+
+
+@pytest.mark.browser
+def test_browser_developer_registers_an_app_and_rotates_its_secret(live_server, store) -> None:
+    from browser import signed_in_page
+
+    uid = make_user(store, username="devon")
+    with signed_in_page(live_server, uid) as page:
+        page.goto(f"{live_server.url}/developer/")
+        page.get_by_role("link", name="Register an app").click()
+        page.get_by_role("radio", name=re.compile("^App Center app")).check()
+        page.get_by_role("radio", name=re.compile("^Confidential")).check()
+        page.get_by_label("Name", exact=True).fill("Roster")
+        page.get_by_label("Contact").fill("dev@example.com")
+        page.get_by_label("Privacy policy URL").fill("https://roster.example.com/privacy")
+        page.get_by_label("Redirect URIs").fill("https://roster.example.com/cb")
+        page.locator('input[name="scopes"][value="org.members.read"]').check()
+        page.get_by_role("button", name="Register").click()
+        page.wait_for_url(re.compile(r".*/developer/apps/app_[0-9a-f]{16}$"))
+        client_id = page.url.rsplit("/", 1)[1]
+        first = page.locator("#client-secret").inner_text()
+        assert first.startswith("brk_cs_")
+        assert apps_svc.require_app(store, client_id)["developer_id"] == uid
+        page.reload()
+        assert page.locator("#client-secret").count() == 0
+        page.get_by_role("button", name="Rotate client secret").click()
+        page.wait_for_selector("#client-secret")
+        second = page.locator("#client-secret").inner_text()
+        assert second.startswith("brk_cs_") and second != first
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", page.locator("#previous-expires").inner_text()
+        )
+    settings = live_server.app.extensions["broker.settings"]
+    assert apps_svc.verify_secret(store, settings, client_id, first)
+    assert apps_svc.verify_secret(store, settings, client_id, second)
