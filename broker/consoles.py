@@ -8,6 +8,8 @@ header (flask-wtf accepts it there), so a cross-site page can never drive the AP
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from broker import errors
+from broker import errors, web
 from broker.interactions import session as login_session
 from broker.services import apps as apps_svc
 from broker.storage.store import UNAVAILABLE
@@ -161,3 +163,26 @@ def load(
 def lines(raw: str) -> list[str]:
     """A textarea with one item per line: blank lines and surrounding spaces dropped."""
     return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
+def optional_area(module: str, function: str, key: str) -> dict[str, Any]:
+    """Call ``module.function(store, key)`` from an area that may not be merged yet.
+
+    Returns ``{"available": False}`` when the module or function is absent, so the page can say
+    "not available"; main wires the real signatures after the merge.
+    """
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        return {"available": False, "items": []}
+    func = getattr(importlib.import_module(module), function, None)
+    if func is None:
+        return {"available": False, "items": []}
+    try:
+        items = func(web.store(), key)
+    except TypeError:
+        log.warning("%s.%s has an unexpected signature; shown as not available", module, function)
+        return {"available": False, "items": []}
+    return {"available": True, "items": list(items)[:100]}

@@ -405,6 +405,29 @@ def test_post_without_csrf_token_is_refused(app, client, store, world) -> None:
     assert ok.status_code == 201
 
 
+def test_a_suspended_app_cannot_be_added_or_requested(client, store, world) -> None:
+    apps_svc.suspend_app(store, world.client_id)
+    sign_in(client, world.admin)
+    listing = client.get(f"/admin/v1/orgs/{world.oid}/app-center").get_json()["apps"]
+    assert [a["client_id"] for a in listing] == [world.other_app]
+    refused = client.post(f"/admin/v1/orgs/{world.oid}/installations", json={"client_id": world.client_id})
+    assert refused.status_code == 409 and refused.get_json()["error"] == "conflict"
+    sign_in(client, world.member)
+    asked = client.post(f"/admin/v1/orgs/{world.oid}/requests", json={"client_id": world.client_id})
+    assert asked.status_code == 409
+    assert not store.redis.exists(keys.installation(world.client_id, world.oid))
+    assert not store.redis.exists(keys.org_app_requests(world.oid))
+
+
+def test_org_disclosures_section_until_the_ledger_is_merged(client, world) -> None:
+    sign_in(client, world.admin)
+    assert 'id="disclosures-unavailable"' in client.get(f"/admin/orgs/{world.oid}/").get_data(as_text=True)
+    body = client.get(f"/admin/v1/orgs/{world.oid}/disclosures").get_json()
+    assert body == {"available": False, "items": []}
+    sign_in(client, world.member)
+    assert client.get(f"/admin/v1/orgs/{world.oid}/disclosures").status_code == 403
+
+
 @pytest.mark.browser
 def test_browser_admin_installs_previews_disables_enables_and_removes(live_server, store) -> None:
     from browser import signed_in_page

@@ -134,7 +134,8 @@ def _scope_rows(scopes: list[str]) -> list[dict[str, Any]]:
 
 
 def _install(oid: str, uid: str, client_id: str, scopes: list[str] | None) -> dict[str, Any]:
-    org_admin.center_app(web.store(), client_id)
+    if org_admin.center_app(web.store(), client_id)["status"] != "active":
+        raise Conflict("this app is suspended by the operator and cannot be added")
     record = inst_svc.install(web.store(), client_id, oid, scopes, uid)
     org_admin.audit(
         web.store(), oid, uid, "installation.installed", {"app": client_id, "scopes": record["scopes"]}
@@ -234,6 +235,7 @@ def overview(oid: str) -> Any:
         members=org_admin.member_count(store, oid),
         pending=len(pending),
         may=_may(role),
+        disclosures=consoles.optional_area("broker.ledger.reading", "records_for_org", oid),
     )
 
 
@@ -585,6 +587,12 @@ def api_dismiss(oid: str, target: str) -> Response:
     uid, _ = _role(oid, ADMINS_MANAGE)
     _dismiss(oid, uid, target)
     return Response(status=204)
+
+
+@bp.get("/admin/v1/orgs/<oid>/disclosures")
+def api_disclosures(oid: str) -> Response:
+    _administer(oid)
+    return _json(consoles.optional_area("broker.ledger.reading", "records_for_org", oid))
 
 
 @bp.get("/admin/v1/orgs/<oid>/audit")

@@ -11,10 +11,7 @@ only the keyed hash of a client secret (DESIGN invariant 5).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import logging
 import time
 from typing import Any
 
@@ -27,8 +24,6 @@ from broker.errors import NotFound, ValidationFailed
 from broker.services import apps as apps_svc
 from broker.services import installations as inst_svc
 from broker.storage import keys
-
-log = logging.getLogger("broker.developer")
 
 bp = Blueprint("developer", __name__)
 
@@ -142,25 +137,6 @@ def _overview(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _optional(module: str, function: str, client_id: str) -> dict[str, Any]:
-    """Call an area that may not be merged yet; "not available" when it is absent."""
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        return {"available": False, "items": []}
-    func = getattr(importlib.import_module(module), function, None)
-    if func is None:
-        return {"available": False, "items": []}
-    try:
-        items = func(web.store(), client_id)
-    except TypeError:
-        log.warning("%s.%s has an unexpected signature; shown as not available", module, function)
-        return {"available": False, "items": []}
-    return {"available": True, "items": list(items)[:100]}
-
-
 def _reveal(client_id: str, **secrets: Any) -> None:
     session["reveal"] = {"client_id": client_id, **{k: v for k, v in secrets.items() if v is not None}}
 
@@ -239,8 +215,8 @@ def app_page(client_id: str) -> Any:
         "developer/app.html",
         app=_overview(record),
         reveal=_take_reveal(client_id),
-        disclosures=_optional("broker.ledger.reading", "records_for_app", client_id),
-        deliveries=_optional("broker.services.webhooks", "deliveries", client_id),
+        disclosures=consoles.optional_area("broker.ledger.reading", "records_for_app", client_id),
+        deliveries=consoles.optional_area("broker.services.webhooks", "deliveries", client_id),
         overlap=web.settings().secret_overlap_seconds,
     )
     return _no_store(Response(html, mimetype="text/html"))
@@ -331,8 +307,8 @@ def api_create() -> Response:
 def api_get(client_id: str) -> Response:
     record = _own_app(_me(), client_id)
     body = _overview(record)
-    body["disclosures"] = _optional("broker.ledger.reading", "records_for_app", client_id)
-    body["deliveries"] = _optional("broker.services.webhooks", "deliveries", client_id)
+    body["disclosures"] = consoles.optional_area("broker.ledger.reading", "records_for_app", client_id)
+    body["deliveries"] = consoles.optional_area("broker.services.webhooks", "deliveries", client_id)
     return _no_store(jsonify(body))
 
 

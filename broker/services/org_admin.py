@@ -132,7 +132,8 @@ def get_request(store: Store, oid: str, request_id: str) -> dict[str, Any]:
 
 def request_app(store: Store, oid: str, requester: str, client_id: str, reason: str) -> dict[str, Any]:
     """A member asks the admins to add an App Center app; one pending request per person and app."""
-    center_app(store, client_id)
+    if center_app(store, client_id)["status"] != "active":
+        raise Conflict("this app is suspended by the operator")
     if inst_svc.get_installation(store, client_id, oid) is not None:
         raise Conflict("this app is already added to the organization")
     for row in list_requests(store, oid, requester):
