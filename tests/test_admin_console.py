@@ -428,6 +428,24 @@ def test_org_disclosures_section_until_the_ledger_is_merged(client, world) -> No
     assert client.get(f"/admin/v1/orgs/{world.oid}/disclosures").status_code == 403
 
 
+def test_an_approval_that_cannot_install_leaves_the_request_pending(client, store, world) -> None:
+    w = world
+    sign_in(client, w.member)
+    rid = client.post(f"/admin/v1/orgs/{w.oid}/requests", json={"client_id": w.client_id}).get_json()["id"]
+    sign_in(client, w.admin)
+    bad = client.post(
+        f"/admin/v1/orgs/{w.oid}/requests/{rid}/decision", json={"decision": "approve", "scopes": ["profile"]}
+    )
+    assert bad.status_code == 400 and set(bad.get_json()["errors"]) == {"scopes"}
+    assert [r["status"] for r in client.get(f"/admin/v1/orgs/{w.oid}/requests").get_json()["requests"]] == [
+        "pending"
+    ]
+    assert audit_whats(client, w) == []
+    ok = client.post(f"/admin/v1/orgs/{w.oid}/requests/{rid}/decision", json={"decision": "approve"})
+    assert ok.status_code == 200 and ok.get_json()["status"] == "approved"
+    assert inst_svc.require_installation(store, w.client_id, w.oid)["scopes"] == ["org.members.read"]
+
+
 @pytest.mark.browser
 def test_browser_admin_installs_previews_disables_enables_and_removes(live_server, store) -> None:
     from browser import signed_in_page

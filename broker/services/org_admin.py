@@ -156,15 +156,22 @@ def request_app(store: Store, oid: str, requester: str, client_id: str, reason: 
     return record
 
 
-# Decide once: the request must still be pending (two admins deciding at once: one wins).
+# Decide once: the request must still be in the expected status (two admins at once: one wins).
 _DECIDE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local rec = cjson.decode(raw)
-if rec['status'] ~= 'pending' then return -1 end
+if rec['status'] ~= ARGV[3] then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+
+
+def _swap(store: Store, oid: str, record: dict[str, Any], expected: str) -> bool:
+    done = store.script(_DECIDE)(
+        keys=[keys.org_app_requests(oid)], args=[record["id"], json.dumps(record), expected]
+    )
+    return int(done) == 1
 
 
 def decide_request(
@@ -176,23 +183,35 @@ def decide_request(
     reason: str,
     scopes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Approve (installs the app) or deny (a reason is required) a pending request."""
+    """Approve (installs the app) or deny (a reason is required) a pending request.
+
+    The decision is claimed first (compare-and-set on ``pending``), so two admins deciding at once
+    cannot both act; if installing then fails, the claim is released and the request is pending again.
+    """
     record = get_request(store, oid, request_id)
     if record["status"] != "pending":
         raise Conflict(f"this request was already {record['status']}")
     if not approve and not reason.strip():
         raise ValidationFailed("some fields are invalid", fields={"reason": ["give the member a reason"]})
-    if approve and inst_svc.get_installation(store, record["client_id"], oid) is None:
-        inst_svc.install(store, record["client_id"], oid, scopes, admin)
+    pending = dict(record)
     record.update(
         status="approved" if approve else "denied",
         decided_by=admin,
         decision_reason=reason,
         decided_at=int(time.time()),
     )
-    done = store.script(_DECIDE)(keys=[keys.org_app_requests(oid)], args=[request_id, json.dumps(record)])
-    if int(done) != 1:
+    if not _swap(store, oid, record, "pending"):
         raise Conflict("this request was decided by someone else")
+    if approve and inst_svc.get_installation(store, record["client_id"], oid) is None:
+        try:
+            inst_svc.install(store, record["client_id"], oid, scopes, admin)
+        except Conflict:
+            if inst_svc.get_installation(store, record["client_id"], oid) is None:
+                _swap(store, oid, pending, "approved")
+                raise
+        except Exception:
+            _swap(store, oid, pending, "approved")
+            raise
     return record
 
 
