@@ -249,6 +249,10 @@ def test_json_api_switches_the_installation(client, store, settings, world) -> N
     off = client.patch(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}", json={"enabled": False})
     assert off.status_code == 200 and off.get_json()["enabled"] is False
     assert members_status(client, w, token) == 401
+    again = client.patch(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}", json={"enabled": False})
+    assert again.status_code == 200 and again.get_json()["enabled"] is False
+    assert audit_whats(client, w) == ["installation.disabled", "installation.installed"]
+    assert [e["type"] for e in outbox_events(store, w.client_id)][-1] == "installation.disabled"
     bad = client.patch(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}", json={"enabled": "no"})
     assert bad.status_code == 400 and set(bad.get_json()["errors"]) == {"enabled"}
     assert client.delete(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}").status_code == 204

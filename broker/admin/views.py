@@ -145,6 +145,7 @@ def _install(oid: str, uid: str, client_id: str, scopes: list[str] | None) -> di
 
 def _change(oid: str, uid: str, client_id: str, action: str) -> dict[str, Any] | None:
     store = web.store()
+    before = inst_svc.require_installation(store, client_id, oid)
     if action == "remove":
         inst_svc.remove(store, client_id, oid)
         record = None
@@ -152,7 +153,8 @@ def _change(oid: str, uid: str, client_id: str, action: str) -> dict[str, Any] |
         record = inst_svc.disable(store, client_id, oid)
     else:
         record = inst_svc.enable(store, client_id, oid)
-    org_admin.audit(store, oid, uid, f"installation.{action}d", {"app": client_id})
+    if record is None or record["enabled"] != before["enabled"]:  # a no-op switch is not an action
+        org_admin.audit(store, oid, uid, f"installation.{action}d", {"app": client_id})
     return record
 
 
