@@ -300,3 +300,16 @@ def webhook_dead_index(client_id: str) -> str:
 def webhook_lease(client_id: str) -> str:
     """String with a TTL: the worker currently delivering this app's outbox (one per app: ordering)."""
     return f"{app_tag(client_id)}:wh:lease"
+
+
+# --- consoles (admin console) ----------------------------------------------------------------
+
+
+def org_app_requests(org_id: str) -> str:
+    """Hash: request id -> JSON of a member's request for an App Center app (org slot)."""
+    return f"{org_tag(org_id)}:apprequests"
+
+
+def org_audit(org_id: str) -> str:
+    """Stream: the org's audit trail of admin actions (field ``a`` = JSON who, what, details)."""
+    return f"{org_tag(org_id)}:audit"

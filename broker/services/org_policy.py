@@ -1,0 +1,101 @@
+"""Who may do what in an organization (admin console, issue 5 item 2).
+
+Roles live in ``keys.org_roles(oid)`` (uid -> JSON ``{"role", "permissions"}``); membership is the
+org's member set. Owners may do everything; admins everything except disbanding; sub-admins only
+what their grantable permissions say; members nothing administrative. A person who is not a member
+(or an org that does not exist) gets ``None`` from :func:`role_of`, so callers answer 404: the
+existence of an organization is private to its members.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.errors import Forbidden, NotFound
+from broker.storage import keys
+from broker.storage.store import Store
+
+ORG_ID_RE = re.compile(r"^org_[0-9a-f]{16}$")
+ROLES = ("owner", "admin", "sub_admin", "member")
+# Permissions an owner or admin can hand to a sub-admin.
+GRANTABLE = ("apps.manage", "members.manage")
+# Permissions that come only with a role: appointing sub-admins, reading the audit trail, disbanding.
+ADMINS_MANAGE = "admins.manage"
+AUDIT_READ = "audit.read"
+ORG_DISBAND = "org.disband"
+APPS_MANAGE = "apps.manage"
+MEMBERS_MANAGE = "members.manage"
+
+
+@dataclass(frozen=True)
+class Role:
+    role: str
+    permissions: tuple[str, ...] = field(default=())
+
+    @property
+    def administers(self) -> bool:
+        """Owner, admin, or a sub-admin holding at least one permission: may open the console."""
+        return self.role in ("owner", "admin") or (self.role == "sub_admin" and bool(self.permissions))
+
+
+def _parse(raw: str | None) -> Role:
+    """A missing or unreadable role entry of a member means plain member (fail closed)."""
+    if not raw:
+        return Role("member")
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        return Role("member")
+    if not isinstance(data, dict) or data.get("role") not in ROLES:
+        return Role("member")
+    perms = data.get("permissions") or []
+    if not isinstance(perms, list):
+        perms = []
+    return Role(str(data["role"]), tuple(p for p in perms if p in GRANTABLE))
+
+
+def role_of(store: Store, oid: str, uid: str | None) -> Role | None:
+    """The person's role in the org, or None if they are not a member (or the org does not exist)."""
+    if not uid or not ORG_ID_RE.match(oid):
+        return None
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.exists(keys.org(oid))
+    pipe.zscore(keys.org_members(oid), uid)
+    pipe.hget(keys.org_roles(oid), uid)
+    exists, score, raw = pipe.execute()
+    if not exists or score is None:
+        return None
+    return _parse(raw)
+
+
+def allows(role: Role | None, permission: str) -> bool:
+    if role is None:
+        return False
+    if role.role == "owner":
+        return True
+    if role.role == "admin":
+        return permission != ORG_DISBAND
+    if role.role == "sub_admin":
+        return permission in role.permissions or (permission == AUDIT_READ and bool(role.permissions))
+    return False
+
+
+def can(store: Store, oid: str, uid: str | None, permission: str) -> bool:
+    return allows(role_of(store, oid, uid), permission)
+
+
+def require(store: Store, oid: str, uid: str | None, permission: str | None) -> Role:
+    """The caller's role if they hold ``permission`` (None: any member); 404 for non-members, else 403."""
+    role = role_of(store, oid, uid)
+    if role is None:
+        raise NotFound(f"no organization with id {oid!r}")
+    if permission is not None and not allows(role, permission):
+        raise Forbidden(f"this needs the {permission!r} permission in the organization")
+    return role
+
+
+def encode(role: str, permissions: list[str] | tuple[str, ...] = ()) -> str:
+    return json.dumps({"role": role, "permissions": list(permissions)})

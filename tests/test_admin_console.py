@@ -1,0 +1,459 @@
+"""Admin console: roles (403/404), App Center, install with chosen scopes, impact previews,
+disable/enable/remove effective on the next data request, member requests, sub-admins, audit, disband."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from apps_helpers import org_payload, outbox_events
+from records import journal_records, make_org, make_token, make_user
+
+from broker.services import apps as apps_svc
+from broker.services import catalog as catalog_mod
+from broker.services import installations as inst_svc
+from broker.storage import keys
+
+
+@dataclass
+class World:
+    oid: str
+    owner: str
+    admin: str
+    apps_sub: str
+    members_sub: str
+    member: str
+    outsider: str
+    client_id: str
+    other_app: str
+
+
+def set_role(store: Any, oid: str, uid: str, role: str, permissions: list[str] | None = None) -> None:
+    store.redis.hset(keys.org_roles(oid), uid, json.dumps({"role": role, "permissions": permissions or []}))
+
+
+def sign_in(client: Any, uid: str) -> None:
+    with client.session_transaction() as s:
+        s["uid"] = uid
+        s["auth_time"] = int(time.time())
+
+
+@pytest.fixture
+def world(app, client, store, settings) -> World:
+    app.config["WTF_CSRF_ENABLED"] = False
+    people = {
+        n: make_user(store, username=n, nickname=n.capitalize())
+        for n in ("owner", "admin", "appsub", "memsub", "member", "outsider")
+    }
+    oid = make_org(store, [people[n] for n in ("owner", "admin", "appsub", "memsub", "member")], name="Acme")
+    set_role(store, oid, people["owner"], "owner")
+    set_role(store, oid, people["admin"], "admin")
+    set_role(store, oid, people["appsub"], "sub_admin", ["apps.manage"])
+    set_role(store, oid, people["memsub"], "sub_admin", ["members.manage"])
+    catalog = catalog_mod.load(settings.scopes_dir)
+    dev = make_user(store, username="dev")
+    record, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(dev))
+    other, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(dev, name="Payroll"))
+    return World(
+        oid,
+        people["owner"],
+        people["admin"],
+        people["appsub"],
+        people["memsub"],
+        people["member"],
+        people["outsider"],
+        record["client_id"],
+        other["client_id"],
+    )
+
+
+def install(
+    client: Any, w: World, client_id: str | None = None, scopes: tuple[str, ...] = ("org.members.read",)
+):
+    return client.post(
+        f"/admin/orgs/{w.oid}/apps/{client_id or w.client_id}/install", data={"scopes": list(scopes)}
+    )
+
+
+def org_token(store: Any, settings: Any, w: World) -> str:
+    inst = inst_svc.require_installation(store, w.client_id, w.oid)
+    return make_token(
+        store,
+        settings,
+        w.client_id,
+        kind="installation",
+        subject=w.oid,
+        grant_id=inst["id"],
+        scopes="org.members.read",
+    )
+
+
+def members_status(client: Any, w: World, token: str) -> int:
+    return int(
+        client.get(f"/v1/orgs/{w.oid}/members", headers={"Authorization": f"Bearer {token}"}).status_code
+    )
+
+
+def audit_whats(client: Any, w: World) -> list[str]:
+    return [a["what"] for a in client.get(f"/admin/v1/orgs/{w.oid}/audit").get_json()["audit"]]
+
+
+def test_signed_out(client, world) -> None:
+    page = client.get(f"/admin/orgs/{world.oid}/")
+    assert page.status_code == 303 and page.headers["Location"].startswith("/login?next=")
+    api = client.get(f"/admin/v1/orgs/{world.oid}/installations")
+    assert api.status_code == 401 and api.get_json()["error"] == "unauthorized"
+    assert client.get("/console").status_code == 303
+
+
+def test_non_members_get_404_and_members_without_permission_403(client, store, world) -> None:
+    w = world
+    sign_in(client, w.outsider)
+    for path in (
+        f"/admin/orgs/{w.oid}/",
+        f"/admin/orgs/{w.oid}/app-center",
+        f"/admin/v1/orgs/{w.oid}/app-center",
+    ):
+        assert client.get(path).status_code == 404, path
+    assert install(client, w).status_code == 404
+    missing = client.get("/admin/v1/orgs/org_0000000000000000/app-center")
+    assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
+
+    sign_in(client, w.member)
+    assert client.get(f"/admin/orgs/{w.oid}/app-center").status_code == 200
+    for path in (
+        f"/admin/orgs/{w.oid}/",
+        f"/admin/orgs/{w.oid}/audit",
+        f"/admin/orgs/{w.oid}/requests",
+        f"/admin/orgs/{w.oid}/admins",
+        f"/admin/orgs/{w.oid}/apps/{w.client_id}",
+    ):
+        assert client.get(path).status_code == 403, path
+    forbidden = client.post(f"/admin/v1/orgs/{w.oid}/installations", json={"client_id": w.client_id})
+    assert forbidden.status_code == 403 and forbidden.get_json()["error"] == "forbidden"
+    assert install(client, w).status_code == 403
+
+    sign_in(client, w.members_sub)
+    assert install(client, w).status_code == 403
+    assert client.get(f"/admin/orgs/{w.oid}/").status_code == 200
+    sign_in(client, w.admin)
+    assert client.get(f"/admin/orgs/{w.oid}/disband").status_code == 403
+    assert client.post(f"/admin/orgs/{w.oid}/disband", data={"confirm": "Acme"}).status_code == 403
+    assert store.redis.exists(keys.org(w.oid))
+    assert not store.redis.exists(keys.installation(w.client_id, w.oid))
+
+
+def test_app_center_and_install_show_the_member_fields(client, store, world) -> None:
+    w = world
+    sign_in(client, w.apps_sub)
+    listing = client.get(f"/admin/v1/orgs/{w.oid}/app-center").get_json()["apps"]
+    assert {a["client_id"] for a in listing} == {w.client_id, w.other_app}
+    assert all(a["installed"] is False for a in listing)
+    form = client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}/install")
+    assert form.status_code == 200
+    html = form.get_data(as_text=True)
+    assert re.findall(r'class="shared-field" data-field="(\w+)"', html) == ["user_id", "nickname", "avatar"]
+    assert "Your profile picture" in html
+    done = install(client, w)
+    assert done.status_code == 303 and done.headers["Location"] == f"/admin/orgs/{w.oid}/apps/{w.client_id}"
+    inst = inst_svc.require_installation(store, w.client_id, w.oid)
+    assert inst["scopes"] == ["org.members.read"] and inst["enabled"] and inst["installed_by"] == w.apps_sub
+    assert store.redis.sismember(keys.org_installations(w.oid), w.client_id)
+    assert [e["type"] for e in outbox_events(store, w.client_id)] == ["installation.installed"]
+    assert audit_whats(client, w) == ["installation.installed"]
+    page = client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}").get_data(as_text=True)
+    assert '<span id="state">on</span>' in page
+    again = install(client, w)
+    assert again.status_code == 303
+    assert len(outbox_events(store, w.client_id)) == 1
+
+
+def test_bad_install_names_the_field_and_writes_nothing(client, store, world) -> None:
+    w = world
+    sign_in(client, w.admin)
+    none = install(client, w, scopes=())
+    assert none.status_code == 400 and 'data-field="scopes"' in none.get_data(as_text=True)
+    foreign = install(client, w, scopes=("profile",))
+    assert foreign.status_code == 400 and "not requested by the app" in foreign.get_data(as_text=True)
+    api = client.post(f"/admin/v1/orgs/{w.oid}/installations", json={"client_id": "nope", "scopes": []})
+    assert api.status_code == 400 and set(api.get_json()["errors"]) == {"client_id", "scopes"}
+    assert not store.redis.exists(keys.installation(w.client_id, w.oid))
+    assert outbox_events(store, w.client_id) == []
+    assert audit_whats(client, w) == []
+
+
+def test_disable_enable_remove_take_effect_on_the_next_request(client, store, settings, world) -> None:
+    w = world
+    sign_in(client, w.admin)
+    assert install(client, w).status_code == 303
+    token = org_token(store, settings, w)
+    assert members_status(client, w, token) == 200
+    seen = len(journal_records(store, w.client_id))
+    assert seen == 5
+
+    preview = client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}/disable")
+    assert preview.status_code == 200
+    html = preview.get_data(as_text=True)
+    assert '<strong id="impact-members">5</strong>' in html
+    assert re.findall(r'class="impact-field" data-field="(\w+)"', html) == ["user_id", "nickname", "avatar"]
+    assert inst_svc.require_installation(store, w.client_id, w.oid)["enabled"]  # a preview changes nothing
+
+    assert client.post(f"/admin/orgs/{w.oid}/apps/{w.client_id}/disable").status_code == 303
+    assert members_status(client, w, token) == 401
+    assert len(journal_records(store, w.client_id)) == seen
+
+    impact = client.get(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}/impact?action=enable").get_json()
+    assert (
+        impact["change"] == "start"
+        and impact["members"] == 5
+        and impact["fields"] == ["user_id", "nickname", "avatar"]
+    )
+    assert client.post(f"/admin/orgs/{w.oid}/apps/{w.client_id}/enable").status_code == 303
+    assert members_status(client, w, token) == 200
+    seen = len(journal_records(store, w.client_id))
+
+    assert client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}/remove").status_code == 200
+    assert client.post(f"/admin/orgs/{w.oid}/apps/{w.client_id}/remove").status_code == 303
+    assert members_status(client, w, token) == 401
+    assert len(journal_records(store, w.client_id)) == seen
+    assert not store.redis.exists(keys.installation(w.client_id, w.oid))
+    assert not store.redis.sismember(keys.org_installations(w.oid), w.client_id)
+    types = [e["type"] for e in outbox_events(store, w.client_id)]
+    assert types == [
+        "installation.installed",
+        "installation.disabled",
+        "installation.enabled",
+        "installation.removed",
+    ]
+    assert audit_whats(client, w) == [
+        "installation.removed",
+        "installation.enabled",
+        "installation.disabled",
+        "installation.installed",
+    ]
+    gone = client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}/disable")
+    assert gone.status_code == 404
+
+
+def test_json_api_switches_the_installation(client, store, settings, world) -> None:
+    w = world
+    sign_in(client, w.apps_sub)
+    created = client.post(f"/admin/v1/orgs/{w.oid}/installations", json={"client_id": w.client_id})
+    assert created.status_code == 201
+    assert created.headers["Location"] == f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}"
+    token = org_token(store, settings, w)
+    off = client.patch(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}", json={"enabled": False})
+    assert off.status_code == 200 and off.get_json()["enabled"] is False
+    assert members_status(client, w, token) == 401
+    again = client.patch(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}", json={"enabled": False})
+    assert again.status_code == 200 and again.get_json()["enabled"] is False
+    assert audit_whats(client, w) == ["installation.disabled", "installation.installed"]
+    assert [e["type"] for e in outbox_events(store, w.client_id)][-1] == "installation.disabled"
+    bad = client.patch(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}", json={"enabled": "no"})
+    assert bad.status_code == 400 and set(bad.get_json()["errors"]) == {"enabled"}
+    assert client.delete(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}").status_code == 204
+    assert client.delete(f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}").status_code == 404
+    assert client.get(f"/admin/v1/orgs/{w.oid}/installations").get_json() == {"installations": []}
+
+
+def test_member_requests_an_app_and_sees_the_outcome(client, store, world) -> None:
+    w = world
+    sign_in(client, w.member)
+    sent = client.post(f"/admin/orgs/{w.oid}/requests", data={"client_id": w.client_id, "reason": "rosters"})
+    assert sent.status_code == 303 and sent.headers["Location"].startswith(
+        f"/admin/orgs/{w.oid}/requests/mine#rq_"
+    )
+    twice = client.post(f"/admin/orgs/{w.oid}/requests", data={"client_id": w.client_id, "reason": "again"})
+    assert twice.status_code == 303 and twice.headers["Location"] == f"/admin/orgs/{w.oid}/app-center"
+    other = client.post(f"/admin/v1/orgs/{w.oid}/requests", json={"client_id": w.other_app, "reason": "pay"})
+    assert other.status_code == 201
+    mine = client.get(f"/admin/v1/orgs/{w.oid}/requests/mine").get_json()["requests"]
+    assert {r["client_id"]: r["status"] for r in mine} == {w.client_id: "pending", w.other_app: "pending"}
+    first = next(r["id"] for r in mine if r["client_id"] == w.client_id)
+    second = other.get_json()["id"]
+    assert client.post(f"/admin/orgs/{w.oid}/requests/{first}/approve").status_code == 403
+
+    sign_in(client, w.apps_sub)
+    listing = client.get(f"/admin/orgs/{w.oid}/requests").get_data(as_text=True)
+    assert "rosters" in listing and "Member" in listing
+    no_reason = client.post(f"/admin/v1/orgs/{w.oid}/requests/{second}/decision", json={"decision": "deny"})
+    assert no_reason.status_code == 400 and set(no_reason.get_json()["errors"]) == {"reason"}
+    denied = client.post(
+        f"/admin/orgs/{w.oid}/requests/{second}/deny", data={"reason": "we use another tool"}
+    )
+    assert denied.status_code == 303
+    approved = client.post(
+        f"/admin/orgs/{w.oid}/requests/{first}/approve", data={"scopes": "org.members.read"}
+    )
+    assert approved.status_code == 303
+    inst = inst_svc.require_installation(store, w.client_id, w.oid)
+    assert inst["installed_by"] == w.apps_sub and inst["enabled"]
+    assert not store.redis.exists(keys.installation(w.other_app, w.oid))
+    late = client.post(
+        f"/admin/v1/orgs/{w.oid}/requests/{first}/decision", json={"decision": "deny", "reason": "x"}
+    )
+    assert late.status_code == 409
+    assert audit_whats(client, w) == ["request.approved", "request.denied"]
+    assert [e["type"] for e in outbox_events(store, w.client_id)] == ["installation.installed"]
+
+    sign_in(client, w.member)
+    page = client.get(f"/admin/orgs/{w.oid}/requests/mine").get_data(as_text=True)
+    assert page.count('class="status">approved<') == 1 and page.count('class="status">denied<') == 1
+    assert "Reason: we use another tool" in page and "Appsub" in page
+
+
+def test_admins_appoint_and_remove_sub_admins(client, store, world) -> None:
+    w = world
+    sign_in(client, w.apps_sub)
+    assert client.get(f"/admin/orgs/{w.oid}/admins").status_code == 403
+    assert (
+        client.put(
+            f"/admin/v1/orgs/{w.oid}/roles/{w.member}", json={"permissions": ["apps.manage"]}
+        ).status_code
+        == 403
+    )
+
+    sign_in(client, w.admin)
+    page = client.get(f"/admin/orgs/{w.oid}/admins")
+    assert page.status_code == 200 and w.member in page.get_data(as_text=True)
+    done = client.post(
+        f"/admin/orgs/{w.oid}/admins", data={"user_id": w.member, "permissions": "apps.manage"}
+    )
+    assert done.status_code == 303
+    assert json.loads(store.redis.hget(keys.org_roles(w.oid), w.member)) == {
+        "role": "sub_admin",
+        "permissions": ["apps.manage"],
+    }
+    bad = client.put(f"/admin/v1/orgs/{w.oid}/roles/{w.member}", json={"permissions": ["root"]})
+    assert bad.status_code == 400 and set(bad.get_json()["errors"]) == {"permissions"}
+    owner = client.put(f"/admin/v1/orgs/{w.oid}/roles/{w.owner}", json={"permissions": ["apps.manage"]})
+    assert owner.status_code == 409
+    stranger = client.put(f"/admin/v1/orgs/{w.oid}/roles/{w.outsider}", json={"permissions": ["apps.manage"]})
+    assert stranger.status_code == 400 and set(stranger.get_json()["errors"]) == {"user_id"}
+
+    sign_in(client, w.member)
+    assert install(client, w).status_code == 303  # the new permission works at once
+
+    sign_in(client, w.admin)
+    assert client.post(f"/admin/orgs/{w.oid}/admins/{w.member}/remove").status_code == 303
+    assert json.loads(store.redis.hget(keys.org_roles(w.oid), w.member))["role"] == "member"
+    assert client.delete(f"/admin/v1/orgs/{w.oid}/roles/{w.member}").status_code == 404
+    sign_in(client, w.member)
+    assert client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}").status_code == 403
+    sign_in(client, w.owner)
+    whats = audit_whats(client, w)
+    assert whats == ["sub_admin.removed", "installation.installed", "sub_admin.appointed"]
+    audit_page = client.get(f"/admin/orgs/{w.oid}/audit").get_data(as_text=True)
+    assert audit_page.count('class="audit"') == 3 and "Admin" in audit_page
+
+
+def test_owner_disbands_the_org(client, store, settings, world) -> None:
+    w = world
+    sign_in(client, w.owner)
+    assert install(client, w).status_code == 303
+    token = org_token(store, settings, w)
+    assert members_status(client, w, token) == 200
+    seen = len(journal_records(store, w.client_id))
+    assert client.get(f"/admin/orgs/{w.oid}/disband").status_code == 200
+    wrong = client.post(f"/admin/orgs/{w.oid}/disband", data={"confirm": "acme"})
+    assert wrong.status_code == 400 and 'id="confirm-error"' in wrong.get_data(as_text=True)
+    assert store.redis.exists(keys.org(w.oid))
+    done = client.post(f"/admin/orgs/{w.oid}/disband", data={"confirm": "Acme"})
+    assert done.status_code == 303 and done.headers["Location"] == "/console"
+    assert members_status(client, w, token) == 401
+    assert len(journal_records(store, w.client_id)) == seen
+    assert [e["type"] for e in outbox_events(store, w.client_id)][-1] == "installation.removed"
+    assert list(store.redis.scan_iter(match=f"{keys.org_tag(w.oid)}:*")) == []
+    for uid in (w.owner, w.admin, w.member):
+        assert not store.redis.sismember(keys.user_orgs(uid), w.oid)
+    assert not store.redis.sismember(keys.app_installations(w.client_id), w.oid)
+    assert client.get(f"/admin/orgs/{w.oid}/").status_code == 404
+
+
+def test_json_disband_names_the_confirm_field(client, store, world) -> None:
+    sign_in(client, world.owner)
+    bad = client.post(f"/admin/v1/orgs/{world.oid}/disband", json={"confirm": "nope"})
+    assert bad.status_code == 400 and set(bad.get_json()["errors"]) == {"confirm"}
+    ok = client.post(f"/admin/v1/orgs/{world.oid}/disband", json={"confirm": "Acme"})
+    assert ok.status_code == 200 and ok.get_json()["disbanded"] is True
+    assert not store.redis.exists(keys.org(world.oid))
+
+
+def test_console_home_lists_administered_orgs(client, store, world) -> None:
+    sign_in(client, world.admin)
+    html = client.get("/console").get_data(as_text=True)
+    assert f'href="/admin/orgs/{world.oid}/">Acme</a>' in html and 'href="/developer/"' in html
+    sign_in(client, world.member)
+    html = client.get("/console").get_data(as_text=True)
+    assert f'href="/admin/orgs/{world.oid}/">' not in html and "Acme" in html
+
+
+def test_post_without_csrf_token_is_refused(app, client, store, world) -> None:
+    app.config["WTF_CSRF_ENABLED"] = True
+    sign_in(client, world.admin)
+    page = install(client, world)
+    assert page.status_code == 400 and "csrf_failed" in page.get_data(as_text=True)
+    api = client.post(f"/admin/v1/orgs/{world.oid}/installations", json={"client_id": world.client_id})
+    assert api.status_code == 400 and api.get_json()["error"] == "csrf_failed"
+    assert not store.redis.exists(keys.installation(world.client_id, world.oid))
+    token = client.get("/admin/v1/csrf-token").get_json()["csrf_token"]
+    ok = client.post(
+        f"/admin/v1/orgs/{world.oid}/installations",
+        json={"client_id": world.client_id},
+        headers={"X-CSRFToken": token},
+    )
+    assert ok.status_code == 201
+
+
+def test_a_suspended_app_cannot_be_added_or_requested(client, store, world) -> None:
+    apps_svc.suspend_app(store, world.client_id)
+    sign_in(client, world.admin)
+    listing = client.get(f"/admin/v1/orgs/{world.oid}/app-center").get_json()["apps"]
+    assert [a["client_id"] for a in listing] == [world.other_app]
+    refused = client.post(f"/admin/v1/orgs/{world.oid}/installations", json={"client_id": world.client_id})
+    assert refused.status_code == 409 and refused.get_json()["error"] == "conflict"
+    sign_in(client, world.member)
+    asked = client.post(f"/admin/v1/orgs/{world.oid}/requests", json={"client_id": world.client_id})
+    assert asked.status_code == 409
+    assert not store.redis.exists(keys.installation(world.client_id, world.oid))
+    assert not store.redis.exists(keys.org_app_requests(world.oid))
+
+
+def test_org_disclosures_section_shows_what_the_orgs_apps_received(
+    app, client, store, settings, world
+) -> None:
+    from broker.ledger.sequencer import Sequencer
+    from broker.services import installations as inst_svc
+    from tests.records import make_token
+
+    sign_in(client, world.admin)
+    assert "No disclosures yet." in client.get(f"/admin/orgs/{world.oid}/").get_data(as_text=True)
+    inst = inst_svc.install(store, world.client_id, world.oid, ["org.members.read"])
+    token = make_token(
+        store,
+        settings,
+        world.client_id,
+        kind="installation",
+        subject=world.oid,
+        grant_id=inst["id"],
+        scopes="org.members.read",
+    )
+    listed = client.get(f"/v1/orgs/{world.oid}/members", headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200
+    Sequencer(store, app.extensions["broker.keyring"], settings).run_once()
+    page = client.get(f"/admin/orgs/{world.oid}/").get_data(as_text=True)
+    assert "GET /v1/orgs/{org_id}/members" in page
+    body = client.get(f"/admin/v1/orgs/{world.oid}/disclosures").get_json()
+    assert body["available"] is True
+    assert {r["person"] for r in body["items"]} == {
+        world.owner,
+        world.admin,
+        world.apps_sub,
+        world.members_sub,
+        world.member,
+    }
+    assert {tuple(r["fields"]) for r in body["items"]} == {("avatar", "nickname", "user_id")}
