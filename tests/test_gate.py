@@ -278,10 +278,14 @@ def test_userinfo_cors_only_for_the_token_apps_own_origins(client, store, settin
     ok = client.get("/oauth/userinfo", headers={**bearer(person["token"]), "Origin": own})
     assert ok.headers["Access-Control-Allow-Origin"] == own
     assert "Origin" in ok.headers["Vary"]
-    other = client.get("/oauth/userinfo", headers={**bearer(person["token"]), "Origin": "https://evil.example"})
+    other = client.get(
+        "/oauth/userinfo", headers={**bearer(person["token"]), "Origin": "https://evil.example"}
+    )
     assert "Access-Control-Allow-Origin" not in other.headers
     store.redis.zadd(keys.apps_all(), {person["client_id"]: 1})
-    preflight = client.options("/oauth/userinfo", headers={"Origin": own, "Access-Control-Request-Method": "GET"})
+    preflight = client.options(
+        "/oauth/userinfo", headers={"Origin": own, "Access-Control-Request-Method": "GET"}
+    )
     assert preflight.status_code == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == own
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
