@@ -162,3 +162,25 @@ def test_json_deletion_needs_the_username_and_signs_out(client, store, world) ->
     }
     assert body["orgs_left"] == [world["oid"]]
     assert client.get("/privacy/v1/apps").status_code == 401
+
+
+def test_a_consent_given_while_deleting_does_not_survive(client, store, settings, world, monkeypatch) -> None:
+    from broker.privacy import center
+
+    late = make_app(store, name="Late")
+    real = center.pairwise_id
+    raced: list[str] = []
+
+    def consent_meanwhile(*args: Any, **kwargs: Any) -> str:
+        if not raced:  # step 2 runs after step 1 revoked the grants: a new consent lands now
+            raced.append(make_grant(store, late, world["uid"], "openid", "user_id"))
+            index_grant(store, late, world["uid"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(center, "pairwise_id", consent_meanwhile)
+    sign_in(client, world["uid"])
+    assert client.post("/privacy/delete", data={"username": "alice"}).status_code == 303
+    assert raced
+    assert store.redis.exists(keys.grant(late, world["uid"]), keys.user_grants(world["uid"])) == 0
+    assert [e["type"] for e in _events(store, late)] == ["grant.revoked"]
+    assert store.redis.exists(keys.receipts_index(world["uid"])) == 0

@@ -287,13 +287,21 @@ def delete_account(store: Store, settings: Settings, uid: str) -> DeletionResult
         pipe.execute()
         result.orgs_left.append(oid)
     # 4. The directory record: profile fields gone, only id + status=deleted + deleted_at remain, so
-    #    every session and sign-in is refused. Receipts and the grant index go with it (person's slot).
+    #    every session and sign-in is refused. Receipts go with it (person's slot).
     username = store.redis.hget(keys.user(uid), "username")
     pipe = store.redis.pipeline(transaction=True)
-    pipe.delete(keys.user_orgs(uid), keys.user_grants(uid), keys.receipts_index(uid), keys.receipts_docs(uid))
+    pipe.delete(keys.user_orgs(uid), keys.receipts_index(uid), keys.receipts_docs(uid))
     pipe.delete(keys.user(uid))
     pipe.hset(keys.user(uid), mapping={"id": uid, "status": "deleted", "deleted_at": str(int(time.time()))})
     pipe.execute()
+    # 5. A consent given in another tab while steps 1-4 ran would have survived step 1; no new one
+    #    can start now (the session is refused), so one more sweep closes the window.
+    for client_id in sorted(store.redis.smembers(keys.user_grants(uid))):
+        if grants.revoke_grant(store, settings, client_id, uid) is not None:
+            result.revoked.append(client_id)
+    store.redis.delete(keys.user_grants(uid))
+    # Receipts issued by that sweep are not kept either.
+    store.redis.delete(keys.receipts_index(uid), keys.receipts_docs(uid))
     if username:
         # Single-key index outside the person's slot; only removed if it still points at them.
         index = keys.username_index(username)

@@ -30,10 +30,6 @@ PAGE_SIZE = 20
 FILTER_ARGS = ("app", "since", "until")
 
 
-class _SignIn(Exception):
-    """Raised inside a page to send the browser to the login page."""
-
-
 def _fmt_time(value: Any) -> str:
     if value in (None, ""):
         return ""
