@@ -325,3 +325,37 @@ def test_export_streams_everything_as_ndjson(client, store, settings, person) ->
     assert lines[2]["data"]["scopes"] == ["openid"]
     assert lines[3]["data"]["payload"]["action"] == "changed"
     assert lines[4]["data"]["person"] == person["uid"]
+
+
+def test_json_csrf_failure_is_problem_json(app, client, person) -> None:
+    app.config["WTF_CSRF_ENABLED"] = True
+    sign_in(client, person["uid"])
+    response = client.post(f"/privacy/v1/apps/{person['client_id']}/revoke", headers={"Accept": "text/html"})
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["error"] == "csrf_failed"
+    page = client.post(f"/privacy/apps/{person['client_id']}/revoke")
+    assert page.status_code == 400
+    assert page.mimetype == "text/html"
+
+
+def test_redis_failure_is_503(client, store, person, monkeypatch) -> None:
+    import redis
+
+    sign_in(client, person["uid"])
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("gone")
+
+    monkeypatch.setattr(store.redis, "smembers", down)
+    api = client.get("/privacy/v1/apps", headers={"Accept": "text/html"})
+    assert api.status_code == 503
+    assert api.mimetype == "application/problem+json"
+    assert api.get_json()["error"] == "temporarily_unavailable"
+    assert api.headers["Retry-After"] == "1"
+    page = client.get("/privacy")
+    assert page.status_code == 503
+    assert page.mimetype == "text/html"
+    export = client.get("/privacy/v1/export")
+    assert export.status_code == 503
+    assert store.redis.exists(keys.grant(person["client_id"], person["uid"])) == 1

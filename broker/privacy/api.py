@@ -8,22 +8,64 @@ Disclosures are ``GET /privacy/v1/disclosures`` (broker.ledger.views); receipts 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import logging
+from collections.abc import Callable
 from typing import Any
 
+import redis
 from flask import Response, jsonify, request, stream_with_context
-from flask_wtf.csrf import generate_csrf
+from flask_wtf.csrf import CSRFError, generate_csrf
 
 from broker import web
-from broker.errors import NotFound, Unauthenticated, ValidationFailed
+from broker.errors import BrokerError, NotFound, StorageUnavailable, Unauthenticated, ValidationFailed
 from broker.interactions import i18n
 from broker.interactions.session import current_user_id, sign_out
 from broker.privacy import center
 from broker.privacy.pages import held_grant
-from broker.privacy.receipts import _api
+from broker.privacy.receipts import _problem
 from broker.privacy.views import bp
 from broker.services import grants as grants_svc
 from broker.storage import keys
+
+log = logging.getLogger("broker.privacy")
+API_PREFIX = "/privacy/v1/"
+
+
+def _api(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Problem JSON whatever the Accept header says, for our errors and for Redis failures (503)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except BrokerError as exc:
+            return _problem(exc)
+        except redis.RedisError as exc:
+            log.error("request %s: redis error: %s", web.request_id(), type(exc).__name__)
+            response = _problem(
+                StorageUnavailable("The service is temporarily unavailable. Try again shortly.")
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+
+    return wrapper
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_failed(exc: CSRFError) -> Any:
+    """A POST without a valid token: problem JSON on the API, the usual page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        error = BrokerError("send the CSRF token in the X-CSRFToken header (GET /privacy/v1/csrf-token)")
+        error.code = "csrf_failed"
+        return _problem(error)
+    from broker.app import render_error
+
+    return render_error(
+        400,
+        "csrf_failed",
+        "The form expired or was not sent by this site. Go back, reload the page and try again.",
+    )
 
 
 def require_user() -> str:
@@ -109,13 +151,7 @@ def export() -> Any:
     """NDJSON export of everything about the signed-in person, streamed."""
     uid = require_user()
     lines = center.export_lines(web.store(), uid)
-    first = next(lines)  # read now: a Redis error here is a clean 503, not a broken stream
-
-    def chain() -> Iterator[str]:
-        yield first
-        yield from lines
-
-    response = Response(stream_with_context(chain()), mimetype="application/x-ndjson")
+    response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = 'attachment; filename="my-data.ndjson"'
     response.headers["Cache-Control"] = "no-store"
     return response

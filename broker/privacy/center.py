@@ -207,14 +207,16 @@ def memberships(store: Store, uid: str) -> list[dict[str, Any]]:
 
 def export_lines(store: Store, uid: str) -> Iterator[str]:
     """NDJSON, one object per line ``{"type": ..., "data": ...}``: profile (never the password
-    hash), memberships, grants, receipts (the signed JWS and its payload), disclosures."""
+    hash), memberships, grants, receipts (the signed JWS and its payload), disclosures.
+
+    Everything but the disclosures is small and read before this returns, and the first page of
+    disclosures is probed, so a Redis failure is a clean 503 rather than a cut-off download.
+    """
     profile = store.redis.hgetall(keys.user(uid))
     profile.pop("password_hash", None)
-    yield _line("profile", profile)
-    for membership in memberships(store, uid):
-        yield _line("membership", membership)
-    for grant in grants.grants_of_user(store, uid):
-        yield _line("grant", grant)
+    head = [_line("profile", profile)]
+    head += [_line("membership", m) for m in memberships(store, uid)]
+    head += [_line("grant", g) for g in grants.grants_of_user(store, uid)]
     cursor: str | None = None
     while True:
         items, cursor = receipts.list_receipts(store, uid, limit=100, cursor=cursor)
@@ -222,11 +224,17 @@ def export_lines(store: Store, uid: str) -> Iterator[str]:
             token = receipts.get_receipt(store, uid, item["id"])
             if token is not None:
                 payload = receipts.unverified_payload(token)
-                yield _line("receipt", {"id": item["id"], "jws": token, "payload": payload})
+                head.append(_line("receipt", {"id": item["id"], "jws": token, "payload": payload}))
         if cursor is None:
             break
-    for record in reading.iterate(store, "person", uid, reading.Filters()):
-        yield _line("disclosure", record)
+    reading.records_for_person(store, uid, reading.Filters(), None, 1)
+
+    def lines() -> Iterator[str]:
+        yield from head
+        for record in reading.iterate(store, "person", uid, reading.Filters()):
+            yield _line("disclosure", record)
+
+    return lines()
 
 
 # -- account deletion -----------------------------------------------------------------------------
