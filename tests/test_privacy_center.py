@@ -359,3 +359,23 @@ def test_redis_failure_is_503(client, store, person, monkeypatch) -> None:
     export = client.get("/privacy/v1/export")
     assert export.status_code == 503
     assert store.redis.exists(keys.grant(person["client_id"], person["uid"])) == 1
+
+
+def test_every_ui_string_exists_in_both_languages_with_the_same_placeholders() -> None:
+    from string import Formatter
+
+    from broker.privacy.strings import STRINGS
+
+    for key, texts in STRINGS.items():
+        assert set(texts) == {"en", "zh"}, key
+        names = [{f for _, f, _, _ in Formatter().parse(texts[lang]) if f} for lang in ("en", "zh")]
+        assert names[0] == names[1], key
+
+
+@pytest.mark.parametrize(
+    "path", ["/privacy/v1/apps/app_0000000000000000/revoke", "/privacy/v1/account/delete"]
+)
+def test_json_posts_from_a_stranger_are_401(client, path) -> None:
+    response = client.post(path, json={})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"
