@@ -1,0 +1,39 @@
+"""Shared set-up for the privacy center tests: a signed-in person with a grant and a token."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from broker.ledger.sequencer import Sequencer
+from broker.services.keyring import Keyring
+
+
+def sign_in(client: Any, uid: str) -> None:
+    with client.session_transaction() as s:
+        s["uid"] = uid
+        s["auth_time"] = int(time.time())
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sequence(store: Any, settings: Any) -> None:
+    """Move journal records into the ledger and sign a checkpoint."""
+    Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
+
+
+def index_grant(store: Any, client_id: str, uid: str) -> None:
+    """tests.records.make_grant writes the grant only; the services also keep these indexes."""
+    from broker.storage import keys
+
+    store.redis.sadd(keys.user_grants(uid), client_id)
+    store.redis.sadd(keys.app_grants(client_id), uid)
+
+
+def index_installation(store: Any, client_id: str, oid: str) -> None:
+    from broker.storage import keys
+
+    store.redis.sadd(keys.org_installations(oid), client_id)
+    store.redis.sadd(keys.app_installations(client_id), oid)
