@@ -33,7 +33,7 @@ class CommandError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="broker", description="broker: a consent-limited data-sharing broker")
+    parser = argparse.ArgumentParser(prog="broker", description="a consent-limited data-sharing broker")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

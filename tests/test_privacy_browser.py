@@ -116,11 +116,15 @@ def test_consent_disclosure_history_and_revocation_in_a_browser(live_server, sto
             # 3. The sequencer runs; the person sees the verified disclosure.
             Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
             page.goto(f"{base}/privacy/disclosures")
-            row = page.locator("tr.disclosure")
-            assert row.count() == 1
-            assert row.locator("td.app").inner_text() == "Notes"
-            assert row.locator("td.fields").inner_text() == "nickname, user_id"
-            assert row.locator(".verified").count() == 1
+            # Two disclosures: the id_token's subject at the token endpoint, and /v1/me.
+            rows = page.locator("tr.disclosure")
+            assert rows.count() == 2
+            assert [rows.nth(i).locator("td.app").inner_text() for i in range(2)] == ["Notes", "Notes"]
+            assert sorted(rows.nth(i).locator("td.fields").inner_text() for i in range(2)) == [
+                "nickname, user_id",
+                "user_id",
+            ]
+            assert page.locator("tr.disclosure .verified").count() == 2
 
             # 4. Withdraw the profile scope, with its confirmation page.
             page.goto(f"{base}/privacy")

@@ -184,3 +184,32 @@ def test_a_consent_given_while_deleting_does_not_survive(client, store, settings
     assert store.redis.exists(keys.grant(late, world["uid"]), keys.user_grants(world["uid"])) == 0
     assert [e["type"] for e in _events(store, late)] == ["grant.revoked"]
     assert store.redis.exists(keys.receipts_index(world["uid"])) == 0
+
+
+def test_platform_api_deletion_is_the_same_deletion(client, store, settings) -> None:
+    """DELETE /internal/v1/users/<id> ends grants at once and tells the apps, like the privacy center."""
+    import json as _json
+
+    from broker.services.pairwise import pairwise_id
+    from broker.storage import keys as _keys
+    from tests.records import journal_records, make_app, make_grant, make_token, make_user
+
+    uid = make_user(store, username="leaver")
+    store.redis.set(_keys.username_index("leaver"), uid)
+    cid = make_app(store)
+    gid = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    store.redis.sadd(_keys.user_grants(uid), cid)
+    token = make_token(store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid profile")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/me", headers=bearer).status_code == 200
+    gone = client.delete(
+        f"/internal/v1/users/{uid}", headers={"Authorization": f"Bearer {settings.platform_api_key}"}
+    )
+    assert gone.status_code == 204
+    assert client.get("/v1/me", headers=bearer).status_code == 401
+    assert len(journal_records(store, cid)) == 1
+    events = [_json.loads(f["e"]) for _, f in store.redis.xrange(_keys.outbox(cid))]
+    assert [e["type"] for e in events] == ["grant.revoked", "user.deleted"]
+    assert events[1]["data"] == {"user_id": pairwise_id(settings.pairwise_key, cid, uid)}
+    assert store.redis.hgetall(_keys.user(uid)).keys() == {"id", "status", "deleted_at"}
+    assert store.redis.get(_keys.username_index("leaver")) is None

@@ -85,7 +85,11 @@ def update_user(uid: str) -> Response:
 @bp.delete("/users/<uid>")
 @require_platform_key
 def delete_user(uid: str) -> Response:
-    directory.delete_user(web.store(), uid)
+    """The same account deletion as the privacy center: grants end, apps are told, data is erased."""
+    from broker.privacy.center import delete_account
+
+    _user_or_404(uid)
+    delete_account(web.store(), web.settings(), uid)
     return _no_content()
 
 

@@ -8,14 +8,13 @@ documented hashes (docs/data-model.md) because the directory service lives in an
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from broker.config import Settings
 from broker.ledger import checkpoints, merkle, reading, storage
-from broker.services import events, grants, receipts
+from broker.services import directory, events, grants, receipts
 from broker.services.apps import get_app
 from broker.services.catalog import Catalog
 from broker.services.pairwise import pairwise_id
@@ -287,21 +286,11 @@ def delete_account(store: Store, settings: Settings, uid: str) -> DeletionResult
         events.emit(pipe, client_id, "user.deleted", data)
         pipe.execute()
         result.notified.append((client_id, oid))
-    # 3. Leave every organization (org slot), then drop the person's index of them.
-    for oid in sorted(store.redis.smembers(keys.user_orgs(uid))):
-        pipe = store.redis.pipeline(transaction=True)
-        pipe.zrem(keys.org_members(oid), uid)
-        pipe.hdel(keys.org_roles(oid), uid)
-        pipe.execute()
-        result.orgs_left.append(oid)
-    # 4. The directory record: profile fields gone, only id + status=deleted + deleted_at remain, so
-    #    every session and sign-in is refused. Receipts go with it (person's slot).
-    username = store.redis.hget(keys.user(uid), "username")
-    pipe = store.redis.pipeline(transaction=True)
-    pipe.delete(keys.user_orgs(uid), keys.receipts_index(uid), keys.receipts_docs(uid))
-    pipe.delete(keys.user(uid))
-    pipe.hset(keys.user(uid), mapping={"id": uid, "status": "deleted", "deleted_at": str(int(time.time()))})
-    pipe.execute()
+    # 3-4. Leave every organization and erase the directory record down to a tombstone, so every
+    #      session and sign-in is refused; receipts go with it (person's slot).
+    result.orgs_left.extend(sorted(store.redis.smembers(keys.user_orgs(uid))))
+    directory.delete_user(store, uid)
+    store.redis.delete(keys.receipts_index(uid), keys.receipts_docs(uid))
     # 5. A consent given in another tab while steps 1-4 ran would have survived step 1; no new one
     #    can start now (the session is refused), so one more sweep closes the window.
     for client_id in sorted(store.redis.smembers(keys.user_grants(uid))):
@@ -310,9 +299,4 @@ def delete_account(store: Store, settings: Settings, uid: str) -> DeletionResult
     store.redis.delete(keys.user_grants(uid))
     # Receipts issued by that sweep are not kept either.
     store.redis.delete(keys.receipts_index(uid), keys.receipts_docs(uid))
-    if username:
-        # Single-key index outside the person's slot; only removed if it still points at them.
-        index = keys.username_index(username)
-        if store.redis.get(index) == uid:
-            store.redis.delete(index)
     return result

@@ -225,21 +225,19 @@ def update_user(store: Store, uid: str, changes: dict[str, Any], *, now: int | N
 
 
 def delete_user(store: Store, uid: str, *, now: int | None = None) -> None:
-    """Delete an account: erase profile and password, free the username, end memberships.
+    """Erase a person from the directory: profile, password, username, memberships.
 
-    The record stays as a tombstone (``status=deleted``) so sessions and tokens bound to the id
-    fail at once; grants are ended by the privacy area, which watches the status.
+    Only a tombstone stays (``id``, ``status=deleted``, ``deleted_at``) so sessions bound to the id
+    fail at once. Grants, tokens and ``user.deleted`` events are the privacy area's
+    (``broker.privacy.center.delete_account``), which every account deletion goes through.
     """
     now = _now() if now is None else now
     current = store.redis.hgetall(keys.user(uid)) if USER_ID_RE.match(uid) else {}
     if not current or current.get("status") != "active":
         raise NotFound(f"no user {uid}")
     pipe = store.redis.pipeline(transaction=True)
-    pipe.hdel(keys.user(uid), "password_hash", *PRIVATE_FIELDS, "avatar")
-    pipe.hset(
-        keys.user(uid),
-        mapping={"status": "deleted", "nickname": "", "updated_at": str(now), "deleted_at": str(now)},
-    )
+    pipe.delete(keys.user(uid))
+    pipe.hset(keys.user(uid), mapping={"id": uid, "status": "deleted", "deleted_at": str(now)})
     pipe.execute()
     for oid in store.redis.smembers(keys.user_orgs(uid)):
         _remove_member(store, oid, uid)
