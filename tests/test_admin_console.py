@@ -447,13 +447,25 @@ def test_org_disclosures_section_shows_what_the_orgs_apps_received(
     Sequencer(store, app.extensions["broker.keyring"], settings).run_once()
     page = client.get(f"/admin/orgs/{world.oid}/").get_data(as_text=True)
     assert "GET /v1/orgs/{org_id}/members" in page
-    body = client.get(f"/admin/v1/orgs/{world.oid}/disclosures").get_json()
-    assert body["available"] is True
-    assert {r["person"] for r in body["items"]} == {
-        world.owner,
-        world.admin,
-        world.apps_sub,
-        world.members_sub,
-        world.member,
-    }
-    assert {tuple(r["fields"]) for r in body["items"]} == {("avatar", "nickname", "user_id")}
+    url = f"/admin/v1/orgs/{world.oid}/disclosures"
+    body = client.get(url).get_json()
+    records = [entry["record"] for entry in body["records"]]
+    everyone = {world.owner, world.admin, world.apps_sub, world.members_sub, world.member}
+    assert {r["person"] for r in records} == everyone
+    assert {tuple(r["fields"]) for r in records} == {("avatar", "nickname", "user_id")}
+    assert all(entry["inclusion_proof"] is not None for entry in body["records"])
+    assert body["checkpoint"]["tree_size"] == 5
+    # filters, pagination and export
+    one = client.get(f"{url}?person={world.member}").get_json()["records"]
+    assert [entry["record"]["person"] for entry in one] == [world.member]
+    first = client.get(f"{url}?limit=2").get_json()
+    rest = client.get(f"{url}?limit=10&cursor={first['next_cursor']}").get_json()
+    assert len(first["records"]) == 2 and len(rest["records"]) == 3 and rest["next_cursor"] is None
+    csv = client.get(f"{url}?format=csv")
+    assert csv.mimetype == "text/csv" and len(csv.get_data(as_text=True).strip().splitlines()) == 6
+    bad = client.get(f"{url}?since=yesterday")
+    assert bad.status_code == 400 and "since" in bad.get_json()["errors"]
+    sign_in(client, world.member)
+    assert client.get(url).status_code == 403
+    sign_in(client, world.outsider)
+    assert client.get(url).status_code == 404

@@ -314,3 +314,34 @@ def test_browser_developer_registers_an_app_and_rotates_its_secret(live_server, 
     settings = live_server.app.extensions["broker.settings"]
     assert apps_svc.verify_secret(store, settings, client_id, first)
     assert apps_svc.verify_secret(store, settings, client_id, second)
+
+
+def test_developer_reads_their_apps_disclosures_with_filters_and_export(
+    app, client, store, settings, dev
+) -> None:
+    from broker.ledger.sequencer import Sequencer
+    from tests.records import make_grant, make_token
+
+    client_id = register(client)
+    person = make_user(store, nickname="Pat")
+    gid = make_grant(store, client_id, person, "openid profile", "user_id nickname")
+    token = make_token(
+        store, settings, client_id, kind="grant", subject=person, grant_id=gid, scopes="openid profile"
+    )
+    for _ in range(3):
+        assert client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    Sequencer(store, app.extensions["broker.keyring"], settings).run_once()
+
+    body = client.get(f"/developer/v1/apps/{client_id}/disclosures?limit=2").get_json()
+    assert [e["record"]["app"] for e in body["records"]] == [client_id, client_id]
+    assert body["records"][0]["record"]["fields"] == ["nickname", "user_id"]
+    assert body["next_cursor"]
+    everything = client.get("/developer/v1/disclosures").get_json()["records"]
+    assert len(everything) == 3
+    ndjson = client.get(f"/developer/v1/apps/{client_id}/disclosures?format=ndjson")
+    assert ndjson.mimetype == "application/x-ndjson"
+    assert len(ndjson.get_data(as_text=True).strip().splitlines()) == 3
+    assert client.get(f"/developer/v1/apps/{client_id}/disclosures?limit=500").status_code == 400
+    sign_in(client, make_user(store))
+    assert client.get(f"/developer/v1/apps/{client_id}/disclosures").status_code == 404
+    assert client.get("/developer/v1/disclosures").get_json()["records"] == []

@@ -593,8 +593,12 @@ def api_dismiss(oid: str, target: str) -> Response:
 
 @bp.get("/admin/v1/orgs/<oid>/disclosures")
 def api_disclosures(oid: str) -> Response:
+    """Records about the org's members made through the org's installations: filters (since,
+    until, app, person), cursor pagination, ``?format=ndjson|csv`` export."""
+    from broker.ledger.views import listing
+
     _administer(oid)
-    return _json(consoles.org_disclosures(oid))
+    return listing("org", oid, person_filter=True)
 
 
 @bp.get("/admin/v1/orgs/<oid>/audit")

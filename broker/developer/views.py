@@ -312,6 +312,23 @@ def api_get(client_id: str) -> Response:
     return _no_store(jsonify(body))
 
 
+@bp.get("/developer/v1/disclosures")
+def api_my_disclosures() -> Response:
+    """Records of every app the developer owns: filters, cursor pagination, ndjson/csv export."""
+    from broker.ledger.views import listing
+
+    return listing("developer", _me(), person_filter=True)
+
+
+@bp.get("/developer/v1/apps/<client_id>/disclosures")
+def api_app_disclosures(client_id: str) -> Response:
+    """Records of one of the developer's apps: filters, cursor pagination, ndjson/csv export."""
+    from broker.ledger.views import listing
+
+    _own_app(_me(), client_id)
+    return listing("app", client_id, person_filter=True)
+
+
 @bp.patch("/developer/v1/apps/<client_id>")
 def api_update(client_id: str) -> Response:
     record = _own_app(_me(), client_id)

@@ -152,29 +152,40 @@ def leaf(index: int) -> Response:
     return jsonify(body)
 
 
-@bp.get("/privacy/v1/disclosures")
-def my_disclosures() -> Response:
-    """The signed-in person's disclosures with proofs; ``?format=ndjson|csv`` streams an export."""
-    uid = current_user_id()
-    if uid is None:
-        raise errors.Unauthenticated("sign in to read your disclosures")
-    filters = reading.parse_filters(request.args, person_filter=False)
+def listing(view: str, subject: str, *, person_filter: bool) -> Response:
+    """One ledger view as JSON pages (with proofs) or, with ``?format=ndjson|csv``, a streamed export.
+
+    Shared by the person (``/privacy/v1/disclosures``), the org admin and the developer; the caller
+    has already checked who may read ``subject``. Filters: since, until, app (and person where the
+    view spans several people); cursor pagination with limit 1-100.
+    """
+    filters = reading.parse_filters(request.args, person_filter=person_filter)
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "ndjson", "csv"):
         raise errors.ValidationFailed(
             "format is not supported", fields={"format": ["expected json, ndjson or csv"]}
         )
     store = web.store()
+    reader = reading.VIEWS[view]
     if fmt == "json":
         limit = reading.parse_limit(request.args.get("limit"))
-        page = reading.records_for_person(store, uid, filters, request.args.get("cursor") or None, limit)
+        page = reader(store, subject, filters, request.args.get("cursor") or None, limit)
         response = jsonify(page.as_json())
     else:
-        reading.records_for_person(store, uid, filters, None, 1)  # fail now, before streaming starts
-        records = reading.iterate(store, "person", uid, filters)
+        reader(store, subject, filters, None, 1)  # fail now, before streaming starts
+        records = reading.iterate(store, view, subject, filters)
         lines = reading.ndjson_lines(records) if fmt == "ndjson" else reading.csv_lines(records)
         mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
         response = Response(stream_with_context(lines), mimetype=mimetype)
         response.headers["Content-Disposition"] = f'attachment; filename="disclosures.{fmt}"'
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/privacy/v1/disclosures")
+def my_disclosures() -> Response:
+    """The signed-in person's disclosures with proofs; ``?format=ndjson|csv`` streams an export."""
+    uid = current_user_id()
+    if uid is None:
+        raise errors.Unauthenticated("sign in to read your disclosures")
+    return listing("person", uid, person_filter=False)
