@@ -162,14 +162,31 @@ def test_mini_program_code_flow_with_pkce(demo: dict[str, Any]) -> None:
     assert refreshed["refresh_token"] != old_refresh
     assert client.get(f"{base}/v1/me", timeout=10).status_code == 200
 
-    # Reusing the rotated refresh token revokes the whole grant chain (RFC 9700 4.14.2).
+    # RFC 7009 revocation with the client library: the access token stops working at once.
+    revoked = client.revoke_token(
+        metadata["revocation_endpoint"], token=refreshed["access_token"], token_type_hint="access_token"
+    )
+    assert revoked.status_code == 200
+    assert client.get(f"{base}/v1/me", timeout=10).status_code == 401
+
+    # Reusing the rotated refresh token revokes the whole grant chain (RFC 9700 4.14.2): the newest
+    # refresh token stops working too.
     reuse = requests.post(
         metadata["token_endpoint"],
         data={"grant_type": "refresh_token", "refresh_token": old_refresh, "client_id": app["client_id"]},
         timeout=10,
     )
     assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
-    assert client.get(f"{base}/v1/me", timeout=10).status_code == 401
+    after = requests.post(
+        metadata["token_endpoint"],
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed["refresh_token"],
+            "client_id": app["client_id"],
+        },
+        timeout=10,
+    )
+    assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
 
 
 def test_org_app_reads_members_of_its_org_only(demo: dict[str, Any]) -> None:

@@ -289,3 +289,11 @@ def test_userinfo_cors_only_for_the_token_apps_own_origins(client, store, settin
     assert preflight.status_code == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == own
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+
+
+def test_scripts_are_reloaded_after_a_script_flush(client, store, person) -> None:
+    """Scripts are registered once; after SCRIPT FLUSH (a failover, a restart) NOSCRIPT reloads them."""
+    assert client.get("/v1/me", headers=bearer(person["token"])).status_code == 200
+    store.redis.script_flush()
+    assert client.get("/v1/me", headers=bearer(person["token"])).status_code == 200
+    assert len(journal_records(store, person["client_id"])) == 2
