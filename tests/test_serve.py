@@ -222,3 +222,34 @@ def test_an_orphaned_redis_server_is_replaced(tmp_path: Path, brokers: list[Brok
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait(5)
+
+
+def test_a_worker_restart_does_not_touch_the_embedded_redis(tmp_path: Path, brokers: list[Broker]) -> None:
+    """Workers are forks of the master: one that exits (SIGHUP reload, max requests, a crash) must
+    not stop the master's redis-server or release its data-directory lock on the way out."""
+    broker = Broker(tmp_path)
+    brokers.append(broker.start())
+    pid = redis_pid(tmp_path)
+    created = requests.post(
+        f"{broker.url}/internal/v1/users", json={"username": "steady"}, headers=broker.headers(), timeout=5
+    )
+    assert created.status_code == 201
+    assert broker.process is not None
+    broker.process.send_signal(signal.SIGHUP)  # gunicorn: replace every worker gracefully
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        after_hup = broker.output().partition("Handling signal: hup")[2]
+        if "Worker exiting" in after_hup and "Booting worker" in after_hup:
+            break
+        time.sleep(0.1)
+    assert "Handling signal: hup" in broker.output()
+    time.sleep(0.5)
+    assert redis_pid(tmp_path) == pid and not wait_gone(pid, timeout=0.5)
+    again = requests.get(
+        f"{broker.url}/internal/v1/users/{created.json()['id']}", headers=broker.headers(), timeout=5
+    )
+    assert again.status_code == 200
+    assert "Traceback" not in broker.output()
+    second = Broker(tmp_path)
+    with pytest.raises(AssertionError, match="already running"):
+        second.start(timeout=10)

@@ -99,12 +99,14 @@ class EmbeddedRedis:
         self.lockfile = data_dir / "broker.lock"
         self.process: subprocess.Popen[bytes] | None = None
         self._lock_fh: IO[str] | None = None
+        self._owner_pid = os.getpid()
         self.url = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 15.0) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._owner_pid = os.getpid()
         self._acquire_lock()
         try:
             self._replace_orphan()
@@ -126,6 +128,11 @@ class EmbeddedRedis:
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
+        if os.getpid() != self._owner_pid:
+            # A forked server worker unwinding the master's stack on its way out: the redis-server
+            # and the data-directory lock belong to the master, never to a worker.
+            self.process, self._lock_fh = None, None
+            return
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(redis.RedisError, OSError):
