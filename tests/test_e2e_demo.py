@@ -65,10 +65,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     yield {"base": base, "creds": creds, "log": tmp / "demo.log", "env": env, "data": tmp / "data"}
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(30)
+        code = proc.wait(30)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+        raise
+    finally:
+        log.close()
+    output = (tmp / "demo.log").read_text()
+    assert code == 0 and "Traceback" not in output, output[-3000:]  # a clean shutdown
 
 
 def sign_in_and_consent(
