@@ -120,7 +120,8 @@ def create_app(conf: dict[str, str]) -> Flask:
             return Response(PAGE.format(body), status=200)
         rows = "".join(
             f"<li data-user-id='{html.escape(m['user_id'])}'>"
-            f"<img src='{html.escape(m.get('avatar') or '')}' alt='' width=24> {html.escape(m['nickname'])}</li>"
+            f"<img src='{html.escape(m.get('avatar') or '')}' alt='' width=24> "
+            f"{html.escape(m['nickname'])}</li>"
             for m in members
         )
         return Response(
