@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import subprocess
 import sys
@@ -84,6 +86,19 @@ def test_org_app_lists_members_then_shows_switched_off_and_verified_events(
             headers={"Broker-Signature": "t=1,v1=00"},
         )
         assert bad.status_code == 400
+        body = b'{"id":"evt_test","type":"test.signed","time":0,"data":{}}'
+        key = secret.json()["webhook_secret"].encode()
+
+        def signed(t: int) -> dict[str, str]:
+            mac = hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+            return {"Broker-Signature": f"t={t},v1={mac}", "Content-Type": "application/json"}
+
+        stale = requests.post(
+            f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(int(time.time()) - 3600)
+        )
+        assert stale.status_code == 400
+        fresh = requests.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(int(time.time())))
+        assert fresh.status_code == 204
 
         off = requests.patch(
             f"{base}/internal/v1/orgs/{acme}/installations/{cid}", json={"enabled": False}, headers=api
