@@ -19,6 +19,7 @@ from tests.records import (
     make_token,
     make_user,
 )
+from tests.test_oauth_token import flow  # noqa: F401  (the authorization-code flow fixture)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -88,3 +89,13 @@ def test_cli_suspend_is_refused_next_request_and_restore_works(
     run("restore")
     assert client.get("/v1/me", headers=bearer(person_token)).status_code == 200
     assert [e["type"] for e in outbox_events(store, person_app)][-2:] == ["app.suspended", "app.restored"]
+
+
+def test_refresh_token_of_a_suspended_app_is_refused(flow, client, settings) -> None:  # noqa: F811
+    auth = {"Authorization": f"Bearer {settings.platform_api_key}"}
+    body = flow["token"](flow["code_form"]()).get_json()
+    assert client.post(f"/internal/v1/apps/{flow['cid']}/suspend", headers=auth).status_code == 200
+    refused = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    # A suspended client no longer authenticates at all, so the refresh stops before the grant check.
+    assert refused.status_code == 401
+    assert refused.get_json()["error"] == "invalid_client"
