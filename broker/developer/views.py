@@ -258,6 +258,23 @@ def rotate_webhook_secret_page(client_id: str) -> Any:
     return redirect(f"/developer/apps/{client_id}", code=303)
 
 
+@bp.post("/developer/apps/<client_id>/events/<event_id>/redeliver")
+def redeliver_page(client_id: str, event_id: str) -> Any:
+    """Put a dead-lettered event back in the app's outbox; the worker delivers it next."""
+    _own_app(_me(), client_id)
+    _redeliver(client_id, event_id)
+    flash(f"Event {event_id} queued for redelivery.", "success")
+    return redirect(f"/developer/apps/{client_id}", code=303)
+
+
+def _redeliver(client_id: str, event_id: str) -> None:
+    """404 unless the event is one of this app's dead letters (nothing else can be redelivered)."""
+    from broker.services import webhooks
+
+    if not webhooks.redeliver(web.store(), client_id, event_id):
+        raise NotFound(f"no failed delivery {event_id!r} for this app")
+
+
 @bp.get("/developer/apps/<client_id>/delete")
 def confirm_delete(client_id: str) -> Any:
     record = _own_app(_me(), client_id)
@@ -356,3 +373,10 @@ def api_rotate_webhook_secret(client_id: str) -> Response:
     _own_app(_me(), client_id)
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
     return _no_store(jsonify({"client_id": client_id, "webhook_secret": secret}))
+
+
+@bp.post("/developer/v1/apps/<client_id>/events/<event_id>/redeliver")
+def api_redeliver(client_id: str, event_id: str) -> Response:
+    _own_app(_me(), client_id)
+    _redeliver(client_id, event_id)
+    return _no_store(jsonify({"client_id": client_id, "event_id": event_id, "queued": True}))

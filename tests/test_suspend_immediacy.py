@@ -1,0 +1,101 @@
+"""Operator suspend/restore through the platform API and the CLI: refused on the very next request,
+no ledger record for the refused request, and announced in the app's outbox (DESIGN invariant 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from conftest import ROOT, broker_env
+
+from tests.apps_helpers import outbox_events
+from tests.records import (
+    journal_records,
+    make_app,
+    make_grant,
+    make_installation,
+    make_org,
+    make_token,
+    make_user,
+)
+from tests.test_oauth_token import flow  # noqa: F401  (the authorization-code flow fixture)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _person(store: Any, settings: Any) -> tuple[str, str]:
+    uid = make_user(store, nickname="Alice")
+    cid = make_app(store, developer_id="usr_dev1")
+    gid = make_grant(store, cid, uid, "openid profile", "user_id nickname")
+    return cid, make_token(
+        store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
+    )
+
+
+def _org(store: Any, settings: Any) -> tuple[str, str, str]:
+    oid = make_org(store, [make_user(store, nickname="m0")])
+    cid = make_app(store, kind="org_app", developer_id="usr_dev2")
+    iid = make_installation(store, cid, oid)
+    token = make_token(
+        store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
+    )
+    return cid, oid, token
+
+
+def test_platform_api_suspend_is_refused_next_request_and_restore_works(client, store, settings) -> None:
+    auth = {"Authorization": f"Bearer {settings.platform_api_key}"}
+    person_app, person_token = _person(store, settings)
+    org_app, oid, org_token = _org(store, settings)
+    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 200
+    assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(org_token)).status_code == 200
+    before = (len(journal_records(store, person_app)), len(journal_records(store, org_app)))
+
+    for cid in (person_app, org_app):
+        assert client.post(f"/internal/v1/apps/{cid}/suspend", headers=auth).status_code == 200
+    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 401
+    assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(org_token)).status_code == 401
+    assert (len(journal_records(store, person_app)), len(journal_records(store, org_app))) == before
+
+    for cid in (person_app, org_app):
+        assert client.post(f"/internal/v1/apps/{cid}/restore", headers=auth).status_code == 200
+    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 200
+    assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(org_token)).status_code == 200
+    for cid in (person_app, org_app):
+        types = [e["type"] for e in outbox_events(store, cid)]
+        assert types[-2:] == ["app.suspended", "app.restored"]
+
+
+def test_cli_suspend_is_refused_next_request_and_restore_works(
+    tmp_path, client, store, settings, redis_server
+) -> None:
+    person_app, person_token = _person(store, settings)
+    env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url)
+    cmd = [sys.executable, "-m", "broker", "apps"]
+
+    def run(action: str) -> None:
+        done = subprocess.run(
+            [*cmd, action, person_app], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+
+    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 200
+    before = len(journal_records(store, person_app))
+    run("suspend")
+    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 401
+    assert len(journal_records(store, person_app)) == before
+    run("restore")
+    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 200
+    assert [e["type"] for e in outbox_events(store, person_app)][-2:] == ["app.suspended", "app.restored"]
+
+
+def test_refresh_token_of_a_suspended_app_is_refused(flow, client, settings) -> None:  # noqa: F811
+    auth = {"Authorization": f"Bearer {settings.platform_api_key}"}
+    body = flow["token"](flow["code_form"]()).get_json()
+    assert client.post(f"/internal/v1/apps/{flow['cid']}/suspend", headers=auth).status_code == 200
+    refused = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    # A suspended client no longer authenticates at all, so the refresh stops before the grant check.
+    assert refused.status_code == 401
+    assert refused.get_json()["error"] == "invalid_client"
