@@ -34,7 +34,7 @@ class Broker:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tmp_path / f"broker-{self.port}.log"
 
-    def start(self, timeout: float = 15) -> Broker:
+    def start(self, timeout: float = 60) -> Broker:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "broker", *self.args],
