@@ -106,9 +106,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             "tags": [tag],
             "operationId": method + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_"),
             "summary": (inspect.getdoc(view) or endpoint).splitlines()[0],
-            "security": []
-            if path in _PUBLIC or path.startswith("/.well-known")
-            else area[2],
+            "security": [] if path in _PUBLIC or path.startswith("/.well-known") else area[2],
             "responses": {
                 "200": {
                     "description": "success",
@@ -128,11 +126,11 @@ def build_spec(app: Flask) -> dict[str, Any]:
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
             ]
         if method in {"post", "put", "patch"}:
-            schema = _request_schema(view)
-            if schema is not None:
-                name = seen.setdefault(schema, _component_name(schema))
+            body_schema = _request_schema(view)
+            if body_schema is not None:
+                name = seen.setdefault(body_schema, _component_name(body_schema))
                 if name not in spec.components.schemas:
-                    spec.components.schema(name, schema=schema)
+                    spec.components.schema(name, schema=body_schema)
                 op["requestBody"] = {
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},

@@ -59,6 +59,27 @@ class IntrospectionSchema(_Open):
     active = fields.Boolean(required=True)
 
 
+class MeSchema(_Open):
+    """The person as this app may see them: the pairwise user_id, then only the ticked fields."""
+
+    user_id = fields.String(required=True)
+    nickname = fields.String()
+    avatar = fields.String()
+
+
+class UserInfoSchema(_Open):
+    """OIDC userinfo: always the pairwise subject, then only the claims the grant allows."""
+
+    sub = fields.String(required=True)
+
+
+class MemberPageSchema(_Open):
+    """One page of an org's members, each filtered to the granted fields."""
+
+    members = fields.List(fields.Dict(), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
 class GenericObjectSchema(_Open):
     """Fallback for responses not yet described field by field: any JSON object."""
 
@@ -70,8 +91,19 @@ RESPONSE_SCHEMAS: dict[str, type[Schema]] = {
     "Jwks": JwksSchema,
     "Token": TokenSchema,
     "Introspection": IntrospectionSchema,
+    "Me": MeSchema,
+    "UserInfo": UserInfoSchema,
+    "MemberPage": MemberPageSchema,
     "GenericObject": GenericObjectSchema,
 }
 
 # endpoint name -> component name of its 2xx JSON body; others fall back to GenericObject.
-ENDPOINT_RESPONSES: dict[str, str] = {}
+ENDPOINT_RESPONSES: dict[str, str] = {
+    "oauth.discovery": "Discovery",
+    "oauth.jwks": "Jwks",
+    "oauth.token": "Token",
+    "oauth.introspect": "Introspection",
+    "api.me": "Me",
+    "api.userinfo": "UserInfo",
+    "api.members": "MemberPage",
+}

@@ -85,3 +85,24 @@ def test_docs_page_lists_every_operation_without_scripts(client: Any) -> None:
     for path, ops in doc["paths"].items():
         for method in ops:
             assert f"{method.upper()} {path}" in html
+
+
+def test_data_api_responses_validate(client: Any, store: Any, settings: Any) -> None:
+    from tests.records import make_app, make_grant, make_token, make_user
+
+    doc = _doc(client)
+    uid = make_user(store, nickname="Alice")
+    client_id = make_app(store)
+    gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname")
+    token = make_token(
+        store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    me = client.get("/v1/me", headers=auth)
+    assert me.status_code == 200
+    _validate(doc, "Me", me.get_json())
+    info = client.get("/oauth/userinfo", headers=auth)
+    assert info.status_code == 200
+    _validate(doc, "UserInfo", info.get_json())
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(doc, "Me", {"nickname": "no user_id"})
