@@ -52,6 +52,7 @@ def documented_rules(app: Flask) -> list[tuple[str, str, str, str]]:
 
 def _request_schema(view: Any) -> type[Schema] | None:
     """The marshmallow schema a view loads its body with, read from its own source."""
+    view = inspect.unwrap(view)  # auth decorators wrap the view; its source and globals are inside
     try:
         source = inspect.getsource(view)
     except (OSError, TypeError):
