@@ -51,7 +51,19 @@ def documented_rules(app: Flask) -> list[tuple[str, str, str, str]]:
 
 
 def _request_schema(view: Any) -> type[Schema] | None:
-    """The marshmallow schema a view loads its body with, read from its own source."""
+    """The marshmallow schema a view loads its body with, read from its own source.
+
+    Views that load through a module helper (the developer console's _register/_update) name the
+    schema in that helper instead, so the helper's source is read too.
+    """
+    from broker.developer import views as developer_views
+
+    helpers = {"api_create": developer_views._register, "api_update": developer_views._update}
+    view = (
+        helpers.get(getattr(inspect.unwrap(view), "__name__", ""), view)
+        if view.__module__ == developer_views.__name__
+        else view
+    )
     view = inspect.unwrap(view)  # auth decorators wrap the view; its source and globals are inside
     try:
         source = inspect.getsource(view)
@@ -69,9 +81,10 @@ def _request_schema(view: Any) -> type[Schema] | None:
 
 
 def _component_name(schema: type[Schema]) -> str:
-    module = schema.__module__.rsplit(".", 2)
-    prefix = "".join(p.capitalize() for p in module[-2:] if p not in {"views", "broker"})
-    return f"{prefix}{schema.__name__.removesuffix('Schema')}"
+    """Area-prefixed name (AdminInstall, InternalInstall): equal class names never clash."""
+    parts = schema.__module__.split(".")[1:]
+    segment = parts[-1] if parts[0] == "services" else parts[0]
+    return f"{segment.split('_')[0].capitalize()}{schema.__name__.removesuffix('Schema')}"
 
 
 def build_spec(app: Flask) -> dict[str, Any]:
@@ -135,6 +148,11 @@ def build_spec(app: Flask) -> dict[str, Any]:
                 op["requestBody"] = {
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+                }
+            elif path == "/internal/v1/import":
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                 }
             elif tag == "oauth":
                 op["requestBody"] = {
