@@ -88,9 +88,20 @@ def _register_blueprints(app: Flask) -> None:
     from broker.internal.views import bp as internal_bp
     from broker.ledger.views import bp as ledger_bp
     from broker.oauth.views import bp as oauth_bp
+    from broker.openapi import bp as openapi_bp
     from broker.privacy.views import bp as privacy_bp
 
-    for bp in (interactions_bp, oauth_bp, api_bp, privacy_bp, admin_bp, developer_bp, internal_bp, ledger_bp):
+    for bp in (
+        interactions_bp,
+        oauth_bp,
+        api_bp,
+        privacy_bp,
+        admin_bp,
+        developer_bp,
+        internal_bp,
+        ledger_bp,
+        openapi_bp,
+    ):
         app.register_blueprint(bp)
 
 
