@@ -28,9 +28,9 @@ def register(sub: Any) -> None:
 class ProgressBar:
     """A plain-text bar on stderr, redrawn in place: ``label [#####.....] 500/1000``."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr, width: int = 30) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
         self.label = label
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr  # looked up now, not at import
         self.width = width
         self._last = -1
 
