@@ -16,61 +16,18 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, session
-from marshmallow import RAISE, Schema, validate
-from marshmallow import fields as mf
 
 from broker import consoles, web
 from broker.errors import NotFound, ValidationFailed
 from broker.services import apps as apps_svc
 from broker.services import installations as inst_svc
+from broker.services.apps import AppCreateSchema, AppUpdateSchema
 from broker.storage import keys
 
 bp = Blueprint("developer", __name__)
 
 API = ("/developer/v1/",)
 consoles.install_handlers(bp, API)
-
-
-class AppSchema(Schema):
-    """Registration by the signed-in developer (the developer id comes from the session)."""
-
-    class Meta:
-        unknown = RAISE
-
-    kind = mf.String(required=True, validate=validate.OneOf(apps_svc.KINDS))
-    client_type = mf.String(required=True, validate=validate.OneOf(apps_svc.CLIENT_TYPES))
-    name = mf.String(required=True, validate=validate.Length(min=1, max=100))
-    description = mf.String(load_default="", validate=validate.Length(max=1000))
-    contact = mf.String(required=True, validate=validate.Length(min=1, max=200))
-    privacy_policy_url = mf.String(required=True, validate=validate.Length(min=1, max=2000))
-    redirect_uris = mf.List(
-        mf.String(validate=validate.Length(min=1, max=2000)),
-        load_default=list,
-        validate=validate.Length(max=20),
-    )
-    scopes = mf.List(
-        mf.String(validate=validate.Length(min=1, max=64)),
-        required=True,
-        validate=validate.Length(min=1, max=50),
-    )
-    webhook_url = mf.String(load_default="", validate=validate.Length(max=2000))
-
-
-class AppUpdateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    name = mf.String(validate=validate.Length(min=1, max=100))
-    description = mf.String(validate=validate.Length(max=1000))
-    contact = mf.String(validate=validate.Length(min=1, max=200))
-    privacy_policy_url = mf.String(validate=validate.Length(min=1, max=2000))
-    redirect_uris = mf.List(
-        mf.String(validate=validate.Length(min=1, max=2000)), validate=validate.Length(max=20)
-    )
-    scopes = mf.List(
-        mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
-    )
-    webhook_url = mf.String(validate=validate.Length(max=2000))
 
 
 # -- shared steps -----------------------------------------------------------------------------------
@@ -98,7 +55,7 @@ def _register(uid: str, payload: dict[str, Any]) -> tuple[dict[str, Any], str | 
             problems["scopes"] = [f"unknown scope(s): {', '.join(unknown)}"]
         return problems
 
-    data = consoles.load(AppSchema(), payload, semantic)
+    data = consoles.load(AppCreateSchema(exclude=("developer_id",)), payload, semantic)
     return apps_svc.register_app(store, settings, catalog, {**data, "developer_id": uid})
 
 

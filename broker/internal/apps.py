@@ -20,49 +20,9 @@ from broker.internal.auth import require_platform_key
 from broker.internal.views import bp
 from broker.services import apps as apps_svc
 from broker.services import installations as inst_svc
+from broker.services.apps import AppCreateSchema, AppUpdateSchema
 
 _URL = mf.String(validate=validate.Length(min=1, max=2000))
-
-
-class AppCreateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    kind = mf.String(required=True, validate=validate.OneOf(apps_svc.KINDS))
-    client_type = mf.String(required=True, validate=validate.OneOf(apps_svc.CLIENT_TYPES))
-    name = mf.String(required=True, validate=validate.Length(min=1, max=100))
-    description = mf.String(load_default="", validate=validate.Length(max=1000))
-    developer_id = mf.String(required=True, validate=validate.Regexp(r"^usr_[0-9a-f]{16}$"))
-    contact = mf.String(required=True, validate=validate.Length(min=1, max=200))
-    privacy_policy_url = mf.String(required=True, validate=validate.Length(min=1, max=2000))
-    redirect_uris = mf.List(
-        mf.String(validate=validate.Length(min=1, max=2000)),
-        load_default=list,
-        validate=validate.Length(max=20),
-    )
-    scopes = mf.List(
-        mf.String(validate=validate.Length(min=1, max=64)),
-        required=True,
-        validate=validate.Length(min=1, max=50),
-    )
-    webhook_url = mf.String(load_default="", validate=validate.Length(max=2000))
-
-
-class AppUpdateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    name = mf.String(validate=validate.Length(min=1, max=100))
-    description = mf.String(validate=validate.Length(max=1000))
-    contact = mf.String(validate=validate.Length(min=1, max=200))
-    privacy_policy_url = mf.String(validate=validate.Length(min=1, max=2000))
-    redirect_uris = mf.List(
-        mf.String(validate=validate.Length(min=1, max=2000)), validate=validate.Length(max=20)
-    )
-    scopes = mf.List(
-        mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
-    )
-    webhook_url = mf.String(validate=validate.Length(max=2000))
 
 
 class InstallSchema(Schema):

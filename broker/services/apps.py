@@ -20,6 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from marshmallow import RAISE, Schema
+from marshmallow import fields as mf
+from marshmallow import validate as mv
 
 from broker.config import Settings
 from broker.errors import Conflict, NotFound, ValidationFailed
@@ -432,11 +435,14 @@ def rotate_webhook_secret(store: Store, settings: Settings, client_id: str) -> s
     require_app(store, client_id)
     secret = new_secret(WEBHOOK_SECRET_PREFIX)
     old = webhook_secret(store, client_id) or ""
-    store.redis.hset(keys.app(client_id), mapping={
-        "webhook_secret": secret,
-        "webhook_secret_previous": old,
-        "webhook_secret_previous_expires": str(int(time.time()) + settings.secret_overlap_seconds),
-    })
+    store.redis.hset(
+        keys.app(client_id),
+        mapping={
+            "webhook_secret": secret,
+            "webhook_secret_previous": old,
+            "webhook_secret_previous_expires": str(int(time.time()) + settings.secret_overlap_seconds),
+        },
+    )
     return secret
 
 
@@ -468,3 +474,46 @@ def scopes_of(record: Mapping[str, Any]) -> list[str]:
 def subset_problem(requested: Iterable[str], allowed: Iterable[str]) -> str | None:
     extra = sorted(set(requested) - set(allowed))
     return f"not requested by the app: {', '.join(extra)}" if extra else None
+
+
+# -- input schemas (platform API and developer console) ------------------------------------------
+
+
+class AppCreateSchema(Schema):
+    """An app registration: the platform API sends ``developer_id``; the developer console
+    excludes it (the developer is the signed-in person)."""
+
+    class Meta:
+        unknown = RAISE
+
+    kind = mf.String(required=True, validate=mv.OneOf(KINDS))
+    client_type = mf.String(required=True, validate=mv.OneOf(CLIENT_TYPES))
+    name = mf.String(required=True, validate=mv.Length(min=1, max=100))
+    description = mf.String(load_default="", validate=mv.Length(max=1000))
+    developer_id = mf.String(required=True, validate=mv.Regexp(r"^usr_[0-9a-f]{16}$"))
+    contact = mf.String(required=True, validate=mv.Length(min=1, max=200))
+    privacy_policy_url = mf.String(required=True, validate=mv.Length(min=1, max=2000))
+    redirect_uris = mf.List(
+        mf.String(validate=mv.Length(min=1, max=2000)),
+        load_default=list,
+        validate=mv.Length(max=20),
+    )
+    scopes = mf.List(
+        mf.String(validate=mv.Length(min=1, max=64)),
+        required=True,
+        validate=mv.Length(min=1, max=50),
+    )
+    webhook_url = mf.String(load_default="", validate=mv.Length(max=2000))
+
+
+class AppUpdateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = mf.String(validate=mv.Length(min=1, max=100))
+    description = mf.String(validate=mv.Length(max=1000))
+    contact = mf.String(validate=mv.Length(min=1, max=200))
+    privacy_policy_url = mf.String(validate=mv.Length(min=1, max=2000))
+    redirect_uris = mf.List(mf.String(validate=mv.Length(min=1, max=2000)), validate=mv.Length(max=20))
+    scopes = mf.List(mf.String(validate=mv.Length(min=1, max=64)), validate=mv.Length(min=1, max=50))
+    webhook_url = mf.String(validate=mv.Length(max=2000))
