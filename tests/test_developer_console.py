@@ -283,11 +283,10 @@ def test_no_event_or_secret_in_outbox_on_register(client, store, dev) -> None:
 
 @pytest.mark.browser
 def test_browser_developer_registers_an_app_and_rotates_its_secret(live_server, store) -> None:
-    from browser import signed_in_page
+    from browser import create_person, signed_in_page
 
-    uid = make_user(store, username="devon")
-    with signed_in_page(live_server, uid) as page:
-        page.goto(f"{live_server.url}/developer/")
+    uid = create_person(store, "devon", "Devon")
+    with signed_in_page(live_server.url, "devon", "devon-password", "/developer/") as page:
         page.get_by_role("link", name="Register an app").click()
         page.get_by_role("radio", name=re.compile("^App Center app")).check()
         page.get_by_role("radio", name=re.compile("^Confidential")).check()

@@ -1,34 +1,26 @@
 """One real browser (Debian's chromium through Playwright) through the whole privacy story:
-consent with an optional field unticked, the app reads /v1/me, the person sees the verified
-disclosure, withdraws one scope, then removes the app. Fails (never skips) without chromium."""
+the person signs in through the login form the authorization request leads to, consents with an
+optional field unticked, the app reads /v1/me, the person sees the verified disclosure, withdraws one
+scope, then removes the app. Fails (never skips) without chromium."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import secrets
-import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
 
 from broker.ledger.sequencer import Sequencer
 from broker.services import apps as apps_svc
 from broker.services.keyring import Keyring
 from broker.storage import keys
+from tests.browser import chromium, create_person, fill_login_form, new_page
 from tests.records import journal_records, make_user
 
 CALLBACK = "http://127.0.0.1:8765/callback"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.mark.browser
@@ -37,7 +29,7 @@ def test_consent_disclosure_history_and_revocation_in_a_browser(live_server, sto
     settings = app.extensions["broker.settings"]
     base = live_server.url
     dev = make_user(store, nickname="DevDora")
-    uid = make_user(store, username="alice", nickname="Alice")
+    uid = create_person(store, "alice", "Alice")
     record, _, _ = apps_svc.register_app(
         store,
         settings,
@@ -68,86 +60,79 @@ def test_consent_disclosure_history_and_revocation_in_a_browser(live_server, sto
             "code_challenge_method": "S256",
         }
     )
-    cookie = app.session_interface.get_signing_serializer(app).dumps(
-        {"uid": uid, "auth_time": int(time.time())}
-    )
+    with chromium() as browser:
+        page = new_page(browser)
+        landed: list[str] = []
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context()
-            context.add_cookies([{"name": "broker_session", "value": cookie, "url": base}])
-            page = context.new_page()
-            landed: list[str] = []
+        def callback(route) -> None:  # the app's redirect URI: capture the code, answer a page
+            landed.append(route.request.url)
+            route.fulfill(status=200, content_type="text/html", body="<p>back in the app</p>")
 
-            def callback(route) -> None:  # the app's redirect URI: capture the code, answer a page
-                landed.append(route.request.url)
-                route.fulfill(status=200, content_type="text/html", body="<p>back in the app</p>")
+        page.route(f"{CALLBACK}**", callback)
 
-            page.route(f"{CALLBACK}**", callback)
+        # 1. Not signed in: the request leads to the login form, then to consent; the optional
+        #    avatar is unticked.
+        page.goto(authorize)
+        assert "/login" in page.url
+        fill_login_form(page, "alice", "alice-password")
+        assert "/consent/" in page.url
+        page.get_by_label("Your profile picture").uncheck()
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(f"{CALLBACK}**")
+        q = {k: v[0] for k, v in parse_qs(urlsplit(landed[-1]).query).items()}
+        assert q["state"] == "st-1"
 
-            # 1. Consent with the optional avatar unticked.
-            page.goto(authorize)
-            assert "/consent/" in page.url
-            page.get_by_label("Your profile picture").uncheck()
-            page.get_by_role("button", name="Allow").click()
-            page.wait_for_url(f"{CALLBACK}**")
-            q = {k: v[0] for k, v in parse_qs(urlsplit(landed[-1]).query).items()}
-            assert q["state"] == "st-1"
+        # 2. The app exchanges the code and reads /v1/me.
+        token = requests.post(
+            f"{base}/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": q["code"],
+                "redirect_uri": CALLBACK,
+                "client_id": client_id,
+                "code_verifier": verifier,
+            },
+            timeout=10,
+        )
+        assert token.status_code == 200, token.text
+        access = token.json()["access_token"]
+        me = requests.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {access}"}, timeout=10)
+        assert me.status_code == 200
+        assert set(me.json()) == {"user_id", "nickname"}
 
-            # 2. The app exchanges the code and reads /v1/me.
-            token = requests.post(
-                f"{base}/oauth/token",
-                data={
-                    "grant_type": "authorization_code",
-                    "code": q["code"],
-                    "redirect_uri": CALLBACK,
-                    "client_id": client_id,
-                    "code_verifier": verifier,
-                },
-                timeout=10,
-            )
-            assert token.status_code == 200, token.text
-            access = token.json()["access_token"]
-            me = requests.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {access}"}, timeout=10)
-            assert me.status_code == 200
-            assert set(me.json()) == {"user_id", "nickname"}
+        # 3. The sequencer runs; the person sees the verified disclosure.
+        Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
+        page.goto(f"{base}/privacy/disclosures")
+        # Two disclosures: the id_token's subject at the token endpoint, and /v1/me.
+        rows = page.locator("tr.disclosure")
+        assert rows.count() == 2
+        assert [rows.nth(i).locator("td.app").inner_text() for i in range(2)] == ["Notes", "Notes"]
+        assert sorted(rows.nth(i).locator("td.fields").inner_text() for i in range(2)) == [
+            "nickname, user_id",
+            "user_id",
+        ]
+        assert page.locator("tr.disclosure .verified").count() == 2
 
-            # 3. The sequencer runs; the person sees the verified disclosure.
-            Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
-            page.goto(f"{base}/privacy/disclosures")
-            # Two disclosures: the id_token's subject at the token endpoint, and /v1/me.
-            rows = page.locator("tr.disclosure")
-            assert rows.count() == 2
-            assert [rows.nth(i).locator("td.app").inner_text() for i in range(2)] == ["Notes", "Notes"]
-            assert sorted(rows.nth(i).locator("td.fields").inner_text() for i in range(2)) == [
-                "nickname, user_id",
-                "user_id",
-            ]
-            assert page.locator("tr.disclosure .verified").count() == 2
+        # 4. Withdraw the profile scope, with its confirmation page.
+        page.goto(f"{base}/privacy")
+        grant = page.locator(f'article.grant[data-client-id="{client_id}"]')
+        assert grant.locator('li[data-field="avatar"]').count() == 0
+        grant.locator('li[data-scope="profile"] a.revoke-scope').click()
+        assert page.locator("p.question").count() == 1
+        page.get_by_role("button", name="Yes, withdraw").click()
+        assert page.url == f"{base}/privacy"
+        assert page.locator("p.flash").inner_text() == "Notes no longer receives “profile”."
+        me = requests.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {access}"}, timeout=10)
+        assert me.status_code == 200
+        assert set(me.json()) == {"user_id"}
 
-            # 4. Withdraw the profile scope, with its confirmation page.
-            page.goto(f"{base}/privacy")
-            grant = page.locator(f'article.grant[data-client-id="{client_id}"]')
-            assert grant.locator('li[data-field="avatar"]').count() == 0
-            grant.locator('li[data-scope="profile"] a.revoke-scope').click()
-            assert page.locator("p.question").count() == 1
-            page.get_by_role("button", name="Yes, withdraw").click()
-            assert page.url == f"{base}/privacy"
-            assert page.locator("p.flash").inner_text() == "Notes no longer receives “profile”."
-            me = requests.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {access}"}, timeout=10)
-            assert me.status_code == 200
-            assert set(me.json()) == {"user_id"}
-
-            # 5. Remove the app.
-            page.locator(f'article.grant[data-client-id="{client_id}"] a.revoke-app').click()
-            page.get_by_role("button", name="Yes, withdraw").click()
-            assert page.url == f"{base}/privacy"
-            assert page.locator("#no-apps").count() == 1
-            before = len(journal_records(store, client_id))
-            me = requests.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {access}"}, timeout=10)
-            assert me.status_code == 401
-            assert len(journal_records(store, client_id)) == before
-            assert store.redis.exists(keys.grant(client_id, uid)) == 0
-        finally:
-            browser.close()
+        # 5. Remove the app.
+        page.locator(f'article.grant[data-client-id="{client_id}"] a.revoke-app').click()
+        page.get_by_role("button", name="Yes, withdraw").click()
+        assert page.url == f"{base}/privacy"
+        assert page.locator("#no-apps").count() == 1
+        before = len(journal_records(store, client_id))
+        me = requests.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {access}"}, timeout=10)
+        assert me.status_code == 401
+        assert len(journal_records(store, client_id)) == before
+        assert store.redis.exists(keys.grant(client_id, uid)) == 0
