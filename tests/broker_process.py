@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,3 +75,25 @@ def kill_all(started: list[Broker]) -> None:
         if broker.process is not None and broker.process.poll() is None:
             broker.process.kill()
             broker.process.wait(10)
+
+
+def start_example(
+    args: list[str], log: Path, env: dict[str, str] | None = None, port: int = 0
+) -> subprocess.Popen[bytes]:
+    """Start an example app (``python <args>``) and wait until its port answers."""
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            requests.get(f"http://127.0.0.1:{port}/events", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(log.read_text())

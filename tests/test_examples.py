@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import subprocess
 import sys
 import time
@@ -15,32 +14,11 @@ import pytest
 import requests
 
 from broker.storage.embedded import free_port
+from tests.broker_process import start_example
 from tests.conftest import ROOT
 from tests.test_e2e_demo import demo, sign_in, sign_in_and_consent  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.slow
-
-
-def start(
-    args: list[str], log: Path, env: dict[str, str] | None = None, port: int = 0
-) -> subprocess.Popen[bytes]:
-    """Start an example and wait until its port answers."""
-    proc = subprocess.Popen(
-        [sys.executable, *args],
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            requests.get(f"http://127.0.0.1:{port}/events", timeout=1)
-            return proc
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(log.read_text())
 
 
 @pytest.fixture
@@ -69,7 +47,7 @@ def test_org_app_lists_members_then_shows_switched_off_and_verified_events(
     assert hook.status_code == 200, hook.text
     secret = requests.post(f"{base}/internal/v1/apps/{cid}/webhook-secret", headers=api)
     assert secret.status_code == 200
-    proc = start(
+    proc = start_example(
         [str(ROOT / "examples/org_app/app.py"), "--credentials", str(creds_file), "--port", str(port)],
         tmp_path / "org_app.log",
         {"WEBHOOK_SECRET": secret.json()["webhook_secret"]},
@@ -133,7 +111,7 @@ def test_mini_program_signs_bob_in_then_sees_the_withdrawal(
     tmp_path: Path,
 ) -> None:
     base, creds = demo["base"], demo["creds"]
-    proc = start(
+    proc = start_example(
         [str(ROOT / "examples/mini_program/app.py"), "--credentials", str(creds_file), "--port", "8765"],
         tmp_path / "mini.log",
         port=8765,
