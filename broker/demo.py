@@ -16,6 +16,8 @@ from broker.services import directory
 from broker.storage import keys
 from broker.storage.store import Store
 
+CREDENTIALS_FILE = "demo-credentials.json"
+
 
 def register(sub: Any) -> None:
     demo = sub.add_parser("demo", help="run the server seeded with demo data and print where to click")
@@ -110,6 +112,8 @@ DEMO_APPS: dict[str, dict[str, Any]] = {
         "redirect_uris": [],
         "scopes": ["org.members.read"],
         "developer": "alice",
+        # examples/org_app listens here by default; the demo's server workers deliver its events.
+        "webhook_url": "http://127.0.0.1:8770/webhook",
     },
     "mini_program": {
         "kind": "mini_program",
@@ -149,7 +153,8 @@ def seed_apps(store: Store, settings: Settings, creds: dict[str, Any]) -> None:
     """Register the demo apps once; keep their client secrets in the data dir (Redis has hashes only).
 
     Idempotent across restarts: an app is reused while Redis still has it and the stored secret still
-    verifies; otherwise it is re-created (or its secret rotated).
+    verifies; otherwise it is re-created (or its secret rotated). Team Roster is added to acme (by
+    alice, its admin) unless it already is; a switched-off installation is left as the admin left it.
     """
     from broker.services import apps as apps_svc
     from broker.services import catalog as catalog_mod
@@ -184,6 +189,10 @@ def seed_apps(store: Store, settings: Settings, creds: dict[str, Any]) -> None:
             )
             record, secret, _ = apps_svc.register_app(store, settings, catalog, data)
             changed = True
+        elif spec.get("webhook_url") and record.get("webhook_url") != spec["webhook_url"]:
+            record = apps_svc.update_app(
+                store, settings, catalog, record["client_id"], {"webhook_url": spec["webhook_url"]}
+            )
         saved[name] = {"client_id": record["client_id"], **({"client_secret": secret} if secret else {})}
         creds["apps"][name] = {
             "client_id": record["client_id"],
@@ -191,14 +200,20 @@ def seed_apps(store: Store, settings: Settings, creds: dict[str, Any]) -> None:
             "redirect_uris": record["redirect_uris"],
             "kind": record["kind"],
         }
+        if spec.get("webhook_url"):
+            creds["apps"][name]["webhook_url"] = spec["webhook_url"]
+            creds["apps"][name]["webhook_secret"] = apps_svc.webhook_secret(store, record["client_id"])
     acme = creds.get("orgs", {}).get("acme")
     if isinstance(acme, dict) and acme.get("id"):
         client_id = creds["apps"]["org_app"]["client_id"]
-        installation = inst_svc.get_installation(store, client_id, str(acme["id"]))
-        if installation is None:
-            inst_svc.install(store, client_id, str(acme["id"]), ["org.members.read"])
-        elif not installation["enabled"]:
-            inst_svc.enable(store, client_id, str(acme["id"]))
+        if inst_svc.get_installation(store, client_id, str(acme["id"])) is None:
+            inst_svc.install(
+                store,
+                client_id,
+                str(acme["id"]),
+                ["org.members.read"],
+                installed_by=_demo_developer(creds, "alice"),
+            )
     if changed:
         write_credentials(path, saved)
 
@@ -221,11 +236,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     def on_ready(store: Store, app: Flask) -> None:
         creds = seed(store, settings)
+        # Always in the data directory (the examples read it from there), and where asked.
+        write_credentials(settings.data_dir / CREDENTIALS_FILE, creds)
         if args.credentials_out:
             write_credentials(args.credentials_out, creds)
         print(banner(settings, creds), flush=True)
 
-    return run(settings, on_ready=on_ready)
+    # The demo delivers webhooks from its own server workers, so one command runs everything.
+    return run(settings, on_ready=on_ready, deliver_webhooks=True)
 
 
 def banner(settings: Settings, creds: dict[str, Any]) -> str:
@@ -243,5 +261,16 @@ def banner(settings: Settings, creds: dict[str, Any]) -> str:
     }
     for name, user in creds["users"].items():
         lines.append(f"    {name:<8} {user['password']:<20} {roles.get(name, '')}")
-    lines.append("")
+    acme = creds["orgs"].get("acme", {}).get("id", "")
+    lines += [
+        f"  credentials (JSON): {settings.data_dir / CREDENTIALS_FILE}",
+        "  walk-through (README.md):",
+        f"    1. sign in as alice, open {base}/admin/orgs/{acme}/app-center and add Team Roster",
+        f"    2. run examples/org_app/app.py --credentials {settings.data_dir / CREDENTIALS_FILE}"
+        " and open http://127.0.0.1:8770/",
+        f"    3. run examples/mini_program/app.py --credentials {settings.data_dir / CREDENTIALS_FILE}"
+        " and open http://127.0.0.1:8765/ as bob",
+        f"    4. as bob, open {base}/privacy to see and withdraw what each app received",
+        "",
+    ]
     return "\n".join(lines)

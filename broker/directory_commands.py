@@ -10,8 +10,9 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from broker.progress import ProgressBar
 from broker.services import directory_import as dio
 
 
@@ -23,27 +24,6 @@ def register(sub: Any) -> None:
         "file", type=Path, help='NDJSON file, one {"type": "user"|"org"|"membership", ...} per line'
     )
     imp.set_defaults(func=cmd_import)
-
-
-class ProgressBar:
-    """A plain-text bar on stderr, redrawn in place: ``label [#####.....] 500/1000``."""
-
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr  # looked up now, not at import
-        self.width = width
-        self._last = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self.width * done // total if total else self.width
-        if filled == self._last and done != total:
-            return
-        self._last = filled
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label:<9} [{bar}] {done}/{total}")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import errno
 import logging
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -105,21 +106,37 @@ def _post_fork(server: Any, worker: Any) -> None:
 
 
 def _post_worker_init(worker: Any) -> None:
-    """Each worker runs the ledger sequencer beside its request threads (one holds the lock)."""
+    """Each worker runs the ledger sequencer beside its request threads (one holds the lock), and,
+    for ``broker demo``, the webhook delivery loop (per-app leases keep deliveries one at a time)."""
     from broker.ledger.sequencer import start_in_background
 
     app = worker.app.application
-    start_in_background(
-        app.extensions["broker.store"], app.extensions["broker.keyring"], app.extensions["broker.settings"]
-    )
+    store, settings = app.extensions["broker.store"], app.extensions["broker.settings"]
+    start_in_background(store, app.extensions["broker.keyring"], settings)
+    if app.extensions.get("broker.deliver_webhooks"):
+        from broker.services.webhooks import Worker
+
+        threading.Thread(
+            target=Worker(store, settings).run, args=(threading.Event(),), name="webhooks", daemon=True
+        ).start()
 
 
-def run(settings: Settings, *, on_ready: Callable[[Store, Flask], None] | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; the embedded Redis is shut down cleanly afterwards."""
+def run(
+    settings: Settings,
+    *,
+    on_ready: Callable[[Store, Flask], None] | None = None,
+    deliver_webhooks: bool = False,
+) -> int:
+    """Serve until SIGTERM/SIGINT; the embedded Redis is shut down cleanly afterwards.
+
+    ``deliver_webhooks`` also runs the webhook delivery loop in every server worker (the demo's
+    one-command set-up); production runs ``broker worker`` beside the server instead.
+    """
     check_port_free(settings.host, settings.port)
     settings.warn_dev_defaults()
     with open_store(settings) as store:
         app = create_app(settings, store)
+        app.extensions["broker.deliver_webhooks"] = deliver_webhooks
         if on_ready is not None:
             on_ready(store, app)
         options = {

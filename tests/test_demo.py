@@ -44,6 +44,11 @@ def test_demo_seeds_directory_and_alice_can_sign_in(tmp_path: Path, brokers: lis
     for user in creds["users"].values():
         assert re.fullmatch(r"usr_[0-9a-f]{16}", user["id"]) and len(user["password"]) >= 12
     assert "alice" in broker.output() and creds["users"]["alice"]["password"] in broker.output()
+    # The same document always lands in the data directory, where the examples read it.
+    in_data_dir = tmp_path / "data" / "demo-credentials.json"
+    assert json.loads(in_data_dir.read_text()) == creds
+    assert in_data_dir.stat().st_mode & 0o777 == 0o600
+    assert str(in_data_dir) in broker.output()  # the banner says where it is
 
     # Membership roles as DESIGN's contract says.
     api = {"Authorization": f"Bearer {creds['platform_api_key']}"}

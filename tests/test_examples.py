@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import subprocess
-import sys
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,106 +12,119 @@ from typing import Any
 import pytest
 import requests
 
-from broker.storage.embedded import free_port
 from tests.broker_process import start_example
 from tests.conftest import ROOT
+from tests.htmlforms import form_with
 from tests.test_e2e_demo import demo, sign_in, sign_in_and_consent  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def creds_file(demo: dict[str, Any], tmp_path: Path) -> Path:  # noqa: F811
-    import json
-
-    path = tmp_path / "creds.json"
-    path.write_text(json.dumps(demo["creds"]))
-    return path
+ORG_APP_PORT = 8770  # examples/org_app's default port, where the demo sends Team Roster's events
 
 
-def test_org_app_lists_members_then_shows_switched_off_and_verified_events(
+def admin_step(admin: requests.Session, page_url: str, action_part: str) -> requests.Response:
+    """Open an admin console page and submit its form as the browser would (CSRF token included)."""
+    page = admin.get(page_url, timeout=10)
+    assert page.status_code == 200, page.text[:500]
+    form = form_with(page.text, page.url, action_part=action_part)
+    done = admin.post(form.action, data=form.values(), allow_redirects=False, timeout=10)
+    assert done.status_code == 303, done.text[:500]
+    return page
+
+
+def example_page(port: int) -> str:
+    page = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+def test_org_app_walkthrough_admin_adds_switches_off_and_on_with_verified_events(
     demo: dict[str, Any],  # noqa: F811  (the shared module fixture)
-    creds_file: Path,
     tmp_path: Path,
 ) -> None:
+    """README "Walk-through", steps 1-2: the command the README gives, alice's clicks in her console."""
     base, creds = demo["base"], demo["creds"]
-    api = {"Authorization": f"Bearer {creds['platform_api_key']}"}
     cid, acme = creds["apps"]["org_app"]["client_id"], creds["orgs"]["acme"]["id"]
-    port = free_port()
-    hook = requests.patch(
-        f"{base}/internal/v1/apps/{cid}",
-        json={"webhook_url": f"http://127.0.0.1:{port}/webhook"},
-        headers=api,
-    )
-    assert hook.status_code == 200, hook.text
-    secret = requests.post(f"{base}/internal/v1/apps/{cid}/webhook-secret", headers=api)
-    assert secret.status_code == 200
+    # The demo registered Team Roster with the example's webhook URL and default port.
+    assert creds["apps"]["org_app"]["webhook_url"] == f"http://127.0.0.1:{ORG_APP_PORT}/webhook"
+    credentials = demo["data"] / "demo-credentials.json"
+    assert json.loads(credentials.read_text())["apps"]["org_app"]["client_id"] == cid
     proc = start_example(
-        [str(ROOT / "examples/org_app/app.py"), "--credentials", str(creds_file), "--port", str(port)],
+        [str(ROOT / "examples/org_app/app.py"), "--credentials", str(credentials)],
         tmp_path / "org_app.log",
-        {"WEBHOOK_SECRET": secret.json()["webhook_secret"]},
-        port,
+        port=ORG_APP_PORT,
     )
+    app_page = f"/admin/orgs/{acme}/apps/{cid}"
+    alice = sign_in(base, creds["users"]["alice"], "alice")
     try:
-        page = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
-        assert page.status_code == 200 and 'data-state="ok"' in page.text, page.text
-        assert "> Alice</li>" in page.text and "2 members" in page.text
-        assert "> Bob</li>" in page.text
+        page = example_page(ORG_APP_PORT)
+        assert 'data-state="ok"' in page and "2 members" in page, page
+        assert "> Alice</li>" in page and "> Bob</li>" in page
+
+        # alice removes Team Roster and adds it again from the App Center, choosing its scope.
+        preview = admin_step(alice, f"{base}{app_page}/remove", "/remove")
+        assert 'id="impact-members">2<' in preview.text
+        assert 'data-state="switched-off"' in example_page(ORG_APP_PORT)
+        center = alice.get(f"{base}/admin/orgs/{acme}/app-center", timeout=10)
+        assert f'href="{app_page}/install"' in center.text
+        adding = admin_step(alice, f"{base}{app_page}/install", "/install")
+        assert 'data-field="nickname"' in adding.text and 'data-field="avatar"' in adding.text
+        assert 'data-state="ok"' in example_page(ORG_APP_PORT)
+
+        # Switched off: the example shows it; switched on: it lists the members again.
+        admin_step(alice, f"{base}{app_page}/disable", "/disable")
+        assert "This organization has switched the app off" in example_page(ORG_APP_PORT)
+        admin_step(alice, f"{base}{app_page}/enable", "/enable")
+        assert 'data-state="ok"' in example_page(ORG_APP_PORT)
+
+        # The demo delivers the signed events itself; the example verified each one.
+        expected = [
+            "installation.installed",  # the demo added it for alice at start
+            "installation.removed",
+            "installation.installed",
+            "installation.disabled",
+            "installation.enabled",
+        ]
+        deadline = time.monotonic() + 60
+        while True:
+            events = requests.get(f"http://127.0.0.1:{ORG_APP_PORT}/events?format=json", timeout=10).json()[
+                "events"
+            ]
+            types = [e["type"] for e in reversed(events) if e["verified"]]
+            if types == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert types == expected
+
+        # The example refuses what it cannot verify.
+        hook = f"http://127.0.0.1:{ORG_APP_PORT}/webhook"
         bad = requests.post(
-            f"http://127.0.0.1:{port}/webhook",
-            data=b'{"id":"evt_x","type":"x"}',
-            headers={"Broker-Signature": "t=1,v1=00"},
+            hook, data=b'{"id":"evt_x","type":"x"}', headers={"Broker-Signature": "t=1,v1=00"}
         )
         assert bad.status_code == 400
         body = b'{"id":"evt_test","type":"test.signed","time":0,"data":{}}'
-        key = secret.json()["webhook_secret"].encode()
+        key = creds["apps"]["org_app"]["webhook_secret"].encode()
 
         def signed(t: int) -> dict[str, str]:
             mac = hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
             return {"Broker-Signature": f"t={t},v1={mac}", "Content-Type": "application/json"}
 
-        stale = requests.post(
-            f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(int(time.time()) - 3600)
-        )
-        assert stale.status_code == 400
-        fresh = requests.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=signed(int(time.time())))
-        assert fresh.status_code == 204
-
-        off = requests.patch(
-            f"{base}/internal/v1/orgs/{acme}/installations/{cid}", json={"enabled": False}, headers=api
-        )
-        assert off.status_code == 200, off.text
-        page = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
-        assert page.status_code == 200
-        assert "This organization has switched the app off" in page.text
-
-        env = {**demo["env"], "BROKER_REDIS_URL": f"unix://{demo['data'] / 'redis' / 'redis.sock'}"}
-        deadline = time.monotonic() + 30
-        types: set[str] = set()
-        while time.monotonic() < deadline and "installation.disabled" not in types:
-            subprocess.run(
-                [sys.executable, "-m", "broker", "worker", "--once"], env=env, timeout=60, capture_output=True
-            )
-            events = requests.get(f"http://127.0.0.1:{port}/events?format=json", timeout=10).json()["events"]
-            types = {e["type"] for e in events if e["verified"]}
-            time.sleep(0.2)
-        assert "installation.disabled" in types
+        assert requests.post(hook, data=body, headers=signed(int(time.time()) - 3600)).status_code == 400
+        assert requests.post(hook, data=body, headers=signed(int(time.time()))).status_code == 204
     finally:
         proc.terminate()
         proc.wait(10)
-        requests.patch(
-            f"{base}/internal/v1/orgs/{acme}/installations/{cid}", json={"enabled": True}, headers=api
-        )
 
 
 def test_mini_program_signs_bob_in_then_sees_the_withdrawal(
     demo: dict[str, Any],  # noqa: F811  (the shared module fixture)
-    creds_file: Path,
     tmp_path: Path,
 ) -> None:
+    """README "Walk-through", steps 3-4: the example's own command, bob signs in and withdraws it."""
     base, creds = demo["base"], demo["creds"]
+    credentials = demo["data"] / "demo-credentials.json"
     proc = start_example(
-        [str(ROOT / "examples/mini_program/app.py"), "--credentials", str(creds_file), "--port", "8765"],
+        [str(ROOT / "examples/mini_program/app.py"), "--credentials", str(credentials)],
         tmp_path / "mini.log",
         port=8765,
     )

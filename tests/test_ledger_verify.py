@@ -54,7 +54,7 @@ def test_untouched_ledger_verifies(ledger: Store, capsys: pytest.CaptureFixture[
     code, out, err = run(capsys, "ledger", "verify")
     assert code == 0, out
     assert out.startswith("ledger OK: 9 records (0 pruned, verified by hash only), 2 checkpoints verified")
-    assert "verified 9/9 records" in err and "verified 2 checkpoints" in err
+    assert "records   [##############################] 9/9\n" in err and "verified 2 checkpoints" in err
 
 
 def test_changed_record_is_named(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,9 +189,10 @@ def test_prune_keeps_verification_green(
     recent = int(time.time()) - 86400
     journal(store, record(20, t=recent))
     Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
-    code, out, _ = run(capsys, "ledger", "prune", "--before", "30")
+    code, out, err = run(capsys, "ledger", "prune", "--before", "30")
     assert code == 0
     assert out.startswith("pruned 9 records older than 30 days")
+    assert err.endswith("pruning   [##############################] 10/10\n")
     assert ledger.redis.hlen(keys.ledger_records()) == 1
     assert ledger.redis.zcard(keys.ledger_index(person=ALICE)) == 1  # only the recent one stays listed
     code, out, _ = run(capsys, "ledger", "verify")
@@ -207,10 +208,12 @@ def test_prune_keeps_verification_green(
 
 
 def test_export_ndjson_and_csv(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "ledger", "export", "--person", ALICE)
+    code, out, err = run(capsys, "ledger", "export", "--person", ALICE)
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert [r["index"] for r in lines] == [1, 3, 5, 6, 7, 8]
+    # stdout is only data; the summary goes to stderr
+    assert err.startswith(f"exported 6 records of person {ALICE} as ndjson in ")
     code, out, _ = run(capsys, "ledger", "export", "--app", APP_B, "--format", "csv")
     assert code == 0
     rows = out.splitlines()
@@ -220,6 +223,19 @@ def test_export_ndjson_and_csv(ledger: Store, capsys: pytest.CaptureFixture[str]
     assert [json.loads(line)["index"] for line in out.splitlines()] == [3]
     code, _, err = run(capsys, "ledger", "export", "--org", ACME, "--since", "yesterday")
     assert code == 2 and "since" in err
+
+
+def test_export_shows_a_running_count_on_large_exports(
+    ledger: Store, store: Store, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in range(100, 100 + 2500):
+        journal(store, record(i, person=BOB))
+    Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
+    code, out, err = run(capsys, "ledger", "export", "--person", BOB, "--format", "csv")
+    assert code == 0
+    assert len(out.splitlines()) == 1 + 2500 + 3  # header, the new records, BOB's three earlier ones
+    assert "\rexported 1000\rexported 2000\r" in err
+    assert err.endswith(f"exported 2503 records of person {BOB} as csv in " + err.rsplit(" in ", 1)[1])
 
 
 def test_verify_as_a_subprocess(ledger: Store, redis_server: Any, settings: Settings, tmp_path: Any) -> None:

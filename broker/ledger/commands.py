@@ -18,12 +18,12 @@ from typing import Any
 
 from broker.config import Settings
 from broker.ledger import checkpoints, merkle, reading, storage
+from broker.progress import ProgressBar, Tally
 from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
 
 CHUNK = 1000
-PROGRESS_EVERY = 10000
 
 
 class VerifyFailed(Exception):
@@ -136,6 +136,7 @@ def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
     size = int(raw_size or 0)
     tree = merkle.MemoryTree()
     pruned = 0
+    bar = ProgressBar("records")
     for start in range(0, size, CHUNK):
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
         bodies = r.hmget(keys.ledger_records(), idx)
@@ -187,9 +188,7 @@ def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
                     store, i, f"missing from the reader index {hidden[i]} (hidden from its readers)", rec
                 )
             tree.append(leaf)
-        done = start + len(idx)
-        if done % PROGRESS_EVERY == 0 or done == size:
-            _progress(f"verified {done}/{size} records")
+        bar(start + len(idx), size)
     extra = r.hget(keys.ledger_records(), str(size))
     if extra is not None:
         raise _fail(store, size, "a record exists beyond the tree size (inserted)")
@@ -277,6 +276,7 @@ def prune(store: Store, cutoff: float) -> int:
     r = store.redis
     size = storage.size(store)
     removed = 0
+    bar = ProgressBar("pruning")
     for start in range(0, size, CHUNK):
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
         bodies = r.hmget(keys.ledger_records(), idx)
@@ -302,6 +302,7 @@ def prune(store: Store, cutoff: float) -> int:
         if queued:
             pipe.execute()
             removed += queued
+        bar(start + len(idx), size)
     return removed
 
 
@@ -334,8 +335,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     with _open() as (_settings, store):
         records = reading.iterate(store, view, subject, filters)
-        lines = reading.ndjson_lines(records) if args.format == "ndjson" else reading.csv_lines(records)
+        tally = Tally("exported")
+
+        def counted() -> Iterator[dict[str, Any]]:
+            for record in records:
+                tally.step()
+                yield record
+
+        lines = reading.ndjson_lines(counted()) if args.format == "ndjson" else reading.csv_lines(counted())
         for line in lines:
             sys.stdout.write(line)
     sys.stdout.flush()
+    tally.finish(f"exported {tally.count} records of {view} {subject} as {args.format}")
     return 0

@@ -2,7 +2,7 @@
 
 It does not import ``broker``: only Flask, Authlib's requests client, joserfc and the standard library.
 
-    python examples/mini_program/app.py --credentials creds.json
+    python examples/mini_program/app.py --credentials var/demo-credentials.json
 
 then open http://127.0.0.1:8765/ . Settings come from the demo's credentials file or from the
 environment: ISSUER, CLIENT_ID. The redirect URI registered by the demo is

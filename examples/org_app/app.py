@@ -2,9 +2,9 @@
 
 It does not import ``broker``: only Flask, Authlib's requests client and the standard library.
 
-    python examples/org_app/app.py --credentials creds.json --port 8770
+    python examples/org_app/app.py --credentials var/demo-credentials.json
 
-Settings come from the demo's credentials file (``broker demo --credentials-out creds.json``) or
+Settings come from the demo's credentials file (``broker demo`` writes var/demo-credentials.json) or
 from the environment: ISSUER, CLIENT_ID, CLIENT_SECRET, ORG_ID, WEBHOOK_SECRET.
 """
 
