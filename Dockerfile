@@ -15,12 +15,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BROKER_PORT=8080 \
     BROKER_DATA_DIR=/data \
     BROKER_SCOPES_DIR=/app/scopes
-RUN groupadd --system broker && useradd --system --gid broker --home-dir /app --shell /usr/sbin/nologin broker \
-    && mkdir -p /data /app && chown broker:broker /data
+RUN groupadd --system --gid 10001 broker \
+    && useradd --system --uid 10001 --gid broker --home-dir /app --shell /usr/sbin/nologin broker \
+    && mkdir -p /data /app && chown 10001:10001 /data
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-COPY --chown=broker:broker scopes /app/scopes
-USER broker
+COPY --chown=10001:10001 scopes /app/scopes
+USER 10001:10001
 WORKDIR /app
 VOLUME ["/data"]
 EXPOSE 8080

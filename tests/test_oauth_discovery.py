@@ -132,6 +132,42 @@ def test_keys_rotate_cli_keeps_old_key_published(tmp_path, settings):
     assert bad.returncode == 2
 
 
+def test_keys_init_creates_the_file_once_in_production(tmp_path):
+    """What compose's one-shot ``keys`` service runs before the server: idempotent, never rotates."""
+    path = tmp_path / "keys" / "signing-keys.json"
+    path.parent.mkdir()
+    env = broker_env(
+        tmp_path,
+        BROKER_ENV="production",
+        BROKER_SIGNING_KEYS_FILE=str(path),
+        BROKER_SECRET_KEY="s" * 32,
+        BROKER_TOKEN_HASH_KEY="t" * 32,
+        BROKER_PAIRWISE_KEY="p" * 32,
+        BROKER_PLATFORM_API_KEY="k" * 32,
+    )
+
+    def init() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "broker", "keys", "init"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    first = init()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(f"created the signing keys file {path}: ES256 ")
+    created = path.read_text()
+    assert sorted(k["alg"] for k in json.loads(created)["keys"]) == ["ES256", "Ed25519"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    second = init()
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("kept the existing signing keys file")
+    assert path.read_text() == created
+
+
 def test_rotated_key_signs_new_id_tokens_and_old_stays_in_jwks(client, app):
     keyring = app.extensions["broker.keyring"]
     before = keyring.signing_key("ES256").kid

@@ -1,4 +1,5 @@
-"""``broker keys rotate``: add a new signing key; the old one stays in the JWKS for the overlap."""
+"""``broker keys init|rotate``: create the signing keys file once; add a new signing key (the old
+one stays in the JWKS for the overlap)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ def register(sub: Any) -> None:
     )
     rotate.add_argument("--alg", choices=(ID_TOKEN_ALG, LEDGER_ALG), default=ID_TOKEN_ALG)
     rotate.set_defaults(func=cmd_rotate)
+    init = keys_sub.add_parser(
+        "init", help="create the signing keys file (ES256 and Ed25519) unless it exists; safe to repeat"
+    )
+    init.set_defaults(func=cmd_init)
 
 
 def _target() -> tuple[Path, int]:
@@ -44,4 +49,14 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     keyring = Keyring(path, create=True)
     kid = keyring.rotate(args.alg, overlap)
     print(f"new {args.alg} signing key {kid} in {path}; replaced keys stay published for {overlap} s")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Idempotent: a container start (compose's one-shot ``keys`` service) may run it every time."""
+    path, _overlap = _target()
+    existed = path.exists()
+    keyring = Keyring(path, create=True)
+    kids = ", ".join(f"{k['alg']} {k['kid']}" for k in keyring.public_jwks()["keys"])
+    print(f"{'kept the existing' if existed else 'created the'} signing keys file {path}: {kids}")
     return 0
