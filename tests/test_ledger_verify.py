@@ -289,3 +289,25 @@ def test_record_hidden_from_a_persons_view_is_named(
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert f"record 3 (id {record(3)['id']}): missing from the reader index person={ALICE} (hidden" in out
+
+
+def test_checkpoints_signed_by_a_retired_key_still_verify(
+    ledger: Store, store: Store, settings: Settings, capsys: pytest.CaptureFixture[str], client: Any
+) -> None:
+    """Rotating the ledger key twice past its overlap forgets its private part, never its public one."""
+    keyring = Keyring(settings.signing_keys_file)
+    old_kid = keyring.signing_key("Ed25519").kid
+    keyring.rotate("Ed25519", 0)  # the old key's overlap ends at once
+    time.sleep(1.1)
+    keyring.rotate("Ed25519", 0)  # a later rotation tidies expired keys
+    journal(store, record(30))
+    Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()  # signed by the newest key
+    saved = json.loads(settings.signing_keys_file.read_text())["keys"]
+    retired = [k for k in saved if k["kid"] == old_kid]
+    assert len(retired) == 1 and "d" not in retired[0]  # it can no longer sign
+    code, out, _ = run(capsys, "ledger", "verify")
+    assert code == 0, out
+    assert "3 checkpoints verified" in out
+    published = {k["kid"] for k in client.get("/ledger/v1/keys").get_json()["keys"]}
+    assert old_kid in published  # anyone can still check the old checkpoints
+    assert old_kid not in {k["kid"] for k in client.get("/oauth/jwks").get_json()["keys"]}

@@ -60,8 +60,9 @@ def unb64(value: str) -> bytes:
 
 
 def public_jwks(keyring: Keyring) -> dict[str, Any]:
-    """Only the Ed25519 keys: the ones checkpoints (and receipts) are signed with."""
-    return {"keys": [k for k in keyring.public_jwks()["keys"] if k.get("alg") == LEDGER_ALG]}
+    """The Ed25519 keys checkpoints (and receipts) are signed with, retired ones included: a
+    checkpoint signed years ago must still verify."""
+    return keyring.ledger_jwks()
 
 
 def sign(store: Store, keyring: Keyring, settings: Settings, *, now: int | None = None) -> Checkpoint:

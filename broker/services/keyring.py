@@ -6,7 +6,9 @@ File format (JSON, mode 0600)::
     {"keys": [{<private JWK with kid, alg, use>, "iat": <created>, "exp": <retired-until>|absent}, ...]}
 
 The newest key of an algorithm without ``exp`` signs. A rotated key gets ``exp`` = now + overlap
-and stays published in the JWKS (so tokens and receipts it signed still verify) until then.
+and stays published in the JWKS (so tokens it signed still verify) until then. Ledger keys
+(Ed25519) are never forgotten: when one expires, its private part is deleted but its public part
+stays, because checkpoints and consent receipts it signed must verify for as long as they exist.
 The file is re-read when its modification time changes, so ``broker keys rotate`` reaches a
 running server without a restart.
 """
@@ -38,6 +40,11 @@ def _generate(alg: str, now: int) -> dict[str, Any]:
     entry: dict[str, Any] = dict(key.as_dict(private=True))
     entry["iat"] = now
     return entry
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    key = jwk.import_key({k: v for k, v in entry.items() if k not in _META})
+    return dict(key.as_dict(private=False))
 
 
 class Keyring:
@@ -80,22 +87,24 @@ class Keyring:
 
     def signing_key(self, alg: str) -> Any:
         """The current private key for ``alg`` (a joserfc key with ``kid``)."""
-        current = [e for e in self._live() if e.get("alg") == alg and "exp" not in e]
+        current = [e for e in self._live() if e.get("alg") == alg and "exp" not in e and "d" in e]
         if not current:
             raise KeyringError(f"no current {alg} key in {self.path}; run `broker keys rotate`")
         newest = max(current, key=lambda e: e.get("iat", 0))
         return jwk.import_key({k: v for k, v in newest.items() if k not in _META})
 
     def public_jwks(self) -> dict[str, Any]:
-        """Every published (current or in-overlap) key, public parts only."""
-        keys = []
-        for entry in self._live():
-            key = jwk.import_key({k: v for k, v in entry.items() if k not in _META})
-            keys.append(dict(key.as_dict(private=False)))
-        return {"keys": keys}
+        """Every published (current or in-overlap) key, public parts only: the OIDC JWKS."""
+        return {"keys": [_public(entry) for entry in self._live()]}
+
+    def ledger_jwks(self) -> dict[str, Any]:
+        """Every Ed25519 key ever used, retired ones included: what checkpoints and receipts need."""
+        self._reload()
+        return {"keys": [_public(e) for e in self._entries if e.get("alg") == LEDGER_ALG]}
 
     def verification_key_set(self) -> jwk.KeySet:
-        return jwk.KeySet.import_key_set(self.public_jwks())  # type: ignore[arg-type]
+        """Keys that verify consent receipts (Ed25519), retired ones included."""
+        return jwk.KeySet.import_key_set(self.ledger_jwks())  # type: ignore[arg-type]
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -105,7 +114,13 @@ class Keyring:
             raise KeyringError(f"unknown algorithm {alg!r}; expected one of {', '.join(_KEY_TYPES)}")
         self._reload()
         now = int(time.time())
-        entries = [e for e in self._entries if "exp" not in e or e["exp"] > now]  # drop long-expired
+        entries = []
+        for entry in self._entries:
+            if "exp" not in entry or entry["exp"] > now:
+                entries.append(entry)
+            elif entry.get("alg") == LEDGER_ALG:  # retired: keep the public key, forget the private one
+                entries.append({k: v for k, v in entry.items() if k != "d"})
+            # an expired id_token key is dropped: no token it signed is still valid
         for entry in entries:
             if entry.get("alg") == alg and "exp" not in entry:
                 entry["exp"] = now + overlap_seconds
