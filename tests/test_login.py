@@ -147,3 +147,51 @@ def test_safe_next_never_leaves_the_site(value: str) -> None:
         assert result.startswith("/") and not result.startswith("//") and "\\" not in result
         assert not parts.scheme and not parts.netloc
         assert all(ord(ch) >= 0x20 and ord(ch) != 0x7F for ch in result)
+
+
+def test_a_parallel_burst_cannot_pass_the_limit(tmp_path, redis_server, store, alice) -> None:
+    """Twenty wrong passwords at once over real HTTP: exactly the limit of them are checked."""
+    import threading
+
+    import requests
+
+    from broker.storage.embedded import free_port
+    from tests.conftest import LiveServer, make_settings
+
+    port = free_port()
+    settings = replace(
+        make_settings(tmp_path, redis_server.url), login_max_failures=3, login_max_failures_per_ip=100
+    )
+    server = LiveServer(create_app(settings, store), port)
+    server.start()
+    try:
+        sessions = []
+        for _ in range(20):
+            web = requests.Session()
+            page = web.get(f"{server.url}/login", timeout=10)
+            match = CSRF_RE.search(page.text)
+            assert match
+            sessions.append((web, match.group(1)))
+        start = threading.Barrier(len(sessions))
+        statuses: list[int] = []
+
+        def attempt(web: requests.Session, csrf: str) -> None:
+            start.wait(10)
+            answer = web.post(
+                f"{server.url}/login",
+                data={"csrf_token": csrf, "username": "alice", "password": "wrong-password"},
+                allow_redirects=False,
+                timeout=30,
+            )
+            statuses.append(answer.status_code)
+
+        threads = [threading.Thread(target=attempt, args=pair) for pair in sessions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        server.stop()
+    assert sorted(statuses) == [401] * 3 + [429] * 17
+    # The counter holds the attempts really checked; refused ones were given back.
+    assert store.redis.get(keys.login_failures_account(alice)) == "3"

@@ -27,11 +27,18 @@ from broker.storage import keys
 
 WRONG = "Wrong username or password"
 
-# A fixed window: the first failure starts it (EXPIRE NX needs Redis 7; this works on 6 too).
-_COUNT = """
+# Each attempt is counted before the password is checked, so a burst of parallel attempts cannot
+# slip past the limit between a check and a count. A fixed window: the first attempt starts it
+# (EXPIRE NX needs Redis 7; this works on 6 too). Returns the count and the seconds left.
+_RESERVE = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 or redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
+return {n, redis.call('TTL', KEYS[1])}
+"""
+# Give an attempt back, unless its window ended meanwhile (never leave a counter without a TTL).
+_GIVE_BACK = """
+if redis.call('TTL', KEYS[1]) > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
 """
 
 
@@ -66,30 +73,38 @@ def _account_key(username: str) -> str:
     )
 
 
-def _retry_after(account_key: str, ip_key: str) -> int | None:
-    """Seconds until another attempt is allowed, or None when under both limits."""
+def _reserve_attempt(account_key: str, ip_key: str) -> int | None:
+    """Count this attempt against the account and the address; the seconds to wait when either is
+    over its limit (the password is then not checked and the count is given back), else None."""
     settings = web.settings()
-    pipe = web.store().redis.pipeline(transaction=False)
-    pipe.get(account_key)
-    pipe.ttl(account_key)
-    pipe.get(ip_key)
-    pipe.ttl(ip_key)
-    acct, acct_ttl, ip, ip_ttl = pipe.execute()
-    waits = []
-    if acct and int(acct) >= settings.login_max_failures:
-        waits.append(acct_ttl if acct_ttl > 0 else settings.login_window_seconds)
-    if ip and int(ip) >= settings.login_max_failures_per_ip:
-        waits.append(ip_ttl if ip_ttl > 0 else settings.login_window_seconds)
-    return max(waits) if waits else None
-
-
-def _count_failure(account_key: str, ip_key: str) -> None:
-    window = web.settings().login_window_seconds
-    script = web.store().script(_COUNT)
+    script = web.store().script(_RESERVE)
     pipe = web.store().redis.pipeline(transaction=False)
     for key in (account_key, ip_key):  # one key per script call: no cross-slot operation
-        script(keys=[key], args=[window], client=pipe)
+        script(keys=[key], args=[settings.login_window_seconds], client=pipe)
+    (acct, acct_ttl), (ip, ip_ttl) = pipe.execute()
+    waits = []
+    if acct > settings.login_max_failures:
+        waits.append(acct_ttl if acct_ttl > 0 else settings.login_window_seconds)
+    if ip > settings.login_max_failures_per_ip:
+        waits.append(ip_ttl if ip_ttl > 0 else settings.login_window_seconds)
+    if not waits:
+        return None
+    _give_back(account_key, ip_key)  # a refused attempt checked nothing
+    return max(waits)
+
+
+def _give_back(*counters: str) -> None:
+    script = web.store().script(_GIVE_BACK)
+    pipe = web.store().redis.pipeline(transaction=False)
+    for key in counters:
+        script(keys=[key], client=pipe)
     pipe.execute()
+
+
+def _forget_attempt(account_key: str, ip_key: str) -> None:
+    """A successful sign-in: the account starts afresh and the address gets its attempt back."""
+    web.store().redis.delete(account_key)
+    _give_back(ip_key)
 
 
 def _too_many(retry_after: int) -> Response:
@@ -125,15 +140,14 @@ def login() -> BaseResponse:
     username = (form.username.data or "").strip()
     account_key = _account_key(username)
     ip_key = keys.login_failures_ip(web.client_address())
-    wait = _retry_after(account_key, ip_key)
+    wait = _reserve_attempt(account_key, ip_key)
     if wait is not None:
         return _too_many(wait)
     uid = directory.verify_password(web.store(), username, form.password.data or "")
-    if uid is None:
-        _count_failure(account_key, ip_key)
+    if uid is None:  # the failure was counted by the reservation
         form.password.data = ""
         return _form_page(form, WRONG, 401)
-    web.store().redis.delete(account_key)
+    _forget_attempt(account_key, ip_key)
     session.sign_in(uid, int(time.time()))
     return redirect(target, code=303)
 
