@@ -23,6 +23,7 @@ from broker.app import create_app
 from broker.config import Settings
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store
+from tests.openapi_contract import ContractClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,11 +124,13 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
 def app(settings: Settings, store: Store) -> Any:
     application = create_app(settings, store)
     application.config["TESTING"] = True
+    application.test_client_class = ContractClient  # every API response is checked against /openapi.json
     return application
 
 
 @pytest.fixture
 def client(app: Any) -> Any:
+    """A test client whose every API response must match the OpenAPI document (tests/openapi_contract.py)."""
     return app.test_client()
 
 
