@@ -787,3 +787,23 @@ def test_the_contract_is_shared_by_apps_with_the_same_routes(app: Any, settings:
     from broker.app import create_app
 
     assert contract_for(app) is contract_for(create_app(settings, store))
+
+
+def test_privacy_api_errors_are_problem_json_even_for_a_browser(
+    app: Any, client: Any, store: Any, redis_server: Any, world: Any
+) -> None:
+    """Fixed: an oversized body and a storage failure on the receipts came back as HTML pages when the
+    client preferred HTML, unlike every other privacy API error (and the document)."""
+    html = {"Accept": "text/html"}
+    sign_in(client, world["member"])
+    csrf = _csrf(client, "privacy")
+    too_big = "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    refused = client.post(
+        "/privacy/v1/account/delete", data=too_big, content_type="application/json", headers={**csrf, **html}
+    )
+    assert refused.status_code == 413 and refused.mimetype == "application/problem+json"
+    redis_server.stop()  # the store fixture starts it again for the next test
+    for url in ("/privacy/v1/receipts", "/privacy/v1/receipts/00000000-0000-0000-0000-000000000000"):
+        failed = client.get(url, headers=html)
+        assert failed.status_code == 503 and failed.mimetype == "application/problem+json"
+        assert failed.headers["Retry-After"] == "1"
