@@ -87,8 +87,12 @@ class Lines:
     schema: SchemaRef
 
 
-TEXT = "text"  # a body that is plain text for the client (CSV, a compact JWS, an HTML page)
-Content = SchemaRef | Lines | None
+class Text:
+    """A body that is plain text for the client (CSV, a compact JWS, an HTML page)."""
+
+
+TEXT = Text()
+Content = SchemaRef | Lines | Text | None
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,7 @@ class _Builder:
     def content(self, content: Mapping[str, Content]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for mimetype, item in content.items():
-            if item is None or item == TEXT:
+            if item is None or isinstance(item, Text):
                 out[mimetype] = {"schema": {"type": "string"}}
             elif isinstance(item, Lines):
                 out[mimetype] = {
@@ -310,8 +314,7 @@ class _Builder:
     def operation(self, path: str, method: str, tag: str, view: Any, rule: Any) -> dict[str, Any]:
         meta = operation_of(view)
         text = (inspect.getdoc(view) or "").replace("``", "`")
-        first = " ".join(text.split("\n\n")[0].split())
-        sentence = re.split(r"(?<=[.;])\s|:\s", first, maxsplit=1)[0].rstrip(".;")
+        sentence = _first_clause(" ".join(text.split("\n\n")[0].split()))
         summary = (meta.summary if meta else None) or sentence or view.__name__.replace("_", " ")
         op: dict[str, Any] = {
             "tags": [tag],
@@ -412,6 +415,21 @@ class _Builder:
         if meta.query is not None and tag != "oauth":
             errors.setdefault(400, "Invalid query parameter: `errors` names it")
         return errors
+
+
+def _first_clause(text: str) -> str:
+    """Up to the first ". ", "; " or ": " that is not inside brackets or backquotes."""
+    depth, quoted = 0, False
+    for i, ch in enumerate(text):
+        if ch == "`":
+            quoted = not quoted
+        elif not quoted and ch in "([{":
+            depth += 1
+        elif not quoted and ch in ")]}":
+            depth -= 1
+        elif not quoted and depth == 0 and ch in ".;:" and text[i + 1 : i + 2] in (" ", ""):
+            return text[:i]
+    return text
 
 
 def build_spec(app: Flask) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def update_user(uid: str) -> Response:
 
 
 @bp.delete("/users/<uid>")
-@documented(status=204, errors=_USER)
+@documented(status=204, errors=_USER, summary="Delete a user: grants end, apps are told, data is erased")
 @require_platform_key
 def delete_user(uid: str) -> Response:
     """The same account deletion as the privacy center: grants end, apps are told, data is erased."""
@@ -257,6 +257,7 @@ def delete_member(oid: str, uid: str) -> Response:
         413: "Request body too large",
         415: "Not NDJSON",
     },
+    summary="Import users, organizations and memberships from NDJSON, all or nothing",
 )
 @require_platform_key
 def import_ndjson() -> Response:

@@ -105,7 +105,7 @@ def latest_checkpoint() -> Response:
 
 
 @bp.get("/ledger/v1/checkpoints")
-@documented(rs.CheckpointPageSchema, query=rs.CheckpointsQuery)
+@documented(rs.CheckpointPageSchema, query=rs.CheckpointsQuery, summary="Signed checkpoints, oldest first")
 def list_checkpoints() -> Response:
     """Oldest first from ``start`` (a position in the list); ``next`` is the start of the next page."""
     start = _int_arg("start", default=0)

@@ -131,7 +131,12 @@ def api_revoke_scope(client_id: str, scope: str) -> Any:
 
 
 @bp.post("/privacy/v1/account/delete")
-@documented(rs.AccountDeletedSchema, body=rs.AccountDeleteSchema, checks_type=False)
+@documented(
+    rs.AccountDeletedSchema,
+    body=rs.AccountDeleteSchema,
+    checks_type=False,
+    summary="Delete your account (confirm with your username); the session ends with it",
+)
 @_api
 def api_delete_account() -> Any:
     """Body ``{"confirm_username": "<your username>"}``; the session ends with the account."""
