@@ -228,6 +228,7 @@ class _Builder:
         self.app = app
         self.names = _registry(app)
         self.by_name = {name: cls for cls, name in self.names.items()}
+        self.described: dict[str, type[Schema]] = {}  # component name -> the class it was built from
         self.plugin = MarshmallowPlugin(schema_name_resolver=self._resolve_name)
         self.spec = APISpec(
             title="broker",
@@ -252,6 +253,8 @@ class _Builder:
             return {"$ref": f"#/components/schemas/{schema}"}
         assert self.plugin.converter is not None
         found: dict[str, Any] = self.plugin.converter.resolve_nested_schema(schema)
+        cls = schema if isinstance(schema, type) else type(schema)
+        self.described.setdefault(found["$ref"].rsplit("/", 1)[-1], cls)
         return found
 
     def content(self, content: Mapping[str, Content]) -> dict[str, Any]:
@@ -305,9 +308,10 @@ class _Builder:
             for path, ops in paths.items():
                 spec.path(path=path, operations=ops)
         doc = spec.to_dict()
-        for name, cls in self.by_name.items():
-            text = (inspect.getdoc(cls) or "").replace("``", "`")
-            if text and name in doc["components"]["schemas"] and cls.__doc__ != rs._Body.__doc__:
+        for name, cls in {**self.described, **self.by_name}.items():
+            own = cls.__dict__.get("__doc__")  # not one inherited from a base class
+            if own and name in doc["components"]["schemas"]:
+                text = inspect.cleandoc(own).replace("``", "`")
                 doc["components"]["schemas"][name].setdefault("description", text)
         return doc
 

@@ -13,7 +13,7 @@ members they do not know, so members can be added without a new version.
 
 from __future__ import annotations
 
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 
 from broker.services.catalog import Catalog
 
@@ -866,7 +866,14 @@ class AuthorizeQuery(_Query):
     response_mode = fields.String(validate=validate.OneOf(["query"]))
 
 
-class TokenRequestSchema(Schema):
+class _Ignored(Schema):
+    """Base of request bodies the view reads member by member: other members are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class TokenRequestSchema(_Ignored):
     """RFC 6749 token request; client authentication by HTTP Basic (or ``client_secret`` in the
     body; public clients send only ``client_id``)."""
 
@@ -883,7 +890,7 @@ class TokenRequestSchema(Schema):
     client_secret = fields.String()
 
 
-class RevocationRequestSchema(Schema):
+class RevocationRequestSchema(_Ignored):
     """RFC 7009 revocation request."""
 
     token = fields.String(required=True)
@@ -892,7 +899,7 @@ class RevocationRequestSchema(Schema):
     client_secret = fields.String()
 
 
-class IntrospectionRequestSchema(Schema):
+class IntrospectionRequestSchema(_Ignored):
     """RFC 7662 introspection request (confidential clients, their own tokens)."""
 
     token = fields.String(required=True)
@@ -901,7 +908,7 @@ class IntrospectionRequestSchema(Schema):
     client_secret = fields.String()
 
 
-class AccountDeleteSchema(Schema):
+class AccountDeleteSchema(_Ignored):
     confirm_username = fields.String(required=True, metadata={"description": "your username"})
 
 

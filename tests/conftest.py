@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis
+from flask import Flask
 from werkzeug.serving import make_server
 
 from broker.app import create_app
@@ -124,8 +125,14 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
 def app(settings: Settings, store: Store) -> Any:
     application = create_app(settings, store)
     application.config["TESTING"] = True
-    application.test_client_class = ContractClient  # every API response is checked against /openapi.json
     return application
+
+
+@pytest.fixture(autouse=True)
+def contract_checked_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Flask test client of every test, whichever app it was made for, checks each API response
+    against the app's OpenAPI document (tests/openapi_contract.py)."""
+    monkeypatch.setattr(Flask, "test_client_class", ContractClient)
 
 
 @pytest.fixture

@@ -276,9 +276,14 @@ def platform(settings: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.platform_api_key}"}
 
 
-def test_every_client_of_the_suite_checks_the_contract(app: Any, client: Any) -> None:
+def test_every_client_of_the_suite_checks_the_contract(
+    app: Any, client: Any, settings: Any, store: Any
+) -> None:
+    from broker.app import create_app
+
     assert isinstance(client, ContractClient) and client.check_contract
     assert isinstance(app.test_client(), ContractClient)
+    assert isinstance(create_app(settings, store).test_client(), ContractClient)  # apps a test makes itself
     client.get("/ledger/v1/keys")
     assert client.checked == [("get", "/ledger/v1/keys", 200, "application/json")]
     client.get("/healthz")  # not an API route: nothing to check
