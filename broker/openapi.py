@@ -138,7 +138,11 @@ def documented(
     answers as ``{status: (description, {content type: content})}``, ``location`` that a 201 names
     the new resource in ``Location``.
     """
-    errs = dict(errors) if isinstance(errors, Mapping) else {code: STATUS_TEXT[code] for code in errors}
+    errs = (
+        dict(errors)
+        if isinstance(errors, Mapping)
+        else {code: STATUS_TEXT.get(code, f"HTTP {code}") for code in errors}
+    )
     op = Operation(
         response=response,
         status=status,
