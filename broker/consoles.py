@@ -20,7 +20,9 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from broker import errors, web
+from broker import openapi_schemas as rs
 from broker.interactions import session as login_session
+from broker.openapi import documented
 from broker.services import apps as apps_svc
 from broker.storage.store import UNAVAILABLE
 
@@ -107,7 +109,9 @@ def install_handlers(bp: Blueprint, api_prefixes: tuple[str, ...]) -> None:
             return ""
 
     @bp.get(f"{api_prefixes[0]}csrf-token")
+    @documented(rs.CsrfTokenSchema)
     def csrf_token_view() -> Response:
+        """The token to send as ``X-CSRFToken`` on writes (bound to this session)."""
         require_user(api_prefixes)
         response = jsonify({"csrf_token": generate_csrf(), "header": "X-CSRFToken"})
         response.headers["Cache-Control"] = "no-store"

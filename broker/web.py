@@ -16,8 +16,23 @@ if TYPE_CHECKING:
     from broker.services.keyring import Keyring
     from broker.storage.store import Store
 
-# Paths whose errors are always JSON; everything else negotiates on Accept.
-JSON_PREFIXES = ("/v1/", "/internal/", "/oauth/", "/.well-known/", "/api/", "/healthz", "/readyz", "/jwks")
+# Paths whose errors are always JSON; everything else negotiates on Accept. The session APIs are here
+# too: their blueprints render most errors themselves, but not all (a body over MAX_CONTENT_LENGTH is
+# refused before any view runs; the receipt views let Redis errors through to the app's handler).
+JSON_PREFIXES = (
+    "/v1/",
+    "/internal/",
+    "/oauth/",
+    "/.well-known/",
+    "/api/",
+    "/healthz",
+    "/readyz",
+    "/jwks",
+    "/privacy/v1/",
+    "/admin/v1/",
+    "/developer/v1/",
+    "/ledger/v1/",
+)
 
 
 def settings() -> Settings:

@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 import redis
+from flask import Flask
 from werkzeug.serving import make_server
 
 from broker.app import create_app
 from broker.config import Settings
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store
+from tests.openapi_contract import ContractClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,8 +128,16 @@ def app(settings: Settings, store: Store) -> Any:
     return application
 
 
+@pytest.fixture(autouse=True)
+def contract_checked_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Flask test client of every test, whichever app it was made for, checks each API response
+    against the app's OpenAPI document (tests/openapi_contract.py)."""
+    monkeypatch.setattr(Flask, "test_client_class", ContractClient)
+
+
 @pytest.fixture
 def client(app: Any) -> Any:
+    """A test client whose every API response must match the OpenAPI document (tests/openapi_contract.py)."""
     return app.test_client()
 
 

@@ -17,7 +17,10 @@ from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mf
 
 from broker import consoles, web
+from broker import openapi_schemas as rs
 from broker.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from broker.ledger.views import LISTING
+from broker.openapi import documented
 from broker.services import apps as apps_svc
 from broker.services import installations as inst_svc
 from broker.services import org_admin, org_policy
@@ -456,6 +459,9 @@ def disband_page(oid: str) -> Any:
 
 # -- JSON API ---------------------------------------------------------------------------------------
 
+_MEMBER = {404: "Not a member of this organization (its existence is private)"}
+_MANAGE = {403: "A member without the permission this needs", **_MEMBER}
+
 
 def _json(body: Any, status: int = 200) -> Response:
     response = _no_store(jsonify(body))
@@ -464,6 +470,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>")
+@documented(rs.AdminOrgSchema, errors=_MEMBER, summary="The organization and your role in it")
 def api_org(oid: str) -> Response:
     _, role = _role(oid, None)
     org = _org(oid)
@@ -479,12 +486,14 @@ def api_org(oid: str) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>/app-center")
+@documented(rs.AppCenterSchema, errors=_MEMBER, summary="The App Center: apps the organization may add")
 def api_app_center(oid: str) -> Response:
     _role(oid, None)
     return _json({"apps": _center_rows(oid)})
 
 
 @bp.get("/admin/v1/orgs/<oid>/installations")
+@documented(rs.InstallationListSchema, errors=_MANAGE, summary="The organization's apps")
 def api_installations(oid: str) -> Response:
     _role(oid, APPS_MANAGE)
     records = inst_svc.list_org_installations(web.store(), oid)
@@ -492,6 +501,14 @@ def api_installations(oid: str) -> Response:
 
 
 @bp.post("/admin/v1/orgs/<oid>/installations")
+@documented(
+    rs.InstallationSchema,
+    status=201,
+    location=True,
+    body=InstallSchema,
+    errors={**_MANAGE, 404: "Not a member, or no such App Center app", 409: "Already added, or suspended"},
+    summary="Add an App Center app with the scopes you choose (default: all it requests)",
+)
 def api_install(oid: str) -> Response:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(InstallSchema(), consoles.json_payload())
@@ -502,6 +519,11 @@ def api_install(oid: str) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>/installations/<client_id>")
+@documented(
+    rs.InstallationDetailSchema,
+    errors={**_MANAGE, 404: "Not a member, or the app is not added"},
+    summary="One added app and the member fields flowing to it",
+)
 def api_installation(oid: str, client_id: str) -> Response:
     _role(oid, APPS_MANAGE)
     record = inst_svc.require_installation(web.store(), client_id, oid)
@@ -510,6 +532,12 @@ def api_installation(oid: str, client_id: str) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>/installations/<client_id>/impact")
+@documented(
+    rs.ImpactSchema,
+    query=rs.ImpactQuery,
+    errors={**_MANAGE, 404: "Not a member, or the app is not added"},
+    summary="What disable, enable or remove would change (members, fields, tokens)",
+)
 def api_impact(oid: str, client_id: str) -> Response:
     _role(oid, APPS_MANAGE)
     action = request.args.get("action", "")
@@ -523,6 +551,12 @@ def api_impact(oid: str, client_id: str) -> Response:
 
 
 @bp.patch("/admin/v1/orgs/<oid>/installations/<client_id>")
+@documented(
+    rs.InstallationSchema,
+    body=EnabledSchema,
+    errors={**_MANAGE, 404: "Not a member, or the app is not added"},
+    summary="Switch an added app off or on (effective on its next data request)",
+)
 def api_set_enabled(oid: str, client_id: str) -> Response:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(EnabledSchema(), consoles.json_payload())
@@ -532,6 +566,11 @@ def api_set_enabled(oid: str, client_id: str) -> Response:
 
 
 @bp.delete("/admin/v1/orgs/<oid>/installations/<client_id>")
+@documented(
+    status=204,
+    errors={**_MANAGE, 404: "Not a member, or the app is not added"},
+    summary="Remove an app: its tokens are revoked at once",
+)
 def api_remove(oid: str, client_id: str) -> Response:
     uid, _ = _role(oid, APPS_MANAGE)
     _change(oid, uid, client_id, "remove")
@@ -539,6 +578,12 @@ def api_remove(oid: str, client_id: str) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>/requests")
+@documented(
+    rs.AppRequestListSchema,
+    query=rs.RequestListQuery,
+    errors=_MANAGE,
+    summary="Members' app requests, newest first",
+)
 def api_requests(oid: str) -> Response:
     _role(oid, APPS_MANAGE)
     status = request.args.get("status")
@@ -549,12 +594,20 @@ def api_requests(oid: str) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>/requests/mine")
+@documented(rs.AppRequestListSchema, errors=_MEMBER, summary="Your own app requests")
 def api_my_requests(oid: str) -> Response:
     uid, _ = _role(oid, None)
     return _json({"requests": org_admin.list_requests(web.store(), oid, uid)})
 
 
 @bp.post("/admin/v1/orgs/<oid>/requests")
+@documented(
+    rs.AppRequestSchema,
+    status=201,
+    body=RequestSchema,
+    errors={**_MEMBER, 404: "Not a member, or no such App Center app", 409: "Already added or requested"},
+    summary="Ask the admins to add an App Center app",
+)
 def api_create_request(oid: str) -> Response:
     uid, _ = _role(oid, None)
     data = consoles.load(RequestSchema(), consoles.json_payload())
@@ -563,6 +616,12 @@ def api_create_request(oid: str) -> Response:
 
 
 @bp.post("/admin/v1/orgs/<oid>/requests/<request_id>/decision")
+@documented(
+    rs.AppRequestSchema,
+    body=DecisionSchema,
+    errors={**_MANAGE, 404: "Not a member, or no such request", 409: "Already decided"},
+    summary="Approve (adds the app) or deny (with a reason) a member's request",
+)
 def api_decide(oid: str, request_id: str) -> Response:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(DecisionSchema(), consoles.json_payload())
@@ -571,12 +630,19 @@ def api_decide(oid: str, request_id: str) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>/roles")
+@documented(rs.MemberRoleListSchema, errors=_MANAGE, summary="Every member and their role")
 def api_roles(oid: str) -> Response:
     _role(oid, ADMINS_MANAGE)
     return _json({"roles": org_admin.roles(web.store(), oid)})
 
 
 @bp.put("/admin/v1/orgs/<oid>/roles/<target>")
+@documented(
+    rs.MemberRoleSchema,
+    body=SubAdminSchema(exclude=("user_id",)),
+    errors={**_MANAGE, 409: "Owners and admins cannot be made sub-admins"},
+    summary="Appoint a member sub-admin with permissions (or change them)",
+)
 def api_appoint(oid: str, target: str) -> Response:
     uid, _ = _role(oid, ADMINS_MANAGE)
     payload = {**consoles.json_payload(), "user_id": target}
@@ -585,6 +651,11 @@ def api_appoint(oid: str, target: str) -> Response:
 
 
 @bp.delete("/admin/v1/orgs/<oid>/roles/<target>")
+@documented(
+    status=204,
+    errors={**_MANAGE, 404: "Not a member, or that person is not a sub-admin"},
+    summary="Make a sub-admin a plain member again",
+)
 def api_dismiss(oid: str, target: str) -> Response:
     uid, _ = _role(oid, ADMINS_MANAGE)
     _dismiss(oid, uid, target)
@@ -592,6 +663,12 @@ def api_dismiss(oid: str, target: str) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>/disclosures")
+@documented(
+    rs.DisclosurePageSchema,
+    media=LISTING,
+    query=rs.DisclosureByPersonQuery,
+    errors={403: "Not an owner, admin or sub-admin", **_MEMBER},
+)
 def api_disclosures(oid: str) -> Response:
     """Records about the org's members made through the org's installations: filters (since,
     until, app, person), cursor pagination, ``?format=ndjson|csv`` export."""
@@ -602,12 +679,19 @@ def api_disclosures(oid: str) -> Response:
 
 
 @bp.get("/admin/v1/orgs/<oid>/audit")
+@documented(rs.AuditTrailSchema, errors=_MANAGE, summary="The audit trail, newest first")
 def api_audit(oid: str) -> Response:
     _role(oid, AUDIT_READ)
     return _json({"audit": org_admin.audit_trail(web.store(), oid)})
 
 
 @bp.post("/admin/v1/orgs/<oid>/disband")
+@documented(
+    rs.DisbandedSchema,
+    body=DisbandSchema,
+    errors=_MANAGE,
+    summary="Disband the organization: every app removed, its data deleted",
+)
 def api_disband(oid: str) -> Response:
     _role(oid, ORG_DISBAND)
     data = consoles.load(DisbandSchema(), consoles.json_payload())

@@ -21,6 +21,7 @@ from broker import web
 from broker.app import csrf
 from broker.errors import BrokerError, NotFound, ValidationFailed
 from broker.oauth import cors
+from broker.openapi import documented
 from broker.services.gate import Gate, InsufficientScope, InvalidToken
 from broker.storage import keys
 
@@ -106,12 +107,15 @@ def _no_store(response: Response) -> Response:
 
 
 @bp.get("/v1/me")
+@documented("Me")
 def me() -> Response:
+    """The person behind the token, as far as their grant allows (recorded in the ledger first)."""
     _, profile = _disclose_person("GET /v1/me")
     return _no_store(jsonify(profile))
 
 
 @bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"])
+@documented("UserInfo")
 def userinfo() -> Response:
     """OIDC userinfo: the same disclosure as /v1/me with standard claim names.
 
@@ -176,7 +180,9 @@ def _org_token(org_id: str, endpoint: str, persons: list[str]) -> Any:
 
 
 @bp.get("/v1/orgs/<org_id>/members")
+@documented("MemberPage", query=_PageArgs, errors={404: "The token is not for this organization"})
 def members(org_id: str) -> Response:
+    """One page of the organization's members in join order (organization token)."""
     args = _page_args()
     after = decode_cursor(args["cursor"]) if args["cursor"] else -1
     token = bearer_token()  # before any read: a request without a token learns nothing
@@ -195,7 +201,9 @@ def members(org_id: str) -> Response:
 
 
 @bp.get("/v1/orgs/<org_id>/members/<user_id>")
+@documented("MemberProfile", errors={404: "No such member, or the token is not for this organization"})
 def member(org_id: str, user_id: str) -> Response:
+    """One member by the pairwise user id this app was given (organization token)."""
     bearer_token()
     uid = None
     if len(user_id) <= 64:

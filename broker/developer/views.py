@@ -18,7 +18,10 @@ from typing import Any
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, session
 
 from broker import consoles, web
+from broker import openapi_schemas as rs
 from broker.errors import NotFound, ValidationFailed
+from broker.ledger.views import LISTING
+from broker.openapi import documented
 from broker.services import apps as apps_svc
 from broker.services import installations as inst_svc
 from broker.services.apps import AppCreateSchema, AppUpdateSchema
@@ -255,8 +258,11 @@ def delete_app_page(client_id: str) -> Any:
 
 # -- JSON API ---------------------------------------------------------------------------------------
 
+_OWN = {404: "You have no app with this client id"}
+
 
 @bp.get("/developer/v1/apps")
+@documented(rs.AppListSchema, summary="Your apps")
 def api_list() -> Response:
     uid = _me()
     return _no_store(
@@ -265,6 +271,13 @@ def api_list() -> Response:
 
 
 @bp.post("/developer/v1/apps")
+@documented(
+    rs.NewAppSchema,
+    status=201,
+    location=True,
+    body=AppCreateSchema(exclude=("developer_id",)),
+    summary="Register an app (you are its developer); its secrets are shown this once",
+)
 def api_create() -> Response:
     uid = _me()
     record, client_secret, webhook_secret = _register(uid, consoles.json_payload())
@@ -278,6 +291,11 @@ def api_create() -> Response:
 
 
 @bp.get("/developer/v1/apps/<client_id>")
+@documented(
+    rs.DeveloperAppSchema,
+    errors=_OWN,
+    summary="One of your apps: grants, installations, secret times, disclosures, webhook deliveries",
+)
 def api_get(client_id: str) -> Response:
     record = _own_app(_me(), client_id)
     body = _overview(record)
@@ -287,6 +305,7 @@ def api_get(client_id: str) -> Response:
 
 
 @bp.get("/developer/v1/disclosures")
+@documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureByPersonQuery)
 def api_my_disclosures() -> Response:
     """Records of every app the developer owns: filters, cursor pagination, ndjson/csv export."""
     from broker.ledger.views import listing
@@ -295,6 +314,7 @@ def api_my_disclosures() -> Response:
 
 
 @bp.get("/developer/v1/apps/<client_id>/disclosures")
+@documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureByPersonQuery, errors=_OWN)
 def api_app_disclosures(client_id: str) -> Response:
     """Records of one of the developer's apps: filters, cursor pagination, ndjson/csv export."""
     from broker.ledger.views import listing
@@ -304,12 +324,16 @@ def api_app_disclosures(client_id: str) -> Response:
 
 
 @bp.patch("/developer/v1/apps/<client_id>")
+@documented(rs.AppSchema, body=AppUpdateSchema, errors=_OWN, summary="Change an app's editable fields")
 def api_update(client_id: str) -> Response:
     record = _own_app(_me(), client_id)
     return _no_store(jsonify(apps_svc.public_view(_update(record, consoles.json_payload()))))
 
 
 @bp.delete("/developer/v1/apps/<client_id>")
+@documented(
+    status=204, errors=_OWN, summary="Delete an app: every grant, installation and token under it ends"
+)
 def api_delete(client_id: str) -> Response:
     _own_app(_me(), client_id)
     apps_svc.delete_app(web.store(), client_id)
@@ -317,6 +341,11 @@ def api_delete(client_id: str) -> Response:
 
 
 @bp.post("/developer/v1/apps/<client_id>/secret")
+@documented(
+    rs.SecretRotatedSchema,
+    errors={**_OWN, 409: "A public client has no client secret"},
+    summary="Issue a new client secret; the old one works for the overlap",
+)
 def api_rotate_secret(client_id: str) -> Response:
     _own_app(_me(), client_id)
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
@@ -326,6 +355,7 @@ def api_rotate_secret(client_id: str) -> Response:
 
 
 @bp.post("/developer/v1/apps/<client_id>/webhook-secret")
+@documented(rs.WebhookSecretRotatedSchema, errors=_OWN, summary="Issue a new webhook signing secret")
 def api_rotate_webhook_secret(client_id: str) -> Response:
     _own_app(_me(), client_id)
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
@@ -333,6 +363,11 @@ def api_rotate_webhook_secret(client_id: str) -> Response:
 
 
 @bp.post("/developer/v1/apps/<client_id>/events/<event_id>/redeliver")
+@documented(
+    rs.RedeliverySchema,
+    errors={404: "No such app of yours, or no failed delivery with this event id"},
+    summary="Queue a dead-lettered webhook event for delivery again",
+)
 def api_redeliver(client_id: str, event_id: str) -> Response:
     _own_app(_me(), client_id)
     _redeliver(client_id, event_id)

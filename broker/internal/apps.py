@@ -14,10 +14,12 @@ from flask import Response, jsonify, request
 from marshmallow import RAISE, Schema, ValidationError, validate
 from marshmallow import fields as mf
 
+from broker import openapi_schemas as rs
 from broker import web
 from broker.errors import UnsupportedMediaType, ValidationFailed
 from broker.internal.auth import require_platform_key
 from broker.internal.views import bp
+from broker.openapi import documented
 from broker.services import apps as apps_svc
 from broker.services import installations as inst_svc
 from broker.services.apps import AppCreateSchema, AppUpdateSchema
@@ -44,6 +46,10 @@ class InstallationPatchSchema(Schema):
     scopes = mf.List(
         mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
     )
+
+
+_APP = {404: "No app with this client id"}
+_INSTALLED = {404: "No such organization, or the app is not installed there"}
 
 
 def _payload() -> Any:
@@ -84,6 +90,13 @@ def _app_json(record: dict[str, Any], status: int = 200, **extra: Any) -> Respon
 
 
 @bp.post("/apps")
+@documented(
+    rs.NewAppSchema,
+    status=201,
+    location=True,
+    body=AppCreateSchema,
+    summary="Register an app for a developer; its secrets are shown this once",
+)
 @require_platform_key
 def create_app_view() -> Response:
     settings, catalog = web.settings(), web.catalog()
@@ -105,6 +118,7 @@ def create_app_view() -> Response:
 
 
 @bp.get("/apps")
+@documented(rs.AppListSchema, query=rs.AppListQuery, summary="Every app, or one developer's")
 @require_platform_key
 def list_apps_view() -> Response:
     developer_id = request.args.get("developer_id")
@@ -115,12 +129,14 @@ def list_apps_view() -> Response:
 
 
 @bp.get("/apps/<client_id>")
+@documented(rs.AppSchema, errors=_APP, summary="One app")
 @require_platform_key
 def get_app_view(client_id: str) -> Response:
     return _app_json(apps_svc.require_app(web.store(), client_id))
 
 
 @bp.patch("/apps/<client_id>")
+@documented(rs.AppSchema, body=AppUpdateSchema, errors=_APP, summary="Change an app's editable fields")
 @require_platform_key
 def update_app_view(client_id: str) -> Response:
     store, settings, catalog = web.store(), web.settings(), web.catalog()
@@ -136,6 +152,9 @@ def update_app_view(client_id: str) -> Response:
 
 
 @bp.delete("/apps/<client_id>")
+@documented(
+    status=204, errors=_APP, summary="Delete an app: every grant, installation and token under it ends"
+)
 @require_platform_key
 def delete_app_view(client_id: str) -> Response:
     apps_svc.delete_app(web.store(), client_id)
@@ -143,6 +162,11 @@ def delete_app_view(client_id: str) -> Response:
 
 
 @bp.post("/apps/<client_id>/secret")
+@documented(
+    rs.SecretRotatedSchema,
+    errors={**_APP, 409: "A public client has no client secret"},
+    summary="Issue a new client secret; the old one works for the overlap",
+)
 @require_platform_key
 def rotate_secret_view(client_id: str) -> Response:
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
@@ -154,6 +178,7 @@ def rotate_secret_view(client_id: str) -> Response:
 
 
 @bp.post("/apps/<client_id>/webhook-secret")
+@documented(rs.WebhookSecretRotatedSchema, errors=_APP, summary="Issue a new webhook signing secret")
 @require_platform_key
 def rotate_webhook_secret_view(client_id: str) -> Response:
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
@@ -163,12 +188,18 @@ def rotate_webhook_secret_view(client_id: str) -> Response:
 
 
 @bp.post("/apps/<client_id>/suspend")
+@documented(
+    rs.AppSchema,
+    errors={**_APP, 409: "Already suspended"},
+    summary="Suspend an app: every token it holds stops working at once",
+)
 @require_platform_key
 def suspend_view(client_id: str) -> Response:
     return _app_json(apps_svc.suspend_app(web.store(), client_id))
 
 
 @bp.post("/apps/<client_id>/restore")
+@documented(rs.AppSchema, errors={**_APP, 409: "Already active"}, summary="Restore a suspended app")
 @require_platform_key
 def restore_view(client_id: str) -> Response:
     return _app_json(apps_svc.restore_app(web.store(), client_id))
@@ -184,6 +215,14 @@ def _inst_json(record: dict[str, Any], status: int = 200) -> Response:
 
 
 @bp.post("/orgs/<org_id>/installations")
+@documented(
+    rs.InstallationSchema,
+    status=201,
+    location=True,
+    body=InstallSchema,
+    errors={404: "No such app or organization", 409: "Already installed, or not an org_app"},
+    summary="Install an App Center app in an organization",
+)
 @require_platform_key
 def install_view(org_id: str) -> Response:
     data = _load(InstallSchema(), _payload())
@@ -196,6 +235,9 @@ def install_view(org_id: str) -> Response:
 
 
 @bp.get("/orgs/<org_id>/installations")
+@documented(
+    rs.InstallationListSchema, errors={404: "No such organization"}, summary="An organization's installations"
+)
 @require_platform_key
 def list_installations_view(org_id: str) -> Response:
     records = inst_svc.list_org_installations(web.store(), org_id)
@@ -203,12 +245,19 @@ def list_installations_view(org_id: str) -> Response:
 
 
 @bp.get("/orgs/<org_id>/installations/<client_id>")
+@documented(rs.InstallationSchema, errors=_INSTALLED, summary="One installation")
 @require_platform_key
 def get_installation_view(org_id: str, client_id: str) -> Response:
     return _inst_json(inst_svc.require_installation(web.store(), client_id, org_id))
 
 
 @bp.patch("/orgs/<org_id>/installations/<client_id>")
+@documented(
+    rs.InstallationSchema,
+    body=InstallationPatchSchema,
+    errors={**_INSTALLED, 404: "No such app, or it is not installed there"},
+    summary="Switch an installation on or off, or change its scopes (exactly one)",
+)
 @require_platform_key
 def patch_installation_view(org_id: str, client_id: str) -> Response:
     data = _load(InstallationPatchSchema(), _payload())
@@ -228,6 +277,7 @@ def patch_installation_view(org_id: str, client_id: str) -> Response:
 
 
 @bp.delete("/orgs/<org_id>/installations/<client_id>")
+@documented(status=204, errors=_INSTALLED, summary="Remove an installation and revoke its tokens")
 @require_platform_key
 def remove_installation_view(org_id: str, client_id: str) -> Response:
     inst_svc.remove(web.store(), client_id, org_id)

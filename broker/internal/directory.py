@@ -12,15 +12,19 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
+from broker import openapi_schemas as rs
 from broker import web
 from broker.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from broker.internal.auth import require_platform_key
 from broker.internal.views import bp
+from broker.openapi import Lines, documented
 from broker.services import directory
 from broker.services import directory_import as dio
 from broker.storage import keys
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq")
+_USER = {404: "No such (active) user"}
+_ORG = {404: "No such organization"}
 
 
 def _created(body: dict[str, Any], location: str) -> Response:
@@ -52,6 +56,14 @@ def _org_or_404(oid: str) -> dict[str, Any]:
 
 
 @bp.post("/users")
+@documented(
+    rs.UserSchema,
+    status=201,
+    location=True,
+    body=dio.UserCreateSchema,
+    errors={409: "The username (or the given id) is taken"},
+    summary="Create a user",
+)
 @require_platform_key
 def create_user() -> Response:
     data = web.json_body(dio.UserCreateSchema())
@@ -60,12 +72,14 @@ def create_user() -> Response:
 
 
 @bp.get("/users/<uid>")
+@documented(rs.UserSchema, errors=_USER, summary="One user")
 @require_platform_key
 def get_user(uid: str) -> Response:
     return jsonify(_user_or_404(uid))
 
 
 @bp.get("/users/by-username/<username>")
+@documented(rs.UserSchema, errors=_USER, summary="One user by username")
 @require_platform_key
 def get_user_by_username(username: str) -> Response:
     user = directory.find_user_by_username(web.store(), username)
@@ -75,6 +89,12 @@ def get_user_by_username(username: str) -> Response:
 
 
 @bp.patch("/users/<uid>")
+@documented(
+    rs.UserSchema,
+    body=dio.UserUpdateSchema,
+    errors={**_USER, 409: "The username is taken"},
+    summary="Change a user's profile, username or password",
+)
 @require_platform_key
 def update_user(uid: str) -> Response:
     _user_or_404(uid)
@@ -83,6 +103,7 @@ def update_user(uid: str) -> Response:
 
 
 @bp.delete("/users/<uid>")
+@documented(status=204, errors=_USER, summary="Delete a user: grants end, apps are told, data is erased")
 @require_platform_key
 def delete_user(uid: str) -> Response:
     """The same account deletion as the privacy center: grants end, apps are told, data is erased."""
@@ -94,6 +115,7 @@ def delete_user(uid: str) -> Response:
 
 
 @bp.get("/users/<uid>/orgs")
+@documented(rs.UserOrgsSchema, errors=_USER, summary="The organizations a user belongs to")
 @require_platform_key
 def user_orgs(uid: str) -> Response:
     _user_or_404(uid)
@@ -104,6 +126,14 @@ def user_orgs(uid: str) -> Response:
 
 
 @bp.post("/orgs")
+@documented(
+    rs.OrgSchema,
+    status=201,
+    location=True,
+    body=dio.OrgCreateSchema,
+    errors={409: "The given id is taken"},
+    summary="Create an organization",
+)
 @require_platform_key
 def create_org() -> Response:
     data = web.json_body(dio.OrgCreateSchema())
@@ -112,12 +142,14 @@ def create_org() -> Response:
 
 
 @bp.get("/orgs/<oid>")
+@documented(rs.OrgSchema, errors=_ORG, summary="One organization")
 @require_platform_key
 def get_org(oid: str) -> Response:
     return jsonify(_org_or_404(oid))
 
 
 @bp.patch("/orgs/<oid>")
+@documented(rs.OrgSchema, body=dio.OrgUpdateSchema, errors=_ORG, summary="Change an organization")
 @require_platform_key
 def update_org(oid: str) -> Response:
     _org_or_404(oid)
@@ -126,6 +158,7 @@ def update_org(oid: str) -> Response:
 
 
 @bp.delete("/orgs/<oid>")
+@documented(status=204, errors=_ORG, summary="Delete an organization with its members and roles")
 @require_platform_key
 def delete_org(oid: str) -> Response:
     directory.delete_org(web.store(), oid)
@@ -148,6 +181,9 @@ def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
 
 
 @bp.get("/orgs/<oid>/members")
+@documented(
+    rs.PlatformMemberPageSchema, query=rs.MemberListQuery, errors=_ORG, summary="Members in join order"
+)
 @require_platform_key
 def list_members(oid: str) -> Response:
     _org_or_404(oid)
@@ -167,6 +203,9 @@ def list_members(oid: str) -> Response:
 
 
 @bp.get("/orgs/<oid>/members/<uid>")
+@documented(
+    rs.MembershipSchema, errors={404: "No such organization, or not a member"}, summary="One member's role"
+)
 @require_platform_key
 def get_member(oid: str, uid: str) -> Response:
     _org_or_404(oid)
@@ -177,6 +216,13 @@ def get_member(oid: str, uid: str) -> Response:
 
 
 @bp.put("/orgs/<oid>/members/<uid>")
+@documented(
+    rs.MembershipSchema,
+    responses={201: ("Added as a new member", {"application/json": rs.MembershipSchema})},
+    body=dio.RoleSchema,
+    errors={404: "No such organization or user"},
+    summary="Add a member with a role, or change a member's role (200)",
+)
 @require_platform_key
 def put_member(oid: str, uid: str) -> Response:
     _org_or_404(oid)
@@ -190,6 +236,7 @@ def put_member(oid: str, uid: str) -> Response:
 
 
 @bp.delete("/orgs/<oid>/members/<uid>")
+@documented(status=204, errors={404: "No such organization, or not a member"}, summary="Remove a member")
 @require_platform_key
 def delete_member(oid: str, uid: str) -> Response:
     _org_or_404(oid)
@@ -201,6 +248,17 @@ def delete_member(oid: str, uid: str) -> Response:
 
 
 @bp.post("/import")
+@documented(
+    rs.ImportResultSchema,
+    body=Lines(rs.ImportLineSchema),
+    body_type="application/x-ndjson",
+    errors={
+        400: "Invalid lines (nothing was imported): `errors` names each line and field",
+        413: "Request body too large",
+        415: "Not NDJSON",
+    },
+    summary="Import users, organizations and memberships from NDJSON, all or nothing",
+)
 @require_platform_key
 def import_ndjson() -> Response:
     """NDJSON, one ``{"type": "user"|"org"|"membership", ...}`` per line; all or nothing."""

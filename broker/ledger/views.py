@@ -15,14 +15,22 @@ import redis
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from broker import errors, web
+from broker import openapi_schemas as rs
 from broker.interactions.session import current_user_id
 from broker.ledger import checkpoints, reading, storage
 from broker.ledger.checkpoints import b64
+from broker.openapi import TEXT, Content, Lines, documented
 
 bp = Blueprint("ledger", __name__)
 log = logging.getLogger("broker.ledger")
 
 MAX_CHECKPOINT_PAGE = 100
+_CORRUPT = {500: "The stored tree is inconsistent (operator: `broker ledger verify`)"}
+# The JSON page, or with ?format= the export of every matching record (views using listing()).
+LISTING: dict[str, Content] = {
+    "application/x-ndjson": Lines(rs.DisclosureRecordSchema),
+    "text/csv": TEXT,
+}
 
 
 @bp.errorhandler(errors.BrokerError)
@@ -81,18 +89,23 @@ def _latest() -> checkpoints.Checkpoint:
 
 
 @bp.get("/ledger/v1/keys")
+@documented(rs.JwksSchema)
 def ledger_keys() -> Response:
+    """The Ed25519 public keys checkpoints (and consent receipts) are signed with."""
     response = jsonify(checkpoints.public_jwks(web.keyring()))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 
 @bp.get("/ledger/v1/checkpoints/latest")
+@documented(rs.CheckpointSchema, errors={404: "No checkpoint has been signed yet"})
 def latest_checkpoint() -> Response:
+    """The newest signed checkpoint."""
     return jsonify(_latest().as_json())
 
 
 @bp.get("/ledger/v1/checkpoints")
+@documented(rs.CheckpointPageSchema, query=rs.CheckpointsQuery, summary="Signed checkpoints, oldest first")
 def list_checkpoints() -> Response:
     """Oldest first from ``start`` (a position in the list); ``next`` is the start of the next page."""
     start = _int_arg("start", default=0)
@@ -109,6 +122,7 @@ def list_checkpoints() -> Response:
 
 
 @bp.get("/ledger/v1/consistency")
+@documented(rs.ConsistencyProofSchema, query=rs.ConsistencyQuery, errors=_CORRUPT)
 def consistency() -> Response:
     """RFC 9162 2.1.4 proof that the tree of ``second`` leaves extends the tree of ``first``."""
     first = _int_arg("first", lo=1)
@@ -126,6 +140,11 @@ def consistency() -> Response:
 
 
 @bp.get("/ledger/v1/leaves/<int:index>")
+@documented(
+    rs.LeafSchema,
+    query=rs.LeafQuery,
+    errors={404: "No checkpoint yet, or no such leaf in that tree", **_CORRUPT},
+)
 def leaf(index: int) -> Response:
     """A leaf hash (never the record) with its inclusion proof against a tree size (default: the
     latest checkpoint's)."""
@@ -183,6 +202,7 @@ def listing(view: str, subject: str, *, person_filter: bool) -> Response:
 
 
 @bp.get("/privacy/v1/disclosures")
+@documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureQuery, errors=_CORRUPT)
 def my_disclosures() -> Response:
     """The signed-in person's disclosures with proofs; ``?format=ndjson|csv`` streams an export."""
     uid = current_user_id()

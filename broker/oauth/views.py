@@ -20,12 +20,14 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
+from broker import openapi_schemas as rs
 from broker import web
 from broker.app import csrf
 from broker.interactions import session as login_session
 from broker.oauth import cors
 from broker.oauth.models import Client, load_client, load_grant
 from broker.oauth.server import EndUser, create_server
+from broker.openapi import TEXT, documented
 
 bp = Blueprint("oauth", __name__)
 
@@ -97,7 +99,20 @@ def _resolve_client() -> tuple[Client, str] | Response:
 
 
 @bp.get("/oauth/authorize")
+@documented(
+    status=302,
+    query=rs.AuthorizeQuery,
+    security=[],
+    responses={
+        400: (
+            "Unknown client or unregistered redirect_uri: an error page, never a redirect",
+            {"text/html": TEXT},
+        )
+    },
+)
 def authorize() -> Response:
+    """Authorization endpoint: redirects to the client (code or error, always with iss), or to sign-in
+    or consent first."""
     resolved = _resolve_client()
     if isinstance(resolved, Response):
         return resolved
@@ -302,7 +317,15 @@ def _token_cors(response: Response) -> Response:
 
 @bp.route("/oauth/token", methods=["POST", "OPTIONS"])
 @csrf.exempt
+@documented(
+    rs.TokenSchema,
+    body=rs.TokenRequestSchema,
+    body_type="application/x-www-form-urlencoded",
+    errors={400: "RFC 6749 5.2 error", 401: "invalid_client (WWW-Authenticate: Basic)"},
+    security=[{"clientSecretBasic": []}, {}],
+)
 def token() -> Response:
+    """Token endpoint: authorization_code (PKCE), refresh_token (rotated), client_credentials (org)."""
     if request.method == "OPTIONS":
         return _token_cors(Response(status=204))
     early = _precheck()
@@ -314,7 +337,15 @@ def token() -> Response:
 
 @bp.post("/oauth/revoke")
 @csrf.exempt
+@documented(
+    rs.RevokedSchema,
+    body=rs.RevocationRequestSchema,
+    body_type="application/x-www-form-urlencoded",
+    errors={400: "RFC 6749 5.2 error", 401: "invalid_client (WWW-Authenticate: Basic)"},
+    security=[{"clientSecretBasic": []}, {}],
+)
 def revoke() -> Response:
+    """RFC 7009 revocation of the client's own token (a refresh token takes its whole chain)."""
     early = _precheck()
     if early is not None:
         return early
@@ -323,7 +354,14 @@ def revoke() -> Response:
 
 @bp.post("/oauth/introspect")
 @csrf.exempt
+@documented(
+    rs.IntrospectionSchema,
+    body=rs.IntrospectionRequestSchema,
+    body_type="application/x-www-form-urlencoded",
+    errors={400: "RFC 6749 5.2 error", 401: "invalid_client (WWW-Authenticate: Basic)"},
+)
 def introspect() -> Response:
+    """RFC 7662 introspection of a confidential client's own token."""
     early = _precheck()
     if early is not None:
         return early
@@ -372,12 +410,16 @@ def _public_json(payload: dict[str, Any]) -> Response:
 
 @bp.route("/.well-known/openid-configuration", methods=["GET", "OPTIONS"])
 @bp.route("/.well-known/oauth-authorization-server", methods=["GET", "OPTIONS"])
+@documented(rs.DiscoverySchema)
 def discovery() -> Response:
+    """Server metadata (OpenID Connect Discovery 1.0, RFC 8414)."""
     return _public_json(metadata())
 
 
 @bp.route("/oauth/jwks", methods=["GET", "OPTIONS"])
+@documented(media={"application/jwk-set+json": rs.JwksSchema}, security=[])
 def jwks() -> Response:
+    """The public keys id_tokens (ES256) and ledger checkpoints and receipts (Ed25519) are signed with."""
     response = _public_json(web.keyring().public_jwks())
     response.mimetype = "application/jwk-set+json"
     return response

@@ -17,10 +17,12 @@ import redis
 from flask import Response, jsonify, request, stream_with_context
 from flask_wtf.csrf import CSRFError, generate_csrf
 
+from broker import openapi_schemas as rs
 from broker import web
 from broker.errors import BrokerError, NotFound, StorageUnavailable, Unauthenticated, ValidationFailed
 from broker.interactions import i18n
 from broker.interactions.session import current_user_id, sign_out
+from broker.openapi import Lines, documented
 from broker.privacy import center
 from broker.privacy.pages import held_grant
 from broker.privacy.receipts import _problem
@@ -76,6 +78,7 @@ def require_user() -> str:
 
 
 @bp.get("/privacy/v1/csrf-token")
+@documented(rs.CsrfTokenSchema)
 @_api
 def api_csrf_token() -> Any:
     """The token to send as ``X-CSRFToken`` on POSTs (bound to this session)."""
@@ -86,8 +89,10 @@ def api_csrf_token() -> Any:
 
 
 @bp.get("/privacy/v1/apps")
+@documented(rs.PersonAppsSchema)
 @_api
 def api_apps() -> Any:
+    """The apps holding a grant from the person, and the org apps receiving their basic fields."""
     uid = require_user()
     lang = i18n.language()
     store, catalog = web.store(), web.catalog()
@@ -100,8 +105,10 @@ def api_apps() -> Any:
 
 
 @bp.post("/privacy/v1/apps/<client_id>/revoke")
+@documented(rs.GrantChangeSchema, errors={404: "You hold no grant to this app"})
 @_api
 def api_revoke_app(client_id: str) -> Any:
+    """Withdraw the whole grant: its tokens stop working, the app is told, a receipt is issued."""
     uid = require_user()
     held_grant(uid, client_id)
     grants_svc.revoke_grant(web.store(), web.settings(), client_id, uid)
@@ -109,8 +116,10 @@ def api_revoke_app(client_id: str) -> Any:
 
 
 @bp.post("/privacy/v1/apps/<client_id>/scopes/<scope>/revoke")
+@documented(rs.GrantChangeSchema, errors={404: "No grant to this app, or it lacks this scope"})
 @_api
 def api_revoke_scope(client_id: str, scope: str) -> Any:
+    """Withdraw one scope; the grant keeps the fields its other scopes reach (none left: revoked)."""
     uid = require_user()
     grant = held_grant(uid, client_id)
     if scope not in grant["scopes"]:
@@ -122,6 +131,12 @@ def api_revoke_scope(client_id: str, scope: str) -> Any:
 
 
 @bp.post("/privacy/v1/account/delete")
+@documented(
+    rs.AccountDeletedSchema,
+    body=rs.AccountDeleteSchema,
+    checks_type=False,
+    summary="Delete your account (confirm with your username); the session ends with it",
+)
 @_api
 def api_delete_account() -> Any:
     """Body ``{"confirm_username": "<your username>"}``; the session ends with the account."""
@@ -146,6 +161,7 @@ def api_delete_account() -> Any:
 
 
 @bp.get("/privacy/v1/export")
+@documented(media={"application/x-ndjson": Lines(rs.ExportLineSchema)})
 @_api
 def export() -> Any:
     """NDJSON export of everything about the signed-in person, streamed."""

@@ -15,9 +15,11 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
+from broker import openapi_schemas as rs
 from broker import web
 from broker.errors import BrokerError, NotFound, Unauthenticated, ValidationFailed
 from broker.interactions.session import current_user_id
+from broker.openapi import TEXT, documented
 from broker.privacy.views import bp
 from broker.services import receipts
 
@@ -80,8 +82,10 @@ def _cursor() -> str | None:
 
 
 @bp.get("/privacy/v1/receipts")
+@documented(rs.ReceiptPageSchema, query=rs.ReceiptListQuery)
 @_api
 def list_receipts() -> Any:
+    """The person's consent receipts, newest first."""
     uid = _user()
     limit, cursor = _limit(), _cursor()
     items, nxt = receipts.list_receipts(web.store(), uid, limit=limit, cursor=cursor)
@@ -92,8 +96,15 @@ def list_receipts() -> Any:
 
 
 @bp.get("/privacy/v1/receipts/<receipt_id>")
+@documented(
+    rs.ReceiptSchema,
+    media={"application/jose": TEXT},
+    query=rs.ReceiptQuery,
+    errors={404: "No such receipt of yours"},
+)
 @_api
 def get_receipt(receipt_id: str) -> Any:
+    """One consent receipt: the signed JWS (default) or, with ``?format=json``, its payload too."""
     uid = _user()
     fmt = request.args.get("format", "jws")
     if fmt not in {"jws", "json"}:
