@@ -22,6 +22,7 @@ from broker.services import apps as apps_svc
 from broker.services import directory
 from broker.services import grants as grants_svc
 from broker.services import installations as inst_svc
+from tests.apps_helpers import org_payload
 from tests.openapi_contract import ContractClient, ContractError, contract_for
 from tests.privacy_support import bearer, sequence, sign_in
 from tests.records import make_token
@@ -399,17 +400,7 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
     assert client.get(f"/internal/v1/orgs/{oid}/members/{dev_id}", headers=h).get_json()["role"] == "member"
     assert client.get(f"/internal/v1/users/{dev_id}/orgs", headers=h).get_json() == {"orgs": [oid]}
 
-    payload = {
-        "kind": "org_app",
-        "client_type": "confidential",
-        "name": "Roster",
-        "developer_id": dev_id,
-        "contact": "dev@example.com",
-        "privacy_policy_url": "https://roster.example.com/privacy",
-        "redirect_uris": ["https://roster.example.com/cb"],
-        "scopes": ["org.members.read"],
-        "webhook_url": "https://roster.example.com/hooks",
-    }
+    payload = org_payload(dev_id, privacy_policy_url="https://roster.example.com/privacy")
     created = client.post("/internal/v1/apps", json=payload, headers=h)
     assert created.status_code == 201 and created.get_json()["client_secret"]
     client_id = created.get_json()["client_id"]

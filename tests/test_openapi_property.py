@@ -26,6 +26,7 @@ from broker.openapi import spec_for
 from broker.services import apps as apps_svc
 from broker.services import directory
 from broker.services import installations as inst_svc
+from tests.apps_helpers import org_payload
 
 EXAMPLES = 25
 CHECKS = [
@@ -49,16 +50,7 @@ def _records(store: Any, settings: Any, catalog: Any) -> dict[str, str]:
         store,
         settings,
         catalog,
-        {
-            "kind": "org_app",
-            "client_type": "confidential",
-            "name": "Roster",
-            "developer_id": uid,
-            "contact": "dev@example.com",
-            "privacy_policy_url": "https://roster.example.com/privacy",
-            "redirect_uris": ["https://roster.example.com/cb"],
-            "scopes": ["org.members.read"],
-        },
+        org_payload(uid, privacy_policy_url="https://roster.example.com/privacy"),
     )
     inst_svc.install(store, record["client_id"], oid, None, uid)
     return {"uid": uid, "oid": oid, "org_id": oid, "client_id": record["client_id"], "username": "pat"}
