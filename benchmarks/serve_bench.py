@@ -6,7 +6,7 @@ number of worker processes and threads. Load: a fixed number of requests from 16
 keep-alive connections (``http.client``), for ``/healthz`` and for a Redis-touching platform API
 read (``GET /internal/v1/users/<id>``, one HGETALL).
 
-    /work/venv/bin/python benchmarks/serve_bench.py [--requests 4000] [--concurrency 16]
+    .venv/bin/python benchmarks/serve_bench.py [--requests 4000] [--concurrency 16]
 """
 
 from __future__ import annotations
