@@ -285,24 +285,18 @@ def apply(store: Store, plan: Plan, *, chunk: int = 500, progress: Progress | No
         line_of = {u["username"]: n for u, n in zip(plan.users, plan.lines, strict=True)}
         raise ImportInvalid({line_of[name]: {"username": ["already taken"]} for name in taken})
     done, total = 0, plan.total
-    for start in range(0, len(plan.users), chunk):
-        part = plan.users[start : start + chunk]
-        directory.write_users(store, part)
-        done += len(part)
-        if progress is not None:
-            progress(done, total)
-    for start in range(0, len(plan.orgs), chunk):
-        orgs = plan.orgs[start : start + chunk]
-        directory.write_orgs(store, orgs)
-        done += len(orgs)
-        if progress is not None:
-            progress(done, total)
-    for start in range(0, len(plan.memberships), chunk):
-        members = plan.memberships[start : start + chunk]
-        directory.add_members_bulk(store, members)
-        done += len(members)
-        if progress is not None:
-            progress(done, total)
+    batches: tuple[tuple[list[Any], Any], ...] = (
+        (plan.users, directory.write_users),
+        (plan.orgs, directory.write_orgs),
+        (plan.memberships, directory.add_members_bulk),
+    )
+    for items, write in batches:
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            write(store, part)
+            done += len(part)
+            if progress is not None:
+                progress(done, total)
 
 
 def run_import(store: Store, raw_lines: Iterable[bytes | str], *, now: int) -> dict[str, int]:
