@@ -46,12 +46,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     if store is None:
-        store = Store.from_url(
-            settings.redis_url,
-            cluster=settings.redis_cluster,
-            timeout_ms=settings.redis_timeout_ms,
-            wait_replicas=settings.redis_wait_replicas,
-        )
+        store = Store.from_settings(settings)
     app.extensions["broker.settings"] = settings
     app.extensions["broker.store"] = store
     app.extensions["broker.catalog"] = catalog_mod.load(settings.scopes_dir)
@@ -74,6 +69,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     @app.get("/readyz")
     def readyz() -> Any:
         checks = {"redis": store.ping(), "configuration": True, "scope_catalog": True}
+        if settings.redis_wait_replicas > 0:
+            # disclosures are refused (503) while their records cannot be confirmed by WAIT
+            checks["replication"] = checks["redis"] and store.replication_ok()
         ready = all(checks.values())
         return jsonify(status="ready" if ready else "unavailable", checks=checks), (200 if ready else 503)
 

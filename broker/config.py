@@ -77,6 +77,26 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (IPv6 as ``[::1]:26379``); empty turns Sentinel off."""
+    out: list[tuple[str, int]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError(f"expected a comma-separated list of host:port, got {item!r}")
+        out.append((host, int(port)))
+    return tuple(out)
+
+
+def _service_name(raw: str) -> str:
+    if not raw or len(raw) > 128 or any(c.isspace() for c in raw):
+        raise ValueError(f"expected a Sentinel service (master group) name without spaces, got {raw!r}")
+    return raw
+
+
 def _secret(raw: str) -> str:
     if raw and len(raw) < 32:
         raise ValueError("expected at least 32 characters of random secret")
@@ -132,6 +152,33 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "BROKER_REDIS_CLUSTER", "false", _bool, "Treat `BROKER_REDIS_URL` as a Redis Cluster entry point."
+    ),
+    Option(
+        "BROKER_REDIS_SENTINELS",
+        "",
+        _sentinels,
+        "Redis Sentinel addresses, `host:port,host:port`. Set: the primary is found (and re-found after "
+        "a failover) through Sentinel; `BROKER_REDIS_URL` must then be empty. Empty: no Sentinel.",
+    ),
+    Option(
+        "BROKER_REDIS_SENTINEL_SERVICE",
+        "mymaster",
+        _service_name,
+        "The Sentinel service (master group) name of the broker's Redis.",
+    ),
+    Option(
+        "BROKER_REDIS_SENTINEL_PASSWORD",
+        "",
+        _text,
+        "Password for the Sentinels themselves (Redis `requirepass` of the sentinel processes); "
+        "empty: none. Never logged.",
+    ),
+    Option(
+        "BROKER_REDIS_PASSWORD",
+        "",
+        _text,
+        "Password of the Redis primary and replicas found through Sentinel (a URL carries its own). "
+        "Never logged.",
     ),
     Option(
         "BROKER_REDIS_WAIT_REPLICAS",
@@ -302,6 +349,10 @@ class Settings:
     webhook_backoff_cap_seconds: int = 3600
     webhook_poll_ms: int = 1000
     webhook_outbox_maxlen: int = 1000
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_service: str = "mymaster"
+    redis_sentinel_password: str = field(default="", repr=False)
+    redis_password: str = field(default="", repr=False)
 
     @property
     def production(self) -> bool:
@@ -325,6 +376,22 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"{opt.name}: {exc}") from None
 
+        if values["BROKER_REDIS_SENTINELS"]:
+            if values["BROKER_REDIS_URL"]:
+                raise ConfigError(
+                    "BROKER_REDIS_SENTINELS and BROKER_REDIS_URL are both set; with Sentinel the primary's "
+                    "address comes from the sentinels: leave BROKER_REDIS_URL empty"
+                )
+            if values["BROKER_REDIS_CLUSTER"]:
+                raise ConfigError(
+                    "BROKER_REDIS_SENTINELS and BROKER_REDIS_CLUSTER=true are both set; Redis Cluster does "
+                    "its own failover and does not use Sentinel: choose one"
+                )
+        elif values["BROKER_REDIS_PASSWORD"] or values["BROKER_REDIS_SENTINEL_PASSWORD"]:
+            raise ConfigError(
+                "BROKER_REDIS_PASSWORD and BROKER_REDIS_SENTINEL_PASSWORD apply only with "
+                "BROKER_REDIS_SENTINELS (put a password for BROKER_REDIS_URL in the URL)"
+            )
         data_dir = Path(values["BROKER_DATA_DIR"]).expanduser().resolve()
         production = values["BROKER_ENV"] == "production"
         if production:
@@ -395,6 +462,10 @@ class Settings:
             webhook_backoff_cap_seconds=values["BROKER_WEBHOOK_BACKOFF_CAP_SECONDS"],
             webhook_poll_ms=values["BROKER_WEBHOOK_POLL_MS"],
             webhook_outbox_maxlen=values["BROKER_WEBHOOK_OUTBOX_MAXLEN"],
+            redis_sentinels=values["BROKER_REDIS_SENTINELS"],
+            redis_sentinel_service=values["BROKER_REDIS_SENTINEL_SERVICE"],
+            redis_sentinel_password=values["BROKER_REDIS_SENTINEL_PASSWORD"],
+            redis_password=values["BROKER_REDIS_PASSWORD"],
         )
 
     def warn_dev_defaults(self) -> None:

@@ -43,17 +43,18 @@ def open_store(settings: Settings) -> Iterator[Store]:
     """The configured Redis, or the embedded one started (and stopped) around the block."""
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
-    if not url:
+    if not url and not settings.redis_sentinels:
         embedded = EmbeddedRedis(settings.data_dir)
         url = embedded.start()
     try:
-        store = Store.from_url(
-            url,
-            cluster=settings.redis_cluster,
-            timeout_ms=settings.redis_timeout_ms,
-            wait_replicas=settings.redis_wait_replicas,
-        )
+        store = Store.from_settings(settings, url)
         if not store.ping():
+            if settings.redis_sentinels:
+                where = ", ".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+                raise ServeError(
+                    f"BROKER_REDIS_SENTINELS: no primary for service {settings.redis_sentinel_service!r} "
+                    f"answered through the sentinels at {where}"
+                )
             raise ServeError(f"BROKER_REDIS_URL: no Redis answered at {_redact(url)}")
         yield store
         store.close()
