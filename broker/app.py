@@ -69,7 +69,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     @app.get("/readyz")
     def readyz() -> Any:
         checks = {"redis": store.ping(), "configuration": True, "scope_catalog": True}
-        if settings.redis_wait_replicas > 0:
+        if store.wait_replicas > 0:
             # disclosures are refused (503) while their records cannot be confirmed by WAIT
             checks["replication"] = checks["redis"] and store.replication_ok()
         ready = all(checks.values())
@@ -107,6 +107,17 @@ def _register_hooks(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         g.request_id = secrets.token_hex(8)
+
+    @app.after_request
+    def void_refused_disclosures(response: Response) -> Response:
+        """Records committed for a request that then failed (e.g. the profile read hit a failover) are
+        not disclosures: no data left. Void them so the history never shows them as delivered."""
+        pending = g.pop("disclosure_records", None)
+        if pending is not None and response.status_code >= 400:
+            from broker.services.gate import void_request
+
+            void_request(app.extensions["broker.store"], *pending)
+        return response
 
     @app.after_request
     def security_headers(response: Response) -> Response:

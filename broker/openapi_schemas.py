@@ -208,6 +208,11 @@ class DisclosureRecordSchema(_Body):
     endpoint = _str()
     request_id = _str()
     catalog_version = _str()
+    corrects = fields.String(
+        metadata={"description": "a correction record: the id of the record that was not delivered"}
+    )
+    corrects_index = fields.Integer(metadata={"description": "a correction record: that record's index"})
+    delivered = fields.Boolean(metadata={"description": "false on a correction record"})
 
 
 class LedgerEntrySchema(_Body):
@@ -223,6 +228,19 @@ class LedgerEntrySchema(_Body):
         metadata={"description": "null until the next checkpoint covers the record"},
     )
     tree_size = fields.Integer(required=True, allow_none=True)
+    delivered = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "false when the request was refused after its record was written "
+            "(e.g. replicas did not confirm it): no data left, so this is not a disclosure"
+        },
+    )
+    correction = fields.Boolean(
+        required=True, metadata={"description": "this record corrects an earlier one (not delivered)"}
+    )
+    corrected_by = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "index of the correction record, if any"}
+    )
 
 
 class DisclosurePageSchema(_Body):

@@ -55,6 +55,12 @@ def request_id() -> str:
     return cast(str, g.get("request_id", "-"))
 
 
+def note_disclosure(client_id: str, records: int) -> None:
+    """The gate committed ``records`` disclosure records for this request: if the response turns out
+    to be an error (no data left), they are voided (broker.app, ``void_refused_disclosures``)."""
+    g.disclosure_records = (client_id, request_id(), records)
+
+
 def wants_json() -> bool:
     if request.path.startswith(JSON_PREFIXES):
         return True

@@ -94,6 +94,7 @@ def _disclose_person(endpoint: str) -> tuple[Any, dict[str, Any]]:
     except InsufficientScope as exc:
         exc.extra["grant_url"] = _grant_url(exc)
         raise
+    web.note_disclosure(disclosed.client_id, 1)
     found = gate().profiles(disclosed, [disclosed.subject])
     if not found:
         raise InvalidToken("The person behind this token no longer exists")
@@ -165,7 +166,7 @@ def _page_args() -> dict[str, Any]:
 
 def _org_token(org_id: str, endpoint: str, persons: list[str]) -> Any:
     try:
-        return gate().authorize_and_record(
+        disclosed = gate().authorize_and_record(
             bearer_token(),
             kind="installation",
             required_scope=MEMBER_SCOPE,
@@ -174,6 +175,8 @@ def _org_token(org_id: str, endpoint: str, persons: list[str]) -> Any:
             org_id=org_id,
             persons=persons,
         )
+        web.note_disclosure(disclosed.client_id, len(persons))
+        return disclosed
     except InsufficientScope as exc:
         exc.extra["grant_url"] = _grant_url(exc)
         raise

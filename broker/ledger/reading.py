@@ -167,14 +167,18 @@ def _read(store: Store, key: str, filters: Filters, cursor: str | None, limit: i
     if checkpoint is not None:
         tree.prefetch_proofs(wanted, checkpoint.tree_size)
     tree.prefetch({(0, i) for i in wanted})
-    for (mem, _), body in zip(rows, bodies, strict=True):
-        if body is None:  # pruned while we read
+    records = [json.loads(body) if body is not None else None for body in bodies]
+    ids = [str(rec.get("id", "")) for rec in records if isinstance(rec, dict)]
+    corrected_by = dict(zip(ids, r.hmget(keys.ledger_voided(), ids), strict=True)) if ids else {}
+    for (mem, _), record in zip(rows, records, strict=True):
+        if record is None:  # pruned while we read
             continue
         index = int(mem)
         entry: dict[str, Any] = {
             "index": index,
-            "record": json.loads(body),
+            "record": record,
             "leaf_hash": b64(tree.leaf(index)),
+            **delivery(record, corrected_by.get(str(record.get("id", "")))),
         }
         if proofs:
             if checkpoint is not None and index < checkpoint.tree_size:
@@ -185,6 +189,20 @@ def _read(store: Store, key: str, filters: Filters, cursor: str | None, limit: i
                 entry["tree_size"] = None
         page.records.append(entry)
     return page
+
+
+def delivery(record: dict[str, Any], corrected_by: str | None) -> dict[str, Any]:
+    """Whether a record is a disclosure that happened. A correction record (``corrects``) and a record
+    a correction points at (``ledger_voided``) were not delivered: the request was refused."""
+    if isinstance(record.get("corrects"), str):
+        return {"delivered": False, "correction": True, "corrected_by": None}
+    if corrected_by is not None or record.get("delivered") is False:
+        return {
+            "delivered": False,
+            "correction": False,
+            "corrected_by": int(corrected_by) if corrected_by and corrected_by.isdigit() else None,
+        }
+    return {"delivered": True, "correction": False, "corrected_by": None}
 
 
 def records_for_person(

@@ -9,6 +9,15 @@ crash between the two steps just means the next run deletes what was already mov
 
 SHA-256 is computed here, not in Lua; the script refuses the write if the lock was lost or the
 tree grew meanwhile, so the precomputed hashes always extend the tree they were computed for.
+
+A record whose request was refused after it was written (WAIT did not confirm it, the connection
+broke mid-write, or the response failed afterwards) is *voided* by the gate
+(``keys.journal_voids``): it is not a disclosure. With WAIT configured the sequencer leaves journal
+entries alone until they are older than the WAIT timeout plus the gate's void window
+(``holdback_ms``), so the void is there first and the record is dropped, never sequenced. A void
+that arrives after its record was sequenced (the ledger is append-only) gets a *correction
+record* (``"corrects": <record id>``, ``"delivered": false``) and ``ledger_voided`` maps the
+original to it; readers show both as not delivered.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import redis
 
 from broker.config import Settings
 from broker.ledger import checkpoints, merkle, storage
+from broker.services.gate import VOID_RETRY_WINDOW_MS
 from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
@@ -58,6 +68,9 @@ return 0
 """
 
 REQUIRED = ("id", "time", "app", "person")
+HOLDBACK_MARGIN_MS = 1000
+_Voids = dict[str, dict[str, dict[str, Any]]]  # client id -> request id -> {"time", "records"}
+VOID_SETTLE_MS = 60000  # a void is kept this long past the holdback before it may be forgotten
 
 
 @dataclass
@@ -66,6 +79,8 @@ class RunResult:
     appended: int = 0
     removed: int = 0  # journal entries deleted (appended now, already sequenced, or rejected)
     rejected: int = 0
+    voided: int = 0  # journal entries dropped because their request was refused
+    corrected: int = 0  # correction records appended for voided records already in the log
     checkpoint: checkpoints.Checkpoint | None = None
     indexes: list[int] = field(default_factory=list)
 
@@ -100,6 +115,7 @@ class Sequencer:
         batch_size: int = 500,
         max_batches: int = 20,
         lock_ms: int = 30000,
+        holdback_ms: int | None = None,
     ) -> None:
         self.store = store
         self.keyring = keyring
@@ -107,6 +123,13 @@ class Sequencer:
         self.batch_size = batch_size
         self.max_batches = max_batches
         self.lock_ms = lock_ms
+        if holdback_ms is None:
+            holdback_ms = (
+                store.wait_timeout_ms + VOID_RETRY_WINDOW_MS + HOLDBACK_MARGIN_MS
+                if store.wait_replicas > 0
+                else 0
+            )
+        self.holdback_ms = holdback_ms
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -117,11 +140,15 @@ class Sequencer:
             return RunResult(locked=False)
         result = RunResult()
         try:
+            voids = self._load_voids()
+            cutoff_ms = self._now_ms() - self.holdback_ms if self.holdback_ms > 0 else None
             for _ in range(self.max_batches):
-                more = self._batch(token, result)
+                more = self._batch(token, result, voids, cutoff_ms)
                 self.store.script(_EXTEND)(keys=[keys.ledger_lock()], args=[token, self.lock_ms])
                 if not more:
                     break
+            if voids:
+                self._settle_voids(token, result, voids)
             last = checkpoints.latest(self.store)
             if last is None or storage.size(self.store) != last.tree_size:
                 result.checkpoint = checkpoints.sign(self.store, self.keyring, self.settings)
@@ -153,16 +180,46 @@ class Sequencer:
 
     # -- one batch --------------------------------------------------------------------------------
 
-    def _read_journals(self, result: RunResult) -> tuple[list[_Entry], dict[str, list[str]], bool]:
+    def _now_ms(self) -> int:
+        """The primary's clock (stream entry ids are made from it)."""
+        now = self.store.redis.time()
+        if isinstance(now, list | tuple) and len(now) == 2:
+            return int(now[0]) * 1000 + int(now[1]) // 1000
+        return int(time.time() * 1000)  # a cluster answers per node; our clock is close enough
+
+    def _load_voids(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """client id -> request id -> ``{"time", "records"}`` for every app with voids."""
+        r = self.store.redis
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for client_id in sorted(r.smembers(keys.voids_index())):
+            found: dict[str, dict[str, Any]] = {}
+            for request_id, raw in r.hgetall(keys.journal_voids(client_id)).items():
+                try:
+                    value = json.loads(raw)
+                    found[request_id] = {"time": float(value["time"]), "records": int(value["records"])}
+                except (ValueError, TypeError, KeyError):
+                    found[request_id] = {"time": 0.0, "records": 1}
+            if found:
+                out[client_id] = found
+            else:
+                self._forget_voids_if_empty(client_id)
+        return out
+
+    def _read_journals(
+        self, result: RunResult, voids: dict[str, dict[str, dict[str, Any]]], cutoff_ms: int | None
+    ) -> tuple[list[_Entry], dict[str, list[str]], bool]:
         r = self.store.redis
         entries: list[_Entry] = []
         done: dict[str, list[str]] = {}  # journal entries to delete without appending
         read = 0
         for client_id in sorted(r.smembers(keys.journals_index())):
             batch = r.xrange(keys.journal(client_id), "-", "+", count=self.batch_size)
-            read = max(read, len(batch))
             if not batch:
                 self._forget_if_empty(client_id)
+            if cutoff_ms is not None:  # too young: a void for it may still be on its way
+                batch = [(eid, f) for eid, f in batch if int(eid.partition("-")[0]) <= cutoff_ms]
+            read = max(read, len(batch))
+            voided = voids.get(client_id, {})
             for entry_id, fields in batch:
                 raw = fields.get("r", "")
                 try:
@@ -177,14 +234,24 @@ class Sequencer:
                     done.setdefault(client_id, []).append(entry_id)
                     result.rejected += 1
                     continue
+                if record.get("request_id") in voided:
+                    done.setdefault(client_id, []).append(entry_id)  # refused: not a disclosure
+                    result.voided += 1
+                    continue
                 entries.append(_Entry(client_id, entry_id, record))
         entries.sort(key=lambda e: e.order)
         more = read >= self.batch_size or len(entries) > self.batch_size
         return entries[: self.batch_size], done, more
 
-    def _batch(self, token: str, result: RunResult) -> bool:
+    def _batch(
+        self,
+        token: str,
+        result: RunResult,
+        voids: dict[str, dict[str, dict[str, Any]]] | None = None,
+        cutoff_ms: int | None = None,
+    ) -> bool:
         """One batch; returns whether the journals may hold more."""
-        entries, done, more = self._read_journals(result)
+        entries, done, more = self._read_journals(result, voids or {}, cutoff_ms)
         if entries:
             seen = self.store.redis.hmget(keys.ledger_sequenced(), [e.record["id"] for e in entries])
             fresh: list[_Entry] = []
@@ -224,6 +291,8 @@ class Sequencer:
             leaf = merkle.leaf_hash(body)
             ops.append(["HSET", pos(keys.ledger_records()), str(n), body.decode()])
             ops.append(["HSET", pos(keys.ledger_sequenced()), record["id"], str(n)])
+            if isinstance(record.get("corrects"), str):
+                ops.append(["HSET", pos(keys.ledger_voided()), record["corrects"], str(n)])
             level, idx, h = 0, n, leaf
             ops.append(["HSET", pos(keys.ledger_level(0)), str(idx), h.hex()])
             while idx & 1:
@@ -248,6 +317,64 @@ class Sequencer:
             if entry_ids:
                 self.store.redis.xdel(keys.journal(client_id), *entry_ids)
 
+    def _settle_voids(
+        self, token: str, result: RunResult, voids: dict[str, dict[str, dict[str, Any]]]
+    ) -> None:
+        """Correct voided records that were sequenced before their void arrived; forget old voids."""
+        r = self.store.redis
+        now = time.time()
+        for client_id, by_request in voids.items():
+            record_ids = [
+                f"{request_id}-{i}"
+                for request_id, void in sorted(by_request.items())
+                for i in range(1, max(1, min(int(void["records"]), 10000)) + 1)
+            ]
+            corrections: list[dict[str, Any]] = []
+            for start in range(0, len(record_ids), self.batch_size):
+                chunk = record_ids[start : start + self.batch_size]
+                indexes = r.hmget(keys.ledger_sequenced(), chunk)
+                corrected = r.hmget(keys.ledger_voided(), chunk)
+                todo = [(rid, i) for rid, i, c in zip(chunk, indexes, corrected, strict=True) if i and not c]
+                if not todo:
+                    continue
+                bodies = r.hmget(keys.ledger_records(), [i for _, i in todo])
+                for (_rid, index), body in zip(todo, bodies, strict=True):
+                    if body is None:
+                        continue  # pruned: nothing left to show as delivered
+                    corrections.append(correction_for(json.loads(body), int(index), now))
+            for start in range(0, len(corrections), self.batch_size):
+                chunk_records = corrections[start : start + self.batch_size]
+                result.indexes.extend(self._append(token, chunk_records))
+                result.appended += len(chunk_records)
+                result.corrected += len(chunk_records)
+            self._forget_settled_voids(client_id, by_request, now)
+
+    def _forget_settled_voids(
+        self, client_id: str, by_request: dict[str, dict[str, Any]], now: float
+    ) -> None:
+        """A void may go once its records can no longer be in the journal unseen: it is older than
+        the holdback plus a settling time, and the journal holds nothing from before it."""
+        r = self.store.redis
+        oldest = r.xrange(keys.journal(client_id), "-", "+", count=1)
+        oldest_ms = int(oldest[0][0].partition("-")[0]) if oldest else None
+        settle_s = (self.holdback_ms + VOID_SETTLE_MS) / 1000
+        old = [
+            request_id
+            for request_id, void in by_request.items()
+            if now - void["time"] > settle_s
+            and (oldest_ms is None or oldest_ms > (void["time"] + VOID_SETTLE_MS / 1000) * 1000)
+        ]
+        if old:
+            r.hdel(keys.journal_voids(client_id), *old)
+            if len(old) == len(by_request):
+                self._forget_voids_if_empty(client_id)
+
+    def _forget_voids_if_empty(self, client_id: str) -> None:
+        r = self.store.redis
+        r.srem(keys.voids_index(), client_id)
+        if r.hlen(keys.journal_voids(client_id)):
+            r.sadd(keys.voids_index(), client_id)
+
     def _forget_if_empty(self, client_id: str) -> None:
         # SREM first, then look: a gate that appends meanwhile has SADDed before its XADD, so either
         # we see its entry and re-add, or its SADD lands after our SREM.
@@ -255,6 +382,22 @@ class Sequencer:
         r.srem(keys.journals_index(), client_id)
         if r.xlen(keys.journal(client_id)):
             r.sadd(keys.journals_index(), client_id)
+
+
+def correction_for(original: dict[str, Any], index: int, now: float) -> dict[str, Any]:
+    """The record appended when a sequenced record turns out not to have been delivered: same
+    person, app and views, so it stands next to the original wherever that is read."""
+    record = {k: v for k, v in original.items() if k != "index"}
+    record.update(
+        {
+            "id": f"{original['id']}-void",
+            "time": now,
+            "corrects": original["id"],
+            "corrects_index": index,
+            "delivered": False,
+        }
+    )
+    return record
 
 
 def start_in_background(

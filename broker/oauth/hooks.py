@@ -32,3 +32,4 @@ def record_id_token_disclosure(client_id: str, grant: Grant | None, uid: str) ->
         endpoint="POST /oauth/token (id_token)",
         request_id=web.request_id(),
     )
+    web.note_disclosure(client_id, 1)

@@ -66,9 +66,11 @@ def pending_disclosures(store: Store, uid: str, client_id: str) -> int | None:
     if store.redis.xlen(key) > PENDING_SCAN_LIMIT:
         return None
     count = 0
+    voided = store.redis.hgetall(keys.journal_voids(client_id))  # refused requests: not disclosures
     for _, entry in store.redis.xrange(key):
         try:
-            if json.loads(entry.get("r", "{}")).get("person") == uid:
+            record = json.loads(entry.get("r", "{}"))
+            if record.get("person") == uid and record.get("request_id") not in voided:
                 count += 1
         except (ValueError, AttributeError):
             continue

@@ -71,6 +71,14 @@ STRINGS: dict[str, dict[str, str]] = {
     "not_verified": {"en": "not verified", "zh": "未验证"},
     "not_yet": {"en": "in the next checkpoint", "zh": "将纳入下一个检查点"},
     "leaf": {"en": "leaf {index} of {size}", "zh": "第 {index} 条，共 {size} 条"},
+    "not_delivered": {
+        "en": "Not delivered: the request was refused before any data left",
+        "zh": "未送达：请求在任何数据发出前被拒绝",
+    },
+    "correction_of": {
+        "en": "Correction: the entry at leaf {index} was not delivered",
+        "zh": "更正：第 {index} 条记录未送达",
+    },
     "no_disclosures": {"en": "No disclosures match.", "zh": "没有符合条件的记录。"},
     "next_page": {"en": "Older and more", "zh": "下一页"},
     "raw_json": {"en": "The same records as JSON", "zh": "这些记录的 JSON 格式"},

@@ -18,24 +18,29 @@ Keys the script derives from the token (grant, installation, pairwise map) all c
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import redis
 from marshmallow import Schema
 from marshmallow import fields as mf
 
-from broker.errors import BrokerError, NotFound
+from broker.errors import BrokerError, NotFound, StorageUnavailable
 from broker.services.catalog import Catalog
 from broker.services.hashing import keyed_hash
 from broker.services.pairwise import pairwise_id
 from broker.services.tokens import ACCESS_PREFIX, VALIDITY_LUA
 from broker.services.tokens import client_of as token_client
 from broker.storage import keys
-from broker.storage.store import Store
+from broker.storage.store import UNAVAILABLE, Store
+
+log = logging.getLogger("broker.gate")
 
 # The token rule is tokens.VALIDITY_LUA (shared with introspection and the token endpoint); this adds
 # tenant isolation, the field allow-list and the journal append.
@@ -156,6 +161,69 @@ def _scope_fields(catalog: Catalog) -> str:
     return json.dumps({name: sorted(catalog.fields_of([name])) for name in catalog.scopes})
 
 
+# A void must reach the primary that will hold the record: during a Sentinel failover that is the
+# replica being promoted, seconds away, so the gate keeps trying for this long (then gives up; the
+# sequencer holds records back for the WAIT timeout plus this window, see ledger.sequencer).
+VOID_RETRY_WINDOW_MS = 5000
+VOID_TTL_SECONDS = 7 * 86400
+
+
+def void_request(store: Store, client_id: str, request_id: str, records: int) -> bool:
+    """Say that the journal records of ``request_id`` are not disclosures (best effort).
+
+    Called when the request is refused after its records may have been written (WAIT failed, or
+    the write's outcome is unknown). The sequencer drops voided records, or, if one was already
+    sequenced, appends a correction record. Returns whether the void was written.
+    """
+    key = keys.journal_voids(client_id)
+    value = json.dumps({"time": time.time(), "records": max(1, records)})
+    deadline = time.monotonic() + (VOID_RETRY_WINDOW_MS / 1000 if store.sentinel is not None else 0)
+    while True:
+        try:
+            pipe = store.redis.pipeline(transaction=False)
+            pipe.hset(key, request_id, value)
+            pipe.expire(key, VOID_TTL_SECONDS)
+            pipe.sadd(keys.voids_index(), client_id)
+            pipe.execute()
+        except UNAVAILABLE as exc:
+            if time.monotonic() >= deadline:
+                log.error("request %s: could not void its records: %s", request_id, type(exc).__name__)
+                return False
+            time.sleep(0.25)  # a failover in progress: the promoted primary is found on reconnect
+            continue
+        except redis.RedisError as exc:
+            log.error("request %s: could not void its records: %s", request_id, type(exc).__name__)
+            return False
+        try:
+            store.confirm_durable(key)
+        except (StorageUnavailable, *UNAVAILABLE):
+            pass  # written to the primary; replicas may confirm later
+        log.warning("request %s: disclosure records not confirmed; voided", request_id)
+        return True
+
+
+def _voids_on_failure(client_of_first: Callable[[str], str]) -> Callable[[Callable[..., Any]], Any]:
+    """A refused request leaves no disclosure behind: when storage fails after the records may have
+    been written (WAIT did not confirm them, or the connection broke mid-call), void them, then let
+    the 503 go out as before."""
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(self: Gate, first: str, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, first, *args, **kwargs)
+            except (StorageUnavailable, *UNAVAILABLE):
+                request_id = kwargs.get("request_id")
+                if request_id:
+                    records = len(kwargs.get("persons") or ()) if kwargs.get("kind") == "installation" else 1
+                    void_request(self.store, client_of_first(first), str(request_id), records)
+                raise
+
+        return wrapper
+
+    return decorate
+
+
 class Gate:
     """One per app process; holds the registered script and the catalog's scope->fields map."""
 
@@ -167,6 +235,7 @@ class Gate:
         self._script = store.script(GATE_LUA)
         self._scope_fields = _scope_fields(catalog)
 
+    @_voids_on_failure(lambda token: client_of(token))
     def authorize_and_record(
         self,
         token: str,
@@ -239,6 +308,7 @@ class Gate:
             fields=tuple(json.loads(result[4])),
         )
 
+    @_voids_on_failure(lambda client_id: client_id)
     def record_issued(
         self,
         client_id: str,

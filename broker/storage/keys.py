@@ -193,6 +193,18 @@ def journals_index() -> str:
     return f"{PREFIX}journals"
 
 
+def journal_voids(client_id: str) -> str:
+    """Hash: request id -> JSON ``{"time", "records"}`` for requests whose journal records could not
+    be confirmed (WAIT failed, or the outcome of the write is unknown): the request was refused, so
+    those records are not disclosures. Written by the gate, read by the sequencer; expires."""
+    return f"{app_tag(client_id)}:voids"
+
+
+def voids_index() -> str:
+    """Set of client ids whose ``journal_voids`` may hold voids the sequencer has not settled."""
+    return f"{PREFIX}voids"
+
+
 # --- ledger ----------------------------------------------------------------------------------
 
 
@@ -224,6 +236,11 @@ def ledger_sequenced() -> str:
 def ledger_pruned() -> str:
     """Hash: leaf index -> record id, for records whose body was pruned (leaf hash kept)."""
     return ledger("pruned")
+
+
+def ledger_voided() -> str:
+    """Hash: record id -> index of the correction record saying that record was not delivered."""
+    return ledger("voided")
 
 
 def ledger_rejected() -> str:
