@@ -8,15 +8,26 @@ ever killed or written to.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+import requests
 
+from broker.config import Settings
+from broker.ledger import reading
+from broker.ledger.sequencer import Sequencer
+from broker.services.keyring import Keyring
+from broker.storage import keys
 from broker.storage.embedded import free_port, redis_server_binary
+from broker.storage.store import Store
+from tests.records import make_app, make_grant, make_token, make_user
 
 SERVICE = "mymaster"
 
@@ -168,3 +179,118 @@ class ReplicaSet:
     def stop(self) -> None:
         for node in [*self.sentinels, *self.nodes]:
             node.stop()
+
+
+# -- load and outcome (shared by tests/test_failover_sentinel.py and benchmarks/failover.py) -----
+
+
+@dataclass
+class Sent:
+    """One request of the load: its request id (X-Request-Id), HTTP status (-1: no answer) and when."""
+
+    request_id: str
+    status: int
+    at: float
+
+
+@dataclass
+class Load:
+    """Threads reading ``GET /v1/me`` with one token each until stopped."""
+
+    base_url: str
+    tokens: list[str]
+    sent: list[Sent] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _run(self, token: str) -> None:
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        while not self.stop_event.is_set():
+            try:
+                response = session.get(f"{self.base_url}/v1/me", headers=headers, timeout=30)
+                sent = Sent(response.headers.get("X-Request-Id", ""), response.status_code, time.monotonic())
+            except requests.RequestException:
+                sent = Sent("", -1, time.monotonic())
+                time.sleep(0.05)
+            with self._lock:
+                self.sent.append(sent)
+            if sent.status != 200:
+                time.sleep(0.02)  # a refused client backs off a little, as real ones do
+
+    def start(self) -> None:
+        for token in self.tokens:
+            thread = threading.Thread(target=self._run, args=(token,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def count(self, status: int, after: float = 0.0) -> int:
+        with self._lock:
+            return sum(1 for s in self.sent if s.status == status and s.at > after)
+
+
+def make_people(store: Store, settings: Settings, n: int) -> list[str]:
+    """``n`` people, each with a grant to their own mini-program and an access token."""
+    tokens = []
+    for i in range(n):
+        uid = make_user(store, nickname=f"Person {i}")
+        client_id = make_app(store, developer_id="usr_dev1")
+        gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname")
+        tokens.append(
+            make_token(
+                store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
+            )
+        )
+    return tokens
+
+
+@dataclass
+class Outcome:
+    acknowledged: int  # 200 responses (data left)
+    refused: int  # 503 responses (no data)
+    other: dict[int, int]  # any other status (500 would be a bug); -1: no answer at all
+    lost: int  # acknowledged, but no delivered record of it anywhere
+    fictional: int  # refused or unanswered, yet a record shows it as delivered
+    voided_seen: int  # records that show as not delivered (dropped or corrected)
+
+
+def settle_and_check(store: Store, settings: Settings, sent: list[Sent]) -> Outcome:
+    """Sequence everything left (no holdback: every request has finished and voided what it must),
+    then compare what the ledger shows as delivered with what the clients were told."""
+    keyring = Keyring(settings.signing_keys_file)
+    for _ in range(200):
+        result = Sequencer(store, keyring, settings, holdback_ms=0).run_once()
+        left = sum(store.redis.xlen(keys.journal(c)) for c in store.redis.smembers(keys.journals_index()))
+        if result.locked and not result.appended and not left:
+            break
+        time.sleep(0.1)
+    delivered: set[str] = set()
+    not_delivered = 0
+    bodies = store.redis.hgetall(keys.ledger_records())
+    records = [json.loads(body) for body in bodies.values()]
+    ids = [str(r.get("id", "")) for r in records]
+    corrected = dict(zip(ids, store.redis.hmget(keys.ledger_voided(), ids), strict=True)) if ids else {}
+    for record in records:
+        if reading.delivery(record, corrected.get(str(record.get("id", ""))))["delivered"]:
+            delivered.add(str(record.get("request_id")))
+        else:
+            not_delivered += 1
+    ok = {s.request_id for s in sent if s.status == 200}
+    other: dict[int, int] = {}
+    for s in sent:
+        if s.status not in (200, 503):
+            other[s.status] = other.get(s.status, 0) + 1
+    return Outcome(
+        acknowledged=len(ok),
+        refused=sum(1 for s in sent if s.status == 503),
+        other=other,
+        lost=len(ok - delivered),
+        fictional=len(delivered - ok),
+        voided_seen=not_delivered,
+    )
