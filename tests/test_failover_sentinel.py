@@ -20,6 +20,7 @@ import requests
 from broker.app import create_app
 from broker.config import Settings
 from broker.ledger.sequencer import start_in_background
+from broker.services import gate
 from broker.services.keyring import Keyring
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
@@ -27,6 +28,12 @@ from tests.conftest import LiveServer
 from tests.replication import SERVICE, Load, ReplicaSet, make_people, settle_and_check
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_voids() -> Iterator[None]:
+    yield
+    gate._unconfirmed.clear()  # this process's pending voids belong to this test's Redis
 
 
 @pytest.fixture
@@ -80,10 +87,17 @@ def test_sentinel_failover_under_load_loses_nothing_and_invents_nothing(
         old.kill()
         killed_at = time.monotonic()
         new = replica_set.wait_promoted(old, timeout=30)
-        # The old primary comes back; the sentinels turn it into a replica of the new one, so WAIT 1
-        # can be satisfied again and disclosures flow, through the same Store, without a restart.
-        old.start()
-        wait_for(lambda: load.count(200, after=killed_at) >= 40, 40, "disclosures after the failover")
+        # the promoted primary has no replica yet: nothing can be confirmed, and /readyz says so
+        ready = requests.get(f"{server.url}/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["replication"] is False
+        # The old primary comes back as a replica of the new one, so WAIT 1 can be satisfied again
+        # and disclosures flow, through the same Store (found via the sentinels), without a restart.
+        old.start("--replicaof", "127.0.0.1", str(new.port))
+        wait_for(lambda: load.count(200, after=killed_at) >= 40, 30, "disclosures after the failover")
+        wait_for(
+            lambda: requests.get(f"{server.url}/readyz", timeout=30).status_code == 200, 20, "ready again"
+        )
     finally:
         load.stop()
         stop_sequencer.set()

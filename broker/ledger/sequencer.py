@@ -13,8 +13,10 @@ tree grew meanwhile, so the precomputed hashes always extend the tree they were 
 A record whose request was refused after it was written (WAIT did not confirm it, the connection
 broke mid-write, or the response failed afterwards) is *voided* by the gate
 (``keys.journal_voids``): it is not a disclosure. With WAIT configured the sequencer leaves journal
-entries alone until they are older than the WAIT timeout plus the gate's void window
-(``holdback_ms``), so the void is there first and the record is dropped, never sequenced. A void
+entries alone until they are older than the WAIT timeout plus a margin (``holdback_ms``), so the
+void is normally there first and the record is dropped, never sequenced. Voids the gate could not
+confirm are written again at the start of every run (``gate.retry_unconfirmed_voids``), so after a
+failover they reach the promoted primary. A void
 that arrives after its record was sequenced (the ledger is append-only) gets a *correction
 record* (``"corrects": <record id>``, ``"delivered": false``) and ``ledger_voided`` maps the
 original to it; readers show both as not delivered.
@@ -34,7 +36,7 @@ import redis
 
 from broker.config import Settings
 from broker.ledger import checkpoints, merkle, storage
-from broker.services.gate import VOID_RETRY_WINDOW_MS
+from broker.services.gate import retry_unconfirmed_voids
 from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
@@ -68,7 +70,7 @@ return 0
 """
 
 REQUIRED = ("id", "time", "app", "person")
-HOLDBACK_MARGIN_MS = 1000
+HOLDBACK_MARGIN_MS = 2000
 _Voids = dict[str, dict[str, dict[str, Any]]]  # client id -> request id -> {"time", "records"}
 VOID_SETTLE_MS = 60000  # a void is kept this long past the holdback before it may be forgotten
 
@@ -124,17 +126,17 @@ class Sequencer:
         self.max_batches = max_batches
         self.lock_ms = lock_ms
         if holdback_ms is None:
-            holdback_ms = (
-                store.wait_timeout_ms + VOID_RETRY_WINDOW_MS + HOLDBACK_MARGIN_MS
-                if store.wait_replicas > 0
-                else 0
-            )
+            holdback_ms = store.wait_timeout_ms + HOLDBACK_MARGIN_MS if store.wait_replicas > 0 else 0
         self.holdback_ms = holdback_ms
 
     # -- public -----------------------------------------------------------------------------------
 
     def run_once(self) -> RunResult:
         """Drain the journals (up to ``max_batches`` batches) and sign a checkpoint if the tree grew."""
+        try:
+            retry_unconfirmed_voids(self.store)  # this process's voids first, whoever sequences
+        except Exception:  # never let a void retry stop sequencing; it is tried again next run
+            log.exception("void retry failed")
         token = secrets.token_hex(16)
         if not self.store.redis.set(keys.ledger_lock(), token, nx=True, px=self.lock_ms):
             return RunResult(locked=False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -161,45 +162,70 @@ def _scope_fields(catalog: Catalog) -> str:
     return json.dumps({name: sorted(catalog.fields_of([name])) for name in catalog.scopes})
 
 
-# A void must reach the primary that will hold the record: during a Sentinel failover that is the
-# replica being promoted, seconds away, so the gate keeps trying for this long (then gives up; the
-# sequencer holds records back for the WAIT timeout plus this window, see ledger.sequencer).
-VOID_RETRY_WINDOW_MS = 5000
+# Voids that could not be written, or not confirmed by WAIT, are kept in this process and written
+# again by the ledger sequencer thread (``retry_unconfirmed_voids``) until a WAIT confirms them: after
+# a failover that puts them on the promoted primary, which may hold the record but not the first
+# void. Kept for at most VOID_KEEP_SECONDS (then logged and given up).
 VOID_TTL_SECONDS = 7 * 86400
+VOID_KEEP_SECONDS = 600
+_unconfirmed: dict[tuple[str, str], tuple[int, float]] = {}  # (client, request) -> (records, since)
+_unconfirmed_lock = threading.Lock()
+
+
+def _write_voids(store: Store, voids: dict[tuple[str, str], int]) -> None:
+    """One round trip per app slot, then one WAIT; raises when not written or not confirmed."""
+    pipe = store.redis.pipeline(transaction=False)
+    now = time.time()
+    for (client_id, request_id), records in voids.items():
+        key = keys.journal_voids(client_id)
+        pipe.hset(key, request_id, json.dumps({"time": now, "records": max(1, records)}))
+        pipe.expire(key, VOID_TTL_SECONDS)
+        pipe.sadd(keys.voids_index(), client_id)
+    pipe.execute()
+    for client_id in sorted({c for c, _ in voids}):
+        store.confirm_durable(keys.journal_voids(client_id))
 
 
 def void_request(store: Store, client_id: str, request_id: str, records: int) -> bool:
-    """Say that the journal records of ``request_id`` are not disclosures (best effort).
+    """Say that the journal records of ``request_id`` are not disclosures.
 
-    Called when the request is refused after its records may have been written (WAIT failed, or
-    the write's outcome is unknown). The sequencer drops voided records, or, if one was already
-    sequenced, appends a correction record. Returns whether the void was written.
+    Called when the request is refused after its records may have been written (WAIT failed, the
+    write's outcome is unknown, or the response failed afterwards). The sequencer drops voided
+    records, or, if one was already sequenced, appends a correction record. Never raises: a void
+    that cannot be written and confirmed now is retried by the sequencer thread. Returns whether it
+    was confirmed now.
     """
-    key = keys.journal_voids(client_id)
-    value = json.dumps({"time": time.time(), "records": max(1, records)})
-    deadline = time.monotonic() + (VOID_RETRY_WINDOW_MS / 1000 if store.sentinel is not None else 0)
-    while True:
-        try:
-            pipe = store.redis.pipeline(transaction=False)
-            pipe.hset(key, request_id, value)
-            pipe.expire(key, VOID_TTL_SECONDS)
-            pipe.sadd(keys.voids_index(), client_id)
-            pipe.execute()
-        except UNAVAILABLE as exc:
-            if time.monotonic() >= deadline:
-                log.error("request %s: could not void its records: %s", request_id, type(exc).__name__)
-                return False
-            time.sleep(0.25)  # a failover in progress: the promoted primary is found on reconnect
-            continue
-        except redis.RedisError as exc:
-            log.error("request %s: could not void its records: %s", request_id, type(exc).__name__)
-            return False
-        try:
-            store.confirm_durable(key)
-        except (StorageUnavailable, *UNAVAILABLE):
-            pass  # written to the primary; replicas may confirm later
-        log.warning("request %s: disclosure records not confirmed; voided", request_id)
-        return True
+    try:
+        _write_voids(store, {(client_id, request_id): records})
+    except (StorageUnavailable, redis.RedisError) as exc:
+        with _unconfirmed_lock:
+            _unconfirmed.setdefault((client_id, request_id), (records, time.time()))
+        log.warning("request %s: records voided, void not confirmed yet (%s)", request_id, type(exc).__name__)
+        return False
+    log.warning("request %s: disclosure records not confirmed; voided", request_id)
+    return True
+
+
+def retry_unconfirmed_voids(store: Store) -> int:
+    """Write again every void of this process that no WAIT confirmed yet; returns how many are left."""
+    with _unconfirmed_lock:
+        pending = dict(_unconfirmed)
+    if not pending:
+        return 0
+    try:
+        _write_voids(store, {key: records for key, (records, _) in pending.items()})
+    except (StorageUnavailable, redis.RedisError):
+        now = time.time()
+        with _unconfirmed_lock:
+            for key, (_, since) in list(_unconfirmed.items()):
+                if now - since > VOID_KEEP_SECONDS:
+                    log.error("request %s: gave up confirming its void", key[1])
+                    del _unconfirmed[key]
+            return len(_unconfirmed)
+    with _unconfirmed_lock:
+        for key in pending:
+            _unconfirmed.pop(key, None)
+        return len(_unconfirmed)
 
 
 def _voids_on_failure(client_of_first: Callable[[str], str]) -> Callable[[Callable[..., Any]], Any]:
