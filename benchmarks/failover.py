@@ -19,13 +19,17 @@ Settings:
 3. ``wait1``    the same with ``WAIT 1``.
 4. ``sentinel`` primary + replica + 3 sentinels, ``WAIT 1``; the same lag and kill; Sentinel promotes
                 the replica and the broker finds it by itself (``BROKER_REDIS_SENTINELS``).
-5. ``cluster``  hook only (``--cluster``): Redis Cluster support lives on another branch.
+5. ``replica_down`` primary + replica, ``WAIT 1``; the replica is killed (no failover) for half of
+                ``--after``, then restarted: every request meanwhile is refused after its record was
+                written, the case that showed refused requests as disclosures.
+6. ``cluster``  hook only (``--cluster``): Redis Cluster support lives on another branch.
 
 In 2-4 the killed primary is restarted afterwards as a replica of the new one, so that WAIT 1 can be
 satisfied again.
 
     .venv/bin/python benchmarks/failover.py [--settings single,wait0,wait1,sentinel] [--threads 4]
-                                            [--before 4] [--after 6] [--lag-ms 1000] [--markdown]
+                                            [--before 4] [--after 6] [--lag-ms 1000] [--no-voids]
+                                            [--cluster]
 
 A benchmark, not a test: it reports counts and asserts nothing. Bounded: about 20 s per setting.
 """
@@ -56,12 +60,13 @@ from broker.storage.store import Store
 from tests.conftest import LiveServer
 from tests.replication import SERVICE, Load, Node, Outcome, ReplicaSet, make_people, settle_and_check
 
-SETTINGS = ("single", "wait0", "wait1", "sentinel")
+SETTINGS = ("single", "wait0", "wait1", "sentinel", "replica_down")
 LABELS = {
     "single": "single node, AOF always; kill -9 of redis-server, restart",
     "wait0": "primary + replica, WAIT 0; kill -9 primary, promote replica",
     "wait1": "primary + replica, WAIT 1; kill -9 primary, promote replica",
     "sentinel": "primary + replica + 3 sentinels, WAIT 1; kill -9 primary",
+    "replica_down": "primary + replica, WAIT 1; kill -9 the replica (no failover), restart it",
     "cluster": "Redis Cluster (3 masters + replicas), WAIT 1",
 }
 
@@ -126,7 +131,7 @@ def _run_setting(name: str, args: argparse.Namespace, tmp: Path, started: list[R
         started.append(single)
         single.start()
         settings = _settings(tmp, port, BROKER_REDIS_URL=f"redis://127.0.0.1:{single.port}/0")
-    elif name in ("wait0", "wait1"):
+    elif name in ("wait0", "wait1", "replica_down"):
         replica_set = ReplicaSet(tmp / "redis", replicas=1)
         started.append(replica_set)
         replica_set.start()
@@ -134,7 +139,7 @@ def _run_setting(name: str, args: argparse.Namespace, tmp: Path, started: list[R
             tmp,
             port,
             BROKER_REDIS_URL=f"redis://127.0.0.1:{replica_set.primary.port}/0",
-            BROKER_REDIS_WAIT_REPLICAS="1" if name == "wait1" else "0",
+            BROKER_REDIS_WAIT_REPLICAS="0" if name == "wait0" else "1",
         )
     elif name == "sentinel":
         replica_set = ReplicaSet(tmp / "redis", replicas=1, sentinels=3)
@@ -166,6 +171,14 @@ def _run_setting(name: str, args: argparse.Namespace, tmp: Path, started: list[R
             time.sleep(1.0)
             single.start()
             survivor, repointed = single, "same node restarted"
+        elif name == "replica_down":
+            assert replica_set is not None
+            replica = replica_set.replicas[0]
+            replica.kill()  # every record now fails WAIT: refused, and must not count as disclosed
+            killed_at = time.monotonic()
+            time.sleep(args.after / 2)
+            replica.start()
+            survivor, repointed = replica_set.primary, "no failover"
         else:
             assert replica_set is not None
             old, replica = replica_set.primary, replica_set.replicas[0]
@@ -199,7 +212,7 @@ def _run_setting(name: str, args: argparse.Namespace, tmp: Path, started: list[R
 
 
 def run_cluster(args: argparse.Namespace, tmp: Path) -> Row:
-    """Hook for row 5. Needs the broker's Redis Cluster support (issue 10 items 1-2, another branch):
+    """Hook for the cluster row. Needs Redis Cluster support (issue 10 items 1-2, another branch):
     start 3 masters + 3 replicas (``redis-cli --cluster create ... --cluster-replicas 1``), serve with
     ``BROKER_REDIS_CLUSTER=true`` and WAIT 1, kill -9 the master of one app's slot, let the cluster
     promote its replica, then ``settle_and_check`` against that app's new master."""
@@ -231,14 +244,23 @@ def main(argv: list[str] | None = None) -> int:
         "--settings", default=",".join(SETTINGS), help="comma-separated: " + ", ".join(SETTINGS)
     )
     parser.add_argument(
-        "--cluster", action="store_true", help="also row 5, Redis Cluster (hook; see run_cluster)"
+        "--cluster", action="store_true", help="also a Redis Cluster row (hook; see run_cluster)"
     )
     parser.add_argument("--threads", type=int, default=4, help="client threads (one person each)")
     parser.add_argument("--before", type=float, default=4.0, help="seconds of load before the kill")
     parser.add_argument("--after", type=float, default=6.0, help="seconds of load after the kill")
+    parser.add_argument(
+        "--no-voids",
+        action="store_true",
+        help="measure the broker as it was before voids (refused requests keep their records)",
+    )
     parser.add_argument("--lag-ms", type=int, default=1000, help="replica paused (SIGSTOP) before the kill")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)  # the app logs every refused request during the outage
+    if args.no_voids:
+        from broker.services import gate
+
+        gate.void_request = lambda *a, **k: False  # type: ignore[assignment]
     names = [n.strip() for n in args.settings.split(",") if n.strip()]
     runners: list[tuple[str, Callable[[argparse.Namespace, Path], Row]]] = [
         (n, lambda a, t, n=n: run_setting(n, a, t)) for n in names
@@ -247,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         runners.append(("cluster", run_cluster))
     print(
         f"# failover.py: {args.threads} threads, {args.before:g} s before and {args.after:g} s after "
-        f"the kill, replica lag {args.lag_ms} ms; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f"the kill, replica lag {args.lag_ms} ms{', VOIDS OFF' if args.no_voids else ''}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     print(HEADER)
     for name, runner in runners:
