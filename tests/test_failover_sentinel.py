@@ -9,6 +9,8 @@ promoted replica without a restart.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +21,7 @@ import requests
 
 from broker.app import create_app
 from broker.config import Settings
+from broker.errors import StorageUnavailable
 from broker.ledger.sequencer import start_in_background
 from broker.services import gate
 from broker.services.keyring import Keyring
@@ -26,8 +29,6 @@ from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.conftest import LiveServer
 from tests.replication import SERVICE, Load, ReplicaSet, make_people, settle_and_check
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +56,39 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def test_wait_covers_a_write_made_on_another_connection(tmp_path: Path) -> None:
+    """WAIT confirms the last write of its own connection; the record may have gone out on another
+    pooled connection, so confirm_durable must not be satisfied by an older offset."""
+    rs = ReplicaSet(tmp_path / "redis", replicas=1)
+    try:
+        rs.start()
+        store = Store.from_url(f"redis://127.0.0.1:{rs.primary.port}/0", wait_replicas=1)
+        store.wait_timeout_ms = 300
+        store.redis.ping()  # the pooled connection's last command precedes the write below
+        replica = rs.replicas[0]
+        assert replica.process is not None
+        os.kill(replica.process.pid, signal.SIGSTOP)
+        try:
+            rs.primary.client.set("record", "1")  # written on another connection
+            with pytest.raises(StorageUnavailable):
+                store.confirm_durable("record")
+        finally:
+            os.kill(replica.process.pid, signal.SIGCONT)
+        wait_for(lambda: _confirmed(store), 20, "the replica to confirm once it runs again")
+        store.close()
+    finally:
+        rs.stop()
+
+
+def _confirmed(store: Store) -> bool:
+    try:
+        store.confirm_durable("record")
+        return True
+    except StorageUnavailable:
+        return False
+
+
+@pytest.mark.slow
 def test_sentinel_failover_under_load_loses_nothing_and_invents_nothing(
     tmp_path: Path, replica_set: ReplicaSet
 ) -> None:

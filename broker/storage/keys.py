@@ -193,6 +193,12 @@ def journals_index() -> str:
     return f"{PREFIX}journals"
 
 
+def wait_marker(key: str) -> str:
+    """String in ``key``'s slot written right before WAIT, so the WAIT covers every earlier write
+    (WAIT waits for the last write of its own connection); expires in a minute."""
+    return f"{key}:wait"
+
+
 def journal_voids(client_id: str) -> str:
     """Hash: request id -> JSON ``{"time", "records"}`` for requests whose journal records could not
     be confirmed (WAIT failed, or the outcome of the write is unknown): the request was refused, so

@@ -18,6 +18,7 @@ from redis.commands.core import Script
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from broker.errors import StorageUnavailable
+from broker.storage import keys
 
 # MasterNotFoundError is a ConnectionError already; listed for the reader: during a Sentinel failover
 # "no primary right now" is unavailability (503), never a 500.
@@ -145,7 +146,13 @@ class Store:
                 "WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node
             )
         else:
-            acked = self.redis.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            # WAIT covers the last write *of the connection it runs on*, and the write being confirmed
+            # may have gone out on another pooled connection: a marker write on this connection,
+            # then WAIT, both in one round trip, so the WAIT covers everything written before.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(keys.wait_marker(key), "1", px=60000)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            _, acked = pipe.execute()
         if int(acked) < self.wait_replicas:
             raise StorageUnavailable("replicas did not confirm the write in time")
 
