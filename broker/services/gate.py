@@ -31,6 +31,7 @@ from typing import Any
 import redis
 from marshmallow import Schema
 from marshmallow import fields as mf
+from redis.cluster import RedisCluster
 
 from broker.errors import BrokerError, NotFound, StorageUnavailable
 from broker.services.catalog import Catalog
@@ -172,7 +173,7 @@ _unconfirmed: dict[tuple[str, str], tuple[int, float]] = {}  # (client, request)
 _unconfirmed_lock = threading.Lock()
 
 
-def _write_voids(store: Store, voids: dict[tuple[str, str], int]) -> None:
+def _write_voids(store: Store, voids: dict[tuple[str, str], int], wait_ms: int | None = None) -> None:
     """One round trip per app slot, then one WAIT; raises when not written or not confirmed."""
     pipe = store.redis.pipeline(transaction=False)
     now = time.time()
@@ -182,8 +183,10 @@ def _write_voids(store: Store, voids: dict[tuple[str, str], int]) -> None:
         pipe.expire(key, VOID_TTL_SECONDS)
         pipe.sadd(keys.voids_index(), client_id)
     pipe.execute()
-    for client_id in sorted({c for c, _ in voids}):
-        store.confirm_durable(keys.journal_voids(client_id))
+    slots = sorted({c for c, _ in voids})
+    # one node: one WAIT covers every write before it; a cluster needs one per shard (slot) written
+    for client_id in slots if isinstance(store.redis, RedisCluster) else slots[:1]:
+        store.confirm_durable(keys.journal_voids(client_id), wait_ms)
 
 
 def void_request(store: Store, client_id: str, request_id: str, records: int) -> bool:
@@ -196,7 +199,9 @@ def void_request(store: Store, client_id: str, request_id: str, records: int) ->
     was confirmed now.
     """
     try:
-        _write_voids(store, {(client_id, request_id): records})
+        # a short WAIT: the request is already refused; if replicas are slow, the sequencer thread
+        # confirms the void later (full WAIT) rather than making every refusal twice as slow
+        _write_voids(store, {(client_id, request_id): records}, wait_ms=min(store.wait_timeout_ms, 100))
     except (StorageUnavailable, redis.RedisError) as exc:
         with _unconfirmed_lock:
             _unconfirmed.setdefault((client_id, request_id), (records, time.time()))

@@ -132,7 +132,7 @@ class Store:
                     self._scripts[source] = found
         return found
 
-    def confirm_durable(self, key: str) -> None:
+    def confirm_durable(self, key: str, timeout_ms: int | None = None) -> None:
         """With replicas configured, wait until they hold the last write (DESIGN invariant 1).
 
         A single node gets durability from ``appendfsync always``. ``key`` routes WAIT to the
@@ -140,18 +140,17 @@ class Store:
         """
         if self.wait_replicas <= 0:
             return
+        wait_ms = self.wait_timeout_ms if timeout_ms is None else timeout_ms
         if isinstance(self.redis, RedisCluster):
             node = self.redis.get_node_from_key(key)
-            acked = self.redis.execute_command(
-                "WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node
-            )
+            acked = self.redis.execute_command("WAIT", self.wait_replicas, wait_ms, target_nodes=node)
         else:
             # WAIT covers the last write *of the connection it runs on*, and the write being confirmed
             # may have gone out on another pooled connection: a marker write on this connection,
             # then WAIT, both in one round trip, so the WAIT covers everything written before.
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(keys.wait_marker(key), "1", px=60000)
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            pipe.execute_command("WAIT", self.wait_replicas, wait_ms)
             _, acked = pipe.execute()
         if int(acked) < self.wait_replicas:
             raise StorageUnavailable("replicas did not confirm the write in time")
