@@ -190,7 +190,8 @@ class Sent:
 
     request_id: str
     status: int
-    at: float
+    at: float  # when the answer came
+    started: float = 0.0  # when the request was sent
 
 
 @dataclass
@@ -208,11 +209,13 @@ class Load:
         session = requests.Session()
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         while not self.stop_event.is_set():
+            started = time.monotonic()
             try:
                 response = session.get(f"{self.base_url}/v1/me", headers=headers, timeout=30)
-                sent = Sent(response.headers.get("X-Request-Id", ""), response.status_code, time.monotonic())
+                request_id = response.headers.get("X-Request-Id", "")
+                sent = Sent(request_id, response.status_code, time.monotonic(), started)
             except requests.RequestException:
-                sent = Sent("", -1, time.monotonic())
+                sent = Sent("", -1, time.monotonic(), started)
                 time.sleep(0.05)
             with self._lock:
                 self.sent.append(sent)
