@@ -9,6 +9,7 @@ as delivered, on the page and in the API alike.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -167,3 +168,21 @@ def test_voids_are_forgotten_once_settled(store: Store, settings: Any, person: d
     Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
     assert store.redis.exists(key) == 0
     assert store.redis.sismember(keys.voids_index(), person["client_id"]) == 0
+
+
+def test_a_void_replicas_did_not_confirm_is_written_again_until_confirmed(
+    redis_server: Any, store: Store, settings: Any, person: dict[str, Any]
+) -> None:
+    waiting = Store.from_url(redis_server.url, wait_replicas=1)  # no replica: WAIT never confirms
+    waiting.wait_timeout_ms = 50
+    assert void_request(waiting, person["client_id"], "req-unconfirmed", 1) is False
+    assert gate._unconfirmed == {
+        (person["client_id"], "req-unconfirmed"): (1, pytest.approx(time.time(), abs=60))
+    }
+    assert gate.retry_unconfirmed_voids(waiting) == 1  # still not confirmed: kept
+    waiting.close()
+    store.redis.delete(keys.journal_voids(person["client_id"]))  # as if a failover lost the first void
+    # the sequencer thread writes it again, here to a primary where WAIT is satisfied
+    Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
+    assert gate._unconfirmed == {}
+    assert "req-unconfirmed" in store.redis.hgetall(keys.journal_voids(person["client_id"]))
