@@ -172,7 +172,7 @@ def app_disclosures(client_id: str) -> dict[str, Any]:
     from broker.ledger import reading
 
     page = reading.records_for_app(web.store(), client_id, reading.Filters(), None, 50)
-    return {"available": True, "items": [entry["record"] for entry in page.records]}
+    return {"available": True, "items": [_marked(entry) for entry in page.records]}
 
 
 def org_disclosures(org_id: str) -> dict[str, Any]:
@@ -180,7 +180,13 @@ def org_disclosures(org_id: str) -> dict[str, Any]:
     from broker.ledger import reading
 
     page = reading.records_for_org(web.store(), org_id, reading.Filters(), None, 50)
-    return {"available": True, "items": [entry["record"] for entry in page.records]}
+    return {"available": True, "items": [_marked(entry) for entry in page.records]}
+
+
+def _marked(entry: dict[str, Any]) -> dict[str, Any]:
+    """The record, with ``"delivered": false`` when the request was refused (it is not a disclosure)."""
+    record: dict[str, Any] = entry["record"]
+    return record if entry.get("delivered", True) else {**record, "delivered": False}
 
 
 def app_deliveries(client_id: str) -> dict[str, Any]:

@@ -131,6 +131,8 @@ def test_void_after_sequencing_appends_a_correction_and_both_say_not_delivered(
     assert 'data-delivered="true"' not in html
     assert html.count('data-delivered="false"') == 2
     assert "Not delivered" in html and "Correction: the entry at leaf 0 was not delivered" in html
+    [held] = client.get("/privacy/v1/apps").get_json()["apps"]
+    assert held["last_disclosure_at"] is None  # nothing was ever delivered to this app
 
 
 def test_a_failure_after_the_record_voids_it(

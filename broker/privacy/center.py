@@ -53,10 +53,21 @@ def nickname(store: Store, uid: str | None) -> str | None:
 
 
 def last_disclosure(store: Store, uid: str, client_id: str) -> float | None:
-    """Time of the newest sequenced record about ``uid`` for ``client_id``: one ZREVRANGE on the
-    ledger's person+app reader view (score = record time)."""
-    rows = store.redis.zrevrange(keys.ledger_index(person=uid, app=client_id), 0, 0, withscores=True)
-    return float(rows[0][1]) if rows else None
+    """Time of the newest delivered record about ``uid`` for ``client_id``: a ZREVRANGE on the
+    ledger's person+app reader view (score = record time), skipping records marked not delivered
+    (among the newest ten; older than that it is a hint, like the pending count)."""
+    rows = store.redis.zrevrange(keys.ledger_index(person=uid, app=client_id), 0, 9, withscores=True)
+    if not rows:
+        return None
+    # skip records of refused requests (corrections and what they correct): not disclosures
+    bodies = store.redis.hmget(keys.ledger_records(), [str(int(m)) for m, _ in rows])
+    records = [json.loads(b) if b else {} for b in bodies]
+    ids = [str(r.get("id", "")) for r in records]
+    corrected = store.redis.hmget(keys.ledger_voided(), ids)
+    for (_, score), record, corrected_by in zip(rows, records, corrected, strict=True):
+        if record and reading.delivery(record, corrected_by)["delivered"]:
+            return float(score)
+    return None
 
 
 def pending_disclosures(store: Store, uid: str, client_id: str) -> int | None:
