@@ -51,6 +51,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
             cluster=settings.redis_cluster,
             timeout_ms=settings.redis_timeout_ms,
             wait_replicas=settings.redis_wait_replicas,
+            breaker_ms=settings.redis_breaker_ms,
         )
     app.extensions["broker.settings"] = settings
     app.extensions["broker.store"] = store
@@ -73,9 +74,14 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Any:
+        # While the circuit breaker is open, ping() is refused at once and reports False; once the
+        # open period is over, this ping is the probe that closes it again when Redis answers.
         checks = {"redis": store.ping(), "configuration": True, "scope_catalog": True}
         ready = all(checks.values())
-        return jsonify(status="ready" if ready else "unavailable", checks=checks), (200 if ready else 503)
+        body = jsonify(
+            status="ready" if ready else "unavailable", checks=checks, redis_circuit=store.breaker.state
+        )
+        return body, (200 if ready else 503)
 
     return app
 

@@ -140,6 +140,13 @@ OPTIONS: tuple[Option, ...] = (
         "Replicas that must confirm (WAIT) a disclosure record before data leaves.",
     ),
     Option("BROKER_REDIS_TIMEOUT_MS", "2000", _int(50, 60000), "Socket timeout for Redis calls."),
+    Option(
+        "BROKER_REDIS_BREAKER_MS",
+        "1000",
+        _int(0, 60000),
+        "After a Redis connection or timeout failure, answer 503 at once for this long, then probe "
+        "(single-node circuit breaker). 0 turns it off.",
+    ),
     Option("BROKER_SECRET_KEY", "", _secret, "Session-cookie signing key. Generated in development."),
     Option(
         "BROKER_TOKEN_HASH_KEY",
@@ -272,6 +279,7 @@ class Settings:
     redis_cluster: bool
     redis_wait_replicas: int
     redis_timeout_ms: int
+    redis_breaker_ms: int
     secret_key: str
     token_hash_key: str
     pairwise_key: str
@@ -365,6 +373,7 @@ class Settings:
             redis_cluster=values["BROKER_REDIS_CLUSTER"],
             redis_wait_replicas=values["BROKER_REDIS_WAIT_REPLICAS"],
             redis_timeout_ms=values["BROKER_REDIS_TIMEOUT_MS"],
+            redis_breaker_ms=values["BROKER_REDIS_BREAKER_MS"],
             secret_key=values["BROKER_SECRET_KEY"],
             token_hash_key=values["BROKER_TOKEN_HASH_KEY"],
             pairwise_key=values["BROKER_PAIRWISE_KEY"],

@@ -52,6 +52,7 @@ def open_store(settings: Settings) -> Iterator[Store]:
             cluster=settings.redis_cluster,
             timeout_ms=settings.redis_timeout_ms,
             wait_replicas=settings.redis_wait_replicas,
+            breaker_ms=settings.redis_breaker_ms,
         )
         if not store.ping():
             raise ServeError(f"BROKER_REDIS_URL: no Redis answered at {_redact(url)}")

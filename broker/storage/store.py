@@ -17,13 +17,22 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from broker.errors import StorageUnavailable
+from broker.storage.breaker import BreakerConnectionPool, CircuitBreaker
 
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ReadOnlyError)
 
 
 class Store:
-    def __init__(self, client: Any, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.redis = client
+        self.breaker = breaker or CircuitBreaker(0, 0)
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._scripts: dict[str, Script] = {}
@@ -31,23 +40,37 @@ class Store:
 
     @classmethod
     def from_url(
-        cls, url: str, *, cluster: bool = False, timeout_ms: int = 2000, wait_replicas: int = 0
+        cls,
+        url: str,
+        *,
+        cluster: bool = False,
+        timeout_ms: int = 2000,
+        wait_replicas: int = 0,
+        breaker_ms: int = 0,
     ) -> Store:
+        """``breaker_ms`` > 0 puts a circuit breaker (see :mod:`broker.storage.breaker`) in front of
+        a single-node Redis: after a connection or timeout failure, calls fail at once for that long.
+        A cluster client keeps redis-py's own per-node handling."""
         timeout = timeout_ms / 1000
         client: Any
+        breaker = CircuitBreaker(breaker_ms / 1000, probe_timeout=2 * timeout + 1)
         if cluster:
             client = RedisCluster.from_url(
                 url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
             )
+            breaker = CircuitBreaker(0, 0)
         else:
-            client = redis.Redis.from_url(
+            pool = BreakerConnectionPool.from_url(
                 url,
+                breaker=breaker,
                 decode_responses=True,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 health_check_interval=30,
             )
-        return cls(client, wait_replicas=wait_replicas)
+            client = redis.Redis(connection_pool=pool)
+            client.auto_close_connection_pool = True
+        return cls(client, wait_replicas=wait_replicas, breaker=breaker)
 
     def script(self, source: str) -> Script:
         """Register a Lua script once; call the result with ``keys=[...]`` and ``args=[...]``."""
