@@ -20,7 +20,7 @@ from gunicorn.app.base import BaseApplication
 
 from broker.app import create_app
 from broker.config import ConfigError, Settings
-from broker.storage.embedded import EmbeddedRedis, after_fork_in_child
+from broker.storage.embedded import DataDirectoryInUse, EmbeddedRedis, after_fork_in_child
 from broker.storage.store import Store
 
 log = logging.getLogger("broker.server")
@@ -39,13 +39,28 @@ def configure_logging(level: str) -> None:
 
 
 @contextlib.contextmanager
-def open_store(settings: Settings) -> Iterator[Store]:
-    """The configured Redis, or the embedded one started (and stopped) around the block."""
+def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
+    """The Redis to use, for the duration of the block.
+
+    ``BROKER_REDIS_URL`` if set. Otherwise the embedded redis-server of the data directory: when a
+    broker already runs there, a CLI command uses that broker's Redis (found from the data
+    directory); a second *server* (``server=True``) is refused. When none runs, one is started,
+    watched (restarted if it dies) and stopped around the block.
+    """
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if not url:
         embedded = EmbeddedRedis(settings.data_dir)
-        url = embedded.start()
+        try:
+            url = embedded.start()
+        except DataDirectoryInUse:
+            running = None if server else embedded.running_owner_url()
+            if running is None:
+                raise
+            log.info("using the Redis of the broker running on %s", settings.data_dir)
+            url, embedded = running, None
+        else:
+            embedded.watch()
     try:
         store = Store.from_url(
             url,
@@ -135,7 +150,7 @@ def run(
     """
     check_port_free(settings.host, settings.port)
     settings.warn_dev_defaults()
-    with open_store(settings) as store:
+    with open_store(settings, server=True) as store:
         app = create_app(settings, store)
         app.extensions["broker.deliver_webhooks"] = deliver_webhooks
         if on_ready is not None:

@@ -6,9 +6,11 @@ stopped, and a worker's threads all pile up behind the same dead socket. With it
 * **closed** (normal): calls go through. A connection or timeout failure on any connection of the
   pool opens the breaker.
 * **open**: :meth:`BreakerConnectionPool.get_connection` raises :class:`CircuitOpen` at once, for
-  ``open_seconds``. ``CircuitOpen`` is a :class:`redis.ConnectionError`, so everything that already
-  turns an unreachable Redis into 503 ``temporarily_unavailable`` (with ``Retry-After``) does the
-  same for it, and no 500 can come out of it.
+  ``open_seconds`` after a timeout (the costly failure), for at most ``FAST_FAILURE_OPEN`` after
+  a failure that was quick anyway (connection refused, socket gone: e.g. a redis-server that is
+  being restarted), so that recovery is not delayed by a full open period. ``CircuitOpen`` is a
+  :class:`redis.ConnectionError`, so everything that already turns an unreachable Redis into 503
+  ``temporarily_unavailable`` (with ``Retry-After``) does the same for it: no 500 comes out of it.
 * **half-open**: after the open period one call (the probe) goes through; the others still fail
   fast. Any answer from Redis (even an error reply) closes the breaker; another failure opens it
   again.
@@ -35,6 +37,7 @@ from redis.connection import ConnectionPool
 log = logging.getLogger("broker.storage.breaker")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+FAST_FAILURE_OPEN = 0.1  # seconds
 
 # What says "Redis is not there" (as opposed to "Redis answered with an error").
 _FAILURES = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -50,6 +53,7 @@ class CircuitBreaker:
         self.probe_timeout = probe_timeout  # a probe that never reports frees its slot after this
         self.state = CLOSED
         self.opened_at = 0.0
+        self.open_for = open_seconds
         self.probe_started = 0.0
         self.failures = 0
         self._lock = threading.Lock()
@@ -74,7 +78,7 @@ class CircuitBreaker:
         with self._guard():
             if self.state == CLOSED:
                 return
-            if self.state == OPEN and now - self.opened_at >= self.open_seconds:
+            if self.state == OPEN and now - self.opened_at >= self.open_for:
                 self.state, self.probe_started = HALF_OPEN, now
                 return  # this call is the probe
             if self.state == HALF_OPEN and now - self.probe_started >= self.probe_timeout:
@@ -85,15 +89,17 @@ class CircuitBreaker:
     def record_failure(self, exc: BaseException) -> None:
         if not self.enabled or isinstance(exc, CircuitOpen):
             return
+        slow = isinstance(exc, (redis.TimeoutError, TimeoutError))
+        open_for = self.open_seconds if slow else min(self.open_seconds, FAST_FAILURE_OPEN)
         with self._guard():
             self.failures += 1
-            if self.state != OPEN:
+            if self.state == CLOSED:  # a failed probe (half-open) is not news
                 log.warning(
                     "redis unreachable (%s); failing fast for %.0f ms before probing again",
                     type(exc).__name__,
-                    self.open_seconds * 1000,
+                    open_for * 1000,
                 )
-            self.state, self.opened_at = OPEN, time.monotonic()
+            self.state, self.opened_at, self.open_for = OPEN, time.monotonic(), open_for
 
     def record_success(self) -> None:
         if self.state == CLOSED:
