@@ -9,10 +9,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -85,22 +88,80 @@ def _redact(url: str) -> str:
     return url
 
 
-def check_port_free(host: str, port: int) -> None:
+ORPHAN_WAIT = 10.0  # seconds a restart waits for a killed broker's workers to let go of the port
+
+
+def check_port_free(host: str, port: int, orphan_wait: float = ORPHAN_WAIT) -> None:
+    """Fail with a clear message unless ``host:port`` can be bound.
+
+    Right after a ``kill -9`` of a broker, its workers may still hold the listening socket for a
+    moment (they die by ``PR_SET_PDEATHSIG``); while every holder is such an orphaned broker
+    worker, wait for them (at most ``orphan_wait`` seconds) instead of refusing. SO_REUSEPORT is
+    not used: it would let two brokers share a port.
+    """
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + orphan_wait
+    waited = False
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise ServeError(
+                        f"BROKER_HOST/BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})"
+                    ) from None
+            else:
+                return
+        holders = _listening_pids(port)
+        if time.monotonic() >= deadline or not holders or not all(map(_orphaned_broker, holders)):
+            raise ServeError(f"BROKER_PORT: {host}:{port} is already in use; choose another port")
+        if not waited:
+            log.warning("port %s is held by a stopped broker's workers %s; waiting for them", port, holders)
+            waited = True
+        time.sleep(0.05)
+
+
+def _listening_pids(port: int) -> list[int]:
+    """Processes (of this user; others are not visible) with a TCP socket listening on ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    if not inodes:
+        return []
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    pids: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in wanted for fd in (proc / "fd").iterdir()):
+                pids.append(int(proc.name))
+    return pids
+
+
+def _orphaned_broker(pid: int) -> bool:
+    """A ``broker serve``/``demo`` worker whose master is gone (its parent is no broker)."""
+
+    def is_broker(p: int) -> bool:
         try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ServeError(
-                    f"BROKER_PORT: {host}:{port} is already in use; choose another port"
-                ) from None
-            raise ServeError(
-                f"BROKER_HOST/BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})"
-            ) from None
+            argv = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return False
+        return any(os.path.basename(a) == "broker" or a.startswith("gunicorn: ") for a in argv)
+
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return True  # gone while we looked
+    return is_broker(pid) and not is_broker(ppid)
 
 
 class _Gunicorn(BaseApplication):

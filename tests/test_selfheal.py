@@ -206,3 +206,83 @@ def test_requests_fail_fast_while_redis_hangs_and_heal_after_sigcont(
         time.sleep(0.1)
     assert requests.get(f"{broker.url}/readyz", timeout=15).json()["redis_circuit"] == "closed"
     assert "Traceback" not in broker.output()
+
+
+def test_restart_on_the_same_port_right_after_kill_9_of_the_master(
+    tmp_path: Path, brokers: list[Broker]
+) -> None:
+    first = Broker(tmp_path)
+    first.env["BROKER_WORKERS"] = "2"
+    brokers.append(first.start())
+    created = requests.post(
+        f"{first.url}/internal/v1/orgs", json={"name": "Phoenix"}, headers=first.headers(), timeout=10
+    )
+    assert created.status_code == 201
+    assert first.process is not None
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+
+    second = Broker(tmp_path)  # immediately: the same port and the same data directory
+    second.port, second.url = first.port, first.url
+    second.env.update(BROKER_PORT=str(first.port), BROKER_ISSUER=first.url, BROKER_WORKERS="2")
+    brokers.append(second.start())
+    found = requests.get(
+        f"{second.url}/internal/v1/orgs/{created.json()['id']}", headers=second.headers(), timeout=10
+    )
+    assert found.status_code == 200 and found.json()["name"] == "Phoenix"
+    assert "is already in use" not in second.output()
+
+
+LISTENER = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+def listener(seconds: float, *argv: str) -> tuple[subprocess.Popen[str], int]:
+    """A process listening on a free port for ``seconds``; ``argv`` is what its command line shows."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LISTENER, str(seconds), *argv], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+def test_check_port_free_waits_for_an_orphaned_broker_worker_only() -> None:
+    from broker.server import ServeError, check_port_free
+
+    # Looks like a worker of a killed broker (a "broker" command line, a parent that is no broker),
+    # and lets go of the port after a moment: the start waits for it instead of refusing.
+    orphan, port = listener(1.5, "-m", "broker", "serve")
+    try:
+        started = time.monotonic()
+        check_port_free("127.0.0.1", port, orphan_wait=30)
+        assert orphan.poll() is not None and time.monotonic() - started < 30
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+    # Anything else holding the port is refused at once, with the clear message.
+    other, port = listener(60, "some-other-server")
+    try:
+        started = time.monotonic()
+        with pytest.raises(ServeError, match=f"BROKER_PORT: 127.0.0.1:{port} is already in use"):
+            check_port_free("127.0.0.1", port, orphan_wait=30)
+        assert time.monotonic() - started < 10 and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+    # An orphan that never lets go: refused once the wait is over.
+    stuck, port = listener(60, "-m", "broker", "serve")
+    try:
+        with pytest.raises(ServeError, match="is already in use"):
+            check_port_free("127.0.0.1", port, orphan_wait=0.5)
+    finally:
+        stuck.kill()
+        stuck.wait()

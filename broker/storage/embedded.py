@@ -50,8 +50,13 @@ def after_fork_in_child() -> None:
     A ``flock`` belongs to the open file description, which a fork shares: an orphaned worker
     would otherwise keep the directory locked after a ``kill -9`` of the broker. Closing the
     child's descriptor (never ``LOCK_UN``, which would release the parent's lock) is enough.
+
+    The worker dies with SIGKILL, not SIGTERM: a master that is gone (``kill -9``) cannot run a
+    graceful shutdown anyway, and a worker finishing its requests for seconds would hold the
+    listening socket, so that a broker restarted at once could not bind its port. Nothing is lost:
+    every write is one atomic Redis operation, and a request cut off was never acknowledged.
     """
-    _die_with_parent()
+    _die_with_parent(signal.SIGKILL)
     for fd in list(_HELD_LOCKS):
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -108,10 +113,11 @@ def redis_server_binary() -> str:
     return str(path)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # pragma: no cover - in a forked child
+    """``PR_SET_PDEATHSIG``: the kernel sends ``sig`` when the *thread* that forked us ends."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig))
 
 
 def free_port() -> int:
