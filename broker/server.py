@@ -56,10 +56,12 @@ def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
         embedded = EmbeddedRedis(settings.data_dir)
         try:
             url = embedded.start()
-        except DataDirectoryInUse:
-            running = None if server else embedded.running_owner_url()
-            if running is None:
+        except DataDirectoryInUse as exc:
+            if server:
                 raise
+            running = embedded.running_owner_url()
+            if running is None:
+                raise DataDirectoryInUse(f"{exc} (its Redis did not answer)") from None
             log.info("using the Redis of the broker running on %s", settings.data_dir)
             url, embedded = running, None
         else:
