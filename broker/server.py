@@ -106,6 +106,7 @@ def check_port_free(host: str, port: int, orphan_wait: float = ORPHAN_WAIT) -> N
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + orphan_wait
     waited = False
+    unseen_since: float | None = None
     while True:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,7 +120,16 @@ def check_port_free(host: str, port: int, orphan_wait: float = ORPHAN_WAIT) -> N
             else:
                 return
         holders = _listening_pids(port)
-        if time.monotonic() >= deadline or not holders or not all(map(_orphaned_broker, holders)):
+        now = time.monotonic()
+        # No visible holder: a process in the middle of exiting (its descriptors are gone, its
+        # socket not yet), or one of another user. Give the first a moment, then refuse.
+        if holders:
+            unseen_since = None
+            orphaned = all(map(_orphaned_broker, holders))
+        else:
+            unseen_since = now if unseen_since is None else unseen_since
+            orphaned = now - unseen_since < 1.0
+        if now >= deadline or not orphaned:
             raise ServeError(f"BROKER_PORT: {host}:{port} is already in use; choose another port")
         if not waited:
             log.warning("port %s is held by a stopped broker's workers %s; waiting for them", port, holders)
@@ -150,20 +160,26 @@ def _listening_pids(port: int) -> list[int]:
 
 
 def _orphaned_broker(pid: int) -> bool:
-    """A ``broker serve``/``demo`` worker whose master is gone (its parent is no broker)."""
+    """A ``broker serve``/``demo`` worker whose master is gone (its parent is no broker), or a
+    process on its way out (the kernel drops its memory, hence its command line, before its files).
+    """
 
-    def is_broker(p: int) -> bool:
+    def argv(p: int) -> list[str]:
         try:
-            argv = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            raw = Path(f"/proc/{p}/cmdline").read_bytes()
         except OSError:
-            return False
-        return any(os.path.basename(a) == "broker" or a.startswith("gunicorn: ") for a in argv)
+            return []
+        return [a for a in raw.decode(errors="replace").split("\0") if a]
+
+    def is_broker(args: list[str]) -> bool:
+        return any(os.path.basename(a) == "broker" or a.startswith("gunicorn: ") for a in args)
 
     try:
         ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return True  # gone while we looked
-    return is_broker(pid) and not is_broker(ppid)
+    own = argv(pid)
+    return not own or (is_broker(own) and not is_broker(argv(ppid)))
 
 
 class _Gunicorn(BaseApplication):
