@@ -287,3 +287,43 @@ def test_check_port_free_waits_for_an_orphaned_broker_worker_only() -> None:
     finally:
         stuck.kill()
         stuck.wait()
+
+
+def test_the_watchdog_backs_off_while_the_restart_fails_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A redis-server that cannot start again (its AOF refused) is retried with growing delays;
+    once the file is good again, it comes back with the data."""
+    from broker.storage.embedded import EmbeddedRedis
+
+    caplog.set_level("INFO", logger="broker.embedded")
+    embedded = EmbeddedRedis(tmp_path / "data")
+    client = redis.Redis.from_url(embedded.start(), socket_timeout=5)
+    try:
+        embedded.watch()
+        client.set("kept", "yes")
+        aof = embedded.dir / "appendonly.aof"
+        good = aof.read_bytes()
+        assert embedded.process is not None
+        first = embedded.process.pid
+        aof.write_bytes(good + b"this is not the redis protocol\r\n")
+        os.kill(first, signal.SIGKILL)
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and caplog.text.count("restarting in") < 3:
+            time.sleep(0.05)
+        assert "exited (signal SIGKILL); restarting in 0.1s (attempt 1)" in caplog.text
+        assert "restarting in 0.2s (attempt 2)" in caplog.text
+        assert "restarting in 0.4s (attempt 3)" in caplog.text
+        assert "refused its AOF file" in caplog.text  # each failed attempt says why
+
+        aof.write_bytes(good)
+        while time.monotonic() < deadline and "embedded redis-server is back" not in caplog.text:
+            time.sleep(0.05)
+        assert "embedded redis-server is back" in caplog.text
+        assert embedded.process is not None and embedded.process.pid != first
+        assert client.get("kept") == b"yes"
+    finally:
+        client.close()
+        embedded.stop()
+    assert embedded.process is None
