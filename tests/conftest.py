@@ -13,173 +13,24 @@ cluster mode unchanged. ``TEST_REDIS_MODE=single`` or ``=cluster`` runs one of t
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from werkzeug.serving import make_server
 
 from broker.app import create_app
 from broker.config import Settings
-from broker.storage.embedded import free_port, redis_server_binary
+from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.openapi_contract import ContractClient
+from tests.redis_servers import RedisClusterServer, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 (AOF always, like production)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.extra_args: list[str] = []
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.directory / "redis.log"),
-                *self.extra_args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                time.sleep(0.05)
-        raise RuntimeError("test redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-
-def _free_cluster_port() -> int:
-    """A free port whose cluster-bus port (port + 10000) is free too."""
-    for _ in range(200):
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
-class RedisClusterServer:
-    """Three cluster-enabled redis-servers (masters, no replicas) joined into one cluster.
-
-    ``stop()``/``start()`` take the whole cluster down and up again (each node keeps its
-    ``nodes.conf``), which is what the outage tests need.
-    """
-
-    MASTERS = 3
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.nodes = [RedisServer(directory / f"node{i}") for i in range(self.MASTERS)]
-        for node in self.nodes:
-            node.port = _free_cluster_port()
-            node.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                               "--cluster-node-timeout", "5000"]  # fmt: skip
-        self.created = False
-
-    @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        """The first node's process: ``None``/exited when the cluster is down (the store fixture asks)."""
-        if any(node.process is None or node.process.poll() is not None for node in self.nodes):
-            return None
-        return self.nodes[0].process
-
-    @property
-    def port(self) -> int:
-        return self.nodes[0].port
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
-
-    def start(self) -> None:
-        for node in self.nodes:
-            if node.process is None or node.process.poll() is not None:
-                node.start()
-        if not self.created:
-            subprocess.run(
-                [str(Path(redis_server_binary()).with_name("redis-cli")), "--cluster", "create",
-                 *(f"127.0.0.1:{node.port}" for node in self.nodes),
-                 "--cluster-replicas", "0", "--cluster-yes"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
-            )  # fmt: skip
-            self.created = True
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            states = []
-            for node in self.nodes:
-                client = redis.Redis(port=node.port, socket_connect_timeout=0.5, decode_responses=True)
-                try:
-                    info = client.cluster("info")
-                    states.append(
-                        info.get("cluster_state") == "ok"
-                        and int(info.get("cluster_known_nodes", 0)) == len(self.nodes)
-                    )
-                except redis.RedisError:
-                    states.append(False)
-                finally:
-                    client.close()
-            if all(states):
-                return
-            time.sleep(0.1)
-        raise RuntimeError("test redis cluster did not become ready")
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
 
 _MODE = os.environ.get("TEST_REDIS_MODE", "both")
 if _MODE not in {"both", "single", "cluster"}:
