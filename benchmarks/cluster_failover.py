@@ -117,7 +117,7 @@ def run(wait_replicas: int, seconds: float, threads: int) -> dict[str, Any]:
                 try:
                     delivered = delivered_request_ids(reader, client_id)
                     break
-                except Exception:  # noqa: BLE001 - the cluster is still electing
+                except Exception:  # the cluster is still electing
                     time.sleep(0.2)
                     reader = Store.from_url(next(n.url for n in cluster.nodes if n.process))
             if delivered is None:
