@@ -18,12 +18,12 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from broker import web
-from broker.app import render_error
 from broker.interactions import session
 from broker.interactions.views import bp
 from broker.services import directory
 from broker.services.hashing import keyed_hash
 from broker.storage import keys
+from broker.web import render_error
 
 WRONG = "Wrong username or password"
 
