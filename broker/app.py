@@ -7,20 +7,19 @@ import secrets
 from typing import Any
 
 import redis
-from flask import Flask, Response, g, jsonify, render_template, request
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask import Flask, Response, g, jsonify, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from broker import errors
 from broker.config import Settings
+from broker.extensions import csrf
 from broker.services import catalog as catalog_mod
 from broker.services.keyring import Keyring
 from broker.storage.store import UNAVAILABLE, Store
-from broker.web import wants_json
+from broker.web import render_error
 
 log = logging.getLogger("broker.app")
-
-csrf = CSRFProtect()
 
 # Interactive pages must never be framed, leak the URL, or be sniffed (RFC 9700 4.16, 4.2.4).
 _PAGE_HEADERS = {
@@ -124,23 +123,6 @@ def _register_hooks(app: Flask) -> None:
                 response.headers.setdefault(name, value)
             response.headers.setdefault("Cache-Control", "no-store")
         return response
-
-
-def render_error(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
-    if wants_json():
-        payload = body or {
-            "type": "about:blank",
-            "title": detail,
-            "status": status,
-            "error": code,
-            "detail": detail,
-        }
-        response = jsonify(payload)
-        response.status_code = status
-        response.mimetype = "application/problem+json"
-        return response
-    html = render_template("error.html", status=status, code=code, detail=detail)
-    return Response(html, status=status, mimetype="text/html")
 
 
 def _register_errors(app: Flask) -> None:

@@ -48,6 +48,16 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"expected true or false, got {raw!r}")
 
 
+def _tristate(raw: str) -> bool | None:
+    """``auto`` (None), or a boolean."""
+    if raw.strip().lower() == "auto":
+        return None
+    try:
+        return _bool(raw)
+    except ValueError:
+        raise ValueError(f"expected auto, true or false, got {raw!r}") from None
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -131,7 +141,11 @@ OPTIONS: tuple[Option, ...] = (
         "External Redis (`redis://`, `rediss://`, `unix://`). Empty: start the embedded redis-server.",
     ),
     Option(
-        "BROKER_REDIS_CLUSTER", "false", _bool, "Treat `BROKER_REDIS_URL` as a Redis Cluster entry point."
+        "BROKER_REDIS_CLUSTER",
+        "auto",
+        _tristate,
+        "Treat `BROKER_REDIS_URL` as a Redis Cluster entry point: `auto` asks the server "
+        "(`INFO cluster`) at start-up; `true` or `false` skip the question.",
     ),
     Option(
         "BROKER_REDIS_WAIT_REPLICAS",
@@ -276,7 +290,7 @@ class Settings:
     threads: int
     data_dir: Path
     redis_url: str
-    redis_cluster: bool
+    redis_cluster: bool | None
     redis_wait_replicas: int
     redis_timeout_ms: int
     redis_breaker_ms: int
