@@ -257,22 +257,22 @@ class EmbeddedRedis:
             if self._stopping.is_set():
                 return
             try:
-                self.process = self._spawn()
+                proc = self.process = self._spawn()
             except OSError as exc:
                 log.error("could not start the embedded redis-server: %s", exc)
                 return  # self.process is still the dead one: the loop backs off and tries again
         try:
-            self._wait_ready(15.0)
+            self._wait_ready(15.0, proc)
         except EmbeddedRedisError as exc:
             if self._stopping.is_set():
                 return
             log.error("the restarted embedded redis-server is not answering: %s", exc)
             with contextlib.suppress(OSError):
-                if self.process.poll() is None:
-                    self.process.kill()
+                if proc.poll() is None:
+                    proc.kill()
             return  # the loop waits for it, backs off and tries again
         self.restarts += 1
-        log.info("embedded redis-server is back (pid %s, attempt %d)", self.process.pid, attempt)
+        log.info("embedded redis-server is back (pid %s, attempt %d)", proc.pid, attempt)
 
     def _acquire_lock(self) -> None:
         fh = open(self.lockfile, "a+")  # noqa: SIM115 - held open for the process lifetime
@@ -374,21 +374,23 @@ class EmbeddedRedis:
                 return None
             time.sleep(0.1)
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        proc = proc or self.process
+        assert proc is not None
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise EmbeddedRedisError(self._explain_exit())
-            try:
-                if client.ping():
-                    return
-            except redis.BusyLoadingError:
-                pass
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                pass
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise EmbeddedRedisError(self._explain_exit())
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    pass  # not listening yet, or loading its AOF (BusyLoadingError)
+                time.sleep(0.05)
+        finally:
+            client.close()
         raise EmbeddedRedisError(
             f"the embedded redis-server did not answer within {timeout:.0f}s; see {self.logfile}"
         )
