@@ -132,7 +132,11 @@ def check_port_free(host: str, port: int, orphan_wait: float = ORPHAN_WAIT) -> N
         if now >= deadline or not orphaned:
             raise ServeError(f"BROKER_PORT: {host}:{port} is already in use; choose another port")
         if not waited:
-            log.warning("port %s is held by a stopped broker's workers %s; waiting for them", port, holders)
+            log.warning(
+                "port %s is still held by %s; waiting for it to be released",
+                port,
+                f"the workers {holders} of a stopped broker" if holders else "an exiting process",
+            )
             waited = True
         time.sleep(0.05)
 
