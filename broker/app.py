@@ -7,20 +7,19 @@ import secrets
 from typing import Any
 
 import redis
-from flask import Flask, Response, g, jsonify, render_template, request
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask import Flask, Response, g, jsonify, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from broker import errors
 from broker.config import Settings
+from broker.extensions import csrf
 from broker.services import catalog as catalog_mod
 from broker.services.keyring import Keyring
 from broker.storage.store import UNAVAILABLE, Store
-from broker.web import wants_json
+from broker.web import render_error
 
 log = logging.getLogger("broker.app")
-
-csrf = CSRFProtect()
 
 # Interactive pages must never be framed, leak the URL, or be sniffed (RFC 9700 4.16, 4.2.4).
 _PAGE_HEADERS = {
@@ -68,12 +67,17 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Any:
+        # While the circuit breaker is open, ping() is refused at once and reports False; once the
+        # open period is over, this ping is the probe that closes it again when Redis answers.
         checks = {"redis": store.ping(), "configuration": True, "scope_catalog": True}
         if store.wait_replicas > 0:
             # disclosures are refused (503) while their records cannot be confirmed by WAIT
             checks["replication"] = checks["redis"] and store.replication_ok()
         ready = all(checks.values())
-        return jsonify(status="ready" if ready else "unavailable", checks=checks), (200 if ready else 503)
+        body = jsonify(
+            status="ready" if ready else "unavailable", checks=checks, redis_circuit=store.breaker.state
+        )
+        return body, (200 if ready else 503)
 
     return app
 
@@ -127,23 +131,6 @@ def _register_hooks(app: Flask) -> None:
                 response.headers.setdefault(name, value)
             response.headers.setdefault("Cache-Control", "no-store")
         return response
-
-
-def render_error(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
-    if wants_json():
-        payload = body or {
-            "type": "about:blank",
-            "title": detail,
-            "status": status,
-            "error": code,
-            "detail": detail,
-        }
-        response = jsonify(payload)
-        response.status_code = status
-        response.mimetype = "application/problem+json"
-        return response
-    html = render_template("error.html", status=status, code=code, detail=detail)
-    return Response(html, status=status, mimetype="text/html")
 
 
 def _register_errors(app: Flask) -> None:

@@ -48,6 +48,16 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"expected true or false, got {raw!r}")
 
 
+def _tristate(raw: str) -> bool | None:
+    """``auto`` (None), or a boolean."""
+    if raw.strip().lower() == "auto":
+        return None
+    try:
+        return _bool(raw)
+    except ValueError:
+        raise ValueError(f"expected auto, true or false, got {raw!r}") from None
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -151,7 +161,11 @@ OPTIONS: tuple[Option, ...] = (
         "External Redis (`redis://`, `rediss://`, `unix://`). Empty: start the embedded redis-server.",
     ),
     Option(
-        "BROKER_REDIS_CLUSTER", "false", _bool, "Treat `BROKER_REDIS_URL` as a Redis Cluster entry point."
+        "BROKER_REDIS_CLUSTER",
+        "auto",
+        _tristate,
+        "Treat `BROKER_REDIS_URL` as a Redis Cluster entry point: `auto` asks the server "
+        "(`INFO cluster`) at start-up; `true` or `false` skip the question.",
     ),
     Option(
         "BROKER_REDIS_SENTINELS",
@@ -187,6 +201,13 @@ OPTIONS: tuple[Option, ...] = (
         "Replicas that must confirm (WAIT) a disclosure record before data leaves.",
     ),
     Option("BROKER_REDIS_TIMEOUT_MS", "2000", _int(50, 60000), "Socket timeout for Redis calls."),
+    Option(
+        "BROKER_REDIS_BREAKER_MS",
+        "1000",
+        _int(0, 60000),
+        "After a Redis connection or timeout failure, answer 503 at once for this long, then probe "
+        "(single-node circuit breaker). 0 turns it off.",
+    ),
     Option("BROKER_SECRET_KEY", "", _secret, "Session-cookie signing key. Generated in development."),
     Option(
         "BROKER_TOKEN_HASH_KEY",
@@ -316,9 +337,10 @@ class Settings:
     threads: int
     data_dir: Path
     redis_url: str
-    redis_cluster: bool
+    redis_cluster: bool | None
     redis_wait_replicas: int
     redis_timeout_ms: int
+    redis_breaker_ms: int
     secret_key: str
     token_hash_key: str
     pairwise_key: str
@@ -432,6 +454,7 @@ class Settings:
             redis_cluster=values["BROKER_REDIS_CLUSTER"],
             redis_wait_replicas=values["BROKER_REDIS_WAIT_REPLICAS"],
             redis_timeout_ms=values["BROKER_REDIS_TIMEOUT_MS"],
+            redis_breaker_ms=values["BROKER_REDIS_BREAKER_MS"],
             secret_key=values["BROKER_SECRET_KEY"],
             token_hash_key=values["BROKER_TOKEN_HASH_KEY"],
             pairwise_key=values["BROKER_PAIRWISE_KEY"],

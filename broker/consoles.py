@@ -54,12 +54,11 @@ def problem(status: int, code: str, detail: str, body: dict[str, Any] | None = N
 
 def install_handlers(bp: Blueprint, api_prefixes: tuple[str, ...]) -> None:
     """JSON problems for the console's API paths whatever the Accept header; pages as usual."""
-    from broker.app import render_error
 
     def render(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
         if is_api(api_prefixes):
             return problem(status, code, detail, body)
-        return render_error(status, code, detail, body)
+        return web.render_error(status, code, detail, body)
 
     @bp.errorhandler(_SignIn)
     def sign_in(exc: _SignIn) -> Any:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -20,7 +23,7 @@ from gunicorn.app.base import BaseApplication
 
 from broker.app import create_app
 from broker.config import ConfigError, Settings
-from broker.storage.embedded import EmbeddedRedis, after_fork_in_child
+from broker.storage.embedded import DataDirectoryInUse, EmbeddedRedis, after_fork_in_child
 from broker.storage.store import Store
 
 log = logging.getLogger("broker.server")
@@ -39,13 +42,30 @@ def configure_logging(level: str) -> None:
 
 
 @contextlib.contextmanager
-def open_store(settings: Settings) -> Iterator[Store]:
-    """The configured Redis, or the embedded one started (and stopped) around the block."""
+def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
+    """The Redis to use, for the duration of the block.
+
+    ``BROKER_REDIS_URL`` if set. Otherwise the embedded redis-server of the data directory: when a
+    broker already runs there, a CLI command uses that broker's Redis (found from the data
+    directory); a second *server* (``server=True``) is refused. When none runs, one is started,
+    watched (restarted if it dies) and stopped around the block.
+    """
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if not url and not settings.redis_sentinels:
         embedded = EmbeddedRedis(settings.data_dir)
-        url = embedded.start()
+        try:
+            url = embedded.start()
+        except DataDirectoryInUse as exc:
+            if server:
+                raise
+            running = embedded.running_owner_url()
+            if running is None:
+                raise DataDirectoryInUse(f"{exc} (its Redis did not answer)") from None
+            log.info("using the Redis of the broker running on %s", settings.data_dir)
+            url, embedded = running, None
+        else:
+            embedded.watch()
     try:
         store = Store.from_settings(settings, url)
         if not store.ping():
@@ -70,22 +90,100 @@ def _redact(url: str) -> str:
     return url
 
 
-def check_port_free(host: str, port: int) -> None:
+ORPHAN_WAIT = 10.0  # seconds a restart waits for a killed broker's workers to let go of the port
+
+
+def check_port_free(host: str, port: int, orphan_wait: float = ORPHAN_WAIT) -> None:
+    """Fail with a clear message unless ``host:port`` can be bound.
+
+    Right after a ``kill -9`` of a broker, its workers may still hold the listening socket for a
+    moment (they die by ``PR_SET_PDEATHSIG``); while every holder is such an orphaned broker
+    worker, wait for them (at most ``orphan_wait`` seconds) instead of refusing. SO_REUSEPORT is
+    not used: it would let two brokers share a port.
+    """
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + orphan_wait
+    waited = False
+    unseen_since: float | None = None
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise ServeError(
+                        f"BROKER_HOST/BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})"
+                    ) from None
+            else:
+                return
+        holders = _listening_pids(port)
+        now = time.monotonic()
+        # No visible holder: a process in the middle of exiting (its descriptors are gone, its
+        # socket not yet), or one of another user. Give the first a moment, then refuse.
+        if holders:
+            unseen_since = None
+            orphaned = all(map(_orphaned_broker, holders))
+        else:
+            unseen_since = now if unseen_since is None else unseen_since
+            orphaned = now - unseen_since < 1.0
+        if now >= deadline or not orphaned:
+            raise ServeError(f"BROKER_PORT: {host}:{port} is already in use; choose another port")
+        if not waited:
+            log.warning(
+                "port %s is still held by %s; waiting for it to be released",
+                port,
+                f"the workers {holders} of a stopped broker" if holders else "an exiting process",
+            )
+            waited = True
+        time.sleep(0.05)
+
+
+def _listening_pids(port: int) -> list[int]:
+    """Processes (of this user; others are not visible) with a TCP socket listening on ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    if not inodes:
+        return []
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    pids: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in wanted for fd in (proc / "fd").iterdir()):
+                pids.append(int(proc.name))
+    return pids
+
+
+def _orphaned_broker(pid: int) -> bool:
+    """A ``broker serve``/``demo`` worker whose master is gone (its parent is no broker), or a
+    process on its way out (the kernel drops its memory, hence its command line, before its files).
+    """
+
+    def argv(p: int) -> list[str]:
         try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ServeError(
-                    f"BROKER_PORT: {host}:{port} is already in use; choose another port"
-                ) from None
-            raise ServeError(
-                f"BROKER_HOST/BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})"
-            ) from None
+            raw = Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            return []
+        return [a for a in raw.decode(errors="replace").split("\0") if a]
+
+    def is_broker(args: list[str]) -> bool:
+        return any(os.path.basename(a) == "broker" or a.startswith("gunicorn: ") for a in args)
+
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return True  # gone while we looked
+    own = argv(pid)
+    return not own or (is_broker(own) and not is_broker(argv(ppid)))
 
 
 class _Gunicorn(BaseApplication):
@@ -135,7 +233,7 @@ def run(
     """
     check_port_free(settings.host, settings.port)
     settings.warn_dev_defaults()
-    with open_store(settings) as store:
+    with open_store(settings, server=True) as store:
         app = create_app(settings, store)
         app.extensions["broker.deliver_webhooks"] = deliver_webhooks
         if on_ready is not None:

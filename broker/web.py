@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from flask import current_app, g, request
+from flask import Response, current_app, g, jsonify, render_template, request
 from marshmallow import Schema
 from marshmallow import ValidationError as MarshmallowValidationError
 
@@ -94,3 +94,21 @@ def load(schema: Schema, payload: Any) -> Any:
     except MarshmallowValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         raise ValidationFailed("some fields are invalid", fields=messages) from None
+
+
+def render_error(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
+    """The one error renderer: problem JSON (RFC 9457) for APIs, a readable page in browsers."""
+    if wants_json():
+        payload = body or {
+            "type": "about:blank",
+            "title": detail,
+            "status": status,
+            "error": code,
+            "detail": detail,
+        }
+        response = jsonify(payload)
+        response.status_code = status
+        response.mimetype = "application/problem+json"
+        return response
+    html = render_template("error.html", status=status, code=code, detail=detail)
+    return Response(html, status=status, mimetype="text/html")

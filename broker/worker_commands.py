@@ -1,7 +1,7 @@
 """``broker worker``: delivers the lifecycle-event outbox to each app's webhook URL.
 
 Run it next to ``broker serve``. The embedded Redis belongs to the ``serve`` process (one owner per
-data directory), so when a server is running the worker needs ``BROKER_REDIS_URL`` pointing at it.
+data directory); the worker finds it from the data directory and uses it (or ``BROKER_REDIS_URL``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if settings.redis_url:
             raise
         raise CommandError(
-            f"{exc}. The worker cannot start its own embedded Redis while `broker serve` owns the data "
-            "directory: set BROKER_REDIS_URL to the server's Redis (shown above) and run it again"
+            f"{exc}. The broker that owns the data directory did not answer on its Redis: check that "
+            "it runs, or set BROKER_REDIS_URL to the server's Redis (shown above) and run it again"
         ) from None

@@ -51,8 +51,8 @@ class Broker:
             try:
                 if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or (after a kill -9) a dying predecessor's worker
             time.sleep(0.1)
         raise AssertionError(f"broker not ready in {timeout}s:\n{self.output()}")
 

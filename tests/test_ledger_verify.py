@@ -52,7 +52,7 @@ def put(store: Store, i: int, rec: dict[str, Any]) -> None:
 
 def test_untouched_ledger_verifies(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "ledger", "verify")
-    assert code == 0, out
+    assert code == 0, out + err
     assert out.startswith("ledger OK: 9 records (0 pruned, verified by hash only), 2 checkpoints verified")
     assert "records   [##############################] 9/9\n" in err and "verified 2 checkpoints" in err
 

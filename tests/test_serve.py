@@ -166,17 +166,20 @@ def test_directory_import_next_to_a_running_broker(tmp_path: Path, brokers: list
     brokers.append(broker.start())
     people = tmp_path / "people.ndjson"
     people.write_text('{"type": "user", "username": "imported"}\n')
-    refused = run_cli(tmp_path, "directory", "import", str(people))
-    assert refused.returncode == 2
-    sock = tmp_path / "data" / "redis" / "redis.sock"
-    assert f"BROKER_REDIS_URL=unix://{sock}" in refused.stderr
-    done = run_cli(tmp_path, "directory", "import", str(people), BROKER_REDIS_URL=f"unix://{sock}")
+    # The CLI finds the running broker's Redis from the data directory (issue 10, item 5) ...
+    done = run_cli(tmp_path, "directory", "import", str(people))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("imported 1 users, 0 organizations, 0 memberships")
     found = requests.get(
         f"{broker.url}/internal/v1/users/by-username/imported", headers=broker.headers(), timeout=5
     )
     assert found.status_code == 200
+    # ... and naming that Redis explicitly still works.
+    sock = tmp_path / "data" / "redis" / "redis.sock"
+    people.write_text('{"type": "user", "username": "imported2"}\n')
+    again = run_cli(tmp_path, "directory", "import", str(people), BROKER_REDIS_URL=f"unix://{sock}")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("imported 1 users, 0 organizations, 0 memberships")
 
 
 def test_an_orphaned_redis_server_is_replaced(tmp_path: Path, brokers: list[Broker]) -> None:

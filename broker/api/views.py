@@ -18,8 +18,8 @@ from marshmallow import fields as mf
 from werkzeug.wrappers import Response
 
 from broker import web
-from broker.app import csrf
 from broker.errors import BrokerError, NotFound, ValidationFailed
+from broker.extensions import csrf
 from broker.oauth import cors
 from broker.openapi import documented
 from broker.services.gate import Gate, InsufficientScope, InvalidToken

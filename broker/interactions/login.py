@@ -18,12 +18,12 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from broker import web
-from broker.app import render_error
 from broker.interactions import session
 from broker.interactions.views import bp
 from broker.services import directory
 from broker.services.hashing import keyed_hash
 from broker.storage import keys
+from broker.web import render_error
 
 WRONG = "Wrong username or password"
 
@@ -78,10 +78,10 @@ def _reserve_attempt(account_key: str, ip_key: str) -> int | None:
     over its limit (the password is then not checked and the count is given back), else None."""
     settings = web.settings()
     script = web.store().script(_RESERVE)
-    pipe = web.store().redis.pipeline(transaction=False)
+    batch = web.store().batch()
     for key in (account_key, ip_key):  # one key per script call: no cross-slot operation
-        script(keys=[key], args=[settings.login_window_seconds], client=pipe)
-    (acct, acct_ttl), (ip, ip_ttl) = pipe.execute()
+        batch.script(script, [key], [settings.login_window_seconds])
+    (acct, acct_ttl), (ip, ip_ttl) = batch.execute()
     waits = []
     if acct > settings.login_max_failures:
         waits.append(acct_ttl if acct_ttl > 0 else settings.login_window_seconds)
@@ -95,10 +95,10 @@ def _reserve_attempt(account_key: str, ip_key: str) -> int | None:
 
 def _give_back(*counters: str) -> None:
     script = web.store().script(_GIVE_BACK)
-    pipe = web.store().redis.pipeline(transaction=False)
+    batch = web.store().batch()
     for key in counters:
-        script(keys=[key], client=pipe)
-    pipe.execute()
+        batch.script(script, [key])
+    batch.execute()
 
 
 def _forget_attempt(account_key: str, ip_key: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from broker.app import csrf
+from broker.extensions import csrf
 
 bp = Blueprint("internal", __name__, url_prefix="/internal/v1")
 csrf.exempt(bp)

@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response
 
 from broker import openapi_schemas as rs
 from broker import web
-from broker.app import csrf
+from broker.extensions import csrf
 from broker.interactions import session as login_session
 from broker.oauth import cors
 from broker.oauth.models import Client, load_client, load_grant

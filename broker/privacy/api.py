@@ -61,9 +61,7 @@ def _csrf_failed(exc: CSRFError) -> Any:
         error = BrokerError("send the CSRF token in the X-CSRFToken header (GET /privacy/v1/csrf-token)")
         error.code = "csrf_failed"
         return _problem(error)
-    from broker.app import render_error
-
-    return render_error(
+    return web.render_error(
         400,
         "csrf_failed",
         "The form expired or was not sent by this site. Go back, reload the page and try again.",

