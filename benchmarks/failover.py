@@ -22,7 +22,8 @@ Settings:
 5. ``replica_down`` primary + replica, ``WAIT 1``; the replica is killed (no failover) for half of
                 ``--after``, then restarted: every request meanwhile is refused after its record was
                 written, the case that showed refused requests as disclosures.
-6. ``cluster``  hook only (``--cluster``): Redis Cluster support lives on another branch.
+6. ``cluster``  (``--cluster``) 3 masters + 1 replica each, ``WAIT 1``; the master of one app's
+                journal falls behind and is killed; the cluster promotes its replica.
 
 In 2-4 the killed primary is restarted afterwards as a replica of the new one, so that WAIT 1 can be
 satisfied again.
@@ -46,6 +47,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -67,7 +69,7 @@ LABELS = {
     "wait1": "primary + replica, WAIT 1; kill -9 primary, promote replica",
     "sentinel": "primary + replica + 3 sentinels, WAIT 1; kill -9 primary",
     "replica_down": "primary + replica, WAIT 1; kill -9 the replica (no failover), restart it",
-    "cluster": "Redis Cluster (3 masters + replicas), WAIT 1",
+    "cluster": "Redis Cluster, 3 masters + 1 replica each, WAIT 1; kill -9 a master",
 }
 
 
@@ -212,11 +214,69 @@ def _run_setting(name: str, args: argparse.Namespace, tmp: Path, started: list[R
 
 
 def run_cluster(args: argparse.Namespace, tmp: Path) -> Row:
-    """Hook for the cluster row. Needs Redis Cluster support (issue 10 items 1-2, another branch):
-    start 3 masters + 3 replicas (``redis-cli --cluster create ... --cluster-replicas 1``), serve with
-    ``BROKER_REDIS_CLUSTER=true`` and WAIT 1, kill -9 the master of one app's slot, let the cluster
-    promote its replica, then ``settle_and_check`` against that app's new master."""
-    raise NotImplementedError("--cluster: Redis Cluster support is not on this branch yet")
+    """3 masters + 1 replica each (``cluster-node-timeout`` 1 s), ``BROKER_REDIS_CLUSTER=true``,
+    WAIT 1. The master holding the first person's app journal falls behind its replica (as above) and
+    is killed; the cluster promotes the replica; the killed node comes back as a replica."""
+    from tests.redis_servers import RedisClusterServer
+
+    cluster = RedisClusterServer(tmp / "cluster", replicas=1, node_timeout_ms=1000)
+    try:
+        cluster.start()
+        return _run_cluster(args, tmp, cluster)
+    finally:
+        cluster.stop()
+
+
+def _run_cluster(args: argparse.Namespace, tmp: Path, cluster: Any) -> Row:
+    from broker.storage import keys
+
+    port = free_port()
+    settings = _settings(
+        tmp, port, BROKER_REDIS_URL=cluster.url, BROKER_REDIS_CLUSTER="true", BROKER_REDIS_WAIT_REPLICAS="1"
+    )
+    store = Store.from_settings(settings)
+    tokens = make_people(store, settings, args.threads)
+    first_app = tokens[0].removeprefix("brk_at_").split(".", 1)[0]
+    victim_port = int(store.redis.get_node_from_key(keys.journal(first_app)).port)
+    [victim] = [n for n in cluster.nodes if n.port == victim_port]
+    replica_port = int(redis.Redis(port=victim_port).info("replication")["slave0"]["port"])
+    [replica] = [n for n in cluster.nodes if n.port == replica_port]
+    server = LiveServer(create_app(settings, store), port)
+    server.start()
+    stop_sequencer = start_in_background(store, Keyring(settings.signing_keys_file), settings)
+    load = Load(server.url, tokens)
+    try:
+        load.start()
+        time.sleep(args.before)
+        if args.lag_ms > 0:
+            os.kill(replica.process.pid, signal.SIGSTOP)
+            redis.Redis(port=victim_port).client_kill_filter(_type="replica")
+            time.sleep(args.lag_ms / 1000)
+        os.kill(victim.process.pid, signal.SIGKILL)
+        victim.process.wait(10)
+        killed_at = time.monotonic()
+        os.kill(replica.process.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the cluster promotes the replica
+            try:
+                if redis.Redis(port=replica_port).info("replication").get("role") == "master":
+                    break
+            except redis.RedisError:
+                pass
+            time.sleep(0.1)
+        victim.start()  # rejoins (nodes.conf) as a replica of the promoted node
+        time.sleep(args.after)
+    finally:
+        load.stop()
+        stop_sequencer.set()
+        server.stop()
+    final = Store.from_url(f"redis://127.0.0.1:{replica_port}/0", cluster=True)
+    outcome = settle_and_check(final, settings, load.sent)
+    final.close()
+    store.close()
+    after = sorted(s.at for s in load.sent if s.status == 200 and s.started > killed_at)
+    first = (after[0] - killed_at) if after else None
+    return Row("cluster", outcome, len(after), first, "automatic (Cluster)")
 
 
 def _fmt(row: Row) -> str:
@@ -245,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "--settings", default=",".join(SETTINGS), help="comma-separated: " + ", ".join(SETTINGS)
     )
     parser.add_argument(
-        "--cluster", action="store_true", help="also a Redis Cluster row (hook; see run_cluster)"
+        "--cluster", action="store_true", help="also a Redis Cluster row (3 masters + replicas)"
     )
     parser.add_argument("--threads", type=int, default=4, help="client threads (one person each)")
     parser.add_argument("--before", type=float, default=4.0, help="seconds of load before the kill")
@@ -276,11 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     for name, runner in runners:
         with tempfile.TemporaryDirectory(prefix=f"failover-{name}-") as tmp:
-            try:
-                row = runner(args, Path(tmp))
-            except NotImplementedError as exc:
-                print(f"| {LABELS[name]} | not measured: {exc} |||||||")
-                continue
+            row = runner(args, Path(tmp))
         print(_fmt(row), flush=True)
     return 0
 
