@@ -169,6 +169,8 @@ def _scope_fields(catalog: Catalog) -> str:
 # void. Kept for at most VOID_KEEP_SECONDS (then logged and given up).
 VOID_TTL_SECONDS = 7 * 86400
 VOID_KEEP_SECONDS = 600
+VOID_MAX_PENDING = 100_000
+VOID_RETRY_CHUNK = 1000
 _unconfirmed: dict[tuple[str, str], tuple[int, float]] = {}  # (client, request) -> (records, since)
 _unconfirmed_lock = threading.Lock()
 
@@ -204,6 +206,9 @@ def void_request(store: Store, client_id: str, request_id: str, records: int) ->
         _write_voids(store, {(client_id, request_id): records}, wait_ms=min(store.wait_timeout_ms, 100))
     except (StorageUnavailable, redis.RedisError) as exc:
         with _unconfirmed_lock:
+            if len(_unconfirmed) >= VOID_MAX_PENDING:  # a long outage: most of these wrote nothing
+                log.error("request %s: too many unconfirmed voids; this one is not kept", request_id)
+                return False
             _unconfirmed.setdefault((client_id, request_id), (records, time.time()))
         log.warning("request %s: records voided, void not confirmed yet (%s)", request_id, type(exc).__name__)
         return False
@@ -212,9 +217,10 @@ def void_request(store: Store, client_id: str, request_id: str, records: int) ->
 
 
 def retry_unconfirmed_voids(store: Store) -> int:
-    """Write again every void of this process that no WAIT confirmed yet; returns how many are left."""
+    """Write again (up to VOID_RETRY_CHUNK of) the voids of this process that no WAIT confirmed yet;
+    returns how many are left."""
     with _unconfirmed_lock:
-        pending = dict(_unconfirmed)
+        pending = dict(list(_unconfirmed.items())[:VOID_RETRY_CHUNK])
     if not pending:
         return 0
     try:
