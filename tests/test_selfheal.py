@@ -226,6 +226,13 @@ def test_restart_on_the_same_port_right_after_kill_9_of_the_master(
     second.port, second.url = first.port, first.url
     second.env.update(BROKER_PORT=str(first.port), BROKER_ISSUER=first.url, BROKER_WORKERS="2")
     brokers.append(second.start())
+    # /readyz may have been answered by a worker of the killed master that was still dying; the new
+    # server is the one whose own gunicorn says it listens.
+    deadline = time.monotonic() + 60
+    while "Listening at" not in second.output() and time.monotonic() < deadline:
+        assert second.process is not None and second.process.poll() is None, second.output()
+        time.sleep(0.1)
+    assert "Listening at" in second.output(), second.output()
     found = requests.get(
         f"{second.url}/internal/v1/orgs/{created.json()['id']}", headers=second.headers(), timeout=10
     )

@@ -9,6 +9,7 @@ Services get a :class:`Store` and use ``store.redis`` for plain commands and
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from typing import Any
 
@@ -18,9 +19,24 @@ from redis.commands.core import Script
 from redis.exceptions import RedisClusterException
 
 from broker.errors import StorageUnavailable
-from broker.storage.breaker import BreakerConnectionPool, CircuitBreaker
+from broker.storage.breaker import BreakerConnectionPool, CircuitBreaker, CircuitOpen
 
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ReadOnlyError)
+
+
+def log_storage_failure(logger: logging.Logger, where: str, exc: BaseException) -> None:
+    """One line per storage failure; refusals by an open circuit breaker only at DEBUG.
+
+    The breaker logs when it opens and closes, so a request it refuses adds nothing but noise (an
+    outage would otherwise write one ERROR line per request). Unexpected Redis errors (not
+    "unavailable") get the traceback.
+    """
+    if isinstance(exc, CircuitOpen):
+        logger.debug("%s: redis unavailable (circuit open)", where)
+    elif isinstance(exc, UNAVAILABLE):
+        logger.error("%s: redis unavailable: %s", where, type(exc).__name__)
+    else:
+        logger.error("%s: redis error: %s", where, type(exc).__name__, exc_info=exc)
 
 
 class ClusterUnavailable(redis.ConnectionError):
