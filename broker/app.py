@@ -16,7 +16,7 @@ from broker.config import Settings
 from broker.extensions import csrf
 from broker.services import catalog as catalog_mod
 from broker.services.keyring import Keyring
-from broker.storage.store import UNAVAILABLE, Store
+from broker.storage.store import Store, log_storage_failure
 from broker.web import render_error
 
 log = logging.getLogger("broker.app")
@@ -170,10 +170,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(redis.RedisError)
     def storage_error(exc: redis.RedisError) -> Response:
-        if isinstance(exc, UNAVAILABLE):
-            log.error("request %s: redis unavailable: %s", g.get("request_id", "-"), type(exc).__name__)
-        else:
-            log.exception("request %s: redis error", g.get("request_id", "-"))
+        log_storage_failure(log, f"request {g.get('request_id', '-')}", exc)
         response = render_error(
             503, "temporarily_unavailable", "The service is temporarily unavailable. Try again shortly."
         )

@@ -24,7 +24,7 @@ from broker import openapi_schemas as rs
 from broker.interactions import session as login_session
 from broker.openapi import documented
 from broker.services import apps as apps_svc
-from broker.storage.store import UNAVAILABLE
+from broker.storage.store import log_storage_failure
 
 log = logging.getLogger("broker.consoles")
 
@@ -90,10 +90,7 @@ def install_handlers(bp: Blueprint, api_prefixes: tuple[str, ...]) -> None:
 
     @bp.errorhandler(redis.RedisError)
     def storage_error(exc: redis.RedisError) -> Response:
-        if isinstance(exc, UNAVAILABLE):
-            log.error("console request: redis unavailable: %s", type(exc).__name__)
-        else:
-            log.exception("console request: redis error")
+        log_storage_failure(log, f"console request {web.request_id()}", exc)
         response = render(
             503, "temporarily_unavailable", "The service is temporarily unavailable. Try again shortly."
         )

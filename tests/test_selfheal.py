@@ -135,6 +135,11 @@ def test_a_killed_embedded_redis_server_is_restarted_with_its_data(
     assert 0 not in seen and 500 not in seen
     assert broker.process is not None and broker.process.poll() is None  # the same broker
     assert int(pidfile.read_text()) != old_pid
+    # The watchdog logs "back" once its own readiness check passes, which can come after a worker's
+    # first 200 (workers reconnect as soon as the socket accepts).
+    deadline = time.monotonic() + 30
+    while "embedded redis-server is back" not in broker.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
     log = broker.output()
     assert f"embedded redis-server (pid {old_pid}) exited" in log and "(attempt 1)" in log
     assert "embedded redis-server is back" in log
@@ -226,6 +231,13 @@ def test_restart_on_the_same_port_right_after_kill_9_of_the_master(
     second.port, second.url = first.port, first.url
     second.env.update(BROKER_PORT=str(first.port), BROKER_ISSUER=first.url, BROKER_WORKERS="2")
     brokers.append(second.start())
+    # /readyz may have been answered by a worker of the killed master that was still dying; the new
+    # server is the one whose own gunicorn says it listens.
+    deadline = time.monotonic() + 60
+    while "Listening at" not in second.output() and time.monotonic() < deadline:
+        assert second.process is not None and second.process.poll() is None, second.output()
+        time.sleep(0.1)
+    assert "Listening at" in second.output(), second.output()
     found = requests.get(
         f"{second.url}/internal/v1/orgs/{created.json()['id']}", headers=second.headers(), timeout=10
     )

@@ -20,6 +20,7 @@ from broker.interactions.session import current_user_id
 from broker.ledger import checkpoints, reading, storage
 from broker.ledger.checkpoints import b64
 from broker.openapi import TEXT, Content, Lines, documented
+from broker.storage.store import log_storage_failure
 
 bp = Blueprint("ledger", __name__)
 log = logging.getLogger("broker.ledger")
@@ -43,7 +44,7 @@ def _broker_error(exc: errors.BrokerError) -> Response:
 
 @bp.errorhandler(redis.RedisError)
 def _storage_error(exc: redis.RedisError) -> Response:
-    log.error("request %s: redis error: %s", web.request_id(), type(exc).__name__)
+    log_storage_failure(log, f"request {web.request_id()}", exc)
     error = errors.StorageUnavailable("The service is temporarily unavailable. Try again shortly.")
     response = _broker_error(error)
     response.headers["Retry-After"] = "1"

@@ -29,6 +29,7 @@ from broker.privacy.receipts import _problem
 from broker.privacy.views import bp
 from broker.services import grants as grants_svc
 from broker.storage import keys
+from broker.storage.store import log_storage_failure
 
 log = logging.getLogger("broker.privacy")
 API_PREFIX = "/privacy/v1/"
@@ -44,7 +45,7 @@ def _api(view: Callable[..., Any]) -> Callable[..., Any]:
         except BrokerError as exc:
             return _problem(exc)
         except redis.RedisError as exc:
-            log.error("request %s: redis error: %s", web.request_id(), type(exc).__name__)
+            log_storage_failure(log, f"request {web.request_id()}", exc)
             response = _problem(
                 StorageUnavailable("The service is temporarily unavailable. Try again shortly.")
             )

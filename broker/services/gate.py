@@ -40,6 +40,7 @@ from broker.services.pairwise import pairwise_id
 from broker.services.tokens import ACCESS_PREFIX, VALIDITY_LUA
 from broker.services.tokens import client_of as token_client
 from broker.storage import keys
+from broker.storage.breaker import CircuitOpen
 from broker.storage.store import UNAVAILABLE, Store
 
 log = logging.getLogger("broker.gate")
@@ -210,7 +211,11 @@ def void_request(store: Store, client_id: str, request_id: str, records: int) ->
                 log.error("request %s: too many unconfirmed voids; this one is not kept", request_id)
                 return False
             _unconfirmed.setdefault((client_id, request_id), (records, time.time()))
-        log.warning("request %s: records voided, void not confirmed yet (%s)", request_id, type(exc).__name__)
+        # an outage refuses every request: not one WARNING line each while the breaker is open
+        level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
+        log.log(
+            level, "request %s: records voided, void not confirmed yet (%s)", request_id, type(exc).__name__
+        )
         return False
     log.warning("request %s: disclosure records not confirmed; voided", request_id)
     return True
