@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.app import create_app
 from broker.config import Settings
+from broker.core.keyring import Keyring
 from broker.ledger.sequencer import start_in_background
-from broker.services.keyring import Keyring
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.conftest import LiveServer
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)  # the app logs every refused request during the outage
     if args.no_voids:
-        from broker.services import gate
+        from broker.gate import disclosure as gate
 
         gate.void_request = lambda *a, **k: False  # type: ignore[assignment]
     names = [n.strip() for n in args.settings.split(",") if n.strip()]

@@ -25,8 +25,8 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.config import Settings
-from broker.services import catalog as catalog_mod
-from broker.services.gate import Gate
+from broker.core import catalog as catalog_mod
+from broker.gate.disclosure import Gate
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store
 from tests.records import make_app, make_grant, make_token, make_user
@@ -35,9 +35,25 @@ from tests.records import make_app, make_grant, make_token, make_user
 def start_redis(directory: Path, fsync: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-         "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--logfile", str(directory / "log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            fsync,
+            "--save",
+            "",
+            "--logfile",
+            str(directory / "log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
     for _ in range(200):
@@ -53,7 +69,9 @@ def run(fsync: str, threads: int, total: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_redis(Path(tmp), fsync)
         try:
-            settings = Settings.from_env({"BROKER_DATA_DIR": tmp, "BROKER_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+            settings = Settings.from_env(
+                {"BROKER_DATA_DIR": tmp, "BROKER_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+            )
             store = Store.from_url(settings.redis_url)
             catalog = catalog_mod.load(settings.scopes_dir)
             gate = Gate(store, catalog, settings.token_hash_key, settings.pairwise_key)
@@ -62,8 +80,11 @@ def run(fsync: str, threads: int, total: int) -> dict[str, float]:
                 uid = make_user(store)
                 cid = make_app(store)
                 gid = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-                tokens.append(make_token(store, settings, cid, kind="grant", subject=uid, grant_id=gid,
-                                         scopes="openid profile"))
+                tokens.append(
+                    make_token(
+                        store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
+                    )
+                )
             per_thread = total // threads
             latencies: list[float] = []
             lock = threading.Lock()
@@ -72,8 +93,9 @@ def run(fsync: str, threads: int, total: int) -> dict[str, float]:
                 mine = []
                 for i in range(per_thread):
                     start = time.perf_counter()
-                    disclosed = gate.authorize_and_record(token, kind="grant", required_scope="openid",
-                                                          endpoint="bench", request_id=f"b{i}")
+                    disclosed = gate.authorize_and_record(
+                        token, kind="grant", required_scope="openid", endpoint="bench", request_id=f"b{i}"
+                    )
                     gate.profiles(disclosed, [disclosed.subject])
                     mine.append(time.perf_counter() - start)
                 with lock:

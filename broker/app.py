@@ -13,11 +13,11 @@ from werkzeug.exceptions import HTTPException
 
 from broker import errors
 from broker.config import Settings
+from broker.core import catalog as catalog_mod
+from broker.core.keyring import Keyring
 from broker.extensions import csrf
-from broker.services import catalog as catalog_mod
-from broker.services.keyring import Keyring
 from broker.storage.store import Store, log_storage_failure
-from broker.web import render_error
+from broker.web.shared.context import render_error
 
 log = logging.getLogger("broker.app")
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app.extensions["broker.store"] = store
     app.extensions["broker.catalog"] = catalog_mod.load(settings.scopes_dir)
     app.extensions["broker.keyring"] = Keyring(settings.signing_keys_file, create=not settings.production)
-    from broker.services.gate import Gate
+    from broker.gate.disclosure import Gate
 
     app.extensions["broker.gate"] = Gate(
         store, app.extensions["broker.catalog"], settings.token_hash_key, settings.pairwise_key
@@ -83,15 +83,18 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from broker.admin.views import bp as admin_bp
-    from broker.api.views import bp as api_bp
-    from broker.developer.views import bp as developer_bp
-    from broker.interactions.views import bp as interactions_bp
-    from broker.internal.views import bp as internal_bp
-    from broker.ledger.views import bp as ledger_bp
-    from broker.oauth.views import bp as oauth_bp
-    from broker.openapi import bp as openapi_bp
-    from broker.privacy.views import bp as privacy_bp
+    from broker.web.admin.views import bp as admin_bp
+    from broker.web.data_api.api import bp as api_bp
+    from broker.web.developer.views import bp as developer_bp
+    from broker.web.interactions import consent, login  # noqa: F401 - their routes attach to the blueprint
+    from broker.web.interactions.blueprint import bp as interactions_bp
+    from broker.web.ledger.api import bp as ledger_bp
+    from broker.web.oauth.views import bp as oauth_bp
+    from broker.web.platform import apps, directory  # noqa: F401 - their routes attach to the blueprint
+    from broker.web.platform.blueprint import bp as internal_bp
+    from broker.web.privacy import api, pages, receipts  # noqa: F401 - their routes attach to the blueprint
+    from broker.web.privacy.blueprint import bp as privacy_bp
+    from broker.web.shared.openapi import bp as openapi_bp
 
     for bp in (
         interactions_bp,
@@ -118,7 +121,7 @@ def _register_hooks(app: Flask) -> None:
         not disclosures: no data left. Void them so the history never shows them as delivered."""
         pending = g.pop("disclosure_records", None)
         if pending is not None and response.status_code >= 400:
-            from broker.services.gate import void_request
+            from broker.gate.disclosure import void_request
 
             void_request(app.extensions["broker.store"], *pending)
         return response

@@ -12,19 +12,19 @@ import sys
 from collections.abc import Sequence
 
 from broker.config import ConfigError
-from broker.services.catalog import CatalogError
-from broker.services.keyring import KeyringError
+from broker.core.catalog import CatalogError
+from broker.core.keyring import KeyringError
 from broker.storage.embedded import EmbeddedRedisError
 
 # Modules that add subcommands; each has ``register(subparsers)`` and sets ``func`` on its parsers.
 COMMAND_MODULES = (
     "broker.commands",
     "broker.demo",
-    "broker.apps_commands",
-    "broker.worker_commands",
-    "broker.oauth.commands",
+    "broker.apps.commands",
+    "broker.events.commands",
+    "broker.core.commands",
     "broker.ledger.commands",
-    "broker.directory_commands",
+    "broker.directory.commands",
 )
 
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from broker.server import ServeError
+    from broker.runtime import ServeError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from broker.config import Settings
-from broker.services import catalog as catalog_mod
+from broker.core import catalog as catalog_mod
 
 
 def register(sub: Any) -> None:
@@ -27,7 +27,7 @@ def settings_with_port(port: int | None) -> Settings:
     import os
     from dataclasses import replace
 
-    from broker.server import load_settings
+    from broker.runtime import load_settings
 
     settings = load_settings()
     if port is None:
@@ -40,7 +40,8 @@ def settings_with_port(port: int | None) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from broker.server import configure_logging, run
+    from broker.runtime import configure_logging
+    from broker.server import run
 
     settings = settings_with_port(args.port)
     configure_logging(settings.log_level)

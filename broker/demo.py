@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask
 
 from broker.config import Settings
-from broker.services import directory
+from broker.directory import service as directory
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -156,9 +156,9 @@ def seed_apps(store: Store, settings: Settings, creds: dict[str, Any]) -> None:
     verifies; otherwise it is re-created (or its secret rotated). Team Roster is added to acme (by
     alice, its admin) unless it already is; a switched-off installation is left as the admin left it.
     """
-    from broker.services import apps as apps_svc
-    from broker.services import catalog as catalog_mod
-    from broker.services import installations as inst_svc
+    from broker.apps import registry as apps_svc
+    from broker.consent import installations as inst_svc
+    from broker.core import catalog as catalog_mod
 
     catalog = catalog_mod.load(settings.scopes_dir)
     path = settings.data_dir / "demo-apps.json"
@@ -229,7 +229,8 @@ def write_credentials(path: Path, creds: dict[str, Any]) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from broker.commands import settings_with_port
-    from broker.server import configure_logging, run
+    from broker.runtime import configure_logging
+    from broker.server import run
 
     settings = settings_with_port(args.port)
     configure_logging(settings.log_level)

@@ -11,10 +11,9 @@ import errno
 import logging
 import os
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,72 +21,12 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from broker.app import create_app
-from broker.config import ConfigError, Settings
-from broker.storage.embedded import DataDirectoryInUse, EmbeddedRedis, after_fork_in_child
+from broker.config import Settings
+from broker.runtime import ServeError, open_store
+from broker.storage.embedded import after_fork_in_child
 from broker.storage.store import Store
 
 log = logging.getLogger("broker.server")
-
-
-class ServeError(Exception):
-    """The service cannot start; the message says why."""
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-@contextlib.contextmanager
-def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
-    """The Redis to use, for the duration of the block.
-
-    ``BROKER_REDIS_URL`` if set. Otherwise the embedded redis-server of the data directory: when a
-    broker already runs there, a CLI command uses that broker's Redis (found from the data
-    directory); a second *server* (``server=True``) is refused. When none runs, one is started,
-    watched (restarted if it dies) and stopped around the block.
-    """
-    embedded: EmbeddedRedis | None = None
-    url = settings.redis_url
-    if not url and not settings.redis_sentinels:
-        embedded = EmbeddedRedis(settings.data_dir)
-        try:
-            url = embedded.start()
-        except DataDirectoryInUse as exc:
-            if server:
-                raise
-            running = embedded.running_owner_url()
-            if running is None:
-                raise DataDirectoryInUse(f"{exc} (its Redis did not answer)") from None
-            log.info("using the Redis of the broker running on %s", settings.data_dir)
-            url, embedded = running, None
-        else:
-            embedded.watch()
-    try:
-        store = Store.from_settings(settings, url)
-        if not store.ping():
-            if settings.redis_sentinels:
-                where = ", ".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
-                raise ServeError(
-                    f"BROKER_REDIS_SENTINELS: no primary for service {settings.redis_sentinel_service!r} "
-                    f"answered through the sentinels at {where}"
-                )
-            raise ServeError(f"BROKER_REDIS_URL: no Redis answered at {_redact(url)}")
-        yield store
-        store.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()
-
-
-def _redact(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 ORPHAN_WAIT = 10.0  # seconds a restart waits for a killed broker's workers to let go of the port
@@ -213,7 +152,7 @@ def _post_worker_init(worker: Any) -> None:
     store, settings = app.extensions["broker.store"], app.extensions["broker.settings"]
     start_in_background(store, app.extensions["broker.keyring"], settings)
     if app.extensions.get("broker.deliver_webhooks"):
-        from broker.services.webhooks import Worker
+        from broker.events.webhooks import Worker
 
         threading.Thread(
             target=Worker(store, settings).run, args=(threading.Event(),), name="webhooks", daemon=True
@@ -260,10 +199,3 @@ def run(
         except SystemExit as exc:
             return int(exc.code or 0)
     return 0
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        raise ServeError(str(exc)) from None

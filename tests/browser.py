@@ -70,7 +70,7 @@ def text_of(page: Page, selector: str) -> str:
 
 def create_person(store: Any, username: str, nickname: str, password: str | None = None) -> str:
     """A directory user with a password (the platform's own sign-up), returns the user id."""
-    from broker.services import directory
+    from broker.directory import service as directory
 
     user = directory.create_user(
         store, {"username": username, "password": password or f"{username}-password", "nickname": nickname}

@@ -1,7 +1,7 @@
 """Writers for the records the apps area owns, exactly as docs/data-model.md describes them.
 
 The protocol tests create apps, grants, installations and users with these until the apps area's
-services are merged; broker code reads them only through ``broker.oauth.models``.
+services are merged; broker code reads them only through ``broker.web.oauth.models``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from argon2 import PasswordHasher
 
 from broker.config import Settings
-from broker.services.hashing import keyed_hash
+from broker.core.hashing import keyed_hash
 from broker.storage import keys
 from broker.storage.store import Store
 

@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.exceptions import HTTPException
 
-from broker.openapi import build_spec, openapi_path
+from broker.web.shared.openapi import build_spec, openapi_path
 
 
 class ContractError(AssertionError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from broker.core.keyring import Keyring
 from broker.ledger.sequencer import Sequencer
-from broker.services.keyring import Keyring
 
 
 def sign_in(client: Any, uid: str) -> None:

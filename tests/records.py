@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from broker.config import Settings
-from broker.services.hashing import keyed_hash
+from broker.core.hashing import keyed_hash
 from broker.storage import keys
 from broker.storage.store import Store
 

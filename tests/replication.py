@@ -21,9 +21,9 @@ import redis
 import requests
 
 from broker.config import Settings
+from broker.core.keyring import Keyring
 from broker.ledger import reading
 from broker.ledger.sequencer import Sequencer
-from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store

@@ -22,9 +22,9 @@ from apps_helpers import mini_payload, org_payload
 from privacy_support import index_grant, sign_in
 from records import make_grant, make_org, make_user
 
-from broker.services import apps as apps_svc
-from broker.services import catalog as catalog_mod
-from broker.services import installations as inst_svc
+from broker.apps import registry as apps_svc
+from broker.consent import installations as inst_svc
+from broker.core import catalog as catalog_mod
 from broker.storage import keys
 
 CONTROLS = {"input", "select", "textarea"}

@@ -13,9 +13,9 @@ import pytest
 from apps_helpers import org_payload, outbox_events
 from records import journal_records, make_org, make_token, make_user
 
-from broker.services import apps as apps_svc
-from broker.services import catalog as catalog_mod
-from broker.services import installations as inst_svc
+from broker.apps import registry as apps_svc
+from broker.consent import installations as inst_svc
+from broker.core import catalog as catalog_mod
 from broker.storage import keys
 
 
@@ -426,8 +426,8 @@ def test_a_suspended_app_cannot_be_added_or_requested(client, store, world) -> N
 def test_org_disclosures_section_shows_what_the_orgs_apps_received(
     app, client, store, settings, world
 ) -> None:
+    from broker.consent import installations as inst_svc
     from broker.ledger.sequencer import Sequencer
-    from broker.services import installations as inst_svc
     from tests.records import make_token
 
     sign_in(client, world.admin)

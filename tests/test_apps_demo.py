@@ -8,7 +8,8 @@ import stat
 from apps_helpers import make_org, make_user
 
 from broker import demo
-from broker.services import apps, installations
+from broker.apps import registry as apps
+from broker.consent import installations
 from broker.storage import keys
 
 

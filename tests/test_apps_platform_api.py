@@ -151,7 +151,8 @@ def test_install_unknown_org_or_mini_program(client, store, auth) -> None:
 
 def test_cli_suspend_and_restore(tmp_path, store, redis_server, settings) -> None:
     dev = make_user(store)
-    from broker.services import apps, catalog
+    from broker.apps import registry as apps
+    from broker.core import catalog
 
     record, _, _ = apps.register_app(store, settings, catalog.load(settings.scopes_dir), mini_payload(dev))
     env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url)

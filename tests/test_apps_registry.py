@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from apps_helpers import make_org, make_user, mini_payload, org_payload, outbox_events
 
+from broker.apps import registry as apps
+from broker.consent import grants, installations
+from broker.core import catalog as catalog_mod
+from broker.core.hashing import keyed_hash
 from broker.errors import Conflict, ValidationFailed
-from broker.services import apps, grants, installations
-from broker.services import catalog as catalog_mod
-from broker.services.hashing import keyed_hash
 from broker.storage import keys
 
 

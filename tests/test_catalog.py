@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from broker.app import create_app
-from broker.services import catalog as catalog_mod
+from broker.core import catalog as catalog_mod
 from tests.conftest import ROOT, broker_env
 
 GOOD = (ROOT / "scopes" / "basic.toml").read_text()

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from broker.app import create_app
-from broker.services import directory
+from broker.directory import service as directory
 from broker.storage import keys
 from broker.storage.store import BrokerCluster, ClusterUnavailable, Store
 from tests.conftest import make_settings
@@ -113,7 +113,7 @@ def test_a_failed_rename_changes_nothing(cstore: Store, monkeypatch: pytest.Monk
 
 def test_grant_withdrawal_revokes_its_tokens_on_the_cluster(capp: Any, cstore: Store) -> None:
     """A MULTI that queues EVAL (token revocation with the grant change) runs on a cluster."""
-    from broker.services import grants
+    from broker.consent import grants
 
     settings = capp.extensions["broker.settings"]
     p = person(cstore, settings)

@@ -11,12 +11,12 @@ import pytest
 from apps_helpers import make_user, mini_payload
 
 from broker.app import create_app
+from broker.apps import registry as apps
 from broker.config import REPO_SCOPES_DIR
-from broker.interactions.consent import CONSENT_TEXT_VERSION
-from broker.interactions.i18n import STRINGS
-from broker.services import apps
-from broker.services import catalog as catalog_mod
+from broker.core import catalog as catalog_mod
 from broker.storage import keys
+from broker.web.interactions.consent import CONSENT_TEXT_VERSION
+from broker.web.interactions.i18n import STRINGS
 
 RETURN_TO = "/oauth/authorize?client_id=x&state=s"
 

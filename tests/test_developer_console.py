@@ -11,8 +11,8 @@ import pytest
 from apps_helpers import outbox_events
 from records import journal_records, make_installation, make_org, make_token, make_user
 
-from broker.services import apps as apps_svc
-from broker.services.hashing import keyed_hash
+from broker.apps import registry as apps_svc
+from broker.core.hashing import keyed_hash
 from broker.storage import keys
 
 FORM = {

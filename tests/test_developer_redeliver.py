@@ -6,8 +6,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from broker.services import events, webhooks
-from broker.services.webhooks import Worker
+from broker.events import outbox as events
+from broker.events import webhooks
+from broker.events.webhooks import Worker
 from tests.factories import make_user
 from tests.test_developer_console import register, sign_in
 from tests.webhook_receiver import Receiver

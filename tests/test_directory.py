@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from broker.directory import service as directory
 from broker.errors import Conflict, NotFound
-from broker.services import directory
 from broker.storage import keys
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from broker.cli import main
-from broker.services import directory
+from broker.directory import service as directory
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ import pytest
 import redis
 
 from broker.app import create_app
+from broker.core.keyring import Keyring
+from broker.gate import disclosure as gate
+from broker.gate.disclosure import Gate, void_request
 from broker.ledger import storage
 from broker.ledger.sequencer import Sequencer
-from broker.services import gate
-from broker.services.gate import Gate, void_request
-from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
 from tests.privacy_support import bearer, index_grant, sequence, sign_in

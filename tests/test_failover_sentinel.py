@@ -21,10 +21,10 @@ import requests
 
 from broker.app import create_app
 from broker.config import Settings
+from broker.core.keyring import Keyring
 from broker.errors import StorageUnavailable
+from broker.gate import disclosure as gate
 from broker.ledger.sequencer import start_in_background
-from broker.services import gate
-from broker.services.keyring import Keyring
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.conftest import LiveServer

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from broker.config import ConfigError, Settings
-from broker.services import catalog as catalog_mod
+from broker.core import catalog as catalog_mod
 
 
 def test_unknown_variable_is_refused(tmp_path: Path) -> None:

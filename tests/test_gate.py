@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.services.pairwise import pairwise_id
+from broker.core.pairwise import pairwise_id
 from broker.storage import keys
 from tests.records import (
     journal_records,

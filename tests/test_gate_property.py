@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from broker.services.catalog import Catalog, Field, Scope
-from broker.services.gate import Gate, InsufficientScope
+from broker.core.catalog import Catalog, Field, Scope
+from broker.gate.disclosure import Gate, InsufficientScope
 from tests.records import make_app, make_grant, make_token, make_user
 
 FIELD_NAMES = ["user_id", "nickname", "avatar", "name", "email", "mobile", "title", "dept"]

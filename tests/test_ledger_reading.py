@@ -15,9 +15,9 @@ from joserfc.jwk import KeySet
 from ledger_support import ACME, ALICE, APP_A, APP_B, BOB, DEV, journal, record
 
 from broker.config import Settings
+from broker.core.keyring import Keyring
 from broker.ledger import merkle, reading, storage
 from broker.ledger.sequencer import Sequencer
-from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
 

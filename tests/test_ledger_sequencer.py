@@ -17,9 +17,9 @@ from joserfc.jwk import KeySet
 from ledger_support import ACME, APP_A, APP_B, BOB, journal, record
 
 from broker.config import Settings
+from broker.core.keyring import Keyring
 from broker.ledger import checkpoints, merkle, storage
 from broker.ledger.sequencer import Sequencer
-from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
 

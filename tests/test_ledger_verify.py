@@ -13,9 +13,9 @@ from ledger_support import ACME, ALICE, APP_B, BOB, journal, record
 
 from broker import cli
 from broker.config import Settings
+from broker.core.keyring import Keyring
 from broker.ledger import merkle, storage
 from broker.ledger.sequencer import Sequencer
-from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
 

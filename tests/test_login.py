@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.app import create_app
-from broker.interactions.login import safe_next
-from broker.services import directory
+from broker.directory import service as directory
 from broker.storage import keys
+from broker.web.interactions.login import safe_next
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 

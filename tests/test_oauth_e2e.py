@@ -16,7 +16,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from broker.services.pairwise import pairwise_id
+from broker.core.pairwise import pairwise_id
 from tests.factories import make_app, make_grant, make_user
 from tests.oauth_helpers import REDIRECT, pkce_pair
 

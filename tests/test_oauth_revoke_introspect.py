@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.services import tokens
 from broker.storage import keys
+from broker.tokens import service as tokens
 from tests.factories import make_app, make_grant, make_installation, make_user
 from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from flask import Response, jsonify
 
-from broker.openapi import build_spec, operation_of
-from broker.privacy.center import PROFILE_FIELDS_REMOVED
-from broker.services import apps as apps_svc
-from broker.services import directory
-from broker.services import grants as grants_svc
-from broker.services import installations as inst_svc
+from broker.apps import registry as apps_svc
+from broker.consent import grants as grants_svc
+from broker.consent import installations as inst_svc
+from broker.consent.person import PROFILE_FIELDS_REMOVED
+from broker.directory import service as directory
+from broker.web.shared.openapi import build_spec, operation_of
 from tests.apps_helpers import org_payload
 from tests.openapi_contract import ContractClient, ContractError, contract_for
 from tests.privacy_support import bearer, sequence, sign_in
@@ -712,7 +712,7 @@ def test_admin_api_responses_match(client: Any, store: Any, settings: Any, world
 
 
 def test_developer_api_responses_match(client: Any, store: Any, settings: Any, world: Any) -> None:
-    from broker.services import events
+    from broker.events import outbox as events
     from broker.storage import keys
 
     doc = _doc(client)

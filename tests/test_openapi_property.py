@@ -22,10 +22,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from broker.openapi import spec_for
-from broker.services import apps as apps_svc
-from broker.services import directory
-from broker.services import installations as inst_svc
+from broker.apps import registry as apps_svc
+from broker.consent import installations as inst_svc
+from broker.directory import service as directory
+from broker.web.shared.openapi import spec_for
 from tests.apps_helpers import org_payload
 
 EXAMPLES = 25

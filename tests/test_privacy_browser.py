@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
+from broker.apps import registry as apps_svc
+from broker.core.keyring import Keyring
 from broker.ledger.sequencer import Sequencer
-from broker.services import apps as apps_svc
-from broker.services.keyring import Keyring
 from broker.storage import keys
 from tests.browser import chromium, create_person, fill_login_form, new_page
 from tests.records import journal_records, make_user

@@ -364,7 +364,7 @@ def test_redis_failure_is_503(client, store, person, monkeypatch) -> None:
 def test_every_ui_string_exists_in_both_languages_with_the_same_placeholders() -> None:
     from string import Formatter
 
-    from broker.privacy.strings import STRINGS
+    from broker.web.privacy.strings import STRINGS
 
     for key, texts in STRINGS.items():
         assert set(texts) == {"en", "zh"}, key

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from flask import session
 
-from broker.interactions.session import current_user_id
+from broker.consent import grants
+from broker.core.keyring import Keyring
+from broker.core.pairwise import pairwise_id
 from broker.ledger import checkpoints
 from broker.ledger.commands import verify
-from broker.services import grants
-from broker.services.keyring import Keyring
-from broker.services.pairwise import pairwise_id
 from broker.storage import keys
+from broker.web.interactions.session import current_user_id
 from tests.privacy_support import bearer, index_grant, index_installation, sequence, sign_in
 from tests.records import make_app, make_grant, make_installation, make_org, make_token, make_user
 
@@ -165,7 +165,7 @@ def test_json_deletion_needs_the_username_and_signs_out(client, store, world) ->
 
 
 def test_a_consent_given_while_deleting_does_not_survive(client, store, settings, world, monkeypatch) -> None:
-    from broker.privacy import center
+    from broker.consent import person as center
 
     late = make_app(store, name="Late")
     real = center.pairwise_id
@@ -190,7 +190,7 @@ def test_platform_api_deletion_is_the_same_deletion(client, store, settings) -> 
     """DELETE /internal/v1/users/<id> ends grants at once and tells the apps, like the privacy center."""
     import json as _json
 
-    from broker.services.pairwise import pairwise_id
+    from broker.core.pairwise import pairwise_id
     from broker.storage import keys as _keys
     from tests.records import journal_records, make_app, make_grant, make_token, make_user
 

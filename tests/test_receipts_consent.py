@@ -11,9 +11,9 @@ from joserfc import jws
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
-from broker import web
-from broker.services import receipts
+from broker.consent import receipts
 from broker.storage import keys
+from broker.web.shared import context as web
 
 ALICE = "usr_00000000000000a1"
 BOB = "usr_00000000000000b0"
@@ -57,7 +57,9 @@ def sign_in(client: Any, uid: str) -> None:
 
 def issue(app: Any, store: Any, action: str = "granted", uid: str = ALICE, now: float | None = None) -> str:
     with app.app_context():
-        return receipts.issue_receipt(store, APP, grant(uid), action, now=now)
+        return receipts.issue_receipt(
+            store, APP, grant(uid), action, now=now, settings=web.settings(), keyring=web.keyring()
+        )
 
 
 def published(app: Any) -> KeySet:
@@ -234,7 +236,7 @@ def test_issue_receipt_outside_a_request_with_explicit_keyring(app: Any, store: 
 
 def test_unknown_action_is_refused_and_nothing_is_stored(app: Any, store: Any) -> None:
     with app.app_context(), pytest.raises(ValueError, match="unknown receipt action"):
-        receipts.issue_receipt(store, APP, grant(), "deleted")
+        receipts.issue_receipt(store, APP, grant(), "deleted", settings=web.settings())
     assert store.redis.exists(keys.receipts_index(ALICE), keys.receipts_docs(ALICE)) == 0
 
 

@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from broker.config import Settings
-from broker.services import events, webhooks
-from broker.services.webhooks import Backoff, Worker, verify_signature
+from broker.events import outbox as events
+from broker.events import webhooks
+from broker.events.webhooks import Backoff, Worker, verify_signature
 from broker.storage import keys
 from broker.storage.embedded import free_port
 from tests.webhook_receiver import Receiver

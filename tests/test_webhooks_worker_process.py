@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from broker.services import events
+from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.embedded import EmbeddedRedis
 from tests.conftest import ROOT, broker_env

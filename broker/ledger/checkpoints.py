@@ -20,8 +20,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from broker.config import Settings
+from broker.core.keyring import LEDGER_ALG, Keyring
 from broker.ledger import storage
-from broker.services.keyring import LEDGER_ALG, Keyring
 from broker.storage import keys
 from broker.storage.store import Store
 

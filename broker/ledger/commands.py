@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from broker.config import Settings
+from broker.core.keyring import Keyring
+from broker.core.progress import ProgressBar, Tally
 from broker.ledger import checkpoints, merkle, reading, storage
-from broker.progress import ProgressBar, Tally
-from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
 
 @contextmanager
 def _open() -> Iterator[tuple[Settings, Store]]:
-    from broker.server import configure_logging, open_store
+    from broker.runtime import configure_logging, open_store
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)

@@ -35,9 +35,9 @@ from typing import Any
 import redis
 
 from broker.config import Settings
+from broker.core.keyring import Keyring
+from broker.gate.disclosure import retry_unconfirmed_voids
 from broker.ledger import checkpoints, merkle, storage
-from broker.services.gate import retry_unconfirmed_voids
-from broker.services.keyring import Keyring
 from broker.storage import keys
 from broker.storage.store import Store
 

@@ -1,0 +1,519 @@
+"""The app registry: OAuth clients of two kinds (App Center ``org_app`` and ``mini_program``).
+
+Validation lives here, not in the HTTP layer, so the platform API, the CLI and the demo apply the
+same rules. Client secrets are returned once and stored only as keyed hashes (DESIGN invariant 5);
+a rotated secret keeps working until its ``expires`` so deployed apps can roll over. The webhook
+secret is a signing key the worker needs in clear: it is stored, never logged.
+
+Writes to the app's own keys (``{a:<client_id>}``) run in one MULTI; indexes in other slots
+(``apps_all``, ``developer_apps``) are written afterwards in separate commands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from marshmallow import RAISE, Schema
+from marshmallow import fields as mf
+from marshmallow import validate as mv
+
+from broker.config import Settings
+from broker.core.catalog import Catalog
+from broker.core.hashing import keyed_hash, new_secret
+from broker.errors import Conflict, NotFound, ValidationFailed
+from broker.events import outbox as events
+from broker.storage import keys
+from broker.storage.store import Store
+
+CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
+KINDS = ("org_app", "mini_program")
+CLIENT_TYPES = ("confidential", "public")
+EDITABLE = ("name", "description", "contact", "privacy_policy_url", "redirect_uris", "scopes", "webhook_url")
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+CLIENT_SECRET_PREFIX = "brk_cs_"  # noqa: S105 - a type prefix, not a secret
+WEBHOOK_SECRET_PREFIX = "brk_whsec_"  # noqa: S105 - a type prefix
+
+
+class InvalidScope(ValidationFailed):
+    """A requested scope is not in the catalog (or not for this kind of app)."""
+
+    code = "invalid_scope"
+    title = "Invalid scope"
+
+
+def _is_loopback(host: str | None) -> bool:
+    return host in LOOPBACK_HOSTS
+
+
+def _url_problem(raw: Any, *, allow_loopback_http: bool, allow_query: bool = True) -> str | None:
+    """Why ``raw`` is not an acceptable absolute URL, or None (RFC 9700 2.1: exact, no fragment)."""
+    if not isinstance(raw, str) or not raw:
+        return "must be a non-empty URL"
+    if len(raw) > 2000:
+        return "must be at most 2000 characters"
+    if any(ch.isspace() for ch in raw):
+        return "must not contain whitespace"
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "is not a valid URL"
+    if "#" in raw:
+        return "must not contain a fragment"
+    if not host or parts.scheme not in {"http", "https"}:
+        return "must be an absolute https URL"
+    if parts.username or parts.password:
+        return "must not contain credentials"
+    if parts.scheme == "http" and not (allow_loopback_http and _is_loopback(host)):
+        return "must use https (http only for loopback hosts 127.0.0.1, [::1], localhost)"
+    if not allow_query and parts.query:
+        return "must not have a query"
+    return None
+
+
+def validate(settings: Settings, catalog: Catalog, data: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Semantic checks on a complete (merged) app record; returns field -> problems (empty: valid)."""
+    problems: dict[str, list[str]] = {}
+
+    def bad(name: str, message: str) -> None:
+        problems.setdefault(name, []).append(message)
+
+    kind = data.get("kind")
+    client_type = data.get("client_type")
+    if kind is not None and kind not in KINDS:
+        bad("kind", f"must be one of {', '.join(KINDS)}")
+    if client_type is not None and client_type not in CLIENT_TYPES:
+        bad("client_type", f"must be one of {', '.join(CLIENT_TYPES)}")
+    if kind == "org_app" and client_type == "public":
+        bad("client_type", "an org_app must be a confidential client")
+
+    if "privacy_policy_url" in data:
+        problem = _url_problem(data["privacy_policy_url"], allow_loopback_http=False)
+        if problem:
+            bad("privacy_policy_url", problem)
+
+    uris = data.get("redirect_uris")
+    if uris is not None:
+        if not isinstance(uris, list):
+            bad("redirect_uris", "must be a list of URLs")
+        else:
+            if kind == "mini_program" and not uris:
+                bad("redirect_uris", "a mini_program needs at least one redirect URI")
+            if len(set(uris)) != len(uris):
+                bad("redirect_uris", "lists a URI twice")
+            for i, uri in enumerate(uris):
+                problem = _url_problem(uri, allow_loopback_http=True)
+                if problem:
+                    bad("redirect_uris", f"item {i}: {problem}")
+
+    webhook = data.get("webhook_url")
+    if webhook:
+        problem = _url_problem(webhook, allow_loopback_http=not settings.production)
+        if problem:
+            bad("webhook_url", problem)
+
+    scopes = data.get("scopes")
+    if scopes is not None and kind in KINDS:
+        audience = "organization" if kind == "org_app" else "individual"
+        if not isinstance(scopes, list) or not scopes:
+            bad("scopes", "must list at least one catalog scope")
+        else:
+            unknown = catalog.unknown_scopes(scopes)
+            if unknown:
+                bad("scopes", f"unknown scope(s): {', '.join(unknown)}")
+            wrong = sorted(
+                s for s in scopes if s in catalog.scopes and catalog.scopes[s].audience != audience
+            )
+            if wrong:
+                bad("scopes", f"not {audience} scope(s), which a {kind} may request: {', '.join(wrong)}")
+            if kind == "mini_program" and "openid" not in scopes:
+                bad("scopes", "a mini_program must request openid")
+            if len(set(scopes)) != len(scopes):
+                bad("scopes", "lists a scope twice")
+    return problems
+
+
+def developer_problems(store: Store, developer_id: Any) -> dict[str, list[str]]:
+    """The developer must be an active platform user (the consent page names them)."""
+    if not isinstance(developer_id, str) or not developer_id:
+        return {}
+    if store.redis.hget(keys.user(developer_id), "status") != "active":
+        return {"developer_id": ["no active user with this id"]}
+    return {}
+
+
+def raise_problems(problems: dict[str, list[str]], catalog_scopes_bad: bool = False) -> None:
+    if not problems:
+        return
+    unknown_scope = any("unknown scope" in m or "scope(s), which" in m for m in problems.get("scopes", []))
+    cls = InvalidScope if unknown_scope or catalog_scopes_bad else ValidationFailed
+    raise cls("some fields are invalid", fields=problems)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = {k: v for k, v in raw.items() if not k.startswith("webhook_secret")}
+    record["redirect_uris"] = json.loads(raw.get("redirect_uris") or "[]")
+    record["scopes"] = (raw.get("scopes") or "").split()
+    for name in ("created_at", "updated_at"):
+        if name in raw:
+            record[name] = int(raw[name])
+    return record
+
+
+def get_app(store: Store, client_id: str) -> dict[str, Any] | None:
+    if not CLIENT_ID_RE.match(client_id):
+        return None
+    raw = store.redis.hgetall(keys.app(client_id))
+    return _decode(raw) if raw else None
+
+
+def require_app(store: Store, client_id: str) -> dict[str, Any]:
+    record = get_app(store, client_id)
+    if record is None:
+        raise NotFound(f"no app with client id {client_id!r}")
+    return record
+
+
+def list_apps(store: Store, developer_id: str | None = None) -> list[dict[str, Any]]:
+    """Every app (registration order), or one developer's apps."""
+    if developer_id is not None:
+        client_ids = sorted(store.redis.smembers(keys.developer_apps(developer_id)))
+    else:
+        client_ids = store.redis.zrange(keys.apps_all(), 0, -1)
+    out = []
+    for client_id in client_ids:
+        record = get_app(store, client_id)
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def _encode(record: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in record.items():
+        if name == "redirect_uris":
+            out[name] = json.dumps(list(value))
+        elif name == "scopes":
+            out[name] = " ".join(value)
+        elif value is None:
+            out[name] = ""
+        else:
+            out[name] = str(value)
+    return out
+
+
+# -- registration -------------------------------------------------------------------------------
+
+
+def register_app(
+    store: Store, settings: Settings, catalog: Catalog, data: Mapping[str, Any]
+) -> tuple[dict[str, Any], str | None, str]:
+    """Create an app; returns (record, client secret or None for public clients, webhook secret).
+
+    The secrets are shown to the caller once: only the client secret's keyed hash is kept.
+    """
+    required = ("kind", "client_type", "name", "developer_id", "contact", "privacy_policy_url", "scopes")
+    problems = validate(settings, catalog, data)
+    for name in required:
+        if data.get(name) in (None, ""):
+            problems.setdefault(name, []).append("is required")
+    developer_id = data.get("developer_id")
+    for name, messages in developer_problems(store, developer_id).items():
+        problems.setdefault(name, []).extend(messages)
+    raise_problems(problems)
+
+    now = int(time.time())
+    client_id = f"app_{secrets.token_hex(8)}"
+    record: dict[str, Any] = {
+        "client_id": client_id,
+        "name": data["name"],
+        "description": data.get("description") or "",
+        "kind": data["kind"],
+        "client_type": data["client_type"],
+        "developer_id": developer_id,
+        "contact": data["contact"],
+        "privacy_policy_url": data["privacy_policy_url"],
+        "redirect_uris": list(data.get("redirect_uris") or []),
+        "scopes": list(data["scopes"]),
+        "webhook_url": data.get("webhook_url") or "",
+        "status": "active",
+        "created_at": now,
+        "updated_at": now,
+    }
+    client_secret = new_secret(CLIENT_SECRET_PREFIX) if record["client_type"] == "confidential" else None
+    webhook_secret = new_secret(WEBHOOK_SECRET_PREFIX)
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.hset(keys.app(client_id), mapping=_encode(record))
+    if client_secret is not None:
+        entry = json.dumps({"created": now, "expires": None})
+        pipe.hset(keys.app_secrets(client_id), keyed_hash(settings.token_hash_key, client_secret), entry)
+    # Kept in clear in the app hash: it is the key we sign webhooks with (never logged, never shown
+    # by public_view); the worker reads it with the app record in one HMGET.
+    pipe.hset(keys.app(client_id), "webhook_secret", webhook_secret)
+    pipe.execute()
+    # Indexes live in other slots: written after the record, each a single command.
+    store.redis.zadd(keys.apps_all(), {client_id: now})
+    store.redis.sadd(keys.developer_apps(str(developer_id)), client_id)
+    return record, client_secret, webhook_secret
+
+
+# Set fields on a hash only if it still exists (an update must never resurrect a deleted app).
+_HSET_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+
+def update_app(
+    store: Store, settings: Settings, catalog: Catalog, client_id: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Change editable fields; kind, client type and developer are fixed at registration."""
+    current = require_app(store, client_id)
+    fixed = sorted(set(changes) - set(EDITABLE))
+    problems: dict[str, list[str]] = {name: ["cannot be changed"] for name in fixed}
+    merged = {**current, **{k: v for k, v in changes.items() if k in EDITABLE}}
+    for name, messages in validate(settings, catalog, merged).items():
+        if name in changes:
+            problems.setdefault(name, []).extend(messages)
+    for name in ("name", "contact", "privacy_policy_url"):
+        if name in changes and changes[name] in (None, ""):
+            problems.setdefault(name, []).append("must not be empty")
+    raise_problems(problems)
+    update = {k: v for k, v in changes.items() if k in EDITABLE}
+    update["updated_at"] = int(time.time())
+    flat: list[str] = []
+    for name, value in _encode(update).items():
+        flat += [name, value]
+    done = store.script(_HSET_IF_EXISTS)(keys=[keys.app(client_id)], args=flat)
+    if not done:
+        raise NotFound(f"no app with client id {client_id!r}")
+    if "scopes" in changes:
+        _shrink_installations(store, client_id, set(merged["scopes"]))
+    return require_app(store, client_id)
+
+
+def _shrink_installations(store: Store, client_id: str, allowed: set[str]) -> None:
+    """An installation may never hold a scope the app no longer requests."""
+    for org_id in store.redis.smembers(keys.app_installations(client_id)):
+        key = keys.installation(client_id, org_id)
+        scopes = (store.redis.hget(key, "scopes") or "").split()
+        kept = [s for s in scopes if s in allowed]
+        if kept != scopes:
+            store.script(_HSET_IF_EXISTS)(
+                keys=[key], args=["scopes", " ".join(kept), "updated_at", str(int(time.time()))]
+            )
+
+
+def _set_status(store: Store, client_id: str, status: str, event_type: str) -> dict[str, Any]:
+    key = keys.app(client_id)
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                current = pipe.hget(key, "status")
+                if current is None:
+                    raise NotFound(f"no app with client id {client_id!r}")
+                if current == status:
+                    raise Conflict(f"the app is already {status}")
+                pipe.multi()
+                pipe.hset(key, mapping={"status": status, "updated_at": str(int(time.time()))})
+                events.emit(pipe, client_id, event_type, {"status": status})
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    return require_app(store, client_id)
+
+
+def suspend_app(store: Store, client_id: str) -> dict[str, Any]:
+    """Operator switch: every token of the app stops working at once (token checks read status)."""
+    return _set_status(store, client_id, "suspended", "app.suspended")
+
+
+def restore_app(store: Store, client_id: str) -> dict[str, Any]:
+    return _set_status(store, client_id, "active", "app.restored")
+
+
+def delete_app(store: Store, client_id: str) -> None:
+    """Delete the app and everything bound to it: secrets, grants, installations, tokens, indexes.
+
+    The disclosure journal is kept: its records still belong in the ledger.
+    """
+    record = require_app(store, client_id)
+    uids = store.redis.smembers(keys.app_grants(client_id))
+    org_ids = store.redis.smembers(keys.app_installations(client_id))
+    keep = {keys.journal(client_id)}
+    doomed = {k for k in store.redis.scan_iter(match=f"{keys.app_tag(client_id)}:*", count=500)} - keep
+    doomed |= {keys.app(client_id), keys.app_secrets(client_id)}
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.delete(keys.app(client_id))  # first, so every token check fails from here on
+    pipe.delete(*sorted(doomed))
+    pipe.execute()
+    for uid in uids:
+        store.redis.srem(keys.user_grants(uid), client_id)
+    for org_id in org_ids:
+        store.redis.srem(keys.org_installations(org_id), client_id)
+    store.redis.zrem(keys.apps_all(), client_id)
+    if record.get("developer_id"):
+        store.redis.srem(keys.developer_apps(record["developer_id"]), client_id)
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+# Rotation in one script: retire every live secret (expires = now + overlap), forget expired ones,
+# add the new one. Only the app's secrets hash is touched.
+_ROTATE = """
+local now = tonumber(ARGV[1])
+local retire_at = tonumber(ARGV[2])
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local meta = cjson.decode(entries[i + 1])
+  local expires = meta['expires']
+  if expires == nil or expires == cjson.null then
+    meta['expires'] = retire_at
+    redis.call('HSET', KEYS[1], entries[i], cjson.encode(meta))
+  elseif tonumber(expires) <= now then
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+return 1
+"""
+
+
+def rotate_secret(store: Store, settings: Settings, client_id: str) -> tuple[str, int]:
+    """Issue a new client secret; the old one works until the returned time (unix seconds)."""
+    record = require_app(store, client_id)
+    if record["client_type"] != "confidential":
+        raise Conflict("a public client has no client secret")
+    now = int(time.time())
+    retire_at = now + settings.secret_overlap_seconds
+    secret = new_secret(CLIENT_SECRET_PREFIX)
+    entry = json.dumps({"created": now, "expires": None})
+    store.script(_ROTATE)(
+        keys=[keys.app_secrets(client_id)],
+        args=[now, retire_at, keyed_hash(settings.token_hash_key, secret), entry],
+    )
+    return secret, retire_at
+
+
+def verify_secret(store: Store, settings: Settings, client_id: str, secret: str) -> bool:
+    """True if ``secret`` is a current (or still-overlapping) secret of the app.
+
+    The lookup key is an HMAC of the secret, so no secret comparison happens on attacker-chosen
+    prefixes; an unknown client and a wrong secret take the same path.
+    """
+    if not CLIENT_ID_RE.match(client_id) or not secret.startswith(CLIENT_SECRET_PREFIX):
+        return False
+    raw = store.redis.hget(keys.app_secrets(client_id), keyed_hash(settings.token_hash_key, secret))
+    if raw is None:
+        return False
+    expires = json.loads(raw).get("expires")
+    return expires is None or int(expires) > time.time()
+
+
+def webhook_secret(store: Store, client_id: str) -> str | None:
+    """The app's webhook signing secret (for the worker); never log it."""
+    value = store.redis.hget(keys.app(client_id), "webhook_secret")
+    return str(value) if value else None
+
+
+def rotate_webhook_secret(store: Store, settings: Settings, client_id: str) -> str:
+    """A new signing secret; receivers get signatures with both until the overlap ends."""
+    require_app(store, client_id)
+    secret = new_secret(WEBHOOK_SECRET_PREFIX)
+    old = webhook_secret(store, client_id) or ""
+    store.redis.hset(
+        keys.app(client_id),
+        mapping={
+            "webhook_secret": secret,
+            "webhook_secret_previous": old,
+            "webhook_secret_previous_expires": str(int(time.time()) + settings.secret_overlap_seconds),
+        },
+    )
+    return secret
+
+
+def public_view(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The app as the platform API shows it (no secrets)."""
+    names = (
+        "client_id",
+        "name",
+        "description",
+        "kind",
+        "client_type",
+        "developer_id",
+        "contact",
+        "privacy_policy_url",
+        "redirect_uris",
+        "scopes",
+        "webhook_url",
+        "status",
+        "created_at",
+        "updated_at",
+    )
+    return {name: record.get(name) for name in names}
+
+
+def scopes_of(record: Mapping[str, Any]) -> list[str]:
+    return list(record.get("scopes") or [])
+
+
+def subset_problem(requested: Iterable[str], allowed: Iterable[str]) -> str | None:
+    extra = sorted(set(requested) - set(allowed))
+    return f"not requested by the app: {', '.join(extra)}" if extra else None
+
+
+# -- input schemas (platform API and developer console) ------------------------------------------
+
+
+class AppCreateSchema(Schema):
+    """An app registration: the platform API sends ``developer_id``; the developer console
+    excludes it (the developer is the signed-in person)."""
+
+    class Meta:
+        unknown = RAISE
+
+    kind = mf.String(required=True, validate=mv.OneOf(KINDS))
+    client_type = mf.String(required=True, validate=mv.OneOf(CLIENT_TYPES))
+    name = mf.String(required=True, validate=mv.Length(min=1, max=100))
+    description = mf.String(load_default="", validate=mv.Length(max=1000))
+    developer_id = mf.String(required=True, validate=mv.Regexp(r"^usr_[0-9a-f]{16}$"))
+    contact = mf.String(required=True, validate=mv.Length(min=1, max=200))
+    privacy_policy_url = mf.String(required=True, validate=mv.Length(min=1, max=2000))
+    redirect_uris = mf.List(
+        mf.String(validate=mv.Length(min=1, max=2000)),
+        load_default=list,
+        validate=mv.Length(max=20),
+    )
+    scopes = mf.List(
+        mf.String(validate=mv.Length(min=1, max=64)),
+        required=True,
+        validate=mv.Length(min=1, max=50),
+    )
+    webhook_url = mf.String(load_default="", validate=mv.Length(max=2000))
+
+
+class AppUpdateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = mf.String(validate=mv.Length(min=1, max=100))
+    description = mf.String(validate=mv.Length(max=1000))
+    contact = mf.String(validate=mv.Length(min=1, max=200))
+    privacy_policy_url = mf.String(validate=mv.Length(min=1, max=2000))
+    redirect_uris = mf.List(mf.String(validate=mv.Length(min=1, max=2000)), validate=mv.Length(max=20))
+    scopes = mf.List(mf.String(validate=mv.Length(min=1, max=64)), validate=mv.Length(min=1, max=50))
+    webhook_url = mf.String(validate=mv.Length(max=2000))

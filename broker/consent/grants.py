@@ -1,0 +1,248 @@
+"""Grants: a person's field-level consent to one app (DESIGN "Grant", issue 4 item 3).
+
+A grant stores the fields the person ticked and the scopes that still have at least one granted
+field. Re-consent merges into the existing grant and keeps its id (tokens stay bound to it);
+revocation deletes the grant and every token issued under it in the same MULTI, so the next request
+with any of those tokens is refused (DESIGN invariant 2). Events carry the pairwise id the app knows.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from broker.apps.registry import get_app
+from broker.config import Settings
+from broker.consent import receipts
+from broker.core.catalog import Catalog
+from broker.core.pairwise import pairwise_id
+from broker.errors import NotFound, ValidationFailed
+from broker.events import outbox as events
+from broker.storage import keys
+from broker.storage.store import Store
+from broker.tokens import service as tokens
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = dict(raw)
+    record["scopes"] = (raw.get("scopes") or "").split()
+    record["fields"] = (raw.get("fields") or "").split()
+    for name in ("created_at", "updated_at"):
+        if name in raw:
+            record[name] = int(raw[name])
+    return record
+
+
+def get_grant(store: Store, client_id: str, uid: str) -> dict[str, Any] | None:
+    raw = store.redis.hgetall(keys.grant(client_id, uid))
+    return _decode(raw) if raw else None
+
+
+def grant_event_data(settings: Settings, client_id: str, uid: str) -> dict[str, Any]:
+    """The person as the app sees them: their pairwise id, never the internal uid."""
+    return {"user_id": pairwise_id(settings.pairwise_key, client_id, uid)}
+
+
+def _scopes_with_fields(catalog: Catalog, scopes: Iterable[str], fields: set[str]) -> list[str]:
+    """Scopes that still have at least one granted field, in catalog order."""
+    wanted = set(scopes)
+    return [s for s in catalog.scopes if s in wanted and set(catalog.scopes[s].fields) & fields]
+
+
+def required_fields(catalog: Catalog, scopes: Iterable[str]) -> set[str]:
+    return {f for f in catalog.fields_of(scopes) if catalog.fields[f].required}
+
+
+def save_consent(
+    store: Store,
+    settings: Settings,
+    catalog: Catalog,
+    client_id: str,
+    uid: str,
+    scopes: Iterable[str],
+    fields: Iterable[str],
+    purpose: str,
+    consent_version: str,
+) -> dict[str, Any] | None:
+    """Record consent to ``fields`` under ``scopes``, merged with any existing grant.
+
+    Returns the grant, or None when nothing would be granted (every field unticked, no grant yet).
+    """
+    app_record = get_app(store, client_id)
+    if app_record is None:
+        raise NotFound(f"no app with client id {client_id!r}")
+    scopes = list(dict.fromkeys(scopes))
+    fields = set(fields)
+    problems: dict[str, list[str]] = {}
+    unknown = catalog.unknown_scopes(scopes, "individual")
+    if unknown:
+        problems["scopes"] = [f"unknown or not individual scope(s): {', '.join(unknown)}"]
+    not_requested = sorted(set(scopes) - set(app_record["scopes"]))
+    if not_requested:
+        problems.setdefault("scopes", []).append(f"not requested by the app: {', '.join(not_requested)}")
+    reachable = catalog.fields_of(scopes)
+    outside = sorted(fields - reachable)
+    if outside:
+        problems["fields"] = [f"not fields of the given scopes: {', '.join(outside)}"]
+    if problems:
+        raise ValidationFailed("the consent does not match the app or the catalog", fields=problems)
+    fields |= required_fields(catalog, scopes)
+
+    key = keys.grant(client_id, uid)
+    now = int(time.time())
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.hgetall(key)
+                existing = _decode(raw) if raw else None
+                merged_fields = fields | set(existing["fields"] if existing else [])
+                merged_scopes = _scopes_with_fields(
+                    catalog, [*(existing["scopes"] if existing else []), *scopes], merged_fields
+                )
+                if not merged_scopes:
+                    pipe.unwatch()
+                    return existing
+                ordered_fields = [f for f in catalog.fields if f in merged_fields]
+                record: dict[str, Any] = {
+                    "id": existing["id"] if existing else f"gr_{secrets.token_hex(8)}",
+                    "client_id": client_id,
+                    "user_id": uid,
+                    "scopes": merged_scopes,
+                    "fields": ordered_fields,
+                    "purpose": purpose,
+                    "consent_version": consent_version,
+                    "created_at": existing["created_at"] if existing else now,
+                    "updated_at": now,
+                }
+                changed = existing is None or (
+                    existing["scopes"] != merged_scopes
+                    or existing["fields"] != ordered_fields
+                    or existing.get("purpose") != purpose
+                    or existing.get("consent_version") != consent_version
+                )
+                pipe.multi()
+                pipe.hset(
+                    key,
+                    mapping={
+                        **{k: str(v) for k, v in record.items()},
+                        "scopes": " ".join(merged_scopes),
+                        "fields": " ".join(ordered_fields),
+                    },
+                )
+                pipe.sadd(keys.app_grants(client_id), uid)
+                if existing is None:
+                    events.emit(
+                        pipe,
+                        client_id,
+                        "grant.created",
+                        {**grant_event_data(settings, client_id, uid), "scopes": merged_scopes},
+                    )
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    store.redis.sadd(keys.user_grants(uid), client_id)  # index in the person's slot, after
+    if existing is None:
+        receipts.issue_receipt(store, app_record, record, "granted", settings=settings, catalog=catalog)
+    elif changed:
+        receipts.issue_receipt(store, app_record, record, "changed", settings=settings, catalog=catalog)
+    return record
+
+
+def revoke_grant(store: Store, settings: Settings, client_id: str, uid: str) -> dict[str, Any] | None:
+    """End the grant: delete it and every token under it; returns the revoked grant (None: none)."""
+    key = keys.grant(client_id, uid)
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.hgetall(key)
+                if not raw:
+                    pipe.unwatch()
+                    return None
+                record = _decode(raw)
+                pipe.multi()
+                pipe.delete(key)
+                tokens.revoke_grant_tokens(pipe, client_id, record["id"])
+                pipe.srem(keys.app_grants(client_id), uid)
+                events.emit(
+                    pipe,
+                    client_id,
+                    "grant.revoked",
+                    {**grant_event_data(settings, client_id, uid), "scopes": record["scopes"]},
+                )
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    store.redis.srem(keys.user_grants(uid), client_id)
+    app_record = get_app(store, client_id) or {"client_id": client_id}
+    receipts.issue_receipt(store, app_record, record, "revoked", settings=settings)
+    return record
+
+
+def revoke_scope(
+    store: Store, settings: Settings, catalog: Catalog, client_id: str, uid: str, scope: str
+) -> dict[str, Any] | None:
+    """Withdraw one scope: the grant keeps only fields still reachable through its other scopes.
+
+    If nothing is left the whole grant is revoked. Returns the grant after the change (None: gone).
+    Tokens need no rewrite: effective scopes are the token's scopes intersected with the grant's.
+    """
+    key = keys.grant(client_id, uid)
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.hgetall(key)
+                if not raw:
+                    pipe.unwatch()
+                    raise NotFound("no grant to this app")
+                record = _decode(raw)
+                if scope not in record["scopes"]:
+                    pipe.unwatch()
+                    raise NotFound(f"the grant does not include scope {scope!r}")
+                rest = [s for s in record["scopes"] if s != scope]
+                kept_fields = {f for f in record["fields"] if f in catalog.fields_of(rest)}
+                kept_scopes = _scopes_with_fields(catalog, rest, kept_fields)
+                if not kept_scopes:
+                    pipe.unwatch()
+                    break
+                record.update(
+                    scopes=kept_scopes,
+                    fields=[f for f in catalog.fields if f in kept_fields],
+                    updated_at=int(time.time()),
+                )
+                pipe.multi()
+                pipe.hset(
+                    key,
+                    mapping={
+                        "scopes": " ".join(record["scopes"]),
+                        "fields": " ".join(record["fields"]),
+                        "updated_at": str(record["updated_at"]),
+                    },
+                )
+                pipe.execute()
+                app_record = get_app(store, client_id) or {"client_id": client_id}
+                receipts.issue_receipt(
+                    store, app_record, record, "changed", settings=settings, catalog=catalog
+                )
+                return record
+            except redis.WatchError:
+                continue
+    revoke_grant(store, settings, client_id, uid)
+    return None
+
+
+def grants_of_user(store: Store, uid: str) -> list[dict[str, Any]]:
+    out = []
+    for client_id in sorted(store.redis.smembers(keys.user_grants(uid))):
+        grant = get_grant(store, client_id, uid)
+        if grant is not None:
+            out.append(grant)
+    return out

@@ -1,0 +1,200 @@
+"""Installations: an App Center app (``org_app``) added to one organization by its admin.
+
+The admin picks scopes (a subset of what the app requests) and can switch the installation off and
+on or remove it. Each change and its event are one MULTI in the app's slot; the org's index
+(``org_installations``, another slot) is written afterwards. Disabling takes effect at once because
+token checks read ``enabled`` on every request (DESIGN invariant 2).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from broker.apps.registry import require_app
+from broker.errors import Conflict, NotFound, ValidationFailed
+from broker.events import outbox as events
+from broker.storage import keys
+from broker.storage.store import Store
+from broker.tokens.service import revoke_grant_tokens
+
+ORG_ID_RE = re.compile(r"^org_[0-9a-f]{16}$")
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = dict(raw)
+    record["scopes"] = (raw.get("scopes") or "").split()
+    record["enabled"] = raw.get("enabled") == "1"
+    for name in ("created_at", "updated_at"):
+        if name in raw:
+            record[name] = int(raw[name])
+    return record
+
+
+def get_installation(store: Store, client_id: str, org_id: str) -> dict[str, Any] | None:
+    raw = store.redis.hgetall(keys.installation(client_id, org_id))
+    return _decode(raw) if raw else None
+
+
+def require_installation(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
+    record = get_installation(store, client_id, org_id)
+    if record is None:
+        raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
+    return record
+
+
+def _require_org(store: Store, org_id: str) -> None:
+    if not ORG_ID_RE.match(org_id) or not store.redis.exists(keys.org(org_id)):
+        raise NotFound(f"no organization with id {org_id!r}")
+
+
+def _check_scopes(scopes: list[str], allowed: list[str]) -> None:
+    problems = []
+    if not scopes:
+        problems.append("choose at least one scope")
+    extra = sorted(set(scopes) - set(allowed))
+    if extra:
+        problems.append(f"not requested by the app: {', '.join(extra)}")
+    if problems:
+        raise ValidationFailed("some fields are invalid", fields={"scopes": problems})
+
+
+def list_org_installations(store: Store, org_id: str) -> list[dict[str, Any]]:
+    _require_org(store, org_id)
+    out = []
+    for client_id in sorted(store.redis.smembers(keys.org_installations(org_id))):
+        record = get_installation(store, client_id, org_id)
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def install(
+    store: Store, client_id: str, org_id: str, scopes: Iterable[str] | None = None, installed_by: str = ""
+) -> dict[str, Any]:
+    """Add ``client_id`` to ``org_id`` with ``scopes`` (default: everything the app requests)."""
+    app_record = require_app(store, client_id)
+    if app_record["kind"] != "org_app":
+        raise Conflict("only an org_app can be installed in an organization")
+    _require_org(store, org_id)
+    chosen = list(dict.fromkeys(scopes)) if scopes is not None else list(app_record["scopes"])
+    _check_scopes(chosen, app_record["scopes"])
+    key = keys.installation(client_id, org_id)
+    now = int(time.time())
+    record = {
+        "id": f"in_{secrets.token_hex(8)}",
+        "client_id": client_id,
+        "org_id": org_id,
+        "scopes": " ".join(chosen),
+        "enabled": "1",
+        "installed_by": installed_by or "",
+        "created_at": str(now),
+        "updated_at": str(now),
+    }
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    pipe.unwatch()
+                    raise Conflict(f"app {client_id!r} is already installed in organization {org_id!r}")
+                pipe.multi()
+                pipe.hset(key, mapping=record)
+                pipe.sadd(keys.app_installations(client_id), org_id)
+                events.emit(pipe, client_id, "installation.installed", {"org_id": org_id, "scopes": chosen})
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    store.redis.sadd(keys.org_installations(org_id), client_id)
+    return _decode(record)
+
+
+def _set_enabled(store: Store, client_id: str, org_id: str, enabled: bool) -> dict[str, Any]:
+    key = keys.installation(client_id, org_id)
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                current = pipe.hget(key, "enabled")
+                if current is None:
+                    pipe.unwatch()
+                    raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
+                if (current == "1") == enabled:
+                    pipe.unwatch()
+                    break  # already so: nothing changes, no event
+                pipe.multi()
+                pipe.hset(
+                    key, mapping={"enabled": "1" if enabled else "0", "updated_at": str(int(time.time()))}
+                )
+                events.emit(
+                    pipe,
+                    client_id,
+                    "installation.enabled" if enabled else "installation.disabled",
+                    {"org_id": org_id},
+                )
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    return require_installation(store, client_id, org_id)
+
+
+def disable(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
+    return _set_enabled(store, client_id, org_id, False)
+
+
+def enable(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
+    return _set_enabled(store, client_id, org_id, True)
+
+
+def set_scopes(store: Store, client_id: str, org_id: str, scopes: Iterable[str]) -> dict[str, Any]:
+    """Change the admin's chosen scopes; tokens narrow at once (effective = token ∩ installation)."""
+    app_record = require_app(store, client_id)
+    require_installation(store, client_id, org_id)
+    chosen = list(dict.fromkeys(scopes))
+    _check_scopes(chosen, app_record["scopes"])
+    key = keys.installation(client_id, org_id)
+    script = store.script("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'scopes', ARGV[1], 'updated_at', ARGV[2])
+return 1
+""")
+    if not script(keys=[key], args=[" ".join(chosen), int(time.time())]):
+        raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
+    return require_installation(store, client_id, org_id)
+
+
+def remove(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
+    """Delete the installation and every token issued under it."""
+    key = keys.installation(client_id, org_id)
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.hgetall(key)
+                if not raw:
+                    pipe.unwatch()
+                    raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
+                record = _decode(raw)
+                pipe.multi()
+                pipe.delete(key)
+                revoke_grant_tokens(pipe, client_id, record["id"])
+                pipe.srem(keys.app_installations(client_id), org_id)
+                events.emit(pipe, client_id, "installation.removed", {"org_id": org_id})
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    store.redis.srem(keys.org_installations(org_id), client_id)
+    return record
+
+
+def public_view(record: dict[str, Any]) -> dict[str, Any]:
+    names = ("id", "client_id", "org_id", "scopes", "enabled", "installed_by", "created_at", "updated_at")
+    return {name: record.get(name) for name in names}

@@ -1,0 +1,332 @@
+"""Organization administration: the App Center view, member requests, sub-admins, audit, disband.
+
+State lives in the org's slot (``{o:<org_id>}``): app requests (a hash), the audit trail (a
+stream), roles and members. Installation changes run in the app's slot (broker.consent.installations)
+and are announced there; the audit entry is written right after the change succeeds, since the two
+slots cannot share one transaction on a cluster. A failed change writes no audit entry.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from broker.apps import registry as apps_svc
+from broker.consent import installations as inst_svc
+from broker.consent import org_policy
+from broker.core.catalog import Catalog
+from broker.errors import Conflict, NotFound, ValidationFailed
+from broker.storage import keys
+from broker.storage.store import Store
+
+REQUEST_STATUSES = ("pending", "approved", "denied")
+AUDIT_MAXLEN = 100_000  # approximate cap, so one org cannot grow its trail without bound
+
+
+# -- audit ------------------------------------------------------------------------------------------
+
+
+def audit(store: Store, oid: str, actor: str, action: str, details: dict[str, Any] | None = None) -> None:
+    entry = {"who": actor, "what": action, "when": int(time.time()), "details": details or {}}
+    store.redis.xadd(
+        keys.org_audit(oid),
+        {"a": json.dumps(entry, separators=(",", ":"))},
+        maxlen=AUDIT_MAXLEN,
+        approximate=True,
+    )
+
+
+def audit_trail(store: Store, oid: str, limit: int = 200) -> list[dict[str, Any]]:
+    """Newest first."""
+    out = []
+    for entry_id, fields in store.redis.xrevrange(keys.org_audit(oid), count=limit):
+        record = json.loads(fields["a"])
+        record["id"] = entry_id
+        out.append(record)
+    return out
+
+
+# -- org and App Center -----------------------------------------------------------------------------
+
+
+def org_record(store: Store, oid: str) -> dict[str, str]:
+    raw: dict[str, str] = store.redis.hgetall(keys.org(oid))
+    if not raw:
+        raise NotFound(f"no organization with id {oid!r}")
+    return raw
+
+
+def member_count(store: Store, oid: str) -> int:
+    return int(store.redis.zcard(keys.org_members(oid)))
+
+
+def app_center(store: Store) -> list[dict[str, Any]]:
+    """Every active App Center app, the listing admins choose from."""
+    return [a for a in apps_svc.list_apps(store) if a["kind"] == "org_app" and a["status"] == "active"]
+
+
+def center_app(store: Store, client_id: str) -> dict[str, Any]:
+    """An App Center app by id; anything else (mini-program, unknown) is the same 404."""
+    record = apps_svc.get_app(store, client_id)
+    if record is None or record["kind"] != "org_app":
+        raise NotFound(f"no App Center app with client id {client_id!r}")
+    return record
+
+
+def field_rows(catalog: Catalog, scopes: list[str], lang: str = "en") -> list[dict[str, str]]:
+    """The member fields that flow under ``scopes``, in catalog order, with their descriptions."""
+    names = catalog.fields_of(scopes)
+    return [
+        {"name": n, "description": f.description.get(lang) or f.description["en"]}
+        for n, f in catalog.fields.items()
+        if n in names
+    ]
+
+
+def impact(store: Store, catalog: Catalog, oid: str, client_id: str, action: str) -> dict[str, Any]:
+    """What a disable, enable or remove would change: members affected and fields that stop/start."""
+    inst = inst_svc.require_installation(store, client_id, oid)
+    flowing = bool(inst["enabled"])
+    fields = field_rows(catalog, inst["scopes"])
+    # (action, flowing now) -> what happens to the fields; anything else changes nothing
+    change = {("enable", False): "start", ("disable", True): "stop", ("remove", True): "stop"}.get(
+        (action, flowing), "none"
+    )
+    return {
+        "action": action,
+        "client_id": client_id,
+        "org_id": oid,
+        "members": member_count(store, oid),
+        "enabled": flowing,
+        "change": change,
+        "fields": [row["name"] for row in fields] if change != "none" else [],
+        "field_rows": fields if change != "none" else [],
+        "revokes_tokens": action == "remove",
+    }
+
+
+# -- member requests --------------------------------------------------------------------------------
+
+
+def _decode_request(raw: str) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(raw)
+    return record
+
+
+def list_requests(store: Store, oid: str, requester: str | None = None) -> list[dict[str, Any]]:
+    """Newest first; only one requester's when ``requester`` is given."""
+    rows = [_decode_request(v) for v in store.redis.hvals(keys.org_app_requests(oid))]
+    if requester is not None:
+        rows = [r for r in rows if r["requester"] == requester]
+    return sorted(rows, key=lambda r: (r["created_at"], r["id"]), reverse=True)
+
+
+def get_request(store: Store, oid: str, request_id: str) -> dict[str, Any]:
+    raw = store.redis.hget(keys.org_app_requests(oid), request_id)
+    if raw is None:
+        raise NotFound(f"no app request {request_id!r} in this organization")
+    return _decode_request(raw)
+
+
+def request_app(store: Store, oid: str, requester: str, client_id: str, reason: str) -> dict[str, Any]:
+    """A member asks the admins to add an App Center app; one pending request per person and app."""
+    if center_app(store, client_id)["status"] != "active":
+        raise Conflict("this app is suspended by the operator")
+    if inst_svc.get_installation(store, client_id, oid) is not None:
+        raise Conflict("this app is already added to the organization")
+    for row in list_requests(store, oid, requester):
+        if row["client_id"] == client_id and row["status"] == "pending":
+            raise Conflict("you already have a pending request for this app")
+    now = int(time.time())
+    record = {
+        "id": f"rq_{secrets.token_hex(8)}",
+        "org_id": oid,
+        "client_id": client_id,
+        "requester": requester,
+        "reason": reason,
+        "status": "pending",
+        "decided_by": None,
+        "decision_reason": None,
+        "created_at": now,
+        "decided_at": None,
+    }
+    store.redis.hset(keys.org_app_requests(oid), record["id"], json.dumps(record))
+    return record
+
+
+# Decide once: the request must still be in the expected status (two admins at once: one wins).
+_DECIDE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+if rec['status'] ~= ARGV[3] then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def _swap(store: Store, oid: str, record: dict[str, Any], expected: str) -> bool:
+    done = store.script(_DECIDE)(
+        keys=[keys.org_app_requests(oid)], args=[record["id"], json.dumps(record), expected]
+    )
+    return int(done) == 1
+
+
+def decide_request(
+    store: Store,
+    oid: str,
+    request_id: str,
+    admin: str,
+    approve: bool,
+    reason: str,
+    scopes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Approve (installs the app) or deny (a reason is required) a pending request.
+
+    The decision is claimed first (compare-and-set on ``pending``), so two admins deciding at once
+    cannot both act; if installing then fails, the claim is released and the request is pending again.
+    """
+    record = get_request(store, oid, request_id)
+    if record["status"] != "pending":
+        raise Conflict(f"this request was already {record['status']}")
+    if not approve and not reason.strip():
+        raise ValidationFailed("some fields are invalid", fields={"reason": ["give the member a reason"]})
+    pending = dict(record)
+    record.update(
+        status="approved" if approve else "denied",
+        decided_by=admin,
+        decision_reason=reason,
+        decided_at=int(time.time()),
+    )
+    if not _swap(store, oid, record, "pending"):
+        raise Conflict("this request was decided by someone else")
+    if approve and inst_svc.get_installation(store, record["client_id"], oid) is None:
+        try:
+            inst_svc.install(store, record["client_id"], oid, scopes, admin)
+        except Conflict:
+            if inst_svc.get_installation(store, record["client_id"], oid) is None:
+                _swap(store, oid, pending, "approved")
+                raise
+        except Exception:
+            _swap(store, oid, pending, "approved")
+            raise
+    return record
+
+
+# -- sub-admins -------------------------------------------------------------------------------------
+
+
+def roles(store: Store, oid: str) -> list[dict[str, Any]]:
+    """Every member with their role, in join order."""
+    members = store.redis.zrange(keys.org_members(oid), 0, -1)
+    raw = store.redis.hgetall(keys.org_roles(oid))
+    out = []
+    for uid in members:
+        role = org_policy._parse(raw.get(uid))
+        out.append({"user_id": uid, "role": role.role, "permissions": list(role.permissions)})
+    return out
+
+
+# Change a member's role entry only if it is still what we checked (no lost update, no promotion of
+# an owner or admin to sub-admin by a stale page).
+_SET_ROLE = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+local role = 'member'
+if raw then
+  local ok, rec = pcall(cjson.decode, raw)
+  if ok and type(rec) == 'table' and rec['role'] then role = rec['role'] end
+end
+if role ~= 'member' and role ~= 'sub_admin' then return -1 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def set_sub_admin(store: Store, oid: str, uid: str, permissions: list[str]) -> dict[str, Any]:
+    """Appoint a member as sub-admin with ``permissions`` (or change them)."""
+    perms = list(dict.fromkeys(permissions))
+    problems = []
+    if not perms:
+        problems.append("choose at least one permission")
+    unknown = sorted(set(perms) - set(org_policy.GRANTABLE))
+    if unknown:
+        problems.append(f"unknown permission(s): {', '.join(unknown)}")
+    if problems:
+        raise ValidationFailed("some fields are invalid", fields={"permissions": problems})
+    return _write_role(store, oid, uid, "sub_admin", perms)
+
+
+def remove_sub_admin(store: Store, oid: str, uid: str) -> dict[str, Any]:
+    role = org_policy.role_of(store, oid, uid)
+    if role is None or role.role != "sub_admin":
+        raise NotFound("this person is not a sub-admin of the organization")
+    return _write_role(store, oid, uid, "member", [])
+
+
+def _write_role(store: Store, oid: str, uid: str, role: str, perms: list[str]) -> dict[str, Any]:
+    done = int(
+        store.script(_SET_ROLE)(
+            keys=[keys.org_members(oid), keys.org_roles(oid)], args=[uid, org_policy.encode(role, perms)]
+        )
+    )
+    if done == 0:
+        raise ValidationFailed(
+            "some fields are invalid", fields={"user_id": ["not a member of the organization"]}
+        )
+    if done == -1:
+        raise Conflict("owners and admins cannot be made sub-admins here")
+    return {"user_id": uid, "role": role, "permissions": perms}
+
+
+# -- disband ----------------------------------------------------------------------------------------
+
+
+def disband(store: Store, oid: str) -> list[str]:
+    """Remove every installation (revoking its tokens, announcing it), then delete the org's data.
+
+    Installations go first so no app can read the org after the call returns even if deleting the
+    org data is interrupted; a retry finishes the job. Returns the removed client ids.
+    """
+    org_record(store, oid)
+    removed = []
+    for client_id in sorted(store.redis.smembers(keys.org_installations(oid))):
+        try:
+            inst_svc.remove(store, client_id, oid)
+        except NotFound:
+            store.redis.srem(keys.org_installations(oid), client_id)
+            continue
+        removed.append(client_id)
+    members = store.redis.zrange(keys.org_members(oid), 0, -1)
+    doomed = set(store.redis.scan_iter(match=f"{keys.org_tag(oid)}:*", count=500))
+    doomed |= {
+        keys.org(oid),
+        keys.org_members(oid),
+        keys.org_roles(oid),
+        keys.org_member_seq(oid),
+        keys.org_installations(oid),
+        keys.org_app_requests(oid),
+        keys.org_audit(oid),
+    }
+    with store.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.org(oid))  # first: role checks fail from here on
+        pipe.delete(*sorted(doomed))
+        pipe.execute()
+    for uid in members:
+        store.redis.srem(keys.user_orgs(uid), oid)
+    store.redis.zrem(keys.orgs_all(), oid)
+    return removed
+
+
+def administered_orgs(store: Store, uid: str) -> list[dict[str, Any]]:
+    """The person's orgs with their role, for the /console home page."""
+    out = []
+    for oid in sorted(store.redis.smembers(keys.user_orgs(uid))):
+        role = org_policy.role_of(store, oid, uid)
+        if role is None:
+            continue
+        name = store.redis.hget(keys.org(oid), "name") or oid
+        out.append({"org_id": oid, "name": name, "role": role.role, "administers": role.administers})
+    return out

@@ -1,0 +1,233 @@
+"""Consent receipts: a signed record, given to the person, of each consent they gave, changed or withdrew.
+
+The payload carries the fields of the Kantara Initiative Consent Receipt Specification 1.1
+(``version`` "KI-CR-v1.1.0") plus the broker's own ``action``, ``client_id``, ``scopes``, ``fields``
+and ``consent_version``. It is signed as a compact JWS with the keyring's current Ed25519 key
+(``typ`` "consent-receipt+jwt", ``kid`` header), so anyone can check it against the published JWKS
+long after the grant is gone; the key stays published for ``BROKER_KEY_OVERLAP_SECONDS`` after a
+rotation.
+
+Receipts are stored per person under the ``{u:<uid>}`` tag: ``keys.receipts_index`` orders them by
+time, ``keys.receipts_docs`` holds the JWS. Both are written in one MULTI.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+from joserfc import jws
+
+from broker.storage import keys
+
+if TYPE_CHECKING:
+    from broker.config import Settings
+    from broker.core.catalog import Catalog
+    from broker.core.keyring import Keyring
+    from broker.storage.store import Store
+
+Action = Literal["granted", "changed", "revoked"]
+ACTIONS: tuple[str, ...] = ("granted", "changed", "revoked")
+KANTARA_VERSION = "KI-CR-v1.1.0"
+RECEIPT_ALG = "Ed25519"
+RECEIPT_TYP = "consent-receipt+jwt"
+
+_COLLECTION = {
+    "granted": "Explicit opt-in on the broker's consent screen, field by field",
+    "changed": "Change made by the person in the broker's consent screen or privacy center",
+    "revoked": "Withdrawal made by the person (or on their behalf) in the broker's privacy center",
+}
+
+
+def _split(value: str | list[str] | None) -> list[str]:
+    """Names from a stored hash field (space-separated) or a decoded record (a list)."""
+    items = value if isinstance(value, list) else (value or "").split()
+    return sorted(set(items))
+
+
+def build_payload(
+    app_record: dict[str, str],
+    grant_record: dict[str, str],
+    action: str,
+    *,
+    settings: Settings,
+    public_key: dict[str, Any],
+    catalog: Catalog | None = None,
+    now: float | None = None,
+    receipt_id: str | None = None,
+) -> dict[str, Any]:
+    """The unsigned receipt; pure, so tests can check every Kantara field."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown receipt action {action!r}; expected one of {', '.join(ACTIONS)}")
+    user_id = grant_record.get("user_id", "")
+    if not user_id:
+        raise ValueError("the grant record has no user_id")
+    now = time.time() if now is None else now
+    fields = _split(grant_record.get("fields"))
+    scopes = _split(grant_record.get("scopes"))
+    sensitive_fields: list[str] = []
+    if catalog is not None:
+        sensitive_fields = [
+            f for f in fields if f in catalog.fields and catalog.fields[f].sensitivity == "high"
+        ]
+    app_name = app_record.get("name") or app_record.get("client_id", "")
+    privacy_center = f"{settings.issuer}/privacy"
+    return {
+        "version": KANTARA_VERSION,
+        "jurisdiction": settings.receipt_jurisdiction,
+        "consentTimestamp": int(now),
+        "collectionMethod": _COLLECTION[action],
+        "consentReceiptID": receipt_id or str(uuid.uuid4()),
+        "publicKey": public_key,
+        "language": "en",
+        "piiPrincipalId": user_id,
+        "piiControllers": [
+            {
+                "piiController": settings.receipt_controller,
+                "onBehalf": False,
+                "contact": settings.receipt_contact,
+                "email": settings.receipt_contact if "@" in settings.receipt_contact else "",
+                "piiControllerUrl": settings.issuer,
+                "role": "controller",
+            },
+            {
+                "piiController": app_name,
+                "onBehalf": False,
+                "contact": app_record.get("contact", ""),
+                "piiControllerUrl": app_record.get("privacy_policy_url", ""),
+                "role": "recipient",
+                "client_id": app_record.get("client_id", ""),
+                "developer": app_record.get("developer_id", ""),
+            },
+        ],
+        "policyUrl": app_record.get("privacy_policy_url", ""),
+        "services": [
+            {
+                "service": app_name,
+                "purposes": [
+                    {
+                        "purpose": grant_record.get("purpose", ""),
+                        "purposeCategory": ["Third-party application access"],
+                        "consentType": "EXPLICIT",
+                        "piiCategory": fields,
+                        "primaryPurpose": True,
+                        "termination": privacy_center,
+                        "thirdPartyDisclosure": True,
+                        "thirdPartyName": app_name,
+                    }
+                ],
+            }
+        ],
+        "sensitive": bool(sensitive_fields),
+        "spiCat": sensitive_fields,
+        "action": action,
+        "client_id": app_record.get("client_id", grant_record.get("client_id", "")),
+        "grant_id": grant_record.get("id", ""),
+        "scopes": scopes,
+        "fields": fields,
+        "consent_version": grant_record.get("consent_version", ""),
+    }
+
+
+def sign(payload: dict[str, Any], keyring: Keyring) -> str:
+    key = keyring.signing_key(RECEIPT_ALG)
+    header = {"alg": RECEIPT_ALG, "kid": key.kid, "typ": RECEIPT_TYP}
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    return str(jws.serialize_compact(header, body, key, algorithms=[RECEIPT_ALG]))
+
+
+def unverified_payload(token: str) -> dict[str, Any]:
+    """Decode a receipt we stored ourselves (for listings); verification is the reader's job."""
+    part = token.split(".")[1]
+    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return data
+
+
+def verify(token: str, keyring: Keyring) -> dict[str, Any]:
+    """Verify a receipt against the published keys; raises joserfc errors when it does not verify."""
+    obj = jws.deserialize_compact(token, keyring.verification_key_set(), algorithms=[RECEIPT_ALG])
+    data: dict[str, Any] = json.loads(obj.payload)
+    return data
+
+
+def issue_receipt(
+    store: Store,
+    app_record: dict[str, str],
+    grant_record: dict[str, str],
+    action: str,
+    *,
+    keyring: Keyring | None = None,
+    settings: Settings | None = None,
+    catalog: Catalog | None = None,
+    now: float | None = None,
+) -> str:
+    """Sign and store a receipt for the person of ``grant_record``; returns the receipt id.
+
+    Call it right after the grant change is committed (for "revoked", with the grant as it was).
+    ``keyring`` and ``catalog`` default to the configured ones (loaded once per process).
+    """
+    if settings is None:
+        raise ValueError("issue_receipt outside a request needs settings=")
+    if keyring is None:
+        from broker.core.keyring import Keyring
+
+        keyring = Keyring.shared(settings.signing_keys_file, create=not settings.production)
+    if catalog is None:
+        from broker.core import catalog as catalog_mod
+
+        catalog = catalog_mod.load_once(settings.scopes_dir)  # the configured catalog
+    key = keyring.signing_key(RECEIPT_ALG)
+    now = time.time() if now is None else now
+    payload = build_payload(
+        app_record,
+        grant_record,
+        action,
+        settings=settings,
+        public_key=dict(key.as_dict(private=False)),
+        catalog=catalog,
+        now=now,
+    )
+    token = sign(payload, keyring)
+    receipt_id: str = payload["consentReceiptID"]
+    user_id = payload["piiPrincipalId"]
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.zadd(keys.receipts_index(user_id), {f"{int(now * 1000):013d}:{receipt_id}": 0})
+    pipe.hset(keys.receipts_docs(user_id), receipt_id, token)
+    pipe.execute()
+    return receipt_id
+
+
+def list_receipts(
+    store: Store, user_id: str, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first; ``cursor`` is the index member last returned (exclusive). Returns (items, next)."""
+    upper = f"({cursor}" if cursor else "+"
+    members: list[str] = store.redis.zrevrangebylex(
+        keys.receipts_index(user_id), upper, "-", start=0, num=limit + 1
+    )
+    page, more = members[:limit], len(members) > limit
+    ids = [m.split(":", 1)[1] for m in page]
+    docs = store.redis.hmget(keys.receipts_docs(user_id), ids) if ids else []
+    items = []
+    for receipt_id, token in zip(ids, docs, strict=True):
+        if token is None:
+            continue
+        payload = unverified_payload(token)
+        items.append(
+            {
+                "id": receipt_id,
+                "time": payload.get("consentTimestamp"),
+                "app": payload.get("client_id"),
+                "app_name": payload.get("services", [{}])[0].get("service"),
+                "action": payload.get("action"),
+            }
+        )
+    return items, (page[-1] if more and page else None)
+
+
+def get_receipt(store: Store, user_id: str, receipt_id: str) -> str | None:
+    token: str | None = store.redis.hget(keys.receipts_docs(user_id), receipt_id)
+    return token

@@ -1,0 +1,62 @@
+"""``broker keys init|rotate``: create the signing keys file once; add a new signing key (the old
+one stays in the JWKS for the overlap)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from broker.config import OPTIONS, ConfigError, Settings
+from broker.core.keyring import ID_TOKEN_ALG, LEDGER_ALG, Keyring
+
+
+def register(sub: Any) -> None:
+    keys_parser = sub.add_parser("keys", help="signing keys (id_tokens, receipts, checkpoints)")
+    keys_sub = keys_parser.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser(
+        "rotate", help="add a new signing key (the old one stays published for BROKER_KEY_OVERLAP_SECONDS)"
+    )
+    rotate.add_argument("--alg", choices=(ID_TOKEN_ALG, LEDGER_ALG), default=ID_TOKEN_ALG)
+    rotate.set_defaults(func=cmd_rotate)
+    init = keys_sub.add_parser(
+        "init", help="create the signing keys file (ES256 and Ed25519) unless it exists; safe to repeat"
+    )
+    init.set_defaults(func=cmd_init)
+
+
+def _target() -> tuple[Path, int]:
+    """The keys file and overlap. In production a missing keys file is a configuration error for the
+    server, but this command is how that file is first created, so it tolerates exactly that case."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError:
+        raw = os.environ.get("BROKER_SIGNING_KEYS_FILE", "")
+        if not raw or Path(raw).exists():
+            raise
+        overlap = next(o for o in OPTIONS if o.name == "BROKER_KEY_OVERLAP_SECONDS")
+        try:
+            seconds = overlap.parse(os.environ.get(overlap.name, overlap.default))
+        except ValueError as exc:
+            raise ConfigError(f"{overlap.name}: {exc}") from None
+        return Path(raw), int(seconds)
+    return settings.signing_keys_file, settings.key_overlap_seconds
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    path, overlap = _target()
+    keyring = Keyring(path, create=True)
+    kid = keyring.rotate(args.alg, overlap)
+    print(f"new {args.alg} signing key {kid} in {path}; replaced keys stay published for {overlap} s")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Idempotent: a container start (compose's one-shot ``keys`` service) may run it every time."""
+    path, _overlap = _target()
+    existed = path.exists()
+    keyring = Keyring(path, create=True)
+    kids = ", ".join(f"{k['alg']} {k['kid']}" for k in keyring.public_jwks()["keys"])
+    print(f"{'kept the existing' if existed else 'created the'} signing keys file {path}: {kids}")
+    return 0

@@ -1,0 +1,154 @@
+"""Asymmetric signing keys: ES256 for id_tokens, Ed25519 (RFC 9864) for ledger checkpoints and
+consent receipts. Persisted as a private JWK set in ``BROKER_SIGNING_KEYS_FILE``; rotatable.
+
+File format (JSON, mode 0600)::
+
+    {"keys": [{<private JWK with kid, alg, use>, "iat": <created>, "exp": <retired-until>|absent}, ...]}
+
+The newest key of an algorithm without ``exp`` signs. A rotated key gets ``exp`` = now + overlap
+and stays published in the JWKS (so tokens it signed still verify) until then. Ledger keys
+(Ed25519) are never forgotten: when one expires, its private part is deleted but its public part
+stays, because checkpoints and consent receipts it signed must verify for as long as they exist.
+The file is re-read when its modification time changes, so ``broker keys rotate`` reaches a
+running server without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from joserfc import jwk
+
+ID_TOKEN_ALG = "ES256"  # noqa: S105 - an algorithm name, not a secret
+LEDGER_ALG = "Ed25519"
+_KEY_TYPES = {ID_TOKEN_ALG: ("EC", "P-256"), LEDGER_ALG: ("OKP", "Ed25519")}
+_META = ("iat", "exp")
+
+
+class KeyringError(Exception):
+    """The signing-keys file is missing, unreadable or lacks a needed key."""
+
+
+def _generate(alg: str, now: int) -> dict[str, Any]:
+    kty, crv = _KEY_TYPES[alg]
+    key = jwk.generate_key(kty, crv, parameters={"alg": alg, "use": "sig"}, private=True, auto_kid=True)  # type: ignore[call-overload]
+    entry: dict[str, Any] = dict(key.as_dict(private=True))
+    entry["iat"] = now
+    return entry
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    key = jwk.import_key({k: v for k, v in entry.items() if k not in _META})
+    return dict(key.as_dict(private=False))
+
+
+_SHARED: dict[tuple[str, bool], Keyring] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+class Keyring:
+    @classmethod
+    def shared(cls, path: Path, *, create: bool = True) -> Keyring:
+        """One keyring per keys file in this process (it re-reads the file when it changes)."""
+        key = (str(Path(path).resolve()), create)
+        with _SHARED_LOCK:
+            found = _SHARED.get(key)
+            if found is None:
+                found = _SHARED[key] = cls(path, create=create)
+            return found
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._mtime = -1.0
+        self._entries: list[dict[str, Any]] = []
+        if not path.exists():
+            if not create:
+                raise KeyringError(
+                    f"signing keys file not found: {path} (create it with `broker keys rotate`)"
+                )
+            now = int(time.time())
+            self._write([_generate(alg, now) for alg in _KEY_TYPES])
+        self._reload()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError as exc:
+            raise KeyringError(f"signing keys file unreadable: {self.path} ({exc.strerror})") from None
+        if mtime == self._mtime:
+            return
+        with self._lock:
+            try:
+                data = json.loads(self.path.read_text())
+                entries = list(data["keys"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise KeyringError(f"signing keys file is not a JWK set: {self.path} ({exc})") from None
+            self._entries = entries
+            self._mtime = mtime
+
+    def _live(self) -> list[dict[str, Any]]:
+        self._reload()
+        now = time.time()
+        return [e for e in self._entries if "exp" not in e or e["exp"] > now]
+
+    def signing_key(self, alg: str) -> Any:
+        """The current private key for ``alg`` (a joserfc key with ``kid``)."""
+        current = [e for e in self._live() if e.get("alg") == alg and "exp" not in e and "d" in e]
+        if not current:
+            raise KeyringError(f"no current {alg} key in {self.path}; run `broker keys rotate`")
+        newest = max(current, key=lambda e: e.get("iat", 0))
+        return jwk.import_key({k: v for k, v in newest.items() if k not in _META})
+
+    def public_jwks(self) -> dict[str, Any]:
+        """Every published (current or in-overlap) key, public parts only: the OIDC JWKS."""
+        return {"keys": [_public(entry) for entry in self._live()]}
+
+    def ledger_jwks(self) -> dict[str, Any]:
+        """Every Ed25519 key ever used, retired ones included: what checkpoints and receipts need."""
+        self._reload()
+        return {"keys": [_public(e) for e in self._entries if e.get("alg") == LEDGER_ALG]}
+
+    def verification_key_set(self) -> jwk.KeySet:
+        """Keys that verify consent receipts (Ed25519), retired ones included."""
+        return jwk.KeySet.import_key_set(self.ledger_jwks())  # type: ignore[arg-type]
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def rotate(self, alg: str, overlap_seconds: int) -> str:
+        """Add a new key for ``alg``; keys it replaces stay published for ``overlap_seconds``."""
+        if alg not in _KEY_TYPES:
+            raise KeyringError(f"unknown algorithm {alg!r}; expected one of {', '.join(_KEY_TYPES)}")
+        self._reload()
+        now = int(time.time())
+        entries = []
+        for entry in self._entries:
+            if "exp" not in entry or entry["exp"] > now:
+                entries.append(entry)
+            elif entry.get("alg") == LEDGER_ALG:  # retired: keep the public key, forget the private one
+                entries.append({k: v for k, v in entry.items() if k != "d"})
+            # an expired id_token key is dropped: no token it signed is still valid
+        for entry in entries:
+            if entry.get("alg") == alg and "exp" not in entry:
+                entry["exp"] = now + overlap_seconds
+        fresh = _generate(alg, now)
+        entries.append(fresh)
+        self._write(entries)
+        self._reload()
+        return str(fresh["kid"])
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"keys": entries}, fh, indent=2)
+        os.replace(tmp, self.path)
+        self._mtime = -1.0

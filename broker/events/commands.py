@@ -1,0 +1,64 @@
+"""``broker worker``: delivers the lifecycle-event outbox to each app's webhook URL.
+
+Run it next to ``broker serve``. The embedded Redis belongs to the ``serve`` process (one owner per
+data directory); the worker finds it from the data directory and uses it (or ``BROKER_REDIS_URL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from broker.storage.embedded import EmbeddedRedisError
+
+log = logging.getLogger("broker.worker")
+
+
+def register(sub: Any) -> None:
+    worker = sub.add_parser("worker", help="deliver lifecycle events to app webhooks (signed, retried)")
+    worker.add_argument("--once", action="store_true", help="one pass over every outbox, then exit")
+    worker.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from broker.cli import CommandError
+    from broker.events.webhooks import Worker
+    from broker.runtime import configure_logging, load_settings, open_store
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    try:
+        with open_store(settings) as store:
+            worker = Worker(store, settings)
+            if args.once:
+                outcomes = worker.run_once()
+                worker.close()
+                print(f"webhook pass done: {len(outcomes)} app(s) handled")
+                return 0
+            stop = threading.Event()
+
+            def _stop(signum: int, _frame: Any) -> None:
+                log.info("webhook worker stopping (signal %s)", signum)
+                stop.set()
+
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+            from broker.core.keyring import Keyring
+            from broker.ledger.sequencer import start_in_background
+
+            start_in_background(
+                store, Keyring(settings.signing_keys_file, create=not settings.production), settings, stop
+            )
+            log.info("webhook worker started (poll every %s ms)", settings.webhook_poll_ms)
+            worker.run(stop)
+            return 0
+    except EmbeddedRedisError as exc:
+        if settings.redis_url:
+            raise
+        raise CommandError(
+            f"{exc}. The broker that owns the data directory did not answer on its Redis: check that "
+            "it runs, or set BROKER_REDIS_URL to the server's Redis (shown above) and run it again"
+        ) from None

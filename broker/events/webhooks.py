@@ -1,0 +1,525 @@
+"""Webhook delivery of the event outbox (``broker worker``): signed, at-least-once, ordered per app.
+
+How it works, and why:
+
+* Each app's outbox is a stream (``keys.outbox``) written atomically with the state change by
+  ``broker.events.outbox.emit``. A per-app cursor (``keys.webhook_cursor``) holds the stream id of
+  the last entry that is finished (delivered with a 2xx, or dead-lettered). The worker always sends
+  the oldest entry after the cursor and moves the cursor only after a 2xx: that gives per-app order
+  and at-least-once delivery (a crash between the 2xx and the cursor update resends the same event,
+  with the same ``id``; receivers de-duplicate on it).
+* One worker at a time delivers for an app: a lease key with a TTL longer than the request timeout
+  (``keys.webhook_lease``). A worker killed mid-delivery leaves a lease that expires by itself.
+* A failure schedules a retry after a random wait of up to ``min(cap, base * 2^(attempt-1))``
+  (exponential backoff, full jitter). After ``BROKER_WEBHOOK_MAX_ATTEMPTS`` the event goes to the
+  app's dead-letter hash and the next event is tried; ``redeliver`` puts it back in the outbox.
+* Apps are delivered concurrently from a thread pool, so a slow or failing receiver never holds
+  up another app.
+* Every attempt is logged in a capped stream (``keys.webhook_log``) and the head event's state in a
+  hash (``keys.webhook_status``) for the developer console.
+
+Wire format (Stripe-like)::
+
+    POST <webhook_url>
+    Content-Type: application/json
+    Broker-Event-Id: evt_...
+    Broker-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook_secret, f"{t}.{body}")>
+                      (plus a second v1 with ``webhook_secret_previous`` while a rotation overlaps)
+
+    {"id": "evt_...", "type": "grant.revoked", "time": 1700000000.5, "data": {...}}
+
+Receivers check it with :func:`verify_signature` (standard library only, so it can be copied).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+import requests
+
+from broker.storage import keys
+
+if TYPE_CHECKING:
+    from broker.config import Settings
+    from broker.storage.store import Store
+
+log = logging.getLogger("broker.webhooks")
+
+SIGNATURE_HEADER = "Broker-Signature"
+EVENT_ID_HEADER = "Broker-Event-Id"
+USER_AGENT = "broker-webhooks/1"
+LOG_MAXLEN = 1000
+SCAN_BATCH = 500
+CONCURRENCY = 8
+_ERROR_MAX = 200
+
+
+# --- signatures (receiver side is dependency-free) -----------------------------------------------
+
+
+def _as_bytes(body: bytes | str) -> bytes:
+    return body.encode() if isinstance(body, str) else body
+
+
+def signature_header(secret: str, body: bytes | str, timestamp: int, *previous: str) -> str:
+    """``t=<timestamp>,v1=<hex>``; with ``previous`` secrets (rotation) one ``v1`` per secret."""
+    signed = f"{timestamp}.".encode() + _as_bytes(body)
+    macs = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in (secret, *previous)]
+    return ",".join([f"t={timestamp}", *(f"v1={m}" for m in macs)])
+
+
+def _previous_secret(fields: dict[str, Any], now: float) -> list[str]:
+    """The rotated-out secret, while its overlap lasts (``webhook_secret_previous`` and optional
+    ``webhook_secret_previous_expires`` unix time in the app hash)."""
+    old = fields.get("webhook_secret_previous") or ""
+    expires = fields.get("webhook_secret_previous_expires") or ""
+    if not old or (expires.isdigit() and int(expires) <= now):
+        return []
+    return [old]
+
+
+def verify_signature(
+    secret: str, header: str | None, body: bytes | str, tolerance: int = 300, now: float | None = None
+) -> bool:
+    """True when ``header`` is a valid ``Broker-Signature`` for ``body`` under ``secret`` and its
+    timestamp is within ``tolerance`` seconds of ``now`` (replay protection). Several ``v1`` values
+    are allowed (one per secret while a secret is being rotated)."""
+    if not header:
+        return False
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                return False
+        elif name == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        return False
+    expected = signature_header(secret, body, timestamp).split("v1=", 1)[1]
+    return any(hmac.compare_digest(expected.encode(), c.encode()) for c in candidates)
+
+
+# --- retry policy ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base_seconds: float
+    cap_seconds: float
+
+    def ceiling(self, attempt: int) -> float:
+        return float(min(self.cap_seconds, self.base_seconds * 2 ** max(0, attempt - 1)))
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Full jitter: uniform in [0, ceiling] (spreads a burst of retries after an outage)."""
+        return (rng or random).uniform(0, self.ceiling(attempt))
+
+
+# --- storage scripts (all keys share the app's hash tag) ----------------------------------------
+
+# KEYS: lease, cursor, status, log, outbox, dead, dead_idx
+# ARGV: token, mode (ok|retry|dead), stream_id, event_id, attempts, last_status, last_error,
+#       next_attempt_at, now, log_maxlen, event_json
+_COMMIT = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+local function after(a, b)
+  if not b then return true end
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
+end
+local mode = ARGV[2]
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'event', ARGV[4], 'attempt', ARGV[5],
+  'status', ARGV[6], 'error', ARGV[7], 'outcome', mode, 'time', ARGV[9])
+if mode == 'retry' then
+  redis.call('HSET', KEYS[3], 'state', 'retrying', 'event_id', ARGV[4], 'stream_id', ARGV[3],
+    'attempts', ARGV[5], 'last_status', ARGV[6], 'last_error', ARGV[7], 'next_attempt_at', ARGV[8],
+    'last_attempt_at', ARGV[9])
+else
+  local current = redis.call('GET', KEYS[2])
+  if after(ARGV[3], current) then redis.call('SET', KEYS[2], ARGV[3]) end
+  redis.call('XTRIM', KEYS[5], 'MINID', ARGV[3])
+  if mode == 'dead' then
+    redis.call('HSET', KEYS[6], ARGV[4], ARGV[11])
+    redis.call('ZADD', KEYS[7], ARGV[9], ARGV[4])
+  else
+    redis.call('HSET', KEYS[3], 'last_success_at', ARGV[9], 'last_delivered_event', ARGV[4])
+  end
+  redis.call('HSET', KEYS[3], 'state', 'idle', 'event_id', '', 'stream_id', '', 'attempts', '0',
+    'last_status', ARGV[6], 'last_error', ARGV[7], 'next_attempt_at', '0', 'last_attempt_at', ARGV[9])
+end
+if holder then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+# KEYS: dead, dead_idx, outbox, status. ARGV: event_id. Returns 1 if requeued, 0 if not dead.
+_REDELIVER = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if not entry then return 0 end
+local doc = cjson.decode(entry)
+redis.call('XADD', KEYS[3], '*', 'e', doc['event'])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def redeliver(store: Store, client_id: str, event_id: str) -> bool:
+    """Move a dead-lettered event back to the end of the app's outbox (same event id).
+
+    It is delivered after the events already queued: order is kept among live events only.
+    Returns False if the event is not in the dead-letter list."""
+    script = store.script(_REDELIVER)
+    done = script(
+        keys=[
+            keys.webhook_dead(client_id),
+            keys.webhook_dead_index(client_id),
+            keys.outbox(client_id),
+            keys.webhook_status(client_id),
+        ],
+        args=[event_id],
+    )
+    return bool(int(done))
+
+
+def dead_letters(store: Store, client_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Newest first: ``{"event": {...}, "attempts", "last_status", "last_error", "dead_at"}``."""
+    ids = store.redis.zrevrange(keys.webhook_dead_index(client_id), 0, limit - 1)
+    if not ids:
+        return []
+    docs = store.redis.hmget(keys.webhook_dead(client_id), ids)
+    out = []
+    for event_id, raw in zip(ids, docs, strict=True):
+        if raw is None:
+            continue
+        doc = json.loads(raw)
+        try:
+            doc["event"] = json.loads(doc["event"])
+        except ValueError:
+            doc["event"] = {"id": event_id, "raw": doc["event"]}  # a malformed outbox entry, kept as is
+        out.append(doc)
+    return out
+
+
+def delivery_status(store: Store, client_id: str) -> dict[str, str]:
+    """The head event's delivery state (state, event_id, attempts, last_status, last_error,
+    next_attempt_at, last_success_at, ...) for the developer console."""
+    status: dict[str, str] = store.redis.hgetall(keys.webhook_status(client_id))
+    return status
+
+
+def recent_attempts(store: Store, client_id: str, count: int = 50) -> list[dict[str, str]]:
+    """The last delivery attempts, newest first (event, attempt, status, error, outcome, time)."""
+    entries = store.redis.xrevrange(keys.webhook_log(client_id), "+", "-", count=count)
+    return [dict(fields, id=entry_id) for entry_id, fields in entries]
+
+
+# --- the worker -----------------------------------------------------------------------------------
+
+
+def _wire_body(event: dict[str, Any]) -> bytes:
+    wire = {"id": event["id"], "type": event["type"], "time": event["time"], "data": event.get("data", {})}
+    return json.dumps(wire, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _describe(exc: BaseException) -> str:
+    """A short error text without the URL (it may carry a token in its query)."""
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return type(exc).__name__
+
+
+class Worker:
+    """Delivers every app's outbox. ``run_once`` for tests and ``--once``; ``run`` until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        concurrency: int = CONCURRENCY,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.trust_env = False  # never route webhooks through an environment proxy
+        self.backoff = Backoff(settings.webhook_backoff_base_ms / 1000, settings.webhook_backoff_cap_seconds)
+        self.timeout = settings.webhook_timeout_seconds
+        self.lease_ms = (settings.webhook_timeout_seconds + 2) * 1000
+        self.rng = rng or random.SystemRandom()
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
+        self._in_flight: dict[str, Future[str]] = {}
+        self._commit = store.script(_COMMIT)
+        self._release = store.script(_RELEASE)
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _apps(self) -> Iterator[list[str]]:
+        start = 0
+        while True:
+            batch: list[str] = self.store.redis.zrange(keys.apps_all(), start, start + SCAN_BATCH - 1)
+            if not batch:
+                return
+            yield batch
+            start += SCAN_BATCH
+
+    def _with_work(self, batch: list[str]) -> list[str]:
+        """Apps whose outbox has an entry after the cursor (one round trip per batch)."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        for client_id in batch:
+            pipe.get(keys.webhook_cursor(client_id))
+            pipe.xrevrange(keys.outbox(client_id), "+", "-", count=1)
+        replies = pipe.execute()
+        out = []
+        for i, client_id in enumerate(batch):
+            cursor, last = replies[2 * i], replies[2 * i + 1]
+            if last and (cursor is None or _after(last[0][0], cursor)):
+                out.append(client_id)
+        return out
+
+    def submit_due(self) -> list[Future[str]]:
+        """Start a delivery task for every app with pending events that has none running."""
+        self._in_flight = {c: f for c, f in self._in_flight.items() if not f.done()}
+        started = []
+        for batch in self._apps():
+            for client_id in self._with_work(batch):
+                if client_id in self._in_flight:
+                    continue
+                future = self.pool.submit(self._guarded, client_id)
+                self._in_flight[client_id] = future
+                started.append(future)
+        return started
+
+    def run_once(self) -> list[str]:
+        """One scan; waits for the deliveries it started. Returns their outcomes."""
+        return [f.result() for f in self.submit_due()]
+
+    def run(self, stop: threading.Event) -> None:
+        poll = self.settings.webhook_poll_ms / 1000
+        while not stop.is_set():
+            try:
+                self.submit_due()
+            except redis.RedisError as exc:
+                log.error("webhook worker: redis unavailable (%s); retrying", type(exc).__name__)
+            stop.wait(poll)
+        self.close()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.session.close()
+
+    def _guarded(self, client_id: str) -> str:
+        try:
+            return self.deliver_next(client_id)
+        except redis.RedisError as exc:
+            log.error("webhook delivery for %s: redis error (%s)", client_id, type(exc).__name__)
+            return "error"
+        except Exception:
+            log.exception("webhook delivery for %s failed unexpectedly", client_id)
+            return "error"
+
+    # -- one delivery ------------------------------------------------------------------------------
+
+    def deliver_next(self, client_id: str, now: float | None = None) -> str:
+        """Try the oldest pending event of ``client_id`` once. Returns the outcome: ``idle``,
+        ``waiting`` (backoff not over), ``busy`` (another worker holds the app), ``undeliverable``
+        (no webhook URL), ``delivered``, ``retry`` or ``dead``."""
+        r = self.store.redis
+        token = uuid.uuid4().hex
+        if not r.set(keys.webhook_lease(client_id), token, nx=True, px=self.lease_ms):
+            return "busy"
+        try:
+            return self._deliver_leased(client_id, token, time.time() if now is None else now)
+        finally:
+            self._release(keys=[keys.webhook_lease(client_id)], args=[token])
+
+    def _deliver_leased(self, client_id: str, token: str, now: float) -> str:
+        r = self.store.redis
+        cursor = r.get(keys.webhook_cursor(client_id))
+        entries = r.xrange(keys.outbox(client_id), f"({cursor}" if cursor else "-", "+", count=1)
+        if not entries:
+            return "idle"
+        stream_id, fields = entries[0]
+        status = r.hgetall(keys.webhook_status(client_id))
+        same_head = status.get("stream_id") == stream_id
+        if same_head and float(status.get("next_attempt_at") or 0) > now:
+            return "waiting"
+        names = [
+            "webhook_url",
+            "webhook_secret",
+            "webhook_secret_previous",
+            "webhook_secret_previous_expires",
+        ]
+        app_fields = dict(zip(names, r.hmget(keys.app(client_id), names), strict=True))
+        url, secret = app_fields["webhook_url"], app_fields["webhook_secret"]
+        if not url or not secret:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(
+                keys.webhook_status(client_id),
+                mapping={
+                    "state": "undeliverable",
+                    "last_error": "the app has no webhook URL or secret",
+                    "last_attempt_at": str(int(now)),
+                },
+            )
+            pipe.xtrim(keys.outbox(client_id), maxlen=self.settings.webhook_outbox_maxlen, approximate=False)
+            pipe.execute()
+            return "undeliverable"
+        try:
+            event = json.loads(fields["e"])
+            body = _wire_body(event)
+        except (KeyError, ValueError, TypeError):
+            # A malformed entry can never be delivered: dead-letter it at once rather than block the app.
+            return self._finish(
+                client_id,
+                token,
+                "dead",
+                stream_id,
+                {"id": f"malformed:{stream_id}"},
+                fields.get("e", ""),
+                self.settings.webhook_max_attempts,
+                "",
+                "malformed event",
+                now,
+            )
+        attempt = (int(status.get("attempts") or 0) if same_head else 0) + 1
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: event["id"],
+            SIGNATURE_HEADER: signature_header(secret, body, timestamp, *_previous_secret(app_fields, now)),
+        }
+        code: int | None = None
+        error = ""
+        try:
+            response = self.session.post(
+                url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True
+            )
+            code = response.status_code
+            response.close()
+            if not 200 <= code < 300:
+                error = f"HTTP {code}"
+        except requests.RequestException as exc:
+            error = _describe(exc)
+        raw = fields["e"]
+        if code is not None and 200 <= code < 300:
+            log.info(
+                "webhook %s delivered to %s (HTTP %s, attempt %s)", event["id"], client_id, code, attempt
+            )
+            return self._finish(client_id, token, "ok", stream_id, event, raw, attempt, str(code), "", now)
+        if attempt >= self.settings.webhook_max_attempts:
+            log.warning(
+                "webhook %s for %s dead-lettered after %s attempts (%s)",
+                event["id"],
+                client_id,
+                attempt,
+                error,
+            )
+            return self._finish(
+                client_id, token, "dead", stream_id, event, raw, attempt, str(code or ""), error, now
+            )
+        log.info("webhook %s for %s failed (%s), attempt %s", event["id"], client_id, error, attempt)
+        return self._finish(
+            client_id,
+            token,
+            "retry",
+            stream_id,
+            event,
+            raw,
+            attempt,
+            str(code or ""),
+            error,
+            now,
+            next_at=now + self.backoff.delay(attempt, self.rng),
+        )
+
+    def _finish(
+        self,
+        client_id: str,
+        token: str,
+        mode: str,
+        stream_id: str,
+        event: dict[str, Any],
+        raw: str,
+        attempt: int,
+        code: str,
+        error: str,
+        now: float,
+        next_at: float = 0.0,
+    ) -> str:
+        dead_doc = ""
+        if mode == "dead":
+            dead_doc = json.dumps(
+                {
+                    "event": raw,
+                    "attempts": attempt,
+                    "last_status": code,
+                    "last_error": error[:_ERROR_MAX],
+                    "dead_at": int(now),
+                }
+            )
+        done = self._commit(
+            keys=[
+                keys.webhook_lease(client_id),
+                keys.webhook_cursor(client_id),
+                keys.webhook_status(client_id),
+                keys.webhook_log(client_id),
+                keys.outbox(client_id),
+                keys.webhook_dead(client_id),
+                keys.webhook_dead_index(client_id),
+            ],
+            args=[
+                token,
+                mode,
+                stream_id,
+                event["id"],
+                attempt,
+                code,
+                error[:_ERROR_MAX],
+                f"{next_at:.3f}",
+                int(now),
+                LOG_MAXLEN,
+                dead_doc,
+            ],
+        )
+        if not int(done):
+            return "busy"  # our lease was lost to another worker; it owns the outcome now
+        return {"ok": "delivered", "retry": "retry", "dead": "dead"}[mode]
+
+
+def _after(a: str, b: str) -> bool:
+    """Stream id ``a`` is newer than ``b``."""
+    am, _, aseq = a.partition("-")
+    bm, _, bseq = b.partition("-")
+    return (int(am), int(aseq or 0)) > (int(bm), int(bseq or 0))

@@ -1,0 +1,424 @@
+"""The disclosure gate: the only code path through which a third party receives user data.
+
+    token -> grant or installation -> app and installation status
+          -> allowed fields = token scopes ∩ grant (or installation) scopes ∩ catalog-shareable
+                              ∩ the person's ticked fields (grants)
+          -> ledger record committed -> profile read for exactly those fields
+          -> marshmallow schema built for exactly those fields -> response
+
+The token check and the journal append are one Lua script in the app's slot (one round trip;
+DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled installation or a
+suspended app is refused by the very next request, and a refused request writes no record. The
+record is committed (AOF ``appendfsync always``; WAIT when replicas are configured) before any
+profile value is even read; if Redis cannot take it the request fails with 503 and no data.
+
+Keys the script derives from the token (grant, installation, pairwise map) all carry the tag of
+``KEYS[1]``, so the script stays in one cluster slot.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import redis
+from marshmallow import Schema
+from marshmallow import fields as mf
+from redis.cluster import RedisCluster
+
+from broker.core.catalog import Catalog
+from broker.core.hashing import keyed_hash
+from broker.core.pairwise import pairwise_id
+from broker.errors import BrokerError, NotFound, StorageUnavailable
+from broker.storage import keys
+from broker.storage.breaker import CircuitOpen
+from broker.storage.store import UNAVAILABLE, Store
+from broker.tokens.service import ACCESS_PREFIX, VALIDITY_LUA
+from broker.tokens.service import client_of as token_client
+
+log = logging.getLogger("broker.gate")
+
+# The token rule is tokens.VALIDITY_LUA (shared with introspection and the token endpoint); this adds
+# tenant isolation, the field allow-list and the journal append.
+# KEYS: 1 token, 2 app, 3 journal. ARGV: 1 app tag, 2 now, 3 wanted token kind, 4 org in the path,
+# 5 scope -> shareable fields (JSON), 6 required scope, 7 record template (JSON), 8 persons (JSON).
+# Returns {'ok', kind, subject, grant_id, fields_json} or {error, detail...}.
+GATE_LUA = (
+    VALIDITY_LUA
+    + r"""
+local tag = ARGV[1]
+local now = tonumber(ARGV[2])
+local want_kind = ARGV[3]
+local want_org = ARGV[4]
+local scope_fields = cjson.decode(ARGV[5])
+local required_scope = ARGV[6]
+local template = cjson.decode(ARGV[7])
+local persons = cjson.decode(ARGV[8])
+local reasons = {
+  expired = 'The access token has expired',
+  app_suspended = 'The app is suspended',
+  grant_revoked = 'The grant behind this token was revoked',
+  installation_revoked = 'The installation behind this token was removed',
+  installation_disabled = 'The organization has switched this app off',
+  unknown_kind = 'The access token is unknown, expired or revoked',
+}
+
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return {'invalid_token', 'The access token is unknown, expired or revoked'} end
+local tok = to_table(flat)
+if tok.kind ~= want_kind then
+  if want_kind == 'installation' then
+    return {'invalid_token', 'This endpoint needs an organization token (client_credentials with org_id)'}
+  end
+  return {'invalid_token', 'This endpoint needs a token issued to a person'}
+end
+if tok.kind == 'installation' and tok.subject ~= want_org then return {'not_found', 'Not found'} end
+local owner_scopes, reason = token_is_valid(tok, tag, now)
+if owner_scopes == false then return {'invalid_token', reasons[reason]} end
+
+local allowed_scopes = {}
+for s in string.gmatch(intersect(tok.scopes or '', owner_scopes), '%S+') do allowed_scopes[s] = true end
+if not allowed_scopes[required_scope] then
+  return {'insufficient_scope', required_scope, tok.kind, tok.subject}
+end
+local ticked = nil
+if tok.kind == 'grant' then
+  ticked = {}
+  local granted = redis.call('HGET', tag .. ':grant:' .. tok.subject, 'fields') or ''
+  for f in string.gmatch(granted, '%S+') do ticked[f] = true end
+end
+
+local field_set = {}
+for s in pairs(allowed_scopes) do
+  local fs = scope_fields[s]
+  if fs then for _, f in ipairs(fs) do
+    if ticked == nil or ticked[f] then field_set[f] = true end
+  end end
+end
+local field_list = {}
+for f in pairs(field_set) do table.insert(field_list, f) end
+table.sort(field_list)
+
+if tok.kind == 'grant' then persons = {{tok.subject, ''}} end
+local pw_key = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)
+local developer = redis.call('HGET', KEYS[2], 'developer_id') or ''
+for i, p in ipairs(persons) do
+  template.id = template.request_id .. '-' .. i
+  template.person = p[1]
+  template.grant = tok.grant_id
+  template.org = (tok.kind == 'installation') and tok.subject or cjson.null
+  template.audience = (tok.kind == 'installation') and 'organization' or 'individual'
+  template.developer = developer
+  template.fields = field_list
+  redis.call('XADD', KEYS[3], '*', 'r', cjson.encode(template))
+  if p[2] ~= '' then redis.call('HSET', pw_key, p[2], p[1]) end
+end
+return {'ok', tok.kind, tok.subject, tok.grant_id, cjson.encode(field_list)}
+"""
+)
+
+
+class InvalidToken(BrokerError):
+    """RFC 6750 3.1 ``invalid_token``: 401 with a ``WWW-Authenticate: Bearer`` challenge."""
+
+    status = 401
+    code = "invalid_token"
+    title = "Invalid access token"
+
+
+class InsufficientScope(BrokerError):
+    """RFC 6750 3.1 ``insufficient_scope``: 403 naming the missing scope and where to grant it."""
+
+    status = 403
+    code = "insufficient_scope"
+    title = "Insufficient scope"
+
+
+@dataclass(frozen=True)
+class Disclosed:
+    """What the gate allowed and recorded: serialize only ``fields`` of these people."""
+
+    client_id: str
+    kind: str
+    subject: str
+    grant_id: str
+    fields: tuple[str, ...]
+
+
+def client_of(token: str) -> str:
+    """The client id a token names (``brk_at_<client_id>.<secret>``); InvalidToken if malformed."""
+    client_id = token_client(token, ACCESS_PREFIX)
+    if client_id is None:
+        raise InvalidToken("The access token is malformed")
+    return client_id
+
+
+def _scope_fields(catalog: Catalog) -> str:
+    return json.dumps({name: sorted(catalog.fields_of([name])) for name in catalog.scopes})
+
+
+# Voids that could not be written, or not confirmed by WAIT, are kept in this process and written
+# again by the ledger sequencer thread (``retry_unconfirmed_voids``) until a WAIT confirms them: after
+# a failover that puts them on the promoted primary, which may hold the record but not the first
+# void. Kept for at most VOID_KEEP_SECONDS (then logged and given up).
+VOID_TTL_SECONDS = 7 * 86400
+VOID_KEEP_SECONDS = 600
+VOID_MAX_PENDING = 100_000
+VOID_RETRY_CHUNK = 1000
+_unconfirmed: dict[tuple[str, str], tuple[int, float]] = {}  # (client, request) -> (records, since)
+_unconfirmed_lock = threading.Lock()
+
+
+def _write_voids(store: Store, voids: dict[tuple[str, str], int], wait_ms: int | None = None) -> None:
+    """One round trip per app slot, then one WAIT; raises when not written or not confirmed."""
+    pipe = store.redis.pipeline(transaction=False)
+    now = time.time()
+    for (client_id, request_id), records in voids.items():
+        key = keys.journal_voids(client_id)
+        pipe.hset(key, request_id, json.dumps({"time": now, "records": max(1, records)}))
+        pipe.expire(key, VOID_TTL_SECONDS)
+        pipe.sadd(keys.voids_index(), client_id)
+    pipe.execute()
+    slots = sorted({c for c, _ in voids})
+    # one node: one WAIT covers every write before it; a cluster needs one per shard (slot) written
+    for client_id in slots if isinstance(store.redis, RedisCluster) else slots[:1]:
+        store.confirm_durable(keys.journal_voids(client_id), wait_ms)
+
+
+def void_request(store: Store, client_id: str, request_id: str, records: int) -> bool:
+    """Say that the journal records of ``request_id`` are not disclosures.
+
+    Called when the request is refused after its records may have been written (WAIT failed, the
+    write's outcome is unknown, or the response failed afterwards). The sequencer drops voided
+    records, or, if one was already sequenced, appends a correction record. Never raises: a void
+    that cannot be written and confirmed now is retried by the sequencer thread. Returns whether it
+    was confirmed now.
+    """
+    try:
+        # a short WAIT: the request is already refused; if replicas are slow, the sequencer thread
+        # confirms the void later (full WAIT) rather than making every refusal twice as slow
+        _write_voids(store, {(client_id, request_id): records}, wait_ms=min(store.wait_timeout_ms, 100))
+    except (StorageUnavailable, redis.RedisError) as exc:
+        with _unconfirmed_lock:
+            if len(_unconfirmed) >= VOID_MAX_PENDING:  # a long outage: most of these wrote nothing
+                log.error("request %s: too many unconfirmed voids; this one is not kept", request_id)
+                return False
+            _unconfirmed.setdefault((client_id, request_id), (records, time.time()))
+        # an outage refuses every request: not one WARNING line each while the breaker is open
+        level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
+        log.log(
+            level, "request %s: records voided, void not confirmed yet (%s)", request_id, type(exc).__name__
+        )
+        return False
+    log.warning("request %s: disclosure records not confirmed; voided", request_id)
+    return True
+
+
+def retry_unconfirmed_voids(store: Store) -> int:
+    """Write again (up to VOID_RETRY_CHUNK of) the voids of this process that no WAIT confirmed yet;
+    returns how many are left."""
+    with _unconfirmed_lock:
+        pending = dict(list(_unconfirmed.items())[:VOID_RETRY_CHUNK])
+    if not pending:
+        return 0
+    try:
+        _write_voids(store, {key: records for key, (records, _) in pending.items()})
+    except (StorageUnavailable, redis.RedisError):
+        now = time.time()
+        with _unconfirmed_lock:
+            for key, (_, since) in list(_unconfirmed.items()):
+                if now - since > VOID_KEEP_SECONDS:
+                    log.error("request %s: gave up confirming its void", key[1])
+                    del _unconfirmed[key]
+            return len(_unconfirmed)
+    with _unconfirmed_lock:
+        for key in pending:
+            _unconfirmed.pop(key, None)
+        return len(_unconfirmed)
+
+
+def _voids_on_failure(client_of_first: Callable[[str], str]) -> Callable[[Callable[..., Any]], Any]:
+    """A refused request leaves no disclosure behind: when storage fails after the records may have
+    been written (WAIT did not confirm them, or the connection broke mid-call), void them, then let
+    the 503 go out as before."""
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(self: Gate, first: str, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, first, *args, **kwargs)
+            except (StorageUnavailable, *UNAVAILABLE):
+                request_id = kwargs.get("request_id")
+                if request_id:
+                    records = len(kwargs.get("persons") or ()) if kwargs.get("kind") == "installation" else 1
+                    void_request(self.store, client_of_first(first), str(request_id), records)
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+class Gate:
+    """One per app process; holds the registered script and the catalog's scope->fields map."""
+
+    def __init__(self, store: Store, catalog: Catalog, token_hash_key: str, pairwise_key: str) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.token_hash_key = token_hash_key
+        self.pairwise_key = pairwise_key
+        self._script = store.script(GATE_LUA)
+        self._scope_fields = _scope_fields(catalog)
+
+    @_voids_on_failure(lambda token: client_of(token))
+    def authorize_and_record(
+        self,
+        token: str,
+        *,
+        kind: str,
+        required_scope: str,
+        endpoint: str,
+        request_id: str,
+        org_id: str = "",
+        persons: Sequence[str] = (),
+    ) -> Disclosed:
+        """Check the token and commit one journal record per person, atomically.
+
+        ``persons`` are internal user ids (org tokens); for a person's token it is ignored and the
+        token's own subject is disclosed.
+        """
+        client_id = client_of(token)
+        token_key = keys.access_token(client_id, keyed_hash(self.token_hash_key, token))
+        person_args: list[list[str]]
+        if kind == "installation":
+            person_args = [[uid, pairwise_id(self.pairwise_key, client_id, uid, org_id)] for uid in persons]
+        else:
+            person_args = [["", ""]]  # the script fills in the subject; pairwise id computed below
+        template = {
+            "time": time.time(),
+            "app": client_id,
+            "endpoint": endpoint,
+            "request_id": request_id,
+            "catalog_version": self.catalog.version,
+        }
+        journal = keys.journal(client_id)
+        # The index entry goes first, so the sequencer never misses the record (see sequencer
+        # ``_forget_if_empty``): one round trip on a single node, two on a cluster.
+        _, result = (
+            self.store.batch()
+            .command("sadd", keys.journals_index(), client_id)
+            .script(
+                self._script,
+                [token_key, keys.app(client_id), journal],
+                [
+                    keys.app_tag(client_id),
+                    int(time.time()),
+                    kind,
+                    org_id,
+                    self._scope_fields,
+                    required_scope,
+                    json.dumps(template),
+                    json.dumps(person_args),
+                ],
+            )
+            .execute()
+        )
+        status = result[0]
+        if status == "invalid_token":
+            raise InvalidToken(result[1])
+        if status == "not_found":
+            raise NotFound("No such organization")
+        if status == "insufficient_scope":
+            raise InsufficientScope(
+                f"This request needs the scope {result[1]!r}",
+                scope=result[1],
+                token_kind=result[2],
+                token_subject=result[3],
+                client_id=client_id,
+            )
+        if status != "ok":  # pragma: no cover - the script returns one of the above
+            raise RuntimeError(f"unexpected gate result {status!r}")
+        self.store.confirm_durable(journal)
+        return Disclosed(
+            client_id=client_id,
+            kind=result[1],
+            subject=result[2],
+            grant_id=result[3],
+            fields=tuple(json.loads(result[4])),
+        )
+
+    @_voids_on_failure(lambda client_id: client_id)
+    def record_issued(
+        self,
+        client_id: str,
+        *,
+        developer_id: str,
+        user_id: str,
+        grant_id: str,
+        fields: Sequence[str],
+        endpoint: str,
+        request_id: str,
+    ) -> None:
+        """Record a disclosure made by the token endpoint itself (the id_token's ``sub``).
+
+        The token endpoint has already authenticated the client and loaded the grant, so no token
+        check is needed; the record is still committed before the response leaves.
+        """
+        record = {
+            "id": f"{request_id}-1",
+            "time": time.time(),
+            "app": client_id,
+            "developer": developer_id,
+            "audience": "individual",
+            "org": None,
+            "person": user_id,
+            "grant": grant_id,
+            "fields": sorted(fields),
+            "endpoint": endpoint,
+            "request_id": request_id,
+            "catalog_version": self.catalog.version,
+        }
+        journal = keys.journal(client_id)
+        pipe = self.store.redis.pipeline(transaction=False)
+        pipe.sadd(keys.journals_index(), client_id)
+        pipe.xadd(journal, {"r": json.dumps(record)})
+        pipe.execute()
+        self.store.confirm_durable(journal)
+
+    # -- after the record is committed ---------------------------------------------------------
+
+    def profiles(self, disclosed: Disclosed, uids: Iterable[str]) -> list[dict[str, Any]]:
+        """Read only the allowed directory fields and serialize them through an allow-list schema."""
+        uid_list = list(uids)
+        directory_fields = [f for f in disclosed.fields if f != "user_id"]
+        pipe = self.store.redis.pipeline(transaction=False)
+        for uid in uid_list:
+            pipe.hmget(keys.user(uid), ["status", *directory_fields])
+        rows = pipe.execute() if uid_list else []
+        org = disclosed.subject if disclosed.kind == "installation" else None
+        schema = schema_for(disclosed.fields)
+        out = []
+        for uid, row in zip(uid_list, rows, strict=True):
+            if row[0] != "active":
+                continue  # deleted between the listing and now: nothing to show
+            values: dict[str, Any] = dict(zip(directory_fields, row[1:], strict=True))
+            if "user_id" in disclosed.fields:
+                values["user_id"] = pairwise_id(self.pairwise_key, disclosed.client_id, uid, org)
+            out.append(schema.dump(values))
+        return out
+
+
+@lru_cache(maxsize=64)
+def schema_for(field_names: tuple[str, ...]) -> Schema:
+    """A marshmallow schema with exactly these fields: serialization is driven by an allow-list."""
+    schema_cls = Schema.from_dict(
+        {name: mf.String(allow_none=True) for name in field_names}, name="Disclosure_" + "_".join(field_names)
+    )
+    return schema_cls()

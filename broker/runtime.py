@@ -1,0 +1,86 @@
+"""What every broker process needs before it works: settings, logging, and its Redis.
+
+Shared by the server (``broker.server``), the worker and the one-off commands of each domain
+package, none of which needs the web application to get a store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+from broker.config import ConfigError, Settings
+from broker.storage.embedded import DataDirectoryInUse, EmbeddedRedis
+from broker.storage.store import Store
+
+log = logging.getLogger("broker.runtime")
+
+
+class ServeError(Exception):
+    """The service cannot start; the message says why."""
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextlib.contextmanager
+def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
+    """The Redis to use, for the duration of the block.
+
+    ``BROKER_REDIS_URL`` if set. Otherwise the embedded redis-server of the data directory: when a
+    broker already runs there, a CLI command uses that broker's Redis (found from the data
+    directory); a second *server* (``server=True``) is refused. When none runs, one is started,
+    watched (restarted if it dies) and stopped around the block.
+    """
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if not url and not settings.redis_sentinels:
+        embedded = EmbeddedRedis(settings.data_dir)
+        try:
+            url = embedded.start()
+        except DataDirectoryInUse as exc:
+            if server:
+                raise
+            running = embedded.running_owner_url()
+            if running is None:
+                raise DataDirectoryInUse(f"{exc} (its Redis did not answer)") from None
+            log.info("using the Redis of the broker running on %s", settings.data_dir)
+            url, embedded = running, None
+        else:
+            embedded.watch()
+    try:
+        store = Store.from_settings(settings, url)
+        if not store.ping():
+            if settings.redis_sentinels:
+                where = ", ".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+                raise ServeError(
+                    f"BROKER_REDIS_SENTINELS: no primary for service {settings.redis_sentinel_service!r} "
+                    f"answered through the sentinels at {where}"
+                )
+            raise ServeError(f"BROKER_REDIS_URL: no Redis answered at {_redact(url)}")
+        yield store
+        store.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _redact(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise ServeError(str(exc)) from None

@@ -1,0 +1,376 @@
+"""Opaque tokens and authorization codes: formats, storage and the one validity rule.
+
+Formats (docs/data-model.md): ``brk_at_<client_id>.<random>``, ``brk_rt_...``, ``brk_ac_...``. The
+client id inside the token names the app's hash tag, so every check and revocation runs in the
+app's slot as one Lua script. Only ``keyed_hash(BROKER_TOKEN_HASH_KEY, token)`` is stored.
+
+Validity (``VALIDITY_LUA``, shared with the disclosure gate): the key exists and has not expired,
+the app is ``active``, and the token's grant (or installation) still exists with the same id (and,
+for an installation, ``enabled`` is ``1``). Effective scopes = token scopes ∩ current grant scopes.
+Nothing is cached, so revocation is immediate (DESIGN invariant 2).
+
+Single use and reuse detection (RFC 6749 4.1.2, RFC 9700 4.14):
+
+* A code is consumed in the same script that writes the tokens issued from it, and replaced by a
+  tombstone (``used=1`` and the token ``family``) kept for the refresh-token lifetime. Presenting it
+  again is ``invalid_grant`` and deletes every token of that family, so 50 concurrent redemptions
+  give exactly one token response (whose tokens the 49 replays then revoke).
+* Refresh tokens rotate on every use. The used token is kept (``rotated_at``) until it expires.
+  Policy for reuse, ``BROKER_REFRESH_GRACE_SECONDS`` (default 0): presenting a rotated token more
+  than ``grace`` seconds after its rotation revokes the whole grant (every access and refresh token
+  in ``keys.grant_tokens``, whichever code they came from) and fails with ``invalid_grant``. With
+  grace 0 any reuse, even a concurrent retry, revokes. Within a non-zero grace a retry (e.g. a client
+  that lost the response) gets a fresh pair in the same family and nothing is revoked.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from broker.core.hashing import keyed_hash
+from broker.storage import keys
+from broker.storage.store import Store
+
+ACCESS_PREFIX = "brk_at_"
+REFRESH_PREFIX = "brk_rt_"
+CODE_PREFIX = "brk_ac_"
+_CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
+_RANDOM_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def new_token(prefix: str, client_id: str) -> str:
+    return f"{prefix}{client_id}.{secrets.token_urlsafe(32)}"
+
+
+def new_family() -> str:
+    return secrets.token_hex(12)
+
+
+def client_of(token: str, prefix: str) -> str | None:
+    """The client id embedded in a well-formed token of the given type, else None."""
+    if not isinstance(token, str) or not token.startswith(prefix) or len(token) > 200:
+        return None
+    client_id, sep, rand = token[len(prefix) :].partition(".")
+    if not sep or not _CLIENT_ID_RE.match(client_id) or not _RANDOM_RE.match(rand):
+        return None
+    return client_id
+
+
+def token_key(prefix: str, client_id: str, token_hash: str) -> str:
+    if prefix == ACCESS_PREFIX:
+        return keys.access_token(client_id, token_hash)
+    if prefix == REFRESH_PREFIX:
+        return keys.refresh_token(client_id, token_hash)
+    return keys.auth_code(client_id, token_hash)
+
+
+# The validity rule, as a Lua fragment. Expects ``t`` (token hash as a table), ``prefix`` (the app's
+# key prefix, ``b:{a:<client_id>}``) and ``now``; sets ``owner_scopes`` or returns false.
+VALIDITY_LUA = """
+-- Returns the owner's current scopes, or false and the reason.
+local function token_is_valid(t, prefix, now)
+  if t.expires_at == nil or tonumber(t.expires_at) <= now then return false, 'expired' end
+  if redis.call('HGET', prefix .. ':app', 'status') ~= 'active' then return false, 'app_suspended' end
+  local owner
+  if t.kind == 'grant' then owner = prefix .. ':grant:' .. t.subject
+  elseif t.kind == 'installation' then owner = prefix .. ':inst:' .. t.subject
+  else return false, 'unknown_kind' end
+  local o = redis.call('HMGET', owner, 'id', 'enabled', 'scopes')
+  if o[1] ~= t.grant_id then return false, t.kind .. '_revoked' end
+  if t.kind == 'installation' and o[2] ~= '1' then return false, 'installation_disabled' end
+  return o[3] or ''
+end
+local function to_table(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+local function intersect(a, b)
+  local allowed = {}
+  for s in string.gmatch(b, '%S+') do allowed[s] = true end
+  local out = {}
+  for s in string.gmatch(a, '%S+') do if allowed[s] then table.insert(out, s) end end
+  return table.concat(out, ' ')
+end
+local function revoke_set(set_key)
+  local members = redis.call('SMEMBERS', set_key)
+  for _, k in ipairs(members) do redis.call('DEL', k) end
+  redis.call('DEL', set_key)
+  return #members
+end
+"""
+
+# KEYS[1] token key. ARGV: prefix, now. Returns the token fields + effective_scopes, or nil.
+_LOOKUP = (
+    VALIDITY_LUA
+    + """
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return nil end
+local t = to_table(flat)
+local owner_scopes = token_is_valid(t, ARGV[1], tonumber(ARGV[2]))
+if owner_scopes == false then return nil end
+table.insert(flat, 'effective_scopes')
+table.insert(flat, intersect(t.scopes or '', owner_scopes))
+return flat
+"""
+)
+
+# Write tokens, optionally consuming a code or rotating a refresh token in the same script.
+# KEYS: 1 consumed key (code / old refresh token, or '' mode none), 2 grant_tokens set, 3 family set,
+#       4 access token key, 5 refresh token key (ignored unless ARGV[6] == '1').
+# ARGV: 1 prefix, 2 now, 3 mode (none|code|refresh), 4 access exp, 5 refresh exp, 6 with refresh,
+#       7 tombstone ttl, 8 grace seconds, 9.. field pairs common to both tokens (incl. family).
+_ISSUE = (
+    VALIDITY_LUA
+    + """
+local prefix, now, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local fields = {}
+for i = 9, #ARGV do table.insert(fields, ARGV[i]) end
+local t = to_table(fields)
+if mode == 'code' then
+  local c = redis.call('HMGET', KEYS[1], 'used', 'family')
+  if c[1] == '1' then
+    redis.call('HSET', KEYS[1], 'replayed', '1')
+    if c[2] then revoke_set(prefix .. ':fam:' .. c[2]) end
+    return 'replayed'
+  end
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 'expired' end
+elseif mode == 'refresh' then
+  local r = to_table(redis.call('HGETALL', KEYS[1]))
+  if r.expires_at == nil or tonumber(r.expires_at) <= now then return 'expired' end
+  if r.rotated_at and r.rotated_at ~= '' then
+    if now - tonumber(r.rotated_at) > tonumber(ARGV[8]) or tonumber(ARGV[8]) == 0 then
+      revoke_set(prefix .. ':gtok:' .. r.grant_id)
+      return 'reused'
+    end
+  end
+end
+local to = t
+to.expires_at = ARGV[4]
+if token_is_valid(to, prefix, now) == false then return 'revoked' end
+if mode == 'code' then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'used', '1', 'family', t.family)
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+elseif mode == 'refresh' then
+  if redis.call('HGET', KEYS[1], 'rotated_at') == false then
+    redis.call('HSET', KEYS[1], 'rotated_at', ARGV[2])
+  end
+end
+local function put(key, exp)
+  redis.call('HSET', key, unpack(fields))
+  redis.call('HSET', key, 'expires_at', exp)
+  redis.call('EXPIREAT', key, tonumber(exp))
+  for i = 2, 3 do
+    redis.call('SADD', KEYS[i], key)
+    local ttl = redis.call('TTL', KEYS[i])
+    if ttl < 0 or now + ttl < tonumber(exp) then redis.call('EXPIREAT', KEYS[i], tonumber(exp)) end
+  end
+end
+put(KEYS[4], ARGV[4])
+if ARGV[6] == '1' then put(KEYS[5], ARGV[5]) end
+return 'ok'
+"""
+)
+
+# KEYS[1] token key. ARGV: prefix. Deletes one token, or (for a refresh token) its whole family.
+_REVOKE_ONE = (
+    VALIDITY_LUA
+    + """
+local t = to_table(redis.call('HGETALL', KEYS[1]))
+if t.client_id == nil then return 0 end
+if ARGV[2] == 'family' and t.family then return revoke_set(ARGV[1] .. ':fam:' .. t.family) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+)
+
+# KEYS[1] grant_tokens set. Deletes every token issued under a grant or installation.
+_REVOKE_SET = VALIDITY_LUA + "\nreturn revoke_set(KEYS[1])\n"
+
+# KEYS[1] code key (tombstone). ARGV: prefix. Marks a replay and revokes the code's family.
+_REPLAY = (
+    VALIDITY_LUA
+    + """
+local fam = redis.call('HGET', KEYS[1], 'family')
+if redis.call('HGET', KEYS[1], 'used') ~= '1' then return 0 end
+redis.call('HSET', KEYS[1], 'replayed', '1')
+if fam then return revoke_set(ARGV[1] .. ':fam:' .. fam) end
+return 0
+"""
+)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A valid token as seen right now (after the data-model checks)."""
+
+    client_id: str
+    kind: str  # grant | installation
+    subject: str  # uid or org id
+    grant_id: str
+    scopes: tuple[str, ...]  # as issued
+    effective_scopes: tuple[str, ...]  # issued ∩ current grant/installation scopes
+    issued_at: int
+    expires_at: int
+    auth_time: int | None
+    family: str
+    code: str
+    rotated_at: int | None
+    token_type: str  # access_token | refresh_token
+
+
+def _parse(flat: list[Any], token_type: str) -> TokenInfo:
+    h = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return TokenInfo(
+        client_id=h["client_id"],
+        kind=h["kind"],
+        subject=h["subject"],
+        grant_id=h["grant_id"],
+        scopes=tuple(h.get("scopes", "").split()),
+        effective_scopes=tuple(h.get("effective_scopes", "").split()),
+        issued_at=int(h.get("issued_at", "0")),
+        expires_at=int(h.get("expires_at", "0")),
+        auth_time=int(h["auth_time"]) if h.get("auth_time") else None,
+        family=h.get("family", ""),
+        code=h.get("code", ""),
+        rotated_at=int(h["rotated_at"]) if h.get("rotated_at") else None,
+        token_type=token_type,
+    )
+
+
+def _lookup(store: Store, hash_key: str, token: str, prefix: str, token_type: str) -> TokenInfo | None:
+    client_id = client_of(token, prefix)
+    if client_id is None:
+        return None
+    key = token_key(prefix, client_id, keyed_hash(hash_key, token))
+    flat = store.script(_LOOKUP)(keys=[key], args=[keys.app_tag(client_id), int(time.time())])
+    return _parse(flat, token_type) if flat else None
+
+
+def lookup_access_token(store: Store, hash_key: str, token: str) -> TokenInfo | None:
+    """The one validity rule for access tokens (data model "A token is valid only while")."""
+    return _lookup(store, hash_key, token, ACCESS_PREFIX, "access_token")
+
+
+def lookup_refresh_token(store: Store, hash_key: str, token: str) -> TokenInfo | None:
+    """Same rule for refresh tokens; a rotated one is still returned (``rotated_at`` set)."""
+    return _lookup(store, hash_key, token, REFRESH_PREFIX, "refresh_token")
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What to write for one token response."""
+
+    client_id: str
+    kind: str
+    subject: str
+    grant_id: str
+    scopes: str
+    access_token: str
+    access_expires_at: int
+    refresh_token: str | None
+    refresh_expires_at: int
+    family: str
+    code_hash: str = ""
+    auth_time: int | None = None
+
+
+class IssueRefused(Exception):
+    """The code or refresh token could not be used; ``reason`` is replayed|reused|expired|revoked."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def issue(
+    store: Store,
+    hash_key: str,
+    item: Issue,
+    *,
+    consume: str = "none",
+    consumed_key: str = "",
+    tombstone_ttl: int = 0,
+    grace_seconds: int = 0,
+) -> None:
+    """Store the tokens of one response atomically, consuming a code or refresh token if asked."""
+    cid = item.client_id
+    now = int(time.time())
+    at_key = keys.access_token(cid, keyed_hash(hash_key, item.access_token))
+    rt_key = (
+        keys.refresh_token(cid, keyed_hash(hash_key, item.refresh_token)) if item.refresh_token else at_key
+    )
+    fields = [
+        "client_id", cid, "kind", item.kind, "subject", item.subject, "grant_id", item.grant_id,
+        "scopes", item.scopes, "issued_at", str(now), "code", item.code_hash, "family", item.family,
+        "auth_time", str(item.auth_time or ""),
+    ]  # fmt: skip
+    result = store.script(_ISSUE)(
+        keys=[consumed_key or at_key, keys.grant_tokens(cid, item.grant_id),
+              keys.token_family(cid, item.family), at_key, rt_key],
+        args=[keys.app_tag(cid), now, consume, item.access_expires_at, item.refresh_expires_at,
+              "1" if item.refresh_token else "0", max(tombstone_ttl, 1), grace_seconds, *fields],
+    )  # fmt: skip
+    if result != "ok":
+        raise IssueRefused(str(result))
+
+
+def save_code(store: Store, hash_key: str, code: str, client_id: str, ttl: int, data: dict[str, str]) -> None:
+    key = keys.auth_code(client_id, keyed_hash(hash_key, code))
+    with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping=data)
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+
+def read_code(store: Store, hash_key: str, code: str, client_id: str) -> dict[str, str] | None:
+    """The code's data, or None. A used code (tombstone) counts as a replay: its tokens are revoked."""
+    if client_of(code, CODE_PREFIX) != client_id:
+        return None
+    key = keys.auth_code(client_id, keyed_hash(hash_key, code))
+    data: dict[str, str] = store.redis.hgetall(key)
+    if not data:
+        return None
+    if data.get("used") == "1":
+        store.script(_REPLAY)(keys=[key], args=[keys.app_tag(client_id)])
+        return None
+    return data
+
+
+def revoke_token(store: Store, hash_key: str, token: str, *, family: bool = False) -> bool:
+    """Revoke one access or refresh token (``family``: with every token of its chain)."""
+    for prefix in (ACCESS_PREFIX, REFRESH_PREFIX):
+        client_id = client_of(token, prefix)
+        if client_id:
+            key = token_key(prefix, client_id, keyed_hash(hash_key, token))
+            mode = "family" if family else "one"
+            return bool(store.script(_REVOKE_ONE)(keys=[key], args=[keys.app_tag(client_id), mode]))
+    return False
+
+
+def revoke_grant_tokens(store: Store | Any, client_id: str, grant_id: str) -> Any:
+    """Delete every token issued under one grant or installation.
+
+    Given a Store it runs now and returns the count; given a MULTI pipeline it is queued there, so
+    the revocation commits atomically with the grant change and its event (same app slot).
+    """
+    set_key = keys.grant_tokens(client_id, grant_id)
+    if isinstance(store, Store):
+        return int(store.script(_REVOKE_SET)(keys=[set_key], args=[]))
+    # Plain EVAL queued inside MULTI (no NOSCRIPT round trip); through execute_command because
+    # redis-py's cluster pipeline refuses its eval() method, while EVAL on one slot is fine there.
+    return store.execute_command("EVAL", _REVOKE_SET, 1, set_key)
+
+
+def revoke_all_app_tokens(store: Store, client_id: str) -> int:
+    """Delete every token of an app, grant by grant (each set is one script in the app's slot)."""
+    total = 0
+    pattern = keys.grant_tokens(client_id, "*")
+    for set_key in store.redis.scan_iter(match=pattern, count=500):
+        total += int(store.script(_REVOKE_SET)(keys=[set_key], args=[]))
+    return total

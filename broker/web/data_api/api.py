@@ -1,0 +1,232 @@
+"""The data API for apps: ``/v1/me``, ``/v1/orgs/<org>/members[/<user_id>]`` and OIDC userinfo.
+
+Every route here goes through the disclosure gate (broker.gate.disclosure); none reads profile data
+any other way. Bearer tokens only in the Authorization header (RFC 6750 2.1; RFC 9700 2.4 forbids
+tokens in query strings).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, cast
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from marshmallow import RAISE, Schema, ValidationError, validate
+from marshmallow import fields as mf
+from werkzeug.wrappers import Response
+
+from broker.errors import BrokerError, NotFound, ValidationFailed
+from broker.extensions import csrf
+from broker.gate.disclosure import Gate, InsufficientScope, InvalidToken
+from broker.storage import keys
+from broker.web.oauth import cors
+from broker.web.shared import context as web
+from broker.web.shared.claims import MEMBER_SCOPE, OIDC_CLAIMS
+from broker.web.shared.openapi import documented
+
+bp = Blueprint("api", __name__)
+csrf.exempt(bp)
+
+# OIDC standard claim names for the catalog's basic fields (OpenID Connect Core 5.1).
+
+
+def gate() -> Gate:
+    return cast(Gate, current_app.extensions["broker.gate"])
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if "access_token" in request.args:
+        raise InvalidToken("Send the access token in the Authorization header, not in the URL")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise MissingToken("An access token is required: Authorization: Bearer <token>")
+    return token.strip()
+
+
+class MissingToken(BrokerError):
+    """RFC 6750 3.1: a request without credentials gets a bare challenge and no error code."""
+
+    status = 401
+    code = "invalid_request"
+    title = "Access token required"
+
+
+@bp.errorhandler(InvalidToken)
+@bp.errorhandler(MissingToken)
+@bp.errorhandler(InsufficientScope)
+def bearer_error(exc: BrokerError) -> ResponseReturnValue:
+    response = jsonify(exc.body())
+    response.status_code = exc.status
+    response.mimetype = "application/problem+json"
+    challenge = 'Bearer realm="broker"'
+    if isinstance(exc, InvalidToken):
+        challenge += f', error="invalid_token", error_description="{exc.detail}"'
+    elif isinstance(exc, InsufficientScope):
+        challenge += f', error="insufficient_scope", scope="{exc.extra.get("scope", "")}"'
+    response.headers["WWW-Authenticate"] = challenge
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _grant_url(exc: InsufficientScope) -> str:
+    issuer = web.settings().issuer
+    client_id = exc.extra.pop("client_id", "")
+    kind = exc.extra.pop("token_kind", "")
+    subject = exc.extra.pop("token_subject", "")
+    if kind == "installation":
+        return f"{issuer}/admin/orgs/{subject}/apps/{client_id}"
+    return f"{issuer}/oauth/authorize?response_type=code&client_id={client_id}&scope={exc.extra['scope']}"
+
+
+def _disclose_person(endpoint: str) -> tuple[Any, dict[str, Any]]:
+    try:
+        disclosed = gate().authorize_and_record(
+            bearer_token(),
+            kind="grant",
+            required_scope="openid",
+            endpoint=endpoint,
+            request_id=web.request_id(),
+        )
+    except InsufficientScope as exc:
+        exc.extra["grant_url"] = _grant_url(exc)
+        raise
+    web.note_disclosure(disclosed.client_id, 1)
+    found = gate().profiles(disclosed, [disclosed.subject])
+    if not found:
+        raise InvalidToken("The person behind this token no longer exists")
+    return disclosed, found[0]
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@bp.get("/v1/me")
+@documented("Me")
+def me() -> Response:
+    """The person behind the token, as far as their grant allows (recorded in the ledger first)."""
+    _, profile = _disclose_person("GET /v1/me")
+    return _no_store(jsonify(profile))
+
+
+@bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"])
+@documented("UserInfo")
+def userinfo() -> Response:
+    """OIDC userinfo: the same disclosure as /v1/me with standard claim names.
+
+    CORS: a preflight is answered for the origins of any registered app; the response itself only
+    for the origins of the app the token belongs to (derived from its redirect URIs).
+    """
+    if request.method == "OPTIONS":
+        return cors.apply(Response(status=204), cors.any_app_origins(web.store()))
+    disclosed, profile = _disclose_person("userinfo")
+    response = _no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
+    return cors.apply(response, cors.client_origins(web.store(), disclosed.client_id))
+
+
+class _PageArgs(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = mf.Integer(load_default=50, validate=validate.Range(min=1, max=100))
+    cursor = mf.String(load_default=None, validate=validate.Length(max=64))
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"m:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        kind, _, number = text.partition(":")
+        if kind != "m" or not number.isdigit():
+            raise ValueError
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(
+            "invalid cursor", fields={"cursor": ["Not a cursor returned by this API."]}
+        ) from None
+
+
+def _page_args() -> dict[str, Any]:
+    try:
+        return cast(dict[str, Any], _PageArgs().load(request.args.to_dict()))
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "some query parameters are invalid", fields=cast(dict[str, Any], exc.messages)
+        ) from None
+
+
+def _org_token(org_id: str, endpoint: str, persons: list[str]) -> Any:
+    try:
+        disclosed = gate().authorize_and_record(
+            bearer_token(),
+            kind="installation",
+            required_scope=MEMBER_SCOPE,
+            endpoint=endpoint,
+            request_id=web.request_id(),
+            org_id=org_id,
+            persons=persons,
+        )
+        web.note_disclosure(disclosed.client_id, len(persons))
+        return disclosed
+    except InsufficientScope as exc:
+        exc.extra["grant_url"] = _grant_url(exc)
+        raise
+
+
+@bp.get("/v1/orgs/<org_id>/members")
+@documented("MemberPage", query=_PageArgs, errors={404: "The token is not for this organization"})
+def members(org_id: str) -> Response:
+    """One page of the organization's members in join order (organization token)."""
+    args = _page_args()
+    after = decode_cursor(args["cursor"]) if args["cursor"] else -1
+    token = bearer_token()  # before any read: a request without a token learns nothing
+    del token
+    rows = web.store().redis.zrangebyscore(
+        keys.org_members(org_id), f"({after}", "+inf", start=0, num=args["limit"] + 1, withscores=True
+    )
+    page, more = rows[: args["limit"]], len(rows) > args["limit"]
+    uids = [uid for uid, _ in page]
+    disclosed = _org_token(org_id, "GET /v1/orgs/{org_id}/members", uids)
+    body = {
+        "members": gate().profiles(disclosed, uids),
+        "next_cursor": encode_cursor(int(page[-1][1])) if more and page else None,
+    }
+    return _no_store(jsonify(body))
+
+
+@bp.get("/v1/orgs/<org_id>/members/<user_id>")
+@documented("MemberProfile", errors={404: "No such member, or the token is not for this organization"})
+def member(org_id: str, user_id: str) -> Response:
+    """One member by the pairwise user id this app was given (organization token)."""
+    bearer_token()
+    uid = None
+    if len(user_id) <= 64:
+        # Pairwise ids are only reversible through the map of ids this app was given.
+        token_client = _client_or_none()
+        if token_client:
+            uid = web.store().redis.hget(keys.pairwise_reverse(token_client, org_id), user_id)
+    persons = [uid] if uid and web.store().redis.zscore(keys.org_members(org_id), uid) is not None else []
+    disclosed = _org_token(org_id, "GET /v1/orgs/{org_id}/members/{user_id}", persons)
+    if not persons:
+        raise NotFound("No such member")
+    found = gate().profiles(disclosed, persons)
+    if not found:
+        raise NotFound("No such member")
+    return _no_store(jsonify(found[0]))
+
+
+def _client_or_none() -> str | None:
+    from broker.gate.disclosure import client_of
+
+    try:
+        return client_of(bearer_token())
+    except InvalidToken:
+        return None

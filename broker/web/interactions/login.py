@@ -1,0 +1,167 @@
+"""Login, logout and the home page: who is signed in (kept apart from protocol code).
+
+Failed logins are counted per account and per client address in Redis (fixed window of
+``BROKER_LOGIN_WINDOW_SECONDS``); at the limit the page answers 429 with ``Retry-After``.
+Unknown usernames and wrong passwords get the same message, the same counting and (through an
+argon2 verify against a dummy hash) about the same time, so the form does not reveal who exists.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from flask import Response, redirect, render_template, request
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response as BaseResponse
+from wtforms import HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from broker.core.hashing import keyed_hash
+from broker.directory import service as directory
+from broker.storage import keys
+from broker.web.interactions import session
+from broker.web.interactions.blueprint import bp
+from broker.web.shared import context as web
+from broker.web.shared.context import render_error
+
+WRONG = "Wrong username or password"
+
+# Each attempt is counted before the password is checked, so a burst of parallel attempts cannot
+# slip past the limit between a check and a count. A fixed window: the first attempt starts it
+# (EXPIRE NX needs Redis 7; this works on 6 too). Returns the count and the seconds left.
+_RESERVE = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('TTL', KEYS[1])}
+"""
+# Give an attempt back, unless its window ended meanwhile (never leave a counter without a TTL).
+_GIVE_BACK = """
+if redis.call('TTL', KEYS[1]) > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    next = HiddenField()
+    force = HiddenField()
+
+
+class LogoutForm(FlaskForm):
+    pass
+
+
+def safe_next(value: str | None) -> str | None:
+    """A local absolute path (``/...``) or None: never ``//host``, a scheme, or a backslash."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
+
+
+def _account_key(username: str) -> str:
+    # Keyed so unknown names are counted like real ones without storing what was typed.
+    uid = directory.user_id_for(web.store(), username) if directory.USERNAME_RE.match(username) else None
+    return keys.login_failures_account(
+        uid or "n:" + keyed_hash(web.settings().token_hash_key, username.lower())
+    )
+
+
+def _reserve_attempt(account_key: str, ip_key: str) -> int | None:
+    """Count this attempt against the account and the address; the seconds to wait when either is
+    over its limit (the password is then not checked and the count is given back), else None."""
+    settings = web.settings()
+    script = web.store().script(_RESERVE)
+    batch = web.store().batch()
+    for key in (account_key, ip_key):  # one key per script call: no cross-slot operation
+        batch.script(script, [key], [settings.login_window_seconds])
+    (acct, acct_ttl), (ip, ip_ttl) = batch.execute()
+    waits = []
+    if acct > settings.login_max_failures:
+        waits.append(acct_ttl if acct_ttl > 0 else settings.login_window_seconds)
+    if ip > settings.login_max_failures_per_ip:
+        waits.append(ip_ttl if ip_ttl > 0 else settings.login_window_seconds)
+    if not waits:
+        return None
+    _give_back(account_key, ip_key)  # a refused attempt checked nothing
+    return max(waits)
+
+
+def _give_back(*counters: str) -> None:
+    script = web.store().script(_GIVE_BACK)
+    batch = web.store().batch()
+    for key in counters:
+        batch.script(script, [key])
+    batch.execute()
+
+
+def _forget_attempt(account_key: str, ip_key: str) -> None:
+    """A successful sign-in: the account starts afresh and the address gets its attempt back."""
+    web.store().redis.delete(account_key)
+    _give_back(ip_key)
+
+
+def _too_many(retry_after: int) -> Response:
+    response = render_error(
+        429,
+        "rate_limited",
+        f"Too many failed sign-in attempts. Try again in {max(1, retry_after // 60 or 1)} minute(s).",
+    )
+    response.headers["Retry-After"] = str(max(1, retry_after))
+    return response
+
+
+def _form_page(form: LoginForm, error: str | None = None, status: int = 200) -> Response:
+    html = render_template("interactions/login.html", form=form, error=error)
+    return Response(html, status=status, mimetype="text/html")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> BaseResponse:
+    form = LoginForm()
+    if request.method == "GET":
+        target = safe_next(request.args.get("next")) or "/"
+        force = request.args.get("force") == "1"
+        if not force and session.current_user_id() is not None:
+            return redirect(target, code=303)
+        form.next.data = target
+        form.force.data = "1" if force else ""
+        return _form_page(form)
+
+    if not form.validate_on_submit():  # CSRF failures raise CSRFError -> 400 page
+        return _form_page(form, "Enter your username and password.", 400)
+    target = safe_next(form.next.data) or "/"
+    username = (form.username.data or "").strip()
+    account_key = _account_key(username)
+    ip_key = keys.login_failures_ip(web.client_address())
+    wait = _reserve_attempt(account_key, ip_key)
+    if wait is not None:
+        return _too_many(wait)
+    uid = directory.verify_password(web.store(), username, form.password.data or "")
+    if uid is None:  # the failure was counted by the reservation
+        form.password.data = ""
+        return _form_page(form, WRONG, 401)
+    _forget_attempt(account_key, ip_key)
+    session.sign_in(uid, int(time.time()))
+    return redirect(target, code=303)
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    LogoutForm().validate_on_submit()  # CSRFProtect already refused a forged request
+    session.sign_out()
+    return redirect("/login", code=303)
+
+
+@bp.get("/")
+def home() -> Response:
+    uid = session.current_user_id()
+    user = directory.get_user(web.store(), uid) if uid else None
+    html = render_template("interactions/home.html", user=user, logout_form=LogoutForm())
+    return Response(html, mimetype="text/html")

@@ -1,0 +1,49 @@
+"""Who is signed in, for every page and for the authorization endpoint.
+
+The login page (broker.web.interactions.login) sets ``session["uid"]`` and ``session["auth_time"]``
+(unix seconds) after a successful password check. ``current_user_id`` re-checks that the person
+still exists and is active on every call, so a deleted account loses its session at once.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import session
+
+from broker.storage import keys
+from broker.web.shared import context as web
+
+
+def current_user_id() -> str | None:
+    uid = session.get("uid")
+    if not isinstance(uid, str):
+        return None
+    status = web.store().redis.hget(keys.user(uid), "status")
+    if status != "active":
+        session.clear()
+        return None
+    return uid
+
+
+def auth_time() -> int | None:
+    value = session.get("auth_time")
+    return int(value) if isinstance(value, int | float) else None
+
+
+def sign_in(user_id: str, now: int) -> None:
+    session.clear()  # a fresh session on login: no fixation
+    session["uid"] = user_id
+    session["auth_time"] = now
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def login_url(next_path: str, *, force: bool = False) -> str:
+    """Where to send someone who must (re-)authenticate; ``next_path`` must be a local path."""
+    params = {"next": next_path}
+    if force:
+        params["force"] = "1"
+    return f"/login?{urlencode(params)}"

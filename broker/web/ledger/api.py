@@ -1,0 +1,213 @@
+"""Public ledger endpoints (anyone can verify) and the person's own disclosures.
+
+Public, under ``/ledger/v1``: the Ed25519 keys, signed checkpoints, consistency proofs between
+tree sizes, and leaf hashes with inclusion proofs. Records themselves are personal and are never
+public: only their owner (``/privacy/v1/disclosures``, signed-in session) reads them.
+Errors on these routes are always JSON problem documents, whatever the Accept header says.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import redis
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+
+from broker import errors
+from broker.ledger import checkpoints, reading, storage
+from broker.ledger.checkpoints import b64
+from broker.storage.store import log_storage_failure
+from broker.web.interactions.session import current_user_id
+from broker.web.shared import context as web
+from broker.web.shared import openapi_schemas as rs
+from broker.web.shared.openapi import TEXT, Content, Lines, documented
+
+bp = Blueprint("ledger", __name__)
+log = logging.getLogger("broker.ledger")
+
+MAX_CHECKPOINT_PAGE = 100
+_CORRUPT = {500: "The stored tree is inconsistent (operator: `broker ledger verify`)"}
+# The JSON page, or with ?format= the export of every matching record (views using listing()).
+LISTING: dict[str, Content] = {
+    "application/x-ndjson": Lines(rs.DisclosureRecordSchema),
+    "text/csv": TEXT,
+}
+
+
+@bp.errorhandler(errors.BrokerError)
+def _broker_error(exc: errors.BrokerError) -> Response:
+    response = jsonify(exc.body())
+    response.status_code = exc.status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+@bp.errorhandler(redis.RedisError)
+def _storage_error(exc: redis.RedisError) -> Response:
+    log_storage_failure(log, f"request {web.request_id()}", exc)
+    error = errors.StorageUnavailable("The service is temporarily unavailable. Try again shortly.")
+    response = _broker_error(error)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+@bp.errorhandler(storage.LedgerCorrupt)
+def _corrupt(exc: storage.LedgerCorrupt) -> Response:
+    """The stored tree lacks a hash it needs: an operator problem (run `broker ledger verify`)."""
+    log.error("request %s: ledger storage is inconsistent: %s", web.request_id(), exc)
+    response = jsonify(
+        {
+            "type": "about:blank",
+            "title": "Ledger unavailable",
+            "status": 500,
+            "error": "server_error",
+            "detail": f"The ledger cannot answer. The request id is {web.request_id()}.",
+        }
+    )
+    response.status_code = 500
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def _int_arg(name: str, *, default: int | None = None, lo: int = 0) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise errors.ValidationFailed(f"{name} is required", fields={name: ["required"]})
+        return default
+    if not re.fullmatch(r"\d{1,15}", raw) or int(raw) < lo:
+        raise errors.ValidationFailed(
+            f"{name} is not valid", fields={name: [f"expected a whole number >= {lo}"]}
+        )
+    return int(raw)
+
+
+def _latest() -> checkpoints.Checkpoint:
+    found = checkpoints.latest(web.store())
+    if found is None:
+        raise errors.NotFound("no checkpoint has been signed yet")
+    return found
+
+
+@bp.get("/ledger/v1/keys")
+@documented(rs.JwksSchema)
+def ledger_keys() -> Response:
+    """The Ed25519 public keys checkpoints (and consent receipts) are signed with."""
+    response = jsonify(checkpoints.public_jwks(web.keyring()))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/ledger/v1/checkpoints/latest")
+@documented(rs.CheckpointSchema, errors={404: "No checkpoint has been signed yet"})
+def latest_checkpoint() -> Response:
+    """The newest signed checkpoint."""
+    return jsonify(_latest().as_json())
+
+
+@bp.get("/ledger/v1/checkpoints")
+@documented(rs.CheckpointPageSchema, query=rs.CheckpointsQuery, summary="Signed checkpoints, oldest first")
+def list_checkpoints() -> Response:
+    """Oldest first from ``start`` (a position in the list); ``next`` is the start of the next page."""
+    start = _int_arg("start", default=0)
+    limit = _int_arg("limit", default=MAX_CHECKPOINT_PAGE, lo=1)
+    if limit > MAX_CHECKPOINT_PAGE:
+        raise errors.ValidationFailed(
+            "limit is out of range", fields={"limit": [f"expected 1 to {MAX_CHECKPOINT_PAGE}"]}
+        )
+    store = web.store()
+    total = checkpoints.count(store)
+    items = checkpoints.page(store, start, limit)
+    nxt = start + len(items) if start + len(items) < total else None
+    return jsonify(checkpoints=[c.as_json() for c in items], next=nxt, total=total)
+
+
+@bp.get("/ledger/v1/consistency")
+@documented(rs.ConsistencyProofSchema, query=rs.ConsistencyQuery, errors=_CORRUPT)
+def consistency() -> Response:
+    """RFC 9162 2.1.4 proof that the tree of ``second`` leaves extends the tree of ``first``."""
+    first = _int_arg("first", lo=1)
+    second = _int_arg("second", lo=1)
+    if first > second:
+        raise errors.ValidationFailed("first is larger than second", fields={"first": ["must be <= second"]})
+    store = web.store()
+    size = storage.size(store)
+    if second > size:
+        raise errors.ValidationFailed(
+            "second is beyond the log", fields={"second": [f"the log has {size} leaves"]}
+        )
+    proof = storage.RedisTree(store).consistency_proof(first, second)
+    return jsonify(first=first, second=second, consistency_proof=[b64(h) for h in proof])
+
+
+@bp.get("/ledger/v1/leaves/<int:index>")
+@documented(
+    rs.LeafSchema,
+    query=rs.LeafQuery,
+    errors={404: "No checkpoint yet, or no such leaf in that tree", **_CORRUPT},
+)
+def leaf(index: int) -> Response:
+    """A leaf hash (never the record) with its inclusion proof against a tree size (default: the
+    latest checkpoint's)."""
+    store = web.store()
+    checkpoint = checkpoints.latest(store)
+    if request.args.get("tree_size"):
+        tree_size = _int_arg("tree_size", lo=1)
+    elif checkpoint is None or checkpoint.tree_size == 0:
+        raise errors.NotFound("no checkpoint has been signed yet")
+    else:
+        tree_size = checkpoint.tree_size
+    if tree_size > storage.size(store):
+        raise errors.ValidationFailed("tree_size is beyond the log", fields={"tree_size": ["beyond the log"]})
+    if index >= tree_size:
+        raise errors.NotFound(f"no leaf {index} in the tree of {tree_size} leaves")
+    tree = storage.RedisTree(store)
+    body = {
+        "index": index,
+        "tree_size": tree_size,
+        "leaf_hash": b64(tree.leaf(index)),
+        "inclusion_proof": [b64(h) for h in tree.inclusion_proof(index, tree_size)],
+        "checkpoint": checkpoint.as_json() if checkpoint and checkpoint.tree_size == tree_size else None,
+    }
+    return jsonify(body)
+
+
+def listing(view: str, subject: str, *, person_filter: bool) -> Response:
+    """One ledger view as JSON pages (with proofs) or, with ``?format=ndjson|csv``, a streamed export.
+
+    Shared by the person (``/privacy/v1/disclosures``), the org admin and the developer; the caller
+    has already checked who may read ``subject``. Filters: since, until, app (and person where the
+    view spans several people); cursor pagination with limit 1-100.
+    """
+    filters = reading.parse_filters(request.args, person_filter=person_filter)
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "ndjson", "csv"):
+        raise errors.ValidationFailed(
+            "format is not supported", fields={"format": ["expected json, ndjson or csv"]}
+        )
+    store = web.store()
+    reader = reading.VIEWS[view]
+    if fmt == "json":
+        limit = reading.parse_limit(request.args.get("limit"))
+        page = reader(store, subject, filters, request.args.get("cursor") or None, limit)
+        response = jsonify(page.as_json())
+    else:
+        reader(store, subject, filters, None, 1)  # fail now, before streaming starts
+        records = reading.iterate(store, view, subject, filters)
+        lines = reading.ndjson_lines(records) if fmt == "ndjson" else reading.csv_lines(records)
+        mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
+        response = Response(stream_with_context(lines), mimetype=mimetype)
+        response.headers["Content-Disposition"] = f'attachment; filename="disclosures.{fmt}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/privacy/v1/disclosures")
+@documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureQuery, errors=_CORRUPT)
+def my_disclosures() -> Response:
+    """The signed-in person's disclosures with proofs; ``?format=ndjson|csv`` streams an export."""
+    uid = current_user_id()
+    if uid is None:
+        raise errors.Unauthenticated("sign in to read your disclosures")
+    return listing("person", uid, person_filter=False)

@@ -1,0 +1,35 @@
+"""Where the protocol hands over to the disclosure ledger."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from flask import current_app
+
+from broker.errors import StorageUnavailable
+from broker.storage import keys
+from broker.web.shared import context as web
+
+if TYPE_CHECKING:
+    from broker.gate.disclosure import Gate
+    from broker.web.oauth.models import Grant
+
+
+def record_id_token_disclosure(client_id: str, grant: Grant | None, uid: str) -> None:
+    """An id_token discloses ``sub`` (the person's pairwise id, the catalog field ``user_id``) to the
+    app: record it before the token response leaves (DESIGN invariant 1). A grant that vanished
+    between the code check and now means no token response at all."""
+    if grant is None:
+        raise StorageUnavailable("the grant changed while the token was being issued; try again")
+    gate = cast("Gate", current_app.extensions["broker.gate"])
+    developer = web.store().redis.hget(keys.app(client_id), "developer_id") or ""
+    gate.record_issued(
+        client_id,
+        developer_id=developer,
+        user_id=uid,
+        grant_id=grant.id,
+        fields=["user_id"],
+        endpoint="POST /oauth/token (id_token)",
+        request_id=web.request_id(),
+    )
+    web.note_disclosure(client_id, 1)

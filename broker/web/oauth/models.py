@@ -1,0 +1,173 @@
+"""Read-only views of apps, grants and installations for the protocol code.
+
+The apps area owns these records (docs/data-model.md); the protocol reads them only through the
+three loaders here, so the layout is known in one place on this side.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+from authlib.oauth2.rfc6749 import ClientMixin
+
+from broker.core.hashing import keyed_hash, same
+from broker.storage import keys
+from broker.storage.store import Store
+
+CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post")
+CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
+
+
+@dataclass
+class Client(ClientMixin):
+    """An app as an Authlib client. ``allowed_scopes`` = its registered scopes of audience individual."""
+
+    client_id: str
+    name: str
+    kind: str  # org_app | mini_program
+    client_type: str  # confidential | public
+    status: str
+    redirect_uris: list[str]
+    scopes: list[str]
+    individual_scopes: list[str] = field(default_factory=list)
+    secret_hashes: dict[str, int | None] = field(default_factory=dict)
+    hash_key: str = field(default="", repr=False)
+
+    @property
+    def public(self) -> bool:
+        return self.client_type == "public"
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """None (-> invalid_scope) unless every requested scope is an individual scope the app registered."""
+        if not scope:
+            return " ".join(self.individual_scopes) or None
+        wanted = scope.split()
+        if any(s not in self.individual_scopes for s in wanted):
+            return None
+        return " ".join(dict.fromkeys(wanted))
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris  # exact string match (RFC 9700 4.1.3)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.public or not client_secret:
+            return False
+        candidate = keyed_hash(self.hash_key, client_secret)
+        now = time.time()
+        ok = False
+        for stored, expires in self.secret_hashes.items():
+            live = expires is None or expires > now
+            ok = (same(candidate, stored) and live) or ok  # compare against every entry: constant work
+        return ok
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.public:
+            return method == "none"
+        return method in CONFIDENTIAL_METHODS
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        if grant_type in ("authorization_code", "refresh_token"):
+            return True
+        if grant_type == "client_credentials":
+            return self.kind == "org_app" and not self.public
+        return False
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    client_id: str
+    user_id: str
+    scopes: frozenset[str]
+    fields: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Installation:
+    id: str
+    client_id: str
+    org_id: str
+    scopes: frozenset[str]
+    enabled: bool
+
+
+def load_client(
+    store: Store, client_id: str, *, hash_key: str | None = None, individual: set[str] | None = None
+) -> Client | None:
+    """The app, or None if unknown. Defaults come from the running app: the token hash key and the
+    catalog scopes of audience individual (the only ones the code flow may grant)."""
+    if hash_key is None or individual is None:
+        from broker.web.shared import context as web
+
+        hash_key = web.settings().token_hash_key if hash_key is None else hash_key
+        individual = set(web.catalog().scope_names("individual")) if individual is None else individual
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
+        return None
+    with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.app(client_id))
+        pipe.hgetall(keys.app_secrets(client_id))
+        app, secrets = pipe.execute()
+    if not app:
+        return None
+    try:
+        redirect_uris = [u for u in json.loads(app.get("redirect_uris") or "[]") if isinstance(u, str)]
+    except ValueError:
+        redirect_uris = []
+    hashes: dict[str, int | None] = {}
+    for h, meta in secrets.items():
+        try:
+            exp = json.loads(meta).get("expires")
+        except (ValueError, AttributeError):
+            continue
+        hashes[h] = int(exp) if isinstance(exp, int | float) else None
+    scopes = (app.get("scopes") or "").split()
+    return Client(
+        client_id=client_id,
+        name=app.get("name", client_id),
+        kind=app.get("kind", ""),
+        client_type=app.get("client_type", "confidential"),
+        status=app.get("status", ""),
+        redirect_uris=redirect_uris,
+        scopes=scopes,
+        individual_scopes=[s for s in scopes if s in individual],
+        secret_hashes=hashes,
+        hash_key=hash_key,
+    )
+
+
+def load_grant(store: Store, client_id: str, uid: str) -> Grant | None:
+    data = store.redis.hgetall(keys.grant(client_id, uid))
+    if not data or not data.get("id"):
+        return None
+    return Grant(
+        id=data["id"],
+        client_id=client_id,
+        user_id=uid,
+        scopes=frozenset((data.get("scopes") or "").split()),
+        fields=frozenset((data.get("fields") or "").split()),
+    )
+
+
+def load_installation(store: Store, client_id: str, org_id: str) -> Installation | None:
+    data = store.redis.hgetall(keys.installation(client_id, org_id))
+    if not data or not data.get("id"):
+        return None
+    return Installation(
+        id=data["id"],
+        client_id=client_id,
+        org_id=org_id,
+        scopes=frozenset((data.get("scopes") or "").split()),
+        enabled=data.get("enabled") == "1",
+    )

@@ -1,0 +1,435 @@
+"""Authlib's authorization server with the broker's storage hooks, grants and extensions.
+
+Authlib owns the protocol (RFC 6749 grants, RFC 7636 PKCE, RFC 7009 revocation, RFC 7662
+introspection, RFC 9207 ``iss``, OpenID Connect Core code flow); this module only fills its hooks.
+Token storage and the validity rule live in ``broker.tokens.service``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+)
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
+from authlib.oidc.core import OpenIDCode
+from flask import Flask
+
+from broker.core.hashing import keyed_hash
+from broker.core.keyring import ID_TOKEN_ALG
+from broker.core.pairwise import pairwise_id
+from broker.storage import keys
+from broker.tokens import service as tokens
+from broker.web.interactions import session as login_session
+from broker.web.oauth import hooks
+from broker.web.oauth.models import CONFIDENTIAL_METHODS, Client, load_client, load_grant, load_installation
+from broker.web.shared import context as web
+
+ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
+ID_TOKEN_TTL = 3600
+
+
+@dataclass
+class EndUser:
+    """The signed-in person an authorization is for (``scopes``: what the consent allows)."""
+
+    uid: str
+    auth_time: int | None = None
+    grant_id: str = ""
+    scopes: str | None = None
+    client_id: str = ""
+
+    def get_user_id(self) -> str:
+        return self.uid
+
+
+@dataclass
+class AuthCode:
+    """An authorization code read from Redis (not yet consumed: consumption happens with the tokens)."""
+
+    code: str
+    code_hash: str
+    data: dict[str, str]
+
+    def get_redirect_uri(self) -> str:
+        return self.data.get("redirect_uri", "")
+
+    def get_scope(self) -> str:
+        return self.data.get("scope", "")
+
+    def get_nonce(self) -> str | None:
+        return self.data.get("nonce") or None
+
+    def get_auth_time(self) -> int | None:
+        value = self.data.get("auth_time")
+        return int(value) if value else None
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
+
+
+@dataclass
+class RefreshCredential:
+    token: str
+    info: tokens.TokenInfo
+
+    def check_client(self, client: Client) -> bool:
+        return self.info.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        return " ".join(self.info.effective_scopes)
+
+
+def _refused(exc: tokens.IssueRefused) -> InvalidGrantError:
+    messages = {
+        "replayed": "The authorization code was already used; tokens issued from it are revoked.",
+        "reused": "The refresh token was already used; every token of this grant is revoked.",
+        "expired": "The code or refresh token is invalid or expired.",
+        "revoked": "The grant or installation behind this request was revoked or disabled.",
+    }
+    return InvalidGrantError(messages.get(exc.reason, "The grant is invalid."))
+
+
+def _expiries(grant_type: str) -> tuple[int, int]:
+    s = web.settings()
+    now = int(time.time())
+    return now + s.access_token_ttl, now + s.refresh_token_ttl
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
+
+    def generate_authorization_code(self) -> str:
+        return tokens.new_token(tokens.CODE_PREFIX, self.request.client.client_id)
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        user: EndUser = request.user
+        data = request.payload.data
+        record = {
+            "client_id": request.client.client_id,
+            "user_id": user.uid,
+            "grant_id": user.grant_id,
+            "redirect_uri": request.payload.redirect_uri or "",
+            "scope": user.scopes if user.scopes is not None else (request.scope or ""),
+            "nonce": data.get("nonce") or "",
+            "auth_time": str(user.auth_time or ""),
+            "code_challenge": data.get("code_challenge") or "",
+            "code_challenge_method": data.get("code_challenge_method") or "",
+            "created_at": str(int(time.time())),
+        }
+        s = web.settings()
+        tokens.save_code(web.store(), s.token_hash_key, code, request.client.client_id, s.code_ttl, record)
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthCode | None:
+        key = web.settings().token_hash_key
+        data = tokens.read_code(web.store(), key, code, client.client_id)
+        if not data or data.get("client_id") != client.client_id:
+            return None
+        return AuthCode(code=code, code_hash=keyed_hash(key, code), data=data)
+
+    def delete_authorization_code(self, authorization_code: AuthCode) -> None:
+        """Nothing to do: the code was consumed atomically with the token write (``save_token``)."""
+
+    def authenticate_user(self, authorization_code: AuthCode) -> EndUser | None:
+        data = authorization_code.data
+        return EndUser(uid=data["user_id"], auth_time=authorization_code.get_auth_time(),
+                       grant_id=data.get("grant_id", ""), client_id=data["client_id"])  # fmt: skip
+
+    def save_token(self, token: dict[str, Any]) -> None:
+        s = web.settings()
+        code: AuthCode = self.request.authorization_code
+        user: EndUser = self.request.user
+        at_exp, rt_exp = _expiries(self.GRANT_TYPE)
+        item = tokens.Issue(
+            client_id=self.request.client.client_id, kind="grant", subject=user.uid, grant_id=user.grant_id,
+            scopes=token.get("scope", ""), access_token=token["access_token"], access_expires_at=at_exp,
+            refresh_token=token.get("refresh_token"), refresh_expires_at=rt_exp, family=tokens.new_family(),
+            code_hash=code.code_hash, auth_time=user.auth_time,
+        )  # fmt: skip
+        try:
+            tokens.issue(web.store(), s.token_hash_key, item, consume="code",
+                         consumed_key=keys.auth_code(item.client_id, code.code_hash),
+                         tombstone_ttl=s.refresh_token_ttl)  # fmt: skip
+        except tokens.IssueRefused as exc:
+            raise _refused(exc) from None
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotation on every use (RFC 9700 4.14.2)
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshCredential | None:
+        s = web.settings()
+        info = tokens.lookup_refresh_token(web.store(), s.token_hash_key, refresh_token)
+        if info is None or info.kind != "grant":
+            return None
+        if info.rotated_at is not None:
+            grace = s.refresh_grace_seconds
+            if grace == 0 or int(time.time()) - info.rotated_at > grace:
+                tokens.revoke_grant_tokens(web.store(), info.client_id, info.grant_id)
+                raise InvalidGrantError(
+                    "The refresh token was already used; every token of this grant is revoked."
+                )
+        return RefreshCredential(token=refresh_token, info=info)
+
+    def authenticate_user(self, refresh_token: RefreshCredential) -> EndUser:
+        return EndUser(uid=refresh_token.info.subject, auth_time=refresh_token.info.auth_time,
+                       grant_id=refresh_token.info.grant_id)  # fmt: skip
+
+    def save_token(self, token: dict[str, Any]) -> None:
+        s = web.settings()
+        old: RefreshCredential = self.request.refresh_token
+        at_exp, rt_exp = _expiries(self.GRANT_TYPE)
+        item = tokens.Issue(
+            client_id=old.info.client_id, kind="grant", subject=old.info.subject, grant_id=old.info.grant_id,
+            scopes=token.get("scope", ""), access_token=token["access_token"], access_expires_at=at_exp,
+            refresh_token=token.get("refresh_token"), refresh_expires_at=rt_exp, family=old.info.family,
+            code_hash=old.info.code, auth_time=old.info.auth_time,
+        )  # fmt: skip
+        consumed = keys.refresh_token(item.client_id, keyed_hash(s.token_hash_key, old.token))
+        try:
+            tokens.issue(web.store(), s.token_hash_key, item, consume="refresh", consumed_key=consumed,
+                         grace_seconds=s.refresh_grace_seconds)  # fmt: skip
+        except tokens.IssueRefused as exc:
+            raise _refused(exc) from None
+
+    def revoke_old_credential(self, refresh_token: RefreshCredential) -> None:
+        """Nothing to do: the old token was marked rotated in the same script that saved the new one."""
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """Org tokens: ``client_credentials`` with ``org_id``, bound to that org's installation."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(CONFIDENTIAL_METHODS)
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                "Only App Center (org_app) apps may use client_credentials; mini-programs use the code flow."
+            )
+        self.request.client = client
+        org_id = self.request.form.get("org_id")
+        if not org_id:
+            raise InvalidRequestError("Missing 'org_id': name the organization the token is for.")
+        inst = load_installation(web.store(), client.client_id, org_id)
+        if inst is None:
+            raise InvalidGrantError("The app is not installed in this organization.")
+        if not inst.enabled:
+            raise InvalidGrantError("The app is switched off in this organization.")
+        requested = (self.request.payload.scope or "").split()
+        if requested:
+            if any(s not in inst.scopes for s in requested):
+                raise InvalidScopeError("The organization did not grant every requested scope.")
+            scopes = [s for s in dict.fromkeys(requested)]
+        else:
+            scopes = sorted(inst.scopes)
+        if not scopes:
+            raise InvalidScopeError("The installation grants no scopes.")
+        self.request.installation = inst
+        self.request.scope = " ".join(scopes)
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        s = web.settings()
+        client: Client = self.request.client
+        inst = self.request.installation
+        token = self.generate_token(scope=self.request.scope, include_refresh_token=False)
+        at_exp, _ = _expiries(self.GRANT_TYPE)
+        item = tokens.Issue(
+            client_id=client.client_id, kind="installation", subject=inst.org_id, grant_id=inst.id,
+            scopes=self.request.scope, access_token=token["access_token"], access_expires_at=at_exp,
+            refresh_token=None, refresh_expires_at=0, family=tokens.new_family(),
+        )  # fmt: skip
+        try:
+            tokens.issue(web.store(), s.token_hash_key, item)
+        except tokens.IssueRefused as exc:
+            raise _refused(exc) from None
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class S256CodeChallenge(CodeChallenge):
+    """RFC 7636 with S256 only; required for public clients; a verifier without a challenge is
+    ``invalid_grant`` (RFC 9700 4.8.2: the code was not bound to a verifier)."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if data.get("code_challenge") and not data.get("code_challenge_method"):
+            raise InvalidRequestError("'code_challenge_method' must be S256 (plain is not supported).")
+        if grant.request.client.public and not data.get("code_challenge"):
+            raise InvalidRequestError("Public clients must use PKCE: send code_challenge with method S256.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        code: AuthCode = grant.request.authorization_code
+        if grant.request.form.get("code_verifier") and not code.data.get("code_challenge"):
+            raise InvalidGrantError(
+                "The authorization request had no code_challenge; code_verifier not allowed."
+            )
+        super().validate_code_verifier(grant, result)
+
+    def get_authorization_code_challenge(self, authorization_code: AuthCode) -> str:
+        return authorization_code.data.get("code_challenge", "")
+
+    def get_authorization_code_challenge_method(self, authorization_code: AuthCode) -> str:
+        return authorization_code.data.get("code_challenge_method") or "S256"
+
+
+class BrokerOpenIDCode(OpenIDCode):
+    """id_token: ES256 with ``kid``, ``sub`` = pairwise id, plus nonce, auth_time, at_hash."""
+
+    def resolve_client_private_key(self, client: Client) -> Any:
+        return web.keyring().signing_key(ID_TOKEN_ALG)
+
+    def get_client_algorithm(self, client: Client) -> str:
+        return ID_TOKEN_ALG
+
+    def get_encode_header(self, client: Client) -> dict[str, str]:
+        return {"alg": ID_TOKEN_ALG, "kid": str(web.keyring().signing_key(ID_TOKEN_ALG).kid), "typ": "JWT"}
+
+    def get_client_claims(self, client: Client) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "iss": web.settings().issuer,
+            "aud": [client.client_id],
+            "iat": now,
+            "exp": now + ID_TOKEN_TTL,
+        }
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        return False  # codes are single use, so a nonce cannot be replayed through this server
+
+    def generate_user_info(self, user: EndUser, scope: str) -> dict[str, Any]:
+        return {"sub": pairwise_id(web.settings().pairwise_key, user.client_id, user.uid)}
+
+    def process_token(self, grant: Any, response: Any) -> Any:
+        token = super().process_token(grant, response)
+        if "id_token" in token:
+            user: EndUser = grant.request.user
+            found = load_grant(web.store(), user.client_id, user.uid)
+            hooks.record_id_token_disclosure(user.client_id, found, user.uid)
+        return token
+
+
+class BrokerIssuer(IssuerParameter):
+    def get_issuer(self) -> str:
+        return web.settings().issuer
+
+
+class BrokerRevocation(RevocationEndpoint):
+    """RFC 7009: a client revokes only its own tokens; anything else is a silent 200."""
+
+    CLIENT_AUTH_METHODS = ALL_METHODS
+
+    def authenticate_token(self, request: Any, client: Client) -> str | None:
+        self.check_params(request, client)
+        token = request.form["token"]
+        for prefix in (tokens.ACCESS_PREFIX, tokens.REFRESH_PREFIX):
+            if tokens.client_of(token, prefix) == client.client_id:
+                return str(token)
+        return None
+
+    def revoke_token(self, token: str, request: Any) -> None:
+        # Revoking a refresh token ends its whole chain, access tokens included (RFC 7009 2.1).
+        family = token.startswith(tokens.REFRESH_PREFIX)
+        tokens.revoke_token(web.store(), web.settings().token_hash_key, token, family=family)
+
+
+class BrokerIntrospection(IntrospectionEndpoint):
+    """RFC 7662 for a confidential client's own tokens; validity = ``tokens.lookup_*``."""
+
+    CLIENT_AUTH_METHODS = list(CONFIDENTIAL_METHODS)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> tokens.TokenInfo | None:
+        s = web.settings()
+        if token_string.startswith(tokens.REFRESH_PREFIX):
+            info = tokens.lookup_refresh_token(web.store(), s.token_hash_key, token_string)
+            return info if info and info.rotated_at is None else None
+        return tokens.lookup_access_token(web.store(), s.token_hash_key, token_string)
+
+    def check_permission(self, token: tokens.TokenInfo, client: Client, request: Any) -> bool:
+        return token.client_id == client.client_id
+
+    def create_introspection_payload(self, token: tokens.TokenInfo | None) -> dict[str, Any]:
+        if token is None:
+            return {"active": False}
+        payload: dict[str, Any] = {
+            "active": True,
+            "scope": " ".join(token.effective_scopes),
+            "client_id": token.client_id,
+            "token_type": "Bearer" if token.token_type == "access_token" else "refresh_token",  # noqa: S105
+            "exp": token.expires_at,
+            "iat": token.issued_at,
+            "iss": web.settings().issuer,
+        }
+        if token.kind == "grant":
+            payload["sub"] = pairwise_id(web.settings().pairwise_key, token.client_id, token.subject)
+        else:
+            payload["org_id"] = token.subject
+        return payload
+
+    def introspect_token(self, token: tokens.TokenInfo) -> dict[str, Any]:
+        return self.create_introspection_payload(token)
+
+
+def _query_client(client_id: str) -> Client | None:
+    client = load_client(web.store(), client_id)
+    return client if client is not None and client.status == "active" else None
+
+
+def _save_token(token: dict[str, Any], request: Any) -> None:
+    raise RuntimeError("every grant stores its own tokens")  # pragma: no cover
+
+
+def _generate_token(
+    grant_type: str, client: Client, user: Any = None, scope: str | None = None,
+    expires_in: int | None = None, include_refresh_token: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    s = web.settings()
+    token: dict[str, Any] = {
+        "token_type": "Bearer",
+        "access_token": tokens.new_token(tokens.ACCESS_PREFIX, client.client_id),
+        "expires_in": s.access_token_ttl,
+        "scope": scope or "",
+    }
+    if include_refresh_token:
+        token["refresh_token"] = tokens.new_token(tokens.REFRESH_PREFIX, client.client_id)
+    return token
+
+
+def create_server(app: Flask) -> AuthorizationServer:
+    # Authlib logs issued tokens and client secrets at DEBUG ("Issue token %r ..."): never let that reach
+    # the log, whatever BROKER_LOG_LEVEL says (DESIGN: never log a secret or token).
+    logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger("authlib").level))
+    server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
+    server.register_token_generator("default", _generate_token)
+    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), BrokerOpenIDCode()])
+    server.register_grant(RefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(BrokerRevocation)
+    server.register_endpoint(BrokerIntrospection)
+    server.register_extension(BrokerIssuer())
+    app.extensions["broker.oauth_server"] = server
+    return server
+
+
+def current_user() -> EndUser | None:
+    uid = login_session.current_user_id()
+    return EndUser(uid=uid, auth_time=login_session.auth_time()) if uid else None

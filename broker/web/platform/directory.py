@@ -1,0 +1,276 @@
+"""Platform API: directory (users, organizations, memberships, bulk import).
+
+The platform pushes its people and organizations here. Every body is validated completely before
+anything is written; a 400 lists every bad field (for imports: every bad line and field).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from broker.directory import importer as dio
+from broker.directory import service as directory
+from broker.errors import NotFound, UnsupportedMediaType, ValidationFailed
+from broker.storage import keys
+from broker.web.platform.auth import require_platform_key
+from broker.web.platform.blueprint import bp
+from broker.web.shared import context as web
+from broker.web.shared import openapi_schemas as rs
+from broker.web.shared.openapi import Lines, documented
+
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq")
+_USER = {404: "No such (active) user"}
+_ORG = {404: "No such organization"}
+
+
+def _created(body: dict[str, Any], location: str) -> Response:
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = location
+    return response
+
+
+def _no_content() -> Response:
+    return Response(status=204)
+
+
+def _user_or_404(uid: str) -> dict[str, Any]:
+    user = directory.get_user(web.store(), uid)
+    if user is None or user.get("status") != "active":
+        raise NotFound(f"no user {uid}")
+    return user
+
+
+def _org_or_404(oid: str) -> dict[str, Any]:
+    org = directory.get_org(web.store(), oid)
+    if org is None:
+        raise NotFound(f"no organization {oid}")
+    return org
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+@bp.post("/users")
+@documented(
+    rs.UserSchema,
+    status=201,
+    location=True,
+    body=dio.UserCreateSchema,
+    errors={409: "The username (or the given id) is taken"},
+    summary="Create a user",
+)
+@require_platform_key
+def create_user() -> Response:
+    data = web.json_body(dio.UserCreateSchema())
+    user = directory.create_user(web.store(), data)
+    return _created(user, f"/internal/v1/users/{user['id']}")
+
+
+@bp.get("/users/<uid>")
+@documented(rs.UserSchema, errors=_USER, summary="One user")
+@require_platform_key
+def get_user(uid: str) -> Response:
+    return jsonify(_user_or_404(uid))
+
+
+@bp.get("/users/by-username/<username>")
+@documented(rs.UserSchema, errors=_USER, summary="One user by username")
+@require_platform_key
+def get_user_by_username(username: str) -> Response:
+    user = directory.find_user_by_username(web.store(), username)
+    if user is None:
+        raise NotFound(f"no user named {username!r}")
+    return jsonify(user)
+
+
+@bp.patch("/users/<uid>")
+@documented(
+    rs.UserSchema,
+    body=dio.UserUpdateSchema,
+    errors={**_USER, 409: "The username is taken"},
+    summary="Change a user's profile, username or password",
+)
+@require_platform_key
+def update_user(uid: str) -> Response:
+    _user_or_404(uid)
+    changes = web.json_body(dio.UserUpdateSchema())
+    return jsonify(directory.update_user(web.store(), uid, changes))
+
+
+@bp.delete("/users/<uid>")
+@documented(status=204, errors=_USER, summary="Delete a user: grants end, apps are told, data is erased")
+@require_platform_key
+def delete_user(uid: str) -> Response:
+    """The same account deletion as the privacy center: grants end, apps are told, data is erased."""
+    from broker.consent.person import delete_account
+
+    _user_or_404(uid)
+    delete_account(web.store(), web.settings(), uid)
+    return _no_content()
+
+
+@bp.get("/users/<uid>/orgs")
+@documented(rs.UserOrgsSchema, errors=_USER, summary="The organizations a user belongs to")
+@require_platform_key
+def user_orgs(uid: str) -> Response:
+    _user_or_404(uid)
+    return jsonify(orgs=directory.user_org_ids(web.store(), uid))
+
+
+# --- organizations ---------------------------------------------------------------------------
+
+
+@bp.post("/orgs")
+@documented(
+    rs.OrgSchema,
+    status=201,
+    location=True,
+    body=dio.OrgCreateSchema,
+    errors={409: "The given id is taken"},
+    summary="Create an organization",
+)
+@require_platform_key
+def create_org() -> Response:
+    data = web.json_body(dio.OrgCreateSchema())
+    org = directory.create_org(web.store(), data)
+    return _created(org, f"/internal/v1/orgs/{org['id']}")
+
+
+@bp.get("/orgs/<oid>")
+@documented(rs.OrgSchema, errors=_ORG, summary="One organization")
+@require_platform_key
+def get_org(oid: str) -> Response:
+    return jsonify(_org_or_404(oid))
+
+
+@bp.patch("/orgs/<oid>")
+@documented(rs.OrgSchema, body=dio.OrgUpdateSchema, errors=_ORG, summary="Change an organization")
+@require_platform_key
+def update_org(oid: str) -> Response:
+    _org_or_404(oid)
+    changes = web.json_body(dio.OrgUpdateSchema())
+    return jsonify(directory.update_org(web.store(), oid, changes))
+
+
+@bp.delete("/orgs/<oid>")
+@documented(status=204, errors=_ORG, summary="Delete an organization with its members and roles")
+@require_platform_key
+def delete_org(oid: str) -> Response:
+    directory.delete_org(web.store(), oid)
+    return _no_content()
+
+
+# --- memberships -----------------------------------------------------------------------------
+
+
+def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise ValidationFailed(
+            f"{name} must be a whole number from {lo} to {hi}",
+            fields={name: [f"expected a whole number from {lo} to {hi}"]},
+        )
+    return int(raw)
+
+
+@bp.get("/orgs/<oid>/members")
+@documented(
+    rs.PlatformMemberPageSchema, query=rs.MemberListQuery, errors=_ORG, summary="Members in join order"
+)
+@require_platform_key
+def list_members(oid: str) -> Response:
+    _org_or_404(oid)
+    after = _int_arg("after", None, 0, 2**53)
+    limit = _int_arg("limit", 100, 1, 1000)
+    assert limit is not None
+    store = web.store()
+    page, cursor = directory.list_members(store, oid, after, limit)
+    pipe = store.redis.pipeline(transaction=False)
+    for _, uid in page:
+        pipe.hget(keys.org_roles(oid), uid)
+    roles = [json.loads(r) if r else None for r in pipe.execute()] if page else []
+    members = [
+        {"user_id": uid, "seq": seq, **(role or {})} for (seq, uid), role in zip(page, roles, strict=True)
+    ]
+    return jsonify(members=members, next_cursor=cursor)
+
+
+@bp.get("/orgs/<oid>/members/<uid>")
+@documented(
+    rs.MembershipSchema, errors={404: "No such organization, or not a member"}, summary="One member's role"
+)
+@require_platform_key
+def get_member(oid: str, uid: str) -> Response:
+    _org_or_404(oid)
+    role = directory.member_role(web.store(), oid, uid)
+    if role is None:
+        raise NotFound(f"user {uid} is not a member of {oid}")
+    return jsonify(user_id=uid, org_id=oid, **role)
+
+
+@bp.put("/orgs/<oid>/members/<uid>")
+@documented(
+    rs.MembershipSchema,
+    responses={201: ("Added as a new member", {"application/json": rs.MembershipSchema})},
+    body=dio.RoleSchema,
+    errors={404: "No such organization or user"},
+    summary="Add a member with a role, or change a member's role (200)",
+)
+@require_platform_key
+def put_member(oid: str, uid: str) -> Response:
+    _org_or_404(oid)
+    data = web.json_body(dio.RoleSchema())
+    _user_or_404(uid)
+    added = directory.add_member(web.store(), oid, uid, data["role"], data.get("permissions", ()))
+    role = directory.member_role(web.store(), oid, uid)
+    response = jsonify(user_id=uid, org_id=oid, **(role or {}))
+    response.status_code = 201 if added else 200
+    return response
+
+
+@bp.delete("/orgs/<oid>/members/<uid>")
+@documented(status=204, errors={404: "No such organization, or not a member"}, summary="Remove a member")
+@require_platform_key
+def delete_member(oid: str, uid: str) -> Response:
+    _org_or_404(oid)
+    directory.remove_member(web.store(), oid, uid)
+    return _no_content()
+
+
+# --- bulk import -----------------------------------------------------------------------------
+
+
+@bp.post("/import")
+@documented(
+    rs.ImportResultSchema,
+    body=Lines(rs.ImportLineSchema),
+    body_type="application/x-ndjson",
+    errors={
+        400: "Invalid lines (nothing was imported): `errors` names each line and field",
+        413: "Request body too large",
+        415: "Not NDJSON",
+    },
+    summary="Import users, organizations and memberships from NDJSON, all or nothing",
+)
+@require_platform_key
+def import_ndjson() -> Response:
+    """NDJSON, one ``{"type": "user"|"org"|"membership", ...}`` per line; all or nothing."""
+    if request.mimetype not in NDJSON_TYPES:
+        raise UnsupportedMediaType(
+            f"expected Content-Type: application/x-ndjson, got {request.mimetype or 'none'!r}"
+        )
+    body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH applies: oversized -> 413
+    try:
+        counts = dio.run_import(web.store(), body.splitlines(), now=int(time.time()))
+    except dio.ImportInvalid as exc:
+        raise ValidationFailed(
+            f"{len(exc.errors)} line(s) are invalid; nothing was imported", fields=exc.as_fields()
+        ) from None
+    return jsonify(imported=counts)

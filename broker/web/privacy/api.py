@@ -1,0 +1,172 @@
+"""The privacy center as JSON under ``/privacy/v1`` (session-authenticated, like the pages).
+
+Errors are RFC 9457 problem JSON. POSTs need the CSRF token in the ``X-CSRFToken`` header
+(flask-wtf reads it there); get one from ``GET /privacy/v1/csrf-token`` with the same session.
+Disclosures are ``GET /privacy/v1/disclosures`` (broker.web.ledger.api); receipts are
+``/privacy/v1/receipts`` (broker.web.privacy.receipts).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from flask import Response, jsonify, request, stream_with_context
+from flask_wtf.csrf import CSRFError, generate_csrf
+
+from broker.consent import grants as grants_svc
+from broker.consent import person as center
+from broker.errors import BrokerError, NotFound, StorageUnavailable, Unauthenticated, ValidationFailed
+from broker.storage import keys
+from broker.storage.store import log_storage_failure
+from broker.web.interactions import i18n
+from broker.web.interactions.session import current_user_id, sign_out
+from broker.web.privacy.blueprint import bp
+from broker.web.privacy.pages import held_grant
+from broker.web.privacy.receipts import _problem
+from broker.web.shared import context as web
+from broker.web.shared import openapi_schemas as rs
+from broker.web.shared.openapi import Lines, documented
+
+log = logging.getLogger("broker.privacy")
+API_PREFIX = "/privacy/v1/"
+
+
+def _api(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Problem JSON whatever the Accept header says, for our errors and for Redis failures (503)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except BrokerError as exc:
+            return _problem(exc)
+        except redis.RedisError as exc:
+            log_storage_failure(log, f"request {web.request_id()}", exc)
+            response = _problem(
+                StorageUnavailable("The service is temporarily unavailable. Try again shortly.")
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+
+    return wrapper
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_failed(exc: CSRFError) -> Any:
+    """A POST without a valid token: problem JSON on the API, the usual page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        error = BrokerError("send the CSRF token in the X-CSRFToken header (GET /privacy/v1/csrf-token)")
+        error.code = "csrf_failed"
+        return _problem(error)
+    return web.render_error(
+        400,
+        "csrf_failed",
+        "The form expired or was not sent by this site. Go back, reload the page and try again.",
+    )
+
+
+def require_user() -> str:
+    uid = current_user_id()
+    if uid is None:
+        raise Unauthenticated("sign in to use your privacy center")
+    return uid
+
+
+@bp.get("/privacy/v1/csrf-token")
+@documented(rs.CsrfTokenSchema)
+@_api
+def api_csrf_token() -> Any:
+    """The token to send as ``X-CSRFToken`` on POSTs (bound to this session)."""
+    require_user()
+    response = jsonify({"csrf_token": generate_csrf(), "header": "X-CSRFToken"})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/privacy/v1/apps")
+@documented(rs.PersonAppsSchema)
+@_api
+def api_apps() -> Any:
+    """The apps holding a grant from the person, and the org apps receiving their basic fields."""
+    uid = require_user()
+    lang = i18n.language()
+    store, catalog = web.store(), web.catalog()
+    return jsonify(
+        {
+            "apps": center.app_grants(store, catalog, uid, lang),
+            "org_apps": center.org_apps(store, catalog, uid, lang),
+        }
+    )
+
+
+@bp.post("/privacy/v1/apps/<client_id>/revoke")
+@documented(rs.GrantChangeSchema, errors={404: "You hold no grant to this app"})
+@_api
+def api_revoke_app(client_id: str) -> Any:
+    """Withdraw the whole grant: its tokens stop working, the app is told, a receipt is issued."""
+    uid = require_user()
+    held_grant(uid, client_id)
+    grants_svc.revoke_grant(web.store(), web.settings(), client_id, uid)
+    return jsonify({"client_id": client_id, "grant": None})
+
+
+@bp.post("/privacy/v1/apps/<client_id>/scopes/<scope>/revoke")
+@documented(rs.GrantChangeSchema, errors={404: "No grant to this app, or it lacks this scope"})
+@_api
+def api_revoke_scope(client_id: str, scope: str) -> Any:
+    """Withdraw one scope; the grant keeps the fields its other scopes reach (none left: revoked)."""
+    uid = require_user()
+    grant = held_grant(uid, client_id)
+    if scope not in grant["scopes"]:
+        raise NotFound("the grant does not include this scope")
+    left = grants_svc.revoke_scope(web.store(), web.settings(), web.catalog(), client_id, uid, scope)
+    if left is not None:
+        left = {k: left[k] for k in ("id", "scopes", "fields", "updated_at")}
+    return jsonify({"client_id": client_id, "grant": left})
+
+
+@bp.post("/privacy/v1/account/delete")
+@documented(
+    rs.AccountDeletedSchema,
+    body=rs.AccountDeleteSchema,
+    checks_type=False,
+    summary="Delete your account (confirm with your username); the session ends with it",
+)
+@_api
+def api_delete_account() -> Any:
+    """Body ``{"confirm_username": "<your username>"}``; the session ends with the account."""
+    uid = require_user()
+    payload = request.get_json(silent=True)
+    store = web.store()
+    username = store.redis.hget(keys.user(uid), "username") or uid
+    if not isinstance(payload, dict) or payload.get("confirm_username") != username:
+        raise ValidationFailed(
+            "confirm with your username", fields={"confirm_username": ["must equal your username"]}
+        )
+    result = center.delete_account(store, web.settings(), uid)
+    sign_out()
+    return jsonify(
+        {
+            "deleted": True,
+            "revoked": result.revoked,
+            "notified": [{"client_id": c, "org_id": o} for c, o in result.notified],
+            "orgs_left": result.orgs_left,
+        }
+    )
+
+
+@bp.get("/privacy/v1/export")
+@documented(media={"application/x-ndjson": Lines(rs.ExportLineSchema)})
+@_api
+def export() -> Any:
+    """NDJSON export of everything about the signed-in person, streamed."""
+    uid = require_user()
+    lines = center.export_lines(web.store(), uid)
+    response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
+    response.headers["Content-Disposition"] = 'attachment; filename="my-data.ndjson"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,7 @@
+"""Blueprint for the privacy audience."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("privacy", __name__)

@@ -1,0 +1,208 @@
+"""The privacy center's pages under ``/privacy`` (server-rendered, no JavaScript).
+
+Every form posts with a CSRF token and answers 303 (post/redirect/get). Someone not signed in is
+sent to the login page and brought back. An app the person holds no grant to is simply not found.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from broker.apps.registry import get_app
+from broker.consent import grants as grants_svc
+from broker.consent import person as center
+from broker.consent import receipts
+from broker.errors import NotFound, ValidationFailed
+from broker.ledger import checkpoints, reading
+from broker.storage import keys
+from broker.web.interactions import i18n
+from broker.web.interactions.session import current_user_id, login_url, sign_out
+from broker.web.privacy import strings
+from broker.web.privacy.blueprint import bp
+from broker.web.shared import context as web
+
+CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
+PAGE_SIZE = 20
+FILTER_ARGS = ("app", "since", "until")
+
+
+def _fmt_time(value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _render(template: str, lang: str, **context: Any) -> Response:
+    html = render_template(
+        template,
+        lang=i18n.HTML_LANG[lang],
+        ui=lang,
+        t=lambda key, **kw: strings.t(key, lang, **kw),
+        fmt_time=_fmt_time,
+        **context,
+    )
+    return Response(html, mimetype="text/html")
+
+
+def _signed_in() -> str | BaseResponse:
+    uid = current_user_id()
+    if uid is None:
+        return redirect(login_url(request.full_path.rstrip("?")), code=303)
+    return uid
+
+
+def held_grant(uid: str, client_id: str) -> dict[str, Any]:
+    grant = grants_svc.get_grant(web.store(), client_id, uid) if CLIENT_ID_RE.match(client_id) else None
+    if grant is None:
+        raise NotFound("you have no grant to this app")
+    return grant
+
+
+def app_name(client_id: str) -> str:
+    record = get_app(web.store(), client_id)
+    return str(record["name"]) if record and record.get("name") else client_id
+
+
+@bp.get("/privacy")
+def overview() -> Any:
+    uid = _signed_in()
+    if isinstance(uid, BaseResponse):
+        return uid
+    lang = i18n.language()
+    store, catalog = web.store(), web.catalog()
+    return _render(
+        "privacy/overview.html",
+        lang,
+        apps=center.app_grants(store, catalog, uid, lang),
+        org_apps=center.org_apps(store, catalog, uid, lang),
+    )
+
+
+@bp.route("/privacy/apps/<client_id>/revoke", methods=["GET", "POST"])
+def revoke_app(client_id: str) -> Any:
+    uid = _signed_in()
+    if isinstance(uid, BaseResponse):
+        return uid
+    lang = i18n.language()
+    held_grant(uid, client_id)
+    name = app_name(client_id)
+    if request.method == "POST":
+        grants_svc.revoke_grant(web.store(), web.settings(), client_id, uid)
+        flash(strings.t("revoked_app", lang, app=name), "success")
+        return redirect(url_for("privacy.overview"), code=303)
+    return _render(
+        "privacy/confirm.html", lang, question=strings.t("confirm_app", lang, app=name), app_name=name
+    )
+
+
+@bp.route("/privacy/apps/<client_id>/scopes/<scope>/revoke", methods=["GET", "POST"])
+def revoke_scope(client_id: str, scope: str) -> Any:
+    uid = _signed_in()
+    if isinstance(uid, BaseResponse):
+        return uid
+    lang = i18n.language()
+    grant = held_grant(uid, client_id)
+    catalog = web.catalog()
+    if scope not in grant["scopes"] or scope not in catalog.scopes:
+        raise NotFound("the grant does not include this scope")
+    name = app_name(client_id)
+    if request.method == "POST":
+        grants_svc.revoke_scope(web.store(), web.settings(), catalog, client_id, uid, scope)
+        flash(strings.t("revoked_scope", lang, app=name, scope=scope), "success")
+        return redirect(url_for("privacy.overview"), code=303)
+    described = catalog.scopes[scope].description.get(lang) or catalog.scopes[scope].description["en"]
+    losing = [f for f in grant["fields"] if f in catalog.scopes[scope].fields]
+    question = strings.t("confirm_scope", lang, app=name, scope=described, fields=", ".join(losing))
+    return _render("privacy/confirm.html", lang, question=question, app_name=name)
+
+
+@bp.get("/privacy/disclosures")
+def disclosures() -> Any:
+    uid = _signed_in()
+    if isinstance(uid, BaseResponse):
+        return uid
+    lang = i18n.language()
+    store = web.store()
+    filters = reading.parse_filters(request.args, person_filter=False)
+    jwks = checkpoints.public_jwks(web.keyring())
+    page = center.verified_disclosures(
+        store, jwks, uid, filters, request.args.get("cursor") or None, PAGE_SIZE
+    )
+    names = {e["record"]["app"]: app_name(e["record"]["app"]) for e in page.entries}
+    org_names = {
+        e["record"]["org"]: store.redis.hget(keys.org(e["record"]["org"]), "name") or e["record"]["org"]
+        for e in page.entries
+        if e["record"].get("org")
+    }
+    filter_apps = {g["client_id"]: app_name(g["client_id"]) for g in grants_svc.grants_of_user(store, uid)}
+    filter_apps.update(names)
+    base_args: dict[str, Any] = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}
+    next_url = None
+    if page.next_cursor:
+        next_url = url_for("privacy.disclosures", **base_args, cursor=page.next_cursor)
+    return _render(
+        "privacy/disclosures.html",
+        lang,
+        page=page,
+        names=names,
+        org_names=org_names,
+        filter_apps=sorted(filter_apps.items(), key=lambda kv: kv[1]),
+        args=base_args,
+        next_url=next_url,
+        json_url=url_for("ledger.my_disclosures", **base_args),
+    )
+
+
+@bp.get("/privacy/receipts")
+def receipts_page() -> Any:
+    uid = _signed_in()
+    if isinstance(uid, BaseResponse):
+        return uid
+    lang = i18n.language()
+    cursor = request.args.get("cursor") or None
+    if cursor is not None and not re.fullmatch(r"\d{13}:[0-9a-f-]{36}", cursor):
+        raise ValidationFailed("cursor is invalid", fields={"cursor": ["not a cursor from this list"]})
+    items, nxt = receipts.list_receipts(web.store(), uid, limit=PAGE_SIZE, cursor=cursor)
+    next_url = url_for("privacy.receipts_page", cursor=nxt) if nxt else None
+    return _render("privacy/receipts.html", lang, items=items, next_url=next_url)
+
+
+@bp.get("/privacy/export")
+def export_page() -> Any:
+    uid = _signed_in()
+    if isinstance(uid, BaseResponse):
+        return uid
+    return _render("privacy/export.html", i18n.language())
+
+
+@bp.route("/privacy/delete", methods=["GET", "POST"])
+def delete_page() -> Any:
+    uid = _signed_in()
+    if isinstance(uid, BaseResponse):
+        return uid
+    lang = i18n.language()
+    store, settings = web.store(), web.settings()
+    username = store.redis.hget(keys.user(uid), "username") or uid
+    error = None
+    if request.method == "POST":
+        if request.form.get("username", "").strip() == username:
+            center.delete_account(store, settings, uid)
+            sign_out()
+            return redirect(url_for("privacy.deleted", lang=lang), code=303)
+        error = strings.t("wrong_username", lang)
+    html = _render(
+        "privacy/delete.html", lang, username=username, error=error, days=settings.ledger_retention_days
+    )
+    if error:
+        html.status_code = 400
+    return html
+
+
+@bp.get("/privacy/deleted")
+def deleted() -> Any:
+    return _render("privacy/deleted.html", i18n.language())
