@@ -143,3 +143,13 @@ def broker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def brokers() -> Iterator[list[Any]]:
+    """``broker`` processes a test starts (tests/broker_process.Broker); none may outlive it."""
+    from tests.broker_process import kill_all
+
+    started: list[Any] = []
+    yield started
+    kill_all(started)

@@ -28,6 +28,7 @@ from broker.storage import keys
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store
 from tests.records import make_app, make_grant, make_token, make_user
+from tests.redis_servers import stop_process
 
 SERVICE = "mymaster"
 
@@ -92,13 +93,7 @@ class Node:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
 

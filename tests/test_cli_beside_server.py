@@ -12,24 +12,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from broker.storage.embedded import free_port
-from tests.broker_process import Broker, kill_all
+from tests.broker_process import Broker
 from tests.conftest import ROOT, broker_env
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def brokers() -> Iterator[list[Broker]]:
-    started: list[Broker] = []
-    yield started
-    kill_all(started)
 
 
 def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

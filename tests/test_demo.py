@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.broker_process import Broker, kill_all
+from tests.broker_process import Broker
 
 pytestmark = pytest.mark.slow
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
-@pytest.fixture
-def brokers() -> Iterator[list[Broker]]:
-    started: list[Broker] = []
-    yield started
-    kill_all(started)
 
 
 def demo(tmp_path: Path, creds: Path) -> Broker:

@@ -27,17 +27,10 @@ import requests
 
 from broker.storage.breaker import CLOSED, OPEN, CircuitOpen
 from broker.storage.store import Store
-from tests.broker_process import Broker, kill_all
+from tests.broker_process import Broker
 from tests.conftest import ROOT, RedisServer, broker_env
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def brokers() -> Iterator[list[Broker]]:
-    started: list[Broker] = []
-    yield started
-    kill_all(started)
 
 
 @pytest.fixture
