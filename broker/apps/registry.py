@@ -268,14 +268,6 @@ def register_app(
     return record, client_secret, webhook_secret
 
 
-# Set fields on a hash only if it still exists (an update must never resurrect a deleted app).
-_HSET_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return 1
-"""
-
-
 def update_app(
     store: Store, settings: Settings, catalog: Catalog, client_id: str, changes: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -296,7 +288,7 @@ def update_app(
     flat: list[str] = []
     for name, value in _encode(update).items():
         flat += [name, value]
-    done = store.script(_HSET_IF_EXISTS)(keys=[keys.app(client_id)], args=flat)
+    done = store.lua("hset_if_exists")(keys=[keys.app(client_id)], args=flat)
     if not done:
         raise NotFound(f"no app with client id {client_id!r}")
     if "scopes" in changes:
@@ -311,7 +303,7 @@ def _shrink_installations(store: Store, client_id: str, allowed: set[str]) -> No
         scopes = (store.redis.hget(key, "scopes") or "").split()
         kept = [s for s in scopes if s in allowed]
         if kept != scopes:
-            store.script(_HSET_IF_EXISTS)(
+            store.lua("hset_if_exists")(
                 keys=[key], args=["scopes", " ".join(kept), "updated_at", str(int(time.time()))]
             )
 
@@ -372,25 +364,8 @@ def delete_app(store: Store, client_id: str) -> None:
 
 # -- secrets ------------------------------------------------------------------------------------
 
-# Rotation in one script: retire every live secret (expires = now + overlap), forget expired ones,
-# add the new one. Only the app's secrets hash is touched.
-_ROTATE = """
-local now = tonumber(ARGV[1])
-local retire_at = tonumber(ARGV[2])
-local entries = redis.call('HGETALL', KEYS[1])
-for i = 1, #entries, 2 do
-  local meta = cjson.decode(entries[i + 1])
-  local expires = meta['expires']
-  if expires == nil or expires == cjson.null then
-    meta['expires'] = retire_at
-    redis.call('HSET', KEYS[1], entries[i], cjson.encode(meta))
-  elseif tonumber(expires) <= now then
-    redis.call('HDEL', KEYS[1], entries[i])
-  end
-end
-redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
-return 1
-"""
+# Rotation in one script (broker/storage/lua/app_secret_rotate.lua): retire every live secret
+# (expires = now + overlap), forget expired ones, add the new one.
 
 
 def rotate_secret(store: Store, settings: Settings, client_id: str) -> tuple[str, int]:
@@ -402,7 +377,7 @@ def rotate_secret(store: Store, settings: Settings, client_id: str) -> tuple[str
     retire_at = now + settings.secret_overlap_seconds
     secret = new_secret(CLIENT_SECRET_PREFIX)
     entry = json.dumps({"created": now, "expires": None})
-    store.script(_ROTATE)(
+    store.lua("app_secret_rotate")(
         keys=[keys.app_secrets(client_id)],
         args=[now, retire_at, keyed_hash(settings.token_hash_key, secret), entry],
     )

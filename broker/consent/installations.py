@@ -160,12 +160,10 @@ def set_scopes(store: Store, client_id: str, org_id: str, scopes: Iterable[str])
     chosen = list(dict.fromkeys(scopes))
     _check_scopes(chosen, app_record["scopes"])
     key = keys.installation(client_id, org_id)
-    script = store.script("""
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'scopes', ARGV[1], 'updated_at', ARGV[2])
-return 1
-""")
-    if not script(keys=[key], args=[" ".join(chosen), int(time.time())]):
+    done = store.lua("hset_if_exists")(
+        keys=[key], args=["scopes", " ".join(chosen), "updated_at", int(time.time())]
+    )
+    if not done:
         raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
     return require_installation(store, client_id, org_id)
 

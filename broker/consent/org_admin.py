@@ -156,19 +156,10 @@ def request_app(store: Store, oid: str, requester: str, client_id: str, reason: 
     return record
 
 
-# Decide once: the request must still be in the expected status (two admins at once: one wins).
-_DECIDE = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
-local rec = cjson.decode(raw)
-if rec['status'] ~= ARGV[3] then return -1 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
-
-
+# Decide once (broker/storage/lua/org_request_decide.lua): the request must still be in the expected
+# status (two admins at once: one wins).
 def _swap(store: Store, oid: str, record: dict[str, Any], expected: str) -> bool:
-    done = store.script(_DECIDE)(
+    done = store.lua("org_request_decide")(
         keys=[keys.org_app_requests(oid)], args=[record["id"], json.dumps(record), expected]
     )
     return int(done) == 1
@@ -230,21 +221,7 @@ def roles(store: Store, oid: str) -> list[dict[str, Any]]:
 
 
 # Change a member's role entry only if it is still what we checked (no lost update, no promotion of
-# an owner or admin to sub-admin by a stale page).
-_SET_ROLE = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-local role = 'member'
-if raw then
-  local ok, rec = pcall(cjson.decode, raw)
-  if ok and type(rec) == 'table' and rec['role'] then role = rec['role'] end
-end
-if role ~= 'member' and role ~= 'sub_admin' then return -1 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-"""
-
-
+# an owner or admin to sub-admin by a stale page): broker/storage/lua/org_set_role.lua.
 def set_sub_admin(store: Store, oid: str, uid: str, permissions: list[str]) -> dict[str, Any]:
     """Appoint a member as sub-admin with ``permissions`` (or change them)."""
     perms = list(dict.fromkeys(permissions))
@@ -268,7 +245,7 @@ def remove_sub_admin(store: Store, oid: str, uid: str) -> dict[str, Any]:
 
 def _write_role(store: Store, oid: str, uid: str, role: str, perms: list[str]) -> dict[str, Any]:
     done = int(
-        store.script(_SET_ROLE)(
+        store.lua("org_set_role")(
             keys=[keys.org_members(oid), keys.org_roles(oid)], args=[uid, org_policy.encode(role, perms)]
         )
     )

@@ -40,18 +40,6 @@ _hasher = PasswordHasher()
 # Verified against for unknown usernames so that both answers take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
-# Claims the next join sequence and records the member and role in one step (all keys in {o:...}).
-_ADD_MEMBER = """
-local existing = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not existing then
-  local seq = redis.call('INCR', KEYS[3])
-  redis.call('ZADD', KEYS[1], seq, ARGV[1])
-end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if existing then return 0 end
-return 1
-"""
-
 
 def new_user_id() -> str:
     return f"usr_{secrets.token_hex(8)}"
@@ -169,12 +157,9 @@ def claim_usernames(store: Store, claims: dict[str, str]) -> list[str]:
     return taken
 
 
-_RELEASE_NAME = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
 def _release_username(store: Store, batch: Batch, username: str, uid: str) -> None:
     # Only if it still points at this user (a compare-and-delete on one key).
-    batch.script(store.script(_RELEASE_NAME), [keys.username_index(username)], [uid])
+    batch.script(store.lua("delete_if_equals"), [keys.username_index(username)], [uid])
 
 
 def write_users(store: Store, records: list[dict[str, str]]) -> None:
@@ -222,7 +207,7 @@ def update_user(store: Store, uid: str, changes: dict[str, Any], *, now: int | N
         if renamed:  # the new name was claimed for nothing: give it back (all or nothing)
             with contextlib.suppress(Exception):
                 store.batch().script(
-                    store.script(_RELEASE_NAME), [keys.username_index(new_name)], [uid]
+                    store.lua("delete_if_equals"), [keys.username_index(new_name)], [uid]
                 ).execute()
         raise
     if renamed:
@@ -384,7 +369,7 @@ def add_member(
 
 
 def _add_member_raw(store: Store, oid: str, uid: str, role_json: str) -> bool:
-    script = store.script(_ADD_MEMBER)
+    script = store.lua("org_add_member")
     result = script(
         keys=[keys.org_members(oid), keys.org_roles(oid), keys.org_member_seq(oid)], args=[uid, role_json]
     )
@@ -393,7 +378,7 @@ def _add_member_raw(store: Store, oid: str, uid: str, role_json: str) -> bool:
 
 def add_members_bulk(store: Store, items: list[tuple[str, str, str]]) -> None:
     """(oid, uid, role_json) already validated: one pipelined script call each, then the indexes."""
-    script = store.script(_ADD_MEMBER)
+    script = store.lua("org_add_member")
     batch = store.batch()
     for oid, uid, role_json in items:
         batch.script(

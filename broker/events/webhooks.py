@@ -134,60 +134,8 @@ class Backoff:
         return (rng or random).uniform(0, self.ceiling(attempt))
 
 
-# --- storage scripts (all keys share the app's hash tag) ----------------------------------------
-
-# KEYS: lease, cursor, status, log, outbox, dead, dead_idx
-# ARGV: token, mode (ok|retry|dead), stream_id, event_id, attempts, last_status, last_error,
-#       next_attempt_at, now, log_maxlen, event_json
-_COMMIT = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-local function after(a, b)
-  if not b then return true end
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am > bm or (am == bm and as > bs)
-end
-local mode = ARGV[2]
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'event', ARGV[4], 'attempt', ARGV[5],
-  'status', ARGV[6], 'error', ARGV[7], 'outcome', mode, 'time', ARGV[9])
-if mode == 'retry' then
-  redis.call('HSET', KEYS[3], 'state', 'retrying', 'event_id', ARGV[4], 'stream_id', ARGV[3],
-    'attempts', ARGV[5], 'last_status', ARGV[6], 'last_error', ARGV[7], 'next_attempt_at', ARGV[8],
-    'last_attempt_at', ARGV[9])
-else
-  local current = redis.call('GET', KEYS[2])
-  if after(ARGV[3], current) then redis.call('SET', KEYS[2], ARGV[3]) end
-  redis.call('XTRIM', KEYS[5], 'MINID', ARGV[3])
-  if mode == 'dead' then
-    redis.call('HSET', KEYS[6], ARGV[4], ARGV[11])
-    redis.call('ZADD', KEYS[7], ARGV[9], ARGV[4])
-  else
-    redis.call('HSET', KEYS[3], 'last_success_at', ARGV[9], 'last_delivered_event', ARGV[4])
-  end
-  redis.call('HSET', KEYS[3], 'state', 'idle', 'event_id', '', 'stream_id', '', 'attempts', '0',
-    'last_status', ARGV[6], 'last_error', ARGV[7], 'next_attempt_at', '0', 'last_attempt_at', ARGV[9])
-end
-if holder then redis.call('DEL', KEYS[1]) end
-return 1
-"""
-
-# KEYS: dead, dead_idx, outbox, status. ARGV: event_id. Returns 1 if requeued, 0 if not dead.
-_REDELIVER = """
-local entry = redis.call('HGET', KEYS[1], ARGV[1])
-if not entry then return 0 end
-local doc = cjson.decode(entry)
-redis.call('XADD', KEYS[3], '*', 'e', doc['event'])
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# Storage scripts (all keys share the app's hash tag): broker/storage/lua/webhook_commit.lua,
+# webhook_redeliver.lua and delete_if_equals.lua (the lease).
 
 
 def redeliver(store: Store, client_id: str, event_id: str) -> bool:
@@ -195,7 +143,7 @@ def redeliver(store: Store, client_id: str, event_id: str) -> bool:
 
     It is delivered after the events already queued: order is kept among live events only.
     Returns False if the event is not in the dead-letter list."""
-    script = store.script(_REDELIVER)
+    script = store.lua("webhook_redeliver")
     done = script(
         keys=[
             keys.webhook_dead(client_id),
@@ -280,8 +228,8 @@ class Worker:
         self.rng = rng or random.SystemRandom()
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
         self._in_flight: dict[str, Future[str]] = {}
-        self._commit = store.script(_COMMIT)
-        self._release = store.script(_RELEASE)
+        self._commit = store.lua("webhook_commit")
+        self._release = store.lua("delete_if_equals")
 
     # -- scheduling ------------------------------------------------------------------------------
 

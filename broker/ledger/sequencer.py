@@ -43,32 +43,6 @@ from broker.storage.store import Store
 
 log = logging.getLogger("broker.ledger.sequencer")
 
-_APPEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEDGER lock lost') end
-local size = tonumber(redis.call('GET', KEYS[2]) or '0')
-if size ~= tonumber(ARGV[2]) then return redis.error_reply('LEDGER tree size changed') end
-local ids = cjson.decode(ARGV[4])
-for _, id in ipairs(ids) do
-  if redis.call('HEXISTS', KEYS[3], id) == 1 then return redis.error_reply('LEDGER already sequenced') end
-end
-local ops = cjson.decode(ARGV[5])
-for _, op in ipairs(ops) do
-  redis.call(op[1], KEYS[tonumber(op[2])], op[3], op[4])
-end
-redis.call('SET', KEYS[2], ARGV[3])
-return #ids
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
 REQUIRED = ("id", "time", "app", "person")
 HOLDBACK_MARGIN_MS = 2000
 _Voids = dict[str, dict[str, dict[str, Any]]]  # client id -> request id -> {"time", "records"}
@@ -146,7 +120,7 @@ class Sequencer:
             cutoff_ms = self._now_ms() - self.holdback_ms if self.holdback_ms > 0 else None
             for _ in range(self.max_batches):
                 more = self._batch(token, result, voids, cutoff_ms)
-                self.store.script(_EXTEND)(keys=[keys.ledger_lock()], args=[token, self.lock_ms])
+                self.store.lua("pexpire_if_equals")(keys=[keys.ledger_lock()], args=[token, self.lock_ms])
                 if not more:
                     break
             if voids:
@@ -155,7 +129,7 @@ class Sequencer:
             if last is None or storage.size(self.store) != last.tree_size:
                 result.checkpoint = checkpoints.sign(self.store, self.keyring, self.settings)
         finally:
-            self.store.script(_RELEASE)(keys=[keys.ledger_lock()], args=[token])
+            self.store.lua("delete_if_equals")(keys=[keys.ledger_lock()], args=[token])
         return result
 
     def run_forever(self, stop_event: threading.Event) -> None:
@@ -306,7 +280,7 @@ class Sequencer:
                 ops.append(["ZADD", pos(index_key), repr(float(record["time"])), storage.member(n)])
             indexes.append(n)
             n += 1
-        self.store.script(_APPEND)(
+        self.store.lua("ledger_append")(
             keys=key_list,
             args=[token, start, n, json.dumps([r["id"] for r in records]), json.dumps(ops)],
         )

@@ -1,7 +1,8 @@
 """The storage interface: one Redis implementation, used everywhere (tests included).
 
 Services get a :class:`Store` and use ``store.redis`` for plain commands and
-``store.script(source)`` for Lua. Scripts are registered once per process; redis-py's
+``store.lua(name)`` for the Lua scripts in ``broker/storage/lua/`` (see :mod:`broker.storage.lua`).
+Scripts are registered once per process; redis-py's
 :class:`~redis.commands.core.Script` runs them with EVALSHA and re-loads them on NOSCRIPT
 (e.g. after a failover or SCRIPT FLUSH), which works the same on Redis Cluster.
 """
@@ -20,7 +21,7 @@ from redis.exceptions import RedisClusterException
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from broker.errors import StorageUnavailable
-from broker.storage import keys
+from broker.storage import keys, lua
 from broker.storage.breaker import BreakerConnectionPool, CircuitBreaker, CircuitOpen
 
 # MasterNotFoundError is a ConnectionError already; listed for the reader: during a Sentinel failover
@@ -225,6 +226,18 @@ class Store:
                     found = self.redis.register_script(source)
                     self._scripts[source] = found
         return found
+
+    def lua(self, name: str) -> Script:
+        """The script in ``broker/storage/lua/<name>.lua``, registered once (see :meth:`script`)."""
+        return self.script(lua.source(name))
+
+    def load_scripts(self) -> dict[str, Script]:
+        """Register every script and SCRIPT LOAD it (on every primary of a cluster): warms the
+        server's script cache, so no first call pays a NOSCRIPT round trip."""
+        scripts = {name: self.lua(name) for name in lua.names()}
+        for name in scripts:
+            self.redis.script_load(lua.source(name))
+        return scripts
 
     @property
     def cluster(self) -> bool:

@@ -4,9 +4,10 @@ Formats (docs/data-model.md): ``brk_at_<client_id>.<random>``, ``brk_rt_...``, `
 client id inside the token names the app's hash tag, so every check and revocation runs in the
 app's slot as one Lua script. Only ``keyed_hash(BROKER_TOKEN_HASH_KEY, token)`` is stored.
 
-Validity (``VALIDITY_LUA``, shared with the disclosure gate): the key exists and has not expired,
-the app is ``active``, and the token's grant (or installation) still exists with the same id (and,
-for an installation, ``enabled`` is ``1``). Effective scopes = token scopes ∩ current grant scopes.
+Validity (``broker/storage/lua/_validity.lua``, shared with the disclosure gate): the key exists
+and has not expired, the app is ``active``, and the token's grant (or installation) still exists
+with the same id (and, for an installation, ``enabled`` is ``1``). Effective scopes = token scopes ∩
+current grant scopes.
 Nothing is cached, so revocation is immediate (DESIGN invariant 2).
 
 Single use and reuse detection (RFC 6749 4.1.2, RFC 9700 4.14):
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.core.hashing import keyed_hash
-from broker.storage import keys
+from broker.storage import keys, lua
 from broker.storage.store import Store
 
 ACCESS_PREFIX = "brk_at_"
@@ -68,141 +69,7 @@ def token_key(prefix: str, client_id: str, token_hash: str) -> str:
     return keys.auth_code(client_id, token_hash)
 
 
-# The validity rule, as a Lua fragment. Expects ``t`` (token hash as a table), ``prefix`` (the app's
-# key prefix, ``b:{a:<client_id>}``) and ``now``; sets ``owner_scopes`` or returns false.
-VALIDITY_LUA = """
--- Returns the owner's current scopes, or false and the reason.
-local function token_is_valid(t, prefix, now)
-  if t.expires_at == nil or tonumber(t.expires_at) <= now then return false, 'expired' end
-  if redis.call('HGET', prefix .. ':app', 'status') ~= 'active' then return false, 'app_suspended' end
-  local owner
-  if t.kind == 'grant' then owner = prefix .. ':grant:' .. t.subject
-  elseif t.kind == 'installation' then owner = prefix .. ':inst:' .. t.subject
-  else return false, 'unknown_kind' end
-  local o = redis.call('HMGET', owner, 'id', 'enabled', 'scopes')
-  if o[1] ~= t.grant_id then return false, t.kind .. '_revoked' end
-  if t.kind == 'installation' and o[2] ~= '1' then return false, 'installation_disabled' end
-  return o[3] or ''
-end
-local function to_table(flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
-end
-local function intersect(a, b)
-  local allowed = {}
-  for s in string.gmatch(b, '%S+') do allowed[s] = true end
-  local out = {}
-  for s in string.gmatch(a, '%S+') do if allowed[s] then table.insert(out, s) end end
-  return table.concat(out, ' ')
-end
-local function revoke_set(set_key)
-  local members = redis.call('SMEMBERS', set_key)
-  for _, k in ipairs(members) do redis.call('DEL', k) end
-  redis.call('DEL', set_key)
-  return #members
-end
-"""
-
-# KEYS[1] token key. ARGV: prefix, now. Returns the token fields + effective_scopes, or nil.
-_LOOKUP = (
-    VALIDITY_LUA
-    + """
-local flat = redis.call('HGETALL', KEYS[1])
-if #flat == 0 then return nil end
-local t = to_table(flat)
-local owner_scopes = token_is_valid(t, ARGV[1], tonumber(ARGV[2]))
-if owner_scopes == false then return nil end
-table.insert(flat, 'effective_scopes')
-table.insert(flat, intersect(t.scopes or '', owner_scopes))
-return flat
-"""
-)
-
-# Write tokens, optionally consuming a code or rotating a refresh token in the same script.
-# KEYS: 1 consumed key (code / old refresh token, or '' mode none), 2 grant_tokens set, 3 family set,
-#       4 access token key, 5 refresh token key (ignored unless ARGV[6] == '1').
-# ARGV: 1 prefix, 2 now, 3 mode (none|code|refresh), 4 access exp, 5 refresh exp, 6 with refresh,
-#       7 tombstone ttl, 8 grace seconds, 9.. field pairs common to both tokens (incl. family).
-_ISSUE = (
-    VALIDITY_LUA
-    + """
-local prefix, now, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local fields = {}
-for i = 9, #ARGV do table.insert(fields, ARGV[i]) end
-local t = to_table(fields)
-if mode == 'code' then
-  local c = redis.call('HMGET', KEYS[1], 'used', 'family')
-  if c[1] == '1' then
-    redis.call('HSET', KEYS[1], 'replayed', '1')
-    if c[2] then revoke_set(prefix .. ':fam:' .. c[2]) end
-    return 'replayed'
-  end
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 'expired' end
-elseif mode == 'refresh' then
-  local r = to_table(redis.call('HGETALL', KEYS[1]))
-  if r.expires_at == nil or tonumber(r.expires_at) <= now then return 'expired' end
-  if r.rotated_at and r.rotated_at ~= '' then
-    if now - tonumber(r.rotated_at) > tonumber(ARGV[8]) or tonumber(ARGV[8]) == 0 then
-      revoke_set(prefix .. ':gtok:' .. r.grant_id)
-      return 'reused'
-    end
-  end
-end
-local to = t
-to.expires_at = ARGV[4]
-if token_is_valid(to, prefix, now) == false then return 'revoked' end
-if mode == 'code' then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'used', '1', 'family', t.family)
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
-elseif mode == 'refresh' then
-  if redis.call('HGET', KEYS[1], 'rotated_at') == false then
-    redis.call('HSET', KEYS[1], 'rotated_at', ARGV[2])
-  end
-end
-local function put(key, exp)
-  redis.call('HSET', key, unpack(fields))
-  redis.call('HSET', key, 'expires_at', exp)
-  redis.call('EXPIREAT', key, tonumber(exp))
-  for i = 2, 3 do
-    redis.call('SADD', KEYS[i], key)
-    local ttl = redis.call('TTL', KEYS[i])
-    if ttl < 0 or now + ttl < tonumber(exp) then redis.call('EXPIREAT', KEYS[i], tonumber(exp)) end
-  end
-end
-put(KEYS[4], ARGV[4])
-if ARGV[6] == '1' then put(KEYS[5], ARGV[5]) end
-return 'ok'
-"""
-)
-
-# KEYS[1] token key. ARGV: prefix. Deletes one token, or (for a refresh token) its whole family.
-_REVOKE_ONE = (
-    VALIDITY_LUA
-    + """
-local t = to_table(redis.call('HGETALL', KEYS[1]))
-if t.client_id == nil then return 0 end
-if ARGV[2] == 'family' and t.family then return revoke_set(ARGV[1] .. ':fam:' .. t.family) end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-)
-
-# KEYS[1] grant_tokens set. Deletes every token issued under a grant or installation.
-_REVOKE_SET = VALIDITY_LUA + "\nreturn revoke_set(KEYS[1])\n"
-
-# KEYS[1] code key (tombstone). ARGV: prefix. Marks a replay and revokes the code's family.
-_REPLAY = (
-    VALIDITY_LUA
-    + """
-local fam = redis.call('HGET', KEYS[1], 'family')
-if redis.call('HGET', KEYS[1], 'used') ~= '1' then return 0 end
-redis.call('HSET', KEYS[1], 'replayed', '1')
-if fam then return revoke_set(ARGV[1] .. ':fam:' .. fam) end
-return 0
-"""
-)
+# The scripts (broker/storage/lua/token_*.lua) all include _validity.lua, the rule above.
 
 
 @dataclass(frozen=True)
@@ -248,7 +115,7 @@ def _lookup(store: Store, hash_key: str, token: str, prefix: str, token_type: st
     if client_id is None:
         return None
     key = token_key(prefix, client_id, keyed_hash(hash_key, token))
-    flat = store.script(_LOOKUP)(keys=[key], args=[keys.app_tag(client_id), int(time.time())])
+    flat = store.lua("token_lookup")(keys=[key], args=[keys.app_tag(client_id), int(time.time())])
     return _parse(flat, token_type) if flat else None
 
 
@@ -310,7 +177,7 @@ def issue(
         "scopes", item.scopes, "issued_at", str(now), "code", item.code_hash, "family", item.family,
         "auth_time", str(item.auth_time or ""),
     ]  # fmt: skip
-    result = store.script(_ISSUE)(
+    result = store.lua("token_issue")(
         keys=[consumed_key or at_key, keys.grant_tokens(cid, item.grant_id),
               keys.token_family(cid, item.family), at_key, rt_key],
         args=[keys.app_tag(cid), now, consume, item.access_expires_at, item.refresh_expires_at,
@@ -337,7 +204,7 @@ def read_code(store: Store, hash_key: str, code: str, client_id: str) -> dict[st
     if not data:
         return None
     if data.get("used") == "1":
-        store.script(_REPLAY)(keys=[key], args=[keys.app_tag(client_id)])
+        store.lua("token_replay")(keys=[key], args=[keys.app_tag(client_id)])
         return None
     return data
 
@@ -349,7 +216,7 @@ def revoke_token(store: Store, hash_key: str, token: str, *, family: bool = Fals
         if client_id:
             key = token_key(prefix, client_id, keyed_hash(hash_key, token))
             mode = "family" if family else "one"
-            return bool(store.script(_REVOKE_ONE)(keys=[key], args=[keys.app_tag(client_id), mode]))
+            return bool(store.lua("token_revoke_one")(keys=[key], args=[keys.app_tag(client_id), mode]))
     return False
 
 
@@ -361,10 +228,10 @@ def revoke_grant_tokens(store: Store | Any, client_id: str, grant_id: str) -> An
     """
     set_key = keys.grant_tokens(client_id, grant_id)
     if isinstance(store, Store):
-        return int(store.script(_REVOKE_SET)(keys=[set_key], args=[]))
+        return int(store.lua("token_revoke_set")(keys=[set_key], args=[]))
     # Plain EVAL queued inside MULTI (no NOSCRIPT round trip); through execute_command because
     # redis-py's cluster pipeline refuses its eval() method, while EVAL on one slot is fine there.
-    return store.execute_command("EVAL", _REVOKE_SET, 1, set_key)
+    return store.execute_command("EVAL", lua.source("token_revoke_set"), 1, set_key)
 
 
 def revoke_all_app_tokens(store: Store, client_id: str) -> int:
@@ -372,5 +239,5 @@ def revoke_all_app_tokens(store: Store, client_id: str) -> int:
     total = 0
     pattern = keys.grant_tokens(client_id, "*")
     for set_key in store.redis.scan_iter(match=pattern, count=500):
-        total += int(store.script(_REVOKE_SET)(keys=[set_key], args=[]))
+        total += int(store.lua("token_revoke_set")(keys=[set_key], args=[]))
     return total

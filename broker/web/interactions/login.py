@@ -28,18 +28,8 @@ from broker.web.shared.context import render_error
 WRONG = "Wrong username or password"
 
 # Each attempt is counted before the password is checked, so a burst of parallel attempts cannot
-# slip past the limit between a check and a count. A fixed window: the first attempt starts it
-# (EXPIRE NX needs Redis 7; this works on 6 too). Returns the count and the seconds left.
-_RESERVE = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('TTL', KEYS[1])}
-"""
-# Give an attempt back, unless its window ended meanwhile (never leave a counter without a TTL).
-_GIVE_BACK = """
-if redis.call('TTL', KEYS[1]) > 0 then return redis.call('DECR', KEYS[1]) end
-return 0
-"""
+# slip past the limit between a check and a count (broker/storage/lua/login_reserve.lua; a refused
+# attempt is given back by login_give_back.lua).
 
 
 class LoginForm(FlaskForm):
@@ -77,7 +67,7 @@ def _reserve_attempt(account_key: str, ip_key: str) -> int | None:
     """Count this attempt against the account and the address; the seconds to wait when either is
     over its limit (the password is then not checked and the count is given back), else None."""
     settings = web.settings()
-    script = web.store().script(_RESERVE)
+    script = web.store().lua("login_reserve")
     batch = web.store().batch()
     for key in (account_key, ip_key):  # one key per script call: no cross-slot operation
         batch.script(script, [key], [settings.login_window_seconds])
@@ -94,7 +84,7 @@ def _reserve_attempt(account_key: str, ip_key: str) -> int | None:
 
 
 def _give_back(*counters: str) -> None:
-    script = web.store().script(_GIVE_BACK)
+    script = web.store().lua("login_give_back")
     batch = web.store().batch()
     for key in counters:
         batch.script(script, [key])

@@ -1,0 +1,81 @@
+-- gate_disclose.lua: the disclosure gate's one round trip (broker.gate.disclosure). The token rule
+-- of _validity.lua, then tenant isolation, the field allow-list and the journal append.
+-- KEYS[1]  access token key      KEYS[2]  app key          KEYS[3]  the app's journal stream
+-- ARGV[1]  app tag prefix        ARGV[2]  now              ARGV[3]  wanted token kind
+-- ARGV[4]  org in the path       ARGV[5]  scope -> shareable fields (JSON)
+-- ARGV[6]  required scope        ARGV[7]  record template (JSON)
+-- ARGV[8]  persons (JSON list of [user id, pairwise id])
+-- Derived keys (the grant or installation, the pairwise map prefix .. ':pw:' .. org or '-'):
+--   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
+-- Returns {'ok', kind, subject, grant_id, fields_json} or {error, detail...}.
+
+-- include: validity
+
+local tag = ARGV[1]
+local now = tonumber(ARGV[2])
+local want_kind = ARGV[3]
+local want_org = ARGV[4]
+local scope_fields = cjson.decode(ARGV[5])
+local required_scope = ARGV[6]
+local template = cjson.decode(ARGV[7])
+local persons = cjson.decode(ARGV[8])
+local reasons = {
+  expired = 'The access token has expired',
+  app_suspended = 'The app is suspended',
+  grant_revoked = 'The grant behind this token was revoked',
+  installation_revoked = 'The installation behind this token was removed',
+  installation_disabled = 'The organization has switched this app off',
+  unknown_kind = 'The access token is unknown, expired or revoked',
+}
+
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return {'invalid_token', 'The access token is unknown, expired or revoked'} end
+local tok = to_table(flat)
+if tok.kind ~= want_kind then
+  if want_kind == 'installation' then
+    return {'invalid_token', 'This endpoint needs an organization token (client_credentials with org_id)'}
+  end
+  return {'invalid_token', 'This endpoint needs a token issued to a person'}
+end
+if tok.kind == 'installation' and tok.subject ~= want_org then return {'not_found', 'Not found'} end
+local owner_scopes, reason = token_is_valid(tok, tag, now)
+if owner_scopes == false then return {'invalid_token', reasons[reason]} end
+
+local allowed_scopes = {}
+for s in string.gmatch(intersect(tok.scopes or '', owner_scopes), '%S+') do allowed_scopes[s] = true end
+if not allowed_scopes[required_scope] then
+  return {'insufficient_scope', required_scope, tok.kind, tok.subject}
+end
+local ticked = nil
+if tok.kind == 'grant' then
+  ticked = {}
+  local granted = redis.call('HGET', tag .. ':grant:' .. tok.subject, 'fields') or ''
+  for f in string.gmatch(granted, '%S+') do ticked[f] = true end
+end
+
+local field_set = {}
+for s in pairs(allowed_scopes) do
+  local fs = scope_fields[s]
+  if fs then for _, f in ipairs(fs) do
+    if ticked == nil or ticked[f] then field_set[f] = true end
+  end end
+end
+local field_list = {}
+for f in pairs(field_set) do table.insert(field_list, f) end
+table.sort(field_list)
+
+if tok.kind == 'grant' then persons = {{tok.subject, ''}} end
+local pw_key = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)
+local developer = redis.call('HGET', KEYS[2], 'developer_id') or ''
+for i, p in ipairs(persons) do
+  template.id = template.request_id .. '-' .. i
+  template.person = p[1]
+  template.grant = tok.grant_id
+  template.org = (tok.kind == 'installation') and tok.subject or cjson.null
+  template.audience = (tok.kind == 'installation') and 'organization' or 'individual'
+  template.developer = developer
+  template.fields = field_list
+  redis.call('XADD', KEYS[3], '*', 'r', cjson.encode(template))
+  if p[2] ~= '' then redis.call('HSET', pw_key, p[2], p[1]) end
+end
+return {'ok', tok.kind, tok.subject, tok.grant_id, cjson.encode(field_list)}
