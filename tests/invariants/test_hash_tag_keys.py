@@ -90,6 +90,6 @@ def test_every_atomic_operation_stays_in_one_slot(
     installations.disable(store, org_app, oid)
     registry.suspend_app(store, org_app)
 
-    assert len(atomic_operations) >= 8  # the watch saw the flows' scripts and transactions
+    assert len(atomic_operations) >= 5  # the watch saw the flows' scripts (and, on one node, transactions)
     for what, keys in atomic_operations:
         assert len({key_slot(k.encode()) for k in keys}) <= 1, f"{what} spans slots: {keys}"
