@@ -1,25 +1,17 @@
-"""Core subcommands: serve, scopes check. Other areas register theirs in their own modules."""
+"""The ``serve`` and ``scopes check`` commands; each domain package keeps its own in its ``commands``
+module, and ``broker.cli`` adds them all to the ``broker`` group."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any
+
+import click
 
 from broker.config import Settings
 from broker.core import catalog as catalog_mod
 
-
-def register(sub: Any) -> None:
-    serve = sub.add_parser("serve", help="run the production server (embedded Redis unless BROKER_REDIS_URL)")
-    serve.add_argument("--port", type=int, help="override BROKER_PORT")
-    serve.set_defaults(func=cmd_serve)
-
-    scopes = sub.add_parser("scopes", help="scope catalog tools")
-    scopes_sub = scopes.add_subparsers(dest="scopes_command", required=True)
-    check = scopes_sub.add_parser("check", help="validate the scope catalog and print a summary")
-    check.add_argument("directory", nargs="?", help="catalog directory (default BROKER_SCOPES_DIR)")
-    check.set_defaults(func=cmd_scopes_check)
+SERVE_HELP = "run the production server (embedded Redis unless BROKER_REDIS_URL)"
+CHECK_HELP = "validate the scope catalog and print a summary"
 
 
 def settings_with_port(port: int | None) -> Settings:
@@ -39,19 +31,31 @@ def settings_with_port(port: int | None) -> Settings:
     return replace(settings, port=port, issuer=f"http://{host}:{port}")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+@click.command("serve", help=SERVE_HELP, short_help=SERVE_HELP)
+@click.option("--port", type=int, metavar="PORT", help="override BROKER_PORT")
+def serve(port: int | None) -> int:
     from broker.runtime import configure_logging
     from broker.server import run
 
-    settings = settings_with_port(args.port)
+    settings = settings_with_port(port)
     configure_logging(settings.log_level)
     return run(settings)
 
 
-def cmd_scopes_check(args: argparse.Namespace) -> int:
-    directory = args.directory or Settings.from_env(create_dirs=False).scopes_dir
+@click.group("scopes", help="scope catalog tools")
+def scopes() -> None:
+    pass
+
+
+@scopes.command(
+    "check",
+    help=f"{CHECK_HELP}\n\nDIRECTORY: catalog directory (default BROKER_SCOPES_DIR)",
+    short_help=CHECK_HELP,
+)
+@click.argument("directory", required=False)
+def check(directory: str | None) -> int:
     try:
-        catalog = catalog_mod.load(directory)
+        catalog = catalog_mod.load(directory or Settings.from_env(create_dirs=False).scopes_dir)
     except catalog_mod.CatalogError as exc:
         print(f"invalid scope catalog: {exc}", file=sys.stderr)
         return 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+import click
 from flask import Flask
 
 from broker.config import Settings
@@ -17,13 +17,6 @@ from broker.storage import keys
 from broker.storage.store import Store
 
 CREDENTIALS_FILE = "demo-credentials.json"
-
-
-def register(sub: Any) -> None:
-    demo = sub.add_parser("demo", help="run the server seeded with demo data and print where to click")
-    demo.add_argument("--port", type=int, help="override BROKER_PORT")
-    demo.add_argument("--credentials-out", type=Path, help="write the demo credentials as JSON to this file")
-    demo.set_defaults(func=cmd_demo)
 
 
 def seed(store: Store, settings: Settings) -> dict[str, Any]:
@@ -227,20 +220,28 @@ def write_credentials(path: Path, creds: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+@click.command("demo", help="run the server seeded with demo data and print where to click")
+@click.option("--port", type=int, metavar="PORT", help="override BROKER_PORT")
+@click.option(
+    "--credentials-out",
+    type=click.Path(path_type=Path),
+    metavar="CREDENTIALS_OUT",
+    help="write the demo credentials as JSON to this file",
+)
+def demo(port: int | None, credentials_out: Path | None) -> int:
     from broker.commands import settings_with_port
     from broker.runtime import configure_logging
     from broker.server import run
 
-    settings = settings_with_port(args.port)
+    settings = settings_with_port(port)
     configure_logging(settings.log_level)
 
     def on_ready(store: Store, app: Flask) -> None:
         creds = seed(store, settings)
         # Always in the data directory (the examples read it from there), and where asked.
         write_credentials(settings.data_dir / CREDENTIALS_FILE, creds)
-        if args.credentials_out:
-            write_credentials(args.credentials_out, creds)
+        if credentials_out:
+            write_credentials(credentials_out, creds)
         print(banner(settings, creds), flush=True)
 
     # The demo delivers webhooks from its own server workers, so one command runs everything.

@@ -97,3 +97,8 @@ class StorageUnavailable(BrokerError):
     status = 503
     code = "temporarily_unavailable"
     title = "Service temporarily unavailable"
+
+
+class CommandError(Exception):
+    """A ``broker`` command failed in a way the user can fix: printed as ``broker <command>: <message>``
+    without a traceback, exit 2. Not a ``BrokerError``: it never reaches HTTP."""

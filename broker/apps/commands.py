@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+import click
 
-from broker.errors import BrokerError
-
-
-def register(sub: Any) -> None:
-    apps = sub.add_parser("apps", help="operate on registered apps")
-    apps_sub = apps.add_subparsers(dest="apps_command", required=True)
-    for name, helptext in (
-        ("suspend", "stop every token of the app at once"),
-        ("restore", "let a suspended app work again"),
-    ):
-        cmd = apps_sub.add_parser(name, help=helptext)
-        cmd.add_argument("client_id")
-        cmd.set_defaults(func=cmd_apps_status, apps_action=name)
+from broker.errors import BrokerError, CommandError
 
 
-def cmd_apps_status(args: argparse.Namespace) -> int:
+@click.group("apps", help="operate on registered apps")
+def apps() -> None:
+    pass
+
+
+@apps.command("suspend", help="stop every token of the app at once")
+@click.argument("client_id")
+def suspend(client_id: str) -> int:
+    return set_status("suspend", client_id)
+
+
+@apps.command("restore", help="let a suspended app work again")
+@click.argument("client_id")
+def restore(client_id: str) -> int:
+    return set_status("restore", client_id)
+
+
+def set_status(action: str, client_id: str) -> int:
     from broker.apps import registry as apps_svc
-    from broker.cli import CommandError
     from broker.runtime import load_settings, open_store
 
     settings = load_settings()
     with open_store(settings) as store:
-        action = apps_svc.suspend_app if args.apps_action == "suspend" else apps_svc.restore_app
+        change = apps_svc.suspend_app if action == "suspend" else apps_svc.restore_app
         try:
-            record = action(store, args.client_id)
+            record = change(store, client_id)
         except BrokerError as exc:
             raise CommandError(exc.detail) from None
     print(f"{record['client_id']} ({record['name']}): {record['status']}")

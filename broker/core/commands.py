@@ -3,27 +3,21 @@ one stays in the JWKS for the overlap)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
-from typing import Any
+
+import click
 
 from broker.config import OPTIONS, ConfigError, Settings
 from broker.core.keyring import ID_TOKEN_ALG, LEDGER_ALG, Keyring
 
+ROTATE_HELP = "add a new signing key (the old one stays published for BROKER_KEY_OVERLAP_SECONDS)"
+INIT_HELP = "create the signing keys file (ES256 and Ed25519) unless it exists; safe to repeat"
 
-def register(sub: Any) -> None:
-    keys_parser = sub.add_parser("keys", help="signing keys (id_tokens, receipts, checkpoints)")
-    keys_sub = keys_parser.add_subparsers(dest="keys_command", required=True)
-    rotate = keys_sub.add_parser(
-        "rotate", help="add a new signing key (the old one stays published for BROKER_KEY_OVERLAP_SECONDS)"
-    )
-    rotate.add_argument("--alg", choices=(ID_TOKEN_ALG, LEDGER_ALG), default=ID_TOKEN_ALG)
-    rotate.set_defaults(func=cmd_rotate)
-    init = keys_sub.add_parser(
-        "init", help="create the signing keys file (ES256 and Ed25519) unless it exists; safe to repeat"
-    )
-    init.set_defaults(func=cmd_init)
+
+@click.group("keys", help="signing keys (id_tokens, receipts, checkpoints)")
+def keys() -> None:
+    pass
 
 
 def _target() -> tuple[Path, int]:
@@ -44,15 +38,18 @@ def _target() -> tuple[Path, int]:
     return settings.signing_keys_file, settings.key_overlap_seconds
 
 
-def cmd_rotate(args: argparse.Namespace) -> int:
+@keys.command("rotate", help=ROTATE_HELP, short_help=ROTATE_HELP)
+@click.option("--alg", type=click.Choice((ID_TOKEN_ALG, LEDGER_ALG)), default=ID_TOKEN_ALG)
+def rotate(alg: str) -> int:
     path, overlap = _target()
     keyring = Keyring(path, create=True)
-    kid = keyring.rotate(args.alg, overlap)
-    print(f"new {args.alg} signing key {kid} in {path}; replaced keys stay published for {overlap} s")
+    kid = keyring.rotate(alg, overlap)
+    print(f"new {alg} signing key {kid} in {path}; replaced keys stay published for {overlap} s")
     return 0
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+@keys.command("init", help=INIT_HELP, short_help=INIT_HELP)
+def init() -> int:
     """Idempotent: a container start (compose's one-shot ``keys`` service) may run it every time."""
     path, _overlap = _target()
     existed = path.exists()

@@ -6,34 +6,37 @@ checked first; any bad line means nothing is written and exit 1 with line-number
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+import click
 
 from broker.core.progress import ProgressBar
 from broker.directory import importer as dio
+from broker.errors import CommandError
+
+IMPORT_HELP = "import users, orgs and memberships from an NDJSON file"
 
 
-def register(sub: Any) -> None:
-    directory = sub.add_parser("directory", help="directory tools (users, organizations, memberships)")
-    directory_sub = directory.add_subparsers(dest="directory_command", required=True)
-    imp = directory_sub.add_parser("import", help="import users, orgs and memberships from an NDJSON file")
-    imp.add_argument(
-        "file", type=Path, help='NDJSON file, one {"type": "user"|"org"|"membership", ...} per line'
-    )
-    imp.set_defaults(func=cmd_import)
+@click.group("directory", help="directory tools (users, organizations, memberships)")
+def directory() -> None:
+    pass
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    from broker.cli import CommandError
+@directory.command(
+    "import",
+    help=f'{IMPORT_HELP}\n\nFILE: NDJSON file, one {{"type": "user"|"org"|"membership", ...}} per line',
+    short_help=IMPORT_HELP,
+)
+@click.argument("file", type=click.Path(path_type=Path))
+def import_file(file: Path) -> int:
     from broker.runtime import load_settings, open_store
 
     try:
-        raw = args.file.read_bytes()
+        raw = file.read_bytes()
     except OSError as exc:
-        raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+        raise CommandError(f"cannot read {file}: {exc.strerror}") from None
     settings = load_settings()
     records, errors = dio.parse_lines(raw.splitlines())
     with open_store(settings) as store:
@@ -43,10 +46,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         except dio.ImportInvalid as exc:
             for line in exc.lines():
                 print(line, file=sys.stderr)
-            print(f"{args.file}: {len(exc.errors)} invalid line(s); nothing was imported", file=sys.stderr)
+            print(f"{file}: {len(exc.errors)} invalid line(s); nothing was imported", file=sys.stderr)
             return 1
     print(
         f"imported {len(plan.users)} users, {len(plan.orgs)} organizations, "
-        f"{len(plan.memberships)} memberships from {args.file}"
+        f"{len(plan.memberships)} memberships from {file}"
     )
     return 0

@@ -6,25 +6,22 @@ data directory); the worker finds it from the data directory and uses it (or ``B
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import threading
 from typing import Any
 
+import click
+
+from broker.errors import CommandError
 from broker.storage.embedded import EmbeddedRedisError
 
 log = logging.getLogger("broker.worker")
 
 
-def register(sub: Any) -> None:
-    worker = sub.add_parser("worker", help="deliver lifecycle events to app webhooks (signed, retried)")
-    worker.add_argument("--once", action="store_true", help="one pass over every outbox, then exit")
-    worker.set_defaults(func=cmd_worker)
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from broker.cli import CommandError
+@click.command("worker", help="deliver lifecycle events to app webhooks (signed, retried)")
+@click.option("--once", is_flag=True, help="one pass over every outbox, then exit")
+def worker(once: bool) -> int:
     from broker.events.webhooks import Worker
     from broker.runtime import configure_logging, load_settings, open_store
 
@@ -32,10 +29,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     try:
         with open_store(settings) as store:
-            worker = Worker(store, settings)
-            if args.once:
-                outcomes = worker.run_once()
-                worker.close()
+            delivery = Worker(store, settings)
+            if once:
+                outcomes = delivery.run_once()
+                delivery.close()
                 print(f"webhook pass done: {len(outcomes)} app(s) handled")
                 return 0
             stop = threading.Event()
@@ -53,7 +50,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 store, Keyring(settings.signing_keys_file, create=not settings.production), settings, stop
             )
             log.info("webhook worker started (poll every %s ms)", settings.webhook_poll_ms)
-            worker.run(stop)
+            delivery.run(stop)
             return 0
     except EmbeddedRedisError as exc:
         if settings.redis_url:

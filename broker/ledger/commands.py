@@ -8,13 +8,14 @@ problem, naming the record (index and id) or checkpoint, and exits 1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import click
 
 from broker.config import Settings
 from broker.core.keyring import Keyring
@@ -30,31 +31,9 @@ class VerifyFailed(Exception):
     """The ledger does not verify; the message names the first bad record or checkpoint."""
 
 
-def register(sub: Any) -> None:
-    ledger = sub.add_parser("ledger", help="disclosure ledger tools")
-    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
-
-    verify = ledger_sub.add_parser("verify", help="recompute and check the whole ledger and its checkpoints")
-    verify.set_defaults(func=cmd_verify)
-
-    prune = ledger_sub.add_parser("prune", help="remove record bodies older than the retention (hashes stay)")
-    prune.add_argument(
-        "--before",
-        type=int,
-        metavar="DAYS",
-        help="prune records older than DAYS days (default BROKER_LEDGER_RETENTION_DAYS)",
-    )
-    prune.set_defaults(func=cmd_prune)
-
-    export = ledger_sub.add_parser("export", help="export records of a person, an app or an org")
-    who = export.add_mutually_exclusive_group(required=True)
-    who.add_argument("--person", metavar="UID")
-    who.add_argument("--app", metavar="CLIENT_ID")
-    who.add_argument("--org", metavar="ORG_ID")
-    export.add_argument("--format", choices=("ndjson", "csv"), default="ndjson")
-    export.add_argument("--since", help="unix seconds or ISO-8601")
-    export.add_argument("--until", help="unix seconds or ISO-8601")
-    export.set_defaults(func=cmd_export)
+@click.group("ledger", help="disclosure ledger tools")
+def ledger() -> None:
+    pass
 
 
 @contextmanager
@@ -251,7 +230,11 @@ def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+VERIFY_HELP = "recompute and check the whole ledger and its checkpoints"
+
+
+@ledger.command("verify", help=VERIFY_HELP, short_help=VERIFY_HELP)
+def verify_command() -> int:
     with _open() as (settings, store):
         keyring = Keyring(settings.signing_keys_file, create=False)
         try:
@@ -306,9 +289,19 @@ def prune(store: Store, cutoff: float) -> int:
     return removed
 
 
-def cmd_prune(args: argparse.Namespace) -> int:
+PRUNE_HELP = "remove record bodies older than the retention (hashes stay)"
+
+
+@ledger.command("prune", help=PRUNE_HELP, short_help=PRUNE_HELP)
+@click.option(
+    "--before",
+    type=int,
+    metavar="DAYS",
+    help="prune records older than DAYS days (default BROKER_LEDGER_RETENTION_DAYS)",
+)
+def prune_command(before: int | None) -> int:
     with _open() as (settings, store):
-        days = settings.ledger_retention_days if args.before is None else args.before
+        days = settings.ledger_retention_days if before is None else before
         if days < 0:
             print("broker ledger prune: --before must be 0 or more days", file=sys.stderr)
             return 2
@@ -320,16 +313,39 @@ def cmd_prune(args: argparse.Namespace) -> int:
 # -- export ---------------------------------------------------------------------------------------
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+WHO = ("person", "app", "org")
+
+
+class ExportCommand(click.Command):
+    """Exactly one of ``--person``, ``--app``, ``--org``, checked while parsing (so a command that
+    cannot run is a usage error before anything opens the store)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        if not ctx.resilient_parsing:
+            given = [f"--{name}" for name in WHO if ctx.params.get(name) is not None]
+            if not given:
+                raise click.UsageError("one of the arguments --person --app --org is required", ctx)
+            if len(given) > 1:
+                raise click.UsageError(f"argument {given[1]}: not allowed with argument {given[0]}", ctx)
+        return rest
+
+
+@ledger.command("export", cls=ExportCommand, help="export records of a person, an app or an org")
+@click.option("--person", metavar="UID")
+@click.option("--app", metavar="CLIENT_ID")
+@click.option("--org", metavar="ORG_ID")
+@click.option("--format", "fmt", type=click.Choice(("ndjson", "csv")), default="ndjson")
+@click.option("--since", metavar="SINCE", help="unix seconds or ISO-8601")
+@click.option("--until", metavar="UNTIL", help="unix seconds or ISO-8601")
+def export_command(
+    person: str | None, app: str | None, org: str | None, fmt: str, since: str | None, until: str | None
+) -> int:
     from broker.errors import ValidationFailed
 
-    view, subject = (
-        ("person", args.person) if args.person else ("app", args.app) if args.app else ("org", args.org)
-    )
+    view, subject = next((v, s) for v, s in zip(WHO, (person, app, org), strict=True) if s is not None)
     try:
-        filters = reading.parse_filters(
-            {k: v for k, v in (("since", args.since), ("until", args.until)) if v}
-        )
+        filters = reading.parse_filters({k: v for k, v in (("since", since), ("until", until)) if v})
     except ValidationFailed as exc:
         print(f"broker ledger export: {exc.detail}: {exc.fields}", file=sys.stderr)
         return 2
@@ -342,9 +358,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 tally.step()
                 yield record
 
-        lines = reading.ndjson_lines(counted()) if args.format == "ndjson" else reading.csv_lines(counted())
+        lines = reading.ndjson_lines(counted()) if fmt == "ndjson" else reading.csv_lines(counted())
         for line in lines:
             sys.stdout.write(line)
     sys.stdout.flush()
-    tally.finish(f"exported {tally.count} records of {view} {subject} as {args.format}")
+    tally.finish(f"exported {tally.count} records of {view} {subject} as {fmt}")
     return 0
