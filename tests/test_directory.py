@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from broker.core import ids
 from broker.directory import service as directory
 from broker.errors import Conflict, NotFound
 from broker.storage import keys
@@ -24,7 +25,7 @@ def test_user_lifecycle_and_password(store) -> None:
         store, {"username": "Alice", "password": "correct horse", "email": "a@x.org"}
     )
     uid = user["id"]
-    assert directory.USER_ID_RE.match(uid)
+    assert ids.USER_ID_RE.match(uid)
     assert "password_hash" not in user and user["nickname"] == "Alice"
     assert store.redis.hget(keys.user(uid), "password_hash").startswith("$argon2id$")
     assert directory.verify_password(store, "alice", "correct horse") == uid  # case-insensitive

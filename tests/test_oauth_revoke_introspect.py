@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from broker.core import ids
 from broker.storage import keys
 from broker.tokens import service as tokens
 from tests.factories import make_app, make_grant, make_installation, make_user
@@ -163,8 +164,8 @@ def test_lookup_effective_scopes(store, settings, issued):
 
 
 def test_client_of_rejects_malformed_tokens():
-    good = tokens.new_token(tokens.ACCESS_PREFIX, "app_0123456789abcdef")
-    assert tokens.client_of(good, tokens.ACCESS_PREFIX) == "app_0123456789abcdef"
-    assert tokens.client_of(good, tokens.REFRESH_PREFIX) is None
+    good = ids.new_token(ids.ACCESS_PREFIX, "app_0123456789abcdef")
+    assert ids.client_of(good, ids.ACCESS_PREFIX) == "app_0123456789abcdef"
+    assert ids.client_of(good, ids.REFRESH_PREFIX) is None
     for bad in ("", "brk_at_app_x.y", "brk_at_app_0123456789abcdef", "brk_at_app_0123456789ABCDEF.abc"):
-        assert tokens.client_of(bad, tokens.ACCESS_PREFIX) is None
+        assert ids.client_of(bad, ids.ACCESS_PREFIX) is None

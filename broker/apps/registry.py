@@ -12,8 +12,6 @@ Writes to the app's own keys (``{a:<client_id>}``) run in one MULTI; indexes in 
 from __future__ import annotations
 
 import json
-import re
-import secrets
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,18 +25,16 @@ from marshmallow import validate as mv
 from broker.config import Settings
 from broker.core.catalog import Catalog
 from broker.core.hashing import keyed_hash, new_secret
+from broker.core.ids import CLIENT_ID_RE, CLIENT_SECRET_PREFIX, USER_ID, WEBHOOK_SECRET_PREFIX, new_client_id
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.store import Store
 
-CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
 KINDS = ("org_app", "mini_program")
 CLIENT_TYPES = ("confidential", "public")
 EDITABLE = ("name", "description", "contact", "privacy_policy_url", "redirect_uris", "scopes", "webhook_url")
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
-CLIENT_SECRET_PREFIX = "brk_cs_"  # noqa: S105 - a type prefix, not a secret
-WEBHOOK_SECRET_PREFIX = "brk_whsec_"  # noqa: S105 - a type prefix
 
 
 class InvalidScope(ValidationFailed):
@@ -234,7 +230,7 @@ def register_app(
     raise_problems(problems)
 
     now = int(time.time())
-    client_id = f"app_{secrets.token_hex(8)}"
+    client_id = new_client_id()
     record: dict[str, Any] = {
         "client_id": client_id,
         "name": data["name"],
@@ -465,7 +461,7 @@ class AppCreateSchema(Schema):
     client_type = mf.String(required=True, validate=mv.OneOf(CLIENT_TYPES))
     name = mf.String(required=True, validate=mv.Length(min=1, max=100))
     description = mf.String(load_default="", validate=mv.Length(max=1000))
-    developer_id = mf.String(required=True, validate=mv.Regexp(r"^usr_[0-9a-f]{16}$"))
+    developer_id = mf.String(required=True, validate=mv.Regexp(USER_ID))
     contact = mf.String(required=True, validate=mv.Length(min=1, max=200))
     privacy_policy_url = mf.String(required=True, validate=mv.Length(min=1, max=2000))
     redirect_uris = mf.List(

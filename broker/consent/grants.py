@@ -8,7 +8,6 @@ with any of those tokens is refused (DESIGN invariant 2). Events carry the pairw
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +18,7 @@ from broker.apps.registry import get_app
 from broker.config import Settings
 from broker.consent import receipts
 from broker.core.catalog import Catalog
+from broker.core.ids import new_grant_id
 from broker.core.pairwise import pairwise_id
 from broker.errors import NotFound, ValidationFailed
 from broker.events import outbox as events
@@ -109,7 +109,7 @@ def save_consent(
                     return existing
                 ordered_fields = [f for f in catalog.fields if f in merged_fields]
                 record: dict[str, Any] = {
-                    "id": existing["id"] if existing else f"gr_{secrets.token_hex(8)}",
+                    "id": existing["id"] if existing else new_grant_id(),
                     "client_id": client_id,
                     "user_id": uid,
                     "scopes": merged_scopes,

@@ -8,8 +8,6 @@ token checks read ``enabled`` on every request (DESIGN invariant 2).
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -17,13 +15,12 @@ from typing import Any
 import redis
 
 from broker.apps.registry import require_app
+from broker.core.ids import ORG_ID_RE, new_installation_id
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.store import Store
 from broker.tokens.service import revoke_grant_tokens
-
-ORG_ID_RE = re.compile(r"^org_[0-9a-f]{16}$")
 
 
 def _decode(raw: dict[str, str]) -> dict[str, Any]:
@@ -87,7 +84,7 @@ def install(
     key = keys.installation(client_id, org_id)
     now = int(time.time())
     record = {
-        "id": f"in_{secrets.token_hex(8)}",
+        "id": new_installation_id(),
         "client_id": client_id,
         "org_id": org_id,
         "scopes": " ".join(chosen),

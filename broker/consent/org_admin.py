@@ -9,7 +9,6 @@ slots cannot share one transaction on a cluster. A failed change writes no audit
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.consent import org_policy
 from broker.core.catalog import Catalog
+from broker.core.ids import new_request_id
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.storage import keys
 from broker.storage.store import Store
@@ -141,7 +141,7 @@ def request_app(store: Store, oid: str, requester: str, client_id: str, reason: 
             raise Conflict("you already have a pending request for this app")
     now = int(time.time())
     record = {
-        "id": f"rq_{secrets.token_hex(8)}",
+        "id": new_request_id(),
         "org_id": oid,
         "client_id": client_id,
         "requester": requester,

@@ -10,15 +10,14 @@ existence of an organization is private to its members.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.core.ids import ORG_ID_RE
 from broker.errors import Forbidden, NotFound
 from broker.storage import keys
 from broker.storage.store import Store
 
-ORG_ID_RE = re.compile(r"^org_[0-9a-f]{16}$")
 ROLES = ("owner", "admin", "sub_admin", "member")
 # Permissions an owner or admin can hand to a sub-admin.
 GRANTABLE = ("apps.manage", "members.manage")

@@ -14,6 +14,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from broker.core import ids
 from broker.directory import service as directory
 from broker.storage import keys
 from broker.storage.store import Store
@@ -23,12 +24,12 @@ Progress = Callable[[int, int], None]
 _username = fields.String(
     required=True,
     validate=validate.Regexp(
-        directory.USERNAME_RE,
+        ids.USERNAME_RE,
         error="2 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
     ),
 )
-_id_user = validate.Regexp(directory.USER_ID_RE, error="expected usr_ followed by 16 lowercase hex digits")
-_id_org = validate.Regexp(directory.ORG_ID_RE, error="expected org_ followed by 16 lowercase hex digits")
+_id_user = validate.Regexp(ids.USER_ID_RE, error="expected usr_ followed by 16 lowercase hex digits")
+_id_org = validate.Regexp(ids.ORG_ID_RE, error="expected org_ followed by 16 lowercase hex digits")
 _password = validate.Length(min=8, max=1024, error="expected 8 to 1024 characters")
 
 
@@ -58,7 +59,7 @@ class UserCreateSchema(Schema):
 
 
 class UserUpdateSchema(Schema):
-    username = fields.String(validate=validate.Regexp(directory.USERNAME_RE, error="invalid username"))
+    username = fields.String(validate=validate.Regexp(ids.USERNAME_RE, error="invalid username"))
     password = fields.String(validate=_password, load_only=True)
     nickname = _text(64)
     avatar = fields.URL(schemes={"http", "https"}, allow_none=True)
@@ -203,8 +204,8 @@ def prepare(
     users = [(n, d) for n, k, d in loaded if k == "user"]
     orgs = [(n, d) for n, k, d in loaded if k == "org"]
     members = [(n, d) for n, k, d in loaded if k == "membership"]
-    user_ids = {n: d.get("id") or directory.new_user_id() for n, d in users}
-    org_ids = {n: d.get("id") or directory.new_org_id() for n, d in orgs}
+    user_ids = {n: d.get("id") or ids.new_user_id() for n, d in users}
+    org_ids = {n: d.get("id") or ids.new_org_id() for n, d in orgs}
     pipe = store.redis.pipeline(transaction=False)
     for n, d in users:
         pipe.exists(keys.username_index(d["username"]))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -22,13 +21,10 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from broker.core.ids import ORG_ID_RE, USER_ID_RE, USERNAME_RE, new_org_id, new_user_id
 from broker.errors import Conflict, NotFound
 from broker.storage import keys
 from broker.storage.store import Batch, Store
-
-USER_ID_RE = re.compile(r"^usr_[0-9a-f]{16}$")
-ORG_ID_RE = re.compile(r"^org_[0-9a-f]{16}$")
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 
 ROLES = ("owner", "admin", "sub_admin", "member")
 PERMISSIONS = ("apps.manage", "members.manage", "disclosures.read")
@@ -39,14 +35,6 @@ PRIVATE_FIELDS = ("name", "email", "mobile")
 _hasher = PasswordHasher()
 # Verified against for unknown usernames so that both answers take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-def new_user_id() -> str:
-    return f"usr_{secrets.token_hex(8)}"
-
-
-def new_org_id() -> str:
-    return f"org_{secrets.token_hex(8)}"
 
 
 def hash_password(password: str) -> str:

@@ -35,13 +35,13 @@ from redis.cluster import RedisCluster
 
 from broker.core.catalog import Catalog
 from broker.core.hashing import keyed_hash
+from broker.core.ids import ACCESS_PREFIX
+from broker.core.ids import client_of as token_client
 from broker.core.pairwise import pairwise_id
 from broker.errors import BrokerError, NotFound, StorageUnavailable
 from broker.storage import keys
 from broker.storage.breaker import CircuitOpen
 from broker.storage.store import UNAVAILABLE, Store
-from broker.tokens.service import ACCESS_PREFIX
-from broker.tokens.service import client_of as token_client
 
 log = logging.getLogger("broker.gate")
 

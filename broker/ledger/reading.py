@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.core.ids import CLIENT_ID_RE, USER_ID_RE
 from broker.errors import ValidationFailed
 from broker.ledger import checkpoints, storage
 from broker.ledger.checkpoints import b64
@@ -31,8 +32,8 @@ from broker.storage.store import Store
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 EXPORT_PAGE = 100
-_USER_ID = re.compile(r"^usr_[0-9a-f]{16}$")
-_CLIENT_ID = re.compile(r"^app_[0-9a-f]{16}$")
+_USER_ID = USER_ID_RE
+_CLIENT_ID = CLIENT_ID_RE
 CSV_COLUMNS = (
     "index", "id", "time", "app", "developer", "audience", "org", "person", "grant", "fields",
     "endpoint", "request_id", "catalog_version",

@@ -26,39 +26,19 @@ Single use and reuse detection (RFC 6749 4.1.2, RFC 9700 4.14):
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from broker.core.hashing import keyed_hash
+from broker.core.ids import ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX, client_of
 from broker.storage import keys, lua
 from broker.storage.store import Store
-
-ACCESS_PREFIX = "brk_at_"
-REFRESH_PREFIX = "brk_rt_"
-CODE_PREFIX = "brk_ac_"
-_CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
-_RANDOM_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-
-
-def new_token(prefix: str, client_id: str) -> str:
-    return f"{prefix}{client_id}.{secrets.token_urlsafe(32)}"
 
 
 def new_family() -> str:
     return secrets.token_hex(12)
-
-
-def client_of(token: str, prefix: str) -> str | None:
-    """The client id embedded in a well-formed token of the given type, else None."""
-    if not isinstance(token, str) or not token.startswith(prefix) or len(token) > 200:
-        return None
-    client_id, sep, rand = token[len(prefix) :].partition(".")
-    if not sep or not _CLIENT_ID_RE.match(client_id) or not _RANDOM_RE.match(rand):
-        return None
-    return client_id
 
 
 def token_key(prefix: str, client_id: str, token_hash: str) -> str:

@@ -27,6 +27,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode
 from flask import Flask
 
+from broker.core import ids
 from broker.core.hashing import keyed_hash
 from broker.core.keyring import ID_TOKEN_ALG
 from broker.core.pairwise import pairwise_id
@@ -115,7 +116,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
 
     def generate_authorization_code(self) -> str:
-        return tokens.new_token(tokens.CODE_PREFIX, self.request.client.client_id)
+        return ids.new_token(ids.CODE_PREFIX, self.request.client.client_id)
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         user: EndUser = request.user
@@ -341,14 +342,14 @@ class BrokerRevocation(RevocationEndpoint):
     def authenticate_token(self, request: Any, client: Client) -> str | None:
         self.check_params(request, client)
         token = request.form["token"]
-        for prefix in (tokens.ACCESS_PREFIX, tokens.REFRESH_PREFIX):
-            if tokens.client_of(token, prefix) == client.client_id:
+        for prefix in (ids.ACCESS_PREFIX, ids.REFRESH_PREFIX):
+            if ids.client_of(token, prefix) == client.client_id:
                 return str(token)
         return None
 
     def revoke_token(self, token: str, request: Any) -> None:
         # Revoking a refresh token ends its whole chain, access tokens included (RFC 7009 2.1).
-        family = token.startswith(tokens.REFRESH_PREFIX)
+        family = token.startswith(ids.REFRESH_PREFIX)
         tokens.revoke_token(web.store(), web.settings().token_hash_key, token, family=family)
 
 
@@ -359,7 +360,7 @@ class BrokerIntrospection(IntrospectionEndpoint):
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> tokens.TokenInfo | None:
         s = web.settings()
-        if token_string.startswith(tokens.REFRESH_PREFIX):
+        if token_string.startswith(ids.REFRESH_PREFIX):
             info = tokens.lookup_refresh_token(web.store(), s.token_hash_key, token_string)
             return info if info and info.rotated_at is None else None
         return tokens.lookup_access_token(web.store(), s.token_hash_key, token_string)
@@ -405,12 +406,12 @@ def _generate_token(
     s = web.settings()
     token: dict[str, Any] = {
         "token_type": "Bearer",
-        "access_token": tokens.new_token(tokens.ACCESS_PREFIX, client.client_id),
+        "access_token": ids.new_token(ids.ACCESS_PREFIX, client.client_id),
         "expires_in": s.access_token_ttl,
         "scope": scope or "",
     }
     if include_refresh_token:
-        token["refresh_token"] = tokens.new_token(tokens.REFRESH_PREFIX, client.client_id)
+        token["refresh_token"] = ids.new_token(ids.REFRESH_PREFIX, client.client_id)
     return token
 
 

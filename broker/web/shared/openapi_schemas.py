@@ -16,9 +16,8 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 
 from broker.core.catalog import Catalog
+from broker.core.ids import CLIENT_ID, USER_ID
 
-USER_ID = r"^usr_[0-9a-f]{16}$"
-CLIENT_ID = r"^app_[0-9a-f]{16}$"
 ROLES = ("owner", "admin", "sub_admin", "member")
 PERMISSIONS = ("apps.manage", "members.manage", "disclosures.read")
 
