@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - full-width punctuation is correct in Chinese text
 """Every page speaks English and Simplified Chinese from one set of gettext catalogs (Flask-Babel).
 
 The catalogs are checked as data (every message extracted from the code and templates is in them,
@@ -76,3 +77,163 @@ def test_the_compiled_catalog_is_the_po_file(locale: str) -> None:
     write_mo(compiled, _catalog(locale))
     committed = (TRANSLATIONS / locale / "LC_MESSAGES" / "messages.mo").read_bytes()
     assert committed == compiled.getvalue(), "run pybabel compile -d broker/translations"
+
+
+# -- pages in Chinese --------------------------------------------------------------------------------
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+ZH_SWITCH_BACK = 'hreflang="en" lang="en">English</a>'
+
+
+def _assert_chinese(response: Any, *texts: str) -> str:
+    html = response.get_data(as_text=True)
+    assert '<html lang="zh-Hans">' in html, html[:200]
+    for text in texts:
+        assert text in html, text
+    assert "语言" in html and ZH_SWITCH_BACK in html  # the switch back to English
+    assert re.search(r'<a href="[^"]*lang=zh" hreflang="zh-Hans" lang="zh-Hans" aria-current="true">', html)
+    return html
+
+
+def _both_ways(client: Any, path: str, *texts: str, status: int = 200, **headers: str) -> None:
+    """``?lang=zh`` (then remembered), and ``Accept-Language: zh-CN`` on a fresh session."""
+    sep = "&" if "?" in path else "?"
+    by_param = client.get(f"{path}{sep}lang=zh", headers=headers)
+    assert by_param.status_code == status
+    _assert_chinese(by_param, *texts)
+    remembered = client.get(path, headers=headers)
+    _assert_chinese(remembered, *texts)
+    back = client.get(f"{path}{sep}lang=en", headers=headers)
+    assert '<html lang="en">' in back.get_data(as_text=True)
+    with client.session_transaction() as s:
+        s.pop("lang", None)
+    by_header = client.get(path, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5", **headers})
+    assert by_header.status_code == status
+    _assert_chinese(by_header, *texts)
+    english = client.get(path, headers={"Accept-Language": "en-GB,en;q=0.8", **headers})
+    assert '<html lang="en">' in english.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("tag", ["zh", "zh-CN", "zh-Hans", "zh-Hans-CN", "zh_Hans"])
+def test_chinese_tags_map_to_zh_hans(tag: str) -> None:
+    from broker.web.interactions.i18n import locale_for
+
+    assert locale_for(tag) == "zh_Hans"
+    assert locale_for("en-GB") == "en" and locale_for("fr") is None and locale_for("") is None
+
+
+def test_sign_in_and_home_pages_in_chinese(client: Any) -> None:
+    _both_ways(client, "/login", "<h1>登录</h1>", "用户名", "密码")
+    _both_ways(client, "/", "你尚未登录。", ">登录</a>")
+
+
+def test_error_pages_in_chinese(client: Any) -> None:
+    html = client.get("/no-such-page?lang=zh", headers={"Accept": "text/html"})
+    assert html.status_code == 404
+    _assert_chinese(
+        html, "出了点问题", "此页面或内容不存在。", "错误代码：<code>not_found</code>（HTTP 404）"
+    )
+    _both_ways(client, "/no-such-page", "出了点问题", status=404, Accept="text/html")
+
+
+def test_the_switch_keeps_the_other_query_parameters(client: Any) -> None:
+    html = client.get("/login?next=%2Fprivacy%3Fx%3D1&lang=zh").get_data(as_text=True)
+    assert 'href="/login?next=%2Fprivacy%3Fx%3D1&amp;lang=en" hreflang="en"' in html
+
+
+def _consent_world(store: Any, settings: Any) -> dict[str, str]:
+    from apps_helpers import mini_payload
+
+    from broker.apps import registry as apps_svc
+    from broker.core import catalog as catalog_mod
+    from broker.directory import service as directory
+
+    dev = directory.create_user(
+        store, {"username": "devon", "password": "devon-password", "nickname": "Devon"}
+    )
+    directory.create_user(store, {"username": "alice", "password": "alice-password", "nickname": "Alice"})
+    catalog = catalog_mod.load(settings.scopes_dir)
+    record, _, _ = apps_svc.register_app(store, settings, catalog, mini_payload(dev["id"]))
+    return {"client_id": record["client_id"]}
+
+
+def _authorize_url(client_id: str, **extra: str) -> str:
+    import base64
+    import hashlib
+    from urllib.parse import urlencode
+
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(b"v" * 50).digest()).rstrip(b"=").decode()
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": "http://127.0.0.1:8765/callback",
+        "scope": "openid profile",
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    return f"/oauth/authorize?{urlencode(query)}"
+
+
+def test_ui_locales_on_authorize_carries_into_login_and_consent(
+    client: Any, store: Any, settings: Any
+) -> None:
+    world = _consent_world(store, settings)
+    english_browser = {"Accept-Language": "en-US,en;q=0.9"}
+    start = client.get(
+        _authorize_url(world["client_id"], ui_locales="fr-CA zh-CN en"), headers=english_browser
+    )
+    assert start.status_code == 302 and start.headers["Location"].startswith("/login?")
+    login = client.get(start.headers["Location"], headers=english_browser)
+    html = _assert_chinese(login, "<h1>登录</h1>", "用户名")
+    token = CSRF_RE.search(html)
+    next_path = re.search(r'name="next" type="hidden" value="([^"]+)"', html)
+    assert token and next_path
+    signed_in = client.post(
+        "/login",
+        data={
+            "csrf_token": token.group(1),
+            "username": "alice",
+            "password": "alice-password",
+            "next": next_path.group(1).replace("&amp;", "&"),
+        },
+        headers=english_browser,
+    )
+    assert signed_in.status_code == 303
+    consent = client.get(signed_in.headers["Location"], headers=english_browser, follow_redirects=True)
+    assert "/consent/" in consent.request.path
+    _assert_chinese(consent, "Notes 请求访问你的信息", "你的昵称", "允许")
+    # The person's own choice wins over the client's hint.
+    switched = client.get(f"{consent.request.path}?lang=en", headers=english_browser)
+    assert "Notes wants to access your information" in switched.get_data(as_text=True)
+    # A later authorization request without ui_locales drops the hint: the browser's language applies.
+    with client.session_transaction() as s:
+        s.pop("lang", None)
+    later = client.get(_authorize_url(world["client_id"]), headers=english_browser, follow_redirects=True)
+    assert '<html lang="en">' in later.get_data(as_text=True)
+
+
+def test_ui_locales_in_english_beats_a_chinese_browser(client: Any, store: Any, settings: Any) -> None:
+    world = _consent_world(store, settings)
+    chinese_browser = {"Accept-Language": "zh-CN,zh;q=0.9"}
+    login = client.get(
+        _authorize_url(world["client_id"], ui_locales="en"), headers=chinese_browser, follow_redirects=True
+    )
+    assert '<html lang="en">' in login.get_data(as_text=True) and "<h1>Sign in</h1>" in login.get_data(
+        as_text=True
+    )
+
+
+def test_privacy_center_in_chinese(client: Any, store: Any, settings: Any) -> None:
+    from privacy_support import sign_in
+
+    from broker.directory import service as directory
+
+    uid = directory.create_user(
+        store, {"username": "alice", "password": "alice-password", "nickname": "Alice"}
+    )
+    sign_in(client, uid["id"])
+    _both_ways(client, "/privacy", "你的隐私中心", "你已授权的应用")
+    _both_ways(client, "/privacy/disclosures", "披露记录")
+    _both_ways(client, "/privacy/delete", "删除你的账号")

@@ -119,9 +119,22 @@ def _template_context() -> dict[str, Any]:
     }
 
 
+def remember_ui_locales() -> None:
+    """On ``/oauth/authorize``: carry the client's ``ui_locales`` hint (or its absence) in the session,
+    so the login and consent pages the person is sent to speak that language."""
+    if request.endpoint != "oauth.authorize" or "lang" in request.args:
+        return
+    hinted = _ui_locales()
+    if hinted:
+        session["ui_locale"] = hinted
+    elif "ui_locale" in session:
+        del session["ui_locale"]
+
+
 def init_app(app: Flask) -> None:
     """Bind Flask-Babel (catalogs in ``broker/translations``) and give every template its language."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     babel.init_app(app, locale_selector=select_locale)
     app.context_processor(_template_context)
+    app.before_request(remember_ui_locales)

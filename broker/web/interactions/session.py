@@ -32,7 +32,9 @@ def auth_time() -> int | None:
 
 
 def sign_in(user_id: str, now: int) -> None:
+    keep = {k: session[k] for k in ("lang", "ui_locale") if k in session}  # the page language only
     session.clear()  # a fresh session on login: no fixation
+    session.update(keep)
     session["uid"] = user_id
     session["auth_time"] = now
 
