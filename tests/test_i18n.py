@@ -237,3 +237,59 @@ def test_privacy_center_in_chinese(client: Any, store: Any, settings: Any) -> No
     _both_ways(client, "/privacy", "你的隐私中心", "你已授权的应用")
     _both_ways(client, "/privacy/disclosures", "披露记录")
     _both_ways(client, "/privacy/delete", "删除你的账号")
+
+
+@pytest.fixture
+def org_world(store: Any, settings: Any) -> dict[str, str]:
+    """An owner who is also a developer, an org with an installed App Center app, a spare app."""
+    import json
+
+    from apps_helpers import org_payload
+    from records import make_org, make_user
+
+    from broker.apps import registry as apps_svc
+    from broker.consent import installations as inst_svc
+    from broker.core import catalog as catalog_mod
+    from broker.storage import keys
+
+    owner = make_user(store, username="olivia", nickname="Olivia")
+    oid = make_org(store, [owner], name="Acme")
+    store.redis.hset(keys.org_roles(oid), owner, json.dumps({"role": "owner", "permissions": []}))
+    catalog = catalog_mod.load(settings.scopes_dir)
+    roster, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(owner))
+    spare, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(owner, name="Payroll"))
+    inst_svc.install(store, roster["client_id"], oid, ["org.members.read"], installed_by=owner)
+    return {"owner": owner, "oid": oid, "roster": roster["client_id"], "spare": spare["client_id"]}
+
+
+def test_consoles_in_chinese(client: Any, org_world: dict[str, str]) -> None:
+    from privacy_support import sign_in
+
+    sign_in(client, org_world["owner"])
+    org, roster, spare = f"/admin/orgs/{org_world['oid']}", org_world["roster"], org_world["spare"]
+    pages = {
+        "/console": ["<h1>控制台</h1>", "你的组织", "开发者控制台"],
+        f"{org}/": ["已添加到组织的应用", "已启用", "应用中心"],
+        f"{org}/app-center": ["<h1>应用中心</h1>", "已添加到 Acme。"],
+        f"{org}/apps/{roster}": ["Acme 中的 Roster", "状态：", "从组织中移除…"],
+        f"{org}/apps/{spare}/install": ["将 Payroll 添加到 Acme", "此权限范围下共享的成员信息："],
+        f"{org}/apps/{roster}/disable": ["停用 Roster？", "影响"],
+        f"{org}/requests": ["<h1>成员申请</h1>", "暂无申请。"],
+        f"{org}/requests/mine": ["我在 Acme 的应用申请", "你还没有申请任何应用。"],
+        f"{org}/admins": ["Acme 中的角色", "任命子管理员或更改权限"],
+        f"{org}/audit": ["Acme 的审计记录"],
+        f"{org}/disband": ["解散 Acme？", "此操作无法撤销。"],
+        "/developer/": ["<h1>你的应用</h1>", "注册应用", "应用中心应用"],
+        "/developer/apps/new": ["<h1>注册应用</h1>", "小程序（由个人为自己添加）", "适用于应用中心应用"],
+        f"/developer/apps/{roster}": ["详细信息", "轮换客户端密钥", "事件投递"],
+        f"/developer/apps/{roster}/edit": ["编辑 Roster", "注册后不可更改"],
+        f"/developer/apps/{roster}/delete": ["删除 Roster？", "删除此应用"],
+    }
+    for path, texts in pages.items():
+        response = client.get(path, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+        assert response.status_code == 200, path
+        _assert_chinese(response, *texts)
+    # ?lang= works on a console page too, and is remembered over the header.
+    _both_ways(client, "/console", "<h1>控制台</h1>")
+    english = client.get(f"{org}/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="en">' in english and "Apps added to the organization" in english
