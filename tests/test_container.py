@@ -99,7 +99,8 @@ def test_the_build_stage_wheel_carries_everything_the_server_needs(tmp_path: Pat
     """Replays the build stage: its COPY lines into a fresh context, then its `pip wheel .`.
 
     Templates, static files, Lua scripts and the compiled gettext catalogs must be in the wheel, or the
-    image would start without them (or speak only English). Built without isolation from the test environment's setuptools: nothing is downloaded.
+    image would start without them (or speak only English). Built without isolation from the test
+    environment's setuptools: nothing is downloaded.
     """
     steps = instructions()
     build_stage = steps[: max(i for i, (word, _) in enumerate(steps) if word == "FROM")]

@@ -214,6 +214,45 @@ def test_ui_locales_on_authorize_carries_into_login_and_consent(
     assert '<html lang="en">' in later.get_data(as_text=True)
 
 
+def test_switching_away_from_the_ui_locales_hint_sticks_through_sign_in(
+    client: Any, store: Any, settings: Any
+) -> None:
+    world = _consent_world(store, settings)
+    start = client.get(_authorize_url(world["client_id"], ui_locales="zh-CN"))
+    chinese = client.get(start.headers["Location"])
+    _assert_chinese(chinese, "<h1>登录</h1>")
+    switch = re.search(r'<a href="([^"]+)" hreflang="en"', chinese.get_data(as_text=True))
+    assert switch and "next=" in switch.group(1)
+    english = client.get(switch.group(1).replace("&amp;", "&"))
+    html = english.get_data(as_text=True)
+    assert '<html lang="en">' in html and "<h1>Sign in</h1>" in html
+    token = CSRF_RE.search(html)
+    next_path = re.search(r'name="next" type="hidden" value="([^"]+)"', html)
+    assert token and next_path and "ui_locales" in next_path.group(1)
+    wrong = client.post(
+        "/login",
+        data={
+            "csrf_token": token.group(1),
+            "username": "alice",
+            "password": "nope",
+            "next": next_path.group(1),
+        },
+    )
+    assert wrong.status_code == 401 and "Wrong username or password" in wrong.get_data(as_text=True)
+    signed_in = client.post(
+        "/login",
+        data={
+            "csrf_token": token.group(1),
+            "username": "alice",
+            "password": "alice-password",
+            "next": next_path.group(1).replace("&amp;", "&"),
+        },
+    )
+    consent = client.get(signed_in.headers["Location"], follow_redirects=True)
+    assert "/consent/" in consent.request.path
+    assert "Notes wants to access your information" in consent.get_data(as_text=True)
+
+
 def test_ui_locales_in_english_beats_a_chinese_browser(client: Any, store: Any, settings: Any) -> None:
     world = _consent_world(store, settings)
     chinese_browser = {"Accept-Language": "zh-CN,zh;q=0.9"}

@@ -3,8 +3,8 @@
 Every page takes its text from ``_()``/``gettext``; the catalogs hold English (the msgids) and
 Simplified Chinese (``zh_Hans``). The locale is chosen in this order:
 
-1. an explicit ``?lang=en|zh`` on this request (remembered in the session, and it replaces a
-   ``ui_locales`` hint carried from an earlier authorization request);
+1. an explicit ``?lang=en|zh`` on this request (remembered in the session; it replaces a
+   ``ui_locales`` hint carried from the authorization request, and that hint is not applied again);
 2. the OIDC ``ui_locales`` parameter (OpenID Connect Core 3.1.2.1) on ``/oauth/authorize``, or in the
    ``next`` target of the login page; it is carried in the session into the login and consent pages;
 3. the remembered ``?lang=`` choice;
@@ -32,6 +32,9 @@ SHORT = {"en": "en", "zh_Hans": "zh"}
 HTML_LANG = {"en": "en", "zh_Hans": "zh-Hans"}
 # How each locale names itself in the language switch.
 NATIVE_NAME = {"en": "English", "zh_Hans": "简体中文"}
+# The session keys of the page language: kept when sign-in starts a fresh session.
+CHOSEN, HINTED, DECLINED = "lang", "ui_locale", "ui_locale_declined"
+SESSION_KEYS = (CHOSEN, HINTED, DECLINED)
 
 
 def locale_for(tag: str | None) -> str | None:
@@ -43,7 +46,8 @@ def locale_for(tag: str | None) -> str | None:
 
 
 def _ui_locales() -> str | None:
-    """The first supported tag of ``ui_locales`` on this request or in the login page's ``next``."""
+    """The first supported tag of ``ui_locales`` on this request or in the login page's ``next``,
+    unless the person switched away from that very hint (then their choice stands)."""
     values = [request.args.get("ui_locales")]
     target = request.args.get("next") or (request.form.get("next") if request.method == "POST" else None)
     if target:
@@ -52,7 +56,7 @@ def _ui_locales() -> str | None:
         for tag in (value or "").split():
             found = locale_for(tag)
             if found:
-                return found
+                return None if found == session.get(DECLINED) else found
     return None
 
 
@@ -63,17 +67,20 @@ def select_locale() -> str:
     chosen = request.args.get("lang")
     if chosen in SHORT.values() or chosen in LOCALES:
         locale = locale_for(chosen) or "en"
-        session["lang"] = SHORT[locale]
-        session.pop("ui_locale", None)
+        hint = _ui_locales() or session.get(HINTED)
+        if hint in LOCALES and hint != locale:
+            session[DECLINED] = hint
+        session[CHOSEN] = SHORT[locale]
+        session.pop(HINTED, None)
         return locale
     hinted = _ui_locales()
     if hinted:
-        session["ui_locale"] = hinted
+        session[HINTED] = hinted
         return hinted
-    carried = session.get("ui_locale")
+    carried = session.get(HINTED)
     if carried in LOCALES:
         return str(carried)
-    remembered = locale_for(session.get("lang"))
+    remembered = locale_for(session.get(CHOSEN))
     if remembered:
         return remembered
     for tag, _quality in request.accept_languages:
@@ -126,9 +133,9 @@ def remember_ui_locales() -> None:
         return
     hinted = _ui_locales()
     if hinted:
-        session["ui_locale"] = hinted
-    elif "ui_locale" in session:
-        del session["ui_locale"]
+        session[HINTED] = hinted
+    elif HINTED in session:
+        del session[HINTED]
 
 
 def init_app(app: Flask) -> None:
