@@ -101,8 +101,11 @@ def language() -> str:
 
 
 def switch_url(locale: str) -> str:
-    """This page's URL with ``?lang=`` set to ``locale`` (other query parameters kept)."""
+    """This page's URL with ``?lang=`` set to ``locale`` (other query parameters kept; on a page answering
+    a form, such as a failed sign-in, the form's ``next`` too, so the switch does not lose the way back)."""
     args: list[tuple[str, Any]] = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    if request.method == "POST" and "next" not in request.args and request.form.get("next"):
+        args.append(("next", request.form["next"]))
     args.append(("lang", SHORT[locale]))
     return f"{request.path}?{urlencode(args)}"
 
