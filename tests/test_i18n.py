@@ -335,3 +335,8 @@ def test_consoles_in_chinese(client: Any, org_world: dict[str, str]) -> None:
     _both_ways(client, "/console", "<h1>控制台</h1>")
     english = client.get(f"{org}/", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert '<html lang="en">' in english and "Apps added to the organization" in english
+
+
+def test_discovery_advertises_the_ui_locales(client: Any) -> None:
+    meta = client.get("/.well-known/openid-configuration").get_json()
+    assert meta["ui_locales_supported"] == ["en", "zh-Hans"]
