@@ -17,6 +17,7 @@ from broker.core import catalog as catalog_mod
 from broker.core.keyring import Keyring
 from broker.extensions import csrf
 from broker.storage.store import Store, log_storage_failure
+from broker.web.interactions import i18n
 from broker.web.shared.context import render_error
 
 log = logging.getLogger("broker.app")
@@ -56,6 +57,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
         store, app.extensions["broker.catalog"], settings.token_hash_key, settings.pairwise_key
     )
     csrf.init_app(app)
+    i18n.init_app(app)
 
     _register_blueprints(app)
     _register_hooks(app)

@@ -6,6 +6,8 @@ so an import the other way would make a cycle.
 
 from __future__ import annotations
 
+from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
+babel = Babel()  # bound with its locale selector by broker.web.interactions.i18n.init_app

@@ -99,8 +99,9 @@ def test_image_is_multi_stage_slim_non_root_with_health_check_and_volume() -> No
 def test_the_build_stage_wheel_carries_everything_the_server_needs(tmp_path: Path) -> None:
     """Replays the build stage: its COPY lines into a fresh context, then its `pip wheel .`.
 
-    Templates, static files and Lua scripts must be in the wheel, or the image would start without
-    them. Built without isolation from the test environment's setuptools: nothing is downloaded.
+    Templates, static files, Lua scripts and the compiled gettext catalogs must be in the wheel, or the
+    image would start without them (or speak only English). Built without isolation from the test
+    environment's setuptools: nothing is downloaded.
     """
     steps = instructions()
     build_stage = steps[: max(i for i, (word, _) in enumerate(steps) if word == "FROM")]
@@ -130,8 +131,9 @@ def test_the_build_stage_wheel_carries_everything_the_server_needs(tmp_path: Pat
     wheel = next((context / "out").glob("broker-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ROOT.joinpath("broker").rglob("*"):
-        if required.is_file() and required.suffix in {".html", ".lua", ".css", ".svg", ".py"}:
+        if required.is_file() and required.suffix in {".html", ".lua", ".css", ".svg", ".py", ".mo", ".po"}:
             assert str(required.relative_to(ROOT)) in names, f"{required} is missing from the wheel"
+    assert "broker/translations/zh_Hans/LC_MESSAGES/messages.mo" in names
 
 
 def compose() -> dict[str, Any]:

@@ -361,17 +361,6 @@ def test_redis_failure_is_503(client, store, person, monkeypatch) -> None:
     assert store.redis.exists(keys.grant(person["client_id"], person["uid"])) == 1
 
 
-def test_every_ui_string_exists_in_both_languages_with_the_same_placeholders() -> None:
-    from string import Formatter
-
-    from broker.web.privacy.strings import STRINGS
-
-    for key, texts in STRINGS.items():
-        assert set(texts) == {"en", "zh"}, key
-        names = [{f for _, f, _, _ in Formatter().parse(texts[lang]) if f} for lang in ("en", "zh")]
-        assert names[0] == names[1], key
-
-
 @pytest.mark.parametrize(
     "path", ["/privacy/v1/apps/app_0000000000000000/revoke", "/privacy/v1/account/delete"]
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request
+from flask_babel import gettext
 from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mf
 
@@ -22,6 +23,7 @@ from broker.consent import org_admin, org_policy
 from broker.consent.org_policy import ADMINS_MANAGE, APPS_MANAGE, AUDIT_READ, ORG_DISBAND, Role
 from broker.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from broker.storage import keys
+from broker.web.interactions import i18n
 from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
@@ -125,13 +127,18 @@ def _names(uids: list[str]) -> dict[str, str]:
     return {uid: (name or uid) for uid, name in zip(uids, pipe.execute(), strict=True)}
 
 
+def _described(description: dict[str, str]) -> str:
+    """A catalog description in the page's language."""
+    return description.get(i18n.language()) or description["en"]
+
+
 def _scope_rows(scopes: list[str]) -> list[dict[str, Any]]:
     catalog = web.catalog()
     return [
         {
             "name": s,
-            "description": catalog.scopes[s].description["en"] if s in catalog.scopes else s,
-            "fields": org_admin.field_rows(catalog, [s]),
+            "description": _described(catalog.scopes[s].description) if s in catalog.scopes else s,
+            "fields": org_admin.field_rows(catalog, [s], i18n.language()),
         }
         for s in scopes
     ]
@@ -269,7 +276,7 @@ def app_page(oid: str, client_id: str) -> Any:
     store = web.store()
     record = org_admin.center_app(store, client_id)
     inst = inst_svc.get_installation(store, client_id, oid)
-    flowing = org_admin.field_rows(web.catalog(), inst["scopes"]) if inst else []
+    flowing = org_admin.field_rows(web.catalog(), inst["scopes"], i18n.language()) if inst else []
     return _page(
         "admin/app.html",
         org=_org(oid),
@@ -307,7 +314,7 @@ def install_page(oid: str, client_id: str) -> Any:
         )
     except Conflict as exc:
         return _fail(exc, f"/admin/orgs/{oid}/apps/{client_id}")
-    flash(f"Added {record['name']} to the organization.", "success")
+    flash(gettext("Added %(app)s to the organization.", app=record["name"]), "success")
     return redirect(f"/admin/orgs/{oid}/apps/{client_id}", code=303)
 
 
@@ -318,6 +325,9 @@ def preview(oid: str, client_id: str, action: str) -> Any:
     _role(oid, APPS_MANAGE)
     record = org_admin.center_app(web.store(), client_id)
     found = org_admin.impact(web.store(), web.catalog(), oid, client_id, action)
+    for row in found["field_rows"]:
+        if row["name"] in web.catalog().fields:
+            row["description"] = _described(web.catalog().fields[row["name"]].description)
     return _page("admin/preview.html", org=_org(oid), app=record, impact=found)
 
 
@@ -328,8 +338,12 @@ def change_page(oid: str, client_id: str, action: str) -> Any:
     uid, _ = _role(oid, APPS_MANAGE)
     record = org_admin.center_app(web.store(), client_id)
     _change(oid, uid, client_id, action)
-    verb = {"disable": "Switched off", "enable": "Switched on", "remove": "Removed"}[action]
-    flash(f"{verb} {record['name']}.", "success")
+    done = {
+        "disable": gettext("Switched off %(app)s.", app=record["name"]),
+        "enable": gettext("Switched on %(app)s.", app=record["name"]),
+        "remove": gettext("Removed %(app)s.", app=record["name"]),
+    }[action]
+    flash(done, "success")
     return redirect(f"/admin/orgs/{oid}/apps/{client_id}", code=303)
 
 
@@ -356,7 +370,7 @@ def create_request_page(oid: str) -> Any:
         record = org_admin.request_app(web.store(), oid, uid, data["client_id"], data["reason"])
     except (ValidationFailed, Conflict) as exc:
         return _fail(exc, f"/admin/orgs/{oid}/app-center")
-    flash("Your request was sent to the organization's admins.", "success")
+    flash(gettext("Your request was sent to the organization's admins."), "success")
     return redirect(f"/admin/orgs/{oid}/requests/mine#{record['id']}", code=303)
 
 
@@ -380,7 +394,7 @@ def decide_page(oid: str, request_id: str, decision: str) -> Any:
         _decide(oid, uid, request_id, decision == "approve", request.form.get("reason", ""), scopes or None)
     except (ValidationFailed, Conflict) as exc:
         return _fail(exc, f"/admin/orgs/{oid}/requests")
-    flash("Approved: the app is added." if decision == "approve" else "Denied.", "success")
+    flash(gettext("Approved: the app is added.") if decision == "approve" else gettext("Denied."), "success")
     return redirect(f"/admin/orgs/{oid}/requests", code=303)
 
 
@@ -406,7 +420,7 @@ def appoint_page(oid: str) -> Any:
         _appoint(oid, uid, data["user_id"], data["permissions"])
     except (ValidationFailed, Conflict) as exc:
         return _fail(exc, f"/admin/orgs/{oid}/admins")
-    flash("Sub-admin saved.", "success")
+    flash(gettext("Sub-admin saved."), "success")
     return redirect(f"/admin/orgs/{oid}/admins", code=303)
 
 
@@ -414,7 +428,7 @@ def appoint_page(oid: str) -> Any:
 def dismiss_page(oid: str, target: str) -> Any:
     uid, _ = _role(oid, ADMINS_MANAGE)
     _dismiss(oid, uid, target)
-    flash("Sub-admin removed.", "success")
+    flash(gettext("Sub-admin removed."), "success")
     return redirect(f"/admin/orgs/{oid}/admins", code=303)
 
 
@@ -454,7 +468,7 @@ def disband_page(oid: str) -> Any:
             installs=inst_svc.list_org_installations(store, oid),
             error=(exc.fields or {}).get("confirm", [exc.detail])[0],
         )
-    flash(f"The organization {org.get('name', oid)} was disbanded.", "success")
+    flash(gettext("The organization %(org)s was disbanded.", org=org.get("name", oid)), "success")
     return redirect("/console", code=303)
 
 

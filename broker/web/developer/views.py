@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, session
+from flask_babel import gettext
 
 from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
@@ -164,7 +165,7 @@ def create_app_page() -> Any:
         }
         return _form_page("developer/app_form.html", 400, values=values, errors=exc.fields or {}, app=None)
     _reveal(record["client_id"], client_secret=client_secret, webhook_secret=webhook_secret)
-    flash(f"Registered {record['name']}.", "success")
+    flash(gettext("Registered %(app)s.", app=record["name"]), "success")
     return redirect(f"/developer/apps/{record['client_id']}", code=303)
 
 
@@ -199,7 +200,7 @@ def update_app_page(client_id: str) -> Any:
     except ValidationFailed as exc:
         values = {**record, **request.form, "scopes": payload["scopes"]}
         return _form_page("developer/app_form.html", 400, values=values, errors=exc.fields or {}, app=record)
-    flash("Saved.", "success")
+    flash(gettext("Saved."), "success")
     return redirect(f"/developer/apps/{client_id}", code=303)
 
 
@@ -224,7 +225,7 @@ def redeliver_page(client_id: str, event_id: str) -> Any:
     """Put a dead-lettered event back in the app's outbox; the worker delivers it next."""
     _own_app(_me(), client_id)
     _redeliver(client_id, event_id)
-    flash(f"Event {event_id} queued for redelivery.", "success")
+    flash(gettext("Event %(event)s queued for redelivery.", event=event_id), "success")
     return redirect(f"/developer/apps/{client_id}", code=303)
 
 
@@ -249,11 +250,16 @@ def delete_app_page(client_id: str) -> Any:
         html = render_template(
             "developer/delete.html",
             app=_overview(record),
-            error="Type the app's name exactly to confirm.",
+            error=gettext("Type the app's name exactly to confirm."),
         )
         return Response(html, status=400, mimetype="text/html")
     apps_svc.delete_app(web.store(), client_id)
-    flash(f"Deleted {record['name']}: every grant, installation and token under it is revoked.", "success")
+    flash(
+        gettext(
+            "Deleted %(app)s: every grant, installation and token under it is revoked.", app=record["name"]
+        ),
+        "success",
+    )
     return redirect("/developer/", code=303)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, redirect, render_template, request, session
+from flask_babel import gettext
 
 from broker.apps import registry as apps_svc
 from broker.consent import grants as grants_svc
@@ -26,6 +27,13 @@ from broker.web.interactions import i18n
 from broker.web.interactions.blueprint import bp
 from broker.web.interactions.session import current_user_id, login_url
 from broker.web.shared import context as web
+
+
+def _unknown_request() -> NotFound:
+    return NotFound(
+        gettext("This consent request is unknown or has expired. Go back to the app and start again.")
+    )
+
 
 # Bump when the consent page's wording changes in a way that matters to what people agree to.
 CONSENT_TEXT_VERSION = "1"
@@ -69,28 +77,31 @@ def field_rows(catalog: Catalog, scopes: list[str], lang: str, granted: set[str]
 def _interaction(iid: str, lang: str) -> dict[str, Any]:
     found = (session.get("interactions") or {}).get(iid)
     if not isinstance(found, dict) or not isinstance(found.get("client_id"), str):
-        raise NotFound(i18n.t("not_found", lang))
+        raise _unknown_request()
     return found
 
 
 def _safe_return_to(value: Any, lang: str) -> str:
     """Only a local path: never an open redirect (RFC 9700 4.11)."""
     if not isinstance(value, str) or not value.startswith("/") or value.startswith(("//", "/\\")):
-        raise NotFound(i18n.t("not_found", lang))
+        raise _unknown_request()
     return value
 
 
 def _app_for(interaction: dict[str, Any], lang: str) -> dict[str, Any]:
     record = apps_svc.get_app(web.store(), interaction["client_id"])
     if record is None:
-        raise NotFound(i18n.t("not_found", lang))
+        raise _unknown_request()
     if record["status"] != "active":
-        raise Forbidden(i18n.t("app_unavailable", lang))
+        raise Forbidden(gettext("This app is not available at the moment."))
     return record
 
 
 def _purpose(app_record: dict[str, Any], lang: str) -> str:
-    return str(app_record.get("description") or i18n.t("default_purpose", lang, app=app_record["name"]))
+    return str(
+        app_record.get("description")
+        or gettext("Sign in and show your basic profile in %(app)s", app=app_record["name"])
+    )
 
 
 @bp.route("/consent/<iid>", methods=["GET", "POST"])
@@ -113,11 +124,8 @@ def consent(iid: str) -> Any:
     developer = web.store().redis.hget(keys.user(app_record["developer_id"]), "nickname")
     html = render_template(
         "consent.html",
-        lang=i18n.HTML_LANG[lang],
-        ui=lang,
-        t=lambda key, **kw: i18n.t(key, lang, **kw),
         app=app_record,
-        developer=developer or i18n.t("unknown_developer", lang),
+        developer=developer or gettext("unknown developer"),
         purpose=_purpose(app_record, lang),
         required=[r for r in rows if r.kind == "required"],
         optional=[r for r in rows if r.kind == "optional"],
@@ -139,11 +147,16 @@ def _decide(
 ) -> Response:
     action = request.form.get("action")
     if action not in {"approve", "deny"}:
-        raise ValidationFailed(i18n.t("bad_action", lang), fields={"action": ["must be approve or deny"]})
+        raise ValidationFailed(
+            gettext("Choose Allow or Deny."), fields={"action": ["must be approve or deny"]}
+        )
     ticked = set(request.form.getlist("field"))
     offered = {r.name for r in rows}
     if ticked - offered:
-        raise ValidationFailed(i18n.t("bad_field", lang), fields={"field": sorted(ticked - offered)})
+        raise ValidationFailed(
+            gettext("The form lists a field this app did not ask for."),
+            fields={"field": sorted(ticked - offered)},
+        )
     result = "denied"
     if action == "approve" and scopes:
         chosen = ticked | {r.name for r in rows if r.kind == "required"}

@@ -12,6 +12,7 @@ import time
 from urllib.parse import urlsplit
 
 from flask import Response, redirect, render_template, request
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, PasswordField, StringField
@@ -24,8 +25,6 @@ from broker.web.interactions import session
 from broker.web.interactions.blueprint import bp
 from broker.web.shared import context as web
 from broker.web.shared.context import render_error
-
-WRONG = "Wrong username or password"
 
 # Each attempt is counted before the password is checked, so a burst of parallel attempts cannot
 # slip past the limit between a check and a count (broker/storage/lua/login_reserve.lua; a refused
@@ -101,7 +100,10 @@ def _too_many(retry_after: int) -> Response:
     response = render_error(
         429,
         "rate_limited",
-        f"Too many failed sign-in attempts. Try again in {max(1, retry_after // 60 or 1)} minute(s).",
+        gettext(
+            "Too many failed sign-in attempts. Try again in %(minutes)s minute(s).",
+            minutes=max(1, retry_after // 60 or 1),
+        ),
     )
     response.headers["Retry-After"] = str(max(1, retry_after))
     return response
@@ -125,7 +127,7 @@ def login() -> BaseResponse:
         return _form_page(form)
 
     if not form.validate_on_submit():  # CSRF failures raise CSRFError -> 400 page
-        return _form_page(form, "Enter your username and password.", 400)
+        return _form_page(form, gettext("Enter your username and password."), 400)
     target = safe_next(form.next.data) or "/"
     username = (form.username.data or "").strip()
     account_key = _account_key(username)
@@ -136,7 +138,7 @@ def login() -> BaseResponse:
     uid = directory.verify_password(web.store(), username, form.password.data or "")
     if uid is None:  # the failure was counted by the reservation
         form.password.data = ""
-        return _form_page(form, WRONG, 401)
+        return _form_page(form, gettext("Wrong username or password"), 401)
     _forget_attempt(account_key, ip_key)
     session.sign_in(uid, int(time.time()))
     return redirect(target, code=303)

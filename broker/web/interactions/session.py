@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from flask import session
 
 from broker.storage import keys
+from broker.web.interactions import i18n
 from broker.web.shared import context as web
 
 
@@ -32,7 +33,9 @@ def auth_time() -> int | None:
 
 
 def sign_in(user_id: str, now: int) -> None:
+    keep = {k: session[k] for k in i18n.SESSION_KEYS if k in session}  # the page language only
     session.clear()  # a fresh session on login: no fixation
+    session.update(keep)
     session["uid"] = user_id
     session["auth_time"] = now
 

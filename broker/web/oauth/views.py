@@ -21,6 +21,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from werkzeug.wrappers import Response
 
 from broker.extensions import csrf
+from broker.web.interactions import i18n
 from broker.web.interactions import session as login_session
 from broker.web.oauth import cors
 from broker.web.oauth.models import Client, load_client, load_grant
@@ -395,6 +396,7 @@ def metadata() -> dict[str, Any]:
         "id_token_signing_alg_values_supported": ["ES256"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"],
         "prompt_values_supported": ["none", "login", "consent"],
+        "ui_locales_supported": list(i18n.HTML_LANG.values()),  # OIDC Discovery 1.0 section 3
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from broker.apps.registry import get_app
@@ -22,7 +23,6 @@ from broker.ledger import checkpoints, reading
 from broker.storage import keys
 from broker.web.interactions import i18n
 from broker.web.interactions.session import current_user_id, login_url, sign_out
-from broker.web.privacy import strings
 from broker.web.privacy.blueprint import bp
 from broker.web.shared import context as web
 
@@ -40,9 +40,6 @@ def _fmt_time(value: Any) -> str:
 def _render(template: str, lang: str, **context: Any) -> Response:
     html = render_template(
         template,
-        lang=i18n.HTML_LANG[lang],
-        ui=lang,
-        t=lambda key, **kw: strings.t(key, lang, **kw),
         fmt_time=_fmt_time,
         **context,
     )
@@ -93,10 +90,17 @@ def revoke_app(client_id: str) -> Any:
     name = app_name(client_id)
     if request.method == "POST":
         grants_svc.revoke_grant(web.store(), web.settings(), client_id, uid)
-        flash(strings.t("revoked_app", lang, app=name), "success")
+        flash(gettext("%(app)s no longer receives anything about you.", app=name), "success")
         return redirect(url_for("privacy.overview"), code=303)
     return _render(
-        "privacy/confirm.html", lang, question=strings.t("confirm_app", lang, app=name), app_name=name
+        "privacy/confirm.html",
+        lang,
+        question=gettext(
+            "Remove %(app)s? It will stop receiving anything about you at once. "
+            "What it already received is not undone.",
+            app=name,
+        ),
+        app_name=name,
     )
 
 
@@ -113,11 +117,16 @@ def revoke_scope(client_id: str, scope: str) -> Any:
     name = app_name(client_id)
     if request.method == "POST":
         grants_svc.revoke_scope(web.store(), web.settings(), catalog, client_id, uid, scope)
-        flash(strings.t("revoked_scope", lang, app=name, scope=scope), "success")
+        flash(gettext("%(app)s no longer receives “%(scope)s”.", app=name, scope=scope), "success")
         return redirect(url_for("privacy.overview"), code=303)
     described = catalog.scopes[scope].description.get(lang) or catalog.scopes[scope].description["en"]
     losing = [f for f in grant["fields"] if f in catalog.scopes[scope].fields]
-    question = strings.t("confirm_scope", lang, app=name, scope=described, fields=", ".join(losing))
+    question = gettext(
+        "Withdraw “%(scope)s” from %(app)s? It will stop receiving these fields at once: %(fields)s.",
+        app=name,
+        scope=described,
+        fields=", ".join(losing),
+    )
     return _render("privacy/confirm.html", lang, question=question, app_name=name)
 
 
@@ -194,7 +203,7 @@ def delete_page() -> Any:
             center.delete_account(store, settings, uid)
             sign_out()
             return redirect(url_for("privacy.deleted", lang=lang), code=303)
-        error = strings.t("wrong_username", lang)
+        error = gettext("The username does not match.")
     html = _render(
         "privacy/delete.html", lang, username=username, error=error, days=settings.ledger_retention_days
     )

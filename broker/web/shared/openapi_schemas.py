@@ -94,6 +94,7 @@ class DiscoverySchema(_Body):
     id_token_signing_alg_values_supported = _strings()
     claims_supported = _strings()
     prompt_values_supported = _strings()
+    ui_locales_supported = _strings()
     claims_parameter_supported = fields.Boolean(required=True)
     request_parameter_supported = fields.Boolean(required=True)
     request_uri_parameter_supported = fields.Boolean(required=True)
