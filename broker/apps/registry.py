@@ -199,6 +199,39 @@ def list_apps(store: Store, developer_id: str | None = None) -> list[dict[str, A
     return out
 
 
+def _uri_list(raw: str | None) -> list[str]:
+    try:
+        uris = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
+
+
+def redirect_uris(store: Store, client_id: str) -> list[str]:
+    """One app's registered redirect URIs (one HGET; nothing for an unknown or empty client id)."""
+    if not client_id:
+        return []
+    return _uri_list(store.redis.hget(keys.app(client_id), "redirect_uris"))
+
+
+def all_redirect_uris(store: Store) -> list[str]:
+    """The redirect URIs of every registered app (one pipelined read per 500 apps)."""
+    client_ids = store.redis.zrange(keys.apps_all(), 0, -1)
+    out: list[str] = []
+    for start in range(0, len(client_ids), 500):
+        with store.redis.pipeline(transaction=False) as pipe:
+            for cid in client_ids[start : start + 500]:
+                pipe.hget(keys.app(cid), "redirect_uris")
+            for raw in pipe.execute():
+                out.extend(_uri_list(raw))
+    return out
+
+
+def developer_of(store: Store, client_id: str) -> str:
+    """The app's developer id ("" when unknown): one HGET, for the id_token disclosure record."""
+    return str(store.redis.hget(keys.app(client_id), "developer_id") or "")
+
+
 def _encode(record: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in record.items():
