@@ -88,6 +88,20 @@ def get_user(store: Store, uid: str) -> dict[str, Any] | None:
     return _public(record) if record else None
 
 
+def user_status(store: Store, uid: str) -> str | None:
+    """The account's status ("active", "deleted", ...) in one HGET; None when there is no such user."""
+    value = store.redis.hget(keys.user(uid), "status")
+    return str(value) if value is not None else None
+
+
+def user_field(store: Store, uid: str, name: str) -> str | None:
+    """One public profile field (``nickname``, ``username``...) in one HGET; never the password hash."""
+    if name == "password_hash":
+        raise ValueError("the password hash is not a profile field")
+    value = store.redis.hget(keys.user(uid), name)
+    return str(value) if value is not None else None
+
+
 def get_users(store: Store, uids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Many users in one round trip; missing ids are left out."""
     wanted = [uid for uid in dict.fromkeys(uids) if USER_ID_RE.match(uid)]

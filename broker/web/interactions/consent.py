@@ -20,8 +20,8 @@ from flask import Response, redirect, render_template, request, session
 from broker.apps import registry as apps_svc
 from broker.consent import grants as grants_svc
 from broker.core.catalog import Catalog
+from broker.directory import service as directory
 from broker.errors import Forbidden, NotFound, ValidationFailed
-from broker.storage import keys
 from broker.web.interactions import i18n
 from broker.web.interactions.blueprint import bp
 from broker.web.interactions.session import current_user_id, login_url
@@ -110,7 +110,7 @@ def consent(iid: str) -> Any:
     if request.method == "POST":
         return _decide(iid, interaction, return_to, app_record, uid, scopes, rows, lang)
 
-    developer = web.store().redis.hget(keys.user(app_record["developer_id"]), "nickname")
+    developer = directory.user_field(web.store(), app_record["developer_id"], "nickname")
     html = render_template(
         "consent.html",
         lang=i18n.HTML_LANG[lang],

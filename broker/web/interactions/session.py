@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from flask import session
 
-from broker.storage import keys
+from broker.directory import service as directory
 from broker.web.shared import context as web
 
 
@@ -19,7 +19,7 @@ def current_user_id() -> str | None:
     uid = session.get("uid")
     if not isinstance(uid, str):
         return None
-    status = web.store().redis.hget(keys.user(uid), "status")
+    status = directory.user_status(web.store(), uid)
     if status != "active":
         session.clear()
         return None
