@@ -16,7 +16,8 @@ from broker.config import Settings
 from broker.core import catalog as catalog_mod
 from broker.core.keyring import Keyring
 from broker.extensions import csrf
-from broker.storage.store import Store, log_storage_failure
+from broker.runtime import log_storage_failure
+from broker.storage.store import Store
 from broker.web.shared.context import render_error
 
 log = logging.getLogger("broker.app")

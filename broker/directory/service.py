@@ -291,6 +291,17 @@ def get_org(store: Store, oid: str) -> dict[str, Any] | None:
     return _org_public(record) if record else None
 
 
+def org_names(store: Store, oids: Iterable[str]) -> dict[str, str]:
+    """Organization display names in one pipelined read; an org without a name keeps its id."""
+    wanted = list(dict.fromkeys(oids))
+    if not wanted:
+        return {}
+    pipe = store.redis.pipeline(transaction=False)
+    for oid in wanted:
+        pipe.hget(keys.org(oid), "name")
+    return {oid: name or oid for oid, name in zip(wanted, pipe.execute(), strict=True)}
+
+
 def org_record(data: dict[str, Any], oid: str, now: int) -> dict[str, str]:
     return {
         "id": oid,

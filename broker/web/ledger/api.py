@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from broker import errors
 from broker.ledger import checkpoints, reading, storage
 from broker.ledger.checkpoints import b64
-from broker.storage.store import log_storage_failure
+from broker.runtime import log_storage_failure
 from broker.web.interactions.session import current_user_id
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs

@@ -19,9 +19,9 @@ from flask_wtf.csrf import CSRFError, generate_csrf
 
 from broker.consent import grants as grants_svc
 from broker.consent import person as center
+from broker.directory import service as directory
 from broker.errors import BrokerError, NotFound, StorageUnavailable, Unauthenticated, ValidationFailed
-from broker.storage import keys
-from broker.storage.store import log_storage_failure
+from broker.runtime import log_storage_failure
 from broker.web.interactions import i18n
 from broker.web.interactions.session import current_user_id, sign_out
 from broker.web.privacy.blueprint import bp
@@ -142,7 +142,7 @@ def api_delete_account() -> Any:
     uid = require_user()
     payload = request.get_json(silent=True)
     store = web.store()
-    username = store.redis.hget(keys.user(uid), "username") or uid
+    username = directory.user_field(store, uid, "username") or uid
     if not isinstance(payload, dict) or payload.get("confirm_username") != username:
         raise ValidationFailed(
             "confirm with your username", fields={"confirm_username": ["must equal your username"]}

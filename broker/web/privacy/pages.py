@@ -17,9 +17,9 @@ from broker.apps.registry import get_app
 from broker.consent import grants as grants_svc
 from broker.consent import person as center
 from broker.consent import receipts
+from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
 from broker.ledger import checkpoints, reading
-from broker.storage import keys
 from broker.web.interactions import i18n
 from broker.web.interactions.session import current_user_id, login_url, sign_out
 from broker.web.privacy import strings
@@ -134,11 +134,9 @@ def disclosures() -> Any:
         store, jwks, uid, filters, request.args.get("cursor") or None, PAGE_SIZE
     )
     names = {e["record"]["app"]: app_name(e["record"]["app"]) for e in page.entries}
-    org_names = {
-        e["record"]["org"]: store.redis.hget(keys.org(e["record"]["org"]), "name") or e["record"]["org"]
-        for e in page.entries
-        if e["record"].get("org")
-    }
+    org_names = directory.org_names(
+        store, (e["record"]["org"] for e in page.entries if e["record"].get("org"))
+    )
     filter_apps = {g["client_id"]: app_name(g["client_id"]) for g in grants_svc.grants_of_user(store, uid)}
     filter_apps.update(names)
     base_args: dict[str, Any] = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}
@@ -187,7 +185,7 @@ def delete_page() -> Any:
         return uid
     lang = i18n.language()
     store, settings = web.store(), web.settings()
-    username = store.redis.hget(keys.user(uid), "username") or uid
+    username = directory.user_field(store, uid, "username") or uid
     error = None
     if request.method == "POST":
         if request.form.get("username", "").strip() == username:

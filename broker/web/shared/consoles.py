@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from broker import errors
 from broker.apps import registry as apps_svc
-from broker.storage.store import log_storage_failure
+from broker.runtime import log_storage_failure
 from broker.web.interactions import session as login_session
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
