@@ -20,8 +20,8 @@ from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.consent import org_admin, org_policy
 from broker.consent.org_policy import ADMINS_MANAGE, APPS_MANAGE, AUDIT_READ, ORG_DISBAND, Role
+from broker.directory import service as directory
 from broker.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from broker.storage import keys
 from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
@@ -117,12 +117,8 @@ def _org(oid: str) -> dict[str, str]:
 
 def _names(uids: list[str]) -> dict[str, str]:
     """Nicknames for display (the console is the org's own view of its members)."""
-    if not uids:
-        return {}
-    pipe = web.store().redis.pipeline(transaction=False)
-    for uid in uids:
-        pipe.hget(keys.user(uid), "nickname")
-    return {uid: (name or uid) for uid, name in zip(uids, pipe.execute(), strict=True)}
+    users = directory.get_users(web.store(), uids)
+    return {uid: (users.get(uid, {}).get("nickname") or uid) for uid in uids}
 
 
 def _scope_rows(scopes: list[str]) -> list[dict[str, Any]]:
@@ -197,7 +193,7 @@ def _disband(oid: str, confirm: str) -> list[str]:
 
 def _center_rows(oid: str) -> list[dict[str, Any]]:
     store = web.store()
-    installed = set(store.redis.smembers(keys.org_installations(oid)))
+    installed = inst_svc.installed_client_ids(store, oid)
     return [
         {**apps_svc.public_view(a), "installed": a["client_id"] in installed}
         for a in org_admin.app_center(store)
