@@ -227,6 +227,24 @@ def all_redirect_uris(store: Store) -> list[str]:
     return out
 
 
+def secrets_meta(store: Store, client_id: str, now: int) -> list[dict[str, Any]]:
+    """Created and expiry times of the app's live client secrets (never the secrets or their
+    hashes), the permanent one last."""
+    rows = [json.loads(v) for v in store.redis.hvals(keys.app_secrets(client_id))]
+    live = [r for r in rows if r.get("expires") is None or int(r["expires"]) > now]
+    return sorted(live, key=lambda r: (r.get("expires") is None, r.get("created", 0)))
+
+
+def installation_org_ids(store: Store, client_id: str) -> list[str]:
+    """The organizations the app is installed in (sorted), from its index."""
+    return sorted(store.redis.smembers(keys.app_installations(client_id)))
+
+
+def grant_count(store: Store, client_id: str) -> int:
+    """How many people hold a grant to the app (SCARD of its grant index)."""
+    return int(store.redis.scard(keys.app_grants(client_id)))
+
+
 def developer_of(store: Store, client_id: str) -> str:
     """The app's developer id ("" when unknown): one HGET, for the id_token disclosure record."""
     return str(store.redis.hget(keys.app(client_id), "developer_id") or "")

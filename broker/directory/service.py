@@ -377,6 +377,16 @@ def member_role(store: Store, oid: str, uid: str) -> dict[str, Any] | None:
     return value
 
 
+def member_roles(store: Store, oid: str, uids: list[str]) -> list[dict[str, Any] | None]:
+    """``member_role`` for many members in one pipelined read, in the order given."""
+    if not uids:
+        return []
+    pipe = store.redis.pipeline(transaction=False)
+    for uid in uids:
+        pipe.hget(keys.org_roles(oid), uid)
+    return [json.loads(r) if r else None for r in pipe.execute()]
+
+
 def is_member(store: Store, oid: str, uid: str) -> bool:
     return store.redis.zscore(keys.org_members(oid), uid) is not None
 

@@ -11,7 +11,6 @@ only the keyed hash of a client secret (DESIGN invariant 5).
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -21,7 +20,6 @@ from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
 from broker.consent import installations as inst_svc
 from broker.errors import NotFound, ValidationFailed
-from broker.storage import keys
 from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
@@ -76,23 +74,20 @@ def _update(record: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
 
 def _secrets_meta(client_id: str) -> list[dict[str, Any]]:
     """Created and expiry times of the app's client secrets (never the secrets or their hashes)."""
-    now = int(time.time())
-    rows = [json.loads(v) for v in web.store().redis.hvals(keys.app_secrets(client_id))]
-    live = [r for r in rows if r.get("expires") is None or int(r["expires"]) > now]
-    return sorted(live, key=lambda r: (r.get("expires") is None, r.get("created", 0)))
+    return apps_svc.secrets_meta(web.store(), client_id, int(time.time()))
 
 
 def _overview(record: dict[str, Any]) -> dict[str, Any]:
     store = web.store()
     client_id = record["client_id"]
     installs = []
-    for org_id in sorted(store.redis.smembers(keys.app_installations(client_id))):
+    for org_id in apps_svc.installation_org_ids(store, client_id):
         inst = inst_svc.get_installation(store, client_id, org_id)
         if inst is not None:
             installs.append({"org_id": org_id, "enabled": inst["enabled"], "scopes": inst["scopes"]})
     return {
         **apps_svc.public_view(record),
-        "grant_count": int(store.redis.scard(keys.app_grants(client_id))),
+        "grant_count": apps_svc.grant_count(store, client_id),
         "installations": installs,
         "client_secrets": _secrets_meta(client_id),
     }
