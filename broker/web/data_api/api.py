@@ -19,8 +19,8 @@ from werkzeug.wrappers import Response
 
 from broker.errors import BrokerError, NotFound, ValidationFailed
 from broker.extensions import csrf
+from broker.gate import members as org_members
 from broker.gate.disclosure import Gate, InsufficientScope, InvalidToken
-from broker.storage import keys
 from broker.web.oauth import cors
 from broker.web.shared import context as web
 from broker.web.shared.claims import MEMBER_SCOPE, OIDC_CLAIMS
@@ -189,15 +189,12 @@ def members(org_id: str) -> Response:
     after = decode_cursor(args["cursor"]) if args["cursor"] else -1
     token = bearer_token()  # before any read: a request without a token learns nothing
     del token
-    rows = web.store().redis.zrangebyscore(
-        keys.org_members(org_id), f"({after}", "+inf", start=0, num=args["limit"] + 1, withscores=True
-    )
-    page, more = rows[: args["limit"]], len(rows) > args["limit"]
+    page, more = org_members.page(web.store(), org_id, after, args["limit"])
     uids = [uid for uid, _ in page]
     disclosed = _org_token(org_id, "GET /v1/orgs/{org_id}/members", uids)
     body = {
         "members": gate().profiles(disclosed, uids),
-        "next_cursor": encode_cursor(int(page[-1][1])) if more and page else None,
+        "next_cursor": encode_cursor(page[-1][1]) if more and page else None,
     }
     return _no_store(jsonify(body))
 
@@ -207,13 +204,10 @@ def members(org_id: str) -> Response:
 def member(org_id: str, user_id: str) -> Response:
     """One member by the pairwise user id this app was given (organization token)."""
     bearer_token()
-    uid = None
+    persons: list[str] = []
     if len(user_id) <= 64:
         # Pairwise ids are only reversible through the map of ids this app was given.
-        token_client = _client_or_none()
-        if token_client:
-            uid = web.store().redis.hget(keys.pairwise_reverse(token_client, org_id), user_id)
-    persons = [uid] if uid and web.store().redis.zscore(keys.org_members(org_id), uid) is not None else []
+        persons = org_members.by_pairwise_id(web.store(), _client_or_none(), org_id, user_id)
     disclosed = _org_token(org_id, "GET /v1/orgs/{org_id}/members/{user_id}", persons)
     if not persons:
         raise NotFound("No such member")
