@@ -245,6 +245,32 @@ def grant_count(store: Store, client_id: str) -> int:
     return int(store.redis.scard(keys.app_grants(client_id)))
 
 
+def app_and_secret_hashes(
+    store: Store, client_id: str
+) -> tuple[dict[str, Any], dict[str, int | None]] | None:
+    """The app (as ``get_app`` gives it) and its client-secret hashes with their expiry (None: no
+    expiry), in one round trip: what client authentication needs. None for an unknown app."""
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
+        return None
+    with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.app(client_id))
+        pipe.hgetall(keys.app_secrets(client_id))
+        raw, secrets_raw = pipe.execute()
+    if not raw:
+        return None
+    record: dict[str, Any] = {k: v for k, v in raw.items() if not k.startswith("webhook_secret")}
+    record["redirect_uris"] = _uri_list(raw.get("redirect_uris"))
+    record["scopes"] = (raw.get("scopes") or "").split()
+    hashes: dict[str, int | None] = {}
+    for h, meta in secrets_raw.items():
+        try:
+            exp = json.loads(meta).get("expires")
+        except (ValueError, AttributeError):
+            continue
+        hashes[h] = int(exp) if isinstance(exp, int | float) else None
+    return record, hashes
+
+
 def developer_of(store: Store, client_id: str) -> str:
     """The app's developer id ("" when unknown): one HGET, for the id_token disclosure record."""
     return str(store.redis.hget(keys.app(client_id), "developer_id") or "")
