@@ -36,7 +36,7 @@ from redis.cluster import RedisCluster
 from broker.core.catalog import Catalog
 from broker.core.hashing import keyed_hash
 from broker.core.pairwise import pairwise_id
-from broker.errors import BrokerError, NotFound, StorageUnavailable
+from broker.errors import BearerError, NotFound, StorageUnavailable
 from broker.storage import keys
 from broker.storage.breaker import CircuitOpen
 from broker.storage.store import UNAVAILABLE, Store
@@ -125,20 +125,26 @@ return {'ok', tok.kind, tok.subject, tok.grant_id, cjson.encode(field_list)}
 )
 
 
-class InvalidToken(BrokerError):
+class InvalidToken(BearerError):
     """RFC 6750 3.1 ``invalid_token``: 401 with a ``WWW-Authenticate: Bearer`` challenge."""
 
     status = 401
     code = "invalid_token"
     title = "Invalid access token"
 
+    def challenge(self) -> dict[str, str]:
+        return {"error": "invalid_token", "error_description": self.detail}
 
-class InsufficientScope(BrokerError):
+
+class InsufficientScope(BearerError):
     """RFC 6750 3.1 ``insufficient_scope``: 403 naming the missing scope and where to grant it."""
 
     status = 403
     code = "insufficient_scope"
     title = "Insufficient scope"
+
+    def challenge(self) -> dict[str, str]:
+        return {"error": "insufficient_scope", "scope": str(self.extra.get("scope", ""))}
 
 
 @dataclass(frozen=True)
