@@ -12,12 +12,11 @@ import binascii
 from typing import Any, cast
 
 from flask import Blueprint, current_app, jsonify, request
-from flask.typing import ResponseReturnValue
 from marshmallow import RAISE, Schema, ValidationError, validate
 from marshmallow import fields as mf
 from werkzeug.wrappers import Response
 
-from broker.errors import BrokerError, NotFound, ValidationFailed
+from broker.errors import MissingToken, NotFound, ValidationFailed
 from broker.extensions import csrf
 from broker.gate import members as org_members
 from broker.gate.disclosure import Gate, InsufficientScope, InvalidToken
@@ -25,6 +24,7 @@ from broker.web.oauth import cors
 from broker.web.shared import context as web
 from broker.web.shared.claims import MEMBER_SCOPE, OIDC_CLAIMS
 from broker.web.shared.openapi import documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
@@ -44,31 +44,6 @@ def bearer_token() -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingToken("An access token is required: Authorization: Bearer <token>")
     return token.strip()
-
-
-class MissingToken(BrokerError):
-    """RFC 6750 3.1: a request without credentials gets a bare challenge and no error code."""
-
-    status = 401
-    code = "invalid_request"
-    title = "Access token required"
-
-
-@bp.errorhandler(InvalidToken)
-@bp.errorhandler(MissingToken)
-@bp.errorhandler(InsufficientScope)
-def bearer_error(exc: BrokerError) -> ResponseReturnValue:
-    response = jsonify(exc.body())
-    response.status_code = exc.status
-    response.mimetype = "application/problem+json"
-    challenge = 'Bearer realm="broker"'
-    if isinstance(exc, InvalidToken):
-        challenge += f', error="invalid_token", error_description="{exc.detail}"'
-    elif isinstance(exc, InsufficientScope):
-        challenge += f', error="insufficient_scope", scope="{exc.extra.get("scope", "")}"'
-    response.headers["WWW-Authenticate"] = challenge
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _grant_url(exc: InsufficientScope) -> str:
@@ -100,18 +75,12 @@ def _disclose_person(endpoint: str) -> tuple[Any, dict[str, Any]]:
     return disclosed, found[0]
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
-
-
 @bp.get("/v1/me")
 @documented("Me")
 def me() -> Response:
     """The person behind the token, as far as their grant allows (recorded in the ledger first)."""
     _, profile = _disclose_person("GET /v1/me")
-    return _no_store(jsonify(profile))
+    return no_store(jsonify(profile))
 
 
 @bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"])
@@ -125,7 +94,7 @@ def userinfo() -> Response:
     if request.method == "OPTIONS":
         return cors.apply(Response(status=204), cors.any_app_origins(web.store()))
     disclosed, profile = _disclose_person("userinfo")
-    response = _no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
+    response = no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
     return cors.apply(response, cors.client_origins(web.store(), disclosed.client_id))
 
 
@@ -196,7 +165,7 @@ def members(org_id: str) -> Response:
         "members": gate().profiles(disclosed, uids),
         "next_cursor": encode_cursor(page[-1][1]) if more and page else None,
     }
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 @bp.get("/v1/orgs/<org_id>/members/<user_id>")
@@ -214,7 +183,7 @@ def member(org_id: str, user_id: str) -> Response:
     found = gate().profiles(disclosed, persons)
     if not found:
         raise NotFound("No such member")
-    return _no_store(jsonify(found[0]))
+    return no_store(jsonify(found[0]))
 
 
 def _client_or_none() -> str | None:
