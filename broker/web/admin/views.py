@@ -22,11 +22,13 @@ from broker.consent import org_admin, org_policy
 from broker.consent.org_policy import ADMINS_MANAGE, APPS_MANAGE, AUDIT_READ, ORG_DISBAND, Role
 from broker.directory import service as directory
 from broker.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from broker.web.interactions import session as login_session
 from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("admin", __name__)
 
@@ -90,7 +92,7 @@ class DisbandSchema(Schema):
 
 
 def _role(oid: str, permission: str | None) -> tuple[str, Role]:
-    uid = consoles.require_user(API)
+    uid = login_session.login_required()
     return uid, org_policy.require(web.store(), oid, uid, permission)
 
 
@@ -101,14 +103,9 @@ def _administer(oid: str) -> tuple[str, Role]:
     return uid, role
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _page(template: str, status: int = 200, **context: Any) -> Response:
     html = render_template(template, **context)
-    return _no_store(Response(html, status=status, mimetype="text/html"))
+    return no_store(Response(html, status=status, mimetype="text/html"))
 
 
 def _org(oid: str) -> dict[str, str]:
@@ -213,7 +210,7 @@ def _fail(exc: ValidationFailed | Conflict, back: str) -> Any:
 
 @bp.get("/console")
 def console_home() -> Any:
-    uid = consoles.require_user(API)
+    uid = login_session.login_required()
     orgs = org_admin.administered_orgs(web.store(), uid)
     return _page("admin/console.html", orgs=orgs)
 
@@ -461,7 +458,7 @@ _MANAGE = {403: "A member without the permission this needs", **_MEMBER}
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    response = _no_store(jsonify(body))
+    response = no_store(jsonify(body))
     response.status_code = status
     return response
 

@@ -20,11 +20,13 @@ from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
 from broker.consent import installations as inst_svc
 from broker.errors import NotFound, ValidationFailed
+from broker.web.interactions import session as login_session
 from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("developer", __name__)
 
@@ -36,7 +38,7 @@ consoles.install_handlers(bp, API)
 
 
 def _me() -> str:
-    return consoles.require_user(API)
+    return login_session.login_required()
 
 
 def _own_app(uid: str, client_id: str) -> dict[str, Any]:
@@ -118,11 +120,6 @@ def _form_payload(*, creating: bool) -> dict[str, Any]:
     return payload
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _form_page(template: str, status: int = 200, **context: Any) -> Response:
     html = render_template(template, catalog=web.catalog(), kinds=apps_svc.KINDS, **context)
     return Response(html, status=status, mimetype="text/html")
@@ -175,7 +172,7 @@ def app_page(client_id: str) -> Any:
         deliveries=consoles.app_deliveries(client_id),
         overlap=web.settings().secret_overlap_seconds,
     )
-    return _no_store(Response(html, mimetype="text/html"))
+    return no_store(Response(html, mimetype="text/html"))
 
 
 @bp.get("/developer/apps/<client_id>/edit")
@@ -261,7 +258,7 @@ _OWN = {404: "You have no app with this client id"}
 @documented(rs.AppListSchema, summary="Your apps")
 def api_list() -> Response:
     uid = _me()
-    return _no_store(
+    return no_store(
         jsonify({"apps": [apps_svc.public_view(a) for a in apps_svc.list_apps(web.store(), uid)]})
     )
 
@@ -280,7 +277,7 @@ def api_create() -> Response:
     body: dict[str, Any] = {**apps_svc.public_view(record), "webhook_secret": webhook_secret}
     if client_secret is not None:
         body["client_secret"] = client_secret
-    response = _no_store(jsonify(body))
+    response = no_store(jsonify(body))
     response.status_code = 201
     response.headers["Location"] = f"/developer/v1/apps/{record['client_id']}"
     return response
@@ -297,7 +294,7 @@ def api_get(client_id: str) -> Response:
     body = _overview(record)
     body["disclosures"] = consoles.app_disclosures(client_id)
     body["deliveries"] = consoles.app_deliveries(client_id)
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 @bp.get("/developer/v1/disclosures")
@@ -323,7 +320,7 @@ def api_app_disclosures(client_id: str) -> Response:
 @documented(rs.AppSchema, body=AppUpdateSchema, errors=_OWN, summary="Change an app's editable fields")
 def api_update(client_id: str) -> Response:
     record = _own_app(_me(), client_id)
-    return _no_store(jsonify(apps_svc.public_view(_update(record, consoles.json_payload()))))
+    return no_store(jsonify(apps_svc.public_view(_update(record, consoles.json_payload()))))
 
 
 @bp.delete("/developer/v1/apps/<client_id>")
@@ -345,7 +342,7 @@ def api_delete(client_id: str) -> Response:
 def api_rotate_secret(client_id: str) -> Response:
     _own_app(_me(), client_id)
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
-    return _no_store(
+    return no_store(
         jsonify({"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires})
     )
 
@@ -355,7 +352,7 @@ def api_rotate_secret(client_id: str) -> Response:
 def api_rotate_webhook_secret(client_id: str) -> Response:
     _own_app(_me(), client_id)
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
-    return _no_store(jsonify({"client_id": client_id, "webhook_secret": secret}))
+    return no_store(jsonify({"client_id": client_id, "webhook_secret": secret}))
 
 
 @bp.post("/developer/v1/apps/<client_id>/events/<event_id>/redeliver")
@@ -367,4 +364,4 @@ def api_rotate_webhook_secret(client_id: str) -> Response:
 def api_redeliver(client_id: str, event_id: str) -> Response:
     _own_app(_me(), client_id)
     _redeliver(client_id, event_id)
-    return _no_store(jsonify({"client_id": client_id, "event_id": event_id, "queued": True}))
+    return no_store(jsonify({"client_id": client_id, "event_id": event_id, "queued": True}))

@@ -24,7 +24,7 @@ from broker.directory import service as directory
 from broker.errors import Forbidden, NotFound, ValidationFailed
 from broker.web.interactions import i18n
 from broker.web.interactions.blueprint import bp
-from broker.web.interactions.session import current_user_id, login_url
+from broker.web.interactions.session import login_required
 from broker.web.shared import context as web
 
 # Bump when the consent page's wording changes in a way that matters to what people agree to.
@@ -96,9 +96,7 @@ def _purpose(app_record: dict[str, Any], lang: str) -> str:
 @bp.route("/consent/<iid>", methods=["GET", "POST"])
 def consent(iid: str) -> Any:
     lang = i18n.language()
-    uid = current_user_id()
-    if uid is None:
-        return redirect(login_url(request.full_path.rstrip("?")), code=303)
+    uid = login_required()
     interaction = _interaction(iid, lang)
     return_to = _safe_return_to(interaction.get("return_to"), lang)
     app_record = _app_for(interaction, lang)

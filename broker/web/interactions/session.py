@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from flask import session
 
 from broker.directory import service as directory
+from broker.errors import SignInRequired
 from broker.web.shared import context as web
 
 
@@ -23,6 +24,16 @@ def current_user_id() -> str | None:
     if status != "active":
         session.clear()
         return None
+    return uid
+
+
+def login_required(detail: str = "sign in first: this API is authenticated by the session cookie") -> str:
+    """The signed-in person's id, or ``SignInRequired``: the renderer sends a browser to the login
+    page and back (303), and answers an API call 401 with ``detail`` and a cookie challenge. The
+    one way every page and session API asks for a person."""
+    uid = current_user_id()
+    if uid is None:
+        raise SignInRequired(detail)
     return uid
 
 

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from broker import errors
 from broker.ledger import checkpoints, reading, storage
 from broker.ledger.checkpoints import b64
-from broker.web.interactions.session import current_user_id
+from broker.web.interactions.session import login_required
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import TEXT, Content, Lines, documented
@@ -170,7 +170,5 @@ def listing(view: str, subject: str, *, person_filter: bool) -> Response:
 @documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureQuery, errors=_CORRUPT)
 def my_disclosures() -> Response:
     """The signed-in person's disclosures with proofs; ``?format=ndjson|csv`` streams an export."""
-    uid = current_user_id()
-    if uid is None:
-        raise errors.Unauthenticated("sign in to read your disclosures")
+    uid = login_required("sign in to read your disclosures")
     return listing("person", uid, person_filter=False)

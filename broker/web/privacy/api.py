@@ -20,10 +20,10 @@ from flask_wtf.csrf import CSRFError, generate_csrf
 from broker.consent import grants as grants_svc
 from broker.consent import person as center
 from broker.directory import service as directory
-from broker.errors import BrokerError, NotFound, StorageUnavailable, Unauthenticated, ValidationFailed
+from broker.errors import BrokerError, NotFound, StorageUnavailable, ValidationFailed
 from broker.runtime import log_storage_failure
 from broker.web.interactions import i18n
-from broker.web.interactions.session import current_user_id, sign_out
+from broker.web.interactions.session import login_required, sign_out
 from broker.web.privacy.blueprint import bp
 from broker.web.privacy.pages import held_grant
 from broker.web.privacy.receipts import _problem
@@ -69,11 +69,7 @@ def _csrf_failed(exc: CSRFError) -> Any:
     )
 
 
-def require_user() -> str:
-    uid = current_user_id()
-    if uid is None:
-        raise Unauthenticated("sign in to use your privacy center")
-    return uid
+SIGN_IN = "sign in to use your privacy center"
 
 
 @bp.get("/privacy/v1/csrf-token")
@@ -81,7 +77,7 @@ def require_user() -> str:
 @_api
 def api_csrf_token() -> Any:
     """The token to send as ``X-CSRFToken`` on POSTs (bound to this session)."""
-    require_user()
+    login_required(SIGN_IN)
     response = jsonify({"csrf_token": generate_csrf(), "header": "X-CSRFToken"})
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -92,7 +88,7 @@ def api_csrf_token() -> Any:
 @_api
 def api_apps() -> Any:
     """The apps holding a grant from the person, and the org apps receiving their basic fields."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     lang = i18n.language()
     store, catalog = web.store(), web.catalog()
     return jsonify(
@@ -108,7 +104,7 @@ def api_apps() -> Any:
 @_api
 def api_revoke_app(client_id: str) -> Any:
     """Withdraw the whole grant: its tokens stop working, the app is told, a receipt is issued."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     held_grant(uid, client_id)
     grants_svc.revoke_grant(web.store(), web.settings(), client_id, uid)
     return jsonify({"client_id": client_id, "grant": None})
@@ -119,7 +115,7 @@ def api_revoke_app(client_id: str) -> Any:
 @_api
 def api_revoke_scope(client_id: str, scope: str) -> Any:
     """Withdraw one scope; the grant keeps the fields its other scopes reach (none left: revoked)."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     grant = held_grant(uid, client_id)
     if scope not in grant["scopes"]:
         raise NotFound("the grant does not include this scope")
@@ -139,7 +135,7 @@ def api_revoke_scope(client_id: str, scope: str) -> Any:
 @_api
 def api_delete_account() -> Any:
     """Body ``{"confirm_username": "<your username>"}``; the session ends with the account."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     payload = request.get_json(silent=True)
     store = web.store()
     username = directory.user_field(store, uid, "username") or uid
@@ -164,7 +160,7 @@ def api_delete_account() -> Any:
 @_api
 def export() -> Any:
     """NDJSON export of everything about the signed-in person, streamed."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     lines = center.export_lines(web.store(), uid)
     response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = 'attachment; filename="my-data.ndjson"'

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
-from werkzeug.wrappers import Response as BaseResponse
 
 from broker.apps.registry import get_app
 from broker.consent import grants as grants_svc
@@ -21,7 +20,7 @@ from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
 from broker.ledger import checkpoints, reading
 from broker.web.interactions import i18n
-from broker.web.interactions.session import current_user_id, login_url, sign_out
+from broker.web.interactions.session import login_required, sign_out
 from broker.web.privacy import strings
 from broker.web.privacy.blueprint import bp
 from broker.web.shared import context as web
@@ -49,13 +48,6 @@ def _render(template: str, lang: str, **context: Any) -> Response:
     return Response(html, mimetype="text/html")
 
 
-def _signed_in() -> str | BaseResponse:
-    uid = current_user_id()
-    if uid is None:
-        return redirect(login_url(request.full_path.rstrip("?")), code=303)
-    return uid
-
-
 def held_grant(uid: str, client_id: str) -> dict[str, Any]:
     grant = grants_svc.get_grant(web.store(), client_id, uid) if CLIENT_ID_RE.match(client_id) else None
     if grant is None:
@@ -70,9 +62,7 @@ def app_name(client_id: str) -> str:
 
 @bp.get("/privacy")
 def overview() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     store, catalog = web.store(), web.catalog()
     return _render(
@@ -85,9 +75,7 @@ def overview() -> Any:
 
 @bp.route("/privacy/apps/<client_id>/revoke", methods=["GET", "POST"])
 def revoke_app(client_id: str) -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     held_grant(uid, client_id)
     name = app_name(client_id)
@@ -102,9 +90,7 @@ def revoke_app(client_id: str) -> Any:
 
 @bp.route("/privacy/apps/<client_id>/scopes/<scope>/revoke", methods=["GET", "POST"])
 def revoke_scope(client_id: str, scope: str) -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     grant = held_grant(uid, client_id)
     catalog = web.catalog()
@@ -123,9 +109,7 @@ def revoke_scope(client_id: str, scope: str) -> Any:
 
 @bp.get("/privacy/disclosures")
 def disclosures() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     store = web.store()
     filters = reading.parse_filters(request.args, person_filter=False)
@@ -158,9 +142,7 @@ def disclosures() -> Any:
 
 @bp.get("/privacy/receipts")
 def receipts_page() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     cursor = request.args.get("cursor") or None
     if cursor is not None and not re.fullmatch(r"\d{13}:[0-9a-f-]{36}", cursor):
@@ -172,17 +154,13 @@ def receipts_page() -> Any:
 
 @bp.get("/privacy/export")
 def export_page() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    login_required()
     return _render("privacy/export.html", i18n.language())
 
 
 @bp.route("/privacy/delete", methods=["GET", "POST"])
 def delete_page() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     store, settings = web.store(), web.settings()
     username = directory.user_field(store, uid, "username") or uid

@@ -16,8 +16,8 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from broker.consent import receipts
-from broker.errors import BrokerError, NotFound, Unauthenticated, ValidationFailed
-from broker.web.interactions.session import current_user_id
+from broker.errors import BrokerError, NotFound, ValidationFailed
+from broker.web.interactions.session import login_required
 from broker.web.privacy.blueprint import bp
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
@@ -51,10 +51,7 @@ def _api(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _user() -> str:
-    uid = current_user_id()
-    if uid is None:
-        raise Unauthenticated("sign in to read your consent receipts")
-    return uid
+    return login_required("sign in to read your consent receipts")
 
 
 def _limit() -> int:
