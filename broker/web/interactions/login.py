@@ -19,10 +19,10 @@ from wtforms.validators import DataRequired, Length
 
 from broker.directory import service as directory
 from broker.directory import throttle
+from broker.errors import RateLimited
 from broker.web.interactions import session
 from broker.web.interactions.blueprint import bp
 from broker.web.shared import context as web
-from broker.web.shared.context import render_error
 
 WRONG = "Wrong username or password"
 
@@ -50,14 +50,11 @@ def safe_next(value: str | None) -> str | None:
     return value
 
 
-def _too_many(retry_after: int) -> Response:
-    response = render_error(
-        429,
-        "rate_limited",
+def _too_many(retry_after: int) -> RateLimited:
+    return RateLimited(
         f"Too many failed sign-in attempts. Try again in {max(1, retry_after // 60 or 1)} minute(s).",
+        headers={"Retry-After": str(max(1, retry_after))},
     )
-    response.headers["Retry-After"] = str(max(1, retry_after))
-    return response
 
 
 def _form_page(form: LoginForm, error: str | None = None, status: int = 200) -> Response:
@@ -84,7 +81,7 @@ def login() -> BaseResponse:
     attempt = throttle.attempt(web.store(), web.settings(), username, web.client_address())
     wait = throttle.reserve(web.store(), web.settings(), attempt)
     if wait is not None:
-        return _too_many(wait)
+        raise _too_many(wait)
     uid = directory.verify_password(web.store(), username, form.password.data or "")
     if uid is None:  # the failure was counted by the reservation
         form.password.data = ""

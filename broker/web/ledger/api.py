@@ -20,6 +20,7 @@ from broker.web.interactions.session import login_required
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import TEXT, Content, Lines, documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("ledger", __name__)
 log = logging.getLogger("broker.ledger")
@@ -162,7 +163,7 @@ def listing(view: str, subject: str, *, person_filter: bool) -> Response:
         mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
         response = Response(stream_with_context(lines), mimetype=mimetype)
         response.headers["Content-Disposition"] = f'attachment; filename="disclosures.{fmt}"'
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response
 
 
