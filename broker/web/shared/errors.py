@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 import redis
+from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Flask, Response, current_app, jsonify, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -116,7 +117,10 @@ def oauth_error(error: str, description: str, status: int = 400) -> Response:
 
 
 def render(exc: Exception) -> BaseResponse:
-    """The one renderer: problem JSON for APIs, a page (or the way to the login page) in browsers."""
+    """The one renderer: problem JSON for APIs, a page (or the way to the login page) in browsers,
+    RFC 6749 error JSON for a protocol error that escaped the endpoint's own handling."""
+    if isinstance(exc, OAuth2Error):
+        return oauth_error(exc.error or "invalid_request", exc.get_error_description() or "", exc.status_code)
     error = as_broker_error(exc)
     api = web.wants_json()
     if isinstance(error, errors.SignInRequired) and not request.path.startswith(web.JSON_PREFIXES):
@@ -132,5 +136,14 @@ def install(app: Flask) -> None:
     def handler(exc: Exception) -> Any:
         return render(exc)
 
-    for kind in (errors.BrokerError, CSRFError, HTTPException, redis.RedisError, LedgerCorrupt, Exception):
+    kinds = (
+        errors.BrokerError,
+        OAuth2Error,
+        CSRFError,
+        HTTPException,
+        redis.RedisError,
+        LedgerCorrupt,
+        Exception,
+    )
+    for kind in kinds:
         app.register_error_handler(kind, handler)
