@@ -28,7 +28,7 @@ from broker.web.oauth.models import Client, load_client, load_grant
 from broker.web.oauth.server import EndUser, create_server
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.errors import oauth_error
+from broker.web.shared.errors import BASIC_CHALLENGE, oauth_error
 from broker.web.shared.errors import page as error_page
 from broker.web.shared.openapi import TEXT, documented
 from broker.web.shared.responses import no_store
@@ -291,7 +291,7 @@ def _finish_protocol_response(response: Response) -> Response:
         body = response.get_json(silent=True) or {}
         if body.get("error") == "invalid_client":
             response.status_code = 401
-            response.headers["WWW-Authenticate"] = 'Basic realm="broker", error="invalid_client"'
+            response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
         elif body.get("error") == "unsupported_token_type":
             # RFC 7009 2.2.1 errors follow RFC 6749 5.2 (400); Authlib answers 401 here.
             response.status_code = 400

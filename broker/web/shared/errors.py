@@ -36,6 +36,8 @@ STORAGE_DETAIL = "The service is temporarily unavailable. Try again shortly."
 CSRF_PAGE_DETAIL = "The form expired or was not sent by this site. Go back, reload the page and try again."
 # The session APIs that hand out a CSRF token at ``<prefix>csrf-token``.
 _CSRF_API = re.compile(r"^/(privacy|admin|developer)/v1/")
+# RFC 6749 5.2: invalid_client is 401 with the challenge of the scheme the client should use.
+BASIC_CHALLENGE = 'Basic realm="broker", error="invalid_client"'
 _HTTP_ERRORS: dict[int, type[errors.BrokerError]] = {
     404: errors.NotFound,
     405: errors.MethodNotAllowed,
@@ -112,7 +114,7 @@ def oauth_error(error: str, description: str, status: int = 400) -> Response:
     response.status_code = status
     if error == "invalid_client":
         response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Basic realm="broker", error="invalid_client"'
+        response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
     return no_store(response)
 
 
