@@ -6,19 +6,14 @@ import logging
 import secrets
 from typing import Any
 
-import redis
-from flask import Flask, Response, g, jsonify, request
-from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, g, jsonify
 
-from broker import errors
 from broker.config import Settings
 from broker.core import catalog as catalog_mod
 from broker.core.keyring import Keyring
 from broker.extensions import csrf
-from broker.storage.store import Store, log_storage_failure
+from broker.storage.store import Store
 from broker.web.interactions import i18n
-from broker.web.shared.context import render_error
 
 log = logging.getLogger("broker.app")
 
@@ -139,56 +134,6 @@ def _register_hooks(app: Flask) -> None:
 
 
 def _register_errors(app: Flask) -> None:
-    @app.errorhandler(errors.BrokerError)
-    def broker_error(exc: errors.BrokerError) -> Response:
-        if exc.status >= 500:
-            log.error("request %s failed: %s", g.get("request_id", "-"), exc.detail)
-        response = render_error(exc.status, exc.code, exc.detail, exc.body())
-        if isinstance(exc, errors.StorageUnavailable):
-            response.headers["Retry-After"] = "1"
-        return response
+    from broker.web.shared import errors as web_errors
 
-    @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError) -> Response:
-        return render_error(
-            400,
-            "csrf_failed",
-            "The form expired or was not sent by this site. Go back, reload the page and try again.",
-        )
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        code = {
-            404: "not_found",
-            405: "method_not_allowed",
-            413: "payload_too_large",
-            415: "unsupported_media_type",
-        }.get(status, "invalid_request")
-        detail = {413: f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"}.get(
-            status, exc.description or exc.name
-        )
-        response = render_error(status, code, detail)
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
-        return response
-
-    @app.errorhandler(redis.RedisError)
-    def storage_error(exc: redis.RedisError) -> Response:
-        log_storage_failure(log, f"request {g.get('request_id', '-')}", exc)
-        response = render_error(
-            503, "temporarily_unavailable", "The service is temporarily unavailable. Try again shortly."
-        )
-        response.headers["Retry-After"] = "1"
-        return response
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        log.exception(
-            "request %s %s %s: unhandled error", g.get("request_id", "-"), request.method, request.path
-        )
-        return render_error(
-            500,
-            "server_error",
-            f"Something went wrong on our side. The request id is {g.get('request_id', '-')}.",
-        )
+    web_errors.install(app)

@@ -12,14 +12,30 @@ import sys
 from collections.abc import Iterator
 
 from broker.config import ConfigError, Settings
+from broker.storage.breaker import CircuitOpen
 from broker.storage.embedded import DataDirectoryInUse, EmbeddedRedis
-from broker.storage.store import Store
+from broker.storage.store import UNAVAILABLE, Store
 
 log = logging.getLogger("broker.runtime")
 
 
 class ServeError(Exception):
     """The service cannot start; the message says why."""
+
+
+def log_storage_failure(logger: logging.Logger, where: str, exc: BaseException) -> None:
+    """One line per storage failure; refusals by an open circuit breaker only at DEBUG.
+
+    The breaker logs when it opens and closes, so a request it refuses adds nothing but noise (an
+    outage would otherwise write one ERROR line per request). Unexpected Redis errors (not
+    "unavailable") get the traceback.
+    """
+    if isinstance(exc, CircuitOpen):
+        logger.debug("%s: redis unavailable (circuit open)", where)
+    elif isinstance(exc, UNAVAILABLE):
+        logger.error("%s: redis unavailable: %s", where, type(exc).__name__)
+    else:
+        logger.error("%s: redis error: %s", where, type(exc).__name__, exc_info=exc)
 
 
 def configure_logging(level: str) -> None:

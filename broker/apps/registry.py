@@ -195,6 +195,83 @@ def list_apps(store: Store, developer_id: str | None = None) -> list[dict[str, A
     return out
 
 
+def _uri_list(raw: str | None) -> list[str]:
+    try:
+        uris = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
+
+
+def redirect_uris(store: Store, client_id: str) -> list[str]:
+    """One app's registered redirect URIs (one HGET; nothing for an unknown or empty client id)."""
+    if not client_id:
+        return []
+    return _uri_list(store.redis.hget(keys.app(client_id), "redirect_uris"))
+
+
+def all_redirect_uris(store: Store) -> list[str]:
+    """The redirect URIs of every registered app (one pipelined read per 500 apps)."""
+    client_ids = store.redis.zrange(keys.apps_all(), 0, -1)
+    out: list[str] = []
+    for start in range(0, len(client_ids), 500):
+        with store.redis.pipeline(transaction=False) as pipe:
+            for cid in client_ids[start : start + 500]:
+                pipe.hget(keys.app(cid), "redirect_uris")
+            for raw in pipe.execute():
+                out.extend(_uri_list(raw))
+    return out
+
+
+def secrets_meta(store: Store, client_id: str, now: int) -> list[dict[str, Any]]:
+    """Created and expiry times of the app's live client secrets (never the secrets or their
+    hashes), the permanent one last."""
+    rows = [json.loads(v) for v in store.redis.hvals(keys.app_secrets(client_id))]
+    live = [r for r in rows if r.get("expires") is None or int(r["expires"]) > now]
+    return sorted(live, key=lambda r: (r.get("expires") is None, r.get("created", 0)))
+
+
+def installation_org_ids(store: Store, client_id: str) -> list[str]:
+    """The organizations the app is installed in (sorted), from its index."""
+    return sorted(store.redis.smembers(keys.app_installations(client_id)))
+
+
+def grant_count(store: Store, client_id: str) -> int:
+    """How many people hold a grant to the app (SCARD of its grant index)."""
+    return int(store.redis.scard(keys.app_grants(client_id)))
+
+
+def app_and_secret_hashes(
+    store: Store, client_id: str
+) -> tuple[dict[str, Any], dict[str, int | None]] | None:
+    """The app (as ``get_app`` gives it) and its client-secret hashes with their expiry (None: no
+    expiry), in one round trip: what client authentication needs. None for an unknown app."""
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
+        return None
+    with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.app(client_id))
+        pipe.hgetall(keys.app_secrets(client_id))
+        raw, secrets_raw = pipe.execute()
+    if not raw:
+        return None
+    record: dict[str, Any] = {k: v for k, v in raw.items() if not k.startswith("webhook_secret")}
+    record["redirect_uris"] = _uri_list(raw.get("redirect_uris"))
+    record["scopes"] = (raw.get("scopes") or "").split()
+    hashes: dict[str, int | None] = {}
+    for h, meta in secrets_raw.items():
+        try:
+            exp = json.loads(meta).get("expires")
+        except (ValueError, AttributeError):
+            continue
+        hashes[h] = int(exp) if isinstance(exp, int | float) else None
+    return record, hashes
+
+
+def developer_of(store: Store, client_id: str) -> str:
+    """The app's developer id ("" when unknown): one HGET, for the id_token disclosure record."""
+    return str(store.redis.hget(keys.app(client_id), "developer_id") or "")
+
+
 def _encode(record: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in record.items():

@@ -61,6 +61,11 @@ def _check_scopes(scopes: list[str], allowed: list[str]) -> None:
         raise ValidationFailed("some fields are invalid", fields={"scopes": problems})
 
 
+def installed_client_ids(store: Store, org_id: str) -> set[str]:
+    """The client ids installed in an organization (enabled or not), from its index: one SMEMBERS."""
+    return set(store.redis.smembers(keys.org_installations(org_id)))
+
+
 def list_org_installations(store: Store, org_id: str) -> list[dict[str, Any]]:
     _require_org(store, org_id)
     out = []

@@ -64,6 +64,20 @@ def get_user(store: Store, uid: str) -> dict[str, Any] | None:
     return _public(record) if record else None
 
 
+def user_status(store: Store, uid: str) -> str | None:
+    """The account's status ("active", "deleted", ...) in one HGET; None when there is no such user."""
+    value = store.redis.hget(keys.user(uid), "status")
+    return str(value) if value is not None else None
+
+
+def user_field(store: Store, uid: str, name: str) -> str | None:
+    """One public profile field (``nickname``, ``username``...) in one HGET; never the password hash."""
+    if name == "password_hash":
+        raise ValueError("the password hash is not a profile field")
+    value = store.redis.hget(keys.user(uid), name)
+    return str(value) if value is not None else None
+
+
 def get_users(store: Store, uids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Many users in one round trip; missing ids are left out."""
     wanted = [uid for uid in dict.fromkeys(uids) if USER_ID_RE.match(uid)]
@@ -250,6 +264,17 @@ def get_org(store: Store, oid: str) -> dict[str, Any] | None:
     return _org_public(record) if record else None
 
 
+def org_names(store: Store, oids: Iterable[str]) -> dict[str, str]:
+    """Organization display names in one pipelined read; an org without a name keeps its id."""
+    wanted = list(dict.fromkeys(oids))
+    if not wanted:
+        return {}
+    pipe = store.redis.pipeline(transaction=False)
+    for oid in wanted:
+        pipe.hget(keys.org(oid), "name")
+    return {oid: name or oid for oid, name in zip(wanted, pipe.execute(), strict=True)}
+
+
 def org_record(data: dict[str, Any], oid: str, now: int) -> dict[str, str]:
     return {
         "id": oid,
@@ -323,6 +348,16 @@ def member_role(store: Store, oid: str, uid: str) -> dict[str, Any] | None:
         return None
     value: dict[str, Any] = json.loads(raw)
     return value
+
+
+def member_roles(store: Store, oid: str, uids: list[str]) -> list[dict[str, Any] | None]:
+    """``member_role`` for many members in one pipelined read, in the order given."""
+    if not uids:
+        return []
+    pipe = store.redis.pipeline(transaction=False)
+    for uid in uids:
+        pipe.hget(keys.org_roles(oid), uid)
+    return [json.loads(r) if r else None for r in pipe.execute()]
 
 
 def is_member(store: Store, oid: str, uid: str) -> bool:

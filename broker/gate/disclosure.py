@@ -38,7 +38,7 @@ from broker.core.hashing import keyed_hash
 from broker.core.ids import ACCESS_PREFIX
 from broker.core.ids import client_of as token_client
 from broker.core.pairwise import pairwise_id
-from broker.errors import BrokerError, NotFound, StorageUnavailable
+from broker.errors import BearerError, NotFound, StorageUnavailable
 from broker.storage import keys
 from broker.storage.breaker import CircuitOpen
 from broker.storage.store import UNAVAILABLE, Store
@@ -50,20 +50,26 @@ log = logging.getLogger("broker.gate")
 # append.
 
 
-class InvalidToken(BrokerError):
+class InvalidToken(BearerError):
     """RFC 6750 3.1 ``invalid_token``: 401 with a ``WWW-Authenticate: Bearer`` challenge."""
 
     status = 401
     code = "invalid_token"
     title = "Invalid access token"
 
+    def challenge(self) -> dict[str, str]:
+        return {"error": "invalid_token", "error_description": self.detail}
 
-class InsufficientScope(BrokerError):
+
+class InsufficientScope(BearerError):
     """RFC 6750 3.1 ``insufficient_scope``: 403 naming the missing scope and where to grant it."""
 
     status = 403
     code = "insufficient_scope"
     title = "Insufficient scope"
+
+    def challenge(self) -> dict[str, str]:
+        return {"error": "insufficient_scope", "scope": str(self.extra.get("scope", ""))}
 
 
 @dataclass(frozen=True)

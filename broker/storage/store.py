@@ -10,7 +10,6 @@ Scripts are registered once per process; redis-py's
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 from typing import Any
 
@@ -22,7 +21,7 @@ from redis.sentinel import MasterNotFoundError, Sentinel
 
 from broker.errors import StorageUnavailable
 from broker.storage import keys, lua
-from broker.storage.breaker import BreakerConnectionPool, CircuitBreaker, CircuitOpen
+from broker.storage.breaker import BreakerConnectionPool, CircuitBreaker
 
 # MasterNotFoundError is a ConnectionError already; listed for the reader: during a Sentinel failover
 # "no primary right now" is unavailability (503), never a 500.
@@ -33,21 +32,6 @@ UNAVAILABLE = (
     redis.ReadOnlyError,
     MasterNotFoundError,
 )
-
-
-def log_storage_failure(logger: logging.Logger, where: str, exc: BaseException) -> None:
-    """One line per storage failure; refusals by an open circuit breaker only at DEBUG.
-
-    The breaker logs when it opens and closes, so a request it refuses adds nothing but noise (an
-    outage would otherwise write one ERROR line per request). Unexpected Redis errors (not
-    "unavailable") get the traceback.
-    """
-    if isinstance(exc, CircuitOpen):
-        logger.debug("%s: redis unavailable (circuit open)", where)
-    elif isinstance(exc, UNAVAILABLE):
-        logger.error("%s: redis unavailable: %s", where, type(exc).__name__)
-    else:
-        logger.error("%s: redis error: %s", where, type(exc).__name__, exc_info=exc)
 
 
 class ClusterUnavailable(redis.ConnectionError):

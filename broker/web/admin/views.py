@@ -21,14 +21,16 @@ from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.consent import org_admin, org_policy
 from broker.consent.org_policy import ADMINS_MANAGE, APPS_MANAGE, AUDIT_READ, ORG_DISBAND, Role
+from broker.directory import service as directory
 from broker.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from broker.storage import keys
 from broker.web.interactions import i18n
+from broker.web.interactions import session as login_session
 from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("admin", __name__)
 
@@ -92,7 +94,7 @@ class DisbandSchema(Schema):
 
 
 def _role(oid: str, permission: str | None) -> tuple[str, Role]:
-    uid = consoles.require_user(API)
+    uid = login_session.login_required()
     return uid, org_policy.require(web.store(), oid, uid, permission)
 
 
@@ -103,14 +105,9 @@ def _administer(oid: str) -> tuple[str, Role]:
     return uid, role
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _page(template: str, status: int = 200, **context: Any) -> Response:
     html = render_template(template, **context)
-    return _no_store(Response(html, status=status, mimetype="text/html"))
+    return no_store(Response(html, status=status, mimetype="text/html"))
 
 
 def _org(oid: str) -> dict[str, str]:
@@ -119,12 +116,8 @@ def _org(oid: str) -> dict[str, str]:
 
 def _names(uids: list[str]) -> dict[str, str]:
     """Nicknames for display (the console is the org's own view of its members)."""
-    if not uids:
-        return {}
-    pipe = web.store().redis.pipeline(transaction=False)
-    for uid in uids:
-        pipe.hget(keys.user(uid), "nickname")
-    return {uid: (name or uid) for uid, name in zip(uids, pipe.execute(), strict=True)}
+    users = directory.get_users(web.store(), uids)
+    return {uid: (users.get(uid, {}).get("nickname") or uid) for uid in uids}
 
 
 def _described(description: dict[str, str]) -> str:
@@ -204,7 +197,7 @@ def _disband(oid: str, confirm: str) -> list[str]:
 
 def _center_rows(oid: str) -> list[dict[str, Any]]:
     store = web.store()
-    installed = set(store.redis.smembers(keys.org_installations(oid)))
+    installed = inst_svc.installed_client_ids(store, oid)
     return [
         {**apps_svc.public_view(a), "installed": a["client_id"] in installed}
         for a in org_admin.app_center(store)
@@ -224,7 +217,7 @@ def _fail(exc: ValidationFailed | Conflict, back: str) -> Any:
 
 @bp.get("/console")
 def console_home() -> Any:
-    uid = consoles.require_user(API)
+    uid = login_session.login_required()
     orgs = org_admin.administered_orgs(web.store(), uid)
     return _page("admin/console.html", orgs=orgs)
 
@@ -479,7 +472,7 @@ _MANAGE = {403: "A member without the permission this needs", **_MEMBER}
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    response = _no_store(jsonify(body))
+    response = no_store(jsonify(body))
     response.status_code = status
     return response
 

@@ -12,19 +12,19 @@ import binascii
 from typing import Any, cast
 
 from flask import Blueprint, current_app, jsonify, request
-from flask.typing import ResponseReturnValue
 from marshmallow import RAISE, Schema, ValidationError, validate
 from marshmallow import fields as mf
 from werkzeug.wrappers import Response
 
-from broker.errors import BrokerError, NotFound, ValidationFailed
+from broker.errors import MissingToken, NotFound, ValidationFailed
 from broker.extensions import csrf
+from broker.gate import members as org_members
 from broker.gate.disclosure import Gate, InsufficientScope, InvalidToken
-from broker.storage import keys
 from broker.web.oauth import cors
 from broker.web.shared import context as web
 from broker.web.shared.claims import MEMBER_SCOPE, OIDC_CLAIMS
 from broker.web.shared.openapi import documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
@@ -44,31 +44,6 @@ def bearer_token() -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingToken("An access token is required: Authorization: Bearer <token>")
     return token.strip()
-
-
-class MissingToken(BrokerError):
-    """RFC 6750 3.1: a request without credentials gets a bare challenge and no error code."""
-
-    status = 401
-    code = "invalid_request"
-    title = "Access token required"
-
-
-@bp.errorhandler(InvalidToken)
-@bp.errorhandler(MissingToken)
-@bp.errorhandler(InsufficientScope)
-def bearer_error(exc: BrokerError) -> ResponseReturnValue:
-    response = jsonify(exc.body())
-    response.status_code = exc.status
-    response.mimetype = "application/problem+json"
-    challenge = 'Bearer realm="broker"'
-    if isinstance(exc, InvalidToken):
-        challenge += f', error="invalid_token", error_description="{exc.detail}"'
-    elif isinstance(exc, InsufficientScope):
-        challenge += f', error="insufficient_scope", scope="{exc.extra.get("scope", "")}"'
-    response.headers["WWW-Authenticate"] = challenge
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _grant_url(exc: InsufficientScope) -> str:
@@ -100,18 +75,12 @@ def _disclose_person(endpoint: str) -> tuple[Any, dict[str, Any]]:
     return disclosed, found[0]
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
-
-
 @bp.get("/v1/me")
 @documented("Me")
 def me() -> Response:
     """The person behind the token, as far as their grant allows (recorded in the ledger first)."""
     _, profile = _disclose_person("GET /v1/me")
-    return _no_store(jsonify(profile))
+    return no_store(jsonify(profile))
 
 
 @bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"])
@@ -125,7 +94,7 @@ def userinfo() -> Response:
     if request.method == "OPTIONS":
         return cors.apply(Response(status=204), cors.any_app_origins(web.store()))
     disclosed, profile = _disclose_person("userinfo")
-    response = _no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
+    response = no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
     return cors.apply(response, cors.client_origins(web.store(), disclosed.client_id))
 
 
@@ -189,17 +158,14 @@ def members(org_id: str) -> Response:
     after = decode_cursor(args["cursor"]) if args["cursor"] else -1
     token = bearer_token()  # before any read: a request without a token learns nothing
     del token
-    rows = web.store().redis.zrangebyscore(
-        keys.org_members(org_id), f"({after}", "+inf", start=0, num=args["limit"] + 1, withscores=True
-    )
-    page, more = rows[: args["limit"]], len(rows) > args["limit"]
+    page, more = org_members.page(web.store(), org_id, after, args["limit"])
     uids = [uid for uid, _ in page]
     disclosed = _org_token(org_id, "GET /v1/orgs/{org_id}/members", uids)
     body = {
         "members": gate().profiles(disclosed, uids),
-        "next_cursor": encode_cursor(int(page[-1][1])) if more and page else None,
+        "next_cursor": encode_cursor(page[-1][1]) if more and page else None,
     }
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 @bp.get("/v1/orgs/<org_id>/members/<user_id>")
@@ -207,20 +173,17 @@ def members(org_id: str) -> Response:
 def member(org_id: str, user_id: str) -> Response:
     """One member by the pairwise user id this app was given (organization token)."""
     bearer_token()
-    uid = None
+    persons: list[str] = []
     if len(user_id) <= 64:
         # Pairwise ids are only reversible through the map of ids this app was given.
-        token_client = _client_or_none()
-        if token_client:
-            uid = web.store().redis.hget(keys.pairwise_reverse(token_client, org_id), user_id)
-    persons = [uid] if uid and web.store().redis.zscore(keys.org_members(org_id), uid) is not None else []
+        persons = org_members.by_pairwise_id(web.store(), _client_or_none(), org_id, user_id)
     disclosed = _org_token(org_id, "GET /v1/orgs/{org_id}/members/{user_id}", persons)
     if not persons:
         raise NotFound("No such member")
     found = gate().profiles(disclosed, persons)
     if not found:
         raise NotFound("No such member")
-    return _no_store(jsonify(found[0]))
+    return no_store(jsonify(found[0]))
 
 
 def _client_or_none() -> str | None:

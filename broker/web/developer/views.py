@@ -11,7 +11,6 @@ only the keyed hash of a client secret (DESIGN invariant 5).
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -22,12 +21,13 @@ from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
 from broker.consent import installations as inst_svc
 from broker.errors import NotFound, ValidationFailed
-from broker.storage import keys
+from broker.web.interactions import session as login_session
 from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("developer", __name__)
 
@@ -39,7 +39,7 @@ consoles.install_handlers(bp, API)
 
 
 def _me() -> str:
-    return consoles.require_user(API)
+    return login_session.login_required()
 
 
 def _own_app(uid: str, client_id: str) -> dict[str, Any]:
@@ -77,23 +77,20 @@ def _update(record: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
 
 def _secrets_meta(client_id: str) -> list[dict[str, Any]]:
     """Created and expiry times of the app's client secrets (never the secrets or their hashes)."""
-    now = int(time.time())
-    rows = [json.loads(v) for v in web.store().redis.hvals(keys.app_secrets(client_id))]
-    live = [r for r in rows if r.get("expires") is None or int(r["expires"]) > now]
-    return sorted(live, key=lambda r: (r.get("expires") is None, r.get("created", 0)))
+    return apps_svc.secrets_meta(web.store(), client_id, int(time.time()))
 
 
 def _overview(record: dict[str, Any]) -> dict[str, Any]:
     store = web.store()
     client_id = record["client_id"]
     installs = []
-    for org_id in sorted(store.redis.smembers(keys.app_installations(client_id))):
+    for org_id in apps_svc.installation_org_ids(store, client_id):
         inst = inst_svc.get_installation(store, client_id, org_id)
         if inst is not None:
             installs.append({"org_id": org_id, "enabled": inst["enabled"], "scopes": inst["scopes"]})
     return {
         **apps_svc.public_view(record),
-        "grant_count": int(store.redis.scard(keys.app_grants(client_id))),
+        "grant_count": apps_svc.grant_count(store, client_id),
         "installations": installs,
         "client_secrets": _secrets_meta(client_id),
     }
@@ -122,11 +119,6 @@ def _form_payload(*, creating: bool) -> dict[str, Any]:
     payload["redirect_uris"] = consoles.lines(form.get("redirect_uris", ""))
     payload["scopes"] = form.getlist("scopes")
     return payload
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _form_page(template: str, status: int = 200, **context: Any) -> Response:
@@ -181,7 +173,7 @@ def app_page(client_id: str) -> Any:
         deliveries=consoles.app_deliveries(client_id),
         overlap=web.settings().secret_overlap_seconds,
     )
-    return _no_store(Response(html, mimetype="text/html"))
+    return no_store(Response(html, mimetype="text/html"))
 
 
 @bp.get("/developer/apps/<client_id>/edit")
@@ -272,7 +264,7 @@ _OWN = {404: "You have no app with this client id"}
 @documented(rs.AppListSchema, summary="Your apps")
 def api_list() -> Response:
     uid = _me()
-    return _no_store(
+    return no_store(
         jsonify({"apps": [apps_svc.public_view(a) for a in apps_svc.list_apps(web.store(), uid)]})
     )
 
@@ -291,7 +283,7 @@ def api_create() -> Response:
     body: dict[str, Any] = {**apps_svc.public_view(record), "webhook_secret": webhook_secret}
     if client_secret is not None:
         body["client_secret"] = client_secret
-    response = _no_store(jsonify(body))
+    response = no_store(jsonify(body))
     response.status_code = 201
     response.headers["Location"] = f"/developer/v1/apps/{record['client_id']}"
     return response
@@ -308,7 +300,7 @@ def api_get(client_id: str) -> Response:
     body = _overview(record)
     body["disclosures"] = consoles.app_disclosures(client_id)
     body["deliveries"] = consoles.app_deliveries(client_id)
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 @bp.get("/developer/v1/disclosures")
@@ -334,7 +326,7 @@ def api_app_disclosures(client_id: str) -> Response:
 @documented(rs.AppSchema, body=AppUpdateSchema, errors=_OWN, summary="Change an app's editable fields")
 def api_update(client_id: str) -> Response:
     record = _own_app(_me(), client_id)
-    return _no_store(jsonify(apps_svc.public_view(_update(record, consoles.json_payload()))))
+    return no_store(jsonify(apps_svc.public_view(_update(record, consoles.json_payload()))))
 
 
 @bp.delete("/developer/v1/apps/<client_id>")
@@ -356,7 +348,7 @@ def api_delete(client_id: str) -> Response:
 def api_rotate_secret(client_id: str) -> Response:
     _own_app(_me(), client_id)
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
-    return _no_store(
+    return no_store(
         jsonify({"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires})
     )
 
@@ -366,7 +358,7 @@ def api_rotate_secret(client_id: str) -> Response:
 def api_rotate_webhook_secret(client_id: str) -> Response:
     _own_app(_me(), client_id)
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
-    return _no_store(jsonify({"client_id": client_id, "webhook_secret": secret}))
+    return no_store(jsonify({"client_id": client_id, "webhook_secret": secret}))
 
 
 @bp.post("/developer/v1/apps/<client_id>/events/<event_id>/redeliver")
@@ -378,4 +370,4 @@ def api_rotate_webhook_secret(client_id: str) -> Response:
 def api_redeliver(client_id: str, event_id: str) -> Response:
     _own_app(_me(), client_id)
     _redeliver(client_id, event_id)
-    return _no_store(jsonify({"client_id": client_id, "event_id": event_id, "queued": True}))
+    return no_store(jsonify({"client_id": client_id, "event_id": event_id, "queued": True}))

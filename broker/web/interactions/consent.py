@@ -21,11 +21,11 @@ from flask_babel import gettext
 from broker.apps import registry as apps_svc
 from broker.consent import grants as grants_svc
 from broker.core.catalog import Catalog
+from broker.directory import service as directory
 from broker.errors import Forbidden, NotFound, ValidationFailed
-from broker.storage import keys
 from broker.web.interactions import i18n
 from broker.web.interactions.blueprint import bp
-from broker.web.interactions.session import current_user_id, login_url
+from broker.web.interactions.session import login_required
 from broker.web.shared import context as web
 
 
@@ -107,9 +107,7 @@ def _purpose(app_record: dict[str, Any], lang: str) -> str:
 @bp.route("/consent/<iid>", methods=["GET", "POST"])
 def consent(iid: str) -> Any:
     lang = i18n.language()
-    uid = current_user_id()
-    if uid is None:
-        return redirect(login_url(request.full_path.rstrip("?")), code=303)
+    uid = login_required()
     interaction = _interaction(iid, lang)
     return_to = _safe_return_to(interaction.get("return_to"), lang)
     app_record = _app_for(interaction, lang)
@@ -121,7 +119,7 @@ def consent(iid: str) -> Any:
     if request.method == "POST":
         return _decide(iid, interaction, return_to, app_record, uid, scopes, rows, lang)
 
-    developer = web.store().redis.hget(keys.user(app_record["developer_id"]), "nickname")
+    developer = directory.user_field(web.store(), app_record["developer_id"], "nickname")
     html = render_template(
         "consent.html",
         app=app_record,

@@ -1,7 +1,7 @@
 """Login, logout and the home page: who is signed in (kept apart from protocol code).
 
-Failed logins are counted per account and per client address in Redis (fixed window of
-``BROKER_LOGIN_WINDOW_SECONDS``); at the limit the page answers 429 with ``Retry-After``.
+Failed logins are counted per account and per client address (``broker.directory.throttle``, a
+fixed window of ``BROKER_LOGIN_WINDOW_SECONDS``); at the limit the page answers 429 with ``Retry-After``.
 Unknown usernames and wrong passwords get the same message, the same counting and (through an
 argon2 verify against a dummy hash) about the same time, so the form does not reveal who exists.
 """
@@ -18,17 +18,12 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from broker.core.hashing import keyed_hash
 from broker.directory import service as directory
-from broker.storage import keys
+from broker.directory import throttle
+from broker.errors import RateLimited
 from broker.web.interactions import session
 from broker.web.interactions.blueprint import bp
 from broker.web.shared import context as web
-from broker.web.shared.context import render_error
-
-# Each attempt is counted before the password is checked, so a burst of parallel attempts cannot
-# slip past the limit between a check and a count (broker/storage/lua/login_reserve.lua; a refused
-# attempt is given back by login_give_back.lua).
 
 
 class LoginForm(FlaskForm):
@@ -54,59 +49,14 @@ def safe_next(value: str | None) -> str | None:
     return value
 
 
-def _account_key(username: str) -> str:
-    # Keyed so unknown names are counted like real ones without storing what was typed.
-    uid = directory.user_id_for(web.store(), username) if directory.USERNAME_RE.match(username) else None
-    return keys.login_failures_account(
-        uid or "n:" + keyed_hash(web.settings().token_hash_key, username.lower())
-    )
-
-
-def _reserve_attempt(account_key: str, ip_key: str) -> int | None:
-    """Count this attempt against the account and the address; the seconds to wait when either is
-    over its limit (the password is then not checked and the count is given back), else None."""
-    settings = web.settings()
-    script = web.store().lua("login_reserve")
-    batch = web.store().batch()
-    for key in (account_key, ip_key):  # one key per script call: no cross-slot operation
-        batch.script(script, [key], [settings.login_window_seconds])
-    (acct, acct_ttl), (ip, ip_ttl) = batch.execute()
-    waits = []
-    if acct > settings.login_max_failures:
-        waits.append(acct_ttl if acct_ttl > 0 else settings.login_window_seconds)
-    if ip > settings.login_max_failures_per_ip:
-        waits.append(ip_ttl if ip_ttl > 0 else settings.login_window_seconds)
-    if not waits:
-        return None
-    _give_back(account_key, ip_key)  # a refused attempt checked nothing
-    return max(waits)
-
-
-def _give_back(*counters: str) -> None:
-    script = web.store().lua("login_give_back")
-    batch = web.store().batch()
-    for key in counters:
-        batch.script(script, [key])
-    batch.execute()
-
-
-def _forget_attempt(account_key: str, ip_key: str) -> None:
-    """A successful sign-in: the account starts afresh and the address gets its attempt back."""
-    web.store().redis.delete(account_key)
-    _give_back(ip_key)
-
-
-def _too_many(retry_after: int) -> Response:
-    response = render_error(
-        429,
-        "rate_limited",
+def _too_many(retry_after: int) -> RateLimited:
+    return RateLimited(
         gettext(
             "Too many failed sign-in attempts. Try again in %(minutes)s minute(s).",
             minutes=max(1, retry_after // 60 or 1),
         ),
+        headers={"Retry-After": str(max(1, retry_after))},
     )
-    response.headers["Retry-After"] = str(max(1, retry_after))
-    return response
 
 
 def _form_page(form: LoginForm, error: str | None = None, status: int = 200) -> Response:
@@ -130,16 +80,15 @@ def login() -> BaseResponse:
         return _form_page(form, gettext("Enter your username and password."), 400)
     target = safe_next(form.next.data) or "/"
     username = (form.username.data or "").strip()
-    account_key = _account_key(username)
-    ip_key = keys.login_failures_ip(web.client_address())
-    wait = _reserve_attempt(account_key, ip_key)
+    attempt = throttle.attempt(web.store(), web.settings(), username, web.client_address())
+    wait = throttle.reserve(web.store(), web.settings(), attempt)
     if wait is not None:
-        return _too_many(wait)
+        raise _too_many(wait)
     uid = directory.verify_password(web.store(), username, form.password.data or "")
     if uid is None:  # the failure was counted by the reservation
         form.password.data = ""
         return _form_page(form, gettext("Wrong username or password"), 401)
-    _forget_attempt(account_key, ip_key)
+    throttle.succeeded(web.store(), attempt)
     session.sign_in(uid, int(time.time()))
     return redirect(target, code=303)
 

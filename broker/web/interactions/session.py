@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 
 from flask import session
 
-from broker.storage import keys
+from broker.directory import service as directory
+from broker.errors import SignInRequired
 from broker.web.interactions import i18n
 from broker.web.shared import context as web
 
@@ -20,10 +21,20 @@ def current_user_id() -> str | None:
     uid = session.get("uid")
     if not isinstance(uid, str):
         return None
-    status = web.store().redis.hget(keys.user(uid), "status")
+    status = directory.user_status(web.store(), uid)
     if status != "active":
         session.clear()
         return None
+    return uid
+
+
+def login_required(detail: str = "sign in first: this API is authenticated by the session cookie") -> str:
+    """The signed-in person's id, or ``SignInRequired``: the renderer sends a browser to the login
+    page and back (303), and answers an API call 401 with ``detail`` and a cookie challenge. The
+    one way every page and session API asks for a person."""
+    uid = current_user_id()
+    if uid is None:
+        raise SignInRequired(detail)
     return uid
 
 

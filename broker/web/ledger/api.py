@@ -11,17 +11,16 @@ from __future__ import annotations
 import logging
 import re
 
-import redis
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from broker import errors
 from broker.ledger import checkpoints, reading, storage
 from broker.ledger.checkpoints import b64
-from broker.storage.store import log_storage_failure
-from broker.web.interactions.session import current_user_id
+from broker.web.interactions.session import login_required
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import TEXT, Content, Lines, documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("ledger", __name__)
 log = logging.getLogger("broker.ledger")
@@ -33,41 +32,6 @@ LISTING: dict[str, Content] = {
     "application/x-ndjson": Lines(rs.DisclosureRecordSchema),
     "text/csv": TEXT,
 }
-
-
-@bp.errorhandler(errors.BrokerError)
-def _broker_error(exc: errors.BrokerError) -> Response:
-    response = jsonify(exc.body())
-    response.status_code = exc.status
-    response.mimetype = "application/problem+json"
-    return response
-
-
-@bp.errorhandler(redis.RedisError)
-def _storage_error(exc: redis.RedisError) -> Response:
-    log_storage_failure(log, f"request {web.request_id()}", exc)
-    error = errors.StorageUnavailable("The service is temporarily unavailable. Try again shortly.")
-    response = _broker_error(error)
-    response.headers["Retry-After"] = "1"
-    return response
-
-
-@bp.errorhandler(storage.LedgerCorrupt)
-def _corrupt(exc: storage.LedgerCorrupt) -> Response:
-    """The stored tree lacks a hash it needs: an operator problem (run `broker ledger verify`)."""
-    log.error("request %s: ledger storage is inconsistent: %s", web.request_id(), exc)
-    response = jsonify(
-        {
-            "type": "about:blank",
-            "title": "Ledger unavailable",
-            "status": 500,
-            "error": "server_error",
-            "detail": f"The ledger cannot answer. The request id is {web.request_id()}.",
-        }
-    )
-    response.status_code = 500
-    response.mimetype = "application/problem+json"
-    return response
 
 
 def _int_arg(name: str, *, default: int | None = None, lo: int = 0) -> int:
@@ -199,7 +163,7 @@ def listing(view: str, subject: str, *, person_filter: bool) -> Response:
         mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
         response = Response(stream_with_context(lines), mimetype=mimetype)
         response.headers["Content-Disposition"] = f'attachment; filename="disclosures.{fmt}"'
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response
 
 
@@ -207,7 +171,5 @@ def listing(view: str, subject: str, *, person_filter: bool) -> Response:
 @documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureQuery, errors=_CORRUPT)
 def my_disclosures() -> Response:
     """The signed-in person's disclosures with proofs; ``?format=ndjson|csv`` streams an export."""
-    uid = current_user_id()
-    if uid is None:
-        raise errors.Unauthenticated("sign in to read your disclosures")
+    uid = login_required("sign in to read your disclosures")
     return listing("person", uid, person_filter=False)

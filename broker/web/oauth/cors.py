@@ -7,15 +7,17 @@ which is a top-level navigation, not an API.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import request
 from werkzeug.wrappers import Response
 
-from broker.storage import keys
-from broker.storage.store import Store
+from broker.apps import registry as apps
+
+if TYPE_CHECKING:
+    from broker.storage.store import Store
 
 
 def origin_of(uri: str) -> str | None:
@@ -36,29 +38,12 @@ def origins_from_redirect_uris(uris: Iterable[str]) -> set[str]:
 
 
 def client_origins(store: Store, client_id: str) -> set[str]:
-    raw = store.redis.hget(keys.app(client_id), "redirect_uris") if client_id else None
-    try:
-        uris = json.loads(raw) if raw else []
-    except ValueError:
-        return set()
-    return origins_from_redirect_uris(u for u in uris if isinstance(u, str))
+    return origins_from_redirect_uris(apps.redirect_uris(store, client_id))
 
 
 def any_app_origins(store: Store) -> set[str]:
-    """Origins of every registered app (one pipelined read per 500 apps)."""
-    client_ids = store.redis.zrange(keys.apps_all(), 0, -1)
-    origins: set[str] = set()
-    for start in range(0, len(client_ids), 500):
-        with store.redis.pipeline(transaction=False) as pipe:
-            for cid in client_ids[start : start + 500]:
-                pipe.hget(keys.app(cid), "redirect_uris")
-            for raw in pipe.execute():
-                try:
-                    uris = json.loads(raw) if raw else []
-                except ValueError:
-                    continue
-                origins |= origins_from_redirect_uris(u for u in uris if isinstance(u, str))
-    return origins
+    """Origins of every registered app."""
+    return origins_from_redirect_uris(apps.all_redirect_uris(store))
 
 
 def apply(response: Response, allowed: set[str], *, methods: str = "GET, POST, OPTIONS") -> Response:

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, cast
 
 from flask import current_app
 
+from broker.apps import registry as apps
 from broker.errors import StorageUnavailable
-from broker.storage import keys
 from broker.web.shared import context as web
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ def record_id_token_disclosure(client_id: str, grant: Grant | None, uid: str) ->
     if grant is None:
         raise StorageUnavailable("the grant changed while the token was being issued; try again")
     gate = cast("Gate", current_app.extensions["broker.gate"])
-    developer = web.store().redis.hget(keys.app(client_id), "developer_id") or ""
+    developer = apps.developer_of(web.store(), client_id)
     gate.record_issued(
         client_id,
         developer_id=developer,

@@ -1,21 +1,24 @@
 """Read-only views of apps, grants and installations for the protocol code.
 
-The apps area owns these records (docs/data-model.md); the protocol reads them only through the
-three loaders here, so the layout is known in one place on this side.
+The apps and consent packages own these records (broker.apps.registry, broker.consent.grants,
+broker.consent.installations); the three loaders here only shape them for Authlib.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
+from broker.apps import registry as apps
+from broker.consent import grants, installations
 from broker.core.hashing import keyed_hash, same
-from broker.storage import keys
-from broker.storage.store import Store
+
+if TYPE_CHECKING:
+    from broker.storage.store import Store
 
 CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post")
 CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
@@ -115,31 +118,18 @@ def load_client(
         individual = set(web.catalog().scope_names("individual")) if individual is None else individual
     if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
         return None
-    with store.redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.app(client_id))
-        pipe.hgetall(keys.app_secrets(client_id))
-        app, secrets = pipe.execute()
-    if not app:
+    found = apps.app_and_secret_hashes(store, client_id)
+    if found is None:
         return None
-    try:
-        redirect_uris = [u for u in json.loads(app.get("redirect_uris") or "[]") if isinstance(u, str)]
-    except ValueError:
-        redirect_uris = []
-    hashes: dict[str, int | None] = {}
-    for h, meta in secrets.items():
-        try:
-            exp = json.loads(meta).get("expires")
-        except (ValueError, AttributeError):
-            continue
-        hashes[h] = int(exp) if isinstance(exp, int | float) else None
-    scopes = (app.get("scopes") or "").split()
+    app, hashes = found
+    scopes: list[str] = app["scopes"]
     return Client(
         client_id=client_id,
         name=app.get("name", client_id),
         kind=app.get("kind", ""),
         client_type=app.get("client_type", "confidential"),
         status=app.get("status", ""),
-        redirect_uris=redirect_uris,
+        redirect_uris=app["redirect_uris"],
         scopes=scopes,
         individual_scopes=[s for s in scopes if s in individual],
         secret_hashes=hashes,
@@ -148,26 +138,26 @@ def load_client(
 
 
 def load_grant(store: Store, client_id: str, uid: str) -> Grant | None:
-    data = store.redis.hgetall(keys.grant(client_id, uid))
+    data = grants.get_grant(store, client_id, uid)
     if not data or not data.get("id"):
         return None
     return Grant(
         id=data["id"],
         client_id=client_id,
         user_id=uid,
-        scopes=frozenset((data.get("scopes") or "").split()),
-        fields=frozenset((data.get("fields") or "").split()),
+        scopes=frozenset(data["scopes"]),
+        fields=frozenset(data["fields"]),
     )
 
 
 def load_installation(store: Store, client_id: str, org_id: str) -> Installation | None:
-    data = store.redis.hgetall(keys.installation(client_id, org_id))
+    data = installations.get_installation(store, client_id, org_id)
     if not data or not data.get("id"):
         return None
     return Installation(
         id=data["id"],
         client_id=client_id,
         org_id=org_id,
-        scopes=frozenset((data.get("scopes") or "").split()),
-        enabled=data.get("enabled") == "1",
+        scopes=frozenset(data["scopes"]),
+        enabled=data["enabled"],
     )

@@ -31,7 +31,6 @@ from broker.core import ids
 from broker.core.hashing import keyed_hash
 from broker.core.keyring import ID_TOKEN_ALG
 from broker.core.pairwise import pairwise_id
-from broker.storage import keys
 from broker.tokens import service as tokens
 from broker.web.interactions import session as login_session
 from broker.web.oauth import hooks
@@ -164,7 +163,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         )  # fmt: skip
         try:
             tokens.issue(web.store(), s.token_hash_key, item, consume="code",
-                         consumed_key=keys.auth_code(item.client_id, code.code_hash),
+                         consumed_key=tokens.token_key(tokens.CODE_PREFIX, item.client_id, code.code_hash),
                          tombstone_ttl=s.refresh_token_ttl)  # fmt: skip
         except tokens.IssueRefused as exc:
             raise _refused(exc) from None
@@ -202,7 +201,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             refresh_token=token.get("refresh_token"), refresh_expires_at=rt_exp, family=old.info.family,
             code_hash=old.info.code, auth_time=old.info.auth_time,
         )  # fmt: skip
-        consumed = keys.refresh_token(item.client_id, keyed_hash(s.token_hash_key, old.token))
+        consumed = tokens.token_key(
+            tokens.REFRESH_PREFIX, item.client_id, keyed_hash(s.token_hash_key, old.token)
+        )
         try:
             tokens.issue(web.store(), s.token_hash_key, item, consume="refresh", consumed_key=consumed,
                          grace_seconds=s.refresh_grace_seconds)  # fmt: skip

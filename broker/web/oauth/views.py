@@ -17,9 +17,10 @@ from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session
+from flask import Blueprint, current_app, jsonify, redirect, request, session
 from werkzeug.wrappers import Response
 
+from broker.errors import BrokerError
 from broker.extensions import csrf
 from broker.web.interactions import i18n
 from broker.web.interactions import session as login_session
@@ -28,14 +29,16 @@ from broker.web.oauth.models import Client, load_client, load_grant
 from broker.web.oauth.server import EndUser, create_server
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
+from broker.web.shared.errors import BASIC_CHALLENGE, oauth_error
+from broker.web.shared.errors import page as error_page
 from broker.web.shared.openapi import TEXT, documented
+from broker.web.shared.responses import no_store
 
 bp = Blueprint("oauth", __name__)
 
 MAX_PARAM_CHARS = 2048
 MAX_PARAMS = 30
 FORCED_LOGIN_KEY = "oauth_forced_login"
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @bp.record_once
@@ -52,8 +55,7 @@ def _server() -> Any:
 
 def _error_page(detail: str) -> Response:
     """Unknown client or unregistered redirect URI: never redirect (RFC 6749 4.1.2.1)."""
-    html = render_template("error.html", status=400, code="invalid_request", detail=detail)
-    return Response(html, status=400, mimetype="text/html")
+    return error_page(BrokerError(detail))
 
 
 def _redirect(redirect_uri: str, params: dict[str, str | None]) -> Response:
@@ -61,7 +63,7 @@ def _redirect(redirect_uri: str, params: dict[str, str | None]) -> Response:
     pairs = [(k, v) for k, v in params.items() if v is not None]
     pairs.append(("iss", web.settings().issuer))
     response = redirect(add_params_to_uri(redirect_uri, pairs), code=302)
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response
 
 
@@ -231,7 +233,7 @@ def authorize() -> Response:
     end_user.scopes = " ".join(allowed)
     _finish(forced, fingerprint)
     response: Response = _server().create_authorization_response(grant_user=end_user, grant=grant)
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response
 
 
@@ -257,50 +259,40 @@ def _basic_client_id() -> str | None:
     return unquote(decoded.partition(":")[0])
 
 
-def _oauth_error(error: str, description: str, status: int = 400) -> Response:
-    response = jsonify(error=error, error_description=description)
-    response.status_code = status
-    response.headers.update(_NO_STORE)
-    if error == "invalid_client":
-        response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Basic realm="broker", error="invalid_client"'
-    return response
-
-
 def _precheck() -> Response | None:
     """RFC 6749 2.3 / 3.2: one authentication method per request, well-formed, no repeats."""
     header = request.headers.get("Authorization")
     if header is not None:
         if not header.lower().startswith("basic "):
-            return _oauth_error("invalid_client", "Only HTTP Basic client authentication is accepted.")
+            return oauth_error("invalid_client", "Only HTTP Basic client authentication is accepted.")
         try:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            return _oauth_error("invalid_client", "The Basic authorization header is malformed.")
+            return oauth_error("invalid_client", "The Basic authorization header is malformed.")
         if ":" not in decoded or not decoded.partition(":")[0]:
-            return _oauth_error("invalid_client", "The Basic authorization header is malformed.")
+            return oauth_error("invalid_client", "The Basic authorization header is malformed.")
         if "client_secret" in request.form:
-            return _oauth_error("invalid_request", "Client credentials were sent in both header and body.")
+            return oauth_error("invalid_request", "Client credentials were sent in both header and body.")
         body_id = request.form.get("client_id")
         if body_id is not None and body_id != _basic_client_id():
-            return _oauth_error("invalid_request", "client_id in the body differs from the Basic header.")
+            return oauth_error("invalid_request", "client_id in the body differs from the Basic header.")
     for name in request.form:
         if len(request.form.getlist(name)) > 1:
-            return _oauth_error("invalid_request", f"Parameter '{name}' is repeated.")
+            return oauth_error("invalid_request", f"Parameter '{name}' is repeated.")
         if len(request.form[name]) > MAX_PARAM_CHARS:
-            return _oauth_error("invalid_request", f"Parameter '{name}' is too large.")
+            return oauth_error("invalid_request", f"Parameter '{name}' is too large.")
     if request.mimetype != "application/x-www-form-urlencoded":
-        return _oauth_error("invalid_request", "The body must be application/x-www-form-urlencoded.")
+        return oauth_error("invalid_request", "The body must be application/x-www-form-urlencoded.")
     return None
 
 
 def _finish_protocol_response(response: Response) -> Response:
-    response.headers.update(_NO_STORE)
+    no_store(response)
     if response.status_code in (400, 401) and response.is_json:
         body = response.get_json(silent=True) or {}
         if body.get("error") == "invalid_client":
             response.status_code = 401
-            response.headers["WWW-Authenticate"] = 'Basic realm="broker", error="invalid_client"'
+            response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
         elif body.get("error") == "unsupported_token_type":
             # RFC 7009 2.2.1 errors follow RFC 6749 5.2 (400); Authlib answers 401 here.
             response.status_code = 400

@@ -23,6 +23,7 @@ from broker.web.platform.blueprint import bp
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import documented
+from broker.web.shared.responses import no_store
 
 _URL = mf.String(validate=validate.Length(min=1, max=2000))
 
@@ -85,7 +86,7 @@ def _load(schema: Schema, payload: dict[str, Any], semantic: Any = None) -> dict
 def _app_json(record: dict[str, Any], status: int = 200, **extra: Any) -> Response:
     response = jsonify({**apps_svc.public_view(record), **extra})
     response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response
 
 
@@ -173,7 +174,7 @@ def rotate_secret_view(client_id: str) -> Response:
     response = jsonify(
         {"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires}
     )
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response
 
 
@@ -183,7 +184,7 @@ def rotate_secret_view(client_id: str) -> Response:
 def rotate_webhook_secret_view(client_id: str) -> Response:
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
     response = jsonify({"client_id": client_id, "webhook_secret": secret})
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response
 
 

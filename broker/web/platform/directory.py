@@ -6,7 +6,6 @@ anything is written; a 400 lists every bad field (for imports: every bad line an
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -15,7 +14,6 @@ from flask import Response, jsonify, request
 from broker.directory import importer as dio
 from broker.directory import service as directory
 from broker.errors import NotFound, UnsupportedMediaType, ValidationFailed
-from broker.storage import keys
 from broker.web.platform.auth import require_platform_key
 from broker.web.platform.blueprint import bp
 from broker.web.shared import context as web
@@ -192,10 +190,7 @@ def list_members(oid: str) -> Response:
     assert limit is not None
     store = web.store()
     page, cursor = directory.list_members(store, oid, after, limit)
-    pipe = store.redis.pipeline(transaction=False)
-    for _, uid in page:
-        pipe.hget(keys.org_roles(oid), uid)
-    roles = [json.loads(r) if r else None for r in pipe.execute()] if page else []
+    roles = directory.member_roles(store, oid, [uid for _, uid in page])
     members = [
         {"user_id": uid, "seq": seq, **(role or {})} for (seq, uid), role in zip(page, roles, strict=True)
     ]

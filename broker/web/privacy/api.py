@@ -8,91 +8,42 @@ Disclosures are ``GET /privacy/v1/disclosures`` (broker.web.ledger.api); receipt
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Callable
 from typing import Any
 
-import redis
 from flask import Response, jsonify, request, stream_with_context
-from flask_wtf.csrf import CSRFError, generate_csrf
+from flask_wtf.csrf import generate_csrf
 
 from broker.consent import grants as grants_svc
 from broker.consent import person as center
-from broker.errors import BrokerError, NotFound, StorageUnavailable, Unauthenticated, ValidationFailed
-from broker.storage import keys
-from broker.storage.store import log_storage_failure
+from broker.directory import service as directory
+from broker.errors import NotFound, ValidationFailed
 from broker.web.interactions import i18n
-from broker.web.interactions.session import current_user_id, sign_out
+from broker.web.interactions.session import login_required, sign_out
 from broker.web.privacy.blueprint import bp
 from broker.web.privacy.pages import held_grant
-from broker.web.privacy.receipts import _problem
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import Lines, documented
+from broker.web.shared.responses import no_store
 
-log = logging.getLogger("broker.privacy")
-API_PREFIX = "/privacy/v1/"
-
-
-def _api(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Problem JSON whatever the Accept header says, for our errors and for Redis failures (503)."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return view(*args, **kwargs)
-        except BrokerError as exc:
-            return _problem(exc)
-        except redis.RedisError as exc:
-            log_storage_failure(log, f"request {web.request_id()}", exc)
-            response = _problem(
-                StorageUnavailable("The service is temporarily unavailable. Try again shortly.")
-            )
-            response.headers["Retry-After"] = "1"
-            return response
-
-    return wrapper
-
-
-@bp.errorhandler(CSRFError)
-def _csrf_failed(exc: CSRFError) -> Any:
-    """A POST without a valid token: problem JSON on the API, the usual page elsewhere."""
-    if request.path.startswith(API_PREFIX):
-        error = BrokerError("send the CSRF token in the X-CSRFToken header (GET /privacy/v1/csrf-token)")
-        error.code = "csrf_failed"
-        return _problem(error)
-    return web.render_error(
-        400,
-        "csrf_failed",
-        "The form expired or was not sent by this site. Go back, reload the page and try again.",
-    )
-
-
-def require_user() -> str:
-    uid = current_user_id()
-    if uid is None:
-        raise Unauthenticated("sign in to use your privacy center")
-    return uid
+SIGN_IN = "sign in to use your privacy center"
 
 
 @bp.get("/privacy/v1/csrf-token")
 @documented(rs.CsrfTokenSchema)
-@_api
 def api_csrf_token() -> Any:
     """The token to send as ``X-CSRFToken`` on POSTs (bound to this session)."""
-    require_user()
+    login_required(SIGN_IN)
     response = jsonify({"csrf_token": generate_csrf(), "header": "X-CSRFToken"})
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response
 
 
 @bp.get("/privacy/v1/apps")
 @documented(rs.PersonAppsSchema)
-@_api
 def api_apps() -> Any:
     """The apps holding a grant from the person, and the org apps receiving their basic fields."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     lang = i18n.language()
     store, catalog = web.store(), web.catalog()
     return jsonify(
@@ -105,10 +56,9 @@ def api_apps() -> Any:
 
 @bp.post("/privacy/v1/apps/<client_id>/revoke")
 @documented(rs.GrantChangeSchema, errors={404: "You hold no grant to this app"})
-@_api
 def api_revoke_app(client_id: str) -> Any:
     """Withdraw the whole grant: its tokens stop working, the app is told, a receipt is issued."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     held_grant(uid, client_id)
     grants_svc.revoke_grant(web.store(), web.settings(), client_id, uid)
     return jsonify({"client_id": client_id, "grant": None})
@@ -116,10 +66,9 @@ def api_revoke_app(client_id: str) -> Any:
 
 @bp.post("/privacy/v1/apps/<client_id>/scopes/<scope>/revoke")
 @documented(rs.GrantChangeSchema, errors={404: "No grant to this app, or it lacks this scope"})
-@_api
 def api_revoke_scope(client_id: str, scope: str) -> Any:
     """Withdraw one scope; the grant keeps the fields its other scopes reach (none left: revoked)."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     grant = held_grant(uid, client_id)
     if scope not in grant["scopes"]:
         raise NotFound("the grant does not include this scope")
@@ -136,13 +85,12 @@ def api_revoke_scope(client_id: str, scope: str) -> Any:
     checks_type=False,
     summary="Delete your account (confirm with your username); the session ends with it",
 )
-@_api
 def api_delete_account() -> Any:
     """Body ``{"confirm_username": "<your username>"}``; the session ends with the account."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     payload = request.get_json(silent=True)
     store = web.store()
-    username = store.redis.hget(keys.user(uid), "username") or uid
+    username = directory.user_field(store, uid, "username") or uid
     if not isinstance(payload, dict) or payload.get("confirm_username") != username:
         raise ValidationFailed(
             "confirm with your username", fields={"confirm_username": ["must equal your username"]}
@@ -161,12 +109,11 @@ def api_delete_account() -> Any:
 
 @bp.get("/privacy/v1/export")
 @documented(media={"application/x-ndjson": Lines(rs.ExportLineSchema)})
-@_api
 def export() -> Any:
     """NDJSON export of everything about the signed-in person, streamed."""
-    uid = require_user()
+    uid = login_required(SIGN_IN)
     lines = center.export_lines(web.store(), uid)
     response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = 'attachment; filename="my-data.ndjson"'
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response

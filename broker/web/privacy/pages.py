@@ -12,17 +12,16 @@ from typing import Any
 
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
-from werkzeug.wrappers import Response as BaseResponse
 
 from broker.apps.registry import get_app
 from broker.consent import grants as grants_svc
 from broker.consent import person as center
 from broker.consent import receipts
+from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
 from broker.ledger import checkpoints, reading
-from broker.storage import keys
 from broker.web.interactions import i18n
-from broker.web.interactions.session import current_user_id, login_url, sign_out
+from broker.web.interactions.session import login_required, sign_out
 from broker.web.privacy.blueprint import bp
 from broker.web.shared import context as web
 
@@ -46,13 +45,6 @@ def _render(template: str, lang: str, **context: Any) -> Response:
     return Response(html, mimetype="text/html")
 
 
-def _signed_in() -> str | BaseResponse:
-    uid = current_user_id()
-    if uid is None:
-        return redirect(login_url(request.full_path.rstrip("?")), code=303)
-    return uid
-
-
 def held_grant(uid: str, client_id: str) -> dict[str, Any]:
     grant = grants_svc.get_grant(web.store(), client_id, uid) if CLIENT_ID_RE.match(client_id) else None
     if grant is None:
@@ -67,9 +59,7 @@ def app_name(client_id: str) -> str:
 
 @bp.get("/privacy")
 def overview() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     store, catalog = web.store(), web.catalog()
     return _render(
@@ -82,9 +72,7 @@ def overview() -> Any:
 
 @bp.route("/privacy/apps/<client_id>/revoke", methods=["GET", "POST"])
 def revoke_app(client_id: str) -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     held_grant(uid, client_id)
     name = app_name(client_id)
@@ -106,9 +94,7 @@ def revoke_app(client_id: str) -> Any:
 
 @bp.route("/privacy/apps/<client_id>/scopes/<scope>/revoke", methods=["GET", "POST"])
 def revoke_scope(client_id: str, scope: str) -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     grant = held_grant(uid, client_id)
     catalog = web.catalog()
@@ -132,9 +118,7 @@ def revoke_scope(client_id: str, scope: str) -> Any:
 
 @bp.get("/privacy/disclosures")
 def disclosures() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     store = web.store()
     filters = reading.parse_filters(request.args, person_filter=False)
@@ -143,11 +127,9 @@ def disclosures() -> Any:
         store, jwks, uid, filters, request.args.get("cursor") or None, PAGE_SIZE
     )
     names = {e["record"]["app"]: app_name(e["record"]["app"]) for e in page.entries}
-    org_names = {
-        e["record"]["org"]: store.redis.hget(keys.org(e["record"]["org"]), "name") or e["record"]["org"]
-        for e in page.entries
-        if e["record"].get("org")
-    }
+    org_names = directory.org_names(
+        store, (e["record"]["org"] for e in page.entries if e["record"].get("org"))
+    )
     filter_apps = {g["client_id"]: app_name(g["client_id"]) for g in grants_svc.grants_of_user(store, uid)}
     filter_apps.update(names)
     base_args: dict[str, Any] = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}
@@ -169,9 +151,7 @@ def disclosures() -> Any:
 
 @bp.get("/privacy/receipts")
 def receipts_page() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     cursor = request.args.get("cursor") or None
     if cursor is not None and not re.fullmatch(r"\d{13}:[0-9a-f-]{36}", cursor):
@@ -183,20 +163,16 @@ def receipts_page() -> Any:
 
 @bp.get("/privacy/export")
 def export_page() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    login_required()
     return _render("privacy/export.html", i18n.language())
 
 
 @bp.route("/privacy/delete", methods=["GET", "POST"])
 def delete_page() -> Any:
-    uid = _signed_in()
-    if isinstance(uid, BaseResponse):
-        return uid
+    uid = login_required()
     lang = i18n.language()
     store, settings = web.store(), web.settings()
-    username = store.redis.hget(keys.user(uid), "username") or uid
+    username = directory.user_field(store, uid, "username") or uid
     error = None
     if request.method == "POST":
         if request.form.get("username", "").strip() == username:

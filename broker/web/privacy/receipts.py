@@ -8,53 +8,27 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import re
-from collections.abc import Callable
 from typing import Any
 
 from flask import Response, jsonify, request
 
 from broker.consent import receipts
-from broker.errors import BrokerError, NotFound, Unauthenticated, ValidationFailed
-from broker.web.interactions.session import current_user_id
+from broker.errors import NotFound, ValidationFailed
+from broker.web.interactions.session import login_required
 from broker.web.privacy.blueprint import bp
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import TEXT, documented
+from broker.web.shared.responses import no_store
 
 MAX_LIMIT = 100
 _MEMBER_RE = re.compile(r"^\d{13}:[0-9a-f-]{36}$")
 _ID_RE = re.compile(r"^[0-9a-f-]{36}$")
 
 
-def _problem(exc: BrokerError) -> Response:
-    response = jsonify(exc.body())
-    response.status_code = exc.status
-    response.mimetype = "application/problem+json"
-    if exc.status == 401:
-        response.headers["WWW-Authenticate"] = 'Cookie realm="broker"'
-    return response
-
-
-def _api(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Render BrokerErrors as problem JSON whatever the Accept header says (Redis errors propagate)."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return view(*args, **kwargs)
-        except BrokerError as exc:
-            return _problem(exc)
-
-    return wrapper
-
-
 def _user() -> str:
-    uid = current_user_id()
-    if uid is None:
-        raise Unauthenticated("sign in to read your consent receipts")
-    return uid
+    return login_required("sign in to read your consent receipts")
 
 
 def _limit() -> int:
@@ -83,7 +57,6 @@ def _cursor() -> str | None:
 
 @bp.get("/privacy/v1/receipts")
 @documented(rs.ReceiptPageSchema, query=rs.ReceiptListQuery)
-@_api
 def list_receipts() -> Any:
     """The person's consent receipts, newest first."""
     uid = _user()
@@ -102,7 +75,6 @@ def list_receipts() -> Any:
     query=rs.ReceiptQuery,
     errors={404: "No such receipt of yours"},
 )
-@_api
 def get_receipt(receipt_id: str) -> Any:
     """One consent receipt: the signed JWS (default) or, with ``?format=json``, its payload too."""
     uid = _user()
@@ -116,5 +88,5 @@ def get_receipt(receipt_id: str) -> Any:
         return jsonify({"receipt": receipts.unverified_payload(token), "jws": token})
     response = Response(token, mimetype="application/jose")
     response.headers["Content-Disposition"] = f'attachment; filename="consent-receipt-{receipt_id}.jws"'
-    response.headers["Cache-Control"] = "no-store"
+    no_store(response)
     return response

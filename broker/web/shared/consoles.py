@@ -1,4 +1,4 @@
-"""What the developer and admin consoles share: sign-in, JSON problems, form validation.
+"""What the developer and admin consoles share: the CSRF-token endpoint, JSON bodies, form validation.
 
 Both consoles serve pages (HTML, forms, 303 after POST) and the same operations as JSON under a
 ``/v1/`` path of their own, authenticated by the session cookie. CSRF stays on for both: a JSON
@@ -8,95 +8,26 @@ header (flask-wtf accepts it there), so a cross-site page can never drive the AP
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-from flask import Blueprint, Response, jsonify, redirect, request
-from flask_wtf.csrf import CSRFError, generate_csrf
+from flask import Blueprint, Response, jsonify, request
+from flask_wtf.csrf import generate_csrf
 from marshmallow import Schema, ValidationError
-from werkzeug.exceptions import HTTPException
 
 from broker import errors
 from broker.apps import registry as apps_svc
-from broker.storage.store import log_storage_failure
 from broker.web.interactions import session as login_session
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import documented
-
-log = logging.getLogger("broker.web.shared.consoles")
-
-
-class _SignIn(Exception):
-    """A page needs a signed-in person: answered with a redirect to the login page."""
-
-
-def is_api(api_prefixes: tuple[str, ...]) -> bool:
-    return request.path.startswith(api_prefixes)
-
-
-def problem(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
-    payload = body or {
-        "type": "about:blank",
-        "title": detail,
-        "status": status,
-        "error": code,
-        "detail": detail,
-    }
-    response = jsonify(payload)
-    response.status_code = status
-    response.mimetype = "application/problem+json"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+from broker.web.shared.responses import no_store
 
 
 def install_handlers(bp: Blueprint, api_prefixes: tuple[str, ...]) -> None:
-    """JSON problems for the console's API paths whatever the Accept header; pages as usual."""
-
-    def render(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
-        if is_api(api_prefixes):
-            return problem(status, code, detail, body)
-        return web.render_error(status, code, detail, body)
-
-    @bp.errorhandler(_SignIn)
-    def sign_in(exc: _SignIn) -> Any:
-        return redirect(login_session.login_url(request.full_path.rstrip("?")), code=303)
-
-    @bp.errorhandler(errors.BrokerError)
-    def broker_error(exc: errors.BrokerError) -> Response:
-        return render(exc.status, exc.code, exc.detail, exc.body())
-
-    @bp.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError) -> Response:
-        return render(
-            400,
-            "csrf_failed",
-            "The form expired or was not sent by this site. Go back, reload the page and try again.",
-        )
-
-    @bp.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            status, "invalid_request"
-        )
-        response = render(status, code, exc.description or exc.name)
-        allow = exc.get_response().headers.get("Allow")
-        if status == 405 and allow:
-            response.headers["Allow"] = allow
-        return response
-
-    @bp.errorhandler(redis.RedisError)
-    def storage_error(exc: redis.RedisError) -> Response:
-        log_storage_failure(log, f"console request {web.request_id()}", exc)
-        response = render(
-            503, "temporarily_unavailable", "The service is temporarily unavailable. Try again shortly."
-        )
-        response.headers["Retry-After"] = "1"
-        return response
+    """The console's ``utc`` template filter and its CSRF-token endpoint (errors are rendered by
+    ``broker.web.shared.errors``, JSON on the API paths since they are in ``context.JSON_PREFIXES``)."""
 
     @bp.app_template_filter("utc")
     def utc(ts: Any) -> str:
@@ -109,20 +40,8 @@ def install_handlers(bp: Blueprint, api_prefixes: tuple[str, ...]) -> None:
     @documented(rs.CsrfTokenSchema)
     def csrf_token_view() -> Response:
         """The token to send as ``X-CSRFToken`` on writes (bound to this session)."""
-        require_user(api_prefixes)
-        response = jsonify({"csrf_token": generate_csrf(), "header": "X-CSRFToken"})
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
-
-def require_user(api_prefixes: tuple[str, ...]) -> str:
-    """The signed-in person; pages redirect to the login page, APIs answer 401."""
-    uid = login_session.current_user_id()
-    if uid is None:
-        if is_api(api_prefixes):
-            raise errors.Unauthenticated("sign in first: this API is authenticated by the session cookie")
-        raise _SignIn()
-    return uid
+        login_session.login_required()
+        return no_store(jsonify({"csrf_token": generate_csrf(), "header": "X-CSRFToken"}))
 
 
 def json_payload() -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from flask import Response, current_app, g, jsonify, render_template, request
+from flask import current_app, g, request
 from marshmallow import Schema
 from marshmallow import ValidationError as MarshmallowValidationError
 
@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from broker.core.keyring import Keyring
     from broker.storage.store import Store
 
-# Paths whose errors are always JSON; everything else negotiates on Accept. The session APIs are here
-# too: their blueprints render most errors themselves, but not all (a body over MAX_CONTENT_LENGTH is
-# refused before any view runs; the receipt views let Redis errors through to the app's handler).
+# Paths whose errors are always JSON (broker.web.shared.errors); everything else negotiates on Accept.
+# The session APIs of the consoles and the privacy center are here too: same cookie as their pages,
+# problem JSON for their errors.
 JSON_PREFIXES = (
     "/v1/",
     "/internal/",
@@ -94,21 +94,3 @@ def load(schema: Schema, payload: Any) -> Any:
     except MarshmallowValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         raise ValidationFailed("some fields are invalid", fields=messages) from None
-
-
-def render_error(status: int, code: str, detail: str, body: dict[str, Any] | None = None) -> Response:
-    """The one error renderer: problem JSON (RFC 9457) for APIs, a readable page in browsers."""
-    if wants_json():
-        payload = body or {
-            "type": "about:blank",
-            "title": detail,
-            "status": status,
-            "error": code,
-            "detail": detail,
-        }
-        response = jsonify(payload)
-        response.status_code = status
-        response.mimetype = "application/problem+json"
-        return response
-    html = render_template("error.html", status=status, code=code, detail=detail)
-    return Response(html, status=status, mimetype="text/html")

@@ -1,0 +1,18 @@
+"""Response helpers every blueprint shares."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from werkzeug.wrappers import Response as BaseResponse
+
+R = TypeVar("R", bound=BaseResponse)
+
+
+def no_store(response: R) -> R:
+    """Never cached, by the browser or anything between (RFC 9111 5.2.2.5; ``Pragma`` for HTTP/1.0
+    caches, as RFC 6749 5.1 asks of token responses). The one helper (node-oidc-provider's
+    ``shared/no_cache.js``): personal data, tokens, secrets and errors all go out through it."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
