@@ -18,6 +18,7 @@ USER_ID = r"^usr_[0-9a-f]{16}$"
 ORG_ID = r"^org_[0-9a-f]{16}$"
 CLIENT_ID = r"^app_[0-9a-f]{16}$"
 USERNAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$"
+USER_ID_OR_EMPTY = r"^(usr_[0-9a-f]{16})?$"
 
 USER_ID_RE = re.compile(USER_ID)
 ORG_ID_RE = re.compile(ORG_ID)

@@ -21,6 +21,7 @@ from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.consent import org_admin, org_policy
 from broker.consent.org_policy import ADMINS_MANAGE, APPS_MANAGE, AUDIT_READ, ORG_DISBAND, Role
+from broker.core import ids
 from broker.directory import service as directory
 from broker.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from broker.web.interactions import i18n
@@ -40,7 +41,7 @@ consoles.install_handlers(bp, API)
 ACTIONS = ("disable", "enable", "remove")
 _SCOPES = mf.List(mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50))
 _CLIENT_ID = validate.Regexp(apps_svc.CLIENT_ID_RE.pattern, error="not a client id")
-_USER_ID = validate.Regexp(r"^usr_[0-9a-f]{16}$", error="not a user id")
+_USER_ID = validate.Regexp(ids.USER_ID, error="not a user id")
 
 
 class InstallSchema(Schema):

@@ -6,7 +6,6 @@ broker.consent.installations); the three loaders here only shape them for Authli
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -16,12 +15,12 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from broker.apps import registry as apps
 from broker.consent import grants, installations
 from broker.core.hashing import keyed_hash, same
+from broker.core.ids import CLIENT_ID_RE
 
 if TYPE_CHECKING:
     from broker.storage.store import Store
 
 CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post")
-CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
 
 
 @dataclass

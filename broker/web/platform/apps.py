@@ -7,7 +7,6 @@ one 400 names every bad field.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -17,6 +16,7 @@ from marshmallow import fields as mf
 from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
 from broker.consent import installations as inst_svc
+from broker.core import ids
 from broker.errors import UnsupportedMediaType, ValidationFailed
 from broker.web.platform.auth import require_platform_key
 from broker.web.platform.blueprint import bp
@@ -36,7 +36,7 @@ class InstallSchema(Schema):
     scopes = mf.List(
         mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
     )
-    installed_by = mf.String(load_default="", validate=validate.Regexp(r"^(usr_[0-9a-f]{16})?$"))
+    installed_by = mf.String(load_default="", validate=validate.Regexp(ids.USER_ID_OR_EMPTY))
 
 
 class InstallationPatchSchema(Schema):
@@ -123,7 +123,7 @@ def create_app_view() -> Response:
 @require_platform_key
 def list_apps_view() -> Response:
     developer_id = request.args.get("developer_id")
-    if developer_id is not None and not re.match(r"^usr_[0-9a-f]{16}$", developer_id):
+    if developer_id is not None and not ids.USER_ID_RE.match(developer_id):
         raise ValidationFailed("some fields are invalid", fields={"developer_id": ["not a user id"]})
     records = apps_svc.list_apps(web.store(), developer_id)
     return jsonify({"apps": [apps_svc.public_view(r) for r in records]})

@@ -17,6 +17,7 @@ from broker.apps.registry import get_app
 from broker.consent import grants as grants_svc
 from broker.consent import person as center
 from broker.consent import receipts
+from broker.core.ids import CLIENT_ID_RE
 from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
 from broker.ledger import checkpoints, reading
@@ -25,7 +26,6 @@ from broker.web.interactions.session import login_required, sign_out
 from broker.web.privacy.blueprint import bp
 from broker.web.shared import context as web
 
-CLIENT_ID_RE = re.compile(r"^app_[0-9a-f]{16}$")
 PAGE_SIZE = 20
 FILTER_ARGS = ("app", "since", "until")
 
