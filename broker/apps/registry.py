@@ -26,6 +26,7 @@ from broker.config import Settings
 from broker.core.catalog import Catalog
 from broker.core.hashing import keyed_hash, new_secret
 from broker.core.ids import CLIENT_ID_RE, CLIENT_SECRET_PREFIX, USER_ID, WEBHOOK_SECRET_PREFIX, new_client_id
+from broker.core.records import App, Installation
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.events import outbox as events
 from broker.storage import keys
@@ -157,21 +158,11 @@ def raise_problems(problems: dict[str, list[str]], catalog_scopes_bad: bool = Fa
 # -- reading ------------------------------------------------------------------------------------
 
 
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    record: dict[str, Any] = {k: v for k, v in raw.items() if not k.startswith("webhook_secret")}
-    record["redirect_uris"] = json.loads(raw.get("redirect_uris") or "[]")
-    record["scopes"] = (raw.get("scopes") or "").split()
-    for name in ("created_at", "updated_at"):
-        if name in raw:
-            record[name] = int(raw[name])
-    return record
-
-
 def get_app(store: Store, client_id: str) -> dict[str, Any] | None:
     if not CLIENT_ID_RE.match(client_id):
         return None
     raw = store.redis.hgetall(keys.app(client_id))
-    return _decode(raw) if raw else None
+    return App.from_hash(raw).public() if raw else None
 
 
 def require_app(store: Store, client_id: str) -> dict[str, Any]:
@@ -196,11 +187,7 @@ def list_apps(store: Store, developer_id: str | None = None) -> list[dict[str, A
 
 
 def _uri_list(raw: str | None) -> list[str]:
-    try:
-        uris = json.loads(raw) if raw else []
-    except ValueError:
-        return []
-    return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
+    return App.from_hash({"redirect_uris": raw or ""}).redirect_uris or []
 
 
 def redirect_uris(store: Store, client_id: str) -> list[str]:
@@ -254,9 +241,7 @@ def app_and_secret_hashes(
         raw, secrets_raw = pipe.execute()
     if not raw:
         return None
-    record: dict[str, Any] = {k: v for k, v in raw.items() if not k.startswith("webhook_secret")}
-    record["redirect_uris"] = _uri_list(raw.get("redirect_uris"))
-    record["scopes"] = (raw.get("scopes") or "").split()
+    record = App.from_hash(raw).public()
     hashes: dict[str, int | None] = {}
     for h, meta in secrets_raw.items():
         try:
@@ -270,20 +255,6 @@ def app_and_secret_hashes(
 def developer_of(store: Store, client_id: str) -> str:
     """The app's developer id ("" when unknown): one HGET, for the id_token disclosure record."""
     return str(store.redis.hget(keys.app(client_id), "developer_id") or "")
-
-
-def _encode(record: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in record.items():
-        if name == "redirect_uris":
-            out[name] = json.dumps(list(value))
-        elif name == "scopes":
-            out[name] = " ".join(value)
-        elif value is None:
-            out[name] = ""
-        else:
-            out[name] = str(value)
-    return out
 
 
 # -- registration -------------------------------------------------------------------------------
@@ -327,7 +298,7 @@ def register_app(
     client_secret = new_secret(CLIENT_SECRET_PREFIX) if record["client_type"] == "confidential" else None
     webhook_secret = new_secret(WEBHOOK_SECRET_PREFIX)
     pipe = store.redis.pipeline(transaction=True)
-    pipe.hset(keys.app(client_id), mapping=_encode(record))
+    pipe.hset(keys.app(client_id), mapping=App(**record).to_hash())
     if client_secret is not None:
         entry = json.dumps({"created": now, "expires": None})
         pipe.hset(keys.app_secrets(client_id), keyed_hash(settings.token_hash_key, client_secret), entry)
@@ -356,11 +327,10 @@ def update_app(
         if name in changes and changes[name] in (None, ""):
             problems.setdefault(name, []).append("must not be empty")
     raise_problems(problems)
-    update = {k: v for k, v in changes.items() if k in EDITABLE}
-    update["updated_at"] = int(time.time())
-    flat: list[str] = []
-    for name, value in _encode(update).items():
-        flat += [name, value]
+    # None is stored as an empty string, as it always was.
+    edits: dict[str, Any] = {k: "" if v is None else v for k, v in changes.items() if k in EDITABLE}
+    update = App(**edits, updated_at=int(time.time()))
+    flat = [x for item in update.to_hash().items() for x in item]
     done = store.lua("hset_if_exists")(keys=[keys.app(client_id)], args=flat)
     if not done:
         raise NotFound(f"no app with client id {client_id!r}")
@@ -373,12 +343,11 @@ def _shrink_installations(store: Store, client_id: str, allowed: set[str]) -> No
     """An installation may never hold a scope the app no longer requests."""
     for org_id in store.redis.smembers(keys.app_installations(client_id)):
         key = keys.installation(client_id, org_id)
-        scopes = (store.redis.hget(key, "scopes") or "").split()
+        scopes = Installation.from_hash({"scopes": store.redis.hget(key, "scopes") or ""}).scopes or []
         kept = [s for s in scopes if s in allowed]
         if kept != scopes:
-            store.lua("hset_if_exists")(
-                keys=[key], args=["scopes", " ".join(kept), "updated_at", str(int(time.time()))]
-            )
+            change = Installation(scopes=kept, updated_at=int(time.time())).to_hash()
+            store.lua("hset_if_exists")(keys=[key], args=[x for item in change.items() for x in item])
 
 
 def _set_status(store: Store, client_id: str, status: str, event_type: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from broker.consent import receipts
 from broker.core.catalog import Catalog
 from broker.core.ids import new_grant_id
 from broker.core.pairwise import pairwise_id
+from broker.core.records import Grant
 from broker.errors import NotFound, ValidationFailed
 from broker.events import outbox as events
 from broker.storage import keys
@@ -27,19 +28,9 @@ from broker.storage.store import Store
 from broker.tokens import service as tokens
 
 
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    record: dict[str, Any] = dict(raw)
-    record["scopes"] = (raw.get("scopes") or "").split()
-    record["fields"] = (raw.get("fields") or "").split()
-    for name in ("created_at", "updated_at"):
-        if name in raw:
-            record[name] = int(raw[name])
-    return record
-
-
 def get_grant(store: Store, client_id: str, uid: str) -> dict[str, Any] | None:
     raw = store.redis.hgetall(keys.grant(client_id, uid))
-    return _decode(raw) if raw else None
+    return Grant.from_hash(raw).public() if raw else None
 
 
 def grant_event_data(settings: Settings, client_id: str, uid: str) -> dict[str, Any]:
@@ -99,7 +90,7 @@ def save_consent(
             try:
                 pipe.watch(key)
                 raw = pipe.hgetall(key)
-                existing = _decode(raw) if raw else None
+                existing = Grant.from_hash(raw).public() if raw else None
                 merged_fields = fields | set(existing["fields"] if existing else [])
                 merged_scopes = _scopes_with_fields(
                     catalog, [*(existing["scopes"] if existing else []), *scopes], merged_fields
@@ -126,14 +117,7 @@ def save_consent(
                     or existing.get("consent_version") != consent_version
                 )
                 pipe.multi()
-                pipe.hset(
-                    key,
-                    mapping={
-                        **{k: str(v) for k, v in record.items()},
-                        "scopes": " ".join(merged_scopes),
-                        "fields": " ".join(ordered_fields),
-                    },
-                )
+                pipe.hset(key, mapping=Grant(**record).to_hash())
                 pipe.sadd(keys.app_grants(client_id), uid)
                 if existing is None:
                     events.emit(
@@ -165,7 +149,7 @@ def revoke_grant(store: Store, settings: Settings, client_id: str, uid: str) -> 
                 if not raw:
                     pipe.unwatch()
                     return None
-                record = _decode(raw)
+                record = Grant.from_hash(raw).public()
                 pipe.multi()
                 pipe.delete(key)
                 tokens.revoke_grant_tokens(pipe, client_id, record["id"])
@@ -203,7 +187,7 @@ def revoke_scope(
                 if not raw:
                     pipe.unwatch()
                     raise NotFound("no grant to this app")
-                record = _decode(raw)
+                record = Grant.from_hash(raw).public()
                 if scope not in record["scopes"]:
                     pipe.unwatch()
                     raise NotFound(f"the grant does not include scope {scope!r}")
@@ -219,14 +203,10 @@ def revoke_scope(
                     updated_at=int(time.time()),
                 )
                 pipe.multi()
-                pipe.hset(
-                    key,
-                    mapping={
-                        "scopes": " ".join(record["scopes"]),
-                        "fields": " ".join(record["fields"]),
-                        "updated_at": str(record["updated_at"]),
-                    },
+                change = Grant(
+                    scopes=record["scopes"], fields=record["fields"], updated_at=record["updated_at"]
                 )
+                pipe.hset(key, mapping=change.to_hash())
                 pipe.execute()
                 app_record = get_app(store, client_id) or {"client_id": client_id}
                 receipts.issue_receipt(

@@ -16,6 +16,7 @@ import redis
 
 from broker.apps.registry import require_app
 from broker.core.ids import ORG_ID_RE, new_installation_id
+from broker.core.records import Installation
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.events import outbox as events
 from broker.storage import keys
@@ -23,19 +24,9 @@ from broker.storage.store import Store
 from broker.tokens.service import revoke_grant_tokens
 
 
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    record: dict[str, Any] = dict(raw)
-    record["scopes"] = (raw.get("scopes") or "").split()
-    record["enabled"] = raw.get("enabled") == "1"
-    for name in ("created_at", "updated_at"):
-        if name in raw:
-            record[name] = int(raw[name])
-    return record
-
-
 def get_installation(store: Store, client_id: str, org_id: str) -> dict[str, Any] | None:
     raw = store.redis.hgetall(keys.installation(client_id, org_id))
-    return _decode(raw) if raw else None
+    return Installation.from_hash(raw).public() if raw else None
 
 
 def require_installation(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
@@ -88,16 +79,16 @@ def install(
     _check_scopes(chosen, app_record["scopes"])
     key = keys.installation(client_id, org_id)
     now = int(time.time())
-    record = {
-        "id": new_installation_id(),
-        "client_id": client_id,
-        "org_id": org_id,
-        "scopes": " ".join(chosen),
-        "enabled": "1",
-        "installed_by": installed_by or "",
-        "created_at": str(now),
-        "updated_at": str(now),
-    }
+    record = Installation(
+        id=new_installation_id(),
+        client_id=client_id,
+        org_id=org_id,
+        scopes=chosen,
+        enabled=True,
+        installed_by=installed_by or "",
+        created_at=now,
+        updated_at=now,
+    )
     with store.redis.pipeline(transaction=True) as pipe:
         while True:
             try:
@@ -106,7 +97,7 @@ def install(
                     pipe.unwatch()
                     raise Conflict(f"app {client_id!r} is already installed in organization {org_id!r}")
                 pipe.multi()
-                pipe.hset(key, mapping=record)
+                pipe.hset(key, mapping=record.to_hash())
                 pipe.sadd(keys.app_installations(client_id), org_id)
                 events.emit(pipe, client_id, "installation.installed", {"org_id": org_id, "scopes": chosen})
                 pipe.execute()
@@ -114,7 +105,7 @@ def install(
             except redis.WatchError:
                 continue
     store.redis.sadd(keys.org_installations(org_id), client_id)
-    return _decode(record)
+    return record.public()
 
 
 def _set_enabled(store: Store, client_id: str, org_id: str, enabled: bool) -> dict[str, Any]:
@@ -131,9 +122,7 @@ def _set_enabled(store: Store, client_id: str, org_id: str, enabled: bool) -> di
                     pipe.unwatch()
                     break  # already so: nothing changes, no event
                 pipe.multi()
-                pipe.hset(
-                    key, mapping={"enabled": "1" if enabled else "0", "updated_at": str(int(time.time()))}
-                )
+                pipe.hset(key, mapping=Installation(enabled=enabled, updated_at=int(time.time())).to_hash())
                 events.emit(
                     pipe,
                     client_id,
@@ -162,9 +151,8 @@ def set_scopes(store: Store, client_id: str, org_id: str, scopes: Iterable[str])
     chosen = list(dict.fromkeys(scopes))
     _check_scopes(chosen, app_record["scopes"])
     key = keys.installation(client_id, org_id)
-    done = store.lua("hset_if_exists")(
-        keys=[key], args=["scopes", " ".join(chosen), "updated_at", int(time.time())]
-    )
+    change = Installation(scopes=chosen, updated_at=int(time.time())).to_hash()
+    done = store.lua("hset_if_exists")(keys=[key], args=[x for item in change.items() for x in item])
     if not done:
         raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
     return require_installation(store, client_id, org_id)
@@ -181,7 +169,7 @@ def remove(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
                 if not raw:
                     pipe.unwatch()
                     raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
-                record = _decode(raw)
+                record = Installation.from_hash(raw).public()
                 pipe.multi()
                 pipe.delete(key)
                 revoke_grant_tokens(pipe, client_id, record["id"])
