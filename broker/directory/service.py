@@ -12,7 +12,6 @@ Passwords are argon2 hashes (DESIGN invariant 5); ``get_user`` never returns the
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import time
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from broker.core.ids import ORG_ID_RE, USER_ID_RE, USERNAME_RE, new_org_id, new_user_id
+from broker.core.records import Membership, Org, User
 from broker.errors import Conflict, NotFound
 from broker.storage import keys
 from broker.storage.store import Batch, Store
@@ -45,14 +45,6 @@ def _now() -> int:
     return int(time.time())
 
 
-def _public(record: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: v for k, v in record.items() if k != "password_hash"}
-    for name in ("created_at", "updated_at"):
-        if name in out:
-            out[name] = int(out[name])
-    return out
-
-
 # --- users -----------------------------------------------------------------------------------
 
 
@@ -60,8 +52,8 @@ def get_user(store: Store, uid: str) -> dict[str, Any] | None:
     """The user record without ``password_hash`` (deleted users included; check ``status``)."""
     if not USER_ID_RE.match(uid):
         return None
-    record = store.redis.hgetall(keys.user(uid))
-    return _public(record) if record else None
+    raw = store.redis.hgetall(keys.user(uid))
+    return User.from_hash(raw).public() if raw else None
 
 
 def user_status(store: Store, uid: str) -> str | None:
@@ -86,7 +78,8 @@ def get_users(store: Store, uids: Iterable[str]) -> dict[str, dict[str, Any]]:
     pipe = store.redis.pipeline(transaction=False)
     for uid in wanted:
         pipe.hgetall(keys.user(uid))
-    return {uid: _public(rec) for uid, rec in zip(wanted, pipe.execute(), strict=True) if rec}
+    rows = zip(wanted, pipe.execute(), strict=True)
+    return {uid: User.from_hash(raw).public() for uid, raw in rows if raw}
 
 
 def user_id_for(store: Store, username: str) -> str | None:
@@ -126,21 +119,21 @@ def verify_password(store: Store, username: str, password: str) -> str | None:
 
 def user_records(data: dict[str, Any], uid: str, now: int) -> dict[str, str]:
     """The hash fields for a new user from validated input (``password`` hashed here)."""
-    record = {
-        "id": uid,
-        "username": data["username"],
-        "nickname": data.get("nickname") or data["username"],
-        "avatar": data.get("avatar") or "",
-        "name": data.get("name") or "",
-        "email": data.get("email") or "",
-        "mobile": data.get("mobile") or "",
-        "password_hash": data.get("password_hash")
+    user = User(
+        id=uid,
+        username=data["username"],
+        nickname=data.get("nickname") or data["username"],
+        avatar=data.get("avatar") or "",
+        name=data.get("name") or "",
+        email=data.get("email") or "",
+        mobile=data.get("mobile") or "",
+        password_hash=data.get("password_hash")
         or (hash_password(data["password"]) if data.get("password") else ""),
-        "status": "active",
-        "created_at": str(now),
-        "updated_at": str(now),
-    }
-    return record
+        status="active",
+        created_at=now,
+        updated_at=now,
+    )
+    return user.to_hash()
 
 
 def claim_usernames(store: Store, claims: dict[str, str]) -> list[str]:
@@ -183,7 +176,7 @@ def create_user(store: Store, data: dict[str, Any], *, now: int | None = None) -
         raise Conflict(f"username {data['username']!r} is already taken", field="username")
     record = user_records(data, uid, now)
     write_users(store, [record])
-    return _public(record)
+    return User.from_hash(record).public()
 
 
 def update_user(store: Store, uid: str, changes: dict[str, Any], *, now: int | None = None) -> dict[str, Any]:
@@ -248,20 +241,11 @@ def delete_user(store: Store, uid: str, *, now: int | None = None) -> None:
 # --- organizations ---------------------------------------------------------------------------
 
 
-def _org_public(record: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = dict(record)
-    for name in ("created_at", "updated_at"):
-        if name in out:
-            out[name] = int(out[name])
-    out["allow_member_mini_programs"] = record.get("allow_member_mini_programs", "1") == "1"
-    return out
-
-
 def get_org(store: Store, oid: str) -> dict[str, Any] | None:
     if not ORG_ID_RE.match(oid):
         return None
-    record = store.redis.hgetall(keys.org(oid))
-    return _org_public(record) if record else None
+    raw = store.redis.hgetall(keys.org(oid))
+    return Org.from_hash(raw).public() if raw else None
 
 
 def org_names(store: Store, oids: Iterable[str]) -> dict[str, str]:
@@ -276,13 +260,15 @@ def org_names(store: Store, oids: Iterable[str]) -> dict[str, str]:
 
 
 def org_record(data: dict[str, Any], oid: str, now: int) -> dict[str, str]:
-    return {
-        "id": oid,
-        "name": data["name"],
-        "allow_member_mini_programs": "1" if data.get("allow_member_mini_programs", True) else "0",
-        "created_at": str(now),
-        "updated_at": str(now),
-    }
+    """The hash fields for a new organization from validated input."""
+    org = Org(
+        id=oid,
+        name=data["name"],
+        allow_member_mini_programs=bool(data.get("allow_member_mini_programs", True)),
+        created_at=now,
+        updated_at=now,
+    )
+    return org.to_hash()
 
 
 def write_orgs(store: Store, records: list[dict[str, str]]) -> None:
@@ -300,19 +286,21 @@ def create_org(store: Store, data: dict[str, Any], *, now: int | None = None) ->
     if not store.redis.hsetnx(keys.org(oid), "id", oid):
         raise Conflict(f"organization {oid} already exists")
     write_orgs(store, [record])
-    return _org_public(record)
+    return Org.from_hash(record).public()
 
 
 def update_org(store: Store, oid: str, changes: dict[str, Any], *, now: int | None = None) -> dict[str, Any]:
     now = _now() if now is None else now
     if get_org(store, oid) is None:
         raise NotFound(f"no organization {oid}")
-    fields = {"updated_at": str(now)}
-    if "name" in changes:
-        fields["name"] = changes["name"]
-    if "allow_member_mini_programs" in changes:
-        fields["allow_member_mini_programs"] = "1" if changes["allow_member_mini_programs"] else "0"
-    store.redis.hset(keys.org(oid), mapping=fields)
+    change = Org(
+        name=changes.get("name"),
+        allow_member_mini_programs=(
+            bool(changes["allow_member_mini_programs"]) if "allow_member_mini_programs" in changes else None
+        ),
+        updated_at=now,
+    )
+    store.redis.hset(keys.org(oid), mapping=change.to_hash())
     updated = get_org(store, oid)
     assert updated is not None
     return updated
@@ -337,17 +325,14 @@ def delete_org(store: Store, oid: str) -> None:
 
 
 def role_value(role: str, permissions: Iterable[str] = ()) -> str:
-    perms = sorted(set(permissions)) if role == "sub_admin" else []
-    return json.dumps({"role": role, "permissions": perms}, separators=(",", ":"))
+    """The stored role JSON of a membership (only a sub-admin holds permissions)."""
+    return Membership.of("", role, permissions).role_json()
 
 
 def member_role(store: Store, oid: str, uid: str) -> dict[str, Any] | None:
     """``{"role": ..., "permissions": [...]}`` or None when ``uid`` is not a member."""
     raw = store.redis.hget(keys.org_roles(oid), uid)
-    if not raw:
-        return None
-    value: dict[str, Any] = json.loads(raw)
-    return value
+    return Membership.from_hash({uid: raw}).public() if raw else None
 
 
 def member_roles(store: Store, oid: str, uids: list[str]) -> list[dict[str, Any] | None]:
@@ -357,7 +342,8 @@ def member_roles(store: Store, oid: str, uids: list[str]) -> list[dict[str, Any]
     pipe = store.redis.pipeline(transaction=False)
     for uid in uids:
         pipe.hget(keys.org_roles(oid), uid)
-    return [json.loads(r) if r else None for r in pipe.execute()]
+    rows = zip(uids, pipe.execute(), strict=True)
+    return [Membership.from_hash({uid: raw}).public() if raw else None for uid, raw in rows]
 
 
 def is_member(store: Store, oid: str, uid: str) -> bool:
@@ -417,7 +403,7 @@ def add_members_bulk(store: Store, items: list[tuple[str, str, str]]) -> None:
 def set_role(store: Store, oid: str, uid: str, role: str, permissions: Iterable[str] = ()) -> dict[str, Any]:
     if not is_member(store, oid, uid):
         raise NotFound(f"user {uid} is not a member of {oid}")
-    store.redis.hset(keys.org_roles(oid), uid, role_value(role, permissions))
+    store.redis.hset(keys.org_roles(oid), mapping=Membership.of(uid, role, permissions).to_hash())
     found = member_role(store, oid, uid)
     assert found is not None
     return found
