@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from broker.core.hashing import keyed_hash
 from broker.core.ids import ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX, client_of
+from broker.core.records import TokenInfo
 from broker.storage import keys, lua
 from broker.storage.store import Store
 
@@ -52,42 +53,10 @@ def token_key(prefix: str, client_id: str, token_hash: str) -> str:
 # The scripts (broker/storage/lua/token_*.lua) all include _validity.lua, the rule above.
 
 
-@dataclass(frozen=True)
-class TokenInfo:
-    """A valid token as seen right now (after the data-model checks)."""
-
-    client_id: str
-    kind: str  # grant | installation
-    subject: str  # uid or org id
-    grant_id: str
-    scopes: tuple[str, ...]  # as issued
-    effective_scopes: tuple[str, ...]  # issued ∩ current grant/installation scopes
-    issued_at: int
-    expires_at: int
-    auth_time: int | None
-    family: str
-    code: str
-    rotated_at: int | None
-    token_type: str  # access_token | refresh_token
-
-
 def _parse(flat: list[Any], token_type: str) -> TokenInfo:
-    h = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
-    return TokenInfo(
-        client_id=h["client_id"],
-        kind=h["kind"],
-        subject=h["subject"],
-        grant_id=h["grant_id"],
-        scopes=tuple(h.get("scopes", "").split()),
-        effective_scopes=tuple(h.get("effective_scopes", "").split()),
-        issued_at=int(h.get("issued_at", "0")),
-        expires_at=int(h.get("expires_at", "0")),
-        auth_time=int(h["auth_time"]) if h.get("auth_time") else None,
-        family=h.get("family", ""),
-        code=h.get("code", ""),
-        rotated_at=int(h["rotated_at"]) if h.get("rotated_at") else None,
-        token_type=token_type,
-    )
+    """The lookup script's answer: the token hash as a flat list, ``effective_scopes`` appended."""
+    raw = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return replace(TokenInfo.from_hash(raw), token_type=token_type)
 
 
 def _lookup(store: Store, hash_key: str, token: str, prefix: str, token_type: str) -> TokenInfo | None:
@@ -152,11 +121,13 @@ def issue(
     rt_key = (
         keys.refresh_token(cid, keyed_hash(hash_key, item.refresh_token)) if item.refresh_token else at_key
     )
-    fields = [
-        "client_id", cid, "kind", item.kind, "subject", item.subject, "grant_id", item.grant_id,
-        "scopes", item.scopes, "issued_at", str(now), "code", item.code_hash, "family", item.family,
-        "auth_time", str(item.auth_time or ""),
-    ]  # fmt: skip
+    stored = TokenInfo(
+        client_id=cid, kind=item.kind, subject=item.subject, grant_id=item.grant_id,
+        scopes=tuple(item.scopes.split()), issued_at=now, code=item.code_hash, family=item.family,
+        auth_time=item.auth_time,
+    ).to_hash()  # fmt: skip
+    del stored["expires_at"]  # the script writes each token's own expiry
+    fields = [x for pair in stored.items() for x in pair]
     result = store.lua("token_issue")(
         keys=[consumed_key or at_key, keys.grant_tokens(cid, item.grant_id),
               keys.token_family(cid, item.family), at_key, rt_key],
