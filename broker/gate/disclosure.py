@@ -38,10 +38,14 @@ from broker.core.hashing import keyed_hash
 from broker.core.ids import ACCESS_PREFIX
 from broker.core.ids import client_of as token_client
 from broker.core.pairwise import pairwise_id
+from broker.core.records import DisclosureRecord
 from broker.errors import BearerError, NotFound, StorageUnavailable
 from broker.storage import keys
 from broker.storage.breaker import CircuitOpen
 from broker.storage.store import UNAVAILABLE, Store
+
+# The keys gate_disclose.lua sets on the template for each person it records.
+FILLED_BY_SCRIPT = frozenset({"id", "developer", "audience", "org", "person", "grant", "fields"})
 
 log = logging.getLogger("broker.gate")
 
@@ -232,13 +236,15 @@ class Gate:
             person_args = [[uid, pairwise_id(self.pairwise_key, client_id, uid, org_id)] for uid in persons]
         else:
             person_args = [["", ""]]  # the script fills in the subject; pairwise id computed below
-        template = {
-            "time": time.time(),
-            "app": client_id,
-            "endpoint": endpoint,
-            "request_id": request_id,
-            "catalog_version": self.catalog.version,
-        }
+        # The script fills in the rest of each person's record (gate_disclose.lua).
+        template = DisclosureRecord(
+            time=time.time(),
+            app=client_id,
+            endpoint=endpoint,
+            request_id=request_id,
+            catalog_version=self.catalog.version,
+            missing=FILLED_BY_SCRIPT,
+        )
         journal = keys.journal(client_id)
         # The index entry goes first, so the sequencer never misses the record (see sequencer
         # ``_forget_if_empty``): one round trip on a single node, two on a cluster.
@@ -255,7 +261,7 @@ class Gate:
                     org_id,
                     self._scope_fields,
                     required_scope,
-                    json.dumps(template),
+                    json.dumps(template.public()),
                     json.dumps(person_args),
                 ],
             )
@@ -302,24 +308,24 @@ class Gate:
         The token endpoint has already authenticated the client and loaded the grant, so no token
         check is needed; the record is still committed before the response leaves.
         """
-        record = {
-            "id": f"{request_id}-1",
-            "time": time.time(),
-            "app": client_id,
-            "developer": developer_id,
-            "audience": "individual",
-            "org": None,
-            "person": user_id,
-            "grant": grant_id,
-            "fields": sorted(fields),
-            "endpoint": endpoint,
-            "request_id": request_id,
-            "catalog_version": self.catalog.version,
-        }
+        record = DisclosureRecord(
+            id=f"{request_id}-1",
+            time=time.time(),
+            app=client_id,
+            developer=developer_id,
+            audience="individual",
+            org=None,
+            person=user_id,
+            grant=grant_id,
+            fields=tuple(sorted(fields)),
+            endpoint=endpoint,
+            request_id=request_id,
+            catalog_version=self.catalog.version,
+        )
         journal = keys.journal(client_id)
         pipe = self.store.redis.pipeline(transaction=False)
         pipe.sadd(keys.journals_index(), client_id)
-        pipe.xadd(journal, {"r": json.dumps(record)})
+        pipe.xadd(journal, record.to_hash())
         pipe.execute()
         self.store.confirm_durable(journal)
 

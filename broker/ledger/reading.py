@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.core.ids import CLIENT_ID_RE, USER_ID_RE
+from broker.core.records import DisclosureRecord
 from broker.errors import ValidationFailed
 from broker.ledger import checkpoints, storage
 from broker.ledger.checkpoints import b64
@@ -168,7 +169,9 @@ def _read(store: Store, key: str, filters: Filters, cursor: str | None, limit: i
     if checkpoint is not None:
         tree.prefetch_proofs(wanted, checkpoint.tree_size)
     tree.prefetch({(0, i) for i in wanted})
-    records = [json.loads(body) if body is not None else None for body in bodies]
+    records = [
+        DisclosureRecord.from_hash({"r": body}).public() if body is not None else None for body in bodies
+    ]
     ids = [str(rec.get("id", "")) for rec in records if isinstance(rec, dict)]
     corrected_by = dict(zip(ids, r.hmget(keys.ledger_voided(), ids), strict=True)) if ids else {}
     for (mem, _), record in zip(rows, records, strict=True):
