@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from broker.apps import registry as apps
-from broker.consent import grants, installations
+from broker.consent import grants, installations, org_policy
 from broker.core import catalog as catalog_mod
 from broker.core.hashing import keyed_hash
 from broker.core.ids import ACCESS_PREFIX, REFRESH_PREFIX, new_token
@@ -386,3 +386,32 @@ def test_disclosure_records_round_trip(store, settings, catalog) -> None:
     assert again.public() == json.loads(ledger_body)
     partial = DisclosureRecord.from_hash({"r": '{"id":"x","time":1,"app":"a","person":"p"}'})
     assert partial.public() == {"id": "x", "time": 1, "app": "a", "person": "p"}
+
+
+def test_role_entries_parse_fail_closed(store) -> None:
+    """The console's role check reads entries through Membership; anything unreadable is a member."""
+    oid = directory.create_org(store, {"name": "Acme"}, now=1000)["id"]
+    uid = _user(store)
+    directory.add_member(store, oid, uid)
+    member, sub = org_policy.Role("member"), org_policy.Role("sub_admin")
+    cases = [
+        ("not json", member),
+        ('["admin"]', member),
+        ('"admin"', member),
+        ('{"role": "root", "permissions": ["apps.manage"]}', member),
+        ('{"role": "sub_admin", "permissions": {"apps.manage": 1}}', sub),
+        ('{"role": "sub_admin", "permissions": null}', sub),
+        ('{"role": "sub_admin", "permissions": ["apps.manage", "disclosures.read", 3]}', sub),
+        ('{"role": "admin"}', org_policy.Role("admin")),
+    ]
+    for raw, expected in cases[:-2]:
+        store.redis.hset(keys.org_roles(oid), uid, raw)
+        assert org_policy.role_of(store, oid, uid) == expected, raw
+    store.redis.hset(keys.org_roles(oid), uid, cases[-2][0])
+    assert org_policy.role_of(store, oid, uid) == org_policy.Role("sub_admin", ("apps.manage",))
+    store.redis.hset(keys.org_roles(oid), uid, cases[-1][0])
+    assert org_policy.role_of(store, oid, uid) == cases[-1][1]
+    # The console writes role entries with json.dumps' default spacing; they read the same.
+    spaced = org_policy.encode("sub_admin", ["members.manage"])
+    assert spaced == '{"role": "sub_admin", "permissions": ["members.manage"]}'
+    assert Membership.from_hash({uid: spaced}) == Membership(uid, "sub_admin", ("members.manage",))

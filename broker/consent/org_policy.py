@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from broker.core.ids import ORG_ID_RE
+from broker.core.records import Membership
 from broker.errors import Forbidden, NotFound
 from broker.storage import keys
 from broker.storage.store import Store
@@ -45,15 +45,12 @@ def _parse(raw: str | None) -> Role:
     if not raw:
         return Role("member")
     try:
-        data: Any = json.loads(raw)
-    except ValueError:
+        entry = Membership.from_hash({"": raw})
+    except (ValueError, TypeError, KeyError, AttributeError):
         return Role("member")
-    if not isinstance(data, dict) or data.get("role") not in ROLES:
+    if entry.role not in ROLES:
         return Role("member")
-    perms = data.get("permissions") or []
-    if not isinstance(perms, list):
-        perms = []
-    return Role(str(data["role"]), tuple(p for p in perms if p in GRANTABLE))
+    return Role(entry.role, tuple(p for p in entry.permissions if p in GRANTABLE))
 
 
 def role_of(store: Store, oid: str, uid: str | None) -> Role | None:

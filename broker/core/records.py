@@ -147,9 +147,11 @@ class Membership:
 
     @classmethod
     def from_hash(cls, raw: Mapping[str, str]) -> Self:
+        """Raises ValueError, TypeError or KeyError on an entry that is not a role JSON object."""
         ((user_id, value),) = raw.items()
         data = json.loads(value)
-        return cls(user_id, data["role"], tuple(data.get("permissions") or ()))
+        permissions = data.get("permissions")
+        return cls(user_id, str(data["role"]), tuple(permissions) if isinstance(permissions, list) else ())
 
     def role_json(self) -> str:
         return json.dumps({"role": self.role, "permissions": list(self.permissions)}, separators=(",", ":"))
