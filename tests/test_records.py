@@ -76,6 +76,14 @@ def test_user_round_trip_and_public(store) -> None:
     assert user.password_hash == "" and user.created_at == 1000
     assert directory.get_users(store, [uid]) == {uid: expected}
 
+    updated = directory.update_user(
+        store, uid, {"nickname": "Al", "username": "alice2", "mobile": None}, now=1500
+    )
+    user = _round_trip(User, store.redis.hgetall(keys.user(uid)))
+    assert (
+        updated == user.public() == {**expected, "nickname": "Al", "username": "alice2", "updated_at": 1500}
+    )
+
     directory.delete_user(store, uid, now=2000)
     tombstone = _round_trip(User, store.redis.hgetall(keys.user(uid)))
     assert tombstone.public() == {"id": uid, "status": "deleted", "deleted_at": "2000"}

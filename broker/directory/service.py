@@ -185,7 +185,7 @@ def update_user(store: Store, uid: str, changes: dict[str, Any], *, now: int | N
     current = get_user(store, uid)
     if current is None or current.get("status") != "active":
         raise NotFound(f"no user {uid}")
-    fields: dict[str, str] = {k: (changes[k] or "") for k in PROFILE_FIELDS if k in changes}
+    fields: dict[str, Any] = {k: (changes[k] or "") for k in PROFILE_FIELDS if k in changes}
     if changes.get("password"):
         fields["password_hash"] = hash_password(changes["password"])
     new_name: str = changes.get("username") or ""
@@ -194,10 +194,10 @@ def update_user(store: Store, uid: str, changes: dict[str, Any], *, now: int | N
         if new_name.lower() != old_name.lower() and claim_usernames(store, {new_name: uid}):
             raise Conflict(f"username {new_name!r} is already taken", field="username")
         fields["username"] = new_name
-    fields["updated_at"] = str(now)
+    fields["updated_at"] = now
     renamed = bool(new_name) and new_name.lower() != old_name.lower()  # else only the case changed
     try:
-        store.redis.hset(keys.user(uid), mapping=fields)
+        store.redis.hset(keys.user(uid), mapping=User(**fields).to_hash())
     except BaseException:
         if renamed:  # the new name was claimed for nothing: give it back (all or nothing)
             with contextlib.suppress(Exception):
@@ -227,7 +227,7 @@ def delete_user(store: Store, uid: str, *, now: int | None = None) -> None:
         raise NotFound(f"no user {uid}")
     pipe = store.redis.pipeline(transaction=True)
     pipe.delete(keys.user(uid))
-    pipe.hset(keys.user(uid), mapping={"id": uid, "status": "deleted", "deleted_at": str(now)})
+    pipe.hset(keys.user(uid), mapping=User(id=uid, status="deleted", deleted_at=str(now)).to_hash())
     pipe.execute()
     for oid in store.redis.smembers(keys.user_orgs(uid)):
         _remove_member(store, oid, uid)
