@@ -29,7 +29,7 @@ from broker.core import catalog as catalog_mod
 from broker.gate.disclosure import Gate
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store
-from tests.records import make_app, make_grant, make_token, make_user
+from tests.support.records import make_app, make_grant, make_token, make_user
 
 
 def start_redis(directory: Path, fsync: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -18,14 +18,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from apps_helpers import mini_payload, org_payload
-from privacy_support import index_grant, sign_in
-from records import make_grant, make_org, make_user
 
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
 from broker.storage import keys
+from tests.support.apps import mini_payload, org_payload
+from tests.support.privacy import index_grant, sign_in
+from tests.support.records import make_grant, make_org, make_user
 
 CONTROLS = {"input", "select", "textarea"}
 UNLABELLED_INPUTS = {"hidden", "submit", "button", "reset", "image"}

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from apps_helpers import org_payload, outbox_events
-from records import journal_records, make_org, make_token, make_user
 
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
 from broker.storage import keys
+from tests.support.apps import org_payload, outbox_events
+from tests.support.records import journal_records, make_org, make_token, make_user
 
 
 @dataclass
@@ -428,7 +428,7 @@ def test_org_disclosures_section_shows_what_the_orgs_apps_received(
 ) -> None:
     from broker.consent import installations as inst_svc
     from broker.ledger.sequencer import Sequencer
-    from tests.records import make_token
+    from tests.support.records import make_token
 
     sign_in(client, world.admin)
     assert "No disclosures yet." in client.get(f"/admin/orgs/{world.oid}/").get_data(as_text=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import stat
 
-from apps_helpers import make_org, make_user
-
 from broker import demo
 from broker.apps import registry as apps
 from broker.consent import installations
 from broker.storage import keys
+from tests.support.apps import make_org, make_user
 
 
 def _creds(store) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from apps_helpers import make_org, make_user, mini_payload, org_payload, outbox_events
 
 from broker.apps import registry as apps
 from broker.consent import grants, installations
@@ -13,6 +12,7 @@ from broker.core import catalog as catalog_mod
 from broker.core.pairwise import pairwise_id
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.storage import keys
+from tests.support.apps import make_org, make_user, mini_payload, org_payload, outbox_events
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import sys
 from typing import Any
 
 import pytest
-from apps_helpers import make_org, make_user, mini_payload, org_payload, outbox_events
-from conftest import ROOT, broker_env
 
 from broker.storage import keys
+from tests.support.apps import make_org, make_user, mini_payload, org_payload, outbox_events
+from tests.support.environment import ROOT, broker_env
 
 
 @pytest.fixture

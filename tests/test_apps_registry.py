@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from apps_helpers import make_org, make_user, mini_payload, org_payload, outbox_events
 
 from broker.apps import registry as apps
 from broker.consent import grants, installations
@@ -16,6 +15,7 @@ from broker.core import catalog as catalog_mod
 from broker.core.hashing import keyed_hash
 from broker.errors import Conflict, ValidationFailed
 from broker.storage import keys
+from tests.support.apps import make_org, make_user, mini_payload, org_payload, outbox_events
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from broker.storage.embedded import free_port
-from tests.broker_process import Broker
-from tests.conftest import ROOT, broker_env
+from tests.support.broker_process import Broker
+from tests.support.environment import ROOT, broker_env
 
 pytestmark = pytest.mark.slow
 

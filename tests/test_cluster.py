@@ -17,8 +17,8 @@ from broker.app import create_app
 from broker.directory import service as directory
 from broker.storage import keys
 from broker.storage.store import BrokerCluster, ClusterUnavailable, Store
-from tests.conftest import make_settings
-from tests.records import journal_records, make_app, make_grant, make_token, make_user
+from tests.support.environment import make_settings
+from tests.support.records import journal_records, make_app, make_grant, make_token, make_user
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apps_helpers import make_user, mini_payload
 
 from broker.app import create_app
 from broker.apps import registry as apps
@@ -17,6 +16,7 @@ from broker.core import catalog as catalog_mod
 from broker.storage import keys
 from broker.web.interactions.consent import CONSENT_TEXT_VERSION
 from broker.web.interactions.i18n import STRINGS
+from tests.support.apps import make_user, mini_payload
 
 RETURN_TO = "/oauth/authorize?client_id=x&state=s"
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from broker.config import OPTIONS
-from tests.conftest import ROOT
+from tests.support.environment import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 OPTION_NAMES = {o.name for o in OPTIONS}

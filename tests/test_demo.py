@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.broker_process import Broker
+from tests.support.broker_process import Broker
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ import time
 from typing import Any
 
 import pytest
-from apps_helpers import outbox_events
-from records import journal_records, make_installation, make_org, make_token, make_user
 
 from broker.apps import registry as apps_svc
 from broker.core.hashing import keyed_hash
 from broker.storage import keys
+from tests.support.apps import outbox_events
+from tests.support.records import journal_records, make_installation, make_org, make_token, make_user
 
 FORM = {
     "kind": "org_app",
@@ -283,7 +283,7 @@ def test_no_event_or_secret_in_outbox_on_register(client, store, dev) -> None:
 
 @pytest.mark.browser
 def test_browser_developer_registers_an_app_and_rotates_its_secret(live_server, store) -> None:
-    from browser import create_person, signed_in_page
+    from tests.support.browser import create_person, signed_in_page
 
     uid = create_person(store, "devon", "Devon")
     with signed_in_page(live_server.url, "devon", "devon-password", "/developer/") as page:
@@ -319,7 +319,7 @@ def test_developer_reads_their_apps_disclosures_with_filters_and_export(
     app, client, store, settings, dev
 ) -> None:
     from broker.ledger.sequencer import Sequencer
-    from tests.records import make_grant, make_token
+    from tests.support.records import make_grant, make_token
 
     client_id = register(client)
     person = make_user(store, nickname="Pat")

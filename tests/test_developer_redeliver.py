@@ -9,9 +9,9 @@ from typing import Any
 from broker.events import outbox as events
 from broker.events import webhooks
 from broker.events.webhooks import Worker
-from tests.factories import make_user
+from tests.support.factories import make_user
+from tests.support.webhook_receiver import Receiver
 from tests.test_developer_console import register, sign_in
-from tests.webhook_receiver import Receiver
 
 
 def _dead_letter(store: Any, settings: Any, client_id: str) -> str:

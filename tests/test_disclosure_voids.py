@@ -23,8 +23,8 @@ from broker.ledger import storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.privacy_support import bearer, index_grant, sequence, sign_in
-from tests.records import journal_records, make_app, make_grant, make_token, make_user
+from tests.support.privacy import bearer, index_grant, sequence, sign_in
+from tests.support.records import journal_records, make_app, make_grant, make_token, make_user
 
 
 @pytest.fixture(autouse=True)

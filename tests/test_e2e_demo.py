@@ -26,8 +26,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from broker.storage.embedded import free_port
-from tests.conftest import broker_env
-from tests.htmlforms import form_with
+from tests.support.environment import broker_env
+from tests.support.htmlforms import form_with
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.broker_process import start_example
-from tests.conftest import ROOT
-from tests.htmlforms import form_with
+from tests.support.broker_process import start_example
+from tests.support.environment import ROOT
+from tests.support.htmlforms import form_with
 from tests.test_e2e_demo import demo, sign_in, sign_in_and_consent  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.slow

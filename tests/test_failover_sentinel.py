@@ -27,8 +27,8 @@ from broker.gate import disclosure as gate
 from broker.ledger.sequencer import start_in_background
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
-from tests.conftest import LiveServer
-from tests.replication import SERVICE, Load, ReplicaSet, make_people, settle_and_check
+from tests.support.environment import LiveServer
+from tests.support.replication import SERVICE, Load, ReplicaSet, make_people, settle_and_check
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import pytest
 
 from broker.core.pairwise import pairwise_id
 from broker.storage import keys
-from tests.records import (
+from tests.support.records import (
     journal_records,
     make_app,
     make_grant,
@@ -274,7 +274,7 @@ def test_redis_down_means_503_and_no_data(client, store, redis_server, person) -
 
 
 def test_userinfo_cors_only_for_the_token_apps_own_origins(client, store, settings, person) -> None:
-    own = "http://127.0.0.1:8765"  # origin of the app's registered redirect URI (tests/records.make_app)
+    own = "http://127.0.0.1:8765"  # origin of the app's registered redirect URI (tests/support/factories)
     ok = client.get("/oauth/userinfo", headers={**bearer(person["token"]), "Origin": own})
     assert ok.headers["Access-Control-Allow-Origin"] == own
     assert "Origin" in ok.headers["Vary"]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from broker.core.catalog import Catalog, Field, Scope
 from broker.gate.disclosure import Gate, InsufficientScope
-from tests.records import make_app, make_grant, make_token, make_user
+from tests.support.records import make_app, make_grant, make_token, make_user
 
 FIELD_NAMES = ["user_id", "nickname", "avatar", "name", "email", "mobile", "title", "dept"]
 SCOPE_NAMES = ["openid", "profile", "work", "contact", "extra"]

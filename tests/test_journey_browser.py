@@ -31,10 +31,10 @@ import pytest
 import requests
 
 from broker.storage.embedded import free_port
-from tests.broker_process import Broker, kill_all, start_example
-from tests.browser import chromium, fill_login_form, new_page, sign_in, text_of
-from tests.conftest import ROOT
-from tests.webhook_receiver import Receiver
+from tests.support.broker_process import Broker, kill_all, start_example
+from tests.support.browser import chromium, fill_login_form, new_page, sign_in, text_of
+from tests.support.environment import ROOT
+from tests.support.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

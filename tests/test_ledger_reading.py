@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from joserfc import jws
 from joserfc.jwk import KeySet
-from ledger_support import ACME, ALICE, APP_A, APP_B, BOB, DEV, journal, record
 
 from broker.config import Settings
 from broker.core.keyring import Keyring
@@ -20,6 +19,7 @@ from broker.ledger import merkle, reading, storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
+from tests.support.ledger import ACME, ALICE, APP_A, APP_B, BOB, DEV, journal, record
 
 T0 = 1_700_000_000
 

@@ -14,7 +14,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from joserfc import jws
 from joserfc.jwk import KeySet
-from ledger_support import ACME, APP_A, APP_B, BOB, journal, record
 
 from broker.config import Settings
 from broker.core.keyring import Keyring
@@ -22,6 +21,7 @@ from broker.ledger import checkpoints, merkle, storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
+from tests.support.ledger import ACME, APP_A, APP_B, BOB, journal, record
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from joserfc import jwk, jws
-from ledger_support import ACME, ALICE, APP_B, BOB, journal, record
 
 from broker import cli
 from broker.config import Settings
@@ -18,6 +17,7 @@ from broker.ledger import merkle, storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
+from tests.support.ledger import ACME, ALICE, APP_B, BOB, journal, record
 
 
 @pytest.fixture
@@ -242,7 +242,7 @@ def test_verify_as_a_subprocess(ledger: Store, redis_server: Any, settings: Sett
     import subprocess
     import sys
 
-    from conftest import ROOT, broker_env
+    from tests.support.environment import ROOT, broker_env
 
     env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url, BROKER_DATA_DIR=str(settings.data_dir))
     ok = subprocess.run(

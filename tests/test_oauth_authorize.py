@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from tests.factories import make_app, make_grant, make_user
-from tests.oauth_helpers import REDIRECT, authorize_params, pkce_pair, query, sign_in
+from tests.support.factories import make_app, make_grant, make_user
+from tests.support.oauth import REDIRECT, authorize_params, pkce_pair, query, sign_in
 
 ISSUER = "http://127.0.0.1:8080"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import time
 
-from tests.factories import add_secret, make_app, make_grant, make_user
-from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
+from tests.support.factories import add_secret, make_app, make_grant, make_user
+from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
 
 
 def _code_setup(client, store, settings, **app):

@@ -9,8 +9,8 @@ import sys
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oidc.discovery import OpenIDProviderMetadata
 
-from tests.conftest import ROOT, broker_env
-from tests.factories import make_app
+from tests.support.environment import ROOT, broker_env
+from tests.support.factories import make_app
 
 ISSUER = "http://127.0.0.1:8080"
 

@@ -17,8 +17,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from broker.core.pairwise import pairwise_id
-from tests.factories import make_app, make_grant, make_user
-from tests.oauth_helpers import REDIRECT, pkce_pair
+from tests.support.factories import make_app, make_grant, make_user
+from tests.support.oauth import REDIRECT, pkce_pair
 
 
 def _browser(live_server, uid: str) -> requests.Session:

@@ -7,8 +7,8 @@ import pytest
 from broker.core import ids
 from broker.storage import keys
 from broker.tokens import service as tokens
-from tests.factories import make_app, make_grant, make_installation, make_user
-from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
+from tests.support.factories import make_app, make_grant, make_installation, make_user
+from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
 
 
 @pytest.fixture

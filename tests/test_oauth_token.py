@@ -9,8 +9,8 @@ import pytest
 
 from broker.app import create_app
 from broker.storage import keys
-from tests.factories import make_app, make_grant, make_installation, make_user
-from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
+from tests.support.factories import make_app, make_grant, make_installation, make_user
+from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
 
 
 def _introspect(client, cid, secret, token):
@@ -216,7 +216,7 @@ def test_refresh_token_of_another_client_is_invalid_grant(flow, store, settings)
 
 
 def test_refresh_grace_allows_a_quick_retry_without_revoking(tmp_path, store, redis_server):
-    from tests.conftest import make_settings
+    from tests.support.environment import make_settings
 
     settings = make_settings(tmp_path, redis_server.url, refresh_grace_seconds=30)
     app = create_app(settings, store)
@@ -368,7 +368,7 @@ def test_disabling_installation_invalidates_its_tokens(client, store, org_app):
 
 
 def test_settings_ttl_is_used(tmp_path, store, redis_server):
-    from tests.conftest import make_settings
+    from tests.support.environment import make_settings
 
     settings = replace(make_settings(tmp_path, redis_server.url), access_token_ttl=120)
     client = create_app(settings, store).test_client()
@@ -432,7 +432,7 @@ def test_code_replay_after_refresh_revokes_the_descendants_too(flow):
 
 def test_id_token_subject_is_recorded_before_the_response(flow, store):
     """The id_token discloses `sub` (the pairwise user_id): that is a disclosure like any other."""
-    from tests.records import journal_records
+    from tests.support.records import journal_records
 
     assert journal_records(store, flow["cid"]) == []
     resp = flow["token"](flow["code_form"]())

@@ -1,7 +1,7 @@
 """The OpenAPI document: it matches the routes, validates as OpenAPI 3.1, describes every operation
 field by field, and real responses of every area match it.
 
-Every test in the suite checks its API responses through ``ContractClient`` (tests/openapi_contract.py);
+Every test in the suite checks its API responses through ``ContractClient`` (support/openapi_contract.py);
 the tests here also make sure that check cannot pass silently, and drive each area through the
 responses the rest of the suite does not reach.
 """
@@ -22,10 +22,10 @@ from broker.consent import installations as inst_svc
 from broker.consent.person import PROFILE_FIELDS_REMOVED
 from broker.directory import service as directory
 from broker.web.shared.openapi import build_spec, operation_of
-from tests.apps_helpers import org_payload
-from tests.openapi_contract import ContractClient, ContractError, contract_for
-from tests.privacy_support import bearer, sequence, sign_in
-from tests.records import make_token
+from tests.support.apps import org_payload
+from tests.support.openapi_contract import ContractClient, ContractError, contract_for
+from tests.support.privacy import bearer, sequence, sign_in
+from tests.support.records import make_token
 
 PREFIXES = (
     "/v1/",

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from broker.storage import keys
-from tests.privacy_support import bearer, index_grant, index_installation, sequence, sign_in
-from tests.records import (
+from tests.support.privacy import bearer, index_grant, index_installation, sequence, sign_in
+from tests.support.records import (
     journal_records,
     make_app,
     make_grant,

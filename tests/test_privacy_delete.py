@@ -17,8 +17,8 @@ from broker.ledger import checkpoints
 from broker.ledger.commands import verify
 from broker.storage import keys
 from broker.web.interactions.session import current_user_id
-from tests.privacy_support import bearer, index_grant, index_installation, sequence, sign_in
-from tests.records import make_app, make_grant, make_installation, make_org, make_token, make_user
+from tests.support.privacy import bearer, index_grant, index_installation, sequence, sign_in
+from tests.support.records import make_app, make_grant, make_installation, make_org, make_token, make_user
 
 
 @pytest.fixture
@@ -192,7 +192,7 @@ def test_platform_api_deletion_is_the_same_deletion(client, store, settings) -> 
 
     from broker.core.pairwise import pairwise_id
     from broker.storage import keys as _keys
-    from tests.records import journal_records, make_app, make_grant, make_token, make_user
+    from tests.support.records import journal_records, make_app, make_grant, make_token, make_user
 
     uid = make_user(store, username="leaver")
     store.redis.set(_keys.username_index("leaver"), uid)

@@ -27,8 +27,9 @@ import requests
 
 from broker.storage.breaker import CLOSED, OPEN, CircuitOpen
 from broker.storage.store import Store
-from tests.broker_process import Broker
-from tests.conftest import ROOT, RedisServer, broker_env
+from tests.support.broker_process import Broker
+from tests.support.environment import ROOT, broker_env
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,9 @@ import pytest
 import requests
 
 from broker.storage.embedded import free_port
-from tests.broker_process import Broker
-from tests.conftest import ROOT, RedisServer, broker_env
+from tests.support.broker_process import Broker
+from tests.support.environment import ROOT, broker_env
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,9 @@ import subprocess
 import sys
 from typing import Any
 
-from conftest import ROOT, broker_env
-
-from tests.apps_helpers import outbox_events
-from tests.records import (
+from tests.support.apps import outbox_events
+from tests.support.environment import ROOT, broker_env
+from tests.support.records import (
     journal_records,
     make_app,
     make_grant,

@@ -17,8 +17,8 @@ import pytest
 from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.embedded import EmbeddedRedis
-from tests.conftest import ROOT, broker_env
-from tests.webhook_receiver import Receiver
+from tests.support.environment import ROOT, broker_env
+from tests.support.webhook_receiver import Receiver
 
 SECRET = "brk_whsec_" + "k" * 43
 APP = "app_00000000000000aa"

@@ -14,11 +14,11 @@ from redis.crc import key_slot
 
 from broker.apps import registry
 from broker.consent import grants, installations
-from tests.factories import make_app, make_grant, make_user
-from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
-from tests.privacy_support import index_grant
-from tests.records import make_app as make_org_app
-from tests.records import make_installation, make_org, make_token
+from tests.support.factories import make_app, make_grant, make_user
+from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
+from tests.support.privacy import index_grant
+from tests.support.records import make_app as make_org_app
+from tests.support.records import make_installation, make_org, make_token
 
 NO_KEY_COMMANDS = {"MULTI", "EXEC", "WAIT", "PING", "SCRIPT"}
 

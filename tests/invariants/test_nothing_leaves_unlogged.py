@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from broker.storage import keys
-from tests.records import (
+from tests.support.records import (
     journal_records,
     make_app,
     make_grant,

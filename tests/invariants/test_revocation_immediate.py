@@ -12,8 +12,8 @@ import pytest
 
 from broker.apps import registry
 from broker.consent import grants, installations, person
-from tests.privacy_support import index_grant
-from tests.records import (
+from tests.support.privacy import index_grant
+from tests.support.records import (
     journal_records,
     make_app,
     make_grant,

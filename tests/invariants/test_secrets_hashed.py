@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.factories import make_app, make_grant, make_user
-from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
+from tests.support.factories import make_app, make_grant, make_user
+from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
 
 
 def redis_dump(store: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.records import make_app, make_installation, make_org, make_token, make_user
+from tests.support.records import make_app, make_installation, make_org, make_token, make_user
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -27,8 +27,8 @@ from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store
-from tests.records import make_app, make_grant, make_token, make_user
-from tests.redis_servers import stop_process
+from tests.support.records import make_app, make_grant, make_token, make_user
+from tests.support.redis_servers import stop_process
 
 SERVICE = "mymaster"
 

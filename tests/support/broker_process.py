@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from broker.storage.embedded import free_port
-from tests.conftest import ROOT, broker_env
+from tests.support.environment import ROOT, broker_env
 
 
 class Broker:

@@ -25,7 +25,7 @@ def sequence(store: Any, settings: Any) -> None:
 
 
 def index_grant(store: Any, client_id: str, uid: str) -> None:
-    """tests.records.make_grant writes the grant only; the services also keep these indexes."""
+    """tests.support.records.make_grant writes the grant only; the services also keep these indexes."""
     from broker.storage import keys
 
     store.redis.sadd(keys.user_grants(uid), client_id)
