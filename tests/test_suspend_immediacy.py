@@ -18,7 +18,7 @@ from tests.support.records import (
     make_token,
     make_user,
 )
-from tests.test_oauth_token import flow  # noqa: F401  (the authorization-code flow fixture)
+from tests.test_rfc6749_token import flow  # noqa: F401  (the authorization-code flow fixture)
 
 
 def bearer(token: str) -> dict[str, str]:
