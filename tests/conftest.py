@@ -29,6 +29,9 @@ from tests.support.environment import LiveServer, make_settings
 from tests.support.openapi_contract import ContractClient
 from tests.support.redis_servers import RedisClusterServer, RedisServer
 
+# Fixtures shared by several test modules (tests import support/, never another test module).
+pytest_plugins = ["tests.support.flows", "tests.support.demo"]
+
 _MODE = os.environ.get("TEST_REDIS_MODE", "both")
 if _MODE not in {"both", "single", "cluster"}:
     raise pytest.UsageError(f"TEST_REDIS_MODE: expected both, single or cluster, got {_MODE!r}")

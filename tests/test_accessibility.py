@@ -24,8 +24,9 @@ from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
 from broker.storage import keys
 from tests.support.apps import mini_payload, org_payload
-from tests.support.privacy import index_grant, sign_in
+from tests.support.privacy import index_grant
 from tests.support.records import make_grant, make_org, make_user
+from tests.support.signin import session_sign_in
 
 CONTROLS = {"input", "select", "textarea"}
 UNLABELLED_INPUTS = {"hidden", "submit", "button", "reset", "image"}
@@ -214,7 +215,7 @@ def pages(w: dict[str, str]) -> list[str]:
 
 
 def test_every_console_and_privacy_page_is_accessible(client: Any, world: dict[str, str]) -> None:
-    sign_in(client, world["owner"])
+    session_sign_in(client, world["owner"])
     report = {}
     for path in pages(world):
         response = client.get(path)
@@ -232,10 +233,10 @@ def test_sign_in_consent_and_error_pages_are_accessible(client: Any, world: dict
     missing = client.get("/no-such-page", headers={"Accept": "text/html"})
     assert missing.status_code == 404 and problems(missing.get_data(as_text=True)) == []
 
-    sign_in(client, world["owner"])
+    session_sign_in(client, world["owner"])
     client.application.config["WTF_CSRF_ENABLED"] = True
     other = make_user(client.application.extensions["broker.store"], username="sam", nickname="Sam")
-    sign_in(client, other)  # no grant yet: the consent page is shown
+    session_sign_in(client, other)  # no grant yet: the consent page is shown
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     query = urlencode(

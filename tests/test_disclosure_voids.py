@@ -23,8 +23,10 @@ from broker.ledger import storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.support.privacy import bearer, index_grant, sequence, sign_in
+from tests.support.client import bearer
+from tests.support.privacy import index_grant, sequence
 from tests.support.records import journal_records, make_app, make_grant, make_token, make_user
+from tests.support.signin import session_sign_in
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +65,7 @@ def waiting_app(settings: Any, redis_server: Any, store: Store) -> Any:
 
 
 def history(client: Any, uid: str) -> tuple[list[dict[str, Any]], str]:
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     api = client.get("/privacy/v1/disclosures")
     assert api.status_code == 200
     page = client.get("/privacy/disclosures")

@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from tests.support.broker_process import start_example
+from tests.support.demo import sign_in_and_consent
 from tests.support.environment import ROOT
 from tests.support.htmlforms import form_with
-from tests.test_e2e_demo import demo, sign_in, sign_in_and_consent  # noqa: F401  (module fixture)
+from tests.support.signin import http_sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ def example_page(port: int) -> str:
 
 
 def test_org_app_walkthrough_admin_adds_switches_off_and_on_with_verified_events(
-    demo: dict[str, Any],  # noqa: F811  (the shared module fixture)
+    demo: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     """README "Walk-through", steps 1-2: the command the README gives, alice's clicks in her console."""
@@ -55,7 +56,7 @@ def test_org_app_walkthrough_admin_adds_switches_off_and_on_with_verified_events
         port=ORG_APP_PORT,
     )
     app_page = f"/admin/orgs/{acme}/apps/{cid}"
-    alice = sign_in(base, creds["users"]["alice"], "alice")
+    alice = http_sign_in(base, creds["users"]["alice"], "alice")
     try:
         page = example_page(ORG_APP_PORT)
         assert 'data-state="ok"' in page and "2 members" in page, page
@@ -117,7 +118,7 @@ def test_org_app_walkthrough_admin_adds_switches_off_and_on_with_verified_events
 
 
 def test_mini_program_signs_bob_in_then_sees_the_withdrawal(
-    demo: dict[str, Any],  # noqa: F811  (the shared module fixture)
+    demo: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     """README "Walk-through", steps 3-4: the example's own command, bob signs in and withdraws it."""
@@ -140,7 +141,7 @@ def test_mini_program_signs_bob_in_then_sees_the_withdrawal(
         again = browser.get(f"{app_url}/", timeout=30)
         assert 'data-state="signed-in"' in again.text
 
-        bob = sign_in(base, creds["users"]["bob"], "bob")
+        bob = http_sign_in(base, creds["users"]["bob"], "bob")
         csrf = bob.get(f"{base}/privacy/v1/csrf-token", timeout=10).json()
         token = csrf.get("csrf_token") or next(iter(csrf.values()))
         cid = creds["apps"]["mini_program"]["client_id"]

@@ -7,6 +7,7 @@ import pytest
 
 from broker.core.pairwise import pairwise_id
 from broker.storage import keys
+from tests.support.client import bearer
 from tests.support.records import (
     journal_records,
     make_app,
@@ -16,10 +17,6 @@ from tests.support.records import (
     make_token,
     make_user,
 )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -5,19 +5,12 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.factories import make_app, make_grant, make_user
-from tests.support.oauth import REDIRECT, authorize_params, pkce_pair, query, sign_in
+from tests.support.factories import make_app, make_grant
+from tests.support.flows import setup_authorize
+from tests.support.oauth import REDIRECT, authorize_params, pkce_pair, query
+from tests.support.signin import session_sign_in
 
 ISSUER = "http://127.0.0.1:8080"
-
-
-def _setup(client, store, settings, grant=True, **app):
-    cid, secret = make_app(store, settings, **app)
-    uid = make_user(store, "alice", "pw")
-    if grant:
-        make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-    sign_in(client, uid)
-    return cid, secret, uid
 
 
 def _get(client, params):
@@ -25,7 +18,7 @@ def _get(client, params):
 
 
 def test_success_carries_code_state_and_iss_rfc9207(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     resp = _get(client, authorize_params(cid, pkce_pair()[1]))
     assert resp.status_code == 302
     assert resp.headers["Location"].startswith(REDIRECT + "?")
@@ -38,7 +31,7 @@ def test_success_carries_code_state_and_iss_rfc9207(client, store, settings):
 
 
 def test_code_is_stored_hashed_with_ttl(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     code = query(_get(client, authorize_params(cid, pkce_pair()[1])).headers["Location"])["code"]
     found = list(store.redis.scan_iter(match="*:code:*"))
     assert len(found) == 1
@@ -47,7 +40,7 @@ def test_code_is_stored_hashed_with_ttl(client, store, settings):
 
 
 def test_unsupported_response_type_redirects_with_iss(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     resp = _get(client, authorize_params(cid, pkce_pair()[1], response_type="token"))
     assert resp.status_code == 302
     q = query(resp.headers["Location"])
@@ -57,7 +50,7 @@ def test_unsupported_response_type_redirects_with_iss(client, store, settings):
 
 
 def test_plain_pkce_is_rejected(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     for method in ("plain", None):
         params = authorize_params(cid, None, code_challenge="a" * 43)
         if method:
@@ -68,14 +61,14 @@ def test_plain_pkce_is_rejected(client, store, settings):
 
 
 def test_public_client_requires_pkce(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, client_type="public")
+    cid, _s, _u = setup_authorize(client, store, settings, client_type="public")
     q = query(_get(client, authorize_params(cid, None)).headers["Location"])
     assert q["error"] == "invalid_request"
     assert "PKCE" in q["error_description"]
 
 
 def test_unknown_client_is_an_html_page_not_a_redirect(client, store, settings):
-    _setup(client, store, settings)
+    setup_authorize(client, store, settings)
     resp = _get(client, authorize_params("app_0000000000000000", pkce_pair()[1]))
     assert resp.status_code == 400
     assert resp.mimetype == "text/html"
@@ -83,7 +76,7 @@ def test_unknown_client_is_an_html_page_not_a_redirect(client, store, settings):
 
 
 def test_unregistered_redirect_uri_is_an_html_page(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     for uri in ("https://evil.example/cb", REDIRECT + "/", REDIRECT + "?x=1", "HTTPS://app.example.com/cb"):
         resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri=uri))
         assert resp.status_code == 400, uri
@@ -92,7 +85,7 @@ def test_unregistered_redirect_uri_is_an_html_page(client, store, settings):
 
 
 def test_duplicated_redirect_uri_or_client_id_is_an_html_page(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     qs = f"response_type=code&client_id={cid}&redirect_uri={REDIRECT}&redirect_uri={REDIRECT}"
     resp = client.get("/oauth/authorize?" + qs)
     assert resp.status_code == 400
@@ -103,7 +96,7 @@ def test_duplicated_redirect_uri_or_client_id_is_an_html_page(client, store, set
 
 
 def test_duplicated_parameter_is_invalid_request(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     qs = f"response_type=code&client_id={cid}&redirect_uri={REDIRECT}&scope=openid&scope=profile&state=s"
     resp = client.get("/oauth/authorize?" + qs)
     assert resp.status_code == 302
@@ -114,7 +107,7 @@ def test_duplicated_parameter_is_invalid_request(client, store, settings):
 
 
 def test_oversized_parameter_is_invalid_request(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     resp = _get(client, authorize_params(cid, pkce_pair()[1], nonce="n" * 3000))
     q = query(resp.headers["Location"])
     assert q["error"] == "invalid_request"
@@ -122,7 +115,9 @@ def test_oversized_parameter_is_invalid_request(client, store, settings):
 
 
 def test_unknown_or_org_scope_is_invalid_scope(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, kind="org_app", scopes="openid profile org.members.read")
+    cid, _s, _u = setup_authorize(
+        client, store, settings, kind="org_app", scopes="openid profile org.members.read"
+    )
     for scope in ("openid email", "org.members.read", "openid nope"):
         q = query(_get(client, authorize_params(cid, pkce_pair()[1], scope=scope)).headers["Location"])
         assert q["error"] == "invalid_scope", scope
@@ -130,7 +125,7 @@ def test_unknown_or_org_scope_is_invalid_scope(client, store, settings):
 
 
 def test_scope_the_app_did_not_register_is_invalid_scope(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, scopes="openid")
+    cid, _s, _u = setup_authorize(client, store, settings, scopes="openid")
     q = query(_get(client, authorize_params(cid, pkce_pair()[1], scope="openid profile")).headers["Location"])
     assert q["error"] == "invalid_scope"
 
@@ -156,14 +151,14 @@ def test_prompt_none_without_session_is_login_required(client, store, settings):
 
 
 def test_prompt_none_without_grant_is_consent_required(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, grant=False)
+    cid, _s, _u = setup_authorize(client, store, settings, grant=False)
     q = query(_get(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
     assert q["error"] == "consent_required"
     assert q["iss"] == ISSUER
 
 
 def test_prompt_login_forces_login_once_then_issues_code(client, store, settings):
-    cid, _s, _uid = _setup(client, store, settings)
+    cid, _s, _uid = setup_authorize(client, store, settings)
     params = authorize_params(cid, pkce_pair()[1], prompt="login")
     resp = _get(client, params)
     loc = urlsplit(resp.headers["Location"])
@@ -179,18 +174,18 @@ def test_prompt_login_forces_login_once_then_issues_code(client, store, settings
 
 
 def test_max_age_exceeded_forces_login(client, store, settings):
-    cid, _s, uid = _setup(client, store, settings)
-    sign_in(client, uid, auth_time=int(time.time()) - 600)
+    cid, _s, uid = setup_authorize(client, store, settings)
+    session_sign_in(client, uid, auth_time=int(time.time()) - 600)
     params = authorize_params(cid, pkce_pair()[1], max_age="60")
     loc = urlsplit(_get(client, params).headers["Location"])
     assert loc.path == "/login"
     assert parse_qs(loc.query)["force"] == ["1"]
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     assert "code" in query(_get(client, params).headers["Location"])
 
 
 def test_invalid_max_age_is_invalid_request(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     q = query(_get(client, authorize_params(cid, pkce_pair()[1], max_age="soon")).headers["Location"])
     assert q["error"] == "invalid_request"
 
@@ -212,7 +207,7 @@ def _finish_interaction(client, iid, result):
 
 
 def test_no_grant_starts_consent_interaction(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, grant=False)
+    cid, _s, _u = setup_authorize(client, store, settings, grant=False)
     params = authorize_params(cid, pkce_pair()[1])
     iid = _consent_redirect(client, params)
     with client.session_transaction() as sess:
@@ -224,7 +219,7 @@ def test_no_grant_starts_consent_interaction(client, store, settings):
 
 
 def test_consent_approved_issues_code_and_interaction_is_single_use(client, store, settings):
-    cid, _s, uid = _setup(client, store, settings, grant=False)
+    cid, _s, uid = setup_authorize(client, store, settings, grant=False)
     params = authorize_params(cid, pkce_pair()[1])
     iid = _consent_redirect(client, params)
     record = _finish_interaction(client, iid, "approved")
@@ -238,7 +233,7 @@ def test_consent_approved_issues_code_and_interaction_is_single_use(client, stor
 
 
 def test_consent_denied_is_access_denied_with_state_and_iss(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, grant=False)
+    cid, _s, _u = setup_authorize(client, store, settings, grant=False)
     iid = _consent_redirect(client, authorize_params(cid, pkce_pair()[1]))
     record = _finish_interaction(client, iid, "denied")
     resp = client.get(record["return_to"] + f"&interaction={iid}")
@@ -249,7 +244,7 @@ def test_consent_denied_is_access_denied_with_state_and_iss(client, store, setti
 
 
 def test_prompt_consent_asks_even_with_grant_and_approval_issues_code(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     params = authorize_params(cid, pkce_pair()[1], prompt="consent")
     iid = _consent_redirect(client, params)
     record = _finish_interaction(client, iid, "approved")
@@ -258,13 +253,13 @@ def test_prompt_consent_asks_even_with_grant_and_approval_issues_code(client, st
 
 
 def test_grant_not_covering_scopes_asks_consent(client, store, settings):
-    cid, _s, uid = _setup(client, store, settings, grant=False)
+    cid, _s, uid = setup_authorize(client, store, settings, grant=False)
     make_grant(store, cid, uid, "openid", "user_id")
     _consent_redirect(client, authorize_params(cid, pkce_pair()[1]))
 
 
 def test_interaction_of_another_request_is_ignored(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, grant=False)
+    cid, _s, _u = setup_authorize(client, store, settings, grant=False)
     iid = _consent_redirect(client, authorize_params(cid, pkce_pair()[1]))
     _finish_interaction(client, iid, "approved")
     other = authorize_params(cid, pkce_pair()[1], state="other", interaction=iid)
@@ -273,14 +268,14 @@ def test_interaction_of_another_request_is_ignored(client, store, settings):
 
 
 def test_suspended_app_gets_html_error(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, status="suspended")
+    cid, _s, _u = setup_authorize(client, store, settings, status="suspended")
     resp = _get(client, authorize_params(cid, pkce_pair()[1]))
     assert resp.status_code == 400
     assert "Location" not in resp.headers
 
 
 def test_loopback_http_redirect_exact_match(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, redirect_uris=["http://127.0.0.1:5173/cb"])
+    cid, _s, _u = setup_authorize(client, store, settings, redirect_uris=["http://127.0.0.1:5173/cb"])
     resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="http://127.0.0.1:5173/cb"))
     assert "code" in query(resp.headers["Location"])
     resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="http://127.0.0.1:5174/cb"))
@@ -288,7 +283,7 @@ def test_loopback_http_redirect_exact_match(client, store, settings):
 
 
 def test_request_objects_and_other_response_modes_are_refused(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     cases = {
         "request": ("eyJ.x.y", "request_not_supported"),
         "request_uri": ("https://app.example.com/r", "request_uri_not_supported"),
@@ -301,13 +296,13 @@ def test_request_objects_and_other_response_modes_are_refused(client, store, set
 
 
 def test_success_location_has_exactly_one_iss(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     loc = _get(client, authorize_params(cid, pkce_pair()[1])).headers["Location"]
     assert parse_qs(urlsplit(loc).query)["iss"] == [ISSUER]
 
 
 def test_malformed_client_id_is_an_html_page(client, store, settings):
-    _setup(client, store, settings)
+    setup_authorize(client, store, settings)
     for bad in ("app_{x}", "x" * 5000, ""):
         resp = _get(client, authorize_params(bad, pkce_pair()[1]))
         assert resp.status_code == 400
@@ -315,14 +310,14 @@ def test_malformed_client_id_is_an_html_page(client, store, settings):
 
 
 def test_redirect_uri_with_fragment_is_never_used(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings, redirect_uris=["https://app.example.com/cb#frag"])
+    cid, _s, _u = setup_authorize(client, store, settings, redirect_uris=["https://app.example.com/cb#frag"])
     resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="https://app.example.com/cb#frag"))
     assert resp.status_code == 400
     assert "Location" not in resp.headers
 
 
 def test_prompt_none_with_session_and_grant_issues_code(client, store, settings):
-    cid, _s, _u = _setup(client, store, settings)
+    cid, _s, _u = setup_authorize(client, store, settings)
     q = query(_get(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
     assert "code" in q
     assert q["iss"] == ISSUER

@@ -17,8 +17,10 @@ from broker.ledger import checkpoints
 from broker.ledger.commands import verify
 from broker.storage import keys
 from broker.web.interactions.session import current_user_id
-from tests.support.privacy import bearer, index_grant, index_installation, sequence, sign_in
+from tests.support.client import bearer
+from tests.support.privacy import index_grant, index_installation, sequence
 from tests.support.records import make_app, make_grant, make_installation, make_org, make_token, make_user
+from tests.support.signin import session_sign_in
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def world(client, store, settings) -> dict[str, Any]:
 
 
 def test_delete_page_needs_the_username(client, store, world) -> None:
-    sign_in(client, world["uid"])
+    session_sign_in(client, world["uid"])
     page = client.get("/privacy/delete")
     assert page.status_code == 200
     assert "Type your username (alice) to confirm" in page.get_data(as_text=True)
@@ -88,8 +90,8 @@ def test_delete_page_needs_the_username(client, store, world) -> None:
 def test_deletion_effects(app, client, store, settings, world) -> None:
     uid, oid, mini, past, org_app = world["uid"], world["oid"], world["mini"], world["past"], world["org_app"]
     old_session = app.test_client()
-    sign_in(old_session, uid)
-    sign_in(client, uid)
+    session_sign_in(old_session, uid)
+    session_sign_in(client, uid)
     ledger_before = store.redis.hgetall(keys.ledger_records())
 
     response = client.post("/privacy/delete", data={"username": "alice"})
@@ -146,7 +148,7 @@ def test_deletion_effects(app, client, store, settings, world) -> None:
 
 
 def test_json_deletion_needs_the_username_and_signs_out(client, store, world) -> None:
-    sign_in(client, world["uid"])
+    session_sign_in(client, world["uid"])
     refused = client.post("/privacy/v1/account/delete", json={"confirm_username": "nope"})
     assert refused.status_code == 400
     assert refused.get_json()["errors"] == {"confirm_username": ["must equal your username"]}
@@ -178,7 +180,7 @@ def test_a_consent_given_while_deleting_does_not_survive(client, store, settings
         return real(*args, **kwargs)
 
     monkeypatch.setattr(center, "pairwise_id", consent_meanwhile)
-    sign_in(client, world["uid"])
+    session_sign_in(client, world["uid"])
     assert client.post("/privacy/delete", data={"username": "alice"}).status_code == 303
     assert raced
     assert store.redis.exists(keys.grant(late, world["uid"]), keys.user_grants(world["uid"])) == 0

@@ -14,6 +14,7 @@ from joserfc.jwk import KeySet
 from broker.consent import receipts
 from broker.storage import keys
 from broker.web.shared import context as web
+from tests.support.signin import session_sign_in
 
 ALICE = "usr_00000000000000a1"
 BOB = "usr_00000000000000b0"
@@ -49,12 +50,6 @@ def add_user(store: Any, uid: str) -> None:
     store.redis.hset(keys.user(uid), mapping={"id": uid, "username": uid, "status": "active"})
 
 
-def sign_in(client: Any, uid: str) -> None:
-    with client.session_transaction() as sess:
-        sess["uid"] = uid
-        sess["auth_time"] = 1700000000
-
-
 def issue(app: Any, store: Any, action: str = "granted", uid: str = ALICE, now: float | None = None) -> str:
     with app.app_context():
         return receipts.issue_receipt(
@@ -72,7 +67,7 @@ def test_receipt_verifies_with_published_key_and_carries_kantara_fields(
 ) -> None:
     add_user(store, ALICE)
     rid = issue(app, store)
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}")
     assert resp.status_code == 200
     assert resp.mimetype == "application/jose"
@@ -122,7 +117,7 @@ def test_receipt_verifies_with_published_key_and_carries_kantara_fields(
 def test_json_format_returns_decoded_receipt_and_the_jws(app: Any, store: Any, client: Any) -> None:
     add_user(store, ALICE)
     rid = issue(app, store, "revoked")
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}?format=json")
     assert resp.status_code == 200
     data = resp.get_json()
@@ -153,7 +148,7 @@ def test_someone_elses_receipt_is_not_found(app: Any, store: Any, client: Any) -
     add_user(store, ALICE)
     add_user(store, BOB)
     rid = issue(app, store, uid=ALICE)
-    sign_in(client, BOB)
+    session_sign_in(client, BOB, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}")
     assert resp.status_code == 404
     assert resp.mimetype == "application/problem+json"
@@ -172,7 +167,7 @@ def test_not_signed_in_gets_401_problem_json(app: Any, store: Any, client: Any) 
 def test_deleted_user_session_gets_401(app: Any, store: Any, client: Any) -> None:
     add_user(store, ALICE)
     issue(app, store)
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     store.redis.hset(keys.user(ALICE), "status", "deleted")
     assert client.get("/privacy/v1/receipts").status_code == 401
 
@@ -183,7 +178,7 @@ def test_list_is_newest_first_with_cursor_pagination(app: Any, store: Any, clien
         issue(app, store, action, now=1_800_000_000 + i)
         for i, action in enumerate(["granted", "changed", "changed", "revoked", "granted"])
     ]
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     first = client.get("/privacy/v1/receipts?limit=2").get_json()
     assert [r["id"] for r in first["receipts"]] == [ids[4], ids[3]]
     assert first["receipts"][1] == {
@@ -214,7 +209,7 @@ def test_bad_list_parameters_are_400_naming_the_field(
     app: Any, store: Any, client: Any, query: str, field: str
 ) -> None:
     add_user(store, ALICE)
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts?{query}")
     assert resp.status_code == 400
     assert resp.get_json()["error"] == "invalid_request"

@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 import time
 
+from tests.support.client import basic
 from tests.support.factories import add_secret, make_app, make_grant, make_user
-from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
+from tests.support.oauth import REDIRECT, get_code, pkce_pair
+from tests.support.signin import session_sign_in
 
 
 def _code_setup(client, store, settings, **app):
     cid, secret = make_app(store, settings, **app)
     uid = make_user(store, "alice", "pw")
     make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     verifier, challenge = pkce_pair()
     code = get_code(client, cid, challenge)
     form = {

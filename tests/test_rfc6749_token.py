@@ -9,44 +9,11 @@ import pytest
 
 from broker.app import create_app
 from broker.storage import keys
+from tests.support.client import basic
 from tests.support.factories import make_app, make_grant, make_installation, make_user
-from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
-
-
-def _introspect(client, cid, secret, token):
-    resp = client.post("/oauth/introspect", data={"token": token}, headers=basic(cid, secret))
-    assert resp.status_code == 200
-    return resp.get_json()["active"]
-
-
-@pytest.fixture
-def flow(client, store, settings):
-    cid, secret = make_app(store, settings)
-    uid = make_user(store, "alice", "pw")
-    grant_id = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-    sign_in(client, uid)
-
-    def code_form(**extra):
-        verifier, challenge = pkce_pair()
-        code = get_code(client, cid, challenge, **extra)
-        return {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": verifier,
-        }
-
-    def token(form, **headers):
-        return client.post("/oauth/token", data=form, headers=headers or basic(cid, secret))
-
-    return {
-        "cid": cid,
-        "secret": secret,
-        "uid": uid,
-        "grant_id": grant_id,
-        "code_form": code_form,
-        "token": token,
-    }
+from tests.support.flows import is_active
+from tests.support.oauth import REDIRECT, get_code, pkce_pair
+from tests.support.signin import session_sign_in
 
 
 def test_code_exchange_headers_and_ttls(flow, settings):
@@ -84,13 +51,7 @@ def test_second_redemption_is_invalid_grant_and_revokes_tokens(flow):
     second = flow["token"](form)
     assert second.status_code == 400
     assert second.get_json()["error"] == "invalid_grant"
-    assert not _introspect(flow["client"], flow["cid"], flow["secret"], first.get_json()["access_token"])
-
-
-@pytest.fixture(autouse=True)
-def _attach_client(request):
-    if "flow" in request.fixturenames:
-        request.getfixturevalue("flow")["client"] = request.getfixturevalue("client")
+    assert not is_active(flow["client"], flow["cid"], flow["secret"], first.get_json()["access_token"])
 
 
 def test_replay_revokes_access_and_refresh_tokens(flow):
@@ -98,7 +59,7 @@ def test_replay_revokes_access_and_refresh_tokens(flow):
     body = flow["token"](form).get_json()
     assert flow["token"](form).get_json()["error"] == "invalid_grant"
     c = flow["client"]
-    assert not _introspect(c, flow["cid"], flow["secret"], body["access_token"])
+    assert not is_active(c, flow["cid"], flow["secret"], body["access_token"])
     refresh = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
     assert refresh.status_code == 400
     assert refresh.get_json()["error"] == "invalid_grant"
@@ -164,7 +125,7 @@ def test_refresh_rotates_and_reuse_revokes_the_whole_grant(flow):
     new = r1.get_json()
     assert new["refresh_token"] != body["refresh_token"]
     c = flow["client"]
-    assert _introspect(c, flow["cid"], flow["secret"], new["access_token"])
+    assert is_active(c, flow["cid"], flow["secret"], new["access_token"])
     reuse = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
     assert reuse.status_code == 400
     assert reuse.get_json()["error"] == "invalid_grant"
@@ -175,7 +136,7 @@ def test_refresh_rotates_and_reuse_revokes_the_whole_grant(flow):
         sibling["access_token"],
         sibling["refresh_token"],
     ):
-        assert not _introspect(c, flow["cid"], flow["secret"], tok)
+        assert not is_active(c, flow["cid"], flow["secret"], tok)
 
 
 def test_refresh_with_narrower_scope_and_wider_scope(flow):
@@ -224,7 +185,7 @@ def test_refresh_grace_allows_a_quick_retry_without_revoking(tmp_path, store, re
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "pw")
     make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     verifier, challenge = pkce_pair()
     code = get_code(client, cid, challenge)
     body = client.post(
@@ -242,14 +203,14 @@ def test_refresh_grace_allows_a_quick_retry_without_revoking(tmp_path, store, re
     retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
     assert first.status_code == 200
     assert retry.status_code == 200
-    assert _introspect(client, cid, secret, first.get_json()["access_token"])
+    assert is_active(client, cid, secret, first.get_json()["access_token"])
     # Outside the grace window the same reuse revokes the chain.
     rt_key = next(k for k in store.redis.scan_iter(match="*:rt:*") if store.redis.hget(k, "rotated_at"))
     store.redis.hset(rt_key, "rotated_at", int(time.time()) - 31)
     late = client.post("/oauth/token", data=form, headers=basic(cid, secret))
     assert late.get_json()["error"] == "invalid_grant"
-    assert not _introspect(client, cid, secret, first.get_json()["access_token"])
-    assert not _introspect(client, cid, secret, retry.get_json()["access_token"])
+    assert not is_active(client, cid, secret, first.get_json()["access_token"])
+    assert not is_active(client, cid, secret, retry.get_json()["access_token"])
 
 
 def test_unsupported_and_disabled_grant_types(flow):
@@ -362,9 +323,9 @@ def test_disabling_installation_invalidates_its_tokens(client, store, org_app):
         data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa"},
         headers=basic(cid, secret),
     ).get_json()
-    assert _introspect(client, cid, secret, body["access_token"])
+    assert is_active(client, cid, secret, body["access_token"])
     store.redis.hset(keys.installation(cid, "org_aaaaaaaaaaaaaaaa"), "enabled", "0")
-    assert not _introspect(client, cid, secret, body["access_token"])
+    assert not is_active(client, cid, secret, body["access_token"])
 
 
 def test_settings_ttl_is_used(tmp_path, store, redis_server):
@@ -424,10 +385,10 @@ def test_code_replay_after_refresh_revokes_the_descendants_too(flow):
     refreshed = flow["token"](
         {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
     ).get_json()
-    assert _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
+    assert is_active(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
     assert flow["token"](form).get_json()["error"] == "invalid_grant"
-    assert not _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
-    assert not _introspect(flow["client"], flow["cid"], flow["secret"], refreshed["refresh_token"])
+    assert not is_active(flow["client"], flow["cid"], flow["secret"], refreshed["access_token"])
+    assert not is_active(flow["client"], flow["cid"], flow["secret"], refreshed["refresh_token"])
 
 
 def test_id_token_subject_is_recorded_before_the_response(flow, store):

@@ -2,45 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-
 from broker.core import ids
 from broker.storage import keys
 from broker.tokens import service as tokens
-from tests.support.factories import make_app, make_grant, make_installation, make_user
-from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
-
-
-@pytest.fixture
-def issued(client, store, settings):
-    cid, secret = make_app(store, settings)
-    uid = make_user(store, "alice", "pw")
-    grant_id = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-    sign_in(client, uid)
-    verifier, challenge = pkce_pair()
-    code = get_code(client, cid, challenge)
-    body = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": verifier,
-        },
-        headers=basic(cid, secret),
-    ).get_json()
-    return {"cid": cid, "secret": secret, "uid": uid, "grant_id": grant_id, **body}
-
-
-def _intro(client, cid, secret, token):
-    resp = client.post("/oauth/introspect", data={"token": token}, headers=basic(cid, secret))
-    assert resp.status_code == 200
-    assert resp.headers["Cache-Control"] == "no-store"
-    return resp.get_json()
+from tests.support.client import basic
+from tests.support.factories import make_app, make_installation
+from tests.support.flows import introspect
 
 
 def test_introspect_active_token(client, issued, settings):
-    body = _intro(client, issued["cid"], issued["secret"], issued["access_token"])
+    body = introspect(client, issued["cid"], issued["secret"], issued["access_token"])
     assert body["active"] is True
     assert body["client_id"] == issued["cid"]
     assert body["scope"] == "openid profile"
@@ -51,12 +22,12 @@ def test_introspect_active_token(client, issued, settings):
 
 def test_introspect_someone_elses_token_is_inactive(client, store, settings, issued):
     other, other_secret = make_app(store, settings)
-    assert _intro(client, other, other_secret, issued["access_token"]) == {"active": False}
+    assert introspect(client, other, other_secret, issued["access_token"]) == {"active": False}
 
 
 def test_introspect_garbage_is_inactive(client, issued):
     for token in ("nope", "brk_at_app_0000000000000000.xxx", issued["access_token"] + "x"):
-        assert _intro(client, issued["cid"], issued["secret"], token) == {"active": False}
+        assert introspect(client, issued["cid"], issued["secret"], token) == {"active": False}
 
 
 def test_introspect_requires_client_authentication(client, issued):
@@ -68,7 +39,7 @@ def test_introspect_requires_client_authentication(client, issued):
 
 def test_introspect_reflects_scope_shrink_and_app_suspension(client, store, issued):
     store.redis.hset(keys.grant(issued["cid"], issued["uid"]), "scopes", "openid")
-    assert _intro(client, issued["cid"], issued["secret"], issued["access_token"])["scope"] == "openid"
+    assert introspect(client, issued["cid"], issued["secret"], issued["access_token"])["scope"] == "openid"
     store.redis.hset(keys.app(issued["cid"]), "status", "suspended")
     info = tokens.lookup_access_token(
         store, client.application.extensions["broker.settings"].token_hash_key, issued["access_token"]
@@ -78,7 +49,7 @@ def test_introspect_reflects_scope_shrink_and_app_suspension(client, store, issu
 
 def test_introspect_regranted_grant_with_new_id_is_inactive(client, store, issued):
     store.redis.hset(keys.grant(issued["cid"], issued["uid"]), "id", "gr_ffffffffffffffff")
-    assert _intro(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
+    assert introspect(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
 
 
 def test_revoke_access_token(client, issued):
@@ -89,8 +60,8 @@ def test_revoke_access_token(client, issued):
     )
     assert resp.status_code == 200
     assert resp.headers["Cache-Control"] == "no-store"
-    assert _intro(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
-    assert _intro(client, issued["cid"], issued["secret"], issued["refresh_token"])["active"] is True
+    assert introspect(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
+    assert introspect(client, issued["cid"], issued["secret"], issued["refresh_token"])["active"] is True
 
 
 def test_revoke_refresh_token_revokes_its_chain(client, issued):
@@ -100,7 +71,7 @@ def test_revoke_refresh_token_revokes_its_chain(client, issued):
         headers=basic(issued["cid"], issued["secret"]),
     )
     assert resp.status_code == 200
-    assert _intro(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
+    assert introspect(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
     refresh = client.post(
         "/oauth/token",
         data={"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]},
@@ -122,7 +93,7 @@ def test_revoke_other_clients_token_is_200_and_does_nothing(client, store, setti
         "/oauth/revoke", data={"token": issued["access_token"]}, headers=basic(other, other_secret)
     )
     assert resp.status_code == 200
-    assert _intro(client, issued["cid"], issued["secret"], issued["access_token"])["active"] is True
+    assert introspect(client, issued["cid"], issued["secret"], issued["access_token"])["active"] is True
 
 
 def test_revoke_bad_hint_and_missing_token(client, issued):
@@ -138,7 +109,7 @@ def test_revoke_bad_hint_and_missing_token(client, issued):
 def test_revoke_grant_tokens_helper(client, store, issued):
     n = tokens.revoke_grant_tokens(store, issued["cid"], issued["grant_id"])
     assert n == 2
-    assert _intro(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
+    assert introspect(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
     assert not store.redis.exists(keys.grant_tokens(issued["cid"], issued["grant_id"]))
 
 
@@ -146,8 +117,8 @@ def test_revoke_all_app_tokens_helper(client, store, settings, issued):
     make_installation(store, issued["cid"], "org_aaaaaaaaaaaaaaaa", "org.members.read")
     n = tokens.revoke_all_app_tokens(store, issued["cid"])
     assert n == 2
-    assert _intro(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
-    assert _intro(client, issued["cid"], issued["secret"], issued["refresh_token"]) == {"active": False}
+    assert introspect(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
+    assert introspect(client, issued["cid"], issued["secret"], issued["refresh_token"]) == {"active": False}
 
 
 def test_lookup_effective_scopes(store, settings, issued):

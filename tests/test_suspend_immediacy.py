@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from tests.support.apps import outbox_events
+from tests.support.client import bearer
 from tests.support.environment import ROOT, broker_env
 from tests.support.records import (
     journal_records,
@@ -18,11 +19,6 @@ from tests.support.records import (
     make_token,
     make_user,
 )
-from tests.test_rfc6749_token import flow  # noqa: F401  (the authorization-code flow fixture)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _person(store: Any, settings: Any) -> tuple[str, str]:
@@ -90,7 +86,7 @@ def test_cli_suspend_is_refused_next_request_and_restore_works(
     assert [e["type"] for e in outbox_events(store, person_app)][-2:] == ["app.suspended", "app.restored"]
 
 
-def test_refresh_token_of_a_suspended_app_is_refused(flow, client, settings) -> None:  # noqa: F811
+def test_refresh_token_of_a_suspended_app_is_refused(flow, client, settings) -> None:
     auth = {"Authorization": f"Bearer {settings.platform_api_key}"}
     body = flow["token"](flow["code_form"]()).get_json()
     assert client.post(f"/internal/v1/apps/{flow['cid']}/suspend", headers=auth).status_code == 200

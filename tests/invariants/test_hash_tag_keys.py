@@ -14,11 +14,13 @@ from redis.crc import key_slot
 
 from broker.apps import registry
 from broker.consent import grants, installations
+from tests.support.client import basic
 from tests.support.factories import make_app, make_grant, make_user
-from tests.support.oauth import REDIRECT, basic, get_code, pkce_pair, sign_in
+from tests.support.oauth import REDIRECT, get_code, pkce_pair
 from tests.support.privacy import index_grant
 from tests.support.records import make_app as make_org_app
 from tests.support.records import make_installation, make_org, make_token
+from tests.support.signin import session_sign_in
 
 NO_KEY_COMMANDS = {"MULTI", "EXEC", "WAIT", "PING", "SCRIPT"}
 
@@ -61,7 +63,7 @@ def test_every_atomic_operation_stays_in_one_slot(
     uid = make_user(store, "alice", "a-long-password")
     make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     index_grant(store, cid, uid)
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     verifier, challenge = pkce_pair()
     form = {"grant_type": "authorization_code", "code": get_code(client, cid, challenge),
             "redirect_uri": REDIRECT, "code_verifier": verifier}  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from broker.storage import keys
+from tests.support.client import bearer
 from tests.support.records import (
     journal_records,
     make_app,
@@ -18,10 +19,6 @@ from tests.support.records import (
     make_token,
     make_user,
 )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

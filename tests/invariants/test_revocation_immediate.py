@@ -12,6 +12,7 @@ import pytest
 
 from broker.apps import registry
 from broker.consent import grants, installations, person
+from tests.support.client import bearer
 from tests.support.privacy import index_grant
 from tests.support.records import (
     journal_records,
@@ -22,10 +23,6 @@ from tests.support.records import (
     make_token,
     make_user,
 )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def person_access(store: Any, settings: Any) -> dict[str, Any]:

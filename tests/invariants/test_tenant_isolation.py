@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.client import bearer
 from tests.support.records import make_app, make_installation, make_org, make_token, make_user
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_another_orgs_data_is_indistinguishable_from_nothing(client: Any, store: Any, settings: Any) -> None:

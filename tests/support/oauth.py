@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,12 +15,6 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
-
-
-def sign_in(client: Any, uid: str, auth_time: int | None = None) -> None:
-    with client.session_transaction() as sess:
-        sess["uid"] = uid
-        sess["auth_time"] = int(time.time()) if auth_time is None else auth_time
 
 
 def query(location: str) -> dict[str, str]:
@@ -49,8 +42,3 @@ def get_code(client: Any, client_id: str, challenge: str | None = None, **extra:
     q = query(resp.headers["Location"])
     assert "code" in q, q
     return q["code"]
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from broker.core.keyring import Keyring
 from broker.ledger.sequencer import Sequencer
-
-
-def sign_in(client: Any, uid: str) -> None:
-    with client.session_transaction() as s:
-        s["uid"] = uid
-        s["auth_time"] = int(time.time())
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def sequence(store: Any, settings: Any) -> None:
