@@ -24,8 +24,8 @@ from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
 from broker.storage import keys
 from tests.support.apps import mini_payload, org_payload
+from tests.support.factories import make_org, make_user, raw_grant
 from tests.support.privacy import index_grant
-from tests.support.records import make_grant, make_org, make_user
 from tests.support.signin import session_sign_in
 
 CONTROLS = {"input", "select", "textarea"}
@@ -171,7 +171,7 @@ def world(app: Any, store: Any, settings: Any) -> dict[str, str]:
     spare, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(owner, name="Payroll"))
     notes, _, _ = apps_svc.register_app(store, settings, catalog, mini_payload(owner))
     inst_svc.install(store, roster["client_id"], oid, ["org.members.read"], installed_by=owner)
-    make_grant(store, notes["client_id"], owner, "openid profile", "user_id nickname avatar")
+    raw_grant(store, notes["client_id"], owner, "openid profile", "user_id nickname avatar")
     index_grant(store, notes["client_id"], owner)
     return {
         "owner": owner,

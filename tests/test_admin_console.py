@@ -15,7 +15,8 @@ from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
 from broker.storage import keys
 from tests.support.apps import org_payload, outbox_events
-from tests.support.records import journal_records, make_org, make_token, make_user
+from tests.support.factories import make_org, make_token, make_user
+from tests.support.ledger import journal_records
 from tests.support.signin import session_sign_in
 
 
@@ -422,7 +423,7 @@ def test_org_disclosures_section_shows_what_the_orgs_apps_received(
 ) -> None:
     from broker.consent import installations as inst_svc
     from broker.ledger.sequencer import Sequencer
-    from tests.support.records import make_token
+    from tests.support.factories import make_token
 
     session_sign_in(client, world.admin)
     assert "No disclosures yet." in client.get(f"/admin/orgs/{world.oid}/").get_data(as_text=True)

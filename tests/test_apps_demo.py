@@ -9,13 +9,13 @@ from broker import demo
 from broker.apps import registry as apps
 from broker.consent import installations
 from broker.storage import keys
-from tests.support.apps import make_org, make_user
+from tests.support.factories import make_org, make_user
 
 
 def _creds(store) -> dict:
-    alice = make_user(store, "Alice")
-    carol = make_user(store, "Carol")
-    acme = make_org(store, "Acme")
+    alice = make_user(store, nickname="Alice")
+    carol = make_user(store, nickname="Carol")
+    acme = make_org(store, name="Acme")
     return {
         "users": {"alice": {"id": alice}, "carol": {"id": carol}},
         "orgs": {"acme": {"id": acme}},

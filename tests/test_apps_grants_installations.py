@@ -12,7 +12,8 @@ from broker.core import catalog as catalog_mod
 from broker.core.pairwise import pairwise_id
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.storage import keys
-from tests.support.apps import make_org, make_user, mini_payload, org_payload, outbox_events
+from tests.support.apps import mini_payload, org_payload, outbox_events
+from tests.support.factories import make_org, make_user
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def catalog(settings: Any) -> catalog_mod.Catalog:
 
 @pytest.fixture
 def mini(store, settings, catalog) -> str:
-    record, _, _ = apps.register_app(store, settings, catalog, mini_payload(make_user(store, "Dev")))
+    record, _, _ = apps.register_app(store, settings, catalog, mini_payload(make_user(store, nickname="Dev")))
     return str(record["client_id"])
 
 
@@ -100,7 +101,7 @@ def test_revoke_scope_shrinks_then_revokes(store, settings, catalog, mini) -> No
 
 def test_revoke_grant_deletes_grant_tokens_and_indexes(store, settings, catalog, mini) -> None:
     uid = make_user(store)
-    other = make_user(store, "Other")
+    other = make_user(store, nickname="Other")
     grant = grants.save_consent(store, settings, catalog, mini, uid, ["openid"], [], "p", "v")
     kept = grants.save_consent(store, settings, catalog, mini, other, ["openid"], [], "p", "v")
     tokens = [_token(store, mini, grant["id"], f"t{i}") for i in range(3)]

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from broker.storage import keys
-from tests.support.apps import make_org, make_user, mini_payload, org_payload, outbox_events
+from tests.support.apps import mini_payload, org_payload, outbox_events
 from tests.support.environment import ROOT, broker_env
+from tests.support.factories import make_org, make_user
 
 
 @pytest.fixture
@@ -181,7 +182,7 @@ def test_unknown_developer_is_named_with_the_other_bad_fields(client, store, aut
 
 
 def test_list_apps_of_one_developer(client, store, auth) -> None:
-    dev, other = make_user(store), make_user(store, "Other")
+    dev, other = make_user(store), make_user(store, nickname="Other")
     mine = client.post("/internal/v1/apps", json=mini_payload(dev), headers=auth).get_json()["client_id"]
     client.post("/internal/v1/apps", json=mini_payload(other), headers=auth)
     listed = client.get(f"/internal/v1/apps?developer_id={dev}", headers=auth).get_json()["apps"]

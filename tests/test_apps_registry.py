@@ -15,7 +15,8 @@ from broker.core import catalog as catalog_mod
 from broker.core.hashing import keyed_hash
 from broker.errors import Conflict, ValidationFailed
 from broker.storage import keys
-from tests.support.apps import make_org, make_user, mini_payload, org_payload, outbox_events
+from tests.support.apps import mini_payload, org_payload, outbox_events
+from tests.support.factories import make_org, make_user
 
 
 @pytest.fixture
@@ -189,7 +190,7 @@ def test_update_app_validates_and_rejects_fixed_fields(store, settings, catalog)
 
 def test_delete_app_revokes_everything(store, settings, catalog) -> None:
     dev = make_user(store)
-    uid = make_user(store, "Bob")
+    uid = make_user(store, nickname="Bob")
     org = make_org(store)
     mini, _, _ = apps.register_app(store, settings, catalog, mini_payload(dev))
     org_app, _, _ = apps.register_app(store, settings, catalog, org_payload(dev))

@@ -18,7 +18,8 @@ from broker.directory import service as directory
 from broker.storage import keys
 from broker.storage.store import BrokerCluster, ClusterUnavailable, Store
 from tests.support.environment import make_settings
-from tests.support.records import journal_records, make_app, make_grant, make_token, make_user
+from tests.support.factories import make_token, make_user, raw_app, raw_grant
+from tests.support.ledger import journal_records
 
 
 @pytest.fixture
@@ -40,8 +41,8 @@ def capp(tmp_path: Any, private_cluster: Any, cstore: Store) -> Any:
 
 def person(store: Store, settings: Any) -> dict[str, str]:
     uid = make_user(store, nickname="Alice")
-    client_id = make_app(store, developer_id="usr_dev1")
-    gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname")
+    client_id = raw_app(store, developer_id="usr_dev1")
+    gid = raw_grant(store, client_id, uid, "openid profile", "user_id nickname")
     token = make_token(
         store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
     )

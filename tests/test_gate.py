@@ -8,22 +8,15 @@ import pytest
 from broker.core.pairwise import pairwise_id
 from broker.storage import keys
 from tests.support.client import bearer
-from tests.support.records import (
-    journal_records,
-    make_app,
-    make_grant,
-    make_installation,
-    make_org,
-    make_token,
-    make_user,
-)
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.ledger import journal_records
 
 
 @pytest.fixture
 def person(store, settings):
     uid = make_user(store, nickname="Alice", avatar="https://a.example/alice.png")
-    client_id = make_app(store, developer_id="usr_dev1")
-    gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname")  # avatar unticked
+    client_id = raw_app(store, developer_id="usr_dev1")
+    gid = raw_grant(store, client_id, uid, "openid profile", "user_id nickname")  # avatar unticked
     token = make_token(
         store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
     )
@@ -62,8 +55,8 @@ def test_userinfo_uses_oidc_claim_names(client, store, settings, person) -> None
 
 
 def test_pairwise_ids_differ_per_app(client, store, settings, person) -> None:
-    other = make_app(store)
-    gid = make_grant(store, other, person["uid"], "openid", "user_id")
+    other = raw_app(store)
+    gid = raw_grant(store, other, person["uid"], "openid", "user_id")
     token = make_token(
         store, settings, other, kind="grant", subject=person["uid"], grant_id=gid, scopes="openid"
     )
@@ -84,7 +77,7 @@ def test_refused_after_revocation_and_nothing_recorded(client, store, settings, 
         store.redis.delete(keys.grant(cid, uid))
     elif revoke == "regrant":  # a new grant does not revive tokens of the old one
         store.redis.delete(keys.grant(cid, uid))
-        make_grant(store, cid, uid, "openid profile", "user_id nickname")
+        raw_grant(store, cid, uid, "openid profile", "user_id nickname")
     elif revoke == "suspend_app":
         store.redis.hset(keys.app(cid), "status", "suspended")
     elif revoke == "expire":
@@ -111,8 +104,8 @@ def test_per_scope_revocation_shrinks_the_response_at_once(client, store, person
 
 def test_missing_scope_is_insufficient_scope_with_where_to_grant(client, store, settings) -> None:
     uid = make_user(store)
-    cid = make_app(store)
-    gid = make_grant(store, cid, uid, "profile", "nickname avatar")
+    cid = raw_app(store)
+    gid = raw_grant(store, cid, uid, "profile", "nickname avatar")
     token = make_token(store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="profile")
     response = client.get("/v1/me", headers=bearer(token))
     assert response.status_code == 403
@@ -153,8 +146,8 @@ def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(
     response = client.get(f"/v1/orgs/{oid}/members", headers=bearer(person["token"]))
     assert response.status_code == 401
     assert "organization token" in response.get_json()["detail"]
-    org_app = make_app(store, kind="org_app")
-    iid = make_installation(store, org_app, oid)
+    org_app = raw_app(store, kind="org_app")
+    iid = raw_installation(store, org_app, oid)
     org_token = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )
@@ -166,8 +159,8 @@ def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(
 def org(store, settings):
     people = [make_user(store, nickname=f"member{i}") for i in range(3)]
     oid = make_org(store, people)
-    cid = make_app(store, kind="org_app", developer_id="usr_dev2")
-    iid = make_installation(store, cid, oid)
+    cid = raw_app(store, kind="org_app", developer_id="usr_dev2")
+    iid = raw_installation(store, cid, oid)
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )

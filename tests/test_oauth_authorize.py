@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.factories import make_app, make_grant
+from tests.support.factories import make_app, raw_grant
 from tests.support.flows import setup_authorize
 from tests.support.oauth import REDIRECT, authorize_params, pkce_pair, query
 from tests.support.signin import session_sign_in
@@ -116,7 +116,7 @@ def test_oversized_parameter_is_invalid_request(client, store, settings):
 
 def test_unknown_or_org_scope_is_invalid_scope(client, store, settings):
     cid, _s, _u = setup_authorize(
-        client, store, settings, kind="org_app", scopes="openid profile org.members.read"
+        client, store, settings, registered=False, kind="org_app", scopes="openid profile org.members.read"
     )
     for scope in ("openid email", "org.members.read", "openid nope"):
         q = query(_get(client, authorize_params(cid, pkce_pair()[1], scope=scope)).headers["Location"])
@@ -223,7 +223,7 @@ def test_consent_approved_issues_code_and_interaction_is_single_use(client, stor
     params = authorize_params(cid, pkce_pair()[1])
     iid = _consent_redirect(client, params)
     record = _finish_interaction(client, iid, "approved")
-    make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")  # what the consent page writes
+    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")  # what the consent page writes
     resp = client.get(record["return_to"] + f"&interaction={iid}")
     q = query(resp.headers["Location"])
     assert "code" in q
@@ -254,7 +254,7 @@ def test_prompt_consent_asks_even_with_grant_and_approval_issues_code(client, st
 
 def test_grant_not_covering_scopes_asks_consent(client, store, settings):
     cid, _s, uid = setup_authorize(client, store, settings, grant=False)
-    make_grant(store, cid, uid, "openid", "user_id")
+    raw_grant(store, cid, uid, "openid", "user_id")
     _consent_redirect(client, authorize_params(cid, pkce_pair()[1]))
 
 
@@ -310,7 +310,9 @@ def test_malformed_client_id_is_an_html_page(client, store, settings):
 
 
 def test_redirect_uri_with_fragment_is_never_used(client, store, settings):
-    cid, _s, _u = setup_authorize(client, store, settings, redirect_uris=["https://app.example.com/cb#frag"])
+    cid, _s, _u = setup_authorize(
+        client, store, settings, registered=False, redirect_uris=["https://app.example.com/cb#frag"]
+    )
     resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="https://app.example.com/cb#frag"))
     assert resp.status_code == 400
     assert "Location" not in resp.headers

@@ -24,9 +24,9 @@ from broker.directory import service as directory
 from broker.web.shared.openapi import build_spec, operation_of
 from tests.support.apps import org_payload
 from tests.support.client import bearer
+from tests.support.factories import make_token
 from tests.support.openapi_contract import ContractClient, ContractError, contract_for
 from tests.support.privacy import sequence
-from tests.support.records import make_token
 from tests.support.signin import session_sign_in
 
 PREFIXES = (

@@ -18,7 +18,8 @@ from broker.core.keyring import Keyring
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from tests.support.browser import chromium, create_person, fill_login_form, new_page
-from tests.support.records import journal_records, make_user
+from tests.support.factories import make_user
+from tests.support.ledger import journal_records
 
 CALLBACK = "http://127.0.0.1:8765/callback"
 

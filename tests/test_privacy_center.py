@@ -10,16 +10,9 @@ import pytest
 
 from broker.storage import keys
 from tests.support.client import bearer
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.ledger import journal_records
 from tests.support.privacy import index_grant, index_installation, sequence
-from tests.support.records import (
-    journal_records,
-    make_app,
-    make_grant,
-    make_installation,
-    make_org,
-    make_token,
-    make_user,
-)
 from tests.support.signin import session_sign_in
 
 
@@ -33,8 +26,8 @@ def app(app: Any) -> Any:
 def person(store, settings) -> dict[str, Any]:
     dev = make_user(store, nickname="DevDora")
     uid = make_user(store, username="alice", nickname="Alice", avatar="https://a.example/alice.png")
-    client_id = make_app(store, developer_id=dev, name="Notes")
-    gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname avatar")
+    client_id = raw_app(store, developer_id=dev, name="Notes")
+    gid = raw_grant(store, client_id, uid, "openid profile", "user_id nickname avatar")
     index_grant(store, client_id, uid)
     token = make_token(
         store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
@@ -84,8 +77,8 @@ def test_a_post_without_the_csrf_token_is_refused(app, client, store, person) ->
 def test_overview_lists_grants_and_org_apps(client, store, settings, person) -> None:
     admin = make_user(store, nickname="AdminAmy")
     oid = make_org(store, [person["uid"]], name="Acme")
-    org_app = make_app(store, kind="org_app", name="Roster")
-    make_installation(store, org_app, oid)
+    org_app = raw_app(store, kind="org_app", name="Roster")
+    raw_installation(store, org_app, oid)
     index_installation(store, org_app, oid)
     store.redis.hset(keys.installation(org_app, oid), "installed_by", admin)
     session_sign_in(client, person["uid"])
@@ -239,8 +232,8 @@ def test_disclosures_not_yet_in_a_checkpoint_say_so(client, store, settings, per
 
 
 def test_disclosure_filters_and_pagination(client, store, settings, person) -> None:
-    other_app = make_app(store, name="Other")
-    gid = make_grant(store, other_app, person["uid"], "openid", "user_id")
+    other_app = raw_app(store, name="Other")
+    gid = raw_grant(store, other_app, person["uid"], "openid", "user_id")
     index_grant(store, other_app, person["uid"])
     other_token = make_token(
         store, settings, other_app, kind="grant", subject=person["uid"], grant_id=gid, scopes="openid"
@@ -271,8 +264,8 @@ def test_disclosure_filters_and_pagination(client, store, settings, person) -> N
 def test_org_disclosures_name_the_org(client, store, settings) -> None:
     uid = make_user(store)
     oid = make_org(store, [uid], name="Acme")
-    org_app = make_app(store, kind="org_app", name="Roster")
-    iid = make_installation(store, org_app, oid)
+    org_app = raw_app(store, kind="org_app", name="Roster")
+    iid = raw_installation(store, org_app, oid)
     index_installation(store, org_app, oid)
     token = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"

@@ -6,7 +6,7 @@ import base64
 import time
 
 from tests.support.client import basic
-from tests.support.factories import add_secret, make_app, make_grant, make_user
+from tests.support.factories import make_app, make_user, raw_grant, raw_secret
 from tests.support.oauth import REDIRECT, get_code, pkce_pair
 from tests.support.signin import session_sign_in
 
@@ -14,7 +14,7 @@ from tests.support.signin import session_sign_in
 def _code_setup(client, store, settings, **app):
     cid, secret = make_app(store, settings, **app)
     uid = make_user(store, "alice", "pw")
-    make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
     verifier, challenge = pkce_pair()
     code = get_code(client, cid, challenge)
@@ -59,10 +59,10 @@ def test_wrong_secret_in_body_is_also_401(client, store, settings):
 
 def test_expired_rotated_secret_is_refused_and_live_one_accepted(client, store, settings):
     cid, _secret, form = _code_setup(client, store, settings)
-    old = add_secret(store, settings, cid, expires=int(time.time()) - 10)
+    old = raw_secret(store, settings, cid, expires=int(time.time()) - 10)
     resp = client.post("/oauth/token", data=form, headers=basic(cid, old))
     assert resp.status_code == 401
-    overlapping = add_secret(store, settings, cid, expires=int(time.time()) + 3600)
+    overlapping = raw_secret(store, settings, cid, expires=int(time.time()) + 3600)
     resp = client.post("/oauth/token", data=form, headers=basic(cid, overlapping))
     assert resp.status_code == 200
 

@@ -10,7 +10,7 @@ import pytest
 from broker.app import create_app
 from broker.storage import keys
 from tests.support.client import basic
-from tests.support.factories import make_app, make_grant, make_installation, make_user
+from tests.support.factories import make_app, make_user, raw_app, raw_grant, raw_installation, raw_secret
 from tests.support.flows import is_active
 from tests.support.oauth import REDIRECT, get_code, pkce_pair
 from tests.support.signin import session_sign_in
@@ -184,7 +184,7 @@ def test_refresh_grace_allows_a_quick_retry_without_revoking(tmp_path, store, re
     client = app.test_client()
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "pw")
-    make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
     verifier, challenge = pkce_pair()
     code = get_code(client, cid, challenge)
@@ -242,8 +242,9 @@ def test_token_endpoint_rejects_get(client):
 
 @pytest.fixture
 def org_app(store, settings):
-    cid, secret = make_app(store, settings, kind="org_app", scopes="openid org.members.read")
-    inst_id = make_installation(store, cid, "org_aaaaaaaaaaaaaaaa", "org.members.read")
+    cid = raw_app(store, kind="org_app", scopes="openid org.members.read", redirect_uris=[REDIRECT])
+    secret = raw_secret(store, settings, cid, None)
+    inst_id = raw_installation(store, cid, "org_aaaaaaaaaaaaaaaa", "org.members.read")
     return cid, secret, inst_id
 
 
@@ -334,7 +335,7 @@ def test_settings_ttl_is_used(tmp_path, store, redis_server):
     settings = replace(make_settings(tmp_path, redis_server.url), access_token_ttl=120)
     client = create_app(settings, store).test_client()
     cid, secret = make_app(store, settings, kind="org_app", scopes="org.members.read")
-    make_installation(store, cid, "org_aaaaaaaaaaaaaaaa", "org.members.read")
+    raw_installation(store, cid, "org_aaaaaaaaaaaaaaaa", "org.members.read")
     resp = client.post(
         "/oauth/token",
         data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa"},
@@ -393,7 +394,7 @@ def test_code_replay_after_refresh_revokes_the_descendants_too(flow):
 
 def test_id_token_subject_is_recorded_before_the_response(flow, store):
     """The id_token discloses `sub` (the pairwise user_id): that is a disclosure like any other."""
-    from tests.support.records import journal_records
+    from tests.support.ledger import journal_records
 
     assert journal_records(store, flow["cid"]) == []
     resp = flow["token"](flow["code_form"]())

@@ -6,7 +6,7 @@ from broker.core import ids
 from broker.storage import keys
 from broker.tokens import service as tokens
 from tests.support.client import basic
-from tests.support.factories import make_app, make_installation
+from tests.support.factories import make_app, raw_installation
 from tests.support.flows import introspect
 
 
@@ -114,7 +114,7 @@ def test_revoke_grant_tokens_helper(client, store, issued):
 
 
 def test_revoke_all_app_tokens_helper(client, store, settings, issued):
-    make_installation(store, issued["cid"], "org_aaaaaaaaaaaaaaaa", "org.members.read")
+    raw_installation(store, issued["cid"], "org_aaaaaaaaaaaaaaaa", "org.members.read")
     n = tokens.revoke_all_app_tokens(store, issued["cid"])
     assert n == 2
     assert introspect(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}

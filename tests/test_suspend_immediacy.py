@@ -10,21 +10,14 @@ from typing import Any
 from tests.support.apps import outbox_events
 from tests.support.client import bearer
 from tests.support.environment import ROOT, broker_env
-from tests.support.records import (
-    journal_records,
-    make_app,
-    make_grant,
-    make_installation,
-    make_org,
-    make_token,
-    make_user,
-)
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.ledger import journal_records
 
 
 def _person(store: Any, settings: Any) -> tuple[str, str]:
     uid = make_user(store, nickname="Alice")
-    cid = make_app(store, developer_id="usr_dev1")
-    gid = make_grant(store, cid, uid, "openid profile", "user_id nickname")
+    cid = raw_app(store, developer_id="usr_dev1")
+    gid = raw_grant(store, cid, uid, "openid profile", "user_id nickname")
     return cid, make_token(
         store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
     )
@@ -32,8 +25,8 @@ def _person(store: Any, settings: Any) -> tuple[str, str]:
 
 def _org(store: Any, settings: Any) -> tuple[str, str, str]:
     oid = make_org(store, [make_user(store, nickname="m0")])
-    cid = make_app(store, kind="org_app", developer_id="usr_dev2")
-    iid = make_installation(store, cid, oid)
+    cid = raw_app(store, kind="org_app", developer_id="usr_dev2")
+    iid = raw_installation(store, cid, oid)
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )

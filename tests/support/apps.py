@@ -3,35 +3,10 @@
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 from broker.storage import keys
 from broker.storage.store import Store
-
-
-def make_user(store: Store, nickname: str = "Alice", status: str = "active") -> str:
-    uid = f"usr_{secrets.token_hex(8)}"
-    store.redis.hset(
-        keys.user(uid),
-        mapping={
-            "id": uid,
-            "username": nickname.lower(),
-            "nickname": nickname,
-            "avatar": "",
-            "status": status,
-            "created_at": "1",
-        },
-    )
-    return uid
-
-
-def make_org(store: Store, name: str = "Acme") -> str:
-    oid = f"org_{secrets.token_hex(8)}"
-    store.redis.hset(
-        keys.org(oid), mapping={"id": oid, "name": name, "created_at": "1", "allow_member_mini_programs": "1"}
-    )
-    return oid
 
 
 def mini_payload(developer_id: str, **over: Any) -> dict[str, Any]:

@@ -11,17 +11,27 @@ from typing import Any
 import pytest
 
 from tests.support.client import basic
-from tests.support.factories import make_app, make_grant, make_user
+from tests.support.factories import make_app, make_user, raw_app, raw_grant, raw_secret
 from tests.support.oauth import REDIRECT, get_code, pkce_pair
 from tests.support.signin import session_sign_in
 
 
-def setup_authorize(client: Any, store: Any, settings: Any, grant: bool = True, **app: Any):
-    """An app, a person signed in (session only) and, unless ``grant=False``, their grant."""
-    cid, secret = make_app(store, settings, **app)
+def setup_authorize(
+    client: Any, store: Any, settings: Any, grant: bool = True, registered: bool = True, **app: Any
+):
+    """An app, a person signed in (session only) and, unless ``grant=False``, their grant.
+
+    ``registered=False`` writes a confidential app raw, for what the registry refuses on purpose (an
+    org_app asking for ``openid``, a fragment in a redirect URI): the endpoint must refuse it too.
+    """
+    if registered:
+        cid, secret = make_app(store, settings, **app)
+    else:
+        cid = raw_app(store, **{"client_type": "confidential", "redirect_uris": [REDIRECT], **app})
+        secret = raw_secret(store, settings, cid, None)
     uid = make_user(store, "alice", "pw")
     if grant:
-        make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+        raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
     return cid, secret, uid
 
@@ -46,7 +56,7 @@ def flow(client, store, settings):
     the token request's form, ``token(form)`` posts it with the client's credentials."""
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "pw")
-    grant_id = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    grant_id = raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
 
     def code_form(**extra):
@@ -78,7 +88,7 @@ def issued(client, store, settings):
     """An access and a refresh token issued through the code flow (with PKCE)."""
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "pw")
-    grant_id = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    grant_id = raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
     verifier, challenge = pkce_pair()
     code = get_code(client, cid, challenge)

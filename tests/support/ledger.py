@@ -48,3 +48,8 @@ def journal(store: Store, rec: dict[str, Any]) -> str:
     pipe.sadd(keys.journals_index(), rec["app"])
     pipe.xadd(keys.journal(rec["app"]), {"r": json.dumps(rec)})
     return str(pipe.execute()[1])
+
+
+def journal_records(store: Store, client_id: str) -> list[dict[str, Any]]:
+    """The records in ``client_id``'s journal, oldest first (not yet sequenced into the ledger)."""
+    return [json.loads(fields["r"]) for _, fields in store.redis.xrange(keys.journal(client_id))]

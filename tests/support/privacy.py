@@ -14,7 +14,7 @@ def sequence(store: Any, settings: Any) -> None:
 
 
 def index_grant(store: Any, client_id: str, uid: str) -> None:
-    """tests.support.records.make_grant writes the grant only; the services also keep these indexes."""
+    """The indexes save_consent keeps beside a grant (factories.raw_grant(indexed=False) skips them)."""
     from broker.storage import keys
 
     store.redis.sadd(keys.user_grants(uid), client_id)

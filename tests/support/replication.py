@@ -27,7 +27,7 @@ from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store
-from tests.support.records import make_app, make_grant, make_token, make_user
+from tests.support.factories import make_token, make_user, raw_app, raw_grant
 from tests.support.redis_servers import stop_process
 
 SERVICE = "mymaster"
@@ -238,8 +238,8 @@ def make_people(store: Store, settings: Settings, n: int) -> list[str]:
     tokens = []
     for i in range(n):
         uid = make_user(store, nickname=f"Person {i}")
-        client_id = make_app(store, developer_id="usr_dev1")
-        gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname")
+        client_id = raw_app(store, developer_id="usr_dev1")
+        gid = raw_grant(store, client_id, uid, "openid profile", "user_id nickname")
         tokens.append(
             make_token(
                 store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
