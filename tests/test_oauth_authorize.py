@@ -1,75 +1,31 @@
-"""The authorization endpoint: RFC 6749 4.1, RFC 7636, RFC 9207, OIDC prompt/max_age, consent."""
+"""The authorization endpoint: RFC 6749 4.1, OIDC prompt/max_age, consent.
+
+PKCE (RFC 7636) is in test_rfc7636_pkce.py, the ``iss`` parameter (RFC 9207) in test_rfc9207_iss.py."""
 
 from __future__ import annotations
 
 import time
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.environment import ISSUER
 from tests.support.factories import make_app, raw_grant
 from tests.support.flows import setup_authorize
-from tests.support.oauth import REDIRECT, authorize_params, pkce_pair, query
+from tests.support.oauth import REDIRECT, authorize, authorize_params, pkce_pair, query
 from tests.support.signin import session_sign_in
-
-ISSUER = "http://127.0.0.1:8080"
-
-
-def _get(client, params):
-    return client.get("/oauth/authorize", query_string=params)
-
-
-def test_success_carries_code_state_and_iss_rfc9207(client, store, settings):
-    cid, _s, _u = setup_authorize(client, store, settings)
-    resp = _get(client, authorize_params(cid, pkce_pair()[1]))
-    assert resp.status_code == 302
-    assert resp.headers["Location"].startswith(REDIRECT + "?")
-    q = query(resp.headers["Location"])
-    assert q["code"].startswith(f"brk_ac_{cid}.")
-    assert q["state"] == "st-123"
-    assert q["iss"] == ISSUER
-    assert resp.headers["Cache-Control"] == "no-store"
-    assert "Access-Control-Allow-Origin" not in resp.headers
 
 
 def test_code_is_stored_hashed_with_ttl(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings)
-    code = query(_get(client, authorize_params(cid, pkce_pair()[1])).headers["Location"])["code"]
+    code = query(authorize(client, authorize_params(cid, pkce_pair()[1])).headers["Location"])["code"]
     found = list(store.redis.scan_iter(match="*:code:*"))
     assert len(found) == 1
     assert code not in found[0]
     assert 0 < store.redis.ttl(found[0]) <= settings.code_ttl
 
 
-def test_unsupported_response_type_redirects_with_iss(client, store, settings):
-    cid, _s, _u = setup_authorize(client, store, settings)
-    resp = _get(client, authorize_params(cid, pkce_pair()[1], response_type="token"))
-    assert resp.status_code == 302
-    q = query(resp.headers["Location"])
-    assert q["error"] == "unsupported_response_type"
-    assert q["iss"] == ISSUER
-    assert q["state"] == "st-123"
-
-
-def test_plain_pkce_is_rejected(client, store, settings):
-    cid, _s, _u = setup_authorize(client, store, settings)
-    for method in ("plain", None):
-        params = authorize_params(cid, None, code_challenge="a" * 43)
-        if method:
-            params["code_challenge_method"] = method
-        q = query(_get(client, params).headers["Location"])
-        assert q["error"] == "invalid_request", method
-        assert q["iss"] == ISSUER
-
-
-def test_public_client_requires_pkce(client, store, settings):
-    cid, _s, _u = setup_authorize(client, store, settings, client_type="public")
-    q = query(_get(client, authorize_params(cid, None)).headers["Location"])
-    assert q["error"] == "invalid_request"
-    assert "PKCE" in q["error_description"]
-
-
 def test_unknown_client_is_an_html_page_not_a_redirect(client, store, settings):
     setup_authorize(client, store, settings)
-    resp = _get(client, authorize_params("app_0000000000000000", pkce_pair()[1]))
+    resp = authorize(client, authorize_params("app_0000000000000000", pkce_pair()[1]))
     assert resp.status_code == 400
     assert resp.mimetype == "text/html"
     assert "Location" not in resp.headers
@@ -78,7 +34,7 @@ def test_unknown_client_is_an_html_page_not_a_redirect(client, store, settings):
 def test_unregistered_redirect_uri_is_an_html_page(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings)
     for uri in ("https://evil.example/cb", REDIRECT + "/", REDIRECT + "?x=1", "HTTPS://app.example.com/cb"):
-        resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri=uri))
+        resp = authorize(client, authorize_params(cid, pkce_pair()[1], redirect_uri=uri))
         assert resp.status_code == 400, uri
         assert resp.mimetype == "text/html"
         assert "Location" not in resp.headers
@@ -108,7 +64,7 @@ def test_duplicated_parameter_is_invalid_request(client, store, settings):
 
 def test_oversized_parameter_is_invalid_request(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings)
-    resp = _get(client, authorize_params(cid, pkce_pair()[1], nonce="n" * 3000))
+    resp = authorize(client, authorize_params(cid, pkce_pair()[1], nonce="n" * 3000))
     q = query(resp.headers["Location"])
     assert q["error"] == "invalid_request"
     assert q["iss"] == ISSUER
@@ -119,20 +75,22 @@ def test_unknown_or_org_scope_is_invalid_scope(client, store, settings):
         client, store, settings, registered=False, kind="org_app", scopes="openid profile org.members.read"
     )
     for scope in ("openid email", "org.members.read", "openid nope"):
-        q = query(_get(client, authorize_params(cid, pkce_pair()[1], scope=scope)).headers["Location"])
+        q = query(authorize(client, authorize_params(cid, pkce_pair()[1], scope=scope)).headers["Location"])
         assert q["error"] == "invalid_scope", scope
         assert q["iss"] == ISSUER
 
 
 def test_scope_the_app_did_not_register_is_invalid_scope(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings, scopes="openid")
-    q = query(_get(client, authorize_params(cid, pkce_pair()[1], scope="openid profile")).headers["Location"])
+    q = query(
+        authorize(client, authorize_params(cid, pkce_pair()[1], scope="openid profile")).headers["Location"]
+    )
     assert q["error"] == "invalid_scope"
 
 
 def test_no_session_redirects_to_login_with_full_path(client, store, settings):
     cid, _s, _u = (*make_app(store, settings), None)
-    resp = _get(client, authorize_params(cid, pkce_pair()[1]))
+    resp = authorize(client, authorize_params(cid, pkce_pair()[1]))
     assert resp.status_code == 302
     loc = urlsplit(resp.headers["Location"])
     assert loc.path == "/login"
@@ -144,7 +102,7 @@ def test_no_session_redirects_to_login_with_full_path(client, store, settings):
 
 def test_prompt_none_without_session_is_login_required(client, store, settings):
     cid, _ = make_app(store, settings)
-    q = query(_get(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
+    q = query(authorize(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
     assert q["error"] == "login_required"
     assert q["state"] == "st-123"
     assert q["iss"] == ISSUER
@@ -152,7 +110,7 @@ def test_prompt_none_without_session_is_login_required(client, store, settings):
 
 def test_prompt_none_without_grant_is_consent_required(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings, grant=False)
-    q = query(_get(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
+    q = query(authorize(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
     assert q["error"] == "consent_required"
     assert q["iss"] == ISSUER
 
@@ -160,16 +118,16 @@ def test_prompt_none_without_grant_is_consent_required(client, store, settings):
 def test_prompt_login_forces_login_once_then_issues_code(client, store, settings):
     cid, _s, _uid = setup_authorize(client, store, settings)
     params = authorize_params(cid, pkce_pair()[1], prompt="login")
-    resp = _get(client, params)
+    resp = authorize(client, params)
     loc = urlsplit(resp.headers["Location"])
     assert loc.path == "/login"
     assert parse_qs(loc.query)["force"] == ["1"]
     # Same request again without a fresh login: still forced.
-    assert urlsplit(_get(client, params).headers["Location"]).path == "/login"
+    assert urlsplit(authorize(client, params).headers["Location"]).path == "/login"
     # The login page signs in again (fresh auth_time) and returns to the same request: no loop.
     with client.session_transaction() as sess:
         sess["auth_time"] = int(time.time()) + 1
-    resp = _get(client, params)
+    resp = authorize(client, params)
     assert "code" in query(resp.headers["Location"])
 
 
@@ -177,21 +135,21 @@ def test_max_age_exceeded_forces_login(client, store, settings):
     cid, _s, uid = setup_authorize(client, store, settings)
     session_sign_in(client, uid, auth_time=int(time.time()) - 600)
     params = authorize_params(cid, pkce_pair()[1], max_age="60")
-    loc = urlsplit(_get(client, params).headers["Location"])
+    loc = urlsplit(authorize(client, params).headers["Location"])
     assert loc.path == "/login"
     assert parse_qs(loc.query)["force"] == ["1"]
     session_sign_in(client, uid)
-    assert "code" in query(_get(client, params).headers["Location"])
+    assert "code" in query(authorize(client, params).headers["Location"])
 
 
 def test_invalid_max_age_is_invalid_request(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings)
-    q = query(_get(client, authorize_params(cid, pkce_pair()[1], max_age="soon")).headers["Location"])
+    q = query(authorize(client, authorize_params(cid, pkce_pair()[1], max_age="soon")).headers["Location"])
     assert q["error"] == "invalid_request"
 
 
 def _consent_redirect(client, params):
-    resp = _get(client, params)
+    resp = authorize(client, params)
     assert resp.status_code == 302
     path = urlsplit(resp.headers["Location"]).path
     assert path.startswith("/consent/")
@@ -263,22 +221,22 @@ def test_interaction_of_another_request_is_ignored(client, store, settings):
     iid = _consent_redirect(client, authorize_params(cid, pkce_pair()[1]))
     _finish_interaction(client, iid, "approved")
     other = authorize_params(cid, pkce_pair()[1], state="other", interaction=iid)
-    resp = _get(client, other)
+    resp = authorize(client, other)
     assert urlsplit(resp.headers["Location"]).path.startswith("/consent/")
 
 
 def test_suspended_app_gets_html_error(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings, status="suspended")
-    resp = _get(client, authorize_params(cid, pkce_pair()[1]))
+    resp = authorize(client, authorize_params(cid, pkce_pair()[1]))
     assert resp.status_code == 400
     assert "Location" not in resp.headers
 
 
 def test_loopback_http_redirect_exact_match(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings, redirect_uris=["http://127.0.0.1:5173/cb"])
-    resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="http://127.0.0.1:5173/cb"))
+    resp = authorize(client, authorize_params(cid, pkce_pair()[1], redirect_uri="http://127.0.0.1:5173/cb"))
     assert "code" in query(resp.headers["Location"])
-    resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="http://127.0.0.1:5174/cb"))
+    resp = authorize(client, authorize_params(cid, pkce_pair()[1], redirect_uri="http://127.0.0.1:5174/cb"))
     assert resp.status_code == 400
 
 
@@ -290,21 +248,17 @@ def test_request_objects_and_other_response_modes_are_refused(client, store, set
         "response_mode": ("fragment", "invalid_request"),
     }
     for name, (value, error) in cases.items():
-        q = query(_get(client, authorize_params(cid, pkce_pair()[1], **{name: value})).headers["Location"])
+        q = query(
+            authorize(client, authorize_params(cid, pkce_pair()[1], **{name: value})).headers["Location"]
+        )
         assert q["error"] == error, name
         assert q["iss"] == ISSUER
-
-
-def test_success_location_has_exactly_one_iss(client, store, settings):
-    cid, _s, _u = setup_authorize(client, store, settings)
-    loc = _get(client, authorize_params(cid, pkce_pair()[1])).headers["Location"]
-    assert parse_qs(urlsplit(loc).query)["iss"] == [ISSUER]
 
 
 def test_malformed_client_id_is_an_html_page(client, store, settings):
     setup_authorize(client, store, settings)
     for bad in ("app_{x}", "x" * 5000, ""):
-        resp = _get(client, authorize_params(bad, pkce_pair()[1]))
+        resp = authorize(client, authorize_params(bad, pkce_pair()[1]))
         assert resp.status_code == 400
         assert "Location" not in resp.headers
 
@@ -313,13 +267,15 @@ def test_redirect_uri_with_fragment_is_never_used(client, store, settings):
     cid, _s, _u = setup_authorize(
         client, store, settings, registered=False, redirect_uris=["https://app.example.com/cb#frag"]
     )
-    resp = _get(client, authorize_params(cid, pkce_pair()[1], redirect_uri="https://app.example.com/cb#frag"))
+    resp = authorize(
+        client, authorize_params(cid, pkce_pair()[1], redirect_uri="https://app.example.com/cb#frag")
+    )
     assert resp.status_code == 400
     assert "Location" not in resp.headers
 
 
 def test_prompt_none_with_session_and_grant_issues_code(client, store, settings):
     cid, _s, _u = setup_authorize(client, store, settings)
-    q = query(_get(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
+    q = query(authorize(client, authorize_params(cid, pkce_pair()[1], prompt="none")).headers["Location"])
     assert "code" in q
     assert q["iss"] == ISSUER

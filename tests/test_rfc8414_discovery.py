@@ -9,10 +9,8 @@ import sys
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oidc.discovery import OpenIDProviderMetadata
 
-from tests.support.environment import ROOT, broker_env
+from tests.support.environment import ISSUER, ROOT, broker_env
 from tests.support.factories import make_app
-
-ISSUER = "http://127.0.0.1:8080"
 
 
 def test_openid_configuration_is_valid_and_lists_only_supported(client):

@@ -14,13 +14,14 @@ from werkzeug.serving import make_server
 from broker.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+ISSUER = "http://127.0.0.1:8080"  # the issuer of the apps make_settings configures
 
 
 def make_settings(tmp_path: Path, redis_url: str, **overrides: Any) -> Settings:
     env = {
         "BROKER_DATA_DIR": str(tmp_path / "data"),
         "BROKER_REDIS_URL": redis_url,
-        "BROKER_ISSUER": "http://127.0.0.1:8080",
+        "BROKER_ISSUER": ISSUER,
         "BROKER_LOG_LEVEL": "WARNING",
     }
     settings = Settings.from_env(env)

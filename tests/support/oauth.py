@@ -36,6 +36,11 @@ def authorize_params(client_id: str, challenge: str | None = None, **extra: str)
     return {k: v for k, v in params.items() if v is not None}
 
 
+def authorize(client: Any, params: dict[str, str]) -> Any:
+    """GET /oauth/authorize with ``params``."""
+    return client.get("/oauth/authorize", query_string=params)
+
+
 def get_code(client: Any, client_id: str, challenge: str | None = None, **extra: str) -> str:
     resp = client.get("/oauth/authorize", query_string=authorize_params(client_id, challenge, **extra))
     assert resp.status_code == 302, resp.get_data(as_text=True)
