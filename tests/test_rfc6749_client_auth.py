@@ -6,25 +6,14 @@ import base64
 import time
 
 from tests.support.client import basic
-from tests.support.factories import make_app, make_user, raw_grant, raw_secret
-from tests.support.oauth import REDIRECT, get_code, pkce_pair
-from tests.support.signin import session_sign_in
+from tests.support.factories import make_app, raw_secret
+from tests.support.flows import setup_authorize
+from tests.support.oauth import code_form
 
 
 def _code_setup(client, store, settings, **app):
-    cid, secret = make_app(store, settings, **app)
-    uid = make_user(store, "alice", "pw")
-    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-    session_sign_in(client, uid)
-    verifier, challenge = pkce_pair()
-    code = get_code(client, cid, challenge)
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": verifier,
-    }
-    return cid, secret, form
+    cid, secret, _uid = setup_authorize(client, store, settings, **app)
+    return cid, secret, code_form(client, cid)
 
 
 def test_client_secret_basic_works(client, store, settings):

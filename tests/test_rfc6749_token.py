@@ -12,10 +12,9 @@ import pytest
 from broker.app import create_app
 from broker.storage import keys
 from tests.support.client import basic
-from tests.support.factories import make_app, make_user, raw_app, raw_grant, raw_installation, raw_secret
-from tests.support.flows import is_active
-from tests.support.oauth import REDIRECT, get_code, pkce_pair
-from tests.support.signin import session_sign_in
+from tests.support.factories import make_app, raw_app, raw_installation, raw_secret
+from tests.support.flows import is_active, setup_authorize
+from tests.support.oauth import REDIRECT, code_form, pkce_pair
 
 
 def test_code_exchange_headers_and_ttls(flow, settings):
@@ -163,22 +162,8 @@ def test_refresh_grace_allows_a_quick_retry_without_revoking(tmp_path, store, re
     settings = make_settings(tmp_path, redis_server.url, refresh_grace_seconds=30)
     app = create_app(settings, store)
     client = app.test_client()
-    cid, secret = make_app(store, settings)
-    uid = make_user(store, "alice", "pw")
-    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-    session_sign_in(client, uid)
-    verifier, challenge = pkce_pair()
-    code = get_code(client, cid, challenge)
-    body = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": verifier,
-        },
-        headers=basic(cid, secret),
-    ).get_json()
+    cid, secret, _uid = setup_authorize(client, store, settings)
+    body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
     form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
     first = client.post("/oauth/token", data=form, headers=basic(cid, secret))
     retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))

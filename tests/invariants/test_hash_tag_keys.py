@@ -24,7 +24,7 @@ from tests.support.factories import (
     raw_grant,
     raw_installation,
 )
-from tests.support.oauth import REDIRECT, get_code, pkce_pair
+from tests.support.oauth import code_form
 from tests.support.privacy import index_grant
 from tests.support.signin import session_sign_in
 
@@ -70,9 +70,7 @@ def test_every_atomic_operation_stays_in_one_slot(
     raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     index_grant(store, cid, uid)
     session_sign_in(client, uid)
-    verifier, challenge = pkce_pair()
-    form = {"grant_type": "authorization_code", "code": get_code(client, cid, challenge),
-            "redirect_uri": REDIRECT, "code_verifier": verifier}  # fmt: skip
+    form = code_form(client, cid)
     tokens = client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()
     refreshed = client.post(
         "/oauth/token",

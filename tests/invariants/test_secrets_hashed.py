@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.support.client import basic
 from tests.support.factories import make_app, make_user, raw_grant
-from tests.support.oauth import REDIRECT, get_code, pkce_pair
+from tests.support.oauth import code_form
 from tests.support.signin import session_sign_in
 
 
@@ -43,14 +43,8 @@ def test_no_credential_is_stored_in_clear(client: Any, store: Any, settings: Any
     uid = make_user(store, "alice", password)
     raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
-    verifier, challenge = pkce_pair()
-    code = get_code(client, cid, challenge)
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": verifier,
-    }
+    form = code_form(client, cid)
+    code = form["code"]
     first = client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()
     rotated = client.post(
         "/oauth/token",

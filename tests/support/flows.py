@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.support import oauth
 from tests.support.client import basic
 from tests.support.factories import make_app, make_user, raw_app, raw_grant, raw_secret
-from tests.support.oauth import REDIRECT, get_code, pkce_pair
+from tests.support.oauth import REDIRECT
 from tests.support.signin import session_sign_in
 
 
@@ -60,14 +61,7 @@ def flow(client, store, settings):
     session_sign_in(client, uid)
 
     def code_form(**extra):
-        verifier, challenge = pkce_pair()
-        code = get_code(client, cid, challenge, **extra)
-        return {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": verifier,
-        }
+        return oauth.code_form(client, cid, **extra)
 
     def token(form, **headers):
         return client.post("/oauth/token", data=form, headers=headers or basic(cid, secret))
@@ -90,16 +84,7 @@ def issued(client, store, settings):
     uid = make_user(store, "alice", "pw")
     grant_id = raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
-    verifier, challenge = pkce_pair()
-    code = get_code(client, cid, challenge)
     body = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": verifier,
-        },
-        headers=basic(cid, secret),
+        "/oauth/token", data=oauth.code_form(client, cid), headers=basic(cid, secret)
     ).get_json()
     return {"cid": cid, "secret": secret, "uid": uid, "grant_id": grant_id, **body}

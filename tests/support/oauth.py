@@ -47,3 +47,14 @@ def get_code(client: Any, client_id: str, challenge: str | None = None, **extra:
     q = query(resp.headers["Location"])
     assert "code" in q, q
     return q["code"]
+
+
+def code_form(client: Any, client_id: str, **extra: str) -> dict[str, str]:
+    """Authorize with PKCE (S256) and return the token request that redeems the code."""
+    verifier, challenge = pkce_pair()
+    return {
+        "grant_type": "authorization_code",
+        "code": get_code(client, client_id, challenge, **extra),
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
