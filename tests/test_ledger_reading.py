@@ -19,7 +19,9 @@ from broker.ledger import merkle, reading, storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
+from tests.support.factories import make_user
 from tests.support.ledger import ACME, ALICE, APP_A, APP_B, BOB, DEV, journal, record
+from tests.support.signin import session_sign_in
 
 T0 = 1_700_000_000
 
@@ -56,10 +58,9 @@ def filled(store: Store, sequencer: Sequencer) -> Store:
 
 
 def sign_in(client: Any, store: Store, uid: str) -> None:
-    store.redis.hset(keys.user(uid), mapping={"id": uid, "status": "active"})
-    with client.session_transaction() as session:
-        session["uid"] = uid
-        session["auth_time"] = T0
+    """The person ``uid`` (a fixed id of the journal records) exists and is signed in at T0."""
+    make_user(store, id=uid)
+    session_sign_in(client, uid, auth_time=T0)
 
 
 def verified_checkpoint(client: Any) -> dict[str, Any]:

@@ -33,10 +33,11 @@ _USER_FIELDS = ("username", "password", "nickname", "avatar", "name", "email", "
 def make_user(store: Store, username: str | None = None, password: str | None = None, **fields: Any) -> str:
     """An active user made by ``directory.create_user``; returns the id.
 
-    Without a username the id is the username; without a password the user cannot sign in. Fields the
-    service does not take (``status``, ``title``...) are written to the user's hash afterwards.
+    Without a username the id is the username; without a password the user cannot sign in. ``id``
+    picks the user id (tests with fixed ids); fields the service does not take (``status``,
+    ``title``...) are written to the user's hash afterwards.
     """
-    uid = ids.new_user_id()
+    uid = str(fields.pop("id", None) or ids.new_user_id())
     data: dict[str, Any] = {
         "id": uid,
         "username": username or uid,
