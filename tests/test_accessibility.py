@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -22,7 +21,7 @@ import pytest
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
-from broker.storage import keys
+from broker.directory.service import set_role
 from tests.support.apps import mini_payload, org_payload
 from tests.support.factories import make_org, make_user, raw_grant
 from tests.support.privacy import index_grant
@@ -165,7 +164,7 @@ def world(app: Any, store: Any, settings: Any) -> dict[str, str]:
     owner = make_user(store, username="olivia", nickname="Olivia")
     member = make_user(store, username="pat", nickname="Pat")
     oid = make_org(store, [owner, member], name="Acme")
-    store.redis.hset(keys.org_roles(oid), owner, json.dumps({"role": "owner", "permissions": []}))
+    set_role(store, oid, owner, "owner")
     catalog = catalog_mod.load(settings.scopes_dir)
     roster, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(owner))
     spare, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(owner, name="Payroll"))

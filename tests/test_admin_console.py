@@ -13,6 +13,7 @@ import pytest
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
+from broker.directory.service import set_role
 from broker.storage import keys
 from tests.support.apps import org_payload, outbox_events
 from tests.support.factories import make_org, make_token, make_user
@@ -31,10 +32,6 @@ class World:
     outsider: str
     client_id: str
     other_app: str
-
-
-def set_role(store: Any, oid: str, uid: str, role: str, permissions: list[str] | None = None) -> None:
-    store.redis.hset(keys.org_roles(oid), uid, json.dumps({"role": role, "permissions": permissions or []}))
 
 
 @pytest.fixture

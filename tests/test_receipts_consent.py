@@ -14,6 +14,7 @@ from joserfc.jwk import KeySet
 from broker.consent import receipts
 from broker.storage import keys
 from broker.web.shared import context as web
+from tests.support.factories import make_user
 from tests.support.signin import session_sign_in
 
 ALICE = "usr_00000000000000a1"
@@ -46,10 +47,6 @@ def grant(uid: str = ALICE) -> dict[str, str]:
     }
 
 
-def add_user(store: Any, uid: str) -> None:
-    store.redis.hset(keys.user(uid), mapping={"id": uid, "username": uid, "status": "active"})
-
-
 def issue(app: Any, store: Any, action: str = "granted", uid: str = ALICE, now: float | None = None) -> str:
     with app.app_context():
         return receipts.issue_receipt(
@@ -65,7 +62,7 @@ def published(app: Any) -> KeySet:
 def test_receipt_verifies_with_published_key_and_carries_kantara_fields(
     app: Any, store: Any, client: Any
 ) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     rid = issue(app, store)
     session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}")
@@ -115,7 +112,7 @@ def test_receipt_verifies_with_published_key_and_carries_kantara_fields(
 
 
 def test_json_format_returns_decoded_receipt_and_the_jws(app: Any, store: Any, client: Any) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     rid = issue(app, store, "revoked")
     session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}?format=json")
@@ -145,8 +142,8 @@ def test_tampered_receipt_fails_verification(app: Any, store: Any) -> None:
 
 
 def test_someone_elses_receipt_is_not_found(app: Any, store: Any, client: Any) -> None:
-    add_user(store, ALICE)
-    add_user(store, BOB)
+    make_user(store, id=ALICE)
+    make_user(store, id=BOB)
     rid = issue(app, store, uid=ALICE)
     session_sign_in(client, BOB, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}")
@@ -165,7 +162,7 @@ def test_not_signed_in_gets_401_problem_json(app: Any, store: Any, client: Any) 
 
 
 def test_deleted_user_session_gets_401(app: Any, store: Any, client: Any) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     issue(app, store)
     session_sign_in(client, ALICE, auth_time=1700000000)
     store.redis.hset(keys.user(ALICE), "status", "deleted")
@@ -173,7 +170,7 @@ def test_deleted_user_session_gets_401(app: Any, store: Any, client: Any) -> Non
 
 
 def test_list_is_newest_first_with_cursor_pagination(app: Any, store: Any, client: Any) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     ids = [
         issue(app, store, action, now=1_800_000_000 + i)
         for i, action in enumerate(["granted", "changed", "changed", "revoked", "granted"])
@@ -208,7 +205,7 @@ def test_list_is_newest_first_with_cursor_pagination(app: Any, store: Any, clien
 def test_bad_list_parameters_are_400_naming_the_field(
     app: Any, store: Any, client: Any, query: str, field: str
 ) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts?{query}")
     assert resp.status_code == 400
