@@ -176,7 +176,7 @@ class ReplicaSet:
             node.stop()
 
 
-# -- load and outcome (shared by tests/test_failover_sentinel.py and benchmarks/failover.py) -----
+# -- load and outcome (shared by tests/e2e/test_failover_sentinel.py and benchmarks/failover.py) -----
 
 
 @dataclass

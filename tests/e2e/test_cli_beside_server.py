@@ -2,7 +2,7 @@
 
 The CLI finds the running broker's embedded Redis from the data directory and uses it; only a
 second *server* on the same directory is refused. With no broker running, a command starts the
-embedded Redis itself (tests/test_ledger_verify.py, tests/test_directory_cli.py).
+embedded Redis itself (tests/ledger/test_ledger_verify.py, tests/test_directory_cli.py).
 """
 
 from __future__ import annotations
