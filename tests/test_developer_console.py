@@ -13,7 +13,7 @@ from broker.core.hashing import keyed_hash
 from broker.storage import keys
 from tests.support.apps import outbox_events
 from tests.support.developer import FORM, register
-from tests.support.factories import make_org, make_token, make_user, raw_installation
+from tests.support.factories import make_installation, make_org, make_token, make_user
 from tests.support.ledger import journal_records
 from tests.support.signin import session_sign_in
 
@@ -143,7 +143,7 @@ def test_rotate_webhook_secret(client, store, dev) -> None:
 def test_installations_and_grant_counts_are_shown(client, store, dev) -> None:
     client_id = register(client)
     oid = make_org(store, [make_user(store)])
-    raw_installation(store, client_id, oid, enabled=False)
+    make_installation(store, client_id, oid, enabled=False)
     store.redis.sadd(keys.app_installations(client_id), oid)
     store.redis.sadd(keys.app_grants(client_id), "usr_0000000000000001", "usr_0000000000000002")
     html = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
@@ -160,7 +160,7 @@ def test_delete_needs_confirmation_then_revokes_everything(client, store, settin
     client_id = register(client)
     member = make_user(store)
     oid = make_org(store, [member])
-    iid = raw_installation(store, client_id, oid)
+    iid = make_installation(store, client_id, oid)
     store.redis.sadd(keys.app_installations(client_id), oid)
     store.redis.sadd(keys.org_installations(oid), client_id)
     token = make_token(

@@ -8,7 +8,14 @@ import pytest
 from broker.core.pairwise import pairwise_id
 from broker.storage import keys
 from tests.support.client import bearer
-from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.factories import (
+    make_installation,
+    make_org,
+    make_token,
+    make_user,
+    raw_app,
+    raw_grant,
+)
 from tests.support.ledger import journal_records
 
 
@@ -110,7 +117,7 @@ def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(
     assert response.status_code == 401
     assert "organization token" in response.get_json()["detail"]
     org_app = raw_app(store, kind="org_app")
-    iid = raw_installation(store, org_app, oid)
+    iid = make_installation(store, org_app, oid)
     org_token = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )
@@ -123,7 +130,7 @@ def org(store, settings):
     people = [make_user(store, nickname=f"member{i}") for i in range(3)]
     oid = make_org(store, people)
     cid = raw_app(store, kind="org_app", developer_id="usr_dev2")
-    iid = raw_installation(store, cid, oid)
+    iid = make_installation(store, cid, oid)
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )

@@ -10,7 +10,14 @@ import pytest
 
 from broker.storage import keys
 from tests.support.client import bearer
-from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.factories import (
+    make_installation,
+    make_org,
+    make_token,
+    make_user,
+    raw_app,
+    raw_grant,
+)
 from tests.support.ledger import journal_records
 from tests.support.privacy import index_grant, index_installation, sequence
 from tests.support.signin import session_sign_in
@@ -78,7 +85,7 @@ def test_overview_lists_grants_and_org_apps(client, store, settings, person) -> 
     admin = make_user(store, nickname="AdminAmy")
     oid = make_org(store, [person["uid"]], name="Acme")
     org_app = raw_app(store, kind="org_app", name="Roster")
-    raw_installation(store, org_app, oid)
+    make_installation(store, org_app, oid)
     index_installation(store, org_app, oid)
     store.redis.hset(keys.installation(org_app, oid), "installed_by", admin)
     session_sign_in(client, person["uid"])
@@ -265,7 +272,7 @@ def test_org_disclosures_name_the_org(client, store, settings) -> None:
     uid = make_user(store)
     oid = make_org(store, [uid], name="Acme")
     org_app = raw_app(store, kind="org_app", name="Roster")
-    iid = raw_installation(store, org_app, oid)
+    iid = make_installation(store, org_app, oid)
     index_installation(store, org_app, oid)
     token = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"

@@ -10,7 +10,14 @@ from typing import Any
 from tests.support.apps import outbox_events
 from tests.support.client import bearer
 from tests.support.environment import ROOT, broker_env
-from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.factories import (
+    make_installation,
+    make_org,
+    make_token,
+    make_user,
+    raw_app,
+    raw_grant,
+)
 from tests.support.ledger import journal_records
 
 
@@ -26,7 +33,7 @@ def _person(store: Any, settings: Any) -> tuple[str, str]:
 def _org(store: Any, settings: Any) -> tuple[str, str, str]:
     oid = make_org(store, [make_user(store, nickname="m0")])
     cid = raw_app(store, kind="org_app", developer_id="usr_dev2")
-    iid = raw_installation(store, cid, oid)
+    iid = make_installation(store, cid, oid)
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )

@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from broker.core.pairwise import pairwise_id
-from tests.support.factories import make_app, make_user, raw_grant
+from tests.support.factories import make_app, make_grant, make_user
 from tests.support.oauth import REDIRECT, pkce_pair
 
 
@@ -36,7 +36,7 @@ def _setup(live_server, store):
     settings = live_server.app.extensions["broker.settings"]
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "pw")
-    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    make_grant(store, settings, cid, uid, "openid profile", "user_id nickname avatar")
     return settings, cid, secret, uid
 
 

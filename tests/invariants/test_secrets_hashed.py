@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.client import basic
-from tests.support.factories import make_app, make_user, raw_grant
+from tests.support.factories import make_app, make_grant, make_user
 from tests.support.oauth import code_form
 from tests.support.signin import session_sign_in
 
@@ -41,7 +41,7 @@ def test_no_credential_is_stored_in_clear(client: Any, store: Any, settings: Any
     cid, secret = make_app(store, settings)
     password = "correct horse battery staple"
     uid = make_user(store, "alice", password)
-    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    make_grant(store, settings, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
     form = code_form(client, cid)
     code = form["code"]

@@ -8,7 +8,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.environment import ISSUER
-from tests.support.factories import make_app, raw_grant
+from tests.support.factories import make_app, make_grant
 from tests.support.flows import setup_authorize
 from tests.support.oauth import REDIRECT, authorize, authorize_params, pkce_pair, query
 from tests.support.signin import session_sign_in
@@ -181,7 +181,9 @@ def test_consent_approved_issues_code_and_interaction_is_single_use(client, stor
     params = authorize_params(cid, pkce_pair()[1])
     iid = _consent_redirect(client, params)
     record = _finish_interaction(client, iid, "approved")
-    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")  # what the consent page writes
+    make_grant(
+        store, settings, cid, uid, "openid profile", "user_id nickname avatar"
+    )  # what the consent page writes
     resp = client.get(record["return_to"] + f"&interaction={iid}")
     q = query(resp.headers["Location"])
     assert "code" in q
@@ -212,7 +214,7 @@ def test_prompt_consent_asks_even_with_grant_and_approval_issues_code(client, st
 
 def test_grant_not_covering_scopes_asks_consent(client, store, settings):
     cid, _s, uid = setup_authorize(client, store, settings, grant=False)
-    raw_grant(store, cid, uid, "openid", "user_id")
+    make_grant(store, settings, cid, uid, "openid", "user_id")
     _consent_redirect(client, authorize_params(cid, pkce_pair()[1]))
 
 

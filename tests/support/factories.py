@@ -1,7 +1,8 @@
 """The one place tests make users, organizations, apps, grants, installations and tokens.
 
 ``make_*`` go through the domain services (``broker.directory.service``, ``broker.apps.registry``,
-``broker.tokens.service``), so what a test starts from is what the broker itself would have written.
+``broker.consent.grants``/``installations``, ``broker.tokens.service``), so what a test starts from
+is what the broker itself would have written.
 
 ``raw_*`` write the hashes exactly as docs/data-model.md describes them, for the states the services
 will not make on purpose: an app whose developer is only a name in its records, a grant or an
@@ -18,6 +19,7 @@ from typing import Any
 
 from broker.apps import registry
 from broker.config import Settings
+from broker.consent import grants, installations
 from broker.core import catalog as catalog_mod
 from broker.core import ids
 from broker.core.hashing import keyed_hash
@@ -93,6 +95,45 @@ def make_app(store: Store, settings: Settings, **overrides: Any) -> tuple[str, s
     if status == "suspended":
         registry.suspend_app(store, record["client_id"])
     return record["client_id"], secret
+
+
+def make_grant(
+    store: Store,
+    settings: Settings,
+    client_id: str,
+    uid: str,
+    scopes: list[str] | str,
+    fields: list[str] | str,
+    *,
+    consent_version: str = "1",
+) -> str:
+    """A person's consent saved by ``grants.save_consent`` (indexes, event and receipt included);
+    returns the grant id. The service adds the scopes' required fields."""
+    record = grants.save_consent(
+        store,
+        settings,
+        _catalog(settings),
+        client_id,
+        uid,
+        scopes.split() if isinstance(scopes, str) else scopes,
+        fields.split() if isinstance(fields, str) else fields,
+        "test",
+        consent_version,
+    )
+    assert record is not None, "nothing was granted"
+    return str(record["id"])
+
+
+def make_installation(
+    store: Store, client_id: str, org_id: str, scopes: list[str] | str | None = None, enabled: bool = True
+) -> str:
+    """An org_app added to an organization by ``installations.install`` (all the app requests unless
+    ``scopes`` says less), switched off by ``installations.disable`` if ``enabled=False``."""
+    chosen = scopes.split() if isinstance(scopes, str) else scopes
+    record = installations.install(store, client_id, org_id, chosen)
+    if not enabled:
+        installations.disable(store, client_id, org_id)
+    return str(record["id"])
 
 
 def make_token(

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import oauth
 from tests.support.client import basic
-from tests.support.factories import make_app, make_user, raw_app, raw_grant, raw_secret
+from tests.support.factories import make_app, make_grant, make_user, raw_app, raw_grant, raw_secret
 from tests.support.oauth import REDIRECT
 from tests.support.signin import session_sign_in
 
@@ -31,7 +31,7 @@ def setup_authorize(
         cid = raw_app(store, **{"client_type": "confidential", "redirect_uris": [REDIRECT], **app})
         secret = raw_secret(store, settings, cid, None)
     uid = make_user(store, "alice", "pw")
-    if grant:
+    if grant:  # written raw: some tests hold a grant wider than what the app registers
         raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
     return cid, secret, uid
@@ -57,7 +57,7 @@ def flow(client, store, settings):
     the token request's form, ``token(form)`` posts it with the client's credentials."""
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "pw")
-    grant_id = raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    grant_id = make_grant(store, settings, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
 
     def code_form(**extra):
@@ -82,7 +82,7 @@ def issued(client, store, settings):
     """An access and a refresh token issued through the code flow (with PKCE)."""
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "pw")
-    grant_id = raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    grant_id = make_grant(store, settings, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
     body = client.post(
         "/oauth/token", data=oauth.code_form(client, cid), headers=basic(cid, secret)
