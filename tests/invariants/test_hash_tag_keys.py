@@ -17,14 +17,14 @@ from broker.consent import grants, installations
 from tests.support.client import basic
 from tests.support.factories import (
     make_app,
-    make_grant,
-    make_installation,
     make_org,
     make_token,
     make_user,
     raw_app,
+    raw_grant,
+    raw_installation,
 )
-from tests.support.oauth import code_form
+from tests.support.oauth import REDIRECT, get_code, pkce_pair
 from tests.support.privacy import index_grant
 from tests.support.signin import session_sign_in
 
@@ -67,10 +67,12 @@ def test_every_atomic_operation_stays_in_one_slot(
     # A person: sign-in, the code flow with PKCE, a refresh, data, withdrawal.
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "a-long-password")
-    make_grant(store, settings, cid, uid, "openid profile", "user_id nickname avatar")
+    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     index_grant(store, cid, uid)
     session_sign_in(client, uid)
-    form = code_form(client, cid)
+    verifier, challenge = pkce_pair()
+    form = {"grant_type": "authorization_code", "code": get_code(client, cid, challenge),
+            "redirect_uri": REDIRECT, "code_verifier": verifier}  # fmt: skip
     tokens = client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()
     refreshed = client.post(
         "/oauth/token",
@@ -86,7 +88,7 @@ def test_every_atomic_operation_stays_in_one_slot(
     member = make_user(store, "bob", "a-long-password")
     oid = make_org(store, [member])
     org_app = raw_app(store, kind="org_app")
-    iid = make_installation(store, org_app, oid)
+    iid = raw_installation(store, org_app, oid)
     token = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )

@@ -10,14 +10,7 @@ import pytest
 
 from broker.storage import keys
 from tests.support.client import bearer
-from tests.support.factories import (
-    make_installation,
-    make_org,
-    make_token,
-    make_user,
-    raw_app,
-    raw_grant,
-)
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
 from tests.support.ledger import journal_records
 
 
@@ -32,7 +25,7 @@ def world(store: Any, settings: Any) -> dict[str, Any]:
     )
     acme = make_org(store, [alice, bob])
     org_app = raw_app(store, developer_id="usr_dev2", kind="org_app")
-    iid = make_installation(store, org_app, acme)
+    iid = raw_installation(store, org_app, acme)
     org_token = make_token(
         store, settings, org_app, kind="installation", subject=acme, grant_id=iid, scopes="org.members.read"
     )

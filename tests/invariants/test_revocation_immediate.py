@@ -13,14 +13,7 @@ import pytest
 from broker.apps import registry
 from broker.consent import grants, installations, person
 from tests.support.client import bearer
-from tests.support.factories import (
-    make_installation,
-    make_org,
-    make_token,
-    make_user,
-    raw_app,
-    raw_grant,
-)
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
 from tests.support.ledger import journal_records
 from tests.support.privacy import index_grant
 
@@ -38,7 +31,7 @@ def org_access(store: Any, settings: Any) -> dict[str, Any]:
     uid = make_user(store, nickname="Bob")
     oid = make_org(store, [uid])
     cid = raw_app(store, developer_id="usr_dev2", kind="org_app")
-    iid = make_installation(store, cid, oid)
+    iid = raw_installation(store, cid, oid)
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.client import basic
-from tests.support.factories import make_app, make_grant, make_user
-from tests.support.oauth import code_form
+from tests.support.factories import make_app, make_user, raw_grant
+from tests.support.oauth import REDIRECT, get_code, pkce_pair
 from tests.support.signin import session_sign_in
 
 
@@ -41,10 +41,16 @@ def test_no_credential_is_stored_in_clear(client: Any, store: Any, settings: Any
     cid, secret = make_app(store, settings)
     password = "correct horse battery staple"
     uid = make_user(store, "alice", password)
-    make_grant(store, settings, cid, uid, "openid profile", "user_id nickname avatar")
+    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     session_sign_in(client, uid)
-    form = code_form(client, cid)
-    code = form["code"]
+    verifier, challenge = pkce_pair()
+    code = get_code(client, cid, challenge)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
     first = client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()
     rotated = client.post(
         "/oauth/token",

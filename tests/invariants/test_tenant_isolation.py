@@ -6,20 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.client import bearer
-from tests.support.factories import (
-    make_installation,
-    make_org,
-    make_token,
-    make_user,
-    raw_app,
-)
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_installation
 
 
 def test_another_orgs_data_is_indistinguishable_from_nothing(client: Any, store: Any, settings: Any) -> None:
     alice, carol = make_user(store, nickname="Alice"), make_user(store, nickname="Carol")
     acme, globex = make_org(store, [alice]), make_org(store, [carol])
     client_id = raw_app(store, developer_id="usr_dev1", kind="org_app")
-    iid = make_installation(store, client_id, acme)
+    iid = raw_installation(store, client_id, acme)
     token = make_token(
         store, settings, client_id, kind="installation", subject=acme, grant_id=iid, scopes="org.members.read"
     )
