@@ -59,8 +59,8 @@ from broker.core.keyring import Keyring
 from broker.ledger.sequencer import start_in_background
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
-from tests.conftest import LiveServer
-from tests.replication import SERVICE, Load, Node, Outcome, ReplicaSet, make_people, settle_and_check
+from tests.support.environment import LiveServer
+from tests.support.replication import SERVICE, Load, Node, Outcome, ReplicaSet, make_people, settle_and_check
 
 SETTINGS = ("single", "wait0", "wait1", "sentinel", "replica_down")
 LABELS = {
@@ -217,7 +217,7 @@ def run_cluster(args: argparse.Namespace, tmp: Path) -> Row:
     """3 masters + 1 replica each (``cluster-node-timeout`` 1 s), ``BROKER_REDIS_CLUSTER=true``,
     WAIT 1. The master holding the first person's app journal falls behind its replica (as above) and
     is killed; the cluster promotes the replica; the killed node comes back as a replica."""
-    from tests.redis_servers import RedisClusterServer
+    from tests.support.redis_servers import RedisClusterServer
 
     cluster = RedisClusterServer(tmp / "cluster", replicas=1, node_timeout_ms=1000)
     try:

@@ -29,7 +29,7 @@ from broker.core import catalog as catalog_mod
 from broker.gate.disclosure import Gate
 from broker.storage.embedded import free_port, redis_server_binary
 from broker.storage.store import Store
-from tests.records import make_app, make_grant, make_token, make_user
+from tests.support.factories import make_token, make_user, raw_app, raw_grant
 
 
 def start_redis(directory: Path, fsync: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -78,8 +78,8 @@ def run(fsync: str, threads: int, total: int) -> dict[str, float]:
             tokens = []
             for _ in range(threads):
                 uid = make_user(store)
-                cid = make_app(store)
-                gid = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+                cid = raw_app(store)
+                gid = raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
                 tokens.append(
                     make_token(
                         store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"

@@ -30,8 +30,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.broker_process import Broker  # noqa: E402
-from tests.conftest import RedisServer  # noqa: E402
+from tests.support.broker_process import Broker  # noqa: E402
+from tests.support.redis_servers import RedisServer  # noqa: E402
 
 
 def timed_get(url: str, headers: dict[str, str]) -> tuple[int, float]:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from broker.storage.embedded import free_port  # noqa: E402
-from tests.conftest import RedisServer  # noqa: E402
+from tests.support.redis_servers import RedisServer  # noqa: E402
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:

@@ -13,7 +13,6 @@ cluster mode unchanged. ``TEST_REDIS_MODE=single`` or ``=cluster`` runs one of t
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,16 +20,17 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from broker.app import create_app
 from broker.config import Settings
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
-from tests.openapi_contract import ContractClient
-from tests.redis_servers import RedisClusterServer, RedisServer
+from tests.support.environment import LiveServer, make_settings
+from tests.support.openapi_contract import ContractClient
+from tests.support.redis_servers import RedisClusterServer, RedisServer
 
-ROOT = Path(__file__).resolve().parent.parent
+# Fixtures shared by several test modules (tests import support/, never another test module).
+pytest_plugins = ["tests.support.flows", "tests.support.demo"]
 
 _MODE = os.environ.get("TEST_REDIS_MODE", "both")
 if _MODE not in {"both", "single", "cluster"}:
@@ -71,17 +71,6 @@ def store(redis_server: RedisServer | RedisClusterServer) -> Iterator[Store]:
     s.close()
 
 
-def make_settings(tmp_path: Path, redis_url: str, **overrides: Any) -> Settings:
-    env = {
-        "BROKER_DATA_DIR": str(tmp_path / "data"),
-        "BROKER_REDIS_URL": redis_url,
-        "BROKER_ISSUER": "http://127.0.0.1:8080",
-        "BROKER_LOG_LEVEL": "WARNING",
-    }
-    settings = Settings.from_env(env)
-    return replace(settings, **overrides) if overrides else settings
-
-
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     return make_settings(tmp_path, redis_server.url)
@@ -97,30 +86,14 @@ def app(settings: Settings, store: Store) -> Any:
 @pytest.fixture(autouse=True)
 def contract_checked_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every Flask test client of every test, whichever app it was made for, checks each API response
-    against the app's OpenAPI document (tests/openapi_contract.py)."""
+    against the app's OpenAPI document (support/openapi_contract.py)."""
     monkeypatch.setattr(Flask, "test_client_class", ContractClient)
 
 
 @pytest.fixture
 def client(app: Any) -> Any:
-    """A test client whose every API response must match the OpenAPI document (tests/openapi_contract.py)."""
+    """A test client whose every API response must match the OpenAPI document (support/openapi_contract)."""
     return app.test_client()
-
-
-class LiveServer:
-    def __init__(self, app: Any, port: int) -> None:
-        self.app = app
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = make_server("127.0.0.1", port, app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(10)
 
 
 @pytest.fixture
@@ -135,20 +108,10 @@ def live_server(tmp_path: Path, redis_server: RedisServer, store: Store) -> Iter
     server.stop()
 
 
-def broker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """Environment for running the ``broker`` CLI as a subprocess (no BROKER_* leaks in)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    env.update(
-        {"BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT)}
-    )
-    env.update(extra)
-    return env
-
-
 @pytest.fixture
 def brokers() -> Iterator[list[Any]]:
-    """``broker`` processes a test starts (tests/broker_process.Broker); none may outlive it."""
-    from tests.broker_process import kill_all
+    """``broker`` processes a test starts (tests/support/broker_process.Broker); none may outlive it."""
+    from tests.support.broker_process import kill_all
 
     started: list[Any] = []
     yield started

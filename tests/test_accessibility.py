@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -18,14 +17,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from apps_helpers import mini_payload, org_payload
-from privacy_support import index_grant, sign_in
-from records import make_grant, make_org, make_user
 
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
-from broker.storage import keys
+from broker.directory.service import set_role
+from tests.support.apps import mini_payload, org_payload
+from tests.support.factories import make_org, make_user, raw_grant
+from tests.support.privacy import index_grant
+from tests.support.signin import session_sign_in
 
 CONTROLS = {"input", "select", "textarea"}
 UNLABELLED_INPUTS = {"hidden", "submit", "button", "reset", "image"}
@@ -164,13 +164,13 @@ def world(app: Any, store: Any, settings: Any) -> dict[str, str]:
     owner = make_user(store, username="olivia", nickname="Olivia")
     member = make_user(store, username="pat", nickname="Pat")
     oid = make_org(store, [owner, member], name="Acme")
-    store.redis.hset(keys.org_roles(oid), owner, json.dumps({"role": "owner", "permissions": []}))
+    set_role(store, oid, owner, "owner")
     catalog = catalog_mod.load(settings.scopes_dir)
     roster, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(owner))
     spare, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(owner, name="Payroll"))
     notes, _, _ = apps_svc.register_app(store, settings, catalog, mini_payload(owner))
     inst_svc.install(store, roster["client_id"], oid, ["org.members.read"], installed_by=owner)
-    make_grant(store, notes["client_id"], owner, "openid profile", "user_id nickname avatar")
+    raw_grant(store, notes["client_id"], owner, "openid profile", "user_id nickname avatar")
     index_grant(store, notes["client_id"], owner)
     return {
         "owner": owner,
@@ -214,7 +214,7 @@ def pages(w: dict[str, str]) -> list[str]:
 
 
 def test_every_console_and_privacy_page_is_accessible(client: Any, world: dict[str, str]) -> None:
-    sign_in(client, world["owner"])
+    session_sign_in(client, world["owner"])
     report = {}
     for path in pages(world):
         response = client.get(path)
@@ -232,10 +232,10 @@ def test_sign_in_consent_and_error_pages_are_accessible(client: Any, world: dict
     missing = client.get("/no-such-page", headers={"Accept": "text/html"})
     assert missing.status_code == 404 and problems(missing.get_data(as_text=True)) == []
 
-    sign_in(client, world["owner"])
+    session_sign_in(client, world["owner"])
     client.application.config["WTF_CSRF_ENABLED"] = True
     other = make_user(client.application.extensions["broker.store"], username="sam", nickname="Sam")
-    sign_in(client, other)  # no grant yet: the consent page is shown
+    session_sign_in(client, other)  # no grant yet: the consent page is shown
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     query = urlencode(

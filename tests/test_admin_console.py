@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from apps_helpers import org_payload, outbox_events
-from records import journal_records, make_org, make_token, make_user
 
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
+from broker.directory.service import set_role
 from broker.storage import keys
+from tests.support.apps import org_payload, outbox_events
+from tests.support.factories import make_org, make_token, make_user
+from tests.support.ledger import journal_records
+from tests.support.signin import session_sign_in
 
 
 @dataclass
@@ -30,16 +32,6 @@ class World:
     outsider: str
     client_id: str
     other_app: str
-
-
-def set_role(store: Any, oid: str, uid: str, role: str, permissions: list[str] | None = None) -> None:
-    store.redis.hset(keys.org_roles(oid), uid, json.dumps({"role": role, "permissions": permissions or []}))
-
-
-def sign_in(client: Any, uid: str) -> None:
-    with client.session_transaction() as s:
-        s["uid"] = uid
-        s["auth_time"] = int(time.time())
 
 
 @pytest.fixture
@@ -112,7 +104,7 @@ def test_signed_out(client, world) -> None:
 
 def test_non_members_get_404_and_members_without_permission_403(client, store, world) -> None:
     w = world
-    sign_in(client, w.outsider)
+    session_sign_in(client, w.outsider)
     for path in (
         f"/admin/orgs/{w.oid}/",
         f"/admin/orgs/{w.oid}/app-center",
@@ -123,7 +115,7 @@ def test_non_members_get_404_and_members_without_permission_403(client, store, w
     missing = client.get("/admin/v1/orgs/org_0000000000000000/app-center")
     assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
 
-    sign_in(client, w.member)
+    session_sign_in(client, w.member)
     assert client.get(f"/admin/orgs/{w.oid}/app-center").status_code == 200
     for path in (
         f"/admin/orgs/{w.oid}/",
@@ -137,10 +129,10 @@ def test_non_members_get_404_and_members_without_permission_403(client, store, w
     assert forbidden.status_code == 403 and forbidden.get_json()["error"] == "forbidden"
     assert install(client, w).status_code == 403
 
-    sign_in(client, w.members_sub)
+    session_sign_in(client, w.members_sub)
     assert install(client, w).status_code == 403
     assert client.get(f"/admin/orgs/{w.oid}/").status_code == 200
-    sign_in(client, w.admin)
+    session_sign_in(client, w.admin)
     assert client.get(f"/admin/orgs/{w.oid}/disband").status_code == 403
     assert client.post(f"/admin/orgs/{w.oid}/disband", data={"confirm": "Acme"}).status_code == 403
     assert store.redis.exists(keys.org(w.oid))
@@ -149,7 +141,7 @@ def test_non_members_get_404_and_members_without_permission_403(client, store, w
 
 def test_app_center_and_install_show_the_member_fields(client, store, world) -> None:
     w = world
-    sign_in(client, w.apps_sub)
+    session_sign_in(client, w.apps_sub)
     listing = client.get(f"/admin/v1/orgs/{w.oid}/app-center").get_json()["apps"]
     assert {a["client_id"] for a in listing} == {w.client_id, w.other_app}
     assert all(a["installed"] is False for a in listing)
@@ -174,7 +166,7 @@ def test_app_center_and_install_show_the_member_fields(client, store, world) -> 
 
 def test_bad_install_names_the_field_and_writes_nothing(client, store, world) -> None:
     w = world
-    sign_in(client, w.admin)
+    session_sign_in(client, w.admin)
     none = install(client, w, scopes=())
     assert none.status_code == 400 and 'data-field="scopes"' in none.get_data(as_text=True)
     foreign = install(client, w, scopes=("profile",))
@@ -188,7 +180,7 @@ def test_bad_install_names_the_field_and_writes_nothing(client, store, world) ->
 
 def test_disable_enable_remove_take_effect_on_the_next_request(client, store, settings, world) -> None:
     w = world
-    sign_in(client, w.admin)
+    session_sign_in(client, w.admin)
     assert install(client, w).status_code == 303
     token = org_token(store, settings, w)
     assert members_status(client, w, token) == 200
@@ -241,7 +233,7 @@ def test_disable_enable_remove_take_effect_on_the_next_request(client, store, se
 
 def test_json_api_switches_the_installation(client, store, settings, world) -> None:
     w = world
-    sign_in(client, w.apps_sub)
+    session_sign_in(client, w.apps_sub)
     created = client.post(f"/admin/v1/orgs/{w.oid}/installations", json={"client_id": w.client_id})
     assert created.status_code == 201
     assert created.headers["Location"] == f"/admin/v1/orgs/{w.oid}/installations/{w.client_id}"
@@ -262,7 +254,7 @@ def test_json_api_switches_the_installation(client, store, settings, world) -> N
 
 def test_member_requests_an_app_and_sees_the_outcome(client, store, world) -> None:
     w = world
-    sign_in(client, w.member)
+    session_sign_in(client, w.member)
     sent = client.post(f"/admin/orgs/{w.oid}/requests", data={"client_id": w.client_id, "reason": "rosters"})
     assert sent.status_code == 303 and sent.headers["Location"].startswith(
         f"/admin/orgs/{w.oid}/requests/mine#rq_"
@@ -277,7 +269,7 @@ def test_member_requests_an_app_and_sees_the_outcome(client, store, world) -> No
     second = other.get_json()["id"]
     assert client.post(f"/admin/orgs/{w.oid}/requests/{first}/approve").status_code == 403
 
-    sign_in(client, w.apps_sub)
+    session_sign_in(client, w.apps_sub)
     listing = client.get(f"/admin/orgs/{w.oid}/requests").get_data(as_text=True)
     assert "rosters" in listing and "Member" in listing
     no_reason = client.post(f"/admin/v1/orgs/{w.oid}/requests/{second}/decision", json={"decision": "deny"})
@@ -300,7 +292,7 @@ def test_member_requests_an_app_and_sees_the_outcome(client, store, world) -> No
     assert audit_whats(client, w) == ["request.approved", "request.denied"]
     assert [e["type"] for e in outbox_events(store, w.client_id)] == ["installation.installed"]
 
-    sign_in(client, w.member)
+    session_sign_in(client, w.member)
     page = client.get(f"/admin/orgs/{w.oid}/requests/mine").get_data(as_text=True)
     assert page.count('class="status">approved<') == 1 and page.count('class="status">denied<') == 1
     assert "Reason: we use another tool" in page and "Appsub" in page
@@ -308,7 +300,7 @@ def test_member_requests_an_app_and_sees_the_outcome(client, store, world) -> No
 
 def test_admins_appoint_and_remove_sub_admins(client, store, world) -> None:
     w = world
-    sign_in(client, w.apps_sub)
+    session_sign_in(client, w.apps_sub)
     assert client.get(f"/admin/orgs/{w.oid}/admins").status_code == 403
     assert (
         client.put(
@@ -317,7 +309,7 @@ def test_admins_appoint_and_remove_sub_admins(client, store, world) -> None:
         == 403
     )
 
-    sign_in(client, w.admin)
+    session_sign_in(client, w.admin)
     page = client.get(f"/admin/orgs/{w.oid}/admins")
     assert page.status_code == 200 and w.member in page.get_data(as_text=True)
     done = client.post(
@@ -335,16 +327,16 @@ def test_admins_appoint_and_remove_sub_admins(client, store, world) -> None:
     stranger = client.put(f"/admin/v1/orgs/{w.oid}/roles/{w.outsider}", json={"permissions": ["apps.manage"]})
     assert stranger.status_code == 400 and set(stranger.get_json()["errors"]) == {"user_id"}
 
-    sign_in(client, w.member)
+    session_sign_in(client, w.member)
     assert install(client, w).status_code == 303  # the new permission works at once
 
-    sign_in(client, w.admin)
+    session_sign_in(client, w.admin)
     assert client.post(f"/admin/orgs/{w.oid}/admins/{w.member}/remove").status_code == 303
     assert json.loads(store.redis.hget(keys.org_roles(w.oid), w.member))["role"] == "member"
     assert client.delete(f"/admin/v1/orgs/{w.oid}/roles/{w.member}").status_code == 404
-    sign_in(client, w.member)
+    session_sign_in(client, w.member)
     assert client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}").status_code == 403
-    sign_in(client, w.owner)
+    session_sign_in(client, w.owner)
     whats = audit_whats(client, w)
     assert whats == ["sub_admin.removed", "installation.installed", "sub_admin.appointed"]
     audit_page = client.get(f"/admin/orgs/{w.oid}/audit").get_data(as_text=True)
@@ -353,7 +345,7 @@ def test_admins_appoint_and_remove_sub_admins(client, store, world) -> None:
 
 def test_owner_disbands_the_org(client, store, settings, world) -> None:
     w = world
-    sign_in(client, w.owner)
+    session_sign_in(client, w.owner)
     assert install(client, w).status_code == 303
     token = org_token(store, settings, w)
     assert members_status(client, w, token) == 200
@@ -375,7 +367,7 @@ def test_owner_disbands_the_org(client, store, settings, world) -> None:
 
 
 def test_json_disband_names_the_confirm_field(client, store, world) -> None:
-    sign_in(client, world.owner)
+    session_sign_in(client, world.owner)
     bad = client.post(f"/admin/v1/orgs/{world.oid}/disband", json={"confirm": "nope"})
     assert bad.status_code == 400 and set(bad.get_json()["errors"]) == {"confirm"}
     ok = client.post(f"/admin/v1/orgs/{world.oid}/disband", json={"confirm": "Acme"})
@@ -384,17 +376,17 @@ def test_json_disband_names_the_confirm_field(client, store, world) -> None:
 
 
 def test_console_home_lists_administered_orgs(client, store, world) -> None:
-    sign_in(client, world.admin)
+    session_sign_in(client, world.admin)
     html = client.get("/console").get_data(as_text=True)
     assert f'href="/admin/orgs/{world.oid}/">Acme</a>' in html and 'href="/developer/"' in html
-    sign_in(client, world.member)
+    session_sign_in(client, world.member)
     html = client.get("/console").get_data(as_text=True)
     assert f'href="/admin/orgs/{world.oid}/">' not in html and "Acme" in html
 
 
 def test_post_without_csrf_token_is_refused(app, client, store, world) -> None:
     app.config["WTF_CSRF_ENABLED"] = True
-    sign_in(client, world.admin)
+    session_sign_in(client, world.admin)
     page = install(client, world)
     assert page.status_code == 400 and "csrf_failed" in page.get_data(as_text=True)
     api = client.post(f"/admin/v1/orgs/{world.oid}/installations", json={"client_id": world.client_id})
@@ -411,12 +403,12 @@ def test_post_without_csrf_token_is_refused(app, client, store, world) -> None:
 
 def test_a_suspended_app_cannot_be_added_or_requested(client, store, world) -> None:
     apps_svc.suspend_app(store, world.client_id)
-    sign_in(client, world.admin)
+    session_sign_in(client, world.admin)
     listing = client.get(f"/admin/v1/orgs/{world.oid}/app-center").get_json()["apps"]
     assert [a["client_id"] for a in listing] == [world.other_app]
     refused = client.post(f"/admin/v1/orgs/{world.oid}/installations", json={"client_id": world.client_id})
     assert refused.status_code == 409 and refused.get_json()["error"] == "conflict"
-    sign_in(client, world.member)
+    session_sign_in(client, world.member)
     asked = client.post(f"/admin/v1/orgs/{world.oid}/requests", json={"client_id": world.client_id})
     assert asked.status_code == 409
     assert not store.redis.exists(keys.installation(world.client_id, world.oid))
@@ -428,9 +420,9 @@ def test_org_disclosures_section_shows_what_the_orgs_apps_received(
 ) -> None:
     from broker.consent import installations as inst_svc
     from broker.ledger.sequencer import Sequencer
-    from tests.records import make_token
+    from tests.support.factories import make_token
 
-    sign_in(client, world.admin)
+    session_sign_in(client, world.admin)
     assert "No disclosures yet." in client.get(f"/admin/orgs/{world.oid}/").get_data(as_text=True)
     inst = inst_svc.install(store, world.client_id, world.oid, ["org.members.read"])
     token = make_token(
@@ -465,7 +457,7 @@ def test_org_disclosures_section_shows_what_the_orgs_apps_received(
     assert csv.mimetype == "text/csv" and len(csv.get_data(as_text=True).strip().splitlines()) == 6
     bad = client.get(f"{url}?since=yesterday")
     assert bad.status_code == 400 and "since" in bad.get_json()["errors"]
-    sign_in(client, world.member)
+    session_sign_in(client, world.member)
     assert client.get(url).status_code == 403
-    sign_in(client, world.outsider)
+    session_sign_in(client, world.outsider)
     assert client.get(url).status_code == 404

@@ -11,7 +11,7 @@ import pytest
 
 from broker.app import create_app
 from broker.core import catalog as catalog_mod
-from tests.conftest import ROOT, broker_env
+from tests.support.environment import ROOT, broker_env
 
 GOOD = (ROOT / "scopes" / "basic.toml").read_text()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from broker import cli
-from tests.conftest import ROOT, broker_env
+from tests.support.environment import ROOT, broker_env
 
 
 def broker(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apps_helpers import make_user, mini_payload
 
 from broker.app import create_app
 from broker.apps import registry as apps
@@ -16,16 +15,18 @@ from broker.config import REPO_SCOPES_DIR
 from broker.core import catalog as catalog_mod
 from broker.storage import keys
 from broker.web.interactions.consent import CONSENT_TEXT_VERSION
+from tests.support.apps import mini_payload
+from tests.support.factories import make_user
 
 RETURN_TO = "/oauth/authorize?client_id=x&state=s"
 
 
 def _setup(client, store, settings, scopes=("openid", "profile"), app_scopes=None, **app_over: Any):
     catalog = catalog_mod.load(settings.scopes_dir)
-    dev = make_user(store, "Devon")
+    dev = make_user(store, nickname="Devon")
     payload = mini_payload(dev, scopes=list(app_scopes or scopes), **app_over)
     record, _, _ = apps.register_app(store, settings, catalog, payload)
-    uid = make_user(store, "Alice")
+    uid = make_user(store, nickname="Alice")
     with client.session_transaction() as s:
         s["uid"] = uid
         s["auth_time"] = 1

@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
 
 import pytest
-from apps_helpers import outbox_events
-from records import journal_records, make_installation, make_org, make_token, make_user
 
 from broker.apps import registry as apps_svc
 from broker.core.hashing import keyed_hash
 from broker.storage import keys
-
-FORM = {
-    "kind": "org_app",
-    "client_type": "confidential",
-    "name": "Roster",
-    "description": "Team roster",
-    "contact": "dev@example.com",
-    "privacy_policy_url": "https://roster.example.com/privacy",
-    "redirect_uris": "https://roster.example.com/cb\n\n  https://roster.example.com/cb2  ",
-    "scopes": "org.members.read",
-    "webhook_url": "https://roster.example.com/hooks",
-}
+from tests.support.apps import outbox_events
+from tests.support.developer import FORM, register
+from tests.support.factories import make_installation, make_org, make_token, make_user
+from tests.support.ledger import journal_records
+from tests.support.signin import session_sign_in
 
 JSON_APP = {
     "kind": "mini_program",
@@ -42,22 +32,8 @@ JSON_APP = {
 def dev(app, client, store) -> str:
     app.config["WTF_CSRF_ENABLED"] = False
     uid = make_user(store, username="devon")
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     return uid
-
-
-def sign_in(client: Any, uid: str) -> None:
-    with client.session_transaction() as s:
-        s["uid"] = uid
-        s["auth_time"] = int(time.time())
-
-
-def register(client: Any, **over: str) -> str:
-    response = client.post("/developer/apps", data={**FORM, **over})
-    assert response.status_code == 303, response.get_data(as_text=True)
-    match = re.fullmatch(r"/developer/apps/(app_[0-9a-f]{16})", response.headers["Location"])
-    assert match
-    return match.group(1)
 
 
 def secret_on(html: str, element_id: str) -> str | None:
@@ -208,7 +184,7 @@ def test_delete_needs_confirmation_then_revokes_everything(client, store, settin
 
 def test_another_developers_app_is_404(client, store, dev) -> None:
     client_id = register(client)
-    sign_in(client, make_user(store))
+    session_sign_in(client, make_user(store))
     for method, path in (
         ("get", f"/developer/apps/{client_id}"),
         ("get", f"/developer/apps/{client_id}/edit"),
@@ -259,7 +235,7 @@ def test_json_api_names_bad_fields(client, store, dev) -> None:
 def test_post_without_csrf_token_is_refused(app, client, store) -> None:
     app.config["WTF_CSRF_ENABLED"] = True
     uid = make_user(store)
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     page = client.post("/developer/apps", data=FORM)
     assert page.status_code == 400
     assert "csrf_failed" in page.get_data(as_text=True)
@@ -283,7 +259,7 @@ def test_no_event_or_secret_in_outbox_on_register(client, store, dev) -> None:
 
 @pytest.mark.browser
 def test_browser_developer_registers_an_app_and_rotates_its_secret(live_server, store) -> None:
-    from browser import create_person, signed_in_page
+    from tests.support.browser import create_person, signed_in_page
 
     uid = create_person(store, "devon", "Devon")
     with signed_in_page(live_server.url, "devon", "devon-password", "/developer/") as page:
@@ -319,11 +295,11 @@ def test_developer_reads_their_apps_disclosures_with_filters_and_export(
     app, client, store, settings, dev
 ) -> None:
     from broker.ledger.sequencer import Sequencer
-    from tests.records import make_grant, make_token
+    from tests.support.factories import make_token, raw_grant
 
     client_id = register(client)
     person = make_user(store, nickname="Pat")
-    gid = make_grant(store, client_id, person, "openid profile", "user_id nickname")
+    gid = raw_grant(store, client_id, person, "openid profile", "user_id nickname")
     token = make_token(
         store, settings, client_id, kind="grant", subject=person, grant_id=gid, scopes="openid profile"
     )
@@ -341,6 +317,6 @@ def test_developer_reads_their_apps_disclosures_with_filters_and_export(
     assert ndjson.mimetype == "application/x-ndjson"
     assert len(ndjson.get_data(as_text=True).strip().splitlines()) == 3
     assert client.get(f"/developer/v1/apps/{client_id}/disclosures?limit=500").status_code == 400
-    sign_in(client, make_user(store))
+    session_sign_in(client, make_user(store))
     assert client.get(f"/developer/v1/apps/{client_id}/disclosures").status_code == 404
     assert client.get("/developer/v1/disclosures").get_json()["records"] == []

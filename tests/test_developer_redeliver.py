@@ -9,9 +9,10 @@ from typing import Any
 from broker.events import outbox as events
 from broker.events import webhooks
 from broker.events.webhooks import Worker
-from tests.factories import make_user
-from tests.test_developer_console import register, sign_in
-from tests.webhook_receiver import Receiver
+from tests.support.developer import register
+from tests.support.factories import make_user
+from tests.support.signin import session_sign_in
+from tests.support.webhook_receiver import Receiver
 
 
 def _dead_letter(store: Any, settings: Any, client_id: str) -> str:
@@ -40,7 +41,7 @@ def test_dead_letters_are_shown_and_redelivered_from_the_page_and_the_api(
     rx = Receiver(respond=lambda _seen, _body: 503)
     try:
         uid = make_user(store, "devon", "pw-devon-123")
-        sign_in(client, uid)
+        session_sign_in(client, uid)
         client_id = register(client, webhook_url=rx.url)
         event_id = _dead_letter(store, settings, client_id)
     finally:
@@ -72,19 +73,19 @@ def test_redeliver_through_the_json_api_and_not_for_someone_elses_app(
     rx = Receiver(respond=lambda _seen, _body: 503)
     try:
         owner = make_user(store, "devon", "pw-devon-123")
-        sign_in(client, owner)
+        session_sign_in(client, owner)
         client_id = register(client, webhook_url=rx.url)
         event_id = _dead_letter(store, settings, client_id)
     finally:
         rx.stop()
     api = f"/developer/v1/apps/{client_id}/events/{event_id}/redeliver"
 
-    sign_in(client, make_user(store, "mallory", "pw-mallory-123"))
+    session_sign_in(client, make_user(store, "mallory", "pw-mallory-123"))
     assert client.post(api).status_code == 404
     assert client.post(f"/developer/apps/{client_id}/events/{event_id}/redeliver").status_code == 404
     assert len(webhooks.dead_letters(store, client_id)) == 1
 
-    sign_in(client, owner)
+    session_sign_in(client, owner)
     response = client.post(api)
     assert response.status_code == 200
     assert response.get_json() == {"client_id": client_id, "event_id": event_id, "queued": True}

@@ -23,8 +23,11 @@ from broker.ledger import storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.privacy_support import bearer, index_grant, sequence, sign_in
-from tests.records import journal_records, make_app, make_grant, make_token, make_user
+from tests.support.client import bearer
+from tests.support.factories import make_token, make_user, raw_app, raw_grant
+from tests.support.ledger import journal_records
+from tests.support.privacy import index_grant, sequence
+from tests.support.signin import session_sign_in
 
 
 @pytest.fixture(autouse=True)
@@ -42,8 +45,8 @@ def app(app: Any) -> Any:
 @pytest.fixture
 def person(store: Store, settings: Any) -> dict[str, Any]:
     uid = make_user(store, username="alice", nickname="Alice")
-    client_id = make_app(store, developer_id="usr_dev1", name="Notes")
-    gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname")
+    client_id = raw_app(store, developer_id="usr_dev1", name="Notes")
+    gid = raw_grant(store, client_id, uid, "openid profile", "user_id nickname")
     index_grant(store, client_id, uid)
     token = make_token(
         store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
@@ -63,7 +66,7 @@ def waiting_app(settings: Any, redis_server: Any, store: Store) -> Any:
 
 
 def history(client: Any, uid: str) -> tuple[list[dict[str, Any]], str]:
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     api = client.get("/privacy/v1/disclosures")
     assert api.status_code == 200
     page = client.get("/privacy/disclosures")

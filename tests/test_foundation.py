@@ -9,6 +9,7 @@ import pytest
 
 from broker.config import ConfigError, Settings
 from broker.core import catalog as catalog_mod
+from tests.support.environment import ROOT
 
 
 def test_unknown_variable_is_refused(tmp_path: Path) -> None:
@@ -57,7 +58,7 @@ def test_unwritable_data_dir_is_named(tmp_path: Path) -> None:
 
 
 def test_shipped_catalog_is_valid() -> None:
-    catalog = catalog_mod.load(Path(__file__).parent.parent / "scopes")
+    catalog = catalog_mod.load(ROOT / "scopes")
     assert catalog.fields_of(["openid", "profile"]) == {"user_id", "nickname", "avatar"}
     assert not {"name", "email", "mobile"} & catalog.shareable()
     assert catalog.scope_names("organization") == ["org.members.read"]

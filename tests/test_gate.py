@@ -7,26 +7,23 @@ import pytest
 
 from broker.core.pairwise import pairwise_id
 from broker.storage import keys
-from tests.records import (
-    journal_records,
-    make_app,
-    make_grant,
+from tests.support.client import bearer
+from tests.support.factories import (
     make_installation,
     make_org,
     make_token,
     make_user,
+    raw_app,
+    raw_grant,
 )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.support.ledger import journal_records
 
 
 @pytest.fixture
 def person(store, settings):
     uid = make_user(store, nickname="Alice", avatar="https://a.example/alice.png")
-    client_id = make_app(store, developer_id="usr_dev1")
-    gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname")  # avatar unticked
+    client_id = raw_app(store, developer_id="usr_dev1")
+    gid = raw_grant(store, client_id, uid, "openid profile", "user_id nickname")  # avatar unticked
     token = make_token(
         store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
     )
@@ -65,8 +62,8 @@ def test_userinfo_uses_oidc_claim_names(client, store, settings, person) -> None
 
 
 def test_pairwise_ids_differ_per_app(client, store, settings, person) -> None:
-    other = make_app(store)
-    gid = make_grant(store, other, person["uid"], "openid", "user_id")
+    other = raw_app(store)
+    gid = raw_grant(store, other, person["uid"], "openid", "user_id")
     token = make_token(
         store, settings, other, kind="grant", subject=person["uid"], grant_id=gid, scopes="openid"
     )
@@ -87,7 +84,7 @@ def test_refused_after_revocation_and_nothing_recorded(client, store, settings, 
         store.redis.delete(keys.grant(cid, uid))
     elif revoke == "regrant":  # a new grant does not revive tokens of the old one
         store.redis.delete(keys.grant(cid, uid))
-        make_grant(store, cid, uid, "openid profile", "user_id nickname")
+        raw_grant(store, cid, uid, "openid profile", "user_id nickname")
     elif revoke == "suspend_app":
         store.redis.hset(keys.app(cid), "status", "suspended")
     elif revoke == "expire":
@@ -112,43 +109,6 @@ def test_per_scope_revocation_shrinks_the_response_at_once(client, store, person
     assert journal_records(store, person["client_id"])[-1]["fields"] == ["user_id"]
 
 
-def test_missing_scope_is_insufficient_scope_with_where_to_grant(client, store, settings) -> None:
-    uid = make_user(store)
-    cid = make_app(store)
-    gid = make_grant(store, cid, uid, "profile", "nickname avatar")
-    token = make_token(store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="profile")
-    response = client.get("/v1/me", headers=bearer(token))
-    assert response.status_code == 403
-    body = response.get_json()
-    assert body["error"] == "insufficient_scope"
-    assert body["scope"] == "openid"
-    assert (
-        body["grant_url"]
-        == f"{settings.issuer}/oauth/authorize?response_type=code&client_id={cid}&scope=openid"
-    )
-    assert (
-        response.headers["WWW-Authenticate"]
-        == 'Bearer realm="broker", error="insufficient_scope", scope="openid"'
-    )
-    assert journal_records(store, cid) == []
-
-
-@pytest.mark.parametrize(
-    ("headers", "query", "status"),
-    [
-        ({}, "", 401),
-        ({"Authorization": "Basic abc"}, "", 401),
-        ({"Authorization": "Bearer not-a-broker-token"}, "", 401),
-        ({"Authorization": "Bearer brk_at_app_0000.nope"}, "", 401),
-        ({}, "?access_token=brk_at_app_x.y", 401),
-    ],
-)
-def test_bad_credentials(client, headers, query, status) -> None:
-    response = client.get("/v1/me" + query, headers=headers)
-    assert response.status_code == status
-    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="broker"')
-
-
 def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(
     client, store, settings, person
 ) -> None:
@@ -156,7 +116,7 @@ def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(
     response = client.get(f"/v1/orgs/{oid}/members", headers=bearer(person["token"]))
     assert response.status_code == 401
     assert "organization token" in response.get_json()["detail"]
-    org_app = make_app(store, kind="org_app")
+    org_app = raw_app(store, kind="org_app")
     iid = make_installation(store, org_app, oid)
     org_token = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
@@ -169,7 +129,7 @@ def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(
 def org(store, settings):
     people = [make_user(store, nickname=f"member{i}") for i in range(3)]
     oid = make_org(store, people)
-    cid = make_app(store, kind="org_app", developer_id="usr_dev2")
+    cid = raw_app(store, kind="org_app", developer_id="usr_dev2")
     iid = make_installation(store, cid, oid)
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
@@ -274,7 +234,7 @@ def test_redis_down_means_503_and_no_data(client, store, redis_server, person) -
 
 
 def test_userinfo_cors_only_for_the_token_apps_own_origins(client, store, settings, person) -> None:
-    own = "http://127.0.0.1:8765"  # origin of the app's registered redirect URI (tests/records.make_app)
+    own = "http://127.0.0.1:8765"  # origin of the app's registered redirect URI (tests/support/factories)
     ok = client.get("/oauth/userinfo", headers={**bearer(person["token"]), "Origin": own})
     assert ok.headers["Access-Control-Allow-Origin"] == own
     assert "Origin" in ok.headers["Vary"]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from broker.core.catalog import Catalog, Field, Scope
 from broker.gate.disclosure import Gate, InsufficientScope
-from tests.records import make_app, make_grant, make_token, make_user
+from tests.support.factories import make_token, make_user, raw_app, raw_grant
 
 FIELD_NAMES = ["user_id", "nickname", "avatar", "name", "email", "mobile", "title", "dept"]
 SCOPE_NAMES = ["openid", "profile", "work", "contact", "extra"]
@@ -62,8 +62,8 @@ def test_response_never_exceeds_the_allowed_set(
 ) -> None:
     gate = Gate(store, catalog, settings.token_hash_key, settings.pairwise_key)
     uid = make_user(store, title="CEO", dept="Sales")
-    cid = make_app(store)
-    gid = make_grant(store, cid, uid, " ".join(grant_scopes), " ".join(ticked))
+    cid = raw_app(store)
+    gid = raw_grant(store, cid, uid, " ".join(grant_scopes), " ".join(ticked))
     token = make_token(
         store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes=" ".join(token_scopes)
     )

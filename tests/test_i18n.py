@@ -142,11 +142,10 @@ def test_the_switch_keeps_the_other_query_parameters(client: Any) -> None:
 
 
 def _consent_world(store: Any, settings: Any) -> dict[str, str]:
-    from apps_helpers import mini_payload
-
     from broker.apps import registry as apps_svc
     from broker.core import catalog as catalog_mod
     from broker.directory import service as directory
+    from tests.support.apps import mini_payload
 
     dev = directory.create_user(
         store, {"username": "devon", "password": "devon-password", "nickname": "Devon"}
@@ -268,9 +267,8 @@ def test_ui_locales_in_english_beats_a_chinese_browser(client: Any, store: Any, 
 
 
 def test_privacy_center_in_chinese(client: Any, store: Any, settings: Any) -> None:
-    from privacy_support import sign_in
-
     from broker.directory import service as directory
+    from tests.support.signin import session_sign_in as sign_in
 
     uid = directory.create_user(
         store, {"username": "alice", "password": "alice-password", "nickname": "Alice"}
@@ -286,13 +284,12 @@ def org_world(store: Any, settings: Any) -> dict[str, str]:
     """An owner who is also a developer, an org with an installed App Center app, a spare app."""
     import json
 
-    from apps_helpers import org_payload
-    from records import make_org, make_user
-
     from broker.apps import registry as apps_svc
     from broker.consent import installations as inst_svc
     from broker.core import catalog as catalog_mod
     from broker.storage import keys
+    from tests.support.apps import org_payload
+    from tests.support.factories import make_org, make_user
 
     owner = make_user(store, username="olivia", nickname="Olivia")
     oid = make_org(store, [owner], name="Acme")
@@ -305,7 +302,7 @@ def org_world(store: Any, settings: Any) -> dict[str, str]:
 
 
 def test_consoles_in_chinese(client: Any, org_world: dict[str, str]) -> None:
-    from privacy_support import sign_in
+    from tests.support.signin import session_sign_in as sign_in
 
     sign_in(client, org_world["owner"])
     org, roster, spare = f"/admin/orgs/{org_world['oid']}", org_world["roster"], org_world["spare"]

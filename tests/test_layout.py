@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grimp
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.environment import ROOT
 
 
 def import_cycles(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:

@@ -156,7 +156,7 @@ def test_a_parallel_burst_cannot_pass_the_limit(tmp_path, redis_server, store, a
     import requests
 
     from broker.storage.embedded import free_port
-    from tests.conftest import LiveServer, make_settings
+    from tests.support.environment import LiveServer, make_settings
 
     port = free_port()
     settings = replace(

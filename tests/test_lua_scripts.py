@@ -14,8 +14,8 @@ import pytest
 
 from broker.storage import lua
 from broker.storage.store import Store
+from tests.support.environment import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 LUA_DIR = ROOT / "broker" / "storage" / "lua"
 FILES = sorted(LUA_DIR.glob("*.lua"))
 # A redis.call whose key argument is not KEYS[n]: the script derives that key itself.

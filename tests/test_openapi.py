@@ -1,7 +1,7 @@
 """The OpenAPI document: it matches the routes, validates as OpenAPI 3.1, describes every operation
 field by field, and real responses of every area match it.
 
-Every test in the suite checks its API responses through ``ContractClient`` (tests/openapi_contract.py);
+Every test in the suite checks its API responses through ``ContractClient`` (support/openapi_contract.py);
 the tests here also make sure that check cannot pass silently, and drive each area through the
 responses the rest of the suite does not reach.
 """
@@ -22,10 +22,12 @@ from broker.consent import installations as inst_svc
 from broker.consent.person import PROFILE_FIELDS_REMOVED
 from broker.directory import service as directory
 from broker.web.shared.openapi import build_spec, operation_of
-from tests.apps_helpers import org_payload
-from tests.openapi_contract import ContractClient, ContractError, contract_for
-from tests.privacy_support import bearer, sequence, sign_in
-from tests.records import make_token
+from tests.support.apps import org_payload
+from tests.support.client import bearer
+from tests.support.factories import make_token
+from tests.support.openapi_contract import ContractClient, ContractError, contract_for
+from tests.support.privacy import sequence
+from tests.support.signin import session_sign_in
 
 PREFIXES = (
     "/v1/",
@@ -601,7 +603,7 @@ def test_privacy_and_ledger_responses_match(client: Any, store: Any, settings: A
         assert client.get("/v1/me", headers=bearer(person)).status_code == 200
     sequence(store, settings)
     assert client.get("/privacy/v1/apps").status_code == 401
-    sign_in(client, world["member"])
+    session_sign_in(client, world["member"])
     csrf = _csrf(client, "privacy")
 
     apps = client.get("/privacy/v1/apps").get_json()
@@ -658,7 +660,7 @@ def test_admin_api_responses_match(client: Any, store: Any, settings: Any, world
     assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(org_token)).status_code == 200
     sequence(store, settings)
 
-    sign_in(client, world["member"])
+    session_sign_in(client, world["member"])
     csrf = _csrf(client, "admin")
     assert client.get(f"{base}/installations").status_code == 403
     asked = client.post(f"{base}/requests", json={"client_id": other, "reason": "rosters"}, headers=csrf)
@@ -667,7 +669,7 @@ def test_admin_api_responses_match(client: Any, store: Any, settings: Any, world
     assert client.get(f"{base}/requests/mine").get_json()["requests"][0]["status"] == "pending"
     assert client.get(f"{base}/app-center").status_code == 200
 
-    sign_in(client, world["owner"])
+    session_sign_in(client, world["owner"])
     csrf = _csrf(client, "admin")
     assert client.get(base).get_json()["role"] == "owner"
     assert client.get("/admin/v1/orgs/org_0000000000000000").status_code == 404
@@ -739,7 +741,7 @@ def test_developer_api_responses_match(client: Any, store: Any, settings: Any, w
     store.redis.zadd(keys.webhook_dead_index(app_id), {event_id: int(time.time())})
 
     assert client.get("/developer/v1/apps").status_code == 401
-    sign_in(client, world["dev"])
+    session_sign_in(client, world["dev"])
     csrf = _csrf(client, "developer")
     assert len(client.get("/developer/v1/apps").get_json()["apps"]) == 3
     detail = client.get(f"/developer/v1/apps/{app_id}").get_json()
@@ -791,7 +793,7 @@ def test_privacy_api_errors_are_problem_json_even_for_a_browser(
     """Fixed: an oversized body and a storage failure on the receipts came back as HTML pages when the
     client preferred HTML, unlike every other privacy API error (and the document)."""
     html = {"Accept": "text/html"}
-    sign_in(client, world["member"])
+    session_sign_in(client, world["member"])
     csrf = _csrf(client, "privacy")
     too_big = "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
     refused = client.post(

@@ -26,7 +26,7 @@ from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.directory import service as directory
 from broker.web.shared.openapi import spec_for
-from tests.apps_helpers import org_payload
+from tests.support.apps import org_payload
 
 EXAMPLES = 25
 CHECKS = [

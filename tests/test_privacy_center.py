@@ -9,16 +9,18 @@ from typing import Any
 import pytest
 
 from broker.storage import keys
-from tests.privacy_support import bearer, index_grant, index_installation, sequence, sign_in
-from tests.records import (
-    journal_records,
-    make_app,
-    make_grant,
+from tests.support.client import bearer
+from tests.support.factories import (
     make_installation,
     make_org,
     make_token,
     make_user,
+    raw_app,
+    raw_grant,
 )
+from tests.support.ledger import journal_records
+from tests.support.privacy import index_grant, index_installation, sequence
+from tests.support.signin import session_sign_in
 
 
 @pytest.fixture
@@ -31,8 +33,8 @@ def app(app: Any) -> Any:
 def person(store, settings) -> dict[str, Any]:
     dev = make_user(store, nickname="DevDora")
     uid = make_user(store, username="alice", nickname="Alice", avatar="https://a.example/alice.png")
-    client_id = make_app(store, developer_id=dev, name="Notes")
-    gid = make_grant(store, client_id, uid, "openid profile", "user_id nickname avatar")
+    client_id = raw_app(store, developer_id=dev, name="Notes")
+    gid = raw_grant(store, client_id, uid, "openid profile", "user_id nickname avatar")
     index_grant(store, client_id, uid)
     token = make_token(
         store, settings, client_id, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
@@ -63,7 +65,7 @@ def test_json_api_answers_401_problem(client, path) -> None:
 
 def test_a_post_without_the_csrf_token_is_refused(app, client, store, person) -> None:
     app.config["WTF_CSRF_ENABLED"] = True
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     response = client.post(f"/privacy/apps/{person['client_id']}/revoke")
     assert response.status_code == 400
     response = client.post(f"/privacy/v1/apps/{person['client_id']}/revoke")
@@ -82,11 +84,11 @@ def test_a_post_without_the_csrf_token_is_refused(app, client, store, person) ->
 def test_overview_lists_grants_and_org_apps(client, store, settings, person) -> None:
     admin = make_user(store, nickname="AdminAmy")
     oid = make_org(store, [person["uid"]], name="Acme")
-    org_app = make_app(store, kind="org_app", name="Roster")
+    org_app = raw_app(store, kind="org_app", name="Roster")
     make_installation(store, org_app, oid)
     index_installation(store, org_app, oid)
     store.redis.hset(keys.installation(org_app, oid), "installed_by", admin)
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
 
     page = client.get("/privacy")
     assert page.status_code == 200
@@ -113,7 +115,7 @@ def test_overview_lists_grants_and_org_apps(client, store, settings, person) -> 
 
 
 def test_overview_shows_last_disclosure_and_pending(client, store, settings, person) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     assert client.get("/v1/me", headers=bearer(person["token"])).status_code == 200
     [entry] = client.get("/privacy/v1/apps").get_json()["apps"]
     assert entry["pending_disclosures"] == 1
@@ -129,7 +131,7 @@ def test_overview_shows_last_disclosure_and_pending(client, store, settings, per
 
 
 def test_revoke_app_has_a_confirmation_and_is_immediate(client, store, person) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     confirm = client.get(f"/privacy/apps/{person['client_id']}/revoke")
     assert confirm.status_code == 200
     assert 'name="csrf_token"' in confirm.get_data(as_text=True)
@@ -149,7 +151,7 @@ def test_revoke_app_has_a_confirmation_and_is_immediate(client, store, person) -
 
 
 def test_revoke_profile_scope_drops_nickname_and_avatar_at_once(client, store, person) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     full = client.get("/v1/me", headers=bearer(person["token"])).get_json()
     assert {"nickname", "avatar"} <= set(full)
     assert client.get(f"/privacy/apps/{person['client_id']}/scopes/profile/revoke").status_code == 200
@@ -161,7 +163,7 @@ def test_revoke_profile_scope_drops_nickname_and_avatar_at_once(client, store, p
 
 
 def test_json_revoke_scope_and_app(client, store, person) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     response = client.post(f"/privacy/v1/apps/{person['client_id']}/scopes/profile/revoke")
     assert response.status_code == 200
     assert response.get_json()["grant"]["scopes"] == ["openid"]
@@ -175,20 +177,20 @@ def test_json_revoke_scope_and_app(client, store, person) -> None:
 
 @pytest.mark.parametrize("client_id", ["app_0000000000000000", "nonsense", "app_ZZZZ%3Cb%3E"])
 def test_revoking_an_app_you_never_granted_is_not_found(client, store, person, client_id) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     assert client.get(f"/privacy/apps/{client_id}/revoke").status_code == 404
     assert client.post(f"/privacy/v1/apps/{client_id}/revoke").status_code == 404
 
 
 def test_someone_elses_grant_cannot_be_revoked(client, store, person) -> None:
     other = make_user(store)
-    sign_in(client, other)
+    session_sign_in(client, other)
     assert client.post(f"/privacy/apps/{person['client_id']}/revoke").status_code == 404
     assert store.redis.exists(keys.grant(person["client_id"], person["uid"])) == 1
 
 
 def test_unknown_scope_is_not_found(client, person) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     assert client.get(f"/privacy/apps/{person['client_id']}/scopes/email/revoke").status_code == 404
 
 
@@ -196,7 +198,7 @@ def test_unknown_scope_is_not_found(client, person) -> None:
 
 
 def test_disclosure_history_shows_verified_proofs(client, store, settings, person) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     for _ in range(3):
         assert client.get("/v1/me", headers=bearer(person["token"])).status_code == 200
     sequence(store, settings)
@@ -211,7 +213,7 @@ def test_disclosure_history_shows_verified_proofs(client, store, settings, perso
 
 
 def test_a_tampered_record_is_not_marked_verified(client, store, settings, person) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     client.get("/v1/me", headers=bearer(person["token"]))
     sequence(store, settings)
     body = json.loads(store.redis.hget(keys.ledger_records(), "0"))
@@ -223,7 +225,7 @@ def test_a_tampered_record_is_not_marked_verified(client, store, settings, perso
 
 
 def test_disclosures_not_yet_in_a_checkpoint_say_so(client, store, settings, person, monkeypatch) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     client.get("/v1/me", headers=bearer(person["token"]))
     sequence(store, settings)
     client.get("/v1/me", headers=bearer(person["token"]))
@@ -237,13 +239,13 @@ def test_disclosures_not_yet_in_a_checkpoint_say_so(client, store, settings, per
 
 
 def test_disclosure_filters_and_pagination(client, store, settings, person) -> None:
-    other_app = make_app(store, name="Other")
-    gid = make_grant(store, other_app, person["uid"], "openid", "user_id")
+    other_app = raw_app(store, name="Other")
+    gid = raw_grant(store, other_app, person["uid"], "openid", "user_id")
     index_grant(store, other_app, person["uid"])
     other_token = make_token(
         store, settings, other_app, kind="grant", subject=person["uid"], grant_id=gid, scopes="openid"
     )
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     for _ in range(22):
         client.get("/v1/me", headers=bearer(person["token"]))
     client.get("/v1/me", headers=bearer(other_token))
@@ -269,7 +271,7 @@ def test_disclosure_filters_and_pagination(client, store, settings, person) -> N
 def test_org_disclosures_name_the_org(client, store, settings) -> None:
     uid = make_user(store)
     oid = make_org(store, [uid], name="Acme")
-    org_app = make_app(store, kind="org_app", name="Roster")
+    org_app = raw_app(store, kind="org_app", name="Roster")
     iid = make_installation(store, org_app, oid)
     index_installation(store, org_app, oid)
     token = make_token(
@@ -277,7 +279,7 @@ def test_org_disclosures_name_the_org(client, store, settings) -> None:
     )
     assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(token)).status_code == 200
     sequence(store, settings)
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     html = client.get("/privacy/disclosures").get_data(as_text=True)
     assert "Organization: Acme" in html
     assert 'class="verified"' in html
@@ -287,7 +289,7 @@ def test_org_disclosures_name_the_org(client, store, settings) -> None:
 
 
 def test_receipts_page_links_downloads(client, store, settings, person) -> None:
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     assert 'id="no-receipts"' in client.get("/privacy/receipts").get_data(as_text=True)
     client.post(f"/privacy/apps/{person['client_id']}/scopes/profile/revoke")
     client.post(f"/privacy/apps/{person['client_id']}/revoke")
@@ -305,7 +307,7 @@ def test_receipts_page_links_downloads(client, store, settings, person) -> None:
 def test_export_streams_everything_as_ndjson(client, store, settings, person) -> None:
     store.redis.hset(keys.user(person["uid"]), "password_hash", "$argon2id$secret")
     oid = make_org(store, [person["uid"]], name="Acme")
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     client.get("/v1/me", headers=bearer(person["token"]))
     sequence(store, settings)
     client.post(f"/privacy/apps/{person['client_id']}/scopes/profile/revoke")
@@ -329,7 +331,7 @@ def test_export_streams_everything_as_ndjson(client, store, settings, person) ->
 
 def test_json_csrf_failure_is_problem_json(app, client, person) -> None:
     app.config["WTF_CSRF_ENABLED"] = True
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
     response = client.post(f"/privacy/v1/apps/{person['client_id']}/revoke", headers={"Accept": "text/html"})
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
@@ -342,7 +344,7 @@ def test_json_csrf_failure_is_problem_json(app, client, person) -> None:
 def test_redis_failure_is_503(client, store, person, monkeypatch) -> None:
     import redis
 
-    sign_in(client, person["uid"])
+    session_sign_in(client, person["uid"])
 
     def down(*args: Any, **kwargs: Any) -> Any:
         raise redis.ConnectionError("gone")

@@ -17,8 +17,10 @@ from broker.ledger import checkpoints
 from broker.ledger.commands import verify
 from broker.storage import keys
 from broker.web.interactions.session import current_user_id
-from tests.privacy_support import bearer, index_grant, index_installation, sequence, sign_in
-from tests.records import make_app, make_grant, make_installation, make_org, make_token, make_user
+from tests.support.client import bearer
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.privacy import index_grant, index_installation, sequence
+from tests.support.signin import session_sign_in
 
 
 @pytest.fixture
@@ -38,23 +40,23 @@ def world(client, store, settings) -> dict[str, Any]:
     colleague = make_user(store, username="bob")
     oid = make_org(store, [uid, colleague], name="Acme")
     # A mini-program holding a grant, used once.
-    mini = make_app(store, name="Notes")
-    gid = make_grant(store, mini, uid, "openid profile", "user_id nickname avatar")
+    mini = raw_app(store, name="Notes")
+    gid = raw_grant(store, mini, uid, "openid profile", "user_id nickname avatar")
     index_grant(store, mini, uid)
     token = make_token(
         store, settings, mini, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
     )
     assert client.get("/v1/me", headers=bearer(token)).status_code == 200
     # An app that received data once, its grant since revoked: it is only in the ledger.
-    past = make_app(store, name="Old")
-    pgid = make_grant(store, past, uid, "openid", "user_id")
+    past = raw_app(store, name="Old")
+    pgid = raw_grant(store, past, uid, "openid", "user_id")
     index_grant(store, past, uid)
     ptoken = make_token(store, settings, past, kind="grant", subject=uid, grant_id=pgid, scopes="openid")
     assert client.get("/v1/me", headers=bearer(ptoken)).status_code == 200
     grants.revoke_grant(store, settings, past, uid)
     # An org app installed in the person's org, which read the members.
-    org_app = make_app(store, kind="org_app", name="Roster")
-    iid = make_installation(store, org_app, oid)
+    org_app = raw_app(store, kind="org_app", name="Roster")
+    iid = raw_installation(store, org_app, oid)
     index_installation(store, org_app, oid)
     otoken = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
@@ -74,7 +76,7 @@ def world(client, store, settings) -> dict[str, Any]:
 
 
 def test_delete_page_needs_the_username(client, store, world) -> None:
-    sign_in(client, world["uid"])
+    session_sign_in(client, world["uid"])
     page = client.get("/privacy/delete")
     assert page.status_code == 200
     assert "Type your username (alice) to confirm" in page.get_data(as_text=True)
@@ -88,8 +90,8 @@ def test_delete_page_needs_the_username(client, store, world) -> None:
 def test_deletion_effects(app, client, store, settings, world) -> None:
     uid, oid, mini, past, org_app = world["uid"], world["oid"], world["mini"], world["past"], world["org_app"]
     old_session = app.test_client()
-    sign_in(old_session, uid)
-    sign_in(client, uid)
+    session_sign_in(old_session, uid)
+    session_sign_in(client, uid)
     ledger_before = store.redis.hgetall(keys.ledger_records())
 
     response = client.post("/privacy/delete", data={"username": "alice"})
@@ -146,7 +148,7 @@ def test_deletion_effects(app, client, store, settings, world) -> None:
 
 
 def test_json_deletion_needs_the_username_and_signs_out(client, store, world) -> None:
-    sign_in(client, world["uid"])
+    session_sign_in(client, world["uid"])
     refused = client.post("/privacy/v1/account/delete", json={"confirm_username": "nope"})
     assert refused.status_code == 400
     assert refused.get_json()["errors"] == {"confirm_username": ["must equal your username"]}
@@ -167,18 +169,18 @@ def test_json_deletion_needs_the_username_and_signs_out(client, store, world) ->
 def test_a_consent_given_while_deleting_does_not_survive(client, store, settings, world, monkeypatch) -> None:
     from broker.consent import person as center
 
-    late = make_app(store, name="Late")
+    late = raw_app(store, name="Late")
     real = center.pairwise_id
     raced: list[str] = []
 
     def consent_meanwhile(*args: Any, **kwargs: Any) -> str:
         if not raced:  # step 2 runs after step 1 revoked the grants: a new consent lands now
-            raced.append(make_grant(store, late, world["uid"], "openid", "user_id"))
+            raced.append(raw_grant(store, late, world["uid"], "openid", "user_id"))
             index_grant(store, late, world["uid"])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(center, "pairwise_id", consent_meanwhile)
-    sign_in(client, world["uid"])
+    session_sign_in(client, world["uid"])
     assert client.post("/privacy/delete", data={"username": "alice"}).status_code == 303
     assert raced
     assert store.redis.exists(keys.grant(late, world["uid"]), keys.user_grants(world["uid"])) == 0
@@ -192,12 +194,13 @@ def test_platform_api_deletion_is_the_same_deletion(client, store, settings) -> 
 
     from broker.core.pairwise import pairwise_id
     from broker.storage import keys as _keys
-    from tests.records import journal_records, make_app, make_grant, make_token, make_user
+    from tests.support.factories import make_token, make_user, raw_app, raw_grant
+    from tests.support.ledger import journal_records
 
     uid = make_user(store, username="leaver")
     store.redis.set(_keys.username_index("leaver"), uid)
-    cid = make_app(store)
-    gid = make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    cid = raw_app(store)
+    gid = raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     store.redis.sadd(_keys.user_grants(uid), cid)
     token = make_token(store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid profile")
     bearer = {"Authorization": f"Bearer {token}"}

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from broker.config import OPTIONS
-from tests.conftest import ROOT
+from tests.support.environment import ROOT
 
 CLI_COMMANDS = {"serve", "demo", "worker", "scopes", "keys", "ledger", "directory", "apps"}
 

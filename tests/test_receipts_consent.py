@@ -14,6 +14,8 @@ from joserfc.jwk import KeySet
 from broker.consent import receipts
 from broker.storage import keys
 from broker.web.shared import context as web
+from tests.support.factories import make_user
+from tests.support.signin import session_sign_in
 
 ALICE = "usr_00000000000000a1"
 BOB = "usr_00000000000000b0"
@@ -45,16 +47,6 @@ def grant(uid: str = ALICE) -> dict[str, str]:
     }
 
 
-def add_user(store: Any, uid: str) -> None:
-    store.redis.hset(keys.user(uid), mapping={"id": uid, "username": uid, "status": "active"})
-
-
-def sign_in(client: Any, uid: str) -> None:
-    with client.session_transaction() as sess:
-        sess["uid"] = uid
-        sess["auth_time"] = 1700000000
-
-
 def issue(app: Any, store: Any, action: str = "granted", uid: str = ALICE, now: float | None = None) -> str:
     with app.app_context():
         return receipts.issue_receipt(
@@ -70,9 +62,9 @@ def published(app: Any) -> KeySet:
 def test_receipt_verifies_with_published_key_and_carries_kantara_fields(
     app: Any, store: Any, client: Any
 ) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     rid = issue(app, store)
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}")
     assert resp.status_code == 200
     assert resp.mimetype == "application/jose"
@@ -120,9 +112,9 @@ def test_receipt_verifies_with_published_key_and_carries_kantara_fields(
 
 
 def test_json_format_returns_decoded_receipt_and_the_jws(app: Any, store: Any, client: Any) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     rid = issue(app, store, "revoked")
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}?format=json")
     assert resp.status_code == 200
     data = resp.get_json()
@@ -150,10 +142,10 @@ def test_tampered_receipt_fails_verification(app: Any, store: Any) -> None:
 
 
 def test_someone_elses_receipt_is_not_found(app: Any, store: Any, client: Any) -> None:
-    add_user(store, ALICE)
-    add_user(store, BOB)
+    make_user(store, id=ALICE)
+    make_user(store, id=BOB)
     rid = issue(app, store, uid=ALICE)
-    sign_in(client, BOB)
+    session_sign_in(client, BOB, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts/{rid}")
     assert resp.status_code == 404
     assert resp.mimetype == "application/problem+json"
@@ -170,20 +162,20 @@ def test_not_signed_in_gets_401_problem_json(app: Any, store: Any, client: Any) 
 
 
 def test_deleted_user_session_gets_401(app: Any, store: Any, client: Any) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     issue(app, store)
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     store.redis.hset(keys.user(ALICE), "status", "deleted")
     assert client.get("/privacy/v1/receipts").status_code == 401
 
 
 def test_list_is_newest_first_with_cursor_pagination(app: Any, store: Any, client: Any) -> None:
-    add_user(store, ALICE)
+    make_user(store, id=ALICE)
     ids = [
         issue(app, store, action, now=1_800_000_000 + i)
         for i, action in enumerate(["granted", "changed", "changed", "revoked", "granted"])
     ]
-    sign_in(client, ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     first = client.get("/privacy/v1/receipts?limit=2").get_json()
     assert [r["id"] for r in first["receipts"]] == [ids[4], ids[3]]
     assert first["receipts"][1] == {
@@ -213,8 +205,8 @@ def test_list_is_newest_first_with_cursor_pagination(app: Any, store: Any, clien
 def test_bad_list_parameters_are_400_naming_the_field(
     app: Any, store: Any, client: Any, query: str, field: str
 ) -> None:
-    add_user(store, ALICE)
-    sign_in(client, ALICE)
+    make_user(store, id=ALICE)
+    session_sign_in(client, ALICE, auth_time=1700000000)
     resp = client.get(f"/privacy/v1/receipts?{query}")
     assert resp.status_code == 400
     assert resp.get_json()["error"] == "invalid_request"

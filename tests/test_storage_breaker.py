@@ -1,6 +1,6 @@
 """The circuit breaker's state machine (broker/storage/breaker.py), on a controlled clock.
 
-The breaker against a real, hung redis-server is in tests/test_selfheal.py.
+The breaker against a real, hung redis-server is in tests/e2e/test_selfheal.py.
 """
 
 from __future__ import annotations

@@ -7,29 +7,24 @@ import subprocess
 import sys
 from typing import Any
 
-from conftest import ROOT, broker_env
-
-from tests.apps_helpers import outbox_events
-from tests.records import (
-    journal_records,
-    make_app,
-    make_grant,
+from tests.support.apps import outbox_events
+from tests.support.client import bearer
+from tests.support.environment import ROOT, broker_env
+from tests.support.factories import (
     make_installation,
     make_org,
     make_token,
     make_user,
+    raw_app,
+    raw_grant,
 )
-from tests.test_oauth_token import flow  # noqa: F401  (the authorization-code flow fixture)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.support.ledger import journal_records
 
 
 def _person(store: Any, settings: Any) -> tuple[str, str]:
     uid = make_user(store, nickname="Alice")
-    cid = make_app(store, developer_id="usr_dev1")
-    gid = make_grant(store, cid, uid, "openid profile", "user_id nickname")
+    cid = raw_app(store, developer_id="usr_dev1")
+    gid = raw_grant(store, cid, uid, "openid profile", "user_id nickname")
     return cid, make_token(
         store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid profile"
     )
@@ -37,7 +32,7 @@ def _person(store: Any, settings: Any) -> tuple[str, str]:
 
 def _org(store: Any, settings: Any) -> tuple[str, str, str]:
     oid = make_org(store, [make_user(store, nickname="m0")])
-    cid = make_app(store, kind="org_app", developer_id="usr_dev2")
+    cid = raw_app(store, kind="org_app", developer_id="usr_dev2")
     iid = make_installation(store, cid, oid)
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
@@ -91,7 +86,7 @@ def test_cli_suspend_is_refused_next_request_and_restore_works(
     assert [e["type"] for e in outbox_events(store, person_app)][-2:] == ["app.suspended", "app.restored"]
 
 
-def test_refresh_token_of_a_suspended_app_is_refused(flow, client, settings) -> None:  # noqa: F811
+def test_refresh_token_of_a_suspended_app_is_refused(flow, client, settings) -> None:
     auth = {"Authorization": f"Bearer {settings.platform_api_key}"}
     body = flow["token"](flow["code_form"]()).get_json()
     assert client.post(f"/internal/v1/apps/{flow['cid']}/suspend", headers=auth).status_code == 200

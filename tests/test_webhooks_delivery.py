@@ -18,7 +18,7 @@ from broker.events import webhooks
 from broker.events.webhooks import Backoff, Worker, verify_signature
 from broker.storage import keys
 from broker.storage.embedded import free_port
-from tests.webhook_receiver import Receiver
+from tests.support.webhook_receiver import Receiver
 
 SECRET = "brk_whsec_" + "s" * 43
 APP_A = "app_000000000000000a"

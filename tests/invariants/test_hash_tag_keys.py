@@ -14,11 +14,19 @@ from redis.crc import key_slot
 
 from broker.apps import registry
 from broker.consent import grants, installations
-from tests.factories import make_app, make_grant, make_user
-from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
-from tests.privacy_support import index_grant
-from tests.records import make_app as make_org_app
-from tests.records import make_installation, make_org, make_token
+from tests.support.client import basic
+from tests.support.factories import (
+    make_app,
+    make_org,
+    make_token,
+    make_user,
+    raw_app,
+    raw_grant,
+    raw_installation,
+)
+from tests.support.oauth import REDIRECT, get_code, pkce_pair
+from tests.support.privacy import index_grant
+from tests.support.signin import session_sign_in
 
 NO_KEY_COMMANDS = {"MULTI", "EXEC", "WAIT", "PING", "SCRIPT"}
 
@@ -59,9 +67,9 @@ def test_every_atomic_operation_stays_in_one_slot(
     # A person: sign-in, the code flow with PKCE, a refresh, data, withdrawal.
     cid, secret = make_app(store, settings)
     uid = make_user(store, "alice", "a-long-password")
-    make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
     index_grant(store, cid, uid)
-    sign_in(client, uid)
+    session_sign_in(client, uid)
     verifier, challenge = pkce_pair()
     form = {"grant_type": "authorization_code", "code": get_code(client, cid, challenge),
             "redirect_uri": REDIRECT, "code_verifier": verifier}  # fmt: skip
@@ -79,8 +87,8 @@ def test_every_atomic_operation_stays_in_one_slot(
     # An organization: members read, switched off, app suspended.
     member = make_user(store, "bob", "a-long-password")
     oid = make_org(store, [member])
-    org_app = make_org_app(store, kind="org_app")
-    iid = make_installation(store, org_app, oid)
+    org_app = raw_app(store, kind="org_app")
+    iid = raw_installation(store, org_app, oid)
     token = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )

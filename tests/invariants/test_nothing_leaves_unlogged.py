@@ -9,33 +9,23 @@ from typing import Any
 import pytest
 
 from broker.storage import keys
-from tests.records import (
-    journal_records,
-    make_app,
-    make_grant,
-    make_installation,
-    make_org,
-    make_token,
-    make_user,
-)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.support.client import bearer
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.ledger import journal_records
 
 
 @pytest.fixture
 def world(store: Any, settings: Any) -> dict[str, Any]:
     alice = make_user(store, nickname="Alice-the-person")
     bob = make_user(store, nickname="Bob-the-member")
-    mini = make_app(store, developer_id="usr_dev1")
-    gid = make_grant(store, mini, alice, "openid profile", "user_id nickname avatar")
+    mini = raw_app(store, developer_id="usr_dev1")
+    gid = raw_grant(store, mini, alice, "openid profile", "user_id nickname avatar")
     person_token = make_token(
         store, settings, mini, kind="grant", subject=alice, grant_id=gid, scopes="openid profile"
     )
     acme = make_org(store, [alice, bob])
-    org_app = make_app(store, developer_id="usr_dev2", kind="org_app")
-    iid = make_installation(store, org_app, acme)
+    org_app = raw_app(store, developer_id="usr_dev2", kind="org_app")
+    iid = raw_installation(store, org_app, acme)
     org_token = make_token(
         store, settings, org_app, kind="installation", subject=acme, grant_id=iid, scopes="org.members.read"
     )

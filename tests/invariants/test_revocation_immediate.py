@@ -12,26 +12,16 @@ import pytest
 
 from broker.apps import registry
 from broker.consent import grants, installations, person
-from tests.privacy_support import index_grant
-from tests.records import (
-    journal_records,
-    make_app,
-    make_grant,
-    make_installation,
-    make_org,
-    make_token,
-    make_user,
-)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.support.client import bearer
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.ledger import journal_records
+from tests.support.privacy import index_grant
 
 
 def person_access(store: Any, settings: Any) -> dict[str, Any]:
     uid = make_user(store, nickname="Alice")
-    cid = make_app(store, developer_id="usr_dev1")
-    gid = make_grant(store, cid, uid, "openid profile", "user_id nickname")
+    cid = raw_app(store, developer_id="usr_dev1")
+    gid = raw_grant(store, cid, uid, "openid profile", "user_id nickname")
     index_grant(store, cid, uid)
     token = make_token(store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid profile")
     return {"uid": uid, "cid": cid, "token": token, "path": "/v1/me"}
@@ -40,8 +30,8 @@ def person_access(store: Any, settings: Any) -> dict[str, Any]:
 def org_access(store: Any, settings: Any) -> dict[str, Any]:
     uid = make_user(store, nickname="Bob")
     oid = make_org(store, [uid])
-    cid = make_app(store, developer_id="usr_dev2", kind="org_app")
-    iid = make_installation(store, cid, oid)
+    cid = raw_app(store, developer_id="usr_dev2", kind="org_app")
+    iid = raw_installation(store, cid, oid)
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.factories import make_app, make_grant, make_user
-from tests.oauth_helpers import REDIRECT, basic, get_code, pkce_pair, sign_in
+from tests.support.client import basic
+from tests.support.factories import make_app, make_user, raw_grant
+from tests.support.oauth import REDIRECT, get_code, pkce_pair
+from tests.support.signin import session_sign_in
 
 
 def redis_dump(store: Any) -> str:
@@ -39,8 +41,8 @@ def test_no_credential_is_stored_in_clear(client: Any, store: Any, settings: Any
     cid, secret = make_app(store, settings)
     password = "correct horse battery staple"
     uid = make_user(store, "alice", password)
-    make_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
-    sign_in(client, uid)
+    raw_grant(store, cid, uid, "openid profile", "user_id nickname avatar")
+    session_sign_in(client, uid)
     verifier, challenge = pkce_pair()
     code = get_code(client, cid, challenge)
     form = {

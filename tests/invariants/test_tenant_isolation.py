@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.records import make_app, make_installation, make_org, make_token, make_user
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.support.client import bearer
+from tests.support.factories import make_org, make_token, make_user, raw_app, raw_installation
 
 
 def test_another_orgs_data_is_indistinguishable_from_nothing(client: Any, store: Any, settings: Any) -> None:
     alice, carol = make_user(store, nickname="Alice"), make_user(store, nickname="Carol")
     acme, globex = make_org(store, [alice]), make_org(store, [carol])
-    client_id = make_app(store, developer_id="usr_dev1", kind="org_app")
-    iid = make_installation(store, client_id, acme)
+    client_id = raw_app(store, developer_id="usr_dev1", kind="org_app")
+    iid = raw_installation(store, client_id, acme)
     token = make_token(
         store, settings, client_id, kind="installation", subject=acme, grant_id=iid, scopes="org.members.read"
     )

@@ -1,0 +1,1 @@
+"""End to end: real processes (serve, demo, examples, worker), real browsers, a real cluster and Sentinel."""

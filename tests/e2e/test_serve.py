@@ -1,0 +1,251 @@
+"""``broker serve`` as a real process on the embedded Redis: restarts, signals, and bad start-ups.
+
+Each test starts whole broker processes (gunicorn + redis-server), so they are marked slow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from broker.storage.embedded import free_port
+from tests.support.broker_process import Broker
+from tests.support.environment import ROOT, broker_env
+from tests.support.redis_servers import RedisServer
+
+pytestmark = pytest.mark.slow
+
+
+def redis_pid(tmp_path: Path) -> int:
+    return int((tmp_path / "data" / "redis" / "redis.pid").read_text())
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return True  # a zombie waiting for its (dead) parent's reaper: not running
+        time.sleep(0.05)
+    return False
+
+
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broker", *args],
+        env=broker_env(tmp_path, **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_data_survives_restart_and_sigterm_stops_redis(tmp_path: Path, brokers: list[Broker]) -> None:
+    first = Broker(tmp_path)
+    brokers.append(first.start())
+    created = requests.post(
+        f"{first.url}/internal/v1/users", json={"username": "persist"}, headers=first.headers(), timeout=5
+    )
+    assert created.status_code == 201
+    pid = redis_pid(tmp_path)
+    assert first.stop(signal.SIGTERM) == 0
+    assert wait_gone(pid), "the embedded redis-server outlived a SIGTERM of the broker"
+    second = Broker(tmp_path)
+    brokers.append(second.start())
+    again = requests.get(
+        f"{second.url}/internal/v1/users/{created.json()['id']}", headers=second.headers(), timeout=5
+    )
+    assert again.status_code == 200 and again.json()["username"] == "persist"
+
+
+def test_kill_9_leaves_nothing_that_blocks_the_next_start(tmp_path: Path, brokers: list[Broker]) -> None:
+    first = Broker(tmp_path)
+    brokers.append(first.start())
+    created = requests.post(
+        f"{first.url}/internal/v1/orgs", json={"name": "Survivor"}, headers=first.headers(), timeout=5
+    )
+    assert created.status_code == 201
+    pid = redis_pid(tmp_path)
+    first.stop(signal.SIGKILL)
+    second = Broker(tmp_path)  # immediately: a fresh port, the same data directory
+    brokers.append(second.start())
+    assert wait_gone(pid)
+    assert redis_pid(tmp_path) != pid
+    found = requests.get(
+        f"{second.url}/internal/v1/orgs/{created.json()['id']}", headers=second.headers(), timeout=5
+    )
+    assert found.status_code == 200 and found.json()["name"] == "Survivor"
+
+
+def test_second_broker_on_the_same_data_dir_is_refused(tmp_path: Path, brokers: list[Broker]) -> None:
+    brokers.append(Broker(tmp_path).start())
+    result = run_cli(tmp_path, "serve", BROKER_PORT=str(free_port()))
+    assert result.returncode == 2
+    assert "another broker (pid " in result.stderr and "is already running on data directory" in result.stderr
+    assert f"BROKER_REDIS_URL=unix://{tmp_path / 'data' / 'redis' / 'redis.sock'}" in result.stderr
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(tmp_path, "serve", BROKER_PORT=str(port))
+    assert result.returncode == 2
+    assert f"BROKER_PORT: 127.0.0.1:{port} is already in use" in result.stderr
+    assert not (tmp_path / "data" / "redis" / "redis.pid").exists()  # nothing was started
+
+
+def test_corrupt_aof_is_explained_and_left_untouched(tmp_path: Path, brokers: list[Broker]) -> None:
+    first = Broker(tmp_path)
+    brokers.append(first.start())
+    requests.post(
+        f"{first.url}/internal/v1/orgs", json={"name": "Before"}, headers=first.headers(), timeout=5
+    )
+    assert first.stop() == 0
+    aof = tmp_path / "data" / "redis" / "appendonly.aof"
+    with open(aof, "ab") as fh:
+        fh.write(b"this is not the redis protocol\r\n")
+    digest = hashlib.sha256(aof.read_bytes()).hexdigest()
+    result = run_cli(tmp_path, "serve", BROKER_PORT=str(free_port()))
+    assert result.returncode == 2
+    assert "refused its AOF file" in result.stderr and "redis-check-aof --fix" in result.stderr
+    assert hashlib.sha256(aof.read_bytes()).hexdigest() == digest
+
+
+def test_redis_url_that_does_not_answer(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_cli(tmp_path, "serve", BROKER_PORT=str(free_port()), BROKER_REDIS_URL=url)
+    assert result.returncode == 2
+    assert f"BROKER_REDIS_URL: no Redis answered at {url}" in result.stderr
+
+
+def test_redis_stopped_mid_run_gives_503_json(tmp_path: Path, brokers: list[Broker]) -> None:
+    server = RedisServer(tmp_path / "ext-redis")
+    server.start()
+    try:
+        broker = Broker(tmp_path, BROKER_REDIS_URL=server.url, BROKER_REDIS_TIMEOUT_MS="500")
+        brokers.append(broker.start())
+        server.stop()
+        resp = requests.get(
+            f"{broker.url}/internal/v1/users/usr_0123456789abcdef", headers=broker.headers(), timeout=10
+        )
+        assert resp.status_code == 503
+        assert resp.headers["Content-Type"] == "application/problem+json"
+        assert resp.headers["Retry-After"] == "1"
+        assert resp.json()["error"] == "temporarily_unavailable"
+        assert "Traceback" not in resp.text
+        ready = requests.get(f"{broker.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"] is False
+    finally:
+        server.stop()
+
+
+def test_directory_import_next_to_a_running_broker(tmp_path: Path, brokers: list[Broker]) -> None:
+    broker = Broker(tmp_path)
+    brokers.append(broker.start())
+    people = tmp_path / "people.ndjson"
+    people.write_text('{"type": "user", "username": "imported"}\n')
+    # The CLI finds the running broker's Redis from the data directory (issue 10, item 5) ...
+    done = run_cli(tmp_path, "directory", "import", str(people))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported 1 users, 0 organizations, 0 memberships")
+    found = requests.get(
+        f"{broker.url}/internal/v1/users/by-username/imported", headers=broker.headers(), timeout=5
+    )
+    assert found.status_code == 200
+    # ... and naming that Redis explicitly still works.
+    sock = tmp_path / "data" / "redis" / "redis.sock"
+    people.write_text('{"type": "user", "username": "imported2"}\n')
+    again = run_cli(tmp_path, "directory", "import", str(people), BROKER_REDIS_URL=f"unix://{sock}")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("imported 1 users, 0 organizations, 0 memberships")
+
+
+def test_an_orphaned_redis_server_is_replaced(tmp_path: Path, brokers: list[Broker]) -> None:
+    """A redis-server left on the data directory (no PDEATHSIG, e.g. after a host-level kill)."""
+    from broker.storage.embedded import redis_server_binary
+
+    rdir = tmp_path / "data" / "redis"
+    rdir.mkdir(parents=True)
+    orphan = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--dir",
+            str(rdir),
+            "--pidfile",
+            str(rdir / "redis.pid"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(rdir / "redis.sock"),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(rdir / "orphan.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not (rdir / "redis.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        broker = Broker(tmp_path)
+        brokers.append(broker.start())
+        assert orphan.wait(10) == 0  # shut down cleanly (SIGTERM), not killed
+        assert redis_pid(tmp_path) != orphan.pid
+        assert "found an orphaned embedded redis-server" in broker.output()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait(5)
+
+
+def test_a_worker_restart_does_not_touch_the_embedded_redis(tmp_path: Path, brokers: list[Broker]) -> None:
+    """Workers are forks of the master: one that exits (SIGHUP reload, max requests, a crash) must
+    not stop the master's redis-server or release its data-directory lock on the way out."""
+    broker = Broker(tmp_path)
+    brokers.append(broker.start())
+    pid = redis_pid(tmp_path)
+    created = requests.post(
+        f"{broker.url}/internal/v1/users", json={"username": "steady"}, headers=broker.headers(), timeout=5
+    )
+    assert created.status_code == 201
+    assert broker.process is not None
+    broker.process.send_signal(signal.SIGHUP)  # gunicorn: replace every worker gracefully
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        after_hup = broker.output().partition("Handling signal: hup")[2]
+        if "Worker exiting" in after_hup and "Booting worker" in after_hup:
+            break
+        time.sleep(0.1)
+    assert "Handling signal: hup" in broker.output()
+    time.sleep(0.5)
+    assert redis_pid(tmp_path) == pid and not wait_gone(pid, timeout=0.5)
+    again = requests.get(
+        f"{broker.url}/internal/v1/users/{created.json()['id']}", headers=broker.headers(), timeout=5
+    )
+    assert again.status_code == 200
+    assert "Traceback" not in broker.output()
+    second = Broker(tmp_path)
+    with pytest.raises(AssertionError, match="already running"):
+        second.start(timeout=10)

@@ -1,0 +1,1 @@
+"""The disclosure ledger: Merkle trees, sequencing, reading, verifying (broker/ledger, web/ledger)."""

@@ -1,0 +1,256 @@
+"""The sequencer moves exactly the journal records into the log, once, in a deterministic order;
+checkpoints are signed with the published Ed25519 key."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from joserfc import jws
+from joserfc.jwk import KeySet
+
+from broker.config import Settings
+from broker.core.keyring import Keyring
+from broker.ledger import checkpoints, merkle, storage
+from broker.ledger.sequencer import Sequencer
+from broker.storage import keys
+from broker.storage.store import Store
+from tests.support.ledger import ACME, APP_A, APP_B, BOB, journal, record
+
+
+@pytest.fixture
+def keyring(settings: Settings) -> Keyring:
+    return Keyring(settings.signing_keys_file)
+
+
+@pytest.fixture
+def sequencer(store: Store, keyring: Keyring, settings: Settings) -> Sequencer:
+    return Sequencer(store, keyring, settings, batch_size=4)
+
+
+def stored(store: Store) -> list[dict]:
+    n = storage.size(store)
+    return [json.loads(store.redis.hget(keys.ledger_records(), str(i))) for i in range(n)]
+
+
+def test_moves_exactly_the_journal_records_in_time_order(store: Store, sequencer: Sequencer) -> None:
+    recs = [record(3, app=APP_B), record(1), record(2, app=APP_B, person=BOB), record(4, org=ACME), record(0)]
+    for r in recs:
+        journal(store, r)
+    result = sequencer.run_once()
+    assert result.appended == 5 and result.removed == 5
+    got = stored(store)
+    assert [r["id"] for r in got] == [record(i)["id"] for i in range(5)]
+    assert [r["index"] for r in got] == [0, 1, 2, 3, 4]
+    for r in got:
+        original = next(x for x in recs if x["id"] == r["id"])
+        assert {k: v for k, v in r.items() if k != "index"} == original
+    assert store.redis.xlen(keys.journal(APP_A)) == 0 and store.redis.xlen(keys.journal(APP_B)) == 0
+    # the stored tree equals the definition over canonical JSON leaves
+    leaves = [merkle.leaf_hash(storage.canonical(r)) for r in got]
+    assert storage.RedisTree(store).root(5) == merkle.mth(leaves)
+    assert result.checkpoint is not None and result.checkpoint.tree_size == 5
+    assert result.checkpoint.root_hash == merkle.mth(leaves)
+    # an empty run neither appends nor signs a new checkpoint, and forgets empty journals
+    again = sequencer.run_once()
+    assert again.appended == 0 and again.checkpoint is None
+    assert store.redis.smembers(keys.journals_index()) == set()
+    assert checkpoints.count(store) == 1
+
+
+def test_many_batches_keep_the_tree_consistent(store: Store, sequencer: Sequencer) -> None:
+    for i in range(23):
+        journal(store, record(i, app=APP_A if i % 3 else APP_B))
+    result = sequencer.run_once()
+    assert result.appended == 23
+    got = stored(store)
+    assert [r["id"] for r in got] == [record(i)["id"] for i in range(23)]
+    leaves = [merkle.leaf_hash(storage.canonical(r)) for r in got]
+    memory = merkle.MemoryTree(leaves)
+    for level, hashes in enumerate(memory.levels):
+        assert store.redis.hgetall(keys.ledger_level(level)) == {
+            str(i): h.hex() for i, h in enumerate(hashes)
+        }
+    tree = storage.RedisTree(store)
+    for m in (0, 7, 22):
+        assert merkle.verify_inclusion(m, 23, leaves[m], tree.inclusion_proof(m, 23), memory.root())
+
+
+def test_crash_between_append_and_journal_delete_never_appends_twice(
+    store: Store, sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        journal(store, record(i))
+
+    def crash(done: dict) -> None:
+        raise RuntimeError("killed between the two steps")
+
+    monkeypatch.setattr(sequencer, "_delete_moved", crash)
+    with pytest.raises(RuntimeError):
+        sequencer.run_once()
+    assert storage.size(store) == 3 and store.redis.xlen(keys.journal(APP_A)) == 3
+    assert store.redis.get(keys.ledger_lock()) is None  # released even on failure
+    monkeypatch.undo()
+    journal(store, record(3))
+    result = sequencer.run_once()
+    assert result.appended == 1 and result.removed == 4
+    assert [r["id"] for r in stored(store)] == [record(i)["id"] for i in range(4)]
+    assert store.redis.xlen(keys.journal(APP_A)) == 0
+
+
+def test_the_same_record_twice_in_journals_is_appended_once(store: Store, sequencer: Sequencer) -> None:
+    journal(store, record(1))
+    journal(store, record(1))
+    assert sequencer.run_once().appended == 1
+    assert storage.size(store) == 1
+
+
+def test_invalid_journal_entries_are_set_aside(store: Store, sequencer: Sequencer) -> None:
+    store.redis.sadd(keys.journals_index(), APP_A)
+    store.redis.xadd(keys.journal(APP_A), {"r": "not json"})
+    store.redis.xadd(keys.journal(APP_A), {"r": json.dumps({"id": "x"})})
+    journal(store, record(5))
+    result = sequencer.run_once()
+    assert (result.appended, result.rejected) == (1, 2)
+    assert store.redis.llen(keys.ledger_rejected()) == 2
+    assert store.redis.xlen(keys.journal(APP_A)) == 0
+
+
+def test_only_one_sequencer_runs_at_a_time(store: Store, sequencer: Sequencer) -> None:
+    journal(store, record(1))
+    store.redis.set(keys.ledger_lock(), "someone-else", px=10000)
+    assert sequencer.run_once().locked is False
+    assert storage.size(store) == 0
+    store.redis.delete(keys.ledger_lock())
+    assert sequencer.run_once().appended == 1
+
+
+def test_lost_lock_refuses_the_append(
+    store: Store, sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal(store, record(1))
+    original = Sequencer._append
+
+    def steal(self: Sequencer, token: str, records: list) -> list[int]:
+        store.redis.set(keys.ledger_lock(), "thief")
+        return original(self, token, records)
+
+    monkeypatch.setattr(Sequencer, "_append", steal)
+    with pytest.raises(Exception, match="LEDGER lock lost"):
+        sequencer.run_once()
+    assert storage.size(store) == 0 and store.redis.xlen(keys.journal(APP_A)) == 1
+
+
+def test_indexes_by_person_app_org_and_developer(store: Store, sequencer: Sequencer) -> None:
+    journal(store, record(1, org=ACME))
+    journal(store, record(2, person=BOB))
+    sequencer.run_once()
+    assert store.redis.zrange(keys.ledger_index(org=ACME), 0, -1) == [storage.member(0)]
+    assert store.redis.zrange(keys.ledger_index(person=BOB), 0, -1) == [storage.member(1)]
+    assert store.redis.zcard(keys.ledger_index(app=APP_A)) == 2
+    assert store.redis.zcard(keys.ledger_index(developer=record(0)["developer"], person=BOB)) == 1
+
+
+def test_checkpoint_verifies_against_published_jwks(
+    store: Store, sequencer: Sequencer, client, keyring: Keyring
+) -> None:
+    for i in range(5):
+        journal(store, record(i))
+    cp = sequencer.run_once().checkpoint
+    assert cp is not None
+    published = client.get("/ledger/v1/keys")
+    assert published.status_code == 200
+    jwks = published.get_json()
+    assert [k["alg"] for k in jwks["keys"]] == ["Ed25519"] and all("d" not in k for k in jwks["keys"])
+    obj = jws.deserialize_compact(cp.jws, KeySet.import_key_set(jwks), algorithms=["Ed25519"])
+    payload = json.loads(obj.payload)
+    assert payload["tree_size"] == 5 and payload["root_hash"] == checkpoints.b64(cp.root_hash)
+    assert obj.headers()["kid"] == payload["kid"] == keyring.signing_key("Ed25519").kid
+    # a forged payload under the same signature fails
+    head, _body, sig = cp.jws.split(".")
+    forged_body = jws.serialize_compact(
+        {"alg": "Ed25519"}, b'{"tree_size":6}', keyring.signing_key("Ed25519"), algorithms=["Ed25519"]
+    ).split(".")[1]
+    with pytest.raises(checkpoints.CheckpointInvalid):
+        checkpoints.verify(f"{head}.{forged_body}.{sig}", jwks)
+
+
+def test_run_forever_stops_on_event(store: Store, sequencer: Sequencer) -> None:
+    journal(store, record(1))
+    stop = threading.Event()
+    thread = threading.Thread(target=sequencer.run_forever, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while storage.size(store) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert storage.size(store) == 1
+
+
+def test_run_forever_survives_a_failed_run(
+    store: Store, sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = {"n": 0}
+    original = Sequencer.run_once
+
+    def flaky(self: Sequencer):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return original(self)
+
+    monkeypatch.setattr(Sequencer, "run_once", flaky)
+    sequencer.settings = dataclasses.replace(sequencer.settings, checkpoint_seconds=1)
+    journal(store, record(1))
+    stop = threading.Event()
+    thread = threading.Thread(target=sequencer.run_forever, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while storage.size(store) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(10)
+    assert storage.size(store) == 1 and calls["n"] >= 2
+    assert "sequencer run failed" in caplog.text
+
+
+@hypothesis_settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=6), st.integers(1, 5), st.data())
+def test_stored_tree_matches_memory_tree_for_any_batching(
+    store: Store,
+    keyring: Keyring,
+    settings: Settings,
+    batches: list[int],
+    batch_size: int,
+    data: st.DataObject,
+) -> None:
+    store.redis.flushdb()
+    seq = Sequencer(store, keyring, settings, batch_size=batch_size)
+    n = 0
+    for count in batches:
+        for _ in range(count):
+            journal(store, record(n, app=APP_A if n % 2 else APP_B))
+            n += 1
+        seq.run_once()
+    assert storage.size(store) == n
+    leaves = [merkle.leaf_hash(store.redis.hget(keys.ledger_records(), str(i)).encode()) for i in range(n)]
+    memory = merkle.MemoryTree(leaves)
+    tree = storage.RedisTree(store)
+    size = data.draw(st.integers(1, n))
+    index = data.draw(st.integers(0, size - 1))
+    assert tree.root(size) == memory.root(size)
+    assert tree.inclusion_proof(index, size) == merkle.inclusion_proof(memory, index, size)
+    first = data.draw(st.integers(1, size))
+    assert tree.consistency_proof(first, size) == merkle.consistency_proof(memory, first, size)
+    for cp in checkpoints.page(store, 0, 100):
+        assert cp.root_hash == memory.root(cp.tree_size)

@@ -1,0 +1,1 @@
+"""What the tests share: factories, clients, sign-in, servers and processes. No tests live here."""
