@@ -1,12 +1,12 @@
-"""The Flask application factory: one blueprint per audience, one error handler for all."""
+"""The Flask application factory. It only assembles: settings, extensions, the shared objects every
+request uses (store, catalog, keyring, gate), one blueprint per audience, the request hooks and the
+one error renderer; behaviour lives in broker/web and the domain packages."""
 
 from __future__ import annotations
 
 import logging
-import secrets
-from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask
 
 from broker.config import Settings
 from broker.core import catalog as catalog_mod
@@ -16,15 +16,6 @@ from broker.storage.store import Store
 from broker.web.interactions import i18n
 
 log = logging.getLogger("broker.app")
-
-# Interactive pages must never be framed, leak the URL, or be sniffed (RFC 9700 4.16, 4.2.4).
-_PAGE_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; "
-    "form-action 'self' http: https:; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
 
 
 def create_app(settings: Settings, store: Store | None = None) -> Flask:
@@ -58,24 +49,6 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     _register_hooks(app)
     _register_errors(app)
 
-    @app.get("/healthz")
-    def healthz() -> Any:
-        return jsonify(status="ok")
-
-    @app.get("/readyz")
-    def readyz() -> Any:
-        # While the circuit breaker is open, ping() is refused at once and reports False; once the
-        # open period is over, this ping is the probe that closes it again when Redis answers.
-        checks = {"redis": store.ping(), "configuration": True, "scope_catalog": True}
-        if store.wait_replicas > 0:
-            # disclosures are refused (503) while their records cannot be confirmed by WAIT
-            checks["replication"] = checks["redis"] and store.replication_ok()
-        ready = all(checks.values())
-        body = jsonify(
-            status="ready" if ready else "unavailable", checks=checks, redis_circuit=store.breaker.state
-        )
-        return body, (200 if ready else 503)
-
     return app
 
 
@@ -91,6 +64,7 @@ def _register_blueprints(app: Flask) -> None:
     from broker.web.platform.blueprint import bp as internal_bp
     from broker.web.privacy import api, pages, receipts  # noqa: F401 - their routes attach to the blueprint
     from broker.web.privacy.blueprint import bp as privacy_bp
+    from broker.web.shared.health import bp as health_bp
     from broker.web.shared.openapi import bp as openapi_bp
 
     for bp in (
@@ -103,34 +77,15 @@ def _register_blueprints(app: Flask) -> None:
         internal_bp,
         ledger_bp,
         openapi_bp,
+        health_bp,
     ):
         app.register_blueprint(bp)
 
 
 def _register_hooks(app: Flask) -> None:
-    @app.before_request
-    def assign_request_id() -> None:
-        g.request_id = secrets.token_hex(8)
+    from broker.web.shared import hooks
 
-    @app.after_request
-    def void_refused_disclosures(response: Response) -> Response:
-        """Records committed for a request that then failed (e.g. the profile read hit a failover) are
-        not disclosures: no data left. Void them so the history never shows them as delivered."""
-        pending = g.pop("disclosure_records", None)
-        if pending is not None and response.status_code >= 400:
-            from broker.gate.disclosure import void_request
-
-            void_request(app.extensions["broker.store"], *pending)
-        return response
-
-    @app.after_request
-    def security_headers(response: Response) -> Response:
-        response.headers["X-Request-Id"] = g.get("request_id", "-")
-        if response.mimetype == "text/html":
-            for name, value in _PAGE_HEADERS.items():
-                response.headers.setdefault(name, value)
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    hooks.install(app)
 
 
 def _register_errors(app: Flask) -> None:

@@ -57,7 +57,7 @@ def request_id() -> str:
 
 def note_disclosure(client_id: str, records: int) -> None:
     """The gate committed ``records`` disclosure records for this request: if the response turns out
-    to be an error (no data left), they are voided (broker.app, ``void_refused_disclosures``)."""
+    to be an error (no data left), they are voided (broker.web.shared.hooks, ``void_refused_disclosures``)."""
     g.disclosure_records = (client_id, request_id(), records)
 
 
