@@ -337,3 +337,12 @@ def test_consoles_in_chinese(client: Any, org_world: dict[str, str]) -> None:
 def test_discovery_advertises_the_ui_locales(client: Any) -> None:
     meta = client.get("/.well-known/openid-configuration").get_json()
     assert meta["ui_locales_supported"] == ["en", "zh-Hans"]
+
+
+def test_the_api_reference_page_speaks_chinese_too(client: Any) -> None:
+    zh = client.get("/docs?lang=zh").get_data(as_text=True)
+    assert '<html lang="zh-Hans">' in zh
+    assert "API 参考" in zh and "数据结构" in zh and "以下说明来自 OpenAPI 文档" in zh
+    assert 'hreflang="en"' in zh  # the switch back
+    en = client.get("/docs?lang=en").get_data(as_text=True)
+    assert '<html lang="en">' in en and "API reference" in en and "API 参考" not in en
