@@ -292,12 +292,12 @@ def delete_account(store: Store, settings: Settings, uid: str) -> DeletionResult
     # 2. Tell every app that ever received their data, by the id that app knows, in the app's slot;
     #    the app's reverse map of that pairwise id is removed in the same MULTI.
     for client_id, oid in sorted(targets, key=lambda t: (t[0], t[1] or "")):
-        pw = pairwise_id(settings.pairwise_key, client_id, uid, oid)
-        data: dict[str, Any] = {"user_id": pw}
+        pairwise = pairwise_id(settings.pairwise_key, client_id, uid, oid)
+        data: dict[str, Any] = {"user_id": pairwise}
         if oid:
             data["org_id"] = oid
         pipe = store.redis.pipeline(transaction=True)
-        pipe.hdel(keys.pairwise_reverse(client_id, oid or "-"), pw)
+        pipe.hdel(keys.pairwise_reverse(client_id, oid or "-"), pairwise)
         events.emit(pipe, client_id, "user.deleted", data)
         pipe.execute()
         result.notified.append((client_id, oid))

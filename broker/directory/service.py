@@ -102,17 +102,17 @@ def verify_password(store: Store, username: str, password: str) -> str | None:
     """The user id when the password is right; None otherwise, in about the same time either way."""
     uid = user_id_for(store, username) if USERNAME_RE.match(username) else None
     stored = store.redis.hmget(keys.user(uid), "password_hash", "status") if uid else [None, None]
-    pw_hash, status = stored[0], stored[1]
-    if not pw_hash or status != "active":
+    password_hash, status = stored[0], stored[1]
+    if not password_hash or status != "active":
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
         return None
     try:
-        _hasher.verify(pw_hash, password)
+        _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     assert uid is not None
-    if _hasher.check_needs_rehash(pw_hash):
+    if _hasher.check_needs_rehash(password_hash):
         store.redis.hset(keys.user(uid), "password_hash", _hasher.hash(password))
     return uid
 

@@ -65,7 +65,7 @@ for f in pairs(field_set) do table.insert(field_list, f) end
 table.sort(field_list)
 
 if tok.kind == 'grant' then persons = {{tok.subject, ''}} end
-local pw_key = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)
+local pairwise_map = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)
 local developer = redis.call('HGET', KEYS[2], 'developer_id') or ''
 for i, p in ipairs(persons) do
   template.id = template.request_id .. '-' .. i
@@ -76,6 +76,6 @@ for i, p in ipairs(persons) do
   template.developer = developer
   template.fields = field_list
   redis.call('XADD', KEYS[3], '*', 'r', cjson.encode(template))
-  if p[2] ~= '' then redis.call('HSET', pw_key, p[2], p[1]) end
+  if p[2] ~= '' then redis.call('HSET', pairwise_map, p[2], p[1]) end
 end
 return {'ok', tok.kind, tok.subject, tok.grant_id, cjson.encode(field_list)}

@@ -33,7 +33,7 @@ from broker.core.keyring import ID_TOKEN_ALG
 from broker.core.pairwise import pairwise_id
 from broker.tokens import service as tokens
 from broker.web.interactions import session as login_session
-from broker.web.oauth import hooks
+from broker.web.oauth.id_token_disclosure import record_id_token_disclosure
 from broker.web.oauth.models import CONFIDENTIAL_METHODS, Client, load_client, load_grant, load_installation
 from broker.web.shared import context as web
 
@@ -326,7 +326,7 @@ class BrokerOpenIDCode(OpenIDCode):
         if "id_token" in token:
             user: EndUser = grant.request.user
             found = load_grant(web.store(), user.client_id, user.uid)
-            hooks.record_id_token_disclosure(user.client_id, found, user.uid)
+            record_id_token_disclosure(user.client_id, found, user.uid)
         return token
 
 

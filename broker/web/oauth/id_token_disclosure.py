@@ -1,4 +1,4 @@
-"""Where the protocol hands over to the disclosure ledger."""
+"""The id_token is a disclosure too (its `sub`): the record the token endpoint commits before it answers."""
 
 from __future__ import annotations
 
