@@ -30,7 +30,7 @@ from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import documented
+from broker.web.shared.openapi import Reply, documented
 from broker.web.shared.responses import no_store
 
 bp = Blueprint("admin", __name__)
@@ -678,7 +678,7 @@ def api_dismiss(oid: str, target: str) -> Response:
     query=rs.DisclosureByPersonQuery,
     errors={403: "Not an owner, admin or sub-admin", **_MEMBER},
 )
-def api_disclosures(oid: str) -> Response:
+def api_disclosures(oid: str) -> Reply:
     """Records about the org's members made through the org's installations: filters (since,
     until, app, person), cursor pagination, ``?format=ndjson|csv`` export."""
     from broker.web.ledger.api import listing

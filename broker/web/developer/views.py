@@ -26,7 +26,7 @@ from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import documented
+from broker.web.shared.openapi import Reply, documented
 from broker.web.shared.responses import no_store
 
 bp = Blueprint("developer", __name__)
@@ -305,7 +305,7 @@ def api_get(client_id: str) -> Response:
 
 @bp.get("/developer/v1/disclosures")
 @documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureByPersonQuery)
-def api_my_disclosures() -> Response:
+def api_my_disclosures() -> Reply:
     """Records of every app the developer owns: filters, cursor pagination, ndjson/csv export."""
     from broker.web.ledger.api import listing
 
@@ -314,7 +314,7 @@ def api_my_disclosures() -> Response:
 
 @bp.get("/developer/v1/apps/<client_id>/disclosures")
 @documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureByPersonQuery, errors=_OWN)
-def api_app_disclosures(client_id: str) -> Response:
+def api_app_disclosures(client_id: str) -> Reply:
     """Records of one of the developer's apps: filters, cursor pagination, ndjson/csv export."""
     from broker.web.ledger.api import listing
 
