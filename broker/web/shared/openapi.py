@@ -17,8 +17,9 @@ required member, a ``null`` where none is allowed or a value of the wrong type i
 A view may still return a ready ``Response``; it goes out as it is. Those are the exceptions, whose
 bodies are not JSON documented by a schema, or are built by someone else:
 
-- the OAuth protocol endpoints whose bodies Authlib builds (token, introspection, revocation) and
-  the discovery and JWKS documents (broker.web.oauth.views);
+- the OAuth protocol endpoints whose bodies Authlib builds (token, introspection, revocation);
+  the discovery and JWKS documents are answered with CORS headers by ``_public_json``, but their
+  bodies are still :func:`dump` of DiscoverySchema and JwksSchema (broker.web.oauth.views);
 - streaming and non-JSON bodies: NDJSON and CSV exports (``?format=ndjson|csv``), compact JWS
   (JOSE) answers, 204 answers without a body;
 - the data API's catalog-built schemas (a ``str`` component name), which the gate already
