@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, current_app, jsonify, render_template
-from marshmallow import Schema
+from marshmallow import Schema, fields
 from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -224,7 +224,57 @@ def dump(schema: type[Schema] | Schema, body: Any) -> Any:
     problems = inst.validate(body, many=many)
     if problems:
         raise UndocumentedResponse(f"the body does not fit {type(inst).__name__}: {problems}")
+    wrong = _mistyped(inst, body, many)
+    if wrong is not None:  # loading accepts "5" for an integer, "true" for a boolean; JSON may not
+        raise UndocumentedResponse(f"the body does not fit {type(inst).__name__}: {wrong}")
     return inst.dump(body, many=many)
+
+
+_JSON_TYPES: tuple[tuple[type[fields.Field], tuple[type, ...]], ...] = (
+    (fields.Boolean, (bool,)),
+    (fields.Integer, (int,)),
+    (fields.Number, (int, float)),
+    (fields.String, (str,)),
+    (fields.List, (list,)),
+    (fields.Dict, (dict,)),
+)
+
+
+def _mistyped(schema: Schema, value: Any, many: bool = False, at: str = "") -> str | None:
+    """Where ``value`` holds a JSON value of another type than its field (None: nowhere)."""
+    if many:
+        if not isinstance(value, list):
+            return f"{at or '/'} is not a list"
+        items = (_mistyped(schema, v, False, f"{at}/{i}") for i, v in enumerate(value))
+        return next((x for x in items if x is not None), None)
+    if not isinstance(value, dict):
+        return f"{at or '/'} is not an object"
+    for name, fld in schema.dump_fields.items():
+        key = fld.data_key or name
+        if key in value:
+            found = _field_mistyped(fld, value[key], f"{at}/{key}")
+            if found is not None:
+                return found
+    return None
+
+
+def _field_mistyped(fld: fields.Field, value: Any, at: str) -> str | None:
+    if value is None:
+        return None  # whether null is allowed, validation said
+    if isinstance(fld, fields.Nested):
+        return _mistyped(fld.schema, value, bool(fld.many), at)
+    for kind, types in _JSON_TYPES:
+        if isinstance(fld, kind) and (
+            isinstance(value, bool) != (bool in types) or not isinstance(value, types)
+        ):
+            return f"{at} is {type(value).__name__}, not {kind.__name__}"
+    if isinstance(fld, fields.List) and fld.inner is not None:
+        items = (_field_mistyped(fld.inner, v, f"{at}/{i}") for i, v in enumerate(value))
+        return next((x for x in items if x is not None), None)
+    if isinstance(fld, fields.Dict) and fld.value_field is not None:
+        items = (_field_mistyped(fld.value_field, v, f"{at}/{k}") for k, v in value.items())
+        return next((x for x in items if x is not None), None)
+    return None
 
 
 def serialize(op: Operation, returned: Any) -> Any:
