@@ -6,6 +6,11 @@ the content type must be one the document gives for it, and the body must valida
 Draft 2020-12, ``#/components/...`` resolved; NDJSON line by line). A mismatch fails the test with
 an ``AssertionError`` naming the operation and the problem.
 
+Most JSON API views cannot drift any more: ``@documented`` dumps what they return through their
+schema (broker.web.shared.openapi). This check still matters for what the decorator does not
+serialize: statuses and content types, error bodies (Problem and RFC 6749 JSON), the Authlib-built
+protocol bodies, NDJSON lines, and the catalog-built data API bodies.
+
 The check is stricter than the published document on one point: the document leaves objects open
 (clients must ignore new members), the check does not, so the server cannot send a member the
 document does not name.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request
+from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_babel import gettext
 from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mf
@@ -30,8 +30,8 @@ from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import documented
-from broker.web.shared.responses import no_store
+from broker.web.shared.openapi import Reply, documented
+from broker.web.shared.responses import NO_STORE, no_store
 
 bp = Blueprint("admin", __name__)
 
@@ -472,15 +472,14 @@ _MEMBER = {404: "Not a member of this organization (its existence is private)"}
 _MANAGE = {403: "A member without the permission this needs", **_MEMBER}
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    response = no_store(jsonify(body))
-    response.status_code = status
-    return response
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    """``body`` for ``@documented`` to dump, never cached."""
+    return body, status, {**NO_STORE, **(headers or {})}
 
 
 @bp.get("/admin/v1/orgs/<oid>")
 @documented(rs.AdminOrgSchema, errors=_MEMBER, summary="The organization and your role in it")
-def api_org(oid: str) -> Response:
+def api_org(oid: str) -> Reply:
     _, role = _role(oid, None)
     org = _org(oid)
     return _json(
@@ -496,14 +495,14 @@ def api_org(oid: str) -> Response:
 
 @bp.get("/admin/v1/orgs/<oid>/app-center")
 @documented(rs.AppCenterSchema, errors=_MEMBER, summary="The App Center: apps the organization may add")
-def api_app_center(oid: str) -> Response:
+def api_app_center(oid: str) -> Reply:
     _role(oid, None)
     return _json({"apps": _center_rows(oid)})
 
 
 @bp.get("/admin/v1/orgs/<oid>/installations")
 @documented(rs.InstallationListSchema, errors=_MANAGE, summary="The organization's apps")
-def api_installations(oid: str) -> Response:
+def api_installations(oid: str) -> Reply:
     _role(oid, APPS_MANAGE)
     records = inst_svc.list_org_installations(web.store(), oid)
     return _json({"installations": [inst_svc.public_view(r) for r in records]})
@@ -518,13 +517,12 @@ def api_installations(oid: str) -> Response:
     errors={**_MANAGE, 404: "Not a member, or no such App Center app", 409: "Already added, or suspended"},
     summary="Add an App Center app with the scopes you choose (default: all it requests)",
 )
-def api_install(oid: str) -> Response:
+def api_install(oid: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(InstallSchema(), consoles.json_payload())
     record = _install(oid, uid, data["client_id"], data.get("scopes"))
-    response = _json(inst_svc.public_view(record), 201)
-    response.headers["Location"] = f"/admin/v1/orgs/{oid}/installations/{data['client_id']}"
-    return response
+    location = f"/admin/v1/orgs/{oid}/installations/{data['client_id']}"
+    return _json(inst_svc.public_view(record), 201, {"Location": location})
 
 
 @bp.get("/admin/v1/orgs/<oid>/installations/<client_id>")
@@ -533,7 +531,7 @@ def api_install(oid: str) -> Response:
     errors={**_MANAGE, 404: "Not a member, or the app is not added"},
     summary="One added app and the member fields flowing to it",
 )
-def api_installation(oid: str, client_id: str) -> Response:
+def api_installation(oid: str, client_id: str) -> Reply:
     _role(oid, APPS_MANAGE)
     record = inst_svc.require_installation(web.store(), client_id, oid)
     fields = org_admin.field_rows(web.catalog(), record["scopes"])
@@ -547,7 +545,7 @@ def api_installation(oid: str, client_id: str) -> Response:
     errors={**_MANAGE, 404: "Not a member, or the app is not added"},
     summary="What disable, enable or remove would change (members, fields, tokens)",
 )
-def api_impact(oid: str, client_id: str) -> Response:
+def api_impact(oid: str, client_id: str) -> Reply:
     _role(oid, APPS_MANAGE)
     action = request.args.get("action", "")
     if action not in ACTIONS:
@@ -566,7 +564,7 @@ def api_impact(oid: str, client_id: str) -> Response:
     errors={**_MANAGE, 404: "Not a member, or the app is not added"},
     summary="Switch an added app off or on (effective on its next data request)",
 )
-def api_set_enabled(oid: str, client_id: str) -> Response:
+def api_set_enabled(oid: str, client_id: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(EnabledSchema(), consoles.json_payload())
     inst_svc.require_installation(web.store(), client_id, oid)
@@ -580,7 +578,7 @@ def api_set_enabled(oid: str, client_id: str) -> Response:
     errors={**_MANAGE, 404: "Not a member, or the app is not added"},
     summary="Remove an app: its tokens are revoked at once",
 )
-def api_remove(oid: str, client_id: str) -> Response:
+def api_remove(oid: str, client_id: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
     _change(oid, uid, client_id, "remove")
     return Response(status=204)
@@ -593,7 +591,7 @@ def api_remove(oid: str, client_id: str) -> Response:
     errors=_MANAGE,
     summary="Members' app requests, newest first",
 )
-def api_requests(oid: str) -> Response:
+def api_requests(oid: str) -> Reply:
     _role(oid, APPS_MANAGE)
     status = request.args.get("status")
     rows = org_admin.list_requests(web.store(), oid)
@@ -604,7 +602,7 @@ def api_requests(oid: str) -> Response:
 
 @bp.get("/admin/v1/orgs/<oid>/requests/mine")
 @documented(rs.AppRequestListSchema, errors=_MEMBER, summary="Your own app requests")
-def api_my_requests(oid: str) -> Response:
+def api_my_requests(oid: str) -> Reply:
     uid, _ = _role(oid, None)
     return _json({"requests": org_admin.list_requests(web.store(), oid, uid)})
 
@@ -617,7 +615,7 @@ def api_my_requests(oid: str) -> Response:
     errors={**_MEMBER, 404: "Not a member, or no such App Center app", 409: "Already added or requested"},
     summary="Ask the admins to add an App Center app",
 )
-def api_create_request(oid: str) -> Response:
+def api_create_request(oid: str) -> Reply:
     uid, _ = _role(oid, None)
     data = consoles.load(RequestSchema(), consoles.json_payload())
     record = org_admin.request_app(web.store(), oid, uid, data["client_id"], data["reason"])
@@ -631,7 +629,7 @@ def api_create_request(oid: str) -> Response:
     errors={**_MANAGE, 404: "Not a member, or no such request", 409: "Already decided"},
     summary="Approve (adds the app) or deny (with a reason) a member's request",
 )
-def api_decide(oid: str, request_id: str) -> Response:
+def api_decide(oid: str, request_id: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(DecisionSchema(), consoles.json_payload())
     record = _decide(oid, uid, request_id, data["decision"] == "approve", data["reason"], data.get("scopes"))
@@ -640,7 +638,7 @@ def api_decide(oid: str, request_id: str) -> Response:
 
 @bp.get("/admin/v1/orgs/<oid>/roles")
 @documented(rs.MemberRoleListSchema, errors=_MANAGE, summary="Every member and their role")
-def api_roles(oid: str) -> Response:
+def api_roles(oid: str) -> Reply:
     _role(oid, ADMINS_MANAGE)
     return _json({"roles": org_admin.roles(web.store(), oid)})
 
@@ -652,7 +650,7 @@ def api_roles(oid: str) -> Response:
     errors={**_MANAGE, 409: "Owners and admins cannot be made sub-admins"},
     summary="Appoint a member sub-admin with permissions (or change them)",
 )
-def api_appoint(oid: str, target: str) -> Response:
+def api_appoint(oid: str, target: str) -> Reply:
     uid, _ = _role(oid, ADMINS_MANAGE)
     payload = {**consoles.json_payload(), "user_id": target}
     data = consoles.load(SubAdminSchema(), payload)
@@ -665,7 +663,7 @@ def api_appoint(oid: str, target: str) -> Response:
     errors={**_MANAGE, 404: "Not a member, or that person is not a sub-admin"},
     summary="Make a sub-admin a plain member again",
 )
-def api_dismiss(oid: str, target: str) -> Response:
+def api_dismiss(oid: str, target: str) -> Reply:
     uid, _ = _role(oid, ADMINS_MANAGE)
     _dismiss(oid, uid, target)
     return Response(status=204)
@@ -678,7 +676,7 @@ def api_dismiss(oid: str, target: str) -> Response:
     query=rs.DisclosureByPersonQuery,
     errors={403: "Not an owner, admin or sub-admin", **_MEMBER},
 )
-def api_disclosures(oid: str) -> Response:
+def api_disclosures(oid: str) -> Reply:
     """Records about the org's members made through the org's installations: filters (since,
     until, app, person), cursor pagination, ``?format=ndjson|csv`` export."""
     from broker.web.ledger.api import listing
@@ -689,7 +687,7 @@ def api_disclosures(oid: str) -> Response:
 
 @bp.get("/admin/v1/orgs/<oid>/audit")
 @documented(rs.AuditTrailSchema, errors=_MANAGE, summary="The audit trail, newest first")
-def api_audit(oid: str) -> Response:
+def api_audit(oid: str) -> Reply:
     _role(oid, AUDIT_READ)
     return _json({"audit": org_admin.audit_trail(web.store(), oid)})
 
@@ -701,7 +699,7 @@ def api_audit(oid: str) -> Response:
     errors=_MANAGE,
     summary="Disband the organization: every app removed, its data deleted",
 )
-def api_disband(oid: str) -> Response:
+def api_disband(oid: str) -> Reply:
     _role(oid, ORG_DISBAND)
     data = consoles.load(DisbandSchema(), consoles.json_payload())
     removed = _disband(oid, data["confirm"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, session
+from flask import Blueprint, Response, flash, redirect, render_template, request, session
 from flask_babel import gettext
 
 from broker.apps import registry as apps_svc
@@ -26,8 +26,8 @@ from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import documented
-from broker.web.shared.responses import no_store
+from broker.web.shared.openapi import Reply, documented
+from broker.web.shared.responses import NO_STORE, no_store
 
 bp = Blueprint("developer", __name__)
 
@@ -262,11 +262,9 @@ _OWN = {404: "You have no app with this client id"}
 
 @bp.get("/developer/v1/apps")
 @documented(rs.AppListSchema, summary="Your apps")
-def api_list() -> Response:
+def api_list() -> Reply:
     uid = _me()
-    return no_store(
-        jsonify({"apps": [apps_svc.public_view(a) for a in apps_svc.list_apps(web.store(), uid)]})
-    )
+    return {"apps": [apps_svc.public_view(a) for a in apps_svc.list_apps(web.store(), uid)]}, 200, NO_STORE
 
 
 @bp.post("/developer/v1/apps")
@@ -277,16 +275,13 @@ def api_list() -> Response:
     body=AppCreateSchema(exclude=("developer_id",)),
     summary="Register an app (you are its developer); its secrets are shown this once",
 )
-def api_create() -> Response:
+def api_create() -> Reply:
     uid = _me()
     record, client_secret, webhook_secret = _register(uid, consoles.json_payload())
     body: dict[str, Any] = {**apps_svc.public_view(record), "webhook_secret": webhook_secret}
     if client_secret is not None:
         body["client_secret"] = client_secret
-    response = no_store(jsonify(body))
-    response.status_code = 201
-    response.headers["Location"] = f"/developer/v1/apps/{record['client_id']}"
-    return response
+    return body, 201, {**NO_STORE, "Location": f"/developer/v1/apps/{record['client_id']}"}
 
 
 @bp.get("/developer/v1/apps/<client_id>")
@@ -295,17 +290,17 @@ def api_create() -> Response:
     errors=_OWN,
     summary="One of your apps: grants, installations, secret times, disclosures, webhook deliveries",
 )
-def api_get(client_id: str) -> Response:
+def api_get(client_id: str) -> Reply:
     record = _own_app(_me(), client_id)
     body = _overview(record)
     body["disclosures"] = consoles.app_disclosures(client_id)
     body["deliveries"] = consoles.app_deliveries(client_id)
-    return no_store(jsonify(body))
+    return body, 200, NO_STORE
 
 
 @bp.get("/developer/v1/disclosures")
 @documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureByPersonQuery)
-def api_my_disclosures() -> Response:
+def api_my_disclosures() -> Reply:
     """Records of every app the developer owns: filters, cursor pagination, ndjson/csv export."""
     from broker.web.ledger.api import listing
 
@@ -314,7 +309,7 @@ def api_my_disclosures() -> Response:
 
 @bp.get("/developer/v1/apps/<client_id>/disclosures")
 @documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureByPersonQuery, errors=_OWN)
-def api_app_disclosures(client_id: str) -> Response:
+def api_app_disclosures(client_id: str) -> Reply:
     """Records of one of the developer's apps: filters, cursor pagination, ndjson/csv export."""
     from broker.web.ledger.api import listing
 
@@ -324,16 +319,16 @@ def api_app_disclosures(client_id: str) -> Response:
 
 @bp.patch("/developer/v1/apps/<client_id>")
 @documented(rs.AppSchema, body=AppUpdateSchema, errors=_OWN, summary="Change an app's editable fields")
-def api_update(client_id: str) -> Response:
+def api_update(client_id: str) -> Reply:
     record = _own_app(_me(), client_id)
-    return no_store(jsonify(apps_svc.public_view(_update(record, consoles.json_payload()))))
+    return apps_svc.public_view(_update(record, consoles.json_payload())), 200, NO_STORE
 
 
 @bp.delete("/developer/v1/apps/<client_id>")
 @documented(
     status=204, errors=_OWN, summary="Delete an app: every grant, installation and token under it ends"
 )
-def api_delete(client_id: str) -> Response:
+def api_delete(client_id: str) -> Reply:
     _own_app(_me(), client_id)
     apps_svc.delete_app(web.store(), client_id)
     return Response(status=204)
@@ -345,20 +340,19 @@ def api_delete(client_id: str) -> Response:
     errors={**_OWN, 409: "A public client has no client secret"},
     summary="Issue a new client secret; the old one works for the overlap",
 )
-def api_rotate_secret(client_id: str) -> Response:
+def api_rotate_secret(client_id: str) -> Reply:
     _own_app(_me(), client_id)
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
-    return no_store(
-        jsonify({"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires})
-    )
+    body = {"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires}
+    return body, 200, NO_STORE
 
 
 @bp.post("/developer/v1/apps/<client_id>/webhook-secret")
 @documented(rs.WebhookSecretRotatedSchema, errors=_OWN, summary="Issue a new webhook signing secret")
-def api_rotate_webhook_secret(client_id: str) -> Response:
+def api_rotate_webhook_secret(client_id: str) -> Reply:
     _own_app(_me(), client_id)
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
-    return no_store(jsonify({"client_id": client_id, "webhook_secret": secret}))
+    return {"client_id": client_id, "webhook_secret": secret}, 200, NO_STORE
 
 
 @bp.post("/developer/v1/apps/<client_id>/events/<event_id>/redeliver")
@@ -367,7 +361,7 @@ def api_rotate_webhook_secret(client_id: str) -> Response:
     errors={404: "No such app of yours, or no failed delivery with this event id"},
     summary="Queue a dead-lettered webhook event for delivery again",
 )
-def api_redeliver(client_id: str, event_id: str) -> Response:
+def api_redeliver(client_id: str, event_id: str) -> Reply:
     _own_app(_me(), client_id)
     _redeliver(client_id, event_id)
-    return no_store(jsonify({"client_id": client_id, "event_id": event_id, "queued": True}))
+    return {"client_id": client_id, "event_id": event_id, "queued": True}, 200, NO_STORE

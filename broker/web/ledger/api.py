@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, request, stream_with_context
 
 from broker import errors
 from broker.ledger import checkpoints, reading, storage
@@ -19,8 +19,8 @@ from broker.ledger.checkpoints import b64
 from broker.web.interactions.session import login_required
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import TEXT, Content, Lines, documented
-from broker.web.shared.responses import no_store
+from broker.web.shared.openapi import TEXT, Content, Lines, Reply, documented
+from broker.web.shared.responses import NO_STORE, no_store
 
 bp = Blueprint("ledger", __name__)
 log = logging.getLogger("broker.ledger")
@@ -56,23 +56,21 @@ def _latest() -> checkpoints.Checkpoint:
 
 @bp.get("/ledger/v1/keys")
 @documented(rs.JwksSchema)
-def ledger_keys() -> Response:
+def ledger_keys() -> Reply:
     """The Ed25519 public keys checkpoints (and consent receipts) are signed with."""
-    response = jsonify(checkpoints.public_jwks(web.keyring()))
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return checkpoints.public_jwks(web.keyring()), 200, {"Cache-Control": "public, max-age=300"}
 
 
 @bp.get("/ledger/v1/checkpoints/latest")
 @documented(rs.CheckpointSchema, errors={404: "No checkpoint has been signed yet"})
-def latest_checkpoint() -> Response:
+def latest_checkpoint() -> Reply:
     """The newest signed checkpoint."""
-    return jsonify(_latest().as_json())
+    return _latest().as_json()
 
 
 @bp.get("/ledger/v1/checkpoints")
 @documented(rs.CheckpointPageSchema, query=rs.CheckpointsQuery, summary="Signed checkpoints, oldest first")
-def list_checkpoints() -> Response:
+def list_checkpoints() -> Reply:
     """Oldest first from ``start`` (a position in the list); ``next`` is the start of the next page."""
     start = _int_arg("start", default=0)
     limit = _int_arg("limit", default=MAX_CHECKPOINT_PAGE, lo=1)
@@ -84,12 +82,12 @@ def list_checkpoints() -> Response:
     total = checkpoints.count(store)
     items = checkpoints.page(store, start, limit)
     nxt = start + len(items) if start + len(items) < total else None
-    return jsonify(checkpoints=[c.as_json() for c in items], next=nxt, total=total)
+    return {"checkpoints": [c.as_json() for c in items], "next": nxt, "total": total}
 
 
 @bp.get("/ledger/v1/consistency")
 @documented(rs.ConsistencyProofSchema, query=rs.ConsistencyQuery, errors=_CORRUPT)
-def consistency() -> Response:
+def consistency() -> Reply:
     """RFC 9162 2.1.4 proof that the tree of ``second`` leaves extends the tree of ``first``."""
     first = _int_arg("first", lo=1)
     second = _int_arg("second", lo=1)
@@ -102,7 +100,7 @@ def consistency() -> Response:
             "second is beyond the log", fields={"second": [f"the log has {size} leaves"]}
         )
     proof = storage.RedisTree(store).consistency_proof(first, second)
-    return jsonify(first=first, second=second, consistency_proof=[b64(h) for h in proof])
+    return {"first": first, "second": second, "consistency_proof": [b64(h) for h in proof]}
 
 
 @bp.get("/ledger/v1/leaves/<int:index>")
@@ -111,7 +109,7 @@ def consistency() -> Response:
     query=rs.LeafQuery,
     errors={404: "No checkpoint yet, or no such leaf in that tree", **_CORRUPT},
 )
-def leaf(index: int) -> Response:
+def leaf(index: int) -> Reply:
     """A leaf hash (never the record) with its inclusion proof against a tree size (default: the
     latest checkpoint's)."""
     store = web.store()
@@ -134,10 +132,10 @@ def leaf(index: int) -> Response:
         "inclusion_proof": [b64(h) for h in tree.inclusion_proof(index, tree_size)],
         "checkpoint": checkpoint.as_json() if checkpoint and checkpoint.tree_size == tree_size else None,
     }
-    return jsonify(body)
+    return body
 
 
-def listing(view: str, subject: str, *, person_filter: bool) -> Response:
+def listing(view: str, subject: str, *, person_filter: bool) -> Reply:
     """One ledger view as JSON pages (with proofs) or, with ``?format=ndjson|csv``, a streamed export.
 
     Shared by the person (``/privacy/v1/disclosures``), the org admin and the developer; the caller
@@ -155,7 +153,7 @@ def listing(view: str, subject: str, *, person_filter: bool) -> Response:
     if fmt == "json":
         limit = reading.parse_limit(request.args.get("limit"))
         page = reader(store, subject, filters, request.args.get("cursor") or None, limit)
-        response = jsonify(page.as_json())
+        return page.as_json(), 200, NO_STORE
     else:
         reader(store, subject, filters, None, 1)  # fail now, before streaming starts
         records = reading.iterate(store, view, subject, filters)
@@ -163,13 +161,12 @@ def listing(view: str, subject: str, *, person_filter: bool) -> Response:
         mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
         response = Response(stream_with_context(lines), mimetype=mimetype)
         response.headers["Content-Disposition"] = f'attachment; filename="disclosures.{fmt}"'
-    no_store(response)
-    return response
+        return no_store(response)
 
 
 @bp.get("/privacy/v1/disclosures")
 @documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureQuery, errors=_CORRUPT)
-def my_disclosures() -> Response:
+def my_disclosures() -> Reply:
     """The signed-in person's disclosures with proofs; ``?format=ndjson|csv`` streams an export."""
     uid = login_required("sign in to read your disclosures")
     return listing("person", uid, person_filter=False)

@@ -31,7 +31,7 @@ from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.errors import BASIC_CHALLENGE, oauth_error
 from broker.web.shared.errors import page as error_page
-from broker.web.shared.openapi import TEXT, documented
+from broker.web.shared.openapi import TEXT, documented, dump
 from broker.web.shared.responses import no_store
 
 bp = Blueprint("oauth", __name__)
@@ -407,13 +407,13 @@ def _public_json(payload: dict[str, Any]) -> Response:
 @documented(rs.DiscoverySchema)
 def discovery() -> Response:
     """Server metadata (OpenID Connect Discovery 1.0, RFC 8414)."""
-    return _public_json(metadata())
+    return _public_json(dump(rs.DiscoverySchema, metadata()))
 
 
 @bp.route("/oauth/jwks", methods=["GET", "OPTIONS"])
 @documented(media={"application/jwk-set+json": rs.JwksSchema}, security=[])
 def jwks() -> Response:
     """The public keys id_tokens (ES256) and ledger checkpoints and receipts (Ed25519) are signed with."""
-    response = _public_json(web.keyring().public_jwks())
+    response = _public_json(dump(rs.JwksSchema, web.keyring().public_jwks()))
     response.mimetype = "application/jwk-set+json"
     return response

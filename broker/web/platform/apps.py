@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, request
 from marshmallow import RAISE, Schema, ValidationError, validate
 from marshmallow import fields as mf
 
@@ -22,8 +22,8 @@ from broker.web.platform.auth import require_platform_key
 from broker.web.platform.blueprint import bp
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import documented
-from broker.web.shared.responses import no_store
+from broker.web.shared.openapi import Reply, documented
+from broker.web.shared.responses import NO_STORE
 
 _URL = mf.String(validate=validate.Length(min=1, max=2000))
 
@@ -83,11 +83,10 @@ def _load(schema: Schema, payload: dict[str, Any], semantic: Any = None) -> dict
     return data
 
 
-def _app_json(record: dict[str, Any], status: int = 200, **extra: Any) -> Response:
-    response = jsonify({**apps_svc.public_view(record), **extra})
-    response.status_code = status
-    no_store(response)
-    return response
+def _app_json(
+    record: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None, **extra: Any
+) -> Reply:
+    return {**apps_svc.public_view(record), **extra}, status, {**NO_STORE, **(headers or {})}
 
 
 @bp.post("/apps")
@@ -99,7 +98,7 @@ def _app_json(record: dict[str, Any], status: int = 200, **extra: Any) -> Respon
     summary="Register an app for a developer; its secrets are shown this once",
 )
 @require_platform_key
-def create_app_view() -> Response:
+def create_app_view() -> Reply:
     settings, catalog = web.settings(), web.catalog()
     store = web.store()
 
@@ -113,33 +112,31 @@ def create_app_view() -> Response:
     extra: dict[str, Any] = {"webhook_secret": webhook_secret}
     if client_secret is not None:
         extra["client_secret"] = client_secret
-    response = _app_json(record, 201, **extra)
-    response.headers["Location"] = f"/internal/v1/apps/{record['client_id']}"
-    return response
+    return _app_json(record, 201, {"Location": f"/internal/v1/apps/{record['client_id']}"}, **extra)
 
 
 @bp.get("/apps")
 @documented(rs.AppListSchema, query=rs.AppListQuery, summary="Every app, or one developer's")
 @require_platform_key
-def list_apps_view() -> Response:
+def list_apps_view() -> Reply:
     developer_id = request.args.get("developer_id")
     if developer_id is not None and not ids.USER_ID_RE.match(developer_id):
         raise ValidationFailed("some fields are invalid", fields={"developer_id": ["not a user id"]})
     records = apps_svc.list_apps(web.store(), developer_id)
-    return jsonify({"apps": [apps_svc.public_view(r) for r in records]})
+    return {"apps": [apps_svc.public_view(r) for r in records]}
 
 
 @bp.get("/apps/<client_id>")
 @documented(rs.AppSchema, errors=_APP, summary="One app")
 @require_platform_key
-def get_app_view(client_id: str) -> Response:
+def get_app_view(client_id: str) -> Reply:
     return _app_json(apps_svc.require_app(web.store(), client_id))
 
 
 @bp.patch("/apps/<client_id>")
 @documented(rs.AppSchema, body=AppUpdateSchema, errors=_APP, summary="Change an app's editable fields")
 @require_platform_key
-def update_app_view(client_id: str) -> Response:
+def update_app_view(client_id: str) -> Reply:
     store, settings, catalog = web.store(), web.settings(), web.catalog()
     current = apps_svc.require_app(store, client_id)
     payload = _payload()
@@ -157,7 +154,7 @@ def update_app_view(client_id: str) -> Response:
     status=204, errors=_APP, summary="Delete an app: every grant, installation and token under it ends"
 )
 @require_platform_key
-def delete_app_view(client_id: str) -> Response:
+def delete_app_view(client_id: str) -> Reply:
     apps_svc.delete_app(web.store(), client_id)
     return Response(status=204)
 
@@ -169,23 +166,18 @@ def delete_app_view(client_id: str) -> Response:
     summary="Issue a new client secret; the old one works for the overlap",
 )
 @require_platform_key
-def rotate_secret_view(client_id: str) -> Response:
+def rotate_secret_view(client_id: str) -> Reply:
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
-    response = jsonify(
-        {"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires}
-    )
-    no_store(response)
-    return response
+    body = {"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires}
+    return body, 200, NO_STORE
 
 
 @bp.post("/apps/<client_id>/webhook-secret")
 @documented(rs.WebhookSecretRotatedSchema, errors=_APP, summary="Issue a new webhook signing secret")
 @require_platform_key
-def rotate_webhook_secret_view(client_id: str) -> Response:
+def rotate_webhook_secret_view(client_id: str) -> Reply:
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
-    response = jsonify({"client_id": client_id, "webhook_secret": secret})
-    no_store(response)
-    return response
+    return {"client_id": client_id, "webhook_secret": secret}, 200, NO_STORE
 
 
 @bp.post("/apps/<client_id>/suspend")
@@ -195,24 +187,22 @@ def rotate_webhook_secret_view(client_id: str) -> Response:
     summary="Suspend an app: every token it holds stops working at once",
 )
 @require_platform_key
-def suspend_view(client_id: str) -> Response:
+def suspend_view(client_id: str) -> Reply:
     return _app_json(apps_svc.suspend_app(web.store(), client_id))
 
 
 @bp.post("/apps/<client_id>/restore")
 @documented(rs.AppSchema, errors={**_APP, 409: "Already active"}, summary="Restore a suspended app")
 @require_platform_key
-def restore_view(client_id: str) -> Response:
+def restore_view(client_id: str) -> Reply:
     return _app_json(apps_svc.restore_app(web.store(), client_id))
 
 
 # -- installations -------------------------------------------------------------------------------
 
 
-def _inst_json(record: dict[str, Any], status: int = 200) -> Response:
-    response = jsonify(inst_svc.public_view(record))
-    response.status_code = status
-    return response
+def _inst_json(record: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return inst_svc.public_view(record), status, headers or {}
 
 
 @bp.post("/orgs/<org_id>/installations")
@@ -225,14 +215,14 @@ def _inst_json(record: dict[str, Any], status: int = 200) -> Response:
     summary="Install an App Center app in an organization",
 )
 @require_platform_key
-def install_view(org_id: str) -> Response:
+def install_view(org_id: str) -> Reply:
     data = _load(InstallSchema(), _payload())
     record = inst_svc.install(
         web.store(), data["client_id"], org_id, data.get("scopes"), data["installed_by"]
     )
-    response = _inst_json(record, 201)
-    response.headers["Location"] = f"/internal/v1/orgs/{org_id}/installations/{data['client_id']}"
-    return response
+    return _inst_json(
+        record, 201, {"Location": f"/internal/v1/orgs/{org_id}/installations/{data['client_id']}"}
+    )
 
 
 @bp.get("/orgs/<org_id>/installations")
@@ -240,15 +230,15 @@ def install_view(org_id: str) -> Response:
     rs.InstallationListSchema, errors={404: "No such organization"}, summary="An organization's installations"
 )
 @require_platform_key
-def list_installations_view(org_id: str) -> Response:
+def list_installations_view(org_id: str) -> Reply:
     records = inst_svc.list_org_installations(web.store(), org_id)
-    return jsonify({"installations": [inst_svc.public_view(r) for r in records]})
+    return {"installations": [inst_svc.public_view(r) for r in records]}
 
 
 @bp.get("/orgs/<org_id>/installations/<client_id>")
 @documented(rs.InstallationSchema, errors=_INSTALLED, summary="One installation")
 @require_platform_key
-def get_installation_view(org_id: str, client_id: str) -> Response:
+def get_installation_view(org_id: str, client_id: str) -> Reply:
     return _inst_json(inst_svc.require_installation(web.store(), client_id, org_id))
 
 
@@ -260,7 +250,7 @@ def get_installation_view(org_id: str, client_id: str) -> Response:
     summary="Switch an installation on or off, or change its scopes (exactly one)",
 )
 @require_platform_key
-def patch_installation_view(org_id: str, client_id: str) -> Response:
+def patch_installation_view(org_id: str, client_id: str) -> Reply:
     data = _load(InstallationPatchSchema(), _payload())
     if len(data) != 1:
         raise ValidationFailed(
@@ -280,6 +270,6 @@ def patch_installation_view(org_id: str, client_id: str) -> Response:
 @bp.delete("/orgs/<org_id>/installations/<client_id>")
 @documented(status=204, errors=_INSTALLED, summary="Remove an installation and revoke its tokens")
 @require_platform_key
-def remove_installation_view(org_id: str, client_id: str) -> Response:
+def remove_installation_view(org_id: str, client_id: str) -> Reply:
     inst_svc.remove(web.store(), client_id, org_id)
     return Response(status=204)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, request
 
 from broker.directory import importer as dio
 from broker.directory import service as directory
@@ -18,18 +18,15 @@ from broker.web.platform.auth import require_platform_key
 from broker.web.platform.blueprint import bp
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import Lines, documented
+from broker.web.shared.openapi import Lines, Reply, documented
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq")
 _USER = {404: "No such (active) user"}
 _ORG = {404: "No such organization"}
 
 
-def _created(body: dict[str, Any], location: str) -> Response:
-    response = jsonify(body)
-    response.status_code = 201
-    response.headers["Location"] = location
-    return response
+def _created(body: dict[str, Any], location: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return body, 201, {"Location": location}
 
 
 def _no_content() -> Response:
@@ -63,7 +60,7 @@ def _org_or_404(oid: str) -> dict[str, Any]:
     summary="Create a user",
 )
 @require_platform_key
-def create_user() -> Response:
+def create_user() -> Reply:
     data = web.json_body(dio.UserCreateSchema())
     user = directory.create_user(web.store(), data)
     return _created(user, f"/internal/v1/users/{user['id']}")
@@ -72,18 +69,18 @@ def create_user() -> Response:
 @bp.get("/users/<uid>")
 @documented(rs.UserSchema, errors=_USER, summary="One user")
 @require_platform_key
-def get_user(uid: str) -> Response:
-    return jsonify(_user_or_404(uid))
+def get_user(uid: str) -> Reply:
+    return _user_or_404(uid)
 
 
 @bp.get("/users/by-username/<username>")
 @documented(rs.UserSchema, errors=_USER, summary="One user by username")
 @require_platform_key
-def get_user_by_username(username: str) -> Response:
+def get_user_by_username(username: str) -> Reply:
     user = directory.find_user_by_username(web.store(), username)
     if user is None:
         raise NotFound(f"no user named {username!r}")
-    return jsonify(user)
+    return user
 
 
 @bp.patch("/users/<uid>")
@@ -94,16 +91,16 @@ def get_user_by_username(username: str) -> Response:
     summary="Change a user's profile, username or password",
 )
 @require_platform_key
-def update_user(uid: str) -> Response:
+def update_user(uid: str) -> Reply:
     _user_or_404(uid)
     changes = web.json_body(dio.UserUpdateSchema())
-    return jsonify(directory.update_user(web.store(), uid, changes))
+    return directory.update_user(web.store(), uid, changes)
 
 
 @bp.delete("/users/<uid>")
 @documented(status=204, errors=_USER, summary="Delete a user: grants end, apps are told, data is erased")
 @require_platform_key
-def delete_user(uid: str) -> Response:
+def delete_user(uid: str) -> Reply:
     """The same account deletion as the privacy center: grants end, apps are told, data is erased."""
     from broker.consent.person import delete_account
 
@@ -115,9 +112,9 @@ def delete_user(uid: str) -> Response:
 @bp.get("/users/<uid>/orgs")
 @documented(rs.UserOrgsSchema, errors=_USER, summary="The organizations a user belongs to")
 @require_platform_key
-def user_orgs(uid: str) -> Response:
+def user_orgs(uid: str) -> Reply:
     _user_or_404(uid)
-    return jsonify(orgs=directory.user_org_ids(web.store(), uid))
+    return {"orgs": directory.user_org_ids(web.store(), uid)}
 
 
 # --- organizations ---------------------------------------------------------------------------
@@ -133,7 +130,7 @@ def user_orgs(uid: str) -> Response:
     summary="Create an organization",
 )
 @require_platform_key
-def create_org() -> Response:
+def create_org() -> Reply:
     data = web.json_body(dio.OrgCreateSchema())
     org = directory.create_org(web.store(), data)
     return _created(org, f"/internal/v1/orgs/{org['id']}")
@@ -142,23 +139,23 @@ def create_org() -> Response:
 @bp.get("/orgs/<oid>")
 @documented(rs.OrgSchema, errors=_ORG, summary="One organization")
 @require_platform_key
-def get_org(oid: str) -> Response:
-    return jsonify(_org_or_404(oid))
+def get_org(oid: str) -> Reply:
+    return _org_or_404(oid)
 
 
 @bp.patch("/orgs/<oid>")
 @documented(rs.OrgSchema, body=dio.OrgUpdateSchema, errors=_ORG, summary="Change an organization")
 @require_platform_key
-def update_org(oid: str) -> Response:
+def update_org(oid: str) -> Reply:
     _org_or_404(oid)
     changes = web.json_body(dio.OrgUpdateSchema())
-    return jsonify(directory.update_org(web.store(), oid, changes))
+    return directory.update_org(web.store(), oid, changes)
 
 
 @bp.delete("/orgs/<oid>")
 @documented(status=204, errors=_ORG, summary="Delete an organization with its members and roles")
 @require_platform_key
-def delete_org(oid: str) -> Response:
+def delete_org(oid: str) -> Reply:
     directory.delete_org(web.store(), oid)
     return _no_content()
 
@@ -183,7 +180,7 @@ def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
     rs.PlatformMemberPageSchema, query=rs.MemberListQuery, errors=_ORG, summary="Members in join order"
 )
 @require_platform_key
-def list_members(oid: str) -> Response:
+def list_members(oid: str) -> Reply:
     _org_or_404(oid)
     after = _int_arg("after", None, 0, 2**53)
     limit = _int_arg("limit", 100, 1, 1000)
@@ -194,7 +191,7 @@ def list_members(oid: str) -> Response:
     members = [
         {"user_id": uid, "seq": seq, **(role or {})} for (seq, uid), role in zip(page, roles, strict=True)
     ]
-    return jsonify(members=members, next_cursor=cursor)
+    return {"members": members, "next_cursor": cursor}
 
 
 @bp.get("/orgs/<oid>/members/<uid>")
@@ -202,12 +199,12 @@ def list_members(oid: str) -> Response:
     rs.MembershipSchema, errors={404: "No such organization, or not a member"}, summary="One member's role"
 )
 @require_platform_key
-def get_member(oid: str, uid: str) -> Response:
+def get_member(oid: str, uid: str) -> Reply:
     _org_or_404(oid)
     role = directory.member_role(web.store(), oid, uid)
     if role is None:
         raise NotFound(f"user {uid} is not a member of {oid}")
-    return jsonify(user_id=uid, org_id=oid, **role)
+    return {"user_id": uid, "org_id": oid, **role}
 
 
 @bp.put("/orgs/<oid>/members/<uid>")
@@ -219,21 +216,19 @@ def get_member(oid: str, uid: str) -> Response:
     summary="Add a member with a role, or change a member's role (200)",
 )
 @require_platform_key
-def put_member(oid: str, uid: str) -> Response:
+def put_member(oid: str, uid: str) -> Reply:
     _org_or_404(oid)
     data = web.json_body(dio.RoleSchema())
     _user_or_404(uid)
     added = directory.add_member(web.store(), oid, uid, data["role"], data.get("permissions", ()))
     role = directory.member_role(web.store(), oid, uid)
-    response = jsonify(user_id=uid, org_id=oid, **(role or {}))
-    response.status_code = 201 if added else 200
-    return response
+    return {"user_id": uid, "org_id": oid, **(role or {})}, 201 if added else 200
 
 
 @bp.delete("/orgs/<oid>/members/<uid>")
 @documented(status=204, errors={404: "No such organization, or not a member"}, summary="Remove a member")
 @require_platform_key
-def delete_member(oid: str, uid: str) -> Response:
+def delete_member(oid: str, uid: str) -> Reply:
     _org_or_404(oid)
     directory.remove_member(web.store(), oid, uid)
     return _no_content()
@@ -255,7 +250,7 @@ def delete_member(oid: str, uid: str) -> Response:
     summary="Import users, organizations and memberships from NDJSON, all or nothing",
 )
 @require_platform_key
-def import_ndjson() -> Response:
+def import_ndjson() -> Reply:
     """NDJSON, one ``{"type": "user"|"org"|"membership", ...}`` per line; all or nothing."""
     if request.mimetype not in NDJSON_TYPES:
         raise UnsupportedMediaType(
@@ -268,4 +263,4 @@ def import_ndjson() -> Response:
         raise ValidationFailed(
             f"{len(exc.errors)} line(s) are invalid; nothing was imported", fields=exc.as_fields()
         ) from None
-    return jsonify(imported=counts)
+    return {"imported": counts}

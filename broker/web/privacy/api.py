@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request, stream_with_context
+from flask import Response, request, stream_with_context
 from flask_wtf.csrf import generate_csrf
 
 from broker.consent import grants as grants_svc
@@ -24,7 +24,7 @@ from broker.web.privacy.pages import held_grant
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import Lines, documented
-from broker.web.shared.responses import no_store
+from broker.web.shared.responses import NO_STORE, no_store
 
 SIGN_IN = "sign in to use your privacy center"
 
@@ -34,9 +34,7 @@ SIGN_IN = "sign in to use your privacy center"
 def api_csrf_token() -> Any:
     """The token to send as ``X-CSRFToken`` on POSTs (bound to this session)."""
     login_required(SIGN_IN)
-    response = jsonify({"csrf_token": generate_csrf(), "header": "X-CSRFToken"})
-    no_store(response)
-    return response
+    return {"csrf_token": generate_csrf(), "header": "X-CSRFToken"}, 200, NO_STORE
 
 
 @bp.get("/privacy/v1/apps")
@@ -46,12 +44,10 @@ def api_apps() -> Any:
     uid = login_required(SIGN_IN)
     lang = i18n.language()
     store, catalog = web.store(), web.catalog()
-    return jsonify(
-        {
-            "apps": center.app_grants(store, catalog, uid, lang),
-            "org_apps": center.org_apps(store, catalog, uid, lang),
-        }
-    )
+    return {
+        "apps": center.app_grants(store, catalog, uid, lang),
+        "org_apps": center.org_apps(store, catalog, uid, lang),
+    }
 
 
 @bp.post("/privacy/v1/apps/<client_id>/revoke")
@@ -61,7 +57,7 @@ def api_revoke_app(client_id: str) -> Any:
     uid = login_required(SIGN_IN)
     held_grant(uid, client_id)
     grants_svc.revoke_grant(web.store(), web.settings(), client_id, uid)
-    return jsonify({"client_id": client_id, "grant": None})
+    return {"client_id": client_id, "grant": None}
 
 
 @bp.post("/privacy/v1/apps/<client_id>/scopes/<scope>/revoke")
@@ -75,7 +71,7 @@ def api_revoke_scope(client_id: str, scope: str) -> Any:
     left = grants_svc.revoke_scope(web.store(), web.settings(), web.catalog(), client_id, uid, scope)
     if left is not None:
         left = {k: left[k] for k in ("id", "scopes", "fields", "updated_at")}
-    return jsonify({"client_id": client_id, "grant": left})
+    return {"client_id": client_id, "grant": left}
 
 
 @bp.post("/privacy/v1/account/delete")
@@ -97,14 +93,12 @@ def api_delete_account() -> Any:
         )
     result = center.delete_account(store, web.settings(), uid)
     sign_out()
-    return jsonify(
-        {
-            "deleted": True,
-            "revoked": result.revoked,
-            "notified": [{"client_id": c, "org_id": o} for c, o in result.notified],
-            "orgs_left": result.orgs_left,
-        }
-    )
+    return {
+        "deleted": True,
+        "revoked": result.revoked,
+        "notified": [{"client_id": c, "org_id": o} for c, o in result.notified],
+        "orgs_left": result.orgs_left,
+    }
 
 
 @bp.get("/privacy/v1/export")

@@ -11,7 +11,7 @@ import binascii
 import re
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, request
 
 from broker.consent import receipts
 from broker.errors import NotFound, ValidationFailed
@@ -65,7 +65,7 @@ def list_receipts() -> Any:
     body: dict[str, Any] = {"receipts": items, "next_cursor": None}
     if nxt is not None:
         body["next_cursor"] = base64.urlsafe_b64encode(nxt.encode()).decode().rstrip("=")
-    return jsonify(body)
+    return body
 
 
 @bp.get("/privacy/v1/receipts/<receipt_id>")
@@ -85,7 +85,7 @@ def get_receipt(receipt_id: str) -> Any:
     if token is None:
         raise NotFound("no such consent receipt")
     if fmt == "json":
-        return jsonify({"receipt": receipts.unverified_payload(token), "jws": token})
+        return {"receipt": receipts.unverified_payload(token), "jws": token}
     response = Response(token, mimetype="application/jose")
     response.headers["Content-Disposition"] = f'attachment; filename="consent-receipt-{receipt_id}.jws"'
     no_store(response)

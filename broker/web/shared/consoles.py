@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, request
 from flask_wtf.csrf import generate_csrf
 from marshmallow import Schema, ValidationError
 
@@ -21,8 +21,8 @@ from broker.apps import registry as apps_svc
 from broker.web.interactions import session as login_session
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import documented
-from broker.web.shared.responses import no_store
+from broker.web.shared.openapi import Reply, documented
+from broker.web.shared.responses import NO_STORE
 
 
 def install_handlers(bp: Blueprint, api_prefixes: tuple[str, ...]) -> None:
@@ -38,10 +38,10 @@ def install_handlers(bp: Blueprint, api_prefixes: tuple[str, ...]) -> None:
 
     @bp.get(f"{api_prefixes[0]}csrf-token")
     @documented(rs.CsrfTokenSchema)
-    def csrf_token_view() -> Response:
+    def csrf_token_view() -> Reply:
         """The token to send as ``X-CSRFToken`` on writes (bound to this session)."""
         login_session.login_required()
-        return no_store(jsonify({"csrf_token": generate_csrf(), "header": "X-CSRFToken"}))
+        return {"csrf_token": generate_csrf(), "header": "X-CSRFToken"}, 200, NO_STORE
 
 
 def json_payload() -> dict[str, Any]:

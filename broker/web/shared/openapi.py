@@ -1,15 +1,34 @@
 """OpenAPI 3.1 document of the JSON APIs, built with apispec from the url_map and marshmallow schemas.
 
 Paths come from the live url_map, so a route cannot be left out. What each operation takes and
-answers is declared next to its view with :func:`documented` (metadata only, no behaviour): the
-request body and query schemas (the very schemas the view loads, where it loads one), the response
-schema (broker.web.shared.openapi_schemas), the success status, other content types of the same response
+answers is declared next to its view with :func:`documented`: the request body and query schemas
+(the very schemas the view loads, where it loads one), the response schema
+(broker.web.shared.openapi_schemas), the success status, other content types of the same response
 (NDJSON, CSV, JWS) and the error statuses the view produces. A view without that metadata shows up
 in the document as undocumented, which the tests refuse.
+
+``documented`` also serializes (flask-smorest's ``@blp.response``, in the shape this code already
+had): a view returns plain data (``body``, ``(body, status)`` or ``(body, status, headers)``) and
+the decorator dumps it through the schema documented for that status (:func:`serialize`), so what
+goes out is the documented schema's dump: a member the schema does not name cannot leave, a missing
+required member, a ``null`` where none is allowed or a value of the wrong type is refused
+(:class:`UndocumentedResponse`, a 500), and a status the view does not document is refused too.
+
+A view may still return a ready ``Response``; it goes out as it is. Those are the exceptions, whose
+bodies are not JSON documented by a schema, or are built by someone else:
+
+- the OAuth protocol endpoints whose bodies Authlib builds (token, introspection, revocation);
+  the discovery and JWKS documents are answered with CORS headers by ``_public_json``, but their
+  bodies are still :func:`dump` of DiscoverySchema and JwksSchema (broker.web.oauth.views);
+- streaming and non-JSON bodies: NDJSON and CSV exports (``?format=ndjson|csv``), compact JWS
+  (JOSE) answers, 204 answers without a body;
+- the data API's catalog-built schemas (a ``str`` component name), which the gate already
+  serializes (``schema_for``).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import warnings
@@ -20,8 +39,9 @@ from typing import Any, TypeVar
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, current_app, jsonify, render_template
-from marshmallow import Schema
+from marshmallow import Schema, fields
 from werkzeug.routing import IntegerConverter
+from werkzeug.wrappers import Response as BaseResponse
 
 from broker.web.shared import openapi_schemas as rs
 
@@ -29,6 +49,10 @@ bp = Blueprint("openapi", __name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 SchemaRef = type[Schema] | Schema | str  # a str names a component (the catalog-built data schemas)
+
+Body = dict[str, Any] | list[Any]
+Reply = Body | tuple[Body, int] | tuple[Body, int, Mapping[str, str]] | BaseResponse
+"""What a :func:`documented` view returns: plain data (serialized by the decorator) or a Response."""
 
 Security = list[dict[str, list[str]]]
 SESSION: Security = [{"session": []}]
@@ -128,7 +152,7 @@ def documented(
     location: bool = False,
     summary: str | None = None,
 ) -> Callable[[F], F]:
-    """Declare a view's API contract for the OpenAPI document; the view itself is returned unchanged.
+    """Declare a view's API contract for the OpenAPI document, and serialize what the view returns.
 
     ``response`` is the JSON body of the success answer (``status``; None: no body), ``media`` other
     content types of that same answer (``?format=ndjson|csv``), ``body``/``query`` the schemas the
@@ -137,6 +161,10 @@ def documented(
     each its own description) on top of those every operation of the area has, ``responses`` other
     answers as ``{status: (description, {content type: content})}``, ``location`` that a 201 names
     the new resource in ``Location``.
+
+    When the view returns plain data (a dict or list, alone or as ``(body, status)`` or
+    ``(body, status, headers)``), it is dumped through the schema documented for that status
+    (:func:`serialize`); a ``Response`` goes out as it is (the exceptions in the module docstring).
     """
     errs = (
         dict(errors)
@@ -159,10 +187,118 @@ def documented(
     )
 
     def attach(view: F) -> F:
-        view.__openapi__ = op  # type: ignore[attr-defined]
-        return view
+        @functools.wraps(view)
+        def serializing(*args: Any, **kwargs: Any) -> Any:
+            return serialize(op, view(*args, **kwargs))
+
+        serializing.__openapi__ = op  # type: ignore[attr-defined]
+        return serializing  # type: ignore[return-value]
 
     return attach
+
+
+class UndocumentedResponse(RuntimeError):
+    """A view answered something its documentation does not allow (a bug: the answer is a 500)."""
+
+
+def schema_for_status(op: Operation, status: int) -> Content:
+    """The JSON content documented for ``status`` (None: no JSON body is documented for it)."""
+    if status == op.status:
+        return op.response
+    if status in op.responses:
+        return op.responses[status][1].get("application/json")
+    raise UndocumentedResponse(f"status {status} is not documented (documented: {op.status})")
+
+
+@functools.cache
+def _instance(cls: type[Schema]) -> Schema:
+    return cls()
+
+
+def dump(schema: type[Schema] | Schema, body: Any) -> Any:
+    """``body`` as ``schema`` dumps it (``many`` for a list), refused unless it already fits: every
+    required member present, no ``null`` where none is allowed, every value of its type. Members the
+    schema does not name are dropped."""
+    inst = _instance(schema) if isinstance(schema, type) else schema
+    many = isinstance(body, list)
+    problems = inst.validate(body, many=many)
+    if problems:
+        raise UndocumentedResponse(f"the body does not fit {type(inst).__name__}: {problems}")
+    wrong = _mistyped(inst, body, many)
+    if wrong is not None:  # loading accepts "5" for an integer, "true" for a boolean; JSON may not
+        raise UndocumentedResponse(f"the body does not fit {type(inst).__name__}: {wrong}")
+    return inst.dump(body, many=many)
+
+
+_JSON_TYPES: tuple[tuple[type[fields.Field], tuple[type, ...]], ...] = (
+    (fields.Boolean, (bool,)),
+    (fields.Integer, (int,)),
+    (fields.Number, (int, float)),
+    (fields.String, (str,)),
+    (fields.List, (list,)),
+    (fields.Dict, (dict,)),
+)
+
+
+def _mistyped(schema: Schema, value: Any, many: bool = False, at: str = "") -> str | None:
+    """Where ``value`` holds a JSON value of another type than its field (None: nowhere)."""
+    if many:
+        if not isinstance(value, list):
+            return f"{at or '/'} is not a list"
+        items = (_mistyped(schema, v, False, f"{at}/{i}") for i, v in enumerate(value))
+        return next((x for x in items if x is not None), None)
+    if not isinstance(value, dict):
+        return f"{at or '/'} is not an object"
+    for name, fld in schema.dump_fields.items():
+        key = fld.data_key or name
+        if key in value:
+            found = _field_mistyped(fld, value[key], f"{at}/{key}")
+            if found is not None:
+                return found
+    return None
+
+
+def _field_mistyped(fld: fields.Field, value: Any, at: str) -> str | None:
+    if value is None:
+        return None  # whether null is allowed, validation said
+    if isinstance(fld, fields.Nested):
+        return _mistyped(fld.schema, value, bool(fld.many), at)
+    for kind, types in _JSON_TYPES:
+        if isinstance(fld, kind) and (
+            isinstance(value, bool) != (bool in types) or not isinstance(value, types)
+        ):
+            return f"{at} is {type(value).__name__}, not {kind.__name__}"
+    if isinstance(fld, fields.List) and fld.inner is not None:
+        items = (_field_mistyped(fld.inner, v, f"{at}/{i}") for i, v in enumerate(value))
+        return next((x for x in items if x is not None), None)
+    if isinstance(fld, fields.Dict) and fld.value_field is not None:
+        items = (_field_mistyped(fld.value_field, v, f"{at}/{k}") for k, v in value.items())
+        return next((x for x in items if x is not None), None)
+    return None
+
+
+def serialize(op: Operation, returned: Any) -> Any:
+    """What a :func:`documented` view returned, as the response the documentation says it is."""
+    if isinstance(returned, BaseResponse):
+        return returned
+    body, status, headers = returned, op.status, None
+    if isinstance(returned, tuple):
+        body, status, *rest = returned
+        headers = rest[0] if rest else None
+    if not isinstance(body, dict | list):
+        return returned  # a string or bytes body: Flask makes the response
+    schema = schema_for_status(op, status)
+    if isinstance(schema, str):
+        data = body  # a catalog-built data schema: the gate serialized it already
+    elif isinstance(schema, type | Schema):
+        data = dump(schema, body)
+    else:
+        raise UndocumentedResponse(f"no JSON body is documented for status {status}")
+    response = current_app.json.response(data)
+    response.status_code = status
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 def operation_of(view: Any) -> Operation | None:

@@ -1,10 +1,11 @@
 """Marshmallow schemas of every JSON response, for the OpenAPI document (broker.web.shared.openapi).
 
-The views build their bodies themselves (they predate these schemas and stay as they are); the
-schemas here say field by field what those bodies contain, and the test suite checks every response
-it sees against them (tests/conftest.py), so they cannot drift. Request bodies are the schemas the
-views load; the few query strings the views parse by hand are described by the ``*Query`` schemas
-at the end, and the OAuth form bodies (parsed by Authlib) by the ``*Request`` schemas.
+The views return plain data and ``@documented`` (broker.web.shared.openapi) dumps it through the
+schema documented for the status, so what goes out is the schema's dump and cannot drift from it
+(the exceptions, bodies built by Authlib and streamed NDJSON/CSV/JWS, are listed there). Request
+bodies are the schemas the views load; the few query strings the views parse by hand are described
+by the ``*Query`` schemas at the end, and the OAuth form bodies (parsed by Authlib) by the
+``*Request`` schemas.
 
 ``required=True`` marks members that are always present; ``allow_none=True`` members that may be
 ``null``. The document leaves objects open (``additionalProperties: true``): clients must ignore
@@ -27,6 +28,17 @@ class _Body(Schema):
 
     class Meta:
         unknown = INCLUDE
+
+
+class Number(fields.Float):
+    """A JSON number, dumped as it is (an int stays an int: ``5``, not ``5.0``)."""
+
+    def _serialize(
+        self, value: object, attr: str | None, obj: object, **kwargs: object
+    ) -> str | float | None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 def _str(**kwargs: object) -> fields.String:
@@ -197,14 +209,14 @@ class DisclosureRecordSchema(_Body):
 
     index = _int(metadata={"description": "position in the Merkle log"})
     id = _str()
-    time = fields.Float(required=True, metadata={"description": "unix seconds"})
+    time = Number(required=True, metadata={"description": "unix seconds"})
     app = _str(metadata={"description": "client id of the receiving app"})
     developer = _str(metadata={"description": "the app's developer (user id; empty if unknown)"})
     audience = _str(validate=validate.OneOf(["individual", "organization"]))
     org = fields.String(required=True, allow_none=True, metadata={"description": "organization token"})
     person = _str(metadata={"description": "the internal user id of the person disclosed"})
     grant = fields.String(metadata={"description": "grant or installation id the token was issued under"})
-    fields_ = fields.List(fields.String(), required=True, data_key="fields")
+    fields_ = fields.List(fields.String(), required=True, data_key="fields", attribute="fields")
     endpoint = _str()
     request_id = _str()
     catalog_version = _str()
@@ -280,11 +292,13 @@ class PersonAppSchema(_Body):
     privacy_policy_url = _str()
     grant_id = _str()
     scopes = fields.List(fields.Nested(DescribedSchema), required=True)
-    fields_ = fields.List(fields.Nested(DescribedSchema), required=True, data_key="fields")
+    fields_ = fields.List(
+        fields.Nested(DescribedSchema), required=True, data_key="fields", attribute="fields"
+    )
     purpose = _str()
     granted_at = fields.Integer(required=True, allow_none=True)
     updated_at = fields.Integer(required=True, allow_none=True)
-    last_disclosure_at = fields.Float(required=True, allow_none=True)
+    last_disclosure_at = Number(required=True, allow_none=True)
     pending_disclosures = fields.Integer(
         required=True, allow_none=True, metadata={"description": "records not yet in the ledger"}
     )
@@ -299,12 +313,14 @@ class PersonOrgAppSchema(_Body):
     name = _str()
     developer = fields.String(required=True, allow_none=True)
     scopes = fields.List(fields.Nested(DescribedSchema), required=True)
-    fields_ = fields.List(fields.Nested(DescribedSchema), required=True, data_key="fields")
+    fields_ = fields.List(
+        fields.Nested(DescribedSchema), required=True, data_key="fields", attribute="fields"
+    )
     enabled = fields.Boolean(required=True)
     installed_by = _str()
     installed_by_name = fields.String(required=True, allow_none=True)
     installed_at = fields.Integer(required=True, allow_none=True)
-    last_disclosure_at = fields.Float(required=True, allow_none=True)
+    last_disclosure_at = Number(required=True, allow_none=True)
 
 
 class PersonAppsSchema(_Body):
@@ -315,7 +331,7 @@ class PersonAppsSchema(_Body):
 class GrantSummarySchema(_Body):
     id = _str()
     scopes = _strings()
-    fields_ = _strings(data_key="fields")
+    fields_ = _strings(data_key="fields", attribute="fields")
     updated_at = _int()
 
 
@@ -410,7 +426,7 @@ class ConsentReceiptSchema(_Body):
     client_id = _str()
     grant_id = _str()
     scopes = _strings()
-    fields_ = _strings(data_key="fields")
+    fields_ = _strings(data_key="fields", attribute="fields")
     consent_version = _str()
 
 
@@ -512,7 +528,7 @@ class AppCenterSchema(_Body):
 class InstallationDetailSchema(InstallationSchema):
     """The installation and the member fields that flow to the app under its scopes."""
 
-    fields_ = _strings(data_key="fields")
+    fields_ = _strings(data_key="fields", attribute="fields")
 
 
 class ImpactSchema(_Body):
@@ -524,7 +540,7 @@ class ImpactSchema(_Body):
     members = _int()
     enabled = fields.Boolean(required=True)
     change = _str(validate=validate.OneOf(["start", "stop", "none"]))
-    fields_ = _strings(data_key="fields")
+    fields_ = _strings(data_key="fields", attribute="fields")
     revokes_tokens = fields.Boolean(required=True)
 
 
@@ -634,7 +650,7 @@ class EventSchema(_Body):
 
     id = _str()
     type = fields.String()
-    time = fields.Float()
+    time = Number()
     app = fields.String()
     data = fields.Dict()
     raw = fields.String()
