@@ -53,13 +53,17 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from broker.web.admin.views import bp as admin_bp
+    from broker.web.admin import api as _admin_api  # noqa: F401 - routes attach to the blueprint
+    from broker.web.admin import pages as _admin_pages  # noqa: F401
+    from broker.web.admin.console import bp as admin_bp
     from broker.web.data_api.api import bp as api_bp
-    from broker.web.developer.views import bp as developer_bp
+    from broker.web.developer import api as _developer_api  # noqa: F401 - routes attach to the blueprint
+    from broker.web.developer import pages as _developer_pages  # noqa: F401
+    from broker.web.developer.console import bp as developer_bp
     from broker.web.interactions import consent, login  # noqa: F401 - their routes attach to the blueprint
     from broker.web.interactions.blueprint import bp as interactions_bp
     from broker.web.ledger.api import bp as ledger_bp
-    from broker.web.oauth.views import bp as oauth_bp
+    from broker.web.oauth.api import bp as oauth_bp
     from broker.web.platform import apps, directory  # noqa: F401 - their routes attach to the blueprint
     from broker.web.platform.blueprint import bp as internal_bp
     from broker.web.privacy import api, pages, receipts  # noqa: F401 - their routes attach to the blueprint

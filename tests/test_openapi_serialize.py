@@ -124,8 +124,10 @@ def test_numbers_keep_their_json_form() -> None:
 CONVERTED = (
     "broker/web/platform/directory.py",
     "broker/web/platform/apps.py",
-    "broker/web/admin/views.py",
-    "broker/web/developer/views.py",
+    "broker/web/admin/api.py",
+    "broker/web/admin/console.py",
+    "broker/web/developer/api.py",
+    "broker/web/developer/console.py",
     "broker/web/privacy/api.py",
     "broker/web/privacy/receipts.py",
     "broker/web/ledger/api.py",

@@ -19,7 +19,7 @@ bodies are not JSON documented by a schema, or are built by someone else:
 
 - the OAuth protocol endpoints whose bodies Authlib builds (token, introspection, revocation);
   the discovery and JWKS documents are answered with CORS headers by ``_public_json``, but their
-  bodies are still :func:`dump` of DiscoverySchema and JwksSchema (broker.web.oauth.views);
+  bodies are still :func:`dump` of DiscoverySchema and JwksSchema (broker.web.oauth.api);
 - streaming and non-JSON bodies: NDJSON and CSV exports (``?format=ndjson|csv``), compact JWS
   (JOSE) answers, 204 answers without a body;
 - the data API's catalog-built schemas (a ``str`` component name), which the gate already

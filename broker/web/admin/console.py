@@ -1,0 +1,214 @@
+"""The admin console's blueprint and the steps its pages and its API share.
+
+The admin console: an organization's App Center apps, member requests, sub-admins, audit, disband.
+
+Pages live under ``/admin/orgs/<org_id>/``; the same operations as JSON under
+``/admin/v1/orgs/<org_id>/``, authenticated by the session cookie with CSRF on (token from
+``GET /admin/v1/csrf-token``, sent in ``X-CSRFToken``). Who may do what is
+``broker.consent.org_policy``: a non-member gets 404 (an org's existence is private), a member
+without the permission 403. Every change takes effect on the next data request (the gate re-reads
+the installation) and is written to the org's audit trail after it succeeds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template
+from marshmallow import RAISE, Schema, validate
+from marshmallow import fields as mf
+
+from broker.apps import registry as apps_svc
+from broker.consent import installations as inst_svc
+from broker.consent import org_admin, org_policy
+from broker.consent.org_policy import Role
+from broker.core import ids
+from broker.directory import service as directory
+from broker.errors import Conflict, Forbidden, ValidationFailed
+from broker.web.interactions import i18n
+from broker.web.interactions import session as login_session
+from broker.web.shared import consoles
+from broker.web.shared import context as web
+from broker.web.shared.responses import no_store
+
+bp = Blueprint("admin", __name__)
+
+API = ("/admin/v1/",)
+consoles.install_handlers(bp, API)
+
+ACTIONS = ("disable", "enable", "remove")
+_SCOPES = mf.List(mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50))
+_CLIENT_ID = validate.Regexp(apps_svc.CLIENT_ID_RE.pattern, error="not a client id")
+_USER_ID = validate.Regexp(ids.USER_ID, error="not a user id")
+
+
+class InstallSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    client_id = mf.String(required=True, validate=_CLIENT_ID)
+    scopes = _SCOPES
+
+
+class EnabledSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    enabled = mf.Boolean(required=True, truthy={True}, falsy={False})
+
+
+class RequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    client_id = mf.String(required=True, validate=_CLIENT_ID)
+    reason = mf.String(load_default="", validate=validate.Length(max=1000))
+
+
+class DecisionSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    decision = mf.String(required=True, validate=validate.OneOf(["approve", "deny"]))
+    reason = mf.String(load_default="", validate=validate.Length(max=1000))
+    scopes = _SCOPES
+
+
+class SubAdminSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    user_id = mf.String(required=True, validate=_USER_ID)
+    permissions = mf.List(mf.String(validate=validate.OneOf(org_policy.GRANTABLE)), required=True)
+
+
+class DisbandSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    confirm = mf.String(required=True)
+
+
+# -- shared steps -----------------------------------------------------------------------------------
+
+
+def _role(oid: str, permission: str | None) -> tuple[str, Role]:
+    uid = login_session.login_required()
+    return uid, org_policy.require(web.store(), oid, uid, permission)
+
+
+def _administer(oid: str) -> tuple[str, Role]:
+    uid, role = _role(oid, None)
+    if not role.administers:
+        raise Forbidden("only the organization's owner, admins and sub-admins may open this page")
+    return uid, role
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    html = render_template(template, **context)
+    return no_store(Response(html, status=status, mimetype="text/html"))
+
+
+def _org(oid: str) -> dict[str, str]:
+    return org_admin.org_record(web.store(), oid)
+
+
+def _names(uids: list[str]) -> dict[str, str]:
+    """Nicknames for display (the console is the org's own view of its members)."""
+    users = directory.get_users(web.store(), uids)
+    return {uid: (users.get(uid, {}).get("nickname") or uid) for uid in uids}
+
+
+def _described(description: dict[str, str]) -> str:
+    """A catalog description in the page's language."""
+    return description.get(i18n.language()) or description["en"]
+
+
+def _scope_rows(scopes: list[str]) -> list[dict[str, Any]]:
+    catalog = web.catalog()
+    return [
+        {
+            "name": s,
+            "description": _described(catalog.scopes[s].description) if s in catalog.scopes else s,
+            "fields": org_admin.field_rows(catalog, [s], i18n.language()),
+        }
+        for s in scopes
+    ]
+
+
+def _install(oid: str, uid: str, client_id: str, scopes: list[str] | None) -> dict[str, Any]:
+    if org_admin.center_app(web.store(), client_id)["status"] != "active":
+        raise Conflict("this app is suspended by the operator and cannot be added")
+    record = inst_svc.install(web.store(), client_id, oid, scopes, uid)
+    org_admin.audit(
+        web.store(), oid, uid, "installation.installed", {"app": client_id, "scopes": record["scopes"]}
+    )
+    return record
+
+
+def _change(oid: str, uid: str, client_id: str, action: str) -> dict[str, Any] | None:
+    store = web.store()
+    before = inst_svc.require_installation(store, client_id, oid)
+    if action == "remove":
+        inst_svc.remove(store, client_id, oid)
+        record = None
+    elif action == "disable":
+        record = inst_svc.disable(store, client_id, oid)
+    else:
+        record = inst_svc.enable(store, client_id, oid)
+    if record is None or record["enabled"] != before["enabled"]:  # a no-op switch is not an action
+        org_admin.audit(store, oid, uid, f"installation.{action}d", {"app": client_id})
+    return record
+
+
+def _decide(oid: str, uid: str, request_id: str, approve: bool, reason: str, scopes: list[str] | None) -> Any:
+    store = web.store()
+    record = org_admin.decide_request(store, oid, request_id, uid, approve, reason, scopes)
+    details = {"request": request_id, "app": record["client_id"], "requester": record["requester"]}
+    if reason:
+        details["reason"] = reason
+    org_admin.audit(store, oid, uid, "request.approved" if approve else "request.denied", details)
+    return record
+
+
+def _appoint(oid: str, uid: str, target: str, permissions: list[str]) -> dict[str, Any]:
+    record = org_admin.set_sub_admin(web.store(), oid, target, permissions)
+    org_admin.audit(
+        web.store(), oid, uid, "sub_admin.appointed", {"user": target, "permissions": permissions}
+    )
+    return record
+
+
+def _dismiss(oid: str, uid: str, target: str) -> dict[str, Any]:
+    record = org_admin.remove_sub_admin(web.store(), oid, target)
+    org_admin.audit(web.store(), oid, uid, "sub_admin.removed", {"user": target})
+    return record
+
+
+def _disband(oid: str, confirm: str) -> list[str]:
+    org = _org(oid)
+    if confirm != org.get("name"):
+        raise ValidationFailed(
+            "some fields are invalid", fields={"confirm": ["type the organization's name exactly to confirm"]}
+        )
+    return org_admin.disband(web.store(), oid)
+
+
+def _center_rows(oid: str) -> list[dict[str, Any]]:
+    store = web.store()
+    installed = inst_svc.installed_client_ids(store, oid)
+    return [
+        {**apps_svc.public_view(a), "installed": a["client_id"] in installed}
+        for a in org_admin.app_center(store)
+    ]
+
+
+def _fail(exc: ValidationFailed | Conflict, back: str) -> Any:
+    """A form problem on a page: say which field and why, then send the person back (303)."""
+    fields = getattr(exc, "fields", None) or {}
+    detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in fields.items()) or exc.detail
+    flash(detail, "error")
+    return redirect(back, code=303)
+
+
+# -- home -------------------------------------------------------------------------------------------

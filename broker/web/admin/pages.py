@@ -1,0 +1,292 @@
+"""The admin console's pages (``/console``, ``/admin/orgs/<oid>/...``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, request
+from flask_babel import gettext
+
+from broker.apps import registry as apps_svc
+from broker.consent import installations as inst_svc
+from broker.consent import org_admin, org_policy
+from broker.consent.org_policy import ADMINS_MANAGE, APPS_MANAGE, AUDIT_READ, ORG_DISBAND, Role
+from broker.errors import Conflict, NotFound, ValidationFailed
+from broker.web.admin.console import (
+    ACTIONS,
+    RequestSchema,
+    SubAdminSchema,
+    _administer,
+    _appoint,
+    _center_rows,
+    _change,
+    _decide,
+    _described,
+    _disband,
+    _dismiss,
+    _fail,
+    _install,
+    _names,
+    _org,
+    _page,
+    _role,
+    _scope_rows,
+    bp,
+)
+from broker.web.interactions import i18n
+from broker.web.interactions import session as login_session
+from broker.web.shared import consoles
+from broker.web.shared import context as web
+
+
+@bp.get("/console")
+def console_home() -> Any:
+    uid = login_session.login_required()
+    orgs = org_admin.administered_orgs(web.store(), uid)
+    return _page("admin/console.html", orgs=orgs)
+
+
+# -- pages ------------------------------------------------------------------------------------------
+
+
+@bp.get("/admin/orgs/<oid>/")
+def overview(oid: str) -> Any:
+    _, role = _administer(oid)
+    store = web.store()
+    installs = inst_svc.list_org_installations(store, oid)
+    names = {a["client_id"]: a["name"] for a in apps_svc.list_apps(store) if a["kind"] == "org_app"}
+    pending = [r for r in org_admin.list_requests(store, oid) if r["status"] == "pending"]
+    return _page(
+        "admin/overview.html",
+        org=_org(oid),
+        role=role,
+        installs=installs,
+        names=names,
+        members=org_admin.member_count(store, oid),
+        pending=len(pending),
+        may=_may(role),
+        disclosures=consoles.org_disclosures(oid),
+    )
+
+
+def _may(role: Role) -> dict[str, bool]:
+    return {
+        p.replace(".", "_"): org_policy.allows(role, p)
+        for p in (APPS_MANAGE, ADMINS_MANAGE, AUDIT_READ, ORG_DISBAND)
+    }
+
+
+@bp.get("/admin/orgs/<oid>/app-center")
+def app_center(oid: str) -> Any:
+    uid, role = _role(oid, None)
+    mine = {
+        r["client_id"] for r in org_admin.list_requests(web.store(), oid, uid) if r["status"] == "pending"
+    }
+    return _page(
+        "admin/app_center.html", org=_org(oid), apps=_center_rows(oid), may=_may(role), requested=mine
+    )
+
+
+@bp.get("/admin/orgs/<oid>/apps/<client_id>")
+def app_page(oid: str, client_id: str) -> Any:
+    _role(oid, APPS_MANAGE)
+    store = web.store()
+    record = org_admin.center_app(store, client_id)
+    inst = inst_svc.get_installation(store, client_id, oid)
+    flowing = org_admin.field_rows(web.catalog(), inst["scopes"], i18n.language()) if inst else []
+    return _page(
+        "admin/app.html",
+        org=_org(oid),
+        app=record,
+        inst=inst,
+        flowing=flowing,
+        scope_rows=_scope_rows(record["scopes"]),
+        members=org_admin.member_count(store, oid),
+    )
+
+
+@bp.get("/admin/orgs/<oid>/apps/<client_id>/install")
+def install_form(oid: str, client_id: str) -> Any:
+    _role(oid, APPS_MANAGE)
+    record = org_admin.center_app(web.store(), client_id)
+    return _page(
+        "admin/install.html", org=_org(oid), app=record, scope_rows=_scope_rows(record["scopes"]), errors={}
+    )
+
+
+@bp.post("/admin/orgs/<oid>/apps/<client_id>/install")
+def install_page(oid: str, client_id: str) -> Any:
+    uid, _ = _role(oid, APPS_MANAGE)
+    record = org_admin.center_app(web.store(), client_id)
+    try:
+        _install(oid, uid, client_id, request.form.getlist("scopes"))
+    except ValidationFailed as exc:
+        return _page(
+            "admin/install.html",
+            400,
+            org=_org(oid),
+            app=record,
+            scope_rows=_scope_rows(record["scopes"]),
+            errors=exc.fields or {},
+        )
+    except Conflict as exc:
+        return _fail(exc, f"/admin/orgs/{oid}/apps/{client_id}")
+    flash(gettext("Added %(app)s to the organization.", app=record["name"]), "success")
+    return redirect(f"/admin/orgs/{oid}/apps/{client_id}", code=303)
+
+
+@bp.get("/admin/orgs/<oid>/apps/<client_id>/<action>")
+def preview(oid: str, client_id: str, action: str) -> Any:
+    if action not in ACTIONS:
+        raise NotFound("no such page")
+    _role(oid, APPS_MANAGE)
+    record = org_admin.center_app(web.store(), client_id)
+    found = org_admin.impact(web.store(), web.catalog(), oid, client_id, action)
+    for row in found["field_rows"]:
+        if row["name"] in web.catalog().fields:
+            row["description"] = _described(web.catalog().fields[row["name"]].description)
+    return _page("admin/preview.html", org=_org(oid), app=record, impact=found)
+
+
+@bp.post("/admin/orgs/<oid>/apps/<client_id>/<action>")
+def change_page(oid: str, client_id: str, action: str) -> Any:
+    if action not in ACTIONS:
+        raise NotFound("no such page")
+    uid, _ = _role(oid, APPS_MANAGE)
+    record = org_admin.center_app(web.store(), client_id)
+    _change(oid, uid, client_id, action)
+    done = {
+        "disable": gettext("Switched off %(app)s.", app=record["name"]),
+        "enable": gettext("Switched on %(app)s.", app=record["name"]),
+        "remove": gettext("Removed %(app)s.", app=record["name"]),
+    }[action]
+    flash(done, "success")
+    return redirect(f"/admin/orgs/{oid}/apps/{client_id}", code=303)
+
+
+@bp.get("/admin/orgs/<oid>/requests")
+def requests_page(oid: str) -> Any:
+    _role(oid, APPS_MANAGE)
+    store = web.store()
+    rows = org_admin.list_requests(store, oid)
+    names = _names(
+        sorted({r["requester"] for r in rows} | {r["decided_by"] for r in rows if r["decided_by"]})
+    )
+    apps = {a["client_id"]: a for a in apps_svc.list_apps(store) if a["kind"] == "org_app"}
+    scope_rows = {cid: _scope_rows(a["scopes"]) for cid, a in apps.items()}
+    return _page(
+        "admin/requests.html", org=_org(oid), rows=rows, names=names, apps=apps, scope_rows=scope_rows
+    )
+
+
+@bp.post("/admin/orgs/<oid>/requests")
+def create_request_page(oid: str) -> Any:
+    uid, _ = _role(oid, None)
+    try:
+        data = consoles.load(RequestSchema(), {k: v for k, v in request.form.items() if k != "csrf_token"})
+        record = org_admin.request_app(web.store(), oid, uid, data["client_id"], data["reason"])
+    except (ValidationFailed, Conflict) as exc:
+        return _fail(exc, f"/admin/orgs/{oid}/app-center")
+    flash(gettext("Your request was sent to the organization's admins."), "success")
+    return redirect(f"/admin/orgs/{oid}/requests/mine#{record['id']}", code=303)
+
+
+@bp.get("/admin/orgs/<oid>/requests/mine")
+def my_requests_page(oid: str) -> Any:
+    uid, _ = _role(oid, None)
+    store = web.store()
+    rows = org_admin.list_requests(store, oid, uid)
+    names = _names(sorted({r["decided_by"] for r in rows if r["decided_by"]}))
+    apps = {a["client_id"]: a["name"] for a in apps_svc.list_apps(store)}
+    return _page("admin/my_requests.html", org=_org(oid), rows=rows, names=names, apps=apps)
+
+
+@bp.post("/admin/orgs/<oid>/requests/<request_id>/<decision>")
+def decide_page(oid: str, request_id: str, decision: str) -> Any:
+    if decision not in ("approve", "deny"):
+        raise NotFound("no such page")
+    uid, _ = _role(oid, APPS_MANAGE)
+    scopes = request.form.getlist("scopes") if decision == "approve" else None
+    try:
+        _decide(oid, uid, request_id, decision == "approve", request.form.get("reason", ""), scopes or None)
+    except (ValidationFailed, Conflict) as exc:
+        return _fail(exc, f"/admin/orgs/{oid}/requests")
+    flash(gettext("Approved: the app is added.") if decision == "approve" else gettext("Denied."), "success")
+    return redirect(f"/admin/orgs/{oid}/requests", code=303)
+
+
+@bp.get("/admin/orgs/<oid>/admins")
+def admins_page(oid: str) -> Any:
+    _role(oid, ADMINS_MANAGE)
+    rows = org_admin.roles(web.store(), oid)
+    return _page(
+        "admin/admins.html",
+        org=_org(oid),
+        rows=rows,
+        names=_names([r["user_id"] for r in rows]),
+        grantable=org_policy.GRANTABLE,
+    )
+
+
+@bp.post("/admin/orgs/<oid>/admins")
+def appoint_page(oid: str) -> Any:
+    uid, _ = _role(oid, ADMINS_MANAGE)
+    payload = {"user_id": request.form.get("user_id", ""), "permissions": request.form.getlist("permissions")}
+    try:
+        data = consoles.load(SubAdminSchema(), payload)
+        _appoint(oid, uid, data["user_id"], data["permissions"])
+    except (ValidationFailed, Conflict) as exc:
+        return _fail(exc, f"/admin/orgs/{oid}/admins")
+    flash(gettext("Sub-admin saved."), "success")
+    return redirect(f"/admin/orgs/{oid}/admins", code=303)
+
+
+@bp.post("/admin/orgs/<oid>/admins/<target>/remove")
+def dismiss_page(oid: str, target: str) -> Any:
+    uid, _ = _role(oid, ADMINS_MANAGE)
+    _dismiss(oid, uid, target)
+    flash(gettext("Sub-admin removed."), "success")
+    return redirect(f"/admin/orgs/{oid}/admins", code=303)
+
+
+@bp.get("/admin/orgs/<oid>/audit")
+def audit_page(oid: str) -> Any:
+    _role(oid, AUDIT_READ)
+    rows = org_admin.audit_trail(web.store(), oid)
+    return _page("admin/audit.html", org=_org(oid), rows=rows, names=_names(sorted({r["who"] for r in rows})))
+
+
+@bp.get("/admin/orgs/<oid>/disband")
+def disband_form(oid: str) -> Any:
+    _role(oid, ORG_DISBAND)
+    store = web.store()
+    return _page(
+        "admin/disband.html",
+        org=_org(oid),
+        members=org_admin.member_count(store, oid),
+        installs=inst_svc.list_org_installations(store, oid),
+        error=None,
+    )
+
+
+@bp.post("/admin/orgs/<oid>/disband")
+def disband_page(oid: str) -> Any:
+    _role(oid, ORG_DISBAND)
+    org = _org(oid)
+    try:
+        _disband(oid, request.form.get("confirm", ""))
+    except ValidationFailed as exc:
+        store = web.store()
+        return _page(
+            "admin/disband.html",
+            400,
+            org=org,
+            members=org_admin.member_count(store, oid),
+            installs=inst_svc.list_org_installations(store, oid),
+            error=(exc.fields or {}).get("confirm", [exc.detail])[0],
+        )
+    flash(gettext("The organization %(org)s was disbanded.", org=org.get("name", oid)), "success")
+    return redirect("/console", code=303)
+
+
+# -- JSON API ---------------------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""The developer console's JSON API (``/developer/v1/...``), session-authenticated with CSRF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+
+from broker.apps import registry as apps_svc
+from broker.apps.registry import AppCreateSchema, AppUpdateSchema
+from broker.web.developer.console import (
+    _me,
+    _overview,
+    _own_app,
+    _redeliver,
+    _register,
+    _update,
+    bp,
+)
+from broker.web.ledger.api import LISTING
+from broker.web.shared import consoles
+from broker.web.shared import context as web
+from broker.web.shared import openapi_schemas as rs
+from broker.web.shared.openapi import Reply, documented
+from broker.web.shared.responses import NO_STORE
+
+# -- JSON API ---------------------------------------------------------------------------------------
+
+_OWN = {404: "You have no app with this client id"}
+
+
+@bp.get("/developer/v1/apps")
+@documented(rs.AppListSchema, summary="Your apps")
+def api_list() -> Reply:
+    uid = _me()
+    return {"apps": [apps_svc.public_view(a) for a in apps_svc.list_apps(web.store(), uid)]}, 200, NO_STORE
+
+
+@bp.post("/developer/v1/apps")
+@documented(
+    rs.NewAppSchema,
+    status=201,
+    location=True,
+    body=AppCreateSchema(exclude=("developer_id",)),
+    summary="Register an app (you are its developer); its secrets are shown this once",
+)
+def api_create() -> Reply:
+    uid = _me()
+    record, client_secret, webhook_secret = _register(uid, consoles.json_payload())
+    body: dict[str, Any] = {**apps_svc.public_view(record), "webhook_secret": webhook_secret}
+    if client_secret is not None:
+        body["client_secret"] = client_secret
+    return body, 201, {**NO_STORE, "Location": f"/developer/v1/apps/{record['client_id']}"}
+
+
+@bp.get("/developer/v1/apps/<client_id>")
+@documented(
+    rs.DeveloperAppSchema,
+    errors=_OWN,
+    summary="One of your apps: grants, installations, secret times, disclosures, webhook deliveries",
+)
+def api_get(client_id: str) -> Reply:
+    record = _own_app(_me(), client_id)
+    body = _overview(record)
+    body["disclosures"] = consoles.app_disclosures(client_id)
+    body["deliveries"] = consoles.app_deliveries(client_id)
+    return body, 200, NO_STORE
+
+
+@bp.get("/developer/v1/disclosures")
+@documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureByPersonQuery)
+def api_my_disclosures() -> Reply:
+    """Records of every app the developer owns: filters, cursor pagination, ndjson/csv export."""
+    from broker.web.ledger.api import listing
+
+    return listing("developer", _me(), person_filter=True)
+
+
+@bp.get("/developer/v1/apps/<client_id>/disclosures")
+@documented(rs.DisclosurePageSchema, media=LISTING, query=rs.DisclosureByPersonQuery, errors=_OWN)
+def api_app_disclosures(client_id: str) -> Reply:
+    """Records of one of the developer's apps: filters, cursor pagination, ndjson/csv export."""
+    from broker.web.ledger.api import listing
+
+    _own_app(_me(), client_id)
+    return listing("app", client_id, person_filter=True)
+
+
+@bp.patch("/developer/v1/apps/<client_id>")
+@documented(rs.AppSchema, body=AppUpdateSchema, errors=_OWN, summary="Change an app's editable fields")
+def api_update(client_id: str) -> Reply:
+    record = _own_app(_me(), client_id)
+    return apps_svc.public_view(_update(record, consoles.json_payload())), 200, NO_STORE
+
+
+@bp.delete("/developer/v1/apps/<client_id>")
+@documented(
+    status=204, errors=_OWN, summary="Delete an app: every grant, installation and token under it ends"
+)
+def api_delete(client_id: str) -> Reply:
+    _own_app(_me(), client_id)
+    apps_svc.delete_app(web.store(), client_id)
+    return Response(status=204)
+
+
+@bp.post("/developer/v1/apps/<client_id>/secret")
+@documented(
+    rs.SecretRotatedSchema,
+    errors={**_OWN, 409: "A public client has no client secret"},
+    summary="Issue a new client secret; the old one works for the overlap",
+)
+def api_rotate_secret(client_id: str) -> Reply:
+    _own_app(_me(), client_id)
+    secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
+    body = {"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires}
+    return body, 200, NO_STORE
+
+
+@bp.post("/developer/v1/apps/<client_id>/webhook-secret")
+@documented(rs.WebhookSecretRotatedSchema, errors=_OWN, summary="Issue a new webhook signing secret")
+def api_rotate_webhook_secret(client_id: str) -> Reply:
+    _own_app(_me(), client_id)
+    secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
+    return {"client_id": client_id, "webhook_secret": secret}, 200, NO_STORE
+
+
+@bp.post("/developer/v1/apps/<client_id>/events/<event_id>/redeliver")
+@documented(
+    rs.RedeliverySchema,
+    errors={404: "No such app of yours, or no failed delivery with this event id"},
+    summary="Queue a dead-lettered webhook event for delivery again",
+)
+def api_redeliver(client_id: str, event_id: str) -> Reply:
+    _own_app(_me(), client_id)
+    _redeliver(client_id, event_id)
+    return {"client_id": client_id, "event_id": event_id, "queued": True}, 200, NO_STORE
