@@ -1,0 +1,187 @@
+"""The privacy center API's response bodies (apps held, grants, deletion, export lines, receipts)."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from broker.web.oauth.schemas import JwkSchema
+from broker.web.shared.schemas import (
+    Number,
+    _Body,
+    _int,
+    _str,
+    _strings,
+)
+
+# -- privacy center ----------------------------------------------------------------------------------
+
+
+class CsrfTokenSchema(_Body):
+    """The token to send in the ``X-CSRFToken`` header of writes (bound to the session)."""
+
+    csrf_token = _str()
+    header = _str(validate=validate.OneOf(["X-CSRFToken"]))
+
+
+class DescribedSchema(_Body):
+    """A scope or field with its description in the person's language."""
+
+    name = _str()
+    description = _str()
+
+
+class PersonAppSchema(_Body):
+    """An app holding a grant from the person: what it holds and when it last received data."""
+
+    client_id = _str()
+    name = _str()
+    kind = fields.String(required=True, allow_none=True)
+    status = fields.String(required=True, allow_none=True)
+    developer_id = fields.String(required=True, allow_none=True)
+    developer = fields.String(required=True, allow_none=True, metadata={"description": "nickname"})
+    privacy_policy_url = _str()
+    grant_id = _str()
+    scopes = fields.List(fields.Nested(DescribedSchema), required=True)
+    fields_ = fields.List(
+        fields.Nested(DescribedSchema), required=True, data_key="fields", attribute="fields"
+    )
+    purpose = _str()
+    granted_at = fields.Integer(required=True, allow_none=True)
+    updated_at = fields.Integer(required=True, allow_none=True)
+    last_disclosure_at = Number(required=True, allow_none=True)
+    pending_disclosures = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "records not yet in the ledger"}
+    )
+
+
+class PersonOrgAppSchema(_Body):
+    """An org app receiving the person's basic fields through one of their organizations."""
+
+    org_id = _str()
+    org_name = _str()
+    client_id = _str()
+    name = _str()
+    developer = fields.String(required=True, allow_none=True)
+    scopes = fields.List(fields.Nested(DescribedSchema), required=True)
+    fields_ = fields.List(
+        fields.Nested(DescribedSchema), required=True, data_key="fields", attribute="fields"
+    )
+    enabled = fields.Boolean(required=True)
+    installed_by = _str()
+    installed_by_name = fields.String(required=True, allow_none=True)
+    installed_at = fields.Integer(required=True, allow_none=True)
+    last_disclosure_at = Number(required=True, allow_none=True)
+
+
+class PersonAppsSchema(_Body):
+    apps = fields.List(fields.Nested(PersonAppSchema), required=True)
+    org_apps = fields.List(fields.Nested(PersonOrgAppSchema), required=True)
+
+
+class GrantSummarySchema(_Body):
+    id = _str()
+    scopes = _strings()
+    fields_ = _strings(data_key="fields", attribute="fields")
+    updated_at = _int()
+
+
+class GrantChangeSchema(_Body):
+    """The grant after a withdrawal; ``grant`` is null when nothing is left."""
+
+    client_id = _str()
+    grant = fields.Nested(GrantSummarySchema, required=True, allow_none=True)
+
+
+class NotifiedSchema(_Body):
+    client_id = _str()
+    org_id = fields.String(required=True, allow_none=True)
+
+
+class AccountDeletedSchema(_Body):
+    """What the deletion did: grants ended, apps told (by the id each knows), organizations left."""
+
+    deleted = fields.Boolean(required=True, validate=validate.OneOf([True]))
+    revoked = _strings()
+    notified = fields.List(fields.Nested(NotifiedSchema), required=True)
+    orgs_left = _strings()
+
+
+class ExportLineSchema(_Body):
+    """One line of the NDJSON export; ``data`` is the profile, a membership, grant, receipt or
+    disclosure record."""
+
+    type = _str(validate=validate.OneOf(["profile", "membership", "grant", "receipt", "disclosure"]))
+    data = fields.Dict(required=True)
+
+
+class ReceiptSummarySchema(_Body):
+    id = _str()
+    time = _int(metadata={"description": "unix seconds"})
+    app = _str()
+    app_name = _str()
+    action = _str(validate=validate.OneOf(["granted", "changed", "revoked"]))
+
+
+class ReceiptPageSchema(_Body):
+    """Newest first; follow ``next_cursor`` for the next page."""
+
+    receipts = fields.List(fields.Nested(ReceiptSummarySchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class PiiControllerSchema(_Body):
+    piiController = _str()
+    onBehalf = fields.Boolean(required=True)
+    contact = _str()
+    piiControllerUrl = _str()
+    role = _str(validate=validate.OneOf(["controller", "recipient"]))
+    email = fields.String(metadata={"description": "the controller's"})
+    client_id = fields.String(metadata={"description": "the recipient app's"})
+    developer = fields.String(metadata={"description": "the recipient app's"})
+
+
+class ReceiptPurposeSchema(_Body):
+    purpose = _str()
+    purposeCategory = _strings()
+    consentType = _str()
+    piiCategory = _strings()
+    primaryPurpose = fields.Boolean(required=True)
+    termination = _str()
+    thirdPartyDisclosure = fields.Boolean(required=True)
+    thirdPartyName = _str()
+
+
+class ReceiptServiceSchema(_Body):
+    service = _str()
+    purposes = fields.List(fields.Nested(ReceiptPurposeSchema), required=True)
+
+
+class ConsentReceiptSchema(_Body):
+    """Kantara Consent Receipt (v1.1 fields) plus the broker's grant details; signed as a JWS."""
+
+    version = _str()
+    jurisdiction = _str()
+    consentTimestamp = _int()
+    collectionMethod = _str()
+    consentReceiptID = _str()
+    publicKey = fields.Nested(JwkSchema, required=True)
+    language = _str()
+    piiPrincipalId = _str()
+    piiControllers = fields.List(fields.Nested(PiiControllerSchema), required=True)
+    policyUrl = _str()
+    services = fields.List(fields.Nested(ReceiptServiceSchema), required=True)
+    sensitive = fields.Boolean(required=True)
+    spiCat = _strings()
+    action = _str(validate=validate.OneOf(["granted", "changed", "revoked"]))
+    client_id = _str()
+    grant_id = _str()
+    scopes = _strings()
+    fields_ = _strings(data_key="fields", attribute="fields")
+    consent_version = _str()
+
+
+class ReceiptSchema(_Body):
+    """``?format=json``: the receipt's payload (not verified here) and the JWS itself."""
+
+    receipt = fields.Nested(ConsentReceiptSchema, required=True)
+    jws = _str()
