@@ -10,8 +10,6 @@ the latest signed checkpoint, so the reader can check it was not edited.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import hashlib
 import io
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.core import cursors
 from broker.core.ids import CLIENT_ID_RE, USER_ID_RE
 from broker.core.records import DisclosureRecord
 from broker.errors import ValidationFailed
@@ -115,19 +114,18 @@ def _view_tag(key: str) -> str:
 
 
 def _encode_cursor(key: str, score: float, mem: str) -> str:
-    raw = json.dumps({"v": _view_tag(key), "t": score, "m": mem}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursors.encode(json.dumps({"v": _view_tag(key), "t": score, "m": mem}, separators=(",", ":")))
 
 
 def _decode_cursor(key: str, cursor: str) -> tuple[float, str]:
     bad = ValidationFailed("cursor is invalid", fields={"cursor": ["not a cursor from this listing"]})
     try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        data = json.loads(cursors.decode(cursor))
         score, mem = float(data["t"]), str(data["m"])
         if data["v"] != _view_tag(key) or not mem.isdigit() or len(mem) != storage.INDEX_WIDTH:
             raise bad
         return score, mem
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, KeyError):
         raise bad from None
 
 

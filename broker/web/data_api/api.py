@@ -7,8 +7,6 @@ tokens in query strings).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, cast
 
 from flask import Blueprint, current_app, jsonify, request
@@ -16,6 +14,7 @@ from marshmallow import RAISE, Schema, ValidationError, validate
 from marshmallow import fields as mf
 from werkzeug.wrappers import Response
 
+from broker.core import cursors
 from broker.errors import MissingToken, NotFound, ValidationFailed
 from broker.extensions import csrf
 from broker.gate import members as org_members
@@ -107,17 +106,17 @@ class _PageArgs(Schema):
 
 
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"m:{seq}".encode()).decode().rstrip("=")
+    return cursors.encode(f"m:{seq}")
 
 
 def decode_cursor(raw: str) -> int:
     try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        text = cursors.decode(raw)
         kind, _, number = text.partition(":")
         if kind != "m" or not number.isdigit():
             raise ValueError
         return int(number)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except ValueError:
         raise ValidationFailed(
             "invalid cursor", fields={"cursor": ["Not a cursor returned by this API."]}
         ) from None

@@ -6,14 +6,13 @@ browser), because these are API endpoints. Someone else's receipt is simply not 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any
 
 from flask import Response, request
 
 from broker.consent import receipts
+from broker.core import cursors
 from broker.errors import NotFound, ValidationFailed
 from broker.web.interactions.session import login_required
 from broker.web.privacy.blueprint import bp
@@ -45,8 +44,8 @@ def _cursor() -> str | None:
     if raw is None or raw == "":
         return None
     try:
-        member = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        member = cursors.decode(raw)
+    except ValueError:
         member = ""
     if not _MEMBER_RE.match(member):
         raise ValidationFailed(
@@ -64,7 +63,7 @@ def list_receipts() -> Any:
     items, nxt = receipts.list_receipts(web.store(), uid, limit=limit, cursor=cursor)
     body: dict[str, Any] = {"receipts": items, "next_cursor": None}
     if nxt is not None:
-        body["next_cursor"] = base64.urlsafe_b64encode(nxt.encode()).decode().rstrip("=")
+        body["next_cursor"] = cursors.encode(nxt)
     return body
 
 
