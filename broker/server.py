@@ -154,9 +154,21 @@ def _post_worker_init(worker: Any) -> None:
     if app.extensions.get("broker.deliver_webhooks"):
         from broker.events.webhooks import Worker
 
-        threading.Thread(
-            target=Worker(store, settings).run, args=(threading.Event(),), name="webhooks", daemon=True
-        ).start()
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=Worker(store, settings).run, args=(stop,), name="webhooks", daemon=True
+        )
+        app.extensions["broker.webhooks_thread"] = (stop, thread)
+        thread.start()
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    """Stop the demo's webhook loop before the interpreter tears its thread pools down."""
+    running = worker.app.application.extensions.get("broker.webhooks_thread")
+    if running:
+        stop, thread = running
+        stop.set()
+        thread.join(timeout=10)
 
 
 def run(
@@ -193,6 +205,7 @@ def run(
             "control_socket_disable": True,  # else every broker shares ~/.gunicorn/gunicorn.ctl
             "post_fork": _post_fork,
             "post_worker_init": _post_worker_init,
+            "worker_exit": _worker_exit,
         }
         try:
             _Gunicorn(app, options).run()

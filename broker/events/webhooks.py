@@ -280,6 +280,10 @@ class Worker:
                 self.submit_due()
             except redis.RedisError as exc:
                 log.error("webhook worker: redis unavailable (%s); retrying", type(exc).__name__)
+            except RuntimeError:
+                # The interpreter is exiting and has shut the delivery pool down: stop quietly.
+                log.info("webhook worker: shutting down")
+                return
             stop.wait(poll)
         self.close()
 
