@@ -73,9 +73,16 @@ def test_operator_commands_use_the_running_brokers_redis(tmp_path: Path, brokers
     assert restored.returncode == 0, restored.stderr
     assert requests.get(members, headers=auth, timeout=10).status_code == 200
 
-    exported = cli(tmp_path, "ledger", "export", "--org", acme)
-    assert exported.returncode == 0, exported.stderr
-    assert len([line for line in exported.stdout.splitlines() if line.strip()]) >= 2
+    # The export lists sequenced records; the server's sequencer runs on its own, so wait for it.
+    deadline = time.monotonic() + 30
+    while True:
+        exported = cli(tmp_path, "ledger", "export", "--org", acme)
+        assert exported.returncode == 0, exported.stderr
+        lines = [line for line in exported.stdout.splitlines() if line.strip()]
+        if len(lines) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(lines) >= 2, exported.stdout
 
     # The commands used the server's redis-server: it is the same process, still answering.
     assert (tmp_path / "data" / "redis" / "redis.pid").read_text() == redis_pid
