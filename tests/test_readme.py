@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -35,11 +37,30 @@ def test_readme_config_table_matches_options() -> None:
 def test_readme_keeps_the_two_commands_first() -> None:
     readme = (ROOT / "README.md").read_text()
     demo = "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/broker demo"
-    tests = (
-        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -n 2"
+    tests = "bash scripts/test"
+    assert readme.index(demo) < readme.index(f"\n{tests}\n") < readme.index("## Configuration")
+    assert f"exec {tests}" in (ROOT / ".ci" / "run").read_text()
+    script = (ROOT / "scripts" / "test").read_text()
+    assert "pip install -q -e '.[test]'" in script and "-m pytest -n 2" in script
+    assert "apt-get install -y -qq chromium" in script
+
+
+def test_test_script_says_how_to_get_chromium_when_it_cannot_install_it(tmp_path: Path) -> None:
+    """On a machine without chromium and without apt, the README's test command stops at once with
+    the way out, instead of running for minutes and failing every browser test."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dirname", "id"):  # all the script needs before it would install anything
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    result = subprocess.run(
+        ["/bin/bash", str(ROOT / "scripts" / "test")],
+        env={"PATH": str(bin_dir), "BROKER_TEST_CHROMIUM": str(tmp_path / "no-chromium")},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert readme.index(demo) < readme.index(tests) < readme.index("## Configuration")
-    assert tests in (ROOT / ".ci" / "run").read_text()
+    assert result.returncode == 2, result.stderr
+    assert "no chromium at" in result.stderr and "BROKER_TEST_CHROMIUM" in result.stderr
 
 
 def readmes() -> list[tuple[str, str]]:
