@@ -27,16 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from broker.config import Settings
 from broker.core import catalog as catalog_mod
 from broker.gate.disclosure import Gate
-from broker.storage.embedded import free_port, redis_server_binary
+from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.support.factories import make_token, make_user, raw_app, raw_grant
+from tests.support.redis_servers import server_binary
 
 
-def start_redis(directory: Path, fsync: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_redis(directory: Path, fsync: str, binary: str = "") -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
         [
-            redis_server_binary(),
+            binary or server_binary(),
             "--port",
             str(port),
             "--bind",
@@ -65,9 +66,9 @@ def start_redis(directory: Path, fsync: str) -> tuple[subprocess.Popen[bytes], i
     return proc, port
 
 
-def run(fsync: str, threads: int, total: int) -> dict[str, float]:
+def run(fsync: str, threads: int, total: int, binary: str = "") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_redis(Path(tmp), fsync)
+        proc, port = start_redis(Path(tmp), fsync, binary)
         try:
             settings = Settings.from_env(
                 {"BROKER_DATA_DIR": tmp, "BROKER_REDIS_URL": f"redis://127.0.0.1:{port}/0"}

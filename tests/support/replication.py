@@ -25,10 +25,10 @@ from broker.core.keyring import Keyring
 from broker.ledger import reading
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
-from broker.storage.embedded import free_port, redis_server_binary
+from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.support.factories import make_token, make_user, raw_app, raw_grant
-from tests.support.redis_servers import stop_process
+from tests.support.redis_servers import server_binary, stop_process
 
 SERVICE = "mymaster"
 
@@ -74,9 +74,9 @@ class Node:
             config = self.directory / "sentinel.conf"
             if not config.exists():
                 config.write_text("\n".join(self.extra) + "\n")
-            args = [redis_server_binary(), str(config), "--sentinel"]
+            args = [server_binary(), str(config), "--sentinel"]
         else:
-            args = [redis_server_binary(), *self.extra]
+            args = [server_binary(), *self.extra]
         args += [
             "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
             "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
