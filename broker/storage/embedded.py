@@ -347,7 +347,7 @@ class EmbeddedRedis:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             return  # not running any more
-        if "redis-server" not in cmdline:
+        if "redis-server" not in cmdline and "valkey-server" not in cmdline:
             return  # the pid was reused by something else
         log.warning("found an orphaned embedded redis-server (pid %s); shutting it down cleanly", pid)
         with contextlib.suppress(OSError, ProcessLookupError):
