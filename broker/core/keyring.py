@@ -6,10 +6,11 @@ id_token keys only, so OIDC clients never meet a key type they cannot use) and
 :meth:`Keyring.ledger_jwks` (``/ledger/v1/keys``, the ledger's Ed25519 keys).
 
 The ledger's JWS carry ``alg`` ``EdDSA`` (RFC 8037), the name mainstream JOSE libraries verify
-(PyJWT knows no other name for Ed25519; tests/ledger/test_jws_interop.py). Earlier releases wrote RFC 9864's fully-specified ``Ed25519`` instead (same curve, same
-signature bytes); those checkpoints and receipts still verify (:data:`LEDGER_VERIFY_ALGS`,
-:func:`ledger_key_set`), and ledger keys the file still labels ``Ed25519`` are read as ``EdDSA``
-keys (the file is rewritten with the new label on the next rotation).
+(PyJWT knows no other name for Ed25519; tests/ledger/test_jws_interop.py). Earlier releases wrote
+RFC 9864's fully-specified ``Ed25519`` instead (same curve, same signature bytes); those
+checkpoints and receipts still verify (:data:`LEDGER_VERIFY_ALGS`, :func:`ledger_key_set`), and
+ledger keys the file still labels ``Ed25519`` are read as ``EdDSA`` keys (the file is rewritten
+with the new label on the next rotation).
 
 File format (JSON, mode 0600)::
 
