@@ -3,9 +3,9 @@
 The payload carries the fields of the Kantara Initiative Consent Receipt Specification 1.1
 (``version`` "KI-CR-v1.1.0") plus the broker's own ``action``, ``client_id``, ``scopes``, ``fields``
 and ``consent_version``. It is signed as a compact JWS with the keyring's current Ed25519 key
-(``typ`` "consent-receipt+jwt", ``kid`` header), so anyone can check it against the published JWKS
-long after the grant is gone; the key stays published for ``BROKER_KEY_OVERLAP_SECONDS`` after a
-rotation.
+(``alg`` "EdDSA", ``typ`` "consent-receipt+jwt", ``kid`` header), so anyone can check it against
+the ledger keys at ``/ledger/v1/keys`` long after the grant is gone: retired ledger keys stay
+published. Receipts written by earlier releases say ``alg`` "Ed25519" and still verify here.
 
 Receipts are stored per person under the ``{u:<uid>}`` tag: ``keys.receipts_index`` orders them by
 time, ``keys.receipts_docs`` holds the JWS. Both are written in one MULTI.
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from joserfc import jws
 
+from broker.core.keyring import LEDGER_ALG as RECEIPT_ALG
+from broker.core.keyring import LEDGER_SIGNING, LEDGER_VERIFYING
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 Action = Literal["granted", "changed", "revoked"]
 ACTIONS: tuple[str, ...] = ("granted", "changed", "revoked")
 KANTARA_VERSION = "KI-CR-v1.1.0"
-RECEIPT_ALG = "Ed25519"
 RECEIPT_TYP = "consent-receipt+jwt"
 
 _COLLECTION = {
@@ -136,7 +137,7 @@ def sign(payload: dict[str, Any], keyring: Keyring) -> str:
     key = keyring.signing_key(RECEIPT_ALG)
     header = {"alg": RECEIPT_ALG, "kid": key.kid, "typ": RECEIPT_TYP}
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-    return str(jws.serialize_compact(header, body, key, algorithms=[RECEIPT_ALG]))
+    return str(jws.serialize_compact(header, body, key, registry=LEDGER_SIGNING))
 
 
 def unverified_payload(token: str) -> dict[str, Any]:
@@ -148,7 +149,7 @@ def unverified_payload(token: str) -> dict[str, Any]:
 
 def verify(token: str, keyring: Keyring) -> dict[str, Any]:
     """Verify a receipt against the published keys; raises joserfc errors when it does not verify."""
-    obj = jws.deserialize_compact(token, keyring.verification_key_set(), algorithms=[RECEIPT_ALG])
+    obj = jws.deserialize_compact(token, keyring.verification_key_set(), registry=LEDGER_VERIFYING)
     data: dict[str, Any] = json.loads(obj.payload)
     return data
 

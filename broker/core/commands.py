@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 
 from broker.config import OPTIONS, ConfigError, Settings
-from broker.core.keyring import ID_TOKEN_ALG, LEDGER_ALG, Keyring
+from broker.core.keyring import ID_TOKEN_ALG, LEDGER_ALG, LEGACY_LEDGER_ALG, Keyring
 
 ROTATE_HELP = "add a new signing key (the old one stays published for BROKER_KEY_OVERLAP_SECONDS)"
-INIT_HELP = "create the signing keys file (ES256 and Ed25519) unless it exists; safe to repeat"
+INIT_HELP = "create the signing keys file (ES256 and Ed25519/EdDSA) unless it exists; safe to repeat"
 
 
 @click.group("keys", help="signing keys (id_tokens, receipts, checkpoints)")
@@ -39,7 +39,12 @@ def _target() -> tuple[Path, int]:
 
 
 @keys.command("rotate", help=ROTATE_HELP, short_help=ROTATE_HELP)
-@click.option("--alg", type=click.Choice((ID_TOKEN_ALG, LEDGER_ALG)), default=ID_TOKEN_ALG)
+@click.option(
+    "--alg",
+    type=click.Choice((ID_TOKEN_ALG, LEDGER_ALG, LEGACY_LEDGER_ALG)),  # Ed25519: the ledger key's old name
+    default=ID_TOKEN_ALG,
+    help="ES256: id_tokens; EdDSA (or Ed25519): the ledger's checkpoints and receipts",
+)
 def rotate(alg: str) -> int:
     path, overlap = _target()
     keyring = Keyring(path, create=True)
@@ -54,6 +59,6 @@ def init() -> int:
     path, _overlap = _target()
     existed = path.exists()
     keyring = Keyring(path, create=True)
-    kids = ", ".join(f"{k['alg']} {k['kid']}" for k in keyring.public_jwks()["keys"])
+    kids = ", ".join(f"{alg} {kid}" for alg, kid in keyring.current_kids())
     print(f"{'kept the existing' if existed else 'created the'} signing keys file {path}: {kids}")
     return 0

@@ -1,7 +1,9 @@
 """Signed checkpoints: (tree size, root hash, time) as a compact JWS signed with the Ed25519 key.
 
 Anyone can verify a checkpoint with the public keys at ``GET /ledger/v1/keys`` and then check
-inclusion and consistency proofs against its root. Payload (JSON)::
+inclusion and consistency proofs against its root. The header's ``alg`` is ``EdDSA`` (RFC 8037);
+checkpoints written by earlier releases say ``Ed25519`` (RFC 9864) and still verify here.
+Payload (JSON)::
 
     {"origin": "<issuer>/ledger", "tree_size": n, "root_hash": "<base64 SHA-256>",
      "timestamp": <unix seconds>, "kid": "<signing key id>"}
@@ -17,10 +19,9 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from broker.config import Settings
-from broker.core.keyring import LEDGER_ALG, Keyring
+from broker.core.keyring import LEDGER_ALG, LEDGER_SIGNING, LEDGER_VERIFYING, Keyring, ledger_key_set
 from broker.ledger import storage
 from broker.storage import keys
 from broker.storage.store import Store
@@ -81,7 +82,7 @@ def sign(store: Store, keyring: Keyring, settings: Settings, *, now: int | None 
         {"alg": LEDGER_ALG, "kid": key.kid, "typ": TYP},
         json.dumps(payload, sort_keys=True, separators=(",", ":")).encode(),
         key,
-        algorithms=[LEDGER_ALG],
+        registry=LEDGER_SIGNING,
     )
     position = int(store.redis.rpush(keys.ledger_checkpoints(), token)) - 1
     return Checkpoint(token, tree_size, root_hash, payload["timestamp"], key.kid, position)
@@ -98,9 +99,10 @@ def parse(token: str, position: int = -1) -> Checkpoint:
 
 
 def verify(token: str, jwks: dict[str, Any], position: int = -1) -> Checkpoint:
-    """Check the Ed25519 signature against the published keys, then decode."""
+    """Check the Ed25519 signature (``alg`` ``EdDSA``, or ``Ed25519`` from earlier releases) against
+    the published keys, then decode."""
     try:
-        obj = jws.deserialize_compact(token, KeySet.import_key_set(jwks), algorithms=[LEDGER_ALG])  # type: ignore[arg-type]
+        obj = jws.deserialize_compact(token, ledger_key_set(jwks), registry=LEDGER_VERIFYING)
     except (JoseError, ValueError, TypeError) as exc:
         raise CheckpointInvalid(f"signature does not verify ({type(exc).__name__}: {exc})") from None
     headers = obj.headers()

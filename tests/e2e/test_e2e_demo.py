@@ -174,7 +174,7 @@ def test_people_see_every_disclosure_with_proofs_that_verify(demo: dict[str, Any
 
     keyset = KeySet.import_key_set(requests.get(f"{base}/ledger/v1/keys", timeout=10).json())
     checkpoint = body["checkpoint"]
-    signed = jws.deserialize_compact(checkpoint["checkpoint"], keyset, algorithms=["Ed25519"])
+    signed = jws.deserialize_compact(checkpoint["checkpoint"], keyset, algorithms=["EdDSA"])
     payload = json.loads(signed.payload)
     root = base64.b64decode(payload["root_hash"])
     for entry in proven:

@@ -66,7 +66,7 @@ def sign_in(client: Any, store: Store, uid: str) -> None:
 def verified_checkpoint(client: Any) -> dict[str, Any]:
     jwks = client.get("/ledger/v1/keys").get_json()
     latest = client.get("/ledger/v1/checkpoints/latest").get_json()
-    obj = jws.deserialize_compact(latest["checkpoint"], KeySet.import_key_set(jwks), algorithms=["Ed25519"])
+    obj = jws.deserialize_compact(latest["checkpoint"], KeySet.import_key_set(jwks), algorithms=["EdDSA"])
     return json.loads(obj.payload)
 
 

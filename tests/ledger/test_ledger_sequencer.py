@@ -167,15 +167,15 @@ def test_checkpoint_verifies_against_published_jwks(
     published = client.get("/ledger/v1/keys")
     assert published.status_code == 200
     jwks = published.get_json()
-    assert [k["alg"] for k in jwks["keys"]] == ["Ed25519"] and all("d" not in k for k in jwks["keys"])
-    obj = jws.deserialize_compact(cp.jws, KeySet.import_key_set(jwks), algorithms=["Ed25519"])
+    assert [k["alg"] for k in jwks["keys"]] == ["EdDSA"] and all("d" not in k for k in jwks["keys"])
+    obj = jws.deserialize_compact(cp.jws, KeySet.import_key_set(jwks), algorithms=["EdDSA"])
     payload = json.loads(obj.payload)
     assert payload["tree_size"] == 5 and payload["root_hash"] == checkpoints.b64(cp.root_hash)
-    assert obj.headers()["kid"] == payload["kid"] == keyring.signing_key("Ed25519").kid
+    assert obj.headers()["kid"] == payload["kid"] == keyring.signing_key("EdDSA").kid
     # a forged payload under the same signature fails
     head, _body, sig = cp.jws.split(".")
     forged_body = jws.serialize_compact(
-        {"alg": "Ed25519"}, b'{"tree_size":6}', keyring.signing_key("Ed25519"), algorithms=["Ed25519"]
+        {"alg": "EdDSA"}, b'{"tree_size":6}', keyring.signing_key("EdDSA"), algorithms=["EdDSA"]
     ).split(".")[1]
     with pytest.raises(checkpoints.CheckpointInvalid):
         checkpoints.verify(f"{head}.{forged_body}.{sig}", jwks)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
+import jwt
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oidc.discovery import OpenIDProviderMetadata
 
+from broker.app import create_app
 from tests.support.environment import ISSUER, ROOT, broker_env
 from tests.support.factories import make_app
 
@@ -42,15 +46,108 @@ def test_oauth_authorization_server_metadata_matches(client):
     assert a == client.get("/.well-known/openid-configuration").get_json()
 
 
+def test_discovery_names_every_claim_the_broker_releases(client):
+    meta = client.get("/.well-known/openid-configuration").get_json()
+    claims = meta["claims_supported"]
+    # what an id_token carries, then what userinfo releases under the basic catalog
+    id_token = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"]
+    assert claims == [*id_token, "nickname", "picture"]
+    # catalog names are given as OIDC claims; a field that can never leave is never listed
+    assert not {"user_id", "avatar", "name", "email", "mobile"} & set(claims)
+
+
+def test_claims_supported_follows_the_scope_catalog(tmp_path: Path, settings, store):
+    """An operator's catalog that adds a shareable field under an individual scope adds the claim;
+    an organization-only field (members API, not userinfo) does not."""
+    scopes = tmp_path / "scopes"
+    scopes.mkdir()
+    (scopes / "basic.toml").write_text((ROOT / "scopes" / "basic.toml").read_text())
+    (scopes / "extra.toml").write_text(
+        """
+[fields.locale]
+sensitivity = "low"
+shareable = true
+basic = true
+description.en = "Your language"
+description.zh = "你的语言"
+
+[fields.department]
+sensitivity = "low"
+shareable = true
+basic = true
+description.en = "Your department"
+description.zh = "你的部门"
+
+[scopes.locale]
+audience = "individual"
+fields = ["locale"]
+description.en = "See your language"
+description.zh = "查看你的语言"
+
+[scopes."org.departments.read"]
+audience = "organization"
+fields = ["user_id", "department"]
+description.en = "See members' departments"
+description.zh = "查看成员的部门"
+"""
+    )
+    custom = create_app(replace(settings, scopes_dir=scopes), store).test_client()
+    meta = custom.get("/.well-known/openid-configuration").get_json()
+    assert "locale" in meta["claims_supported"] and "locale" in meta["scopes_supported"]
+    assert "department" not in meta["claims_supported"]
+    assert {"nickname", "picture"} <= set(meta["claims_supported"])
+
+
+def test_ui_locales_are_the_translations_the_broker_has(client):
+    meta = client.get("/.well-known/openid-configuration").get_json()
+    assert meta["ui_locales_supported"] == ["en", "zh-Hans"]  # BCP 47, not gettext's zh_Hans
+    shipped = sorted(p.name for p in (ROOT / "broker" / "translations").iterdir() if p.is_dir())
+    assert [tag.replace("-", "_") for tag in meta["ui_locales_supported"]] == shipped
+    # and each one is honoured as a ui_locales hint
+    page = client.get("/login?ui_locales=zh-Hans").get_data(as_text=True)
+    assert '<html lang="zh-Hans"' in page
+
+
+def test_service_documentation_is_served(client):
+    meta = client.get("/.well-known/openid-configuration").get_json()
+    url = meta["service_documentation"]
+    assert url == f"{ISSUER}/docs"
+    page = client.get(url.removeprefix(ISSUER))
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    assert "/oauth/token" in page.get_data(as_text=True)
+
+
 def test_jwks_publishes_public_es256_key_only(client):
     resp = client.get("/oauth/jwks")
     assert resp.status_code == 200
     assert resp.mimetype == "application/jwk-set+json"
     jwks = json.loads(resp.get_data())
-    es = [k for k in jwks["keys"] if k.get("alg") == "ES256"]
-    assert len(es) == 1
-    assert es[0]["kid"]
+    assert [(k["kty"], k["alg"]) for k in jwks["keys"]] == [("EC", "ES256")]
+    assert jwks["keys"][0]["kid"]
     assert all("d" not in k for k in jwks["keys"])
+
+
+def test_ledger_key_is_published_only_at_ledger_v1_keys(client, app):
+    """OIDC clients meet no key type they cannot use (pyoidc logged "Unknown key type: OKP");
+    the ledger's key is where ledger verifiers look for it."""
+    oidc = client.get("/oauth/jwks").get_json()["keys"]
+    assert not [k for k in oidc if k["kty"] == "OKP"]
+    ledger = client.get("/ledger/v1/keys").get_json()["keys"]
+    assert [(k["kty"], k["crv"], k["alg"]) for k in ledger] == [("OKP", "Ed25519", "EdDSA")]
+    assert ledger[0]["kid"] == app.extensions["broker.keyring"].signing_key("EdDSA").kid
+    assert not {k["kid"] for k in oidc} & {k["kid"] for k in ledger}
+    assert all("d" not in k for k in ledger)
+
+
+def test_id_tokens_verify_with_the_oidc_jwks(issued, client):
+    """The id_token's kid is in /oauth/jwks and PyJWT verifies the token with that key, unmodified."""
+    keys = jwt.PyJWKSet.from_dict(client.get("/oauth/jwks").get_json())
+    header = jwt.get_unverified_header(issued["id_token"])
+    assert header["alg"] == "ES256"
+    (key,) = [k for k in keys.keys if k.key_id == header["kid"]]
+    claims = jwt.decode(issued["id_token"], key, algorithms=["ES256"], audience=issued["cid"], issuer=ISSUER)
+    assert claims["sub"] and claims["auth_time"]
 
 
 def test_cors_on_discovery_only_for_registered_origins(client, store, settings):
@@ -111,7 +208,7 @@ def test_keys_rotate_cli_keeps_old_key_published(tmp_path, settings):
     assert len(es) == 2
     assert sum("exp" not in k for k in es) == 1  # one current signer, one in overlap
     run = subprocess.run(
-        [sys.executable, "-m", "broker", "keys", "rotate", "--alg", "Ed25519"],
+        [sys.executable, "-m", "broker", "keys", "rotate", "--alg", "Ed25519"],  # the earlier name
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -119,6 +216,19 @@ def test_keys_rotate_cli_keeps_old_key_published(tmp_path, settings):
         timeout=60,
     )
     assert run.returncode == 0, run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "broker", "keys", "rotate", "--alg", "EdDSA"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    data = json.loads((tmp_path / "data" / "signing-keys.json").read_text())
+    ledger = [k for k in data["keys"] if k["kty"] == "OKP"]
+    assert len(ledger) == 3 and {k["alg"] for k in ledger} == {"EdDSA"}
+    assert sum("exp" not in k for k in ledger) == 1
     bad = subprocess.run(
         [sys.executable, "-m", "broker", "keys", "rotate", "--alg", "RS256"],
         env=env,
@@ -158,7 +268,7 @@ def test_keys_init_creates_the_file_once_in_production(tmp_path):
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith(f"created the signing keys file {path}: ES256 ")
     created = path.read_text()
-    assert sorted(k["alg"] for k in json.loads(created)["keys"]) == ["ES256", "Ed25519"]
+    assert sorted(k["alg"] for k in json.loads(created)["keys"]) == ["ES256", "EdDSA"]
     assert path.stat().st_mode & 0o777 == 0o600
     second = init()
     assert second.returncode == 0, second.stderr

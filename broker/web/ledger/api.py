@@ -57,7 +57,8 @@ def _latest() -> checkpoints.Checkpoint:
 @bp.get("/ledger/v1/keys")
 @documented(rs.JwksSchema)
 def ledger_keys() -> Reply:
-    """The Ed25519 public keys checkpoints (and consent receipts) are signed with."""
+    """The Ed25519 public keys (JWK ``alg`` EdDSA) checkpoints and consent receipts are signed with,
+    retired ones included. The only place they are published: /oauth/jwks holds id_token keys only."""
     return checkpoints.public_jwks(web.keyring()), 200, {"Cache-Control": "public, max-age=300"}
 
 

@@ -16,7 +16,8 @@ from broker.web.shared.schemas import (
 
 
 class CheckpointSchema(_Body):
-    """A signed tree head: ``checkpoint`` is a compact JWS (Ed25519, keys at /ledger/v1/keys)."""
+    """A signed tree head: ``checkpoint`` is a compact JWS (``alg`` EdDSA, i.e. Ed25519; keys at
+    /ledger/v1/keys). Earlier releases wrote ``alg`` Ed25519: same signature, still verifies."""
 
     checkpoint = _str(metadata={"description": "compact JWS of the payload below"})
     tree_size = _int(validate=validate.Range(min=0))

@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, current_app, jsonify, redirect, request, session
 from werkzeug.wrappers import Response
 
+from broker.core.catalog import Catalog
 from broker.errors import BrokerError
 from broker.extensions import csrf
 from broker.web.interactions import i18n
@@ -29,6 +30,7 @@ from broker.web.oauth.models import Client, load_client, load_grant
 from broker.web.oauth.server import EndUser, create_server
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
+from broker.web.shared.claims import OIDC_CLAIMS
 from broker.web.shared.errors import BASIC_CHALLENGE, oauth_error
 from broker.web.shared.errors import page as error_page
 from broker.web.shared.openapi import TEXT, documented, dump
@@ -363,6 +365,18 @@ def introspect() -> Response:
 
 # --- discovery and keys ----------------------------------------------------------------------
 
+# What an id_token carries besides ``sub`` (BrokerOpenIDCode in broker.web.oauth.server).
+ID_TOKEN_CLAIMS = ("iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash")
+
+
+def claims_supported(catalog: Catalog) -> list[str]:
+    """Every claim the broker may release (OIDC Discovery 1.0 section 3): the id_token's, then
+    userinfo's, i.e. the shareable fields of the catalog's individual scopes under their OIDC
+    names (``user_id`` is ``sub``, ``avatar`` is ``picture``)."""
+    released = catalog.fields_of(catalog.scope_names("individual"))
+    from_catalog = sorted({OIDC_CLAIMS.get(field, field) for field in released} - {"sub"})
+    return ["sub", *ID_TOKEN_CLAIMS, *from_catalog]
+
 
 def metadata() -> dict[str, Any]:
     """What this server supports, and nothing else (RFC 8414, OIDC Discovery 1.0)."""
@@ -386,9 +400,11 @@ def metadata() -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"],
+        "claims_supported": claims_supported(catalog),
         "prompt_values_supported": ["none", "login", "consent"],
-        "ui_locales_supported": list(i18n.HTML_LANG.values()),  # OIDC Discovery 1.0 section 3
+        # BCP 47 tags of the page translations (broker/translations): en, zh-Hans
+        "ui_locales_supported": [i18n.HTML_LANG[locale] for locale in i18n.LOCALES],
+        "service_documentation": f"{issuer}/docs",  # the API reference built from /openapi.json
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
@@ -413,7 +429,8 @@ def discovery() -> Response:
 @bp.route("/oauth/jwks", methods=["GET", "OPTIONS"])
 @documented(media={"application/jwk-set+json": rs.JwksSchema}, security=[])
 def jwks() -> Response:
-    """The public keys id_tokens (ES256) and ledger checkpoints and receipts (Ed25519) are signed with."""
+    """The public keys id_tokens are signed with (ES256). Only those: the ledger's Ed25519 keys,
+    which OIDC clients have no use for, are at /ledger/v1/keys."""
     response = _public_json(dump(rs.JwksSchema, web.keyring().public_jwks()))
     response.mimetype = "application/jwk-set+json"
     return response

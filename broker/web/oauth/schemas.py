@@ -37,6 +37,7 @@ class DiscoverySchema(_Body):
     claims_supported = _strings()
     prompt_values_supported = _strings()
     ui_locales_supported = _strings()
+    service_documentation = _str()
     claims_parameter_supported = fields.Boolean(required=True)
     request_parameter_supported = fields.Boolean(required=True)
     request_uri_parameter_supported = fields.Boolean(required=True)
@@ -44,7 +45,8 @@ class DiscoverySchema(_Body):
 
 
 class JwkSchema(_Body):
-    """A public JSON Web Key (RFC 7517): EC P-256 for id_tokens, OKP Ed25519 for the ledger."""
+    """A public JSON Web Key (RFC 7517): EC P-256 for id_tokens (/oauth/jwks), OKP Ed25519 with
+    ``alg`` EdDSA for the ledger (/ledger/v1/keys)."""
 
     kty = _str(validate=validate.OneOf(["EC", "OKP", "RSA"]))
     kid = _str()
