@@ -237,3 +237,24 @@ def test_an_oversized_chunked_body_answers_413_over_http(live_server: Any) -> No
     response = requests.post(f"{live_server.url}/internal/v1/orgs", data=body(), headers=auth, timeout=30)
     assert response.status_code == 413, response.text
     assert response.json()["detail"] == f"The request body is larger than {settings.max_body_bytes} bytes"
+
+
+def test_cli_import_names_a_line_nested_too_deeply(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, redis_server: Any, store: Any, capsys: Any
+) -> None:
+    """``broker directory import`` reads the same NDJSON from a file: a deep line is named, no crash."""
+    import os
+
+    from broker.cli import main
+
+    for name in [k for k in os.environ if k.startswith("BROKER_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("BROKER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BROKER_REDIS_URL", redis_server.url)
+    path = tmp_path / "deep.ndjson"
+    path.write_bytes(b'{"type": "user", "username": "ok-user"}\n{"type": "user", "x": ' + DEEP * 3 + b"}\n")
+    assert main(["directory", "import", str(path)]) == 1
+    _, err = capsys.readouterr()
+    assert "line 2: _line: JSON nested too deeply" in err
+    assert "Traceback" not in err
+    assert store.redis.dbsize() == 0
