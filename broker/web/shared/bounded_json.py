@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app
 from flask.wrappers import Request
@@ -82,8 +82,7 @@ class BoundedRequest(Request):
         """Werkzeug stops reading a body without ``Content-Length`` (chunked) at
         ``MAX_CONTENT_LENGTH`` and hands over what it read: that cut-off body is refused with 413
         here rather than parsed as if it were whole."""
-        data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
-        assert isinstance(data, bytes)
+        data = cast(bytes, super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data))
         most = self.max_content_length
         if most is not None and self.content_length is None and len(data) >= most:
             raise RequestEntityTooLarge()
@@ -92,8 +91,7 @@ class BoundedRequest(Request):
     def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if not (force or self.is_json):
             return super().get_json(force=force, silent=silent, cache=cache)
-        data = self.get_data(cache=True)  # 413 when larger than MAX_CONTENT_LENGTH
-        assert isinstance(data, bytes)
+        data = cast(bytes, self.get_data(cache=True))  # 413 when larger than MAX_CONTENT_LENGTH
         if not self._depth_checked:
             check(data, limit())
             self._depth_checked = True
