@@ -42,6 +42,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app.extensions["broker.gate"] = Gate(
         store, app.extensions["broker.catalog"], settings.token_hash_key, settings.pairwise_key
     )
+    # Size and depth limits before any JSON body is parsed (broker/web/shared/bounded_json.py).
+    from broker.web.shared import bounded_json
+
+    bounded_json.install(app)
     csrf.init_app(app)
     i18n.init_app(app)
 

@@ -279,7 +279,18 @@ OPTIONS: tuple[Option, ...] = (
         "Failed logins per client address per window.",
     ),
     Option("BROKER_LOGIN_WINDOW_SECONDS", "900", _int(10, 86400), "Failed-login counting window."),
-    Option("BROKER_MAX_BODY_BYTES", "1048576", _int(1024, 104857600), "Largest accepted request body."),
+    Option(
+        "BROKER_MAX_BODY_BYTES",
+        "1048576",
+        _int(1024, 104857600),
+        "Largest accepted request body (larger: 413, before anything is parsed).",
+    ),
+    Option(
+        "BROKER_MAX_JSON_DEPTH",
+        "32",
+        _int(2, 512),
+        "Deepest nesting of arrays and objects accepted in a JSON body or NDJSON line (deeper: 400).",
+    ),
     Option(
         "BROKER_CHECKPOINT_SECONDS", "2", _int(1, 3600), "Ledger checkpoint interval while records arrive."
     ),
@@ -337,6 +348,13 @@ OPTIONS: tuple[Option, ...] = (
         _int(10, 1000000),
         "Events kept per app when it has no webhook URL (older ones are trimmed).",
     ),
+    Option(
+        "BROKER_WEBHOOK_ALLOW_PRIVATE",
+        "false",
+        _bool,
+        "Development only: let webhooks go to loopback and private addresses (`broker demo` turns it "
+        "on for its example apps). Link-local, metadata and other internal ranges stay refused.",
+    ),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -379,6 +397,7 @@ class Settings:
     login_max_failures_per_ip: int
     login_window_seconds: int
     max_body_bytes: int
+    max_json_depth: int
     checkpoint_seconds: int
     ledger_retention_days: int
     log_level: str
@@ -393,6 +412,7 @@ class Settings:
     webhook_backoff_cap_seconds: int = 3600
     webhook_poll_ms: int = 1000
     webhook_outbox_maxlen: int = 1000
+    webhook_allow_private: bool = False
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_service: str = "mymaster"
     redis_sentinel_password: str = field(default="", repr=False)
@@ -494,6 +514,7 @@ class Settings:
             login_max_failures_per_ip=values["BROKER_LOGIN_MAX_FAILURES_PER_IP"],
             login_window_seconds=values["BROKER_LOGIN_WINDOW_SECONDS"],
             max_body_bytes=values["BROKER_MAX_BODY_BYTES"],
+            max_json_depth=values["BROKER_MAX_JSON_DEPTH"],
             checkpoint_seconds=values["BROKER_CHECKPOINT_SECONDS"],
             ledger_retention_days=values["BROKER_LEDGER_RETENTION_DAYS"],
             log_level=values["BROKER_LOG_LEVEL"],
@@ -508,6 +529,7 @@ class Settings:
             webhook_backoff_cap_seconds=values["BROKER_WEBHOOK_BACKOFF_CAP_SECONDS"],
             webhook_poll_ms=values["BROKER_WEBHOOK_POLL_MS"],
             webhook_outbox_maxlen=values["BROKER_WEBHOOK_OUTBOX_MAXLEN"],
+            webhook_allow_private=values["BROKER_WEBHOOK_ALLOW_PRIVATE"],
             redis_sentinels=values["BROKER_REDIS_SENTINELS"],
             redis_sentinel_service=values["BROKER_REDIS_SENTINEL_SERVICE"],
             redis_sentinel_password=values["BROKER_REDIS_SENTINEL_PASSWORD"],

@@ -220,6 +220,20 @@ def write_credentials(path: Path, creds: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+ALLOW_PRIVATE_ENV = "BROKER_WEBHOOK_ALLOW_PRIVATE"
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's example apps receive webhooks on loopback (127.0.0.1:8770), which the broker
+    refuses by default (broker.events.egress): the demo allows private destinations unless
+    BROKER_WEBHOOK_ALLOW_PRIVATE is set explicitly (then that value wins)."""
+    from dataclasses import replace
+
+    if ALLOW_PRIVATE_ENV in os.environ:
+        return settings
+    return replace(settings, webhook_allow_private=True)
+
+
 @click.command("demo", help="run the server seeded with demo data and print where to click")
 @click.option("--port", type=int, metavar="PORT", help="override BROKER_PORT")
 @click.option(
@@ -233,7 +247,7 @@ def demo(port: int | None, credentials_out: Path | None) -> int:
     from broker.runtime import configure_logging
     from broker.server import run
 
-    settings = settings_with_port(port)
+    settings = demo_settings(settings_with_port(port))
     configure_logging(settings.log_level)
 
     def on_ready(store: Store, app: Flask) -> None:
@@ -273,6 +287,11 @@ def banner(settings: Settings, creds: dict[str, Any]) -> str:
         f"    3. run examples/mini_program/app.py --credentials {settings.data_dir / CREDENTIALS_FILE}"
         " and open http://127.0.0.1:8765/ as bob",
         f"    4. as bob, open {base}/privacy to see and withdraw what each app received",
-        "",
     ]
+    if settings.webhook_allow_private:
+        lines.append(
+            "  webhooks may go to loopback and private addresses (the example apps are on 127.0.0.1);"
+            " never set BROKER_WEBHOOK_ALLOW_PRIVATE in production"
+        )
+    lines.append("")
     return "\n".join(lines)

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from broker.config import Settings
 from broker.events import outbox as events
 from broker.events import webhooks
 from broker.events.webhooks import Worker
 from tests.support.developer import register
+from tests.support.environment import make_settings
 from tests.support.factories import make_user
 from tests.support.signin import session_sign_in
 from tests.support.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_server: Any) -> Settings:
+    """The receivers of this file are on loopback: private destinations allowed explicitly."""
+    return make_settings(tmp_path, redis_server.url, webhook_allow_private=True)
 
 
 def _dead_letter(store: Any, settings: Any, client_id: str) -> str:

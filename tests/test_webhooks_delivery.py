@@ -34,6 +34,7 @@ def fast(settings: Settings) -> Settings:
         webhook_backoff_cap_seconds=1,
         webhook_max_attempts=4,
         webhook_timeout_seconds=5,
+        webhook_allow_private=True,  # the receivers are on loopback
     )
 
 

@@ -28,6 +28,7 @@ from broker.core.hashing import keyed_hash, new_secret
 from broker.core.ids import CLIENT_ID_RE, CLIENT_SECRET_PREFIX, USER_ID, WEBHOOK_SECRET_PREFIX, new_client_id
 from broker.core.records import App, Installation
 from broker.errors import Conflict, NotFound, ValidationFailed
+from broker.events import egress
 from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.store import Store
@@ -116,6 +117,9 @@ def validate(settings: Settings, catalog: Catalog, data: Mapping[str, Any]) -> d
         problem = _url_problem(webhook, allow_loopback_http=not settings.production)
         if problem:
             bad("webhook_url", problem)
+        elif egress.url_refused(str(webhook), allow_private=settings.webhook_allow_private):
+            # Internal addresses and metadata names (checked again, resolved, at every delivery).
+            bad("webhook_url", egress.REFUSED)
 
     scopes = data.get("scopes")
     if scopes is not None and kind in KINDS:

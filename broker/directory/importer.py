@@ -170,6 +170,9 @@ def parse_lines(raw_lines: Iterable[bytes | str]) -> tuple[Records, dict[int, di
         except json.JSONDecodeError as exc:
             errors[number] = {"_line": [f"not valid JSON ({exc.msg} at column {exc.colno})"]}
             continue
+        except RecursionError:  # the HTTP import refuses these before parsing (bounded_json)
+            errors[number] = {"_line": ["JSON nested too deeply"]}
+            continue
         if not isinstance(value, dict):
             errors[number] = {"_line": ["expected a JSON object"]}
             continue

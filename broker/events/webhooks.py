@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import requests
 
+from broker.events import egress
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -219,9 +220,12 @@ class Worker:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.session = session or requests.Session()
+        # Every attempt resolves the host again, refuses internal destinations and connects to the
+        # address it checked (broker.events.egress); never through an environment proxy.
+        self.session = egress.guard(
+            session or requests.Session(), allow_private=settings.webhook_allow_private
+        )
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.trust_env = False  # never route webhooks through an environment proxy
         self.backoff = Backoff(settings.webhook_backoff_base_ms / 1000, settings.webhook_backoff_cap_seconds)
         self.timeout = settings.webhook_timeout_seconds
         self.lease_ms = (settings.webhook_timeout_seconds + 2) * 1000
@@ -382,6 +386,8 @@ class Worker:
             response.close()
             if not 200 <= code < 300:
                 error = f"HTTP {code}"
+        except egress.DestinationRefused:
+            error = egress.REFUSED  # one text for every refused or unresolvable destination
         except requests.RequestException as exc:
             error = _describe(exc)
         raw = fields["e"]

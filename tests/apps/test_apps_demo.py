@@ -5,11 +5,22 @@ from __future__ import annotations
 import json
 import stat
 
+import pytest
+
 from broker import demo
 from broker.apps import registry as apps
 from broker.consent import installations
 from broker.storage import keys
+from tests.support.environment import make_settings
 from tests.support.factories import make_org, make_user
+
+
+@pytest.fixture
+def settings(tmp_path, redis_server):
+    """As `broker demo` runs: its apps' webhooks are on loopback, which the demo allows."""
+    settings = demo.demo_settings(make_settings(tmp_path, redis_server.url))
+    assert settings.webhook_allow_private
+    return settings
 
 
 def _creds(store) -> dict:

@@ -119,8 +119,9 @@ def test_unknown_scope_is_invalid_scope(store, settings, catalog) -> None:
 
 def test_production_webhook_must_be_https(store, settings, catalog) -> None:
     dev = make_user(store)
-    apps.register_app(store, settings, catalog, mini_payload(dev, webhook_url="http://127.0.0.1:9/h"))
-    prod = replace(settings, env="production")
+    development = replace(settings, webhook_allow_private=True)  # loopback webhooks allowed explicitly
+    apps.register_app(store, development, catalog, mini_payload(dev, webhook_url="http://127.0.0.1:9/h"))
+    prod = replace(development, env="production")
     with pytest.raises(ValidationFailed) as info:
         apps.register_app(store, prod, catalog, mini_payload(dev, webhook_url="http://127.0.0.1:9/h"))
     assert "webhook_url" in info.value.fields

@@ -67,7 +67,12 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
 def platform(tmp_path: Path, redis_server: Any, store: Any) -> Iterator[dict[str, Any]]:
     """broker serve + broker worker on the test's own redis-server, and Acme's people."""
     started: list[Broker] = []
-    broker = Broker(tmp_path, BROKER_REDIS_URL=redis_server.url, BROKER_CHECKPOINT_SECONDS="1")
+    broker = Broker(
+        tmp_path,
+        BROKER_REDIS_URL=redis_server.url,
+        BROKER_CHECKPOINT_SECONDS="1",
+        BROKER_WEBHOOK_ALLOW_PRIVATE="true",  # the apps' webhook receivers are on loopback
+    )
     started.append(broker.start())
     # The worker shares the server's configuration (its keys) and polls often.
     worker_env = {**broker.env, "BROKER_WEBHOOK_POLL_MS": "100", "BROKER_WEBHOOK_BACKOFF_BASE_MS": "50"}

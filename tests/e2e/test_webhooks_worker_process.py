@@ -53,6 +53,7 @@ def test_no_event_lost_when_worker_is_killed_mid_delivery(
             BROKER_WEBHOOK_TIMEOUT_SECONDS="2",
             BROKER_WEBHOOK_POLL_MS="50",
             BROKER_WEBHOOK_BACKOFF_BASE_MS="1",
+            BROKER_WEBHOOK_ALLOW_PRIVATE="true",  # the receiver is on loopback
         )
         log = tmp_path / "worker.log"
 
@@ -126,7 +127,7 @@ def test_worker_once_delivers_and_exits(tmp_path: Path, redis_server: Any, store
         pipe = store.redis.pipeline(transaction=True)
         event_id = events.emit(pipe, APP, "app.suspended", {})
         pipe.execute()
-        env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url)
+        env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url, BROKER_WEBHOOK_ALLOW_PRIVATE="true")
         result = subprocess.run(
             [sys.executable, "-m", "broker", "worker", "--once"],
             env=env,

@@ -16,6 +16,7 @@ from broker.directory import service as directory
 from broker.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from broker.web.platform.auth import require_platform_key
 from broker.web.platform.blueprint import bp
+from broker.web.shared import bounded_json
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import Lines, Reply, documented
@@ -257,6 +258,7 @@ def import_ndjson() -> Reply:
             f"expected Content-Type: application/x-ndjson, got {request.mimetype or 'none'!r}"
         )
     body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH applies: oversized -> 413
+    bounded_json.check_lines(body, bounded_json.limit())  # before any line is parsed
     try:
         counts = dio.run_import(web.store(), body.splitlines(), now=int(time.time()))
     except dio.ImportInvalid as exc:
