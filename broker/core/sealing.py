@@ -96,7 +96,7 @@ class Sealer:
                 raise SealingError(
                     f"sealing keys file not found: {self.path} (create it with `broker keys init`)"
                 )
-            self._write([_new_entry(int(time.time()))])
+            self._create()
         self._reload()
 
     # -- reading the file ---------------------------------------------------------------------------
@@ -180,6 +180,22 @@ class Sealer:
         kept = [e for e in self._entries if e["kid"] not in kids or e["kid"] == self._current]
         self._write(kept)
         self._reload()
+
+    def _create(self) -> None:
+        """A first key, unless another process got there first: several server processes may start
+        at once, and a key replaced after it sealed something would lose that value, so the file is
+        linked into place only if absent (never replaced)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.{threading.get_ident()}.new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"keys": [_new_entry(int(time.time()))]}, fh, indent=2)
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass  # another process created it: use theirs
+        finally:
+            tmp.unlink()
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
