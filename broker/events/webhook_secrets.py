@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import redis
-from redis.cluster import RedisCluster
 
 from broker.core.sealing import Sealer, is_sealed
 from broker.storage import keys
@@ -133,7 +132,8 @@ def rewrite_append_only_files(store: Store) -> bool:
     Best effort: False when the server refuses (a managed Redis may forbid BGREWRITEAOF)."""
     try:
         if store.cluster:
-            store.redis.execute_command("BGREWRITEAOF", target_nodes=RedisCluster.ALL_NODES)
+            # every node by name (primaries and replicas each keep their own AOF)
+            store.redis.execute_command("BGREWRITEAOF", target_nodes=list(store.redis.get_nodes()))
         else:
             store.redis.execute_command("BGREWRITEAOF")
     except redis.ResponseError as exc:
