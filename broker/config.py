@@ -244,6 +244,13 @@ OPTIONS: tuple[Option, ...] = (
         "Private JWK set (id_token, receipts, checkpoints). Default `<data dir>/signing-keys.json`.",
     ),
     Option(
+        "BROKER_SEALING_KEYS_FILE",
+        "",
+        _path,
+        "AES-GCM keys that seal stored webhook secrets (never in Redis). Default `sealing-keys.json` "
+        "beside the signing keys file; `broker keys init` creates it.",
+    ),
+    Option(
         "BROKER_PLATFORM_API_KEY",
         "",
         _secret,
@@ -417,6 +424,7 @@ class Settings:
     redis_sentinel_service: str = "mymaster"
     redis_sentinel_password: str = field(default="", repr=False)
     redis_password: str = field(default="", repr=False)
+    sealing_keys_file: Path = Path("sealing-keys.json")
 
     @property
     def production(self) -> bool:
@@ -483,6 +491,14 @@ class Settings:
         signing_file = values["BROKER_SIGNING_KEYS_FILE"] or str(data_dir / "signing-keys.json")
         if not values["BROKER_SIGNING_KEYS_FILE"]:
             dev_defaults.append("BROKER_SIGNING_KEYS_FILE")
+        sealing_file = values["BROKER_SEALING_KEYS_FILE"] or str(
+            Path(signing_file).with_name("sealing-keys.json")
+        )
+        if production and not Path(sealing_file).is_file():
+            raise ConfigError(
+                f"BROKER_SEALING_KEYS_FILE: file not found: {sealing_file} "
+                "(create it with `broker keys init`)"
+            )
 
         return cls(
             env=values["BROKER_ENV"],
@@ -534,6 +550,7 @@ class Settings:
             redis_sentinel_service=values["BROKER_REDIS_SENTINEL_SERVICE"],
             redis_sentinel_password=values["BROKER_REDIS_SENTINEL_PASSWORD"],
             redis_password=values["BROKER_REDIS_PASSWORD"],
+            sealing_keys_file=Path(sealing_file),
         )
 
     def warn_dev_defaults(self) -> None:

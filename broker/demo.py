@@ -195,7 +195,9 @@ def seed_apps(store: Store, settings: Settings, creds: dict[str, Any]) -> None:
         }
         if spec.get("webhook_url"):
             creds["apps"][name]["webhook_url"] = spec["webhook_url"]
-            creds["apps"][name]["webhook_secret"] = apps_svc.webhook_secret(store, record["client_id"])
+            creds["apps"][name]["webhook_secret"] = apps_svc.webhook_secret(
+                store, settings, record["client_id"]
+            )
     acme = creds.get("orgs", {}).get("acme")
     if isinstance(acme, dict) and acme.get("id"):
         client_id = creds["apps"]["org_app"]["client_id"]

@@ -63,7 +63,7 @@ def test_register_shows_the_client_secret_once(client, store, settings, dev) -> 
     html = first.get_data(as_text=True)
     secret = secret_on(html, "client-secret")
     assert secret and secret.startswith("brk_cs_")
-    assert (secret_on(html, "webhook-secret") or "").startswith("brk_whsec_")
+    assert (secret_on(html, "webhook-secret") or "").startswith("whsec_")
     assert apps_svc.verify_secret(store, settings, client_id, secret)
     # stored only as its keyed hash
     assert list(store.redis.hkeys(keys.app_secrets(client_id))) == [
@@ -130,13 +130,13 @@ def test_rotate_secret_keeps_the_old_one_for_the_overlap(client, store, settings
     assert "retiring, valid until" in html
 
 
-def test_rotate_webhook_secret(client, store, dev) -> None:
+def test_rotate_webhook_secret(client, store, settings, dev) -> None:
     client_id = register(client)
     client.get(f"/developer/apps/{client_id}")
-    old = apps_svc.webhook_secret(store, client_id)
+    old = apps_svc.webhook_secret(store, settings, client_id)
     assert client.post(f"/developer/apps/{client_id}/webhook-secret").status_code == 303
     html = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
-    new = apps_svc.webhook_secret(store, client_id)
+    new = apps_svc.webhook_secret(store, settings, client_id)
     assert new != old and secret_on(html, "webhook-secret") == new
 
 
@@ -205,7 +205,7 @@ def test_json_api_lifecycle(client, store, settings, dev) -> None:
     body = created.get_json()
     client_id = body["client_id"]
     assert created.headers["Location"] == f"/developer/v1/apps/{client_id}"
-    assert "client_secret" not in body and body["webhook_secret"].startswith("brk_whsec_")
+    assert "client_secret" not in body and body["webhook_secret"].startswith("whsec_")
     assert body["developer_id"] == dev
     listed = client.get("/developer/v1/apps").get_json()["apps"]
     assert [a["client_id"] for a in listed] == [client_id]

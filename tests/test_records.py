@@ -165,7 +165,8 @@ def test_app_round_trip_and_public(store, settings, catalog) -> None:
     )
     cid = record["client_id"]
     raw = store.redis.hgetall(keys.app(cid))
-    assert raw["webhook_secret"] == webhook_secret and secret is None
+    assert raw["webhook_secret"].startswith("sealed:v1:") and secret is None  # sealed at rest
+    assert apps.webhook_secret(store, settings, cid) == webhook_secret
     assert raw["redirect_uris"] == '["http://127.0.0.1:8765/callback", "https://notes.example/cb"]'
     assert raw["scopes"] == "openid profile"
     app = _round_trip(App, raw)
@@ -198,7 +199,8 @@ def test_app_round_trip_and_public(store, settings, catalog) -> None:
     assert updated["scopes"] == ["openid"] and updated["description"] == "Notes"
     apps.rotate_webhook_secret(store, settings, cid)
     app = _round_trip(App, store.redis.hgetall(keys.app(cid)))
-    assert app.webhook_secret_previous == webhook_secret
+    assert (app.webhook_secret_previous or "").startswith("sealed:v1:")
+    assert app.webhook_secret_previous != raw["webhook_secret"]  # sealed again, for its own field
     assert app.public() == apps.get_app(store, cid)
     assert not any(k.startswith("webhook_secret") for k in app.public())
 

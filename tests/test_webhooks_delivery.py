@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from standardwebhooks import Webhook
 
 from broker.config import Settings
 from broker.events import outbox as events
@@ -88,8 +89,9 @@ def test_delivery_is_signed_and_carries_the_event(
     assert worker.run_once() == ["delivered"]
     (req,) = rx.wait_for(1)
     assert req.headers["Content-Type"] == "application/json"
-    assert req.headers["Broker-Event-Id"] == event_id
-    assert verify_signature(SECRET, req.headers["Broker-Signature"], req.body) is True
+    assert req.headers["Broker-Event-Id"] == req.headers["webhook-id"] == event_id
+    assert Webhook(SECRET.encode()).verify(req.body, req.headers)["id"] == event_id  # Standard Webhooks
+    assert verify_signature(SECRET, req.headers["Broker-Signature"], req.body) is True  # deprecated header
     assert verify_signature("brk_whsec_wrong", req.headers["Broker-Signature"], req.body) is False
     body = json.loads(req.body)
     assert set(body) == {"id", "type", "time", "data"}

@@ -3,7 +3,8 @@
 Validation lives here, not in the HTTP layer, so the platform API, the CLI and the demo apply the
 same rules. Client secrets are returned once and stored only as keyed hashes (DESIGN invariant 5);
 a rotated secret keeps working until its ``expires`` so deployed apps can roll over. The webhook
-secret is a signing key the worker needs in clear: it is stored, never logged.
+secret is a signing key the worker needs back: it is stored sealed (AES-GCM under a key outside
+Redis, see broker/events/webhook_secrets.py), never logged.
 
 Writes to the app's own keys (``{a:<client_id>}``) run in one MULTI; indexes in other slots
 (``apps_all``, ``developer_apps``) are written afterwards in separate commands.
@@ -25,10 +26,10 @@ from marshmallow import validate as mv
 from broker.config import Settings
 from broker.core.catalog import Catalog
 from broker.core.hashing import keyed_hash, new_secret
-from broker.core.ids import CLIENT_ID_RE, CLIENT_SECRET_PREFIX, USER_ID, WEBHOOK_SECRET_PREFIX, new_client_id
+from broker.core.ids import CLIENT_ID_RE, CLIENT_SECRET_PREFIX, USER_ID, new_client_id
 from broker.core.records import App, Installation
 from broker.errors import Conflict, NotFound, ValidationFailed
-from broker.events import egress
+from broker.events import egress, webhook_secrets
 from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.store import Store
@@ -300,15 +301,18 @@ def register_app(
         "updated_at": now,
     }
     client_secret = new_secret(CLIENT_SECRET_PREFIX) if record["client_type"] == "confidential" else None
-    webhook_secret = new_secret(WEBHOOK_SECRET_PREFIX)
+    webhook_secret = webhook_secrets.new_secret()
+    sealed = webhook_secrets.seal(
+        webhook_secrets.sealer_for(settings), client_id, "webhook_secret", webhook_secret
+    )
     pipe = store.redis.pipeline(transaction=True)
     pipe.hset(keys.app(client_id), mapping=App(**record).to_hash())
     if client_secret is not None:
         entry = json.dumps({"created": now, "expires": None})
         pipe.hset(keys.app_secrets(client_id), keyed_hash(settings.token_hash_key, client_secret), entry)
-    # Kept in clear in the app hash: it is the key we sign webhooks with (never logged, never shown
-    # by public_view); the worker reads it with the app record in one HMGET.
-    pipe.hset(keys.app(client_id), "webhook_secret", webhook_secret)
+    # Sealed in the app hash (the key we sign webhooks with; never logged, never shown by
+    # public_view); the worker reads it with the app record in one HMGET and opens it.
+    pipe.hset(keys.app(client_id), "webhook_secret", sealed)
     pipe.execute()
     # Indexes live in other slots: written after the record, each a single command.
     store.redis.zadd(keys.apps_all(), {client_id: now})
@@ -445,22 +449,29 @@ def verify_secret(store: Store, settings: Settings, client_id: str, secret: str)
     return expires is None or int(expires) > time.time()
 
 
-def webhook_secret(store: Store, client_id: str) -> str | None:
-    """The app's webhook signing secret (for the worker); never log it."""
+def webhook_secret(store: Store, settings: Settings, client_id: str) -> str | None:
+    """The app's webhook signing secret, opened (as issued: ``whsec_...``, or ``brk_whsec_...`` for
+    an app registered before Standard Webhooks); never log it."""
     value = store.redis.hget(keys.app(client_id), "webhook_secret")
-    return str(value) if value else None
+    opened = webhook_secrets.open_field(
+        webhook_secrets.sealer_for(settings), client_id, "webhook_secret", value
+    )
+    return opened or None
 
 
 def rotate_webhook_secret(store: Store, settings: Settings, client_id: str) -> str:
     """A new signing secret; receivers get signatures with both until the overlap ends."""
     require_app(store, client_id)
-    secret = new_secret(WEBHOOK_SECRET_PREFIX)
-    old = webhook_secret(store, client_id) or ""
+    sealer = webhook_secrets.sealer_for(settings)
+    secret = webhook_secrets.new_secret()
+    old = webhook_secret(store, settings, client_id) or ""
     store.redis.hset(
         keys.app(client_id),
         mapping={
-            "webhook_secret": secret,
-            "webhook_secret_previous": old,
+            "webhook_secret": webhook_secrets.seal(sealer, client_id, "webhook_secret", secret),
+            "webhook_secret_previous": webhook_secrets.seal(
+                sealer, client_id, "webhook_secret_previous", old
+            ),
             "webhook_secret_previous_expires": str(int(time.time()) + settings.secret_overlap_seconds),
         },
     )

@@ -18,21 +18,33 @@ How it works, and why:
 * Every attempt is logged in a capped stream (``keys.webhook_log``) and the head event's state in a
   hash (``keys.webhook_status``) for the developer console.
 
-Wire format (Stripe-like)::
+Wire format (Standard Webhooks, https://www.standardwebhooks.com/)::
 
     POST <webhook_url>
     Content-Type: application/json
-    Broker-Event-Id: evt_...
-    Broker-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook_secret, f"{t}.{body}")>
-                      (plus a second v1 with ``webhook_secret_previous`` while a rotation overlaps)
+    webhook-id: evt_...                      (the event id: the same on every retry)
+    webhook-timestamp: <unix seconds of this attempt>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, f"{webhook-id}.{webhook-timestamp}.{body}")>
+                       (space-separated, a second ``v1,...`` with the previous secret while a
+                       rotation overlaps)
+    Broker-Event-Id, Broker-Signature        (deprecated, see below)
 
     {"id": "evt_...", "type": "grant.revoked", "time": 1700000000.5, "data": {...}}
 
-Receivers check it with :func:`verify_signature` (standard library only, so it can be copied).
+``key`` is the secret's HMAC key (broker/events/webhook_secrets.py): the base64-decoded part of a
+``whsec_...`` secret, or the UTF-8 bytes of a ``brk_whsec_...`` secret issued by an earlier
+release. Receivers verify with any Standard Webhooks library (``standardwebhooks`` on PyPI).
+
+Transition: the broker's own header from before Standard Webhooks,
+``Broker-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret string, f"{t}.{body}")>`` (and
+``Broker-Event-Id``), is still sent alongside, unchanged, for this release only, so receivers that
+copied :func:`verify_signature` keep working while they move to a Standard Webhooks library. It will
+be removed in the next release.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -49,7 +61,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 import requests
 
-from broker.events import egress
+from broker.core.sealing import Sealer, SealingError
+from broker.events import egress, webhook_secrets
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -58,8 +71,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("broker.webhooks")
 
-SIGNATURE_HEADER = "Broker-Signature"
-EVENT_ID_HEADER = "Broker-Event-Id"
+SIGNATURE_HEADER = "Broker-Signature"  # deprecated: sent for one more release beside the standard ones
+EVENT_ID_HEADER = "Broker-Event-Id"  # deprecated, as above
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+STANDARD_SIGNATURE_HEADER = "webhook-signature"
 USER_AGENT = "broker-webhooks/1"
 LOG_MAXLEN = 1000
 SCAN_BATCH = 500
@@ -67,15 +83,34 @@ CONCURRENCY = 8
 _ERROR_MAX = 200
 
 
-# --- signatures (receiver side is dependency-free) -----------------------------------------------
+# --- signatures -----------------------------------------------------------------------------------
 
 
 def _as_bytes(body: bytes | str) -> bytes:
     return body.encode() if isinstance(body, str) else body
 
 
+def standard_signature(msg_id: str, timestamp: int, body: bytes | str, *secrets: str) -> str:
+    """The ``webhook-signature`` value: ``v1,<base64 HMAC>`` per secret, space-separated."""
+    signed = f"{msg_id}.{timestamp}.".encode() + _as_bytes(body)
+    macs = [hmac.new(webhook_secrets.key_bytes(s), signed, hashlib.sha256).digest() for s in secrets]
+    return " ".join(f"v1,{base64.b64encode(mac).decode()}" for mac in macs)
+
+
+def signed_headers(msg_id: str, timestamp: int, body: bytes, secret: str, *previous: str) -> dict[str, str]:
+    """Every header that authenticates one delivery attempt (standard ones, plus the deprecated pair)."""
+    return {
+        ID_HEADER: msg_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        STANDARD_SIGNATURE_HEADER: standard_signature(msg_id, timestamp, body, secret, *previous),
+        EVENT_ID_HEADER: msg_id,
+        SIGNATURE_HEADER: signature_header(secret, body, timestamp, *previous),
+    }
+
+
 def signature_header(secret: str, body: bytes | str, timestamp: int, *previous: str) -> str:
-    """``t=<timestamp>,v1=<hex>``; with ``previous`` secrets (rotation) one ``v1`` per secret."""
+    """Deprecated ``Broker-Signature``: ``t=<timestamp>,v1=<hex>``; with ``previous`` secrets
+    (rotation) one ``v1`` per secret."""
     signed = f"{timestamp}.".encode() + _as_bytes(body)
     macs = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in (secret, *previous)]
     return ",".join([f"t={timestamp}", *(f"v1={m}" for m in macs)])
@@ -94,7 +129,9 @@ def _previous_secret(fields: dict[str, Any], now: float) -> list[str]:
 def verify_signature(
     secret: str, header: str | None, body: bytes | str, tolerance: int = 300, now: float | None = None
 ) -> bool:
-    """True when ``header`` is a valid ``Broker-Signature`` for ``body`` under ``secret`` and its
+    """Deprecated (use a Standard Webhooks library on the ``webhook-*`` headers).
+
+    True when ``header`` is a valid ``Broker-Signature`` for ``body`` under ``secret`` and its
     timestamp is within ``tolerance`` seconds of ``now`` (replay protection). Several ``v1`` values
     are allowed (one per secret while a secret is being rotated)."""
     if not header:
@@ -217,9 +254,11 @@ class Worker:
         session: requests.Session | None = None,
         concurrency: int = CONCURRENCY,
         rng: random.Random | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        self.sealer = sealer or webhook_secrets.sealer_for(settings)
         # Every attempt resolves the host again, refuses internal destinations and connects to the
         # address it checked (broker.events.egress); never through an environment proxy.
         self.session = egress.guard(
@@ -338,6 +377,21 @@ class Worker:
             "webhook_secret_previous_expires",
         ]
         app_fields = dict(zip(names, r.hmget(keys.app(client_id), names), strict=True))
+        try:
+            for name in webhook_secrets.FIELDS:
+                app_fields[name] = webhook_secrets.open_field(self.sealer, client_id, name, app_fields[name])
+        except SealingError as exc:
+            # Fail closed: nothing is sent unsigned; the event waits until the right keys are loaded.
+            log.error("webhook delivery for %s: the webhook secret does not open (%s)", client_id, exc)
+            r.hset(
+                keys.webhook_status(client_id),
+                mapping={
+                    "state": "undeliverable",
+                    "last_error": "the webhook secret cannot be opened with the configured sealing keys",
+                    "last_attempt_at": str(int(now)),
+                },
+            )
+            return "undeliverable"
         url, secret = app_fields["webhook_url"], app_fields["webhook_secret"]
         if not url or not secret:
             pipe = r.pipeline(transaction=True)
@@ -373,8 +427,7 @@ class Worker:
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            EVENT_ID_HEADER: event["id"],
-            SIGNATURE_HEADER: signature_header(secret, body, timestamp, *_previous_secret(app_fields, now)),
+            **signed_headers(event["id"], timestamp, body, secret, *_previous_secret(app_fields, now)),
         }
         code: int | None = None
         error = ""

@@ -51,7 +51,7 @@ def test_seed_apps_creates_the_three_demo_apps(store, settings) -> None:
     assert inst["installed_by"] == creds["users"]["alice"]["id"]  # acme's admin decided
     # Team Roster's events go to the example's webhook; its signing secret is in the credentials.
     assert org_app["webhook_url"] == "http://127.0.0.1:8770/webhook"
-    assert org_app["webhook_secret"] == apps.webhook_secret(store, org_app["client_id"])
+    assert org_app["webhook_secret"] == apps.webhook_secret(store, settings, org_app["client_id"])
     assert apps.get_app(store, org_app["client_id"])["webhook_url"] == org_app["webhook_url"]
     path = settings.data_dir / "demo-apps.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

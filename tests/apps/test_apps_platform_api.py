@@ -32,7 +32,7 @@ def test_create_returns_secrets_once(client, store, auth) -> None:
     body = response.get_json()
     cid = body["client_id"]
     assert body["client_secret"].startswith("brk_cs_")
-    assert body["webhook_secret"].startswith("brk_whsec_")
+    assert body["webhook_secret"].startswith("whsec_")
     assert response.headers["Location"] == f"/internal/v1/apps/{cid}"
     assert response.headers["Cache-Control"] == "no-store"
     again = client.get(f"/internal/v1/apps/{cid}", headers=auth)

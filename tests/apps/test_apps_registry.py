@@ -46,7 +46,7 @@ def test_register_mini_program_public_has_no_secret(store, settings, catalog) ->
     record, secret, whsec = apps.register_app(store, settings, catalog, mini_payload(dev))
     assert record["client_id"].startswith("app_") and len(record["client_id"]) == 20
     assert secret is None
-    assert whsec.startswith("brk_whsec_")
+    assert whsec.startswith("whsec_")  # Standard Webhooks form
     assert apps.get_app(store, record["client_id"])["scopes"] == ["openid", "profile"]
     assert store.redis.zscore(keys.apps_all(), record["client_id"]) is not None
     assert store.redis.sismember(keys.developer_apps(dev), record["client_id"])
@@ -154,11 +154,12 @@ def test_public_client_cannot_rotate_secret(store, settings, catalog) -> None:
 def test_webhook_secret_rotation(store, settings, catalog) -> None:
     dev = make_user(store)
     record, _, whsec = apps.register_app(store, settings, catalog, mini_payload(dev))
-    assert apps.webhook_secret(store, record["client_id"]) == whsec
+    assert apps.webhook_secret(store, settings, record["client_id"]) == whsec
     fresh = apps.rotate_webhook_secret(store, settings, record["client_id"])
-    assert fresh != whsec and apps.webhook_secret(store, record["client_id"]) == fresh
+    assert fresh != whsec and apps.webhook_secret(store, settings, record["client_id"]) == fresh
     stored = store.redis.hgetall(keys.app(record["client_id"]))
-    assert stored["webhook_secret_previous"] == whsec  # receivers get both signatures during the overlap
+    assert stored["webhook_secret_previous"].startswith("sealed:v1:")  # both sign during the overlap
+    assert whsec not in stored.values()  # sealed at rest
     assert int(stored["webhook_secret_previous_expires"]) > time.time()
     assert not any(k.startswith("webhook_secret") for k in apps.get_app(store, record["client_id"]))
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from standardwebhooks import Webhook
 
 from tests.support.broker_process import start_example
 from tests.support.demo import sign_in_and_consent
@@ -100,15 +100,24 @@ def test_org_app_walkthrough_admin_adds_switches_off_and_on_with_verified_events
         # The example refuses what it cannot verify.
         hook = f"http://127.0.0.1:{ORG_APP_PORT}/webhook"
         bad = requests.post(
-            hook, data=b'{"id":"evt_x","type":"x"}', headers={"Broker-Signature": "t=1,v1=00"}
+            hook,
+            data=b'{"id":"evt_x","type":"x"}',
+            headers={"webhook-id": "evt_x", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"},
         )
         assert bad.status_code == 400
         body = b'{"id":"evt_test","type":"test.signed","time":0,"data":{}}'
-        key = creds["apps"]["org_app"]["webhook_secret"].encode()
+        secret = creds["apps"]["org_app"]["webhook_secret"]
+        assert secret.startswith("whsec_")
 
         def signed(t: int) -> dict[str, str]:
-            mac = hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-            return {"Broker-Signature": f"t={t},v1={mac}", "Content-Type": "application/json"}
+            """Signed by a Standard Webhooks library, not by the broker's own code."""
+            signature = Webhook(secret).sign("evt_test", datetime.fromtimestamp(t, tz=UTC), body.decode())
+            return {
+                "webhook-id": "evt_test",
+                "webhook-timestamp": str(t),
+                "webhook-signature": signature,
+                "Content-Type": "application/json",
+            }
 
         assert requests.post(hook, data=body, headers=signed(int(time.time()) - 3600)).status_code == 400
         assert requests.post(hook, data=body, headers=signed(int(time.time()))).status_code == 204

@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standardwebhooks import Webhook
 
+from broker.core.sealing import Sealer
 from broker.events import outbox as events
+from broker.events import webhook_secrets
 from broker.storage import keys
 from broker.storage.embedded import EmbeddedRedis
 from tests.support.environment import ROOT, broker_env
 from tests.support.webhook_receiver import Receiver
 
-SECRET = "brk_whsec_" + "k" * 43
+SECRET = "brk_whsec_" + "k" * 43  # issued by the previous release, still stored in clear
 APP = "app_00000000000000aa"
 
 pytestmark = pytest.mark.slow
@@ -85,6 +88,9 @@ def test_no_event_lost_when_worker_is_killed_mid_delivery(
                     second.wait()
         assert [json.loads(r.body)["id"] for r in received] == [event_id, event_id]  # same id: idempotent
         assert {r.headers["Broker-Event-Id"] for r in received} == {event_id}
+        assert {r.headers["webhook-id"] for r in received} == {event_id}  # stable across the retry
+        for r in received:
+            assert Webhook(SECRET.encode()).verify(r.body, r.headers)["id"] == event_id
         assert store.redis.get(keys.webhook_cursor(APP)) is not None
         assert store.redis.hget(keys.webhook_status(APP), "last_delivered_event") == event_id
         assert "Traceback" not in log.read_text()
@@ -117,17 +123,21 @@ def test_worker_uses_the_embedded_redis_of_the_owner_of_the_data_directory(tmp_p
 
 
 def test_worker_once_delivers_and_exits(tmp_path: Path, redis_server: Any, store: Any) -> None:
+    """The worker process opens a secret sealed with the data directory's sealing keys file."""
     rx = Receiver()
     try:
+        env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url, BROKER_WEBHOOK_ALLOW_PRIVATE="true")
+        sealer = Sealer(Path(env["BROKER_DATA_DIR"]) / "sealing-keys.json")
+        secret = webhook_secrets.new_secret()
+        sealed = webhook_secrets.seal(sealer, APP, "webhook_secret", secret)
         store.redis.hset(
             keys.app(APP),
-            mapping={"client_id": APP, "webhook_url": rx.url, "webhook_secret": SECRET, "status": "active"},
+            mapping={"client_id": APP, "webhook_url": rx.url, "webhook_secret": sealed, "status": "active"},
         )
         store.redis.zadd(keys.apps_all(), {APP: 1})
         pipe = store.redis.pipeline(transaction=True)
         event_id = events.emit(pipe, APP, "app.suspended", {})
         pipe.execute()
-        env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url, BROKER_WEBHOOK_ALLOW_PRIVATE="true")
         result = subprocess.run(
             [sys.executable, "-m", "broker", "worker", "--once"],
             env=env,
@@ -139,5 +149,6 @@ def test_worker_once_delivers_and_exits(tmp_path: Path, redis_server: Any, store
         assert result.returncode == 0, result.stderr
         assert "1 app(s) handled" in result.stdout
         assert [r.headers["Broker-Event-Id"] for r in rx.requests] == [event_id]
+        assert Webhook(secret).verify(rx.requests[0].body, rx.requests[0].headers)["id"] == event_id
     finally:
         rx.stop()
