@@ -24,6 +24,12 @@ from tests.support.webhook_receiver import Received, Receiver
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The receivers here are on loopback: allow it, as development does (BROKER_WEBHOOK_ALLOW_PRIVATE)."""
+    return replace(settings, webhook_allow_private=True)
+
+
+@pytest.fixture
 def fast(settings: Settings) -> Settings:
     return replace(settings, webhook_backoff_base_ms=1, webhook_backoff_cap_seconds=1, webhook_max_attempts=4)
 

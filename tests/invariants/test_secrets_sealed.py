@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,12 @@ from tests.support.factories import make_user
 from tests.support.webhook_receiver import Receiver
 
 LEGACY = "brk_whsec_" + "q" * 20 + "Zlegacy" + "w" * 16  # as the previous release issued them
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The receivers here are on loopback: allow it, as development does (BROKER_WEBHOOK_ALLOW_PRIVATE)."""
+    return replace(settings, webhook_allow_private=True)
 
 
 def _nodes(redis_server: Any) -> list[Any]:
