@@ -16,7 +16,11 @@ from werkzeug.routing import RequestRedirect
 from broker.config import OPTIONS
 from tests.support.environment import ROOT
 
-CLI_COMMANDS = {"serve", "demo", "worker", "scopes", "keys", "ledger", "directory", "apps"}
+CLI_COMMANDS = {"serve", "demo", "worker", "scopes", "keys", "ledger", "directory", "apps"} | {
+    "migrate",
+    "backup",
+    "restore",
+}
 
 
 def test_readme_config_table_matches_options() -> None:

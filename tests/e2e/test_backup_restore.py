@@ -1,0 +1,120 @@
+"""Backup while the broker runs, restore into a new data directory, serve it there (issue 16, item 4):
+the same people keep the same pairwise ids, tokens issued before the backup still work, and the
+ledger verifies. Real processes throughout (``broker demo``, ``broker backup``, ``broker restore``,
+``broker serve``, ``broker ledger verify``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.broker_process import Broker
+from tests.support.environment import ROOT, broker_env
+from tests.support.journey import org_token, person_tokens
+
+pytestmark = pytest.mark.slow
+
+
+def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broker", *args],
+        env=broker_env(tmp_path, **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_a_backup_taken_while_serving_restores_the_same_people_tokens_and_ledger(
+    tmp_path: Path, brokers: list[Broker]
+) -> None:
+    creds_file = tmp_path / "creds.json"
+    source = Broker(tmp_path)
+    source.args = ("demo", "--port", str(source.port), "--credentials-out", str(creds_file))
+    del source.env["BROKER_ISSUER"]
+    brokers.append(source.start())
+    creds = json.loads(creds_file.read_text())
+    bob = person_tokens(source.url, creds, "bob")
+    alice = person_tokens(source.url, creds, "alice")
+    org_access = org_token(source.url, creds, "acme")
+
+    archive = tmp_path / "backup.tar.gz"
+    made = cli(tmp_path, "backup", str(archive))  # the demo still runs
+    assert made.returncode == 0, made.stderr
+    assert "backup written" in made.stdout
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    assert {
+        "manifest.json",
+        "redis/primary-0.rdb",
+        "files/dev-secrets.json",
+        "files/signing-keys.json",
+    } <= names
+    assert manifest["broker_version"] == "0.2.0" and manifest["schema_version"] == 1
+    assert set(manifest["members"]) == names - {"manifest.json"}
+    assert requests.get(f"{source.url}/readyz", timeout=10).status_code == 200  # never stopped
+
+    # Written after the backup: not in it.
+    carol = person_tokens(source.url, creds, "carol")
+    assert source.stop() == 0
+
+    # A non-empty directory is refused, and nothing is written there.
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    refused = cli(tmp_path, "restore", str(archive), "--data-dir", str(occupied))
+    assert refused.returncode == 2
+    assert f"--data-dir {occupied} is not empty" in refused.stderr
+    assert sorted(p.name for p in occupied.iterdir()) == ["keep.txt"]
+
+    elsewhere = tmp_path / "elsewhere"
+    restored = cli(tmp_path, "restore", str(archive), "--data-dir", str(elsewhere / "data"))
+    assert restored.returncode == 0, restored.stderr
+    assert "restored into" in restored.stdout
+
+    verified = cli(elsewhere, "ledger", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    target = Broker(elsewhere)
+    brokers.append(target.start())
+    assert target.port != source.port
+    for person, username in ((bob, "bob"), (alice, "alice")):
+        # the token issued before the backup still works, and names the same pairwise id
+        me = requests.get(
+            f"{target.url}/v1/me", headers={"Authorization": f"Bearer {person['access_token']}"}, timeout=10
+        )
+        assert me.status_code == 200, me.text
+        assert me.json()["user_id"] == person["sub"]
+        # signing in again, on the restored broker, gives the same pairwise id
+        assert person_tokens(target.url, creds, username)["sub"] == person["sub"]
+    members = f"{target.url}/v1/orgs/{creds['orgs']['acme']['id']}/members"
+    assert (
+        requests.get(members, headers={"Authorization": f"Bearer {org_access}"}, timeout=10).status_code
+        == 200
+    )
+    # carol's token was issued after the backup: the restored broker never saw it
+    late = requests.get(
+        f"{target.url}/v1/me", headers={"Authorization": f"Bearer {carol['access_token']}"}, timeout=10
+    )
+    assert late.status_code == 401
+    assert target.stop() == 0
+    again = cli(elsewhere, "ledger", "verify")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_damaged_backup_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    archive = tmp_path / "bad.tar.gz"
+    archive.write_bytes(b"not a backup")
+    result = cli(tmp_path, "restore", str(archive), "--data-dir", str(tmp_path / "new"))
+    assert result.returncode == 2
+    assert "not a readable broker backup" in result.stderr
+    assert not (tmp_path / "new").exists()
