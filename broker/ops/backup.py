@@ -172,9 +172,11 @@ def backup(store: Store, settings: Settings, target: Path, progress: Progress = 
                 _add(tar, f"files/{path.name}", path.read_bytes(), manifest)
                 names.append(path.name)
             keys_file = settings.signing_keys_file
-            if keys_file.parent.resolve() != settings.data_dir.resolve() or keys_file.name not in names:
-                if not keys_file.is_file():
-                    raise BackupError(f"the signing keys file {keys_file} is missing")
+            if not keys_file.is_file():
+                # No broker has signed anything with these settings yet (it creates the file at its
+                # first start); said, so that a wrong BROKER_SIGNING_KEYS_FILE does not go unnoticed.
+                progress(f"WARNING: no signing keys file at {keys_file}: none backed up")
+            elif keys_file.parent.resolve() != settings.data_dir.resolve() or keys_file.name not in names:
                 _add(tar, "keys/signing-keys.json", keys_file.read_bytes(), manifest)
                 names.append(f"{keys_file} (signing keys)")
             from_env = [name for name in SECRET_NAMES if name not in settings.dev_defaults]
@@ -212,6 +214,8 @@ class Archive:
 
 def read_archive(path: Path) -> Archive:
     """The archive's members, each checked against the manifest's checksum."""
+    if not path.is_file():
+        raise BackupError(f"{path}: no such file")
     try:
         with tarfile.open(path, mode="r:gz") as tar:
             members: dict[str, bytes] = {}

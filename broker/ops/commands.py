@@ -48,7 +48,7 @@ def backup_command(file: Path) -> int:
     "empty Redis BROKER_REDIS_URL names)",
     short_help="restore a backup into a new data directory",
 )
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--data-dir",
     "data_dir",
