@@ -183,3 +183,38 @@ def test_every_primary_is_backed_up_and_restored_key_for_key(
         assert after[key][0] == value, key
         assert (after[key][1] > 0) == (pttl > 0), key
         assert after[key][1] <= pttl + 5000, key  # the expiry is kept, not restarted
+
+
+def test_in_production_the_secrets_and_the_keys_file_outside_the_data_dir_are_backed_up(
+    tmp_path: Path,
+) -> None:
+    """The secrets come from the environment and the keys file lives elsewhere: both are state."""
+    keys_file = tmp_path / "secrets" / "signing-keys.json"
+    keys_file.parent.mkdir()
+    env = {
+        "BROKER_ENV": "production",
+        "BROKER_SECRET_KEY": "s" * 40,
+        "BROKER_TOKEN_HASH_KEY": "t" * 40,
+        "BROKER_PAIRWISE_KEY": "p" * 40,
+        "BROKER_PLATFORM_API_KEY": "a" * 40,
+        "BROKER_SIGNING_KEYS_FILE": str(keys_file),
+    }
+    assert cli(tmp_path, "keys", "init", **env).returncode == 0
+    archive = tmp_path / "prod.tar.gz"
+    made = cli(tmp_path, "backup", str(archive), **env)
+    assert made.returncode == 0, made.stderr
+    assert "p" * 40 not in made.stdout + made.stderr  # never printed
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"keys/signing-keys.json", "secrets/secrets.json"} <= names
+
+    new = tmp_path / "new" / "data"
+    restored = cli(tmp_path, "restore", str(archive), "--data-dir", str(new), **env)
+    assert restored.returncode == 0, restored.stderr
+    assert (new / "signing-keys.json").read_bytes() == keys_file.read_bytes()
+    secrets = (new / "restored-secrets.env").read_text().splitlines()
+    assert sorted(secrets) == sorted(
+        f"{name}={value}" for name, value in env.items() if name.endswith("_KEY")
+    )
+    assert oct((new / "restored-secrets.env").stat().st_mode & 0o777) == "0o600"
+    assert "restored-secrets.env" in restored.stdout and "p" * 40 not in restored.stdout
