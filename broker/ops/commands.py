@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from broker.errors import CommandError
+
 
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -28,8 +30,6 @@ def backup_command(file: Path) -> int:
     configure_logging(settings.log_level)
     file = file.expanduser().resolve()
     if not file.parent.is_dir():
-        from broker.errors import CommandError
-
         raise CommandError(f"{file.parent} is not a directory")
     # No schema check: an older store is exactly what to back up before `broker migrate`.
     with open_store(settings, check_schema=False) as store:
@@ -69,11 +69,16 @@ def restore_command(file: Path, data_dir: Path) -> int:
         f"{manifest['schema_version']}"
     )
     notes = restore_files(archive, data_dir)
-    # The settings of the restored directory: its development secrets are the backed-up ones.
-    os.environ["BROKER_DATA_DIR"] = str(data_dir)
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    total = restore_redis(archive, settings, _progress)
+    try:
+        # The settings of the restored directory: its development secrets are the backed-up ones.
+        os.environ["BROKER_DATA_DIR"] = str(data_dir)
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        total = restore_redis(archive, settings, _progress)
+    except Exception as exc:
+        raise CommandError(
+            f"{exc} (the restore is incomplete: empty {data_dir} before trying again)"
+        ) from exc
     for note in notes:
         print(note)
     print(f"restored into {data_dir}: {total} keys. Start the broker with BROKER_DATA_DIR={data_dir}")

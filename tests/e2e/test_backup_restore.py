@@ -184,6 +184,23 @@ def test_every_primary_is_backed_up_and_restored_key_for_key(
         assert (after[key][1] > 0) == (pttl > 0), key
         assert after[key][1] <= pttl + 5000, key  # the expiry is kept, not restarted
 
+    # Into the (emptied) external Redis or cluster itself, which BROKER_REDIS_URL names
+    store.redis.flushdb()
+    into = cli(tmp_path / "x", "restore", str(archive), "--data-dir", str(tmp_path / "x" / "data"),
+               BROKER_REDIS_URL=redis_server.url)  # fmt: skip
+    assert into.returncode == 0, into.stderr
+    raw = RedisCluster.from_url(redis_server.url) if store.cluster else redis.Redis.from_url(redis_server.url)
+    try:
+        back = {key: (_value(raw, key), raw.pttl(key) > 0) for key in raw.scan_iter(count=1000)}
+    finally:
+        raw.close()
+    assert back == {key: (value, pttl > 0) for key, (value, pttl) in before.items()}
+    # and never into one that holds data
+    twice = cli(tmp_path / "y", "restore", str(archive), "--data-dir", str(tmp_path / "y" / "data"),
+                BROKER_REDIS_URL=redis_server.url)  # fmt: skip
+    assert twice.returncode == 2
+    assert "the target Redis is not empty" in twice.stderr
+
 
 def test_in_production_the_secrets_and_the_keys_file_outside_the_data_dir_are_backed_up(
     tmp_path: Path,
