@@ -114,7 +114,7 @@ def _load_release_0_1_0(store: Store, url: str) -> None:
 
     store.redis.delete(keys.schema_version())  # 0.1.0 had none
     target: Any = RedisCluster.from_url(url) if store.cluster else redis.Redis.from_url(url)
-    with _loaded((FIXTURE / "dump.rdb").read_bytes()) as source:
+    with _loaded(FIXTURE / "dump.rdb") as source:
         assert copy_keys(source, target, lambda _m: None) > 20
     target.close()
 

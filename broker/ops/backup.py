@@ -87,12 +87,35 @@ def _primaries(store: Store) -> list[redis.Redis]:
     return [store.redis]
 
 
-def sync_snapshot(client: redis.Redis) -> bytes:
-    """One RDB snapshot of the node ``client`` talks to, streamed by ``SYNC`` (see the module doc).
+class _Counted(io.RawIOBase):
+    """Exactly ``length`` bytes of ``source``, hashed on the way (the snapshot goes from the socket
+    into the archive without being held in memory)."""
+
+    def __init__(self, source: Any, length: int) -> None:
+        self.source, self.left = source, length
+        self.sha256 = hashlib.sha256()
+        self.head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.source.read(size) if size else b""
+        self.left -= len(data)
+        self.sha256.update(data)
+        if len(self.head) < 5:
+            self.head += data[: 5 - len(self.head)]
+        return data
+
+
+def sync_snapshot(client: redis.Redis, tar: tarfile.TarFile, name: str, manifest: dict[str, Any]) -> int:
+    """One RDB snapshot of the node ``client`` talks to, streamed by ``SYNC`` (see the module doc)
+    into ``tar`` as ``name``; returns its size.
 
     A connection of the client's own pool class (so its address, password, TLS and Sentinel lookup
     apply); after the handshake the reply is read from the socket as the replication protocol sends
-    it: optional newlines while the primary forks, ``$<length>\\r\\n``, then ``length`` bytes.
+    it: optional newlines while the primary forks, ``$<length>\r\n``, then ``length`` bytes.
     """
     pool = client.connection_pool
     conn: Any = pool.make_connection()
@@ -101,26 +124,32 @@ def sync_snapshot(client: redis.Redis) -> bytes:
         conn.send_command("SYNC")
         sock: socket.socket = conn._sock
         sock.settimeout(_SYNC_TIMEOUT)
-        reader = sock.makefile("rb")
-        while True:
-            line = reader.readline()
-            if not line:
-                raise BackupError("the Redis server closed the connection before sending its snapshot")
-            if line.strip():
-                break  # else a keep-alive newline while the snapshot is being written
-        if line.startswith(b"-"):
-            raise BackupError(
-                f"the Redis server refused SYNC ({line[1:].decode(errors='replace').strip()}); the backup "
-                "user needs the SYNC command (a replica's right)"
-            )
-        if not line.startswith(b"$") or line.startswith(b"$EOF:"):
-            raise BackupError(f"unexpected answer to SYNC: {line[:40]!r}")
-        length = int(line[1:].strip())
-        data = reader.read(length)
-        reader.close()
-        if len(data) != length or not data.startswith(b"REDIS"):
-            raise BackupError("the snapshot sent by the Redis server is truncated or not an RDB file")
-        return data
+        with sock.makefile("rb") as reader:
+            while True:
+                line = reader.readline()
+                if not line:
+                    raise BackupError("the Redis server closed the connection before sending its snapshot")
+                if line.strip():
+                    break  # else a keep-alive newline while the snapshot is being written
+            if line.startswith(b"-"):
+                raise BackupError(
+                    f"the Redis server refused SYNC ({line[1:].decode(errors='replace').strip()}); the "
+                    "backup user needs the SYNC command (a replica's right)"
+                )
+            if not line.startswith(b"$") or line.startswith(b"$EOF:"):
+                raise BackupError(f"unexpected answer to SYNC: {line[:40]!r}")
+            length = int(line[1:].strip())
+            body = _Counted(reader, length)
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = length, 0o600, int(time.time())
+            try:
+                tar.addfile(info, body)
+            except OSError as exc:  # tarfile: "unexpected end of data"
+                raise BackupError(f"the snapshot sent by the Redis server is truncated ({exc})") from None
+            if body.head != b"REDIS":
+                raise BackupError("the snapshot sent by the Redis server is not an RDB file")
+        manifest["members"][name] = {"sha256": body.sha256.hexdigest(), "size": length}
+        return length
     finally:
         conn.disconnect()
 
@@ -162,9 +191,8 @@ def backup(store: Store, settings: Settings, target: Path, progress: Progress = 
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
             for index, client in enumerate(primaries):
                 progress(f"redis: snapshot of primary {index + 1}/{len(primaries)} (SYNC) ...")
-                rdb = sync_snapshot(client)
-                _add(tar, f"redis/primary-{index}.rdb", rdb, manifest)
-                progress(f"redis: primary {index + 1}/{len(primaries)}: {len(rdb)} bytes")
+                size = sync_snapshot(client, tar, f"redis/primary-{index}.rdb", manifest)
+                progress(f"redis: primary {index + 1}/{len(primaries)}: {size} bytes")
             # After the snapshot: key files only ever gain keys (a rotated key stays), so keys that
             # signed anything in the snapshot are in the file read now.
             names = []
@@ -209,35 +237,51 @@ def backup(store: Store, settings: Settings, target: Path, progress: Progress = 
 @dataclass
 class Archive:
     manifest: dict[str, Any]
-    members: dict[str, bytes]
+    members: dict[str, bytes]  # the small members (files, keys, secrets)
+    snapshots: list[Path]  # the Redis snapshots, extracted to a work directory
 
 
-def read_archive(path: Path) -> Archive:
-    """The archive's members, each checked against the manifest's checksum."""
+def read_archive(path: Path, workdir: Path) -> Archive:
+    """The archive's members, each checked against the manifest's checksum; the snapshots are
+    extracted into ``workdir`` (never held in memory)."""
     if not path.is_file():
         raise BackupError(f"{path}: no such file")
+    members: dict[str, bytes] = {}
+    digests: dict[str, str] = {}
+    snapshots: list[Path] = []
     try:
         with tarfile.open(path, mode="r:gz") as tar:
-            members: dict[str, bytes] = {}
-            for info in tar.getmembers():
+            for info in tar:
                 if not info.isfile():
                     continue
                 handle = tar.extractfile(info)
                 assert handle is not None
-                members[info.name] = handle.read()
+                if info.name.startswith("redis/"):
+                    target = workdir / f"snapshot-{len(snapshots)}.rdb"
+                    hasher = hashlib.sha256()
+                    with open(target, "wb") as out:
+                        while chunk := handle.read(1 << 20):
+                            hasher.update(chunk)
+                            out.write(chunk)
+                    snapshots.append(target)
+                    digests[info.name] = hasher.hexdigest()
+                else:
+                    members[info.name] = handle.read()
+                    digests[info.name] = hashlib.sha256(members[info.name]).hexdigest()
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise BackupError(f"{path}: not a readable broker backup ({exc})") from None
     try:
         manifest = json.loads(members.pop("manifest.json"))
+        digests.pop("manifest.json")
     except (KeyError, ValueError):
         raise BackupError(f"{path}: no readable manifest.json: not a broker backup") from None
     if manifest.get("format") != FORMAT:
         raise BackupError(f"{path}: backup format {manifest.get('format')!r}, this broker reads {FORMAT}")
     listed = manifest.get("members", {})
-    if set(listed) != set(members):
+    if set(listed) != set(digests):
         raise BackupError(f"{path}: the members do not match the manifest: the archive is incomplete")
-    for name, data in members.items():
-        if hashlib.sha256(data).hexdigest() != listed[name]["sha256"]:
+    for name, found in digests.items():
+        if found != listed[name]["sha256"]:
             raise BackupError(f"{path}: {name} does not match its checksum: the archive is damaged")
     schema = int(manifest.get("schema_version", 0))
     if schema > SCHEMA_VERSION:
@@ -245,7 +289,7 @@ def read_archive(path: Path) -> Archive:
             f"{path}: the data has schema version {schema}, newer than this broker reads "
             f"({SCHEMA_VERSION}): restore it with broker {manifest.get('broker_version')} or newer"
         )
-    return Archive(manifest, members)
+    return Archive(manifest, members, snapshots)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -291,11 +335,11 @@ def restore_files(archive: Archive, data_dir: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _loaded(rdb: bytes) -> Iterator[redis.Redis]:
-    """A private redis-server (the embedded binary) that has loaded ``rdb``, for the block."""
+def _loaded(rdb: Path) -> Iterator[redis.Redis]:
+    """A private redis-server (the embedded binary) that has loaded the snapshot ``rdb``, for the block."""
     tmp = Path(tempfile.mkdtemp(prefix="broker-restore-"))
     try:
-        (tmp / "dump.rdb").write_bytes(rdb)
+        shutil.copyfile(rdb, tmp / "dump.rdb")
         sock = tmp / "r.sock"
         proc = subprocess.Popen(
             [
@@ -418,10 +462,10 @@ def restore_redis(archive: Archive, settings: Settings, progress: Progress = pri
                     "the target Redis is not empty: restore only into an empty one (nothing was changed)"
                 )
             total = 0
-            snapshots = sorted(name for name in archive.members if name.startswith("redis/"))
-            for index, name in enumerate(snapshots, 1):
+            snapshots = archive.snapshots
+            for index, snapshot in enumerate(snapshots, 1):
                 progress(f"redis: loading snapshot {index}/{len(snapshots)} ...")
-                with _loaded(archive.members[name]) as source:
+                with _loaded(snapshot) as source:
                     total += copy_keys(source, target, progress)
             progress(f"redis: {total} keys restored")
             return total

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -62,23 +63,24 @@ def restore_command(file: Path, data_dir: Path) -> int:
 
     data_dir = data_dir.expanduser().resolve()
     check_empty_data_dir(data_dir)
-    archive = read_archive(file)
-    manifest = archive.manifest
-    _progress(
-        f"backup of {manifest['created']}: broker {manifest['broker_version']}, data-schema version "
-        f"{manifest['schema_version']}"
-    )
-    notes = restore_files(archive, data_dir)
-    try:
-        # The settings of the restored directory: its development secrets are the backed-up ones.
-        os.environ["BROKER_DATA_DIR"] = str(data_dir)
-        settings = load_settings()
-        configure_logging(settings.log_level)
-        total = restore_redis(archive, settings, _progress)
-    except Exception as exc:
-        raise CommandError(
-            f"{exc} (the restore is incomplete: empty {data_dir} before trying again)"
-        ) from exc
+    with tempfile.TemporaryDirectory(prefix="broker-restore-") as work:
+        archive = read_archive(file, Path(work))
+        manifest = archive.manifest
+        _progress(
+            f"backup of {manifest['created']}: broker {manifest['broker_version']}, data-schema version "
+            f"{manifest['schema_version']}"
+        )
+        notes = restore_files(archive, data_dir)
+        try:
+            # The settings of the restored directory: its development secrets are the backed-up ones.
+            os.environ["BROKER_DATA_DIR"] = str(data_dir)
+            settings = load_settings()
+            configure_logging(settings.log_level)
+            total = restore_redis(archive, settings, _progress)
+        except Exception as exc:
+            raise CommandError(
+                f"{exc} (the restore is incomplete: empty {data_dir} before trying again)"
+            ) from exc
     for note in notes:
         print(note)
     print(f"restored into {data_dir}: {total} keys. Start the broker with BROKER_DATA_DIR={data_dir}")

@@ -5,6 +5,7 @@ ledger verifies. Real processes throughout (``broker demo``, ``broker backup``, 
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -151,7 +152,7 @@ def test_every_primary_is_backed_up_and_restored_key_for_key(
     raw: Any = (
         RedisCluster.from_url(redis_server.url) if store.cluster else redis.Redis.from_url(redis_server.url)
     )
-    with _loaded(fixture.read_bytes()) as source:
+    with _loaded(fixture) as source:
         copy_keys(source, raw, lambda _m: None)
     raw.set("b:ttl-check", "x", px=3_600_000)
     require_current(store)
@@ -235,3 +236,16 @@ def test_in_production_the_secrets_and_the_keys_file_outside_the_data_dir_are_ba
     )
     assert oct((new / "restored-secrets.env").stat().st_mode & 0o777) == "0o600"
     assert "restored-secrets.env" in restored.stdout and "p" * 40 not in restored.stdout
+
+    # One changed byte in a member: refused by its checksum, before anything is written
+    tampered = tmp_path / "tampered.tar.gz"
+    with tarfile.open(archive) as src, tarfile.open(tampered, "w:gz") as dst:
+        for info in src.getmembers():
+            data = src.extractfile(info).read()  # type: ignore[union-attr]
+            if info.name == "keys/signing-keys.json":
+                data = data.replace(b'"kid"', b'"kiD"', 1)
+            dst.addfile(info, io.BytesIO(data))
+    refused = cli(tmp_path, "restore", str(tampered), "--data-dir", str(tmp_path / "t"), **env)
+    assert refused.returncode == 2
+    assert "keys/signing-keys.json does not match its checksum: the archive is damaged" in refused.stderr
+    assert not (tmp_path / "t").exists()
