@@ -439,13 +439,37 @@ def _is_empty(client: Any) -> bool:
     return next(iter(client.scan_iter(count=100)), None) is None
 
 
-def restore_redis(archive: Archive, settings: Settings, progress: Progress = print) -> int:
-    """Load every snapshot of the archive into the settings' Redis (which must be empty)."""
+def check_target(settings: Settings) -> None:
+    """Before anything is written: an external target (``BROKER_REDIS_URL``) answers and is empty."""
     if settings.redis_sentinels:
         raise BackupError(
             "restore into a Sentinel deployment: set BROKER_REDIS_URL to the primary's address "
             "for the restore"
         )
+    if not settings.redis_url:
+        return  # the new data directory's embedded store: empty by construction
+    probe = Store.from_url(
+        settings.redis_url, cluster=settings.redis_cluster, timeout_ms=settings.redis_timeout_ms
+    )
+    try:
+        if not probe.ping():
+            raise BackupError("BROKER_REDIS_URL: no Redis answered; nothing was changed")
+        target = _raw_target(settings.redis_url, probe.cluster)
+        try:
+            if not _is_empty(target):
+                raise BackupError(
+                    "the target Redis (BROKER_REDIS_URL) is not empty: restore only into an empty one "
+                    "(nothing was changed)"
+                )
+        finally:
+            target.close()
+    finally:
+        probe.close()
+
+
+def restore_redis(archive: Archive, settings: Settings, progress: Progress = print) -> int:
+    """Load every snapshot of the archive into the settings' Redis (which must be empty)."""
+    check_target(settings)
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if not url:

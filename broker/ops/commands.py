@@ -58,7 +58,14 @@ def backup_command(file: Path) -> int:
     help="the new data directory (must not exist or be empty)",
 )
 def restore_command(file: Path, data_dir: Path) -> int:
-    from broker.ops.backup import check_empty_data_dir, read_archive, restore_files, restore_redis
+    from broker.config import Settings
+    from broker.ops.backup import (
+        check_empty_data_dir,
+        check_target,
+        read_archive,
+        restore_files,
+        restore_redis,
+    )
     from broker.runtime import configure_logging, load_settings
 
     data_dir = data_dir.expanduser().resolve()
@@ -70,10 +77,11 @@ def restore_command(file: Path, data_dir: Path) -> int:
             f"backup of {manifest['created']}: broker {manifest['broker_version']}, data-schema version "
             f"{manifest['schema_version']}"
         )
+        os.environ["BROKER_DATA_DIR"] = str(data_dir)
+        check_target(Settings.from_env(create_dirs=False))  # an external target: empty?
         notes = restore_files(archive, data_dir)
         try:
             # The settings of the restored directory: its development secrets are the backed-up ones.
-            os.environ["BROKER_DATA_DIR"] = str(data_dir)
             settings = load_settings()
             configure_logging(settings.log_level)
             total = restore_redis(archive, settings, _progress)

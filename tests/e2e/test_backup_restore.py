@@ -200,7 +200,8 @@ def test_every_primary_is_backed_up_and_restored_key_for_key(
     twice = cli(tmp_path / "y", "restore", str(archive), "--data-dir", str(tmp_path / "y" / "data"),
                 BROKER_REDIS_URL=redis_server.url)  # fmt: skip
     assert twice.returncode == 2
-    assert "the target Redis is not empty" in twice.stderr
+    assert "the target Redis (BROKER_REDIS_URL) is not empty" in twice.stderr
+    assert not (tmp_path / "y" / "data").exists()  # refused before anything was written
 
 
 def test_in_production_the_secrets_and_the_keys_file_outside_the_data_dir_are_backed_up(
