@@ -67,6 +67,7 @@ SECRET_NAMES = (
     "BROKER_PLATFORM_API_KEY",
 )
 _SKIP = {"broker.lock"}  # data-directory files that are not state
+_NOT_STATE = (".tmp", ".tar.gz", ".tgz")  # half-written files, and backups kept there (never nested)
 _SYNC_TIMEOUT = 600.0
 _BATCH = 500
 
@@ -160,7 +161,7 @@ def _data_files(settings: Settings) -> Iterator[Path]:
         return
     for path in sorted(settings.data_dir.iterdir()):
         name = path.name
-        if not path.is_file() or name in _SKIP or name.startswith(".") or name.endswith(".tmp"):
+        if not path.is_file() or name in _SKIP or name.startswith(".") or name.endswith(_NOT_STATE):
             continue
         yield path
 

@@ -47,7 +47,8 @@ def test_a_backup_taken_while_serving_restores_the_same_people_tokens_and_ledger
     alice = person_tokens(source.url, creds, "alice")
     org_access = org_token(source.url, creds, "acme")
 
-    archive = tmp_path / "backup.tar.gz"
+    archive = tmp_path / "data" / "backup.tar.gz"  # kept in the data directory: never backed up again
+    (tmp_path / "data" / "older-backup.tar.gz").write_bytes(b"an earlier archive")
     made = cli(tmp_path, "backup", str(archive))  # the demo still runs
     assert made.returncode == 0, made.stderr
     assert "backup written" in made.stdout
@@ -55,6 +56,7 @@ def test_a_backup_taken_while_serving_restores_the_same_people_tokens_and_ledger
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    assert not [name for name in names if name.endswith(".tar.gz")]
     assert {
         "manifest.json",
         "redis/primary-0.rdb",
