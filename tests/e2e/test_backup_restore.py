@@ -252,3 +252,36 @@ def test_in_production_the_secrets_and_the_keys_file_outside_the_data_dir_are_ba
     assert refused.returncode == 2
     assert "keys/signing-keys.json does not match its checksum: the archive is damaged" in refused.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_a_sentinel_primary_is_backed_up_beside_its_replica(tmp_path: Path) -> None:
+    """With Sentinel (and WAIT 1), the backup asks the sentinels for the primary and snapshots it;
+    taking the snapshot as a replica would does not disturb the real replica."""
+    from tests.support.replication import SERVICE, ReplicaSet
+
+    replica_set = ReplicaSet(tmp_path / "redis", replicas=1, sentinels=1)
+    try:
+        replica_set.start()
+        primary = replica_set.primary.client
+        primary.set("b:schema", "1")
+        for i in range(50):
+            primary.hset(f"b:{{u:usr_{i}}}:user", mapping={"id": f"usr_{i}", "status": "active"})
+        sentinels = ",".join(f"{host}:{port}" for host, port in replica_set.sentinel_addresses)
+        env = {
+            "BROKER_REDIS_SENTINELS": sentinels,
+            "BROKER_REDIS_SENTINEL_SERVICE": SERVICE,
+            "BROKER_REDIS_WAIT_REPLICAS": "1",
+        }
+        archive = tmp_path / "sentinel.tar.gz"
+        made = cli(tmp_path, "backup", str(archive), **env)
+        assert made.returncode == 0, made.stderr
+        replica = replica_set.replicas[0].client
+        assert replica.info("replication")["master_link_status"] == "up"
+        assert primary.execute_command("WAIT", 1, 5000) == 1  # the replica still acknowledges
+    finally:
+        replica_set.stop()
+
+    new = tmp_path / "new"
+    restored = cli(new, "restore", str(archive), "--data-dir", str(new / "data"))
+    assert restored.returncode == 0, restored.stderr
+    assert "51 keys" in restored.stdout
