@@ -23,6 +23,7 @@ from broker.directory.commands import directory
 from broker.errors import CommandError
 from broker.events.commands import worker
 from broker.ledger.commands import ledger
+from broker.ops.commands import backup_command, migrate_command, print_version, restore_command
 from broker.runtime import ServeError
 from broker.storage.embedded import EmbeddedRedisError
 
@@ -65,12 +66,31 @@ class BrokerGroup(click.Group):
     help="a consent-limited data-sharing broker",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.version_option(package_name="broker", prog_name="broker", message="%(prog)s %(version)s")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=print_version,
+    help="show the broker's version, the data-schema version it reads and the embedded engine's, and exit",
+)
 def cli() -> None:
     pass
 
 
-for _command in (serve, scopes, demo, apps, worker, keys, ledger, directory):
+for _command in (
+    serve,
+    scopes,
+    demo,
+    apps,
+    worker,
+    keys,
+    ledger,
+    directory,
+    migrate_command,
+    backup_command,
+    restore_command,
+):
     cli.add_command(_command)
 
 

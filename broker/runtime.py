@@ -47,13 +47,16 @@ def configure_logging(level: str) -> None:
 
 
 @contextlib.contextmanager
-def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
+def open_store(settings: Settings, *, server: bool = False, check_schema: bool = True) -> Iterator[Store]:
     """The Redis to use, for the duration of the block.
 
     ``BROKER_REDIS_URL`` if set. Otherwise the embedded redis-server of the data directory: when a
     broker already runs there, a CLI command uses that broker's Redis (found from the data
     directory); a second *server* (``server=True``) is refused. When none runs, one is started,
     watched (restarted if it dies) and stopped around the block.
+
+    Data of another schema version than this code's is refused (``broker migrate`` upgrades it; a
+    fresh store is stamped): only ``migrate``, ``backup`` and ``restore`` pass ``check_schema=False``.
     """
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
@@ -82,6 +85,10 @@ def open_store(settings: Settings, *, server: bool = False) -> Iterator[Store]:
                     f"answered through the sentinels at {where}"
                 )
             raise ServeError(f"BROKER_REDIS_URL: no Redis answered at {_redact(url)}")
+        if check_schema:
+            from broker.migrations import require_current
+
+            require_current(store)
         yield store
         store.close()
     finally:

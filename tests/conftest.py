@@ -23,6 +23,7 @@ from flask import Flask
 
 from broker.app import create_app
 from broker.config import Settings
+from broker.migrations import require_current
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.support.environment import LiveServer, make_settings
@@ -67,6 +68,7 @@ def store(redis_server: RedisServer | RedisClusterServer) -> Iterator[Store]:
         redis_server.start()  # a test may have stopped it on purpose
     s = Store.from_url(redis_server.url)
     s.redis.flushdb()  # our own server only
+    require_current(s)  # stamped with the data-schema version, as a broker's first start does
     yield s
     s.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import broker as broker_package
 from broker import cli
 from tests.support.environment import ROOT, broker_env
 
@@ -27,9 +28,19 @@ def broker(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 
 def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
+    from broker.migrations import SCHEMA_VERSION
+    from broker.storage.embedded import redis_server_binary
+
     result = broker(tmp_path, "--version")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"broker {version('broker')}\n"
+    engine = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True).stdout
+    name, _, rest = engine.partition(" server v=")
+    assert result.stdout == (
+        f"broker {version('broker')}\n"
+        f"data-schema version {SCHEMA_VERSION}\n"
+        f"embedded engine {name.lower()} {rest.split()[0]}\n"
+    )
+    assert version("broker") == broker_package.__version__
     assert result.stderr == ""
 
 
@@ -39,7 +50,10 @@ def test_help_lists_every_command_with_its_help(tmp_path: Path) -> None:
     assert result.stdout.startswith("Usage: broker [OPTIONS] COMMAND [ARGS]...\n")
     listed = result.stdout.split("Commands:\n", 1)[1]
     names = [line.split()[0] for line in listed.splitlines() if line.startswith("  ") and line[2] != " "]
-    assert names == ["serve", "scopes", "demo", "apps", "worker", "keys", "ledger", "directory"]
+    assert names == [
+        "serve", "scopes", "demo", "apps", "worker", "keys", "ledger", "directory",
+        "migrate", "backup", "restore",
+    ]  # fmt: skip
     assert names == list(cli.cli.commands)
     assert "  ledger     disclosure ledger tools\n" in listed
     assert "--version" in result.stdout

@@ -18,7 +18,11 @@ from werkzeug.routing import RequestRedirect
 from broker.config import OPTIONS
 from tests.support.environment import ROOT
 
-CLI_COMMANDS = {"serve", "demo", "worker", "scopes", "keys", "ledger", "directory", "apps"}
+CLI_COMMANDS = {"serve", "demo", "worker", "scopes", "keys", "ledger", "directory", "apps"} | {
+    "migrate",
+    "backup",
+    "restore",
+}
 
 
 def test_readme_config_table_matches_options() -> None:
@@ -86,9 +90,15 @@ def test_readme_teaches_what_the_newcomer_needs() -> None:
     ):
         assert wanted in headings, f"README lacks the section {wanted!r}"
     operations = readme.split("## Operations", 1)[1].split("\n## ", 1)[0]
-    for topic in ("appendonly.aof", "broker keys rotate", "broker ledger verify", "BROKER_REDIS_CLUSTER"):
+    for topic in (
+        "broker backup",
+        "broker restore",
+        "broker keys rotate",
+        "broker ledger verify",
+        "BROKER_REDIS_CLUSTER",
+    ):
         assert topic in readme, topic
-    assert "Back it up" in operations
+    assert "use `broker backup FILE`" in operations
 
 
 def test_every_path_and_link_the_readmes_name_exists() -> None:

@@ -36,6 +36,16 @@ def org_tag(org_id: str) -> str:
 LEDGER_TAG = f"{PREFIX}{{ledger}}"
 
 
+def schema_version() -> str:
+    """String: the data-schema version (an integer) of the data in this Redis (broker.migrations)."""
+    return f"{PREFIX}schema"
+
+
+def migrate_lock() -> str:
+    """String with a TTL: held while ``broker migrate`` runs."""
+    return f"{PREFIX}migrate:lock"
+
+
 # --- directory -------------------------------------------------------------------------------
 
 

@@ -6,6 +6,9 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
+from broker import __version__
+from broker.migrations import SCHEMA_VERSION, stored_version
+from broker.ops.engine import server_version
 from broker.web.shared import context as web
 
 bp = Blueprint("health", __name__)
@@ -31,6 +34,13 @@ def readyz() -> Any:
         checks["replication"] = checks["redis"] and store.replication_ok()
     ready = all(checks.values())
     body = jsonify(
-        status="ready" if ready else "unavailable", checks=checks, redis_circuit=store.breaker.state
+        status="ready" if ready else "unavailable",
+        checks=checks,
+        redis_circuit=store.breaker.state,
+        version=__version__,
+        # the data's schema version (None when Redis does not answer) and the one this code reads
+        schema_version=stored_version(store) if checks["redis"] else None,
+        schema_version_supported=SCHEMA_VERSION,
+        engine=server_version(store.redis) if checks["redis"] else None,
     )
     return body, (200 if ready else 503)
