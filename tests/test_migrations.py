@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import requests
 
+from broker.core.sealing import is_sealed
 from broker.errors import CommandError
+from broker.events.webhook_secrets import open_field, sealer_for
 from broker.migrations import MIGRATIONS, SCHEMA_VERSION, SchemaError, migrate, read_version, require_current
 from broker.ops.backup import _loaded, copy_keys
 from broker.storage import keys
@@ -67,6 +69,9 @@ def test_data_written_by_release_0_1_0_is_refused_then_migrated_and_served(
     assert EXPECTED["version"] == "0.1.0" and read_version(check) is None  # as 0.1.0 left it
     keys_before = sorted(check.redis.scan_iter(count=1000))
     assert len(keys_before) > 20
+    creds = json.loads((tmp_path / "data" / "demo-credentials.json").read_text())
+    org_app = creds["apps"]["org_app"]
+    assert check.redis.hget(keys.app(org_app["client_id"]), "webhook_secret") == org_app["webhook_secret"]
 
     for command in (("serve", "--port", str(free_port())), ("worker", "--once")):
         refused = cli(tmp_path, *command, BROKER_REDIS_URL=url)
@@ -84,7 +89,16 @@ def test_data_written_by_release_0_1_0_is_refused_then_migrated_and_served(
     done = cli(tmp_path, "migrate", BROKER_REDIS_URL=url)
     assert done.returncode == 0, done.stderr
     assert f"[1/{len(MIGRATIONS)}] migration 1: done (schema version 1)" in done.stderr
+    assert f"[2/{len(MIGRATIONS)}] migration 2: done (schema version 2)" in done.stderr
     assert read_version(check) == SCHEMA_VERSION
+    # Migration 2 sealed the webhook secret 0.1.0 kept in clear; it opens to the same secret.
+    stored = check.redis.hget(keys.app(org_app["client_id"]), "webhook_secret")
+    assert is_sealed(stored) and org_app["webhook_secret"] not in stored
+    settings = make_settings(tmp_path, url)
+    assert (
+        open_field(sealer_for(settings), org_app["client_id"], "webhook_secret", stored)
+        == org_app["webhook_secret"]
+    )
     again = cli(tmp_path, "migrate", BROKER_REDIS_URL=url)
     assert again.returncode == 0 and "up to date, nothing to migrate" in again.stderr
     check.close()
@@ -94,7 +108,6 @@ def test_data_written_by_release_0_1_0_is_refused_then_migrated_and_served(
 
     broker = Broker(tmp_path, BROKER_REDIS_URL=url)
     brokers.append(broker.start())
-    creds = json.loads((tmp_path / "data" / "demo-credentials.json").read_text())
     # bob signs in with the password 0.1.0 stored, and the mini program sees the pairwise id it saw then
     assert person_tokens(broker.url, creds, "bob")["sub"] == EXPECTED["bob_sub_mini_program"]
     # the org app's client secret, hashed by 0.1.0, still authenticates; its token works

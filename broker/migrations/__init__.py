@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from broker.errors import CommandError
-from broker.migrations import m0001_stamp_release_0_1_0
+from broker.migrations import m0001_stamp_release_0_1_0, m0002_seal_webhook_secrets
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -49,9 +49,7 @@ def _migration(module: Any) -> Migration:
 # version this code reads and writes.
 MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0001_stamp_release_0_1_0),
-    # 2: seal the webhook secrets stored in clear by 0.1.0 (``seal_existing_webhook_secrets(store,
-    #    sealer)`` of the webhook-signing change): a module m0002_seal_webhook_secrets.py whose ``up``
-    #    builds the sealer from ``settings`` and calls it, added here.
+    _migration(m0002_seal_webhook_secrets),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

