@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from broker.observability.logs import resolve_format
+
 log = logging.getLogger("broker.config")
 
 REPO_SCOPES_DIR = Path(__file__).resolve().parent.parent / "scopes"
@@ -316,6 +318,32 @@ OPTIONS: tuple[Option, ...] = (
         _int(10, 1000000),
         "Events kept per app when it has no webhook URL (older ones are trimmed).",
     ),
+    # observability: logs and metrics (docs/observability.md)
+    Option(
+        "BROKER_LOG_FORMAT",
+        "auto",
+        _choice("auto", "json", "text"),
+        "Log lines of the broker and gunicorn: `json` (one object per line), `text`, or `auto` "
+        "(json when BROKER_ENV=production, else text).",
+    ),
+    Option(
+        "BROKER_METRICS_TOKEN",
+        "",
+        _secret,
+        "Bearer token that opens `/metrics` on the main port; empty: `/metrics` is not served there (404).",
+    ),
+    Option(
+        "BROKER_METRICS_PORT",
+        "0",
+        _int(0, 65535),
+        "Serve `/metrics` (no authentication) on this separate port of BROKER_METRICS_HOST; 0: off.",
+    ),
+    Option(
+        "BROKER_METRICS_HOST",
+        "127.0.0.1",
+        _text,
+        "Address the separate metrics port binds to (keep it private: it has no authentication).",
+    ),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -375,6 +403,10 @@ class Settings:
     redis_sentinel_service: str = "mymaster"
     redis_sentinel_password: str = field(default="", repr=False)
     redis_password: str = field(default="", repr=False)
+    log_format: str = "text"  # json or text (``auto`` resolved by from_env)
+    metrics_token: str = field(default="", repr=False)
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     @property
     def production(self) -> bool:
@@ -413,6 +445,11 @@ class Settings:
             raise ConfigError(
                 "BROKER_REDIS_PASSWORD and BROKER_REDIS_SENTINEL_PASSWORD apply only with "
                 "BROKER_REDIS_SENTINELS (put a password for BROKER_REDIS_URL in the URL)"
+            )
+        if values["BROKER_METRICS_PORT"] and values["BROKER_METRICS_PORT"] == values["BROKER_PORT"]:
+            raise ConfigError(
+                "BROKER_METRICS_PORT: must differ from BROKER_PORT (the metrics port has no authentication; "
+                "to serve /metrics on the main port set BROKER_METRICS_TOKEN instead)"
             )
         data_dir = Path(values["BROKER_DATA_DIR"]).expanduser().resolve()
         production = values["BROKER_ENV"] == "production"
@@ -489,6 +526,10 @@ class Settings:
             redis_sentinel_service=values["BROKER_REDIS_SENTINEL_SERVICE"],
             redis_sentinel_password=values["BROKER_REDIS_SENTINEL_PASSWORD"],
             redis_password=values["BROKER_REDIS_PASSWORD"],
+            log_format=resolve_format(values["BROKER_LOG_FORMAT"], production),
+            metrics_token=values["BROKER_METRICS_TOKEN"],
+            metrics_port=values["BROKER_METRICS_PORT"],
+            metrics_host=values["BROKER_METRICS_HOST"],
         )
 
     def warn_dev_defaults(self) -> None:

@@ -26,7 +26,7 @@ def worker(once: bool) -> int:
     from broker.runtime import configure_logging, load_settings, open_store
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         with open_store(settings) as store:
             delivery = Worker(store, settings)

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import requests
 
+from broker.observability import metrics
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -293,13 +294,13 @@ class Worker:
 
     def _guarded(self, client_id: str) -> str:
         try:
-            return self.deliver_next(client_id)
+            return metrics.webhook_outcome(self.deliver_next(client_id))
         except redis.RedisError as exc:
             log.error("webhook delivery for %s: redis error (%s)", client_id, type(exc).__name__)
-            return "error"
+            return metrics.webhook_outcome("error")
         except Exception:
             log.exception("webhook delivery for %s failed unexpectedly", client_id)
-            return "error"
+            return metrics.webhook_outcome("error")
 
     # -- one delivery ------------------------------------------------------------------------------
 

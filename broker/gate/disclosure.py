@@ -40,6 +40,7 @@ from broker.core.ids import client_of as token_client
 from broker.core.pairwise import pairwise_id
 from broker.core.records import DisclosureRecord
 from broker.errors import BearerError, NotFound, StorageUnavailable
+from broker.observability import metrics
 from broker.storage import keys
 from broker.storage.breaker import CircuitOpen
 from broker.storage.store import UNAVAILABLE, Store
@@ -268,6 +269,7 @@ class Gate:
             .execute()
         )
         status = result[0]
+        metrics.gate_checked(status)
         if status == "invalid_token":
             raise InvalidToken(result[1])
         if status == "not_found":
@@ -283,6 +285,7 @@ class Gate:
         if status != "ok":  # pragma: no cover - the script returns one of the above
             raise RuntimeError(f"unexpected gate result {status!r}")
         self.store.confirm_durable(journal)
+        metrics.disclosed(result[1], len(person_args))
         return Disclosed(
             client_id=client_id,
             kind=result[1],
@@ -328,6 +331,7 @@ class Gate:
         pipe.xadd(journal, record.to_hash())
         pipe.execute()
         self.store.confirm_durable(journal)
+        metrics.disclosed("id_token")
 
     # -- after the record is committed ---------------------------------------------------------
 
