@@ -93,8 +93,12 @@ def configure(level: str, log_format: str) -> None:
 
 
 def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
-    """gunicorn's ``logconfig_dict``: its error and access loggers go through the same handler and
-    formatter as the broker's own (propagating to the root), so the whole process writes one format.
+    """gunicorn's ``logconfig_dict``: its error logger goes through the same handler and formatter
+    as the broker's own (propagating to the root), so the whole process writes one format.
+
+    gunicorn's access logger is silenced: its line holds the raw request line, query string
+    included, and a query may carry a token (``?access_token=``). The broker writes its own access
+    line instead (``broker.access``: the URL rule, status, latency, request and trace ids).
     """
     return {
         "version": 1,
@@ -103,11 +107,12 @@ def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
             "broker": {"()": "broker.observability.logs.make_formatter", "log_format": log_format}
         },
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "broker", "stream": "ext://sys.stderr"}
+            "stderr": {"class": "logging.StreamHandler", "formatter": "broker", "stream": "ext://sys.stderr"},
+            "null": {"class": "logging.NullHandler"},
         },
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
-            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "CRITICAL", "handlers": ["null"], "propagate": False},
         },
     }
