@@ -239,3 +239,20 @@ def test_metrics_settings_are_validated(tmp_path: Path) -> None:
         Settings.from_env({**base, "BROKER_METRICS_TOKEN": "short"})
     assert Settings.from_env({**base, "BROKER_METRICS_PORT": "9100"}).metrics_port == 9100
     assert "t" * 40 not in repr(Settings.from_env({**base, "BROKER_METRICS_TOKEN": "t" * 40}))
+
+
+def test_the_example_alert_rules_name_only_real_series(metered: Any) -> None:
+    import re
+
+    import yaml
+
+    from tests.support.environment import ROOT
+
+    rules = yaml.safe_load((ROOT / "docs" / "prometheus-alerts.yml").read_text())
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    named = {name for expr in expressions for name in re.findall(r"broker_[a-z_]+", expr)}
+    assert len(named) >= 6
+    text = metered.get("/metrics", headers=bearer(TOKEN)).get_data(as_text=True)
+    families = {family.name for family in text_string_to_metric_families(text)}
+    for name in named:
+        assert re.sub(r"_(total|bucket|count|sum)$", "", name) in families, name
