@@ -339,6 +339,13 @@ OPTIONS: tuple[Option, ...] = (
         "Serve `/metrics` (no authentication) on this separate port of BROKER_METRICS_HOST; 0: off.",
     ),
     Option(
+        "BROKER_WORKER_METRICS_PORT",
+        "0",
+        _int(0, 65535),
+        "`broker worker` serves its own `/metrics` (webhooks, its sequencer, Redis errors; no "
+        "authentication) on this port of BROKER_METRICS_HOST; 0: off.",
+    ),
+    Option(
         "BROKER_METRICS_HOST",
         "127.0.0.1",
         _text,
@@ -407,6 +414,7 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 0
 
     @property
     def production(self) -> bool:
@@ -530,6 +538,7 @@ class Settings:
             metrics_token=values["BROKER_METRICS_TOKEN"],
             metrics_port=values["BROKER_METRICS_PORT"],
             metrics_host=values["BROKER_METRICS_HOST"],
+            worker_metrics_port=values["BROKER_WORKER_METRICS_PORT"],
         )
 
     def warn_dev_defaults(self) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
-from prometheus_client import start_http_server
 
 from broker.app import create_app
 from broker.config import Settings
@@ -181,9 +180,7 @@ def _metrics_listener(settings: Settings) -> Callable[[Any], None]:
 
     def when_ready(server: Any) -> None:
         if settings.metrics_port:
-            start_http_server(
-                settings.metrics_port, settings.metrics_host, registry=metrics.multiprocess_registry()
-            )
+            metrics.serve(settings.metrics_port, settings.metrics_host)
             log.info("metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
 
     return when_ready

@@ -32,6 +32,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
+    start_http_server,
     values,
 )
 from prometheus_client import multiprocess as _mp
@@ -153,6 +154,16 @@ def multiprocess_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     _mp.MultiProcessCollector(registry)
     return registry
+
+
+def serve(port: int, host: str) -> None:
+    """Serve ``/metrics`` (no authentication) on ``host:port`` from a daemon thread of this process:
+    every process's metrics in multi-process mode (the gunicorn master), else this process's own
+    (``broker worker``). OSError if the port cannot be bound."""
+    _m()
+    registry = multiprocess_registry() if multiprocess_dir() else _registry
+    assert registry is not None
+    start_http_server(port, host, registry=registry)
 
 
 def render() -> tuple[bytes, str]:

@@ -243,3 +243,52 @@ def test_one_json_access_line_per_request_with_ids_and_no_token(demo: tuple[Brok
     # gunicorn's own lines are in the same format
     assert any(entry["logger"] == "gunicorn.error" for entry in lines)
     assert token not in broker.output()
+
+
+def test_the_webhook_worker_serves_its_own_metrics(tmp_path: Path, redis_server: Any, store: Any) -> None:
+    import subprocess
+    import sys
+
+    from broker.events import outbox as events
+    from broker.storage import keys
+    from tests.support.environment import ROOT, broker_env
+
+    client_id = "app_00000000000000bb"  # no webhook URL: its events are undeliverable
+    store.redis.hset(keys.app(client_id), mapping={"client_id": client_id, "status": "active"})
+    store.redis.zadd(keys.apps_all(), {client_id: time.time()})
+    pipe = store.redis.pipeline(transaction=True)
+    events.emit(pipe, client_id, "grant.created", {"user": "u_pairwise"})
+    pipe.execute()
+
+    port = free_port()
+    env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url, BROKER_WORKER_METRICS_PORT=str(port))
+    command = [sys.executable, "-m", "broker", "worker"]
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        undeliverable = 0.0
+        while time.monotonic() < deadline and not undeliverable:
+            assert worker.poll() is None, log.read_text()
+            try:
+                samples = scrape(f"http://127.0.0.1:{port}/metrics")
+            except requests.ConnectionError:  # not listening yet
+                samples = {}
+            undeliverable = value(samples, "broker_webhook_deliveries_total", outcome="undeliverable")
+            time.sleep(0.2)
+        assert undeliverable >= 1, log.read_text()
+        assert ("broker_ledger_pending_records", ()) in samples
+
+        # a second worker on the same port says why it cannot start
+        second = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert f"BROKER_WORKER_METRICS_PORT: cannot listen on 127.0.0.1:{port}" in second.stderr
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
