@@ -114,6 +114,17 @@ def test_a_later_traceparent_version_with_more_fields_is_read(client: Any, acces
     assert lines(access_lines)[0]["trace_id"] == TRACE_ID
 
 
+def test_a_request_refused_before_any_view_still_has_its_id_and_line(
+    client: Any, access_lines: io.StringIO
+) -> None:
+    """CSRF protection runs before the views: its refusal is logged with the caller's id too."""
+    response = client.post("/login", data={"username": "x"}, headers={"X-Request-Id": "csrf-probe"})
+    assert response.status_code == 400
+    assert response.headers["X-Request-Id"] == "csrf-probe"
+    [line] = lines(access_lines)
+    assert line["request_id"] == "csrf-probe" and line["status"] == 400 and line["route"] == "/login"
+
+
 def test_a_repeated_request_id_never_merges_ledger_records(
     client: Any, store: Store, org: dict[str, Any], access_lines: io.StringIO
 ) -> None:

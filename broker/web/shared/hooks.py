@@ -59,7 +59,6 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
 
 
 def install(app: Flask) -> None:
-    @app.before_request
     def assign_request_id() -> None:
         g.request_started = time.perf_counter()
         # The id of this request's disclosure records is always ours: a caller's id may repeat,
@@ -71,6 +70,10 @@ def install(app: Flask) -> None:
         if trace:
             context["trace_id"], context["parent_id"] = trace
         logs.request_context.set(context)
+
+    # First of all before_request functions: CSRF protection (registered earlier) may refuse the
+    # request, and its refusal still needs an id and an access line.
+    app.before_request_funcs.setdefault(None, []).insert(0, assign_request_id)
 
     @app.after_request
     def access_line(response: Response) -> Response:
