@@ -203,6 +203,15 @@ def run(
     settings.warn_dev_defaults()
     # before the app exists and before any fork: every process writes its metrics to one directory
     metrics.enable_multiprocess(settings.data_dir / "metrics")
+    try:
+        return _serve(settings, on_ready, deliver_webhooks)
+    finally:
+        metrics.disable_multiprocess()
+
+
+def _serve(
+    settings: Settings, on_ready: Callable[[Store, Flask], None] | None, deliver_webhooks: bool
+) -> int:
     with open_store(settings, server=True) as store:
         app = create_app(settings, store)
         app.extensions["broker.deliver_webhooks"] = deliver_webhooks

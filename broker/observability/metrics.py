@@ -7,7 +7,7 @@ and serves :func:`render` at ``/metrics``. This module imports neither Flask nor
 **Several processes.** ``broker serve`` runs gunicorn with N workers forked from a preloaded
 master. :func:`enable_multiprocess` (called by the master before it forks) switches
 prometheus-client to its multi-process mode: every process writes its values to memory-mapped files
-in one directory (``<data dir>/metrics``, emptied at each start), and :func:`render` sums them over
+in one directory of the run (``<data dir>/metrics/<master pid>``), and :func:`render` sums them over
 all processes, dead ones included for counters (a worker restart does not reset a total).
 ``mark_process_dead`` (gunicorn's ``worker_exit``) drops a dead worker's live gauges.
 
@@ -127,20 +127,46 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-def enable_multiprocess(directory: Path) -> None:
-    """Collect the metrics of every process forked from this one in ``directory`` (emptied now).
+def enable_multiprocess(base: Path) -> Path:
+    """Collect the metrics of every process forked from this one in a directory of this run,
+    ``base/<pid>``, and return it. Directories of earlier runs whose process is gone are deleted
+    (a server sharing the data directory with an external Redis keeps its own).
 
     Call before forking and before any metric of this process is used for real: counts made
     earlier in this process are dropped.
     """
     global _metrics, _registry
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, mode=0o700)
+    base.mkdir(parents=True, mode=0o700, exist_ok=True)
+    for old in base.iterdir():
+        if old.is_dir() and (
+            not old.name.isdigit() or int(old.name) == os.getpid() or not _alive(int(old.name))
+        ):
+            shutil.rmtree(old, ignore_errors=True)
+    directory = base / str(os.getpid())
+    directory.mkdir(mode=0o700)
     os.environ[MULTIPROC_ENV] = str(directory)
     with _lock:
         values.ValueClass = values.MultiProcessValue()
         _metrics, _registry = None, None
+    return directory
+
+
+def disable_multiprocess() -> None:
+    """The run is over (the server stopped): delete its directory. Only the process that made it
+    does (a gunicorn worker leaves by ``SystemExit`` through the same stack)."""
+    directory = multiprocess_dir()
+    if directory and Path(directory).name == str(os.getpid()):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process holds that pid: not ours to delete
+        return True
+    return True
 
 
 def mark_process_dead(pid: int) -> None:

@@ -39,6 +39,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, dic
     broker.env["BROKER_WORKERS"] = "2"
     broker.args = ("demo", "--port", str(broker.port), "--credentials-out", str(creds))
     del broker.env["BROKER_ISSUER"]
+    stale = tmp_path / "data" / "metrics" / "999999999"  # a run of a server long gone (no such pid)
+    stale.mkdir(parents=True)
+    (stale / "counter_1.db").write_bytes(b"")
     try:
         broker.start()
         yield broker, json.loads(creds.read_text())
@@ -139,8 +142,10 @@ def test_metrics_sum_every_worker_and_are_protected(demo: tuple[Broker, dict[str
         before, "broker_disclosures_total", kind="installation"
     )
     assert disclosed == first + second
-    # the files of the old workers and of the new ones were all read
-    counter_files = {p.name for p in (broker.tmp_path / "data" / "metrics").glob("counter_*.db")}
+    # the files of the old workers and of the new ones were all read, from this run's directory only
+    assert [p.name for p in (broker.tmp_path / "data" / "metrics").iterdir()] == [str(broker.process.pid)]
+    run_dir = broker.tmp_path / "data" / "metrics" / str(broker.process.pid)
+    counter_files = {p.name for p in run_dir.glob("counter_*.db")}
     assert {f"counter_{pid}.db" for pid in old | current} <= counter_files
 
     issued = value(after, "broker_token_issuance_total", grant="client_credentials", outcome="issued")
@@ -243,6 +248,14 @@ def test_one_json_access_line_per_request_with_ids_and_no_token(demo: tuple[Brok
     # gunicorn's own lines are in the same format
     assert any(entry["logger"] == "gunicorn.error" for entry in lines)
     assert token not in broker.output()
+
+
+def test_a_stopped_server_removes_its_metrics_directory(demo: tuple[Broker, dict[str, Any]]) -> None:
+    broker, _ = demo
+    run_dir = broker.tmp_path / "data" / "metrics" / str(broker.process.pid)
+    assert run_dir.is_dir()
+    assert broker.stop() == 0
+    assert not run_dir.exists()
 
 
 def test_the_webhook_worker_serves_its_own_metrics(tmp_path: Path, redis_server: Any, store: Any) -> None:
