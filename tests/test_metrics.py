@@ -93,6 +93,7 @@ def test_disclosures_refusals_and_requests_are_counted(
     url = f"/v1/orgs/{org['oid']}/members"
     assert metered.get(url, headers=bearer(org["token"])).status_code == 200
     assert metered.get(url, headers=bearer(f"brk_at_{org['client_id']}.{'x' * 43}")).status_code == 401
+    assert metered.get(url, headers=bearer("not-a-broker-token")).status_code == 401
     other_org = make_org(store, [make_user(store)])
     assert metered.get(f"/v1/orgs/{other_org}/members", headers=bearer(org["token"])).status_code == 404
     after = scrape(metered)
@@ -103,9 +104,10 @@ def test_disclosures_refusals_and_requests_are_counted(
     assert delta("broker_disclosures_total", kind="installation") == 3  # one record per member
     assert delta("broker_gate_refusals_total", reason="invalid_token") == 1
     assert delta("broker_gate_refusals_total", reason="not_found") == 1
+    assert delta("broker_gate_refusals_total", reason="malformed_token") == 1
     route = "/v1/orgs/<org_id>/members"
     assert delta("broker_http_request_duration_seconds_count", route=route, method="GET", status="200") == 1
-    assert delta("broker_http_request_duration_seconds_count", route=route, method="GET", status="401") == 1
+    assert delta("broker_http_request_duration_seconds_count", route=route, method="GET", status="401") == 2
     assert metered.get(f"/nothing/{org['oid']}").status_code == 404
     text = metered.get("/metrics", headers=bearer(TOKEN)).get_data(as_text=True)
     assert org["oid"] not in text  # routes are URL rules: no id ever becomes a label

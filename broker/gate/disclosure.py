@@ -230,7 +230,11 @@ class Gate:
         ``persons`` are internal user ids (org tokens); for a person's token it is ignored and the
         token's own subject is disclosed.
         """
-        client_id = client_of(token)
+        try:
+            client_id = client_of(token)
+        except InvalidToken:
+            metrics.gate_checked("malformed_token")
+            raise
         token_key = keys.access_token(client_id, keyed_hash(self.token_hash_key, token))
         person_args: list[list[str]]
         if kind == "installation":
