@@ -38,7 +38,7 @@ def serve(port: int | None) -> int:
     from broker.server import run
 
     settings = settings_with_port(port)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return run(settings)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from broker.observability.logs import resolve_format
+
 log = logging.getLogger("broker.config")
 
 REPO_SCOPES_DIR = Path(__file__).resolve().parent.parent / "scopes"
@@ -362,6 +364,39 @@ OPTIONS: tuple[Option, ...] = (
         "Development only: let webhooks go to loopback and private addresses (`broker demo` turns it "
         "on for its example apps). Link-local, metadata and other internal ranges stay refused.",
     ),
+    # observability: logs and metrics (docs/observability.md)
+    Option(
+        "BROKER_LOG_FORMAT",
+        "auto",
+        _choice("auto", "json", "text"),
+        "Log lines of the broker and gunicorn: `json` (one object per line), `text`, or `auto` "
+        "(json when BROKER_ENV=production, else text).",
+    ),
+    Option(
+        "BROKER_METRICS_TOKEN",
+        "",
+        _secret,
+        "Bearer token that opens `/metrics` on the main port; empty: `/metrics` is not served there (404).",
+    ),
+    Option(
+        "BROKER_METRICS_PORT",
+        "0",
+        _int(0, 65535),
+        "Serve `/metrics` (no authentication) on this separate port of BROKER_METRICS_HOST; 0: off.",
+    ),
+    Option(
+        "BROKER_WORKER_METRICS_PORT",
+        "0",
+        _int(0, 65535),
+        "`broker worker` serves its own `/metrics` (webhooks, its sequencer, Redis errors; no "
+        "authentication) on this port of BROKER_METRICS_HOST; 0: off.",
+    ),
+    Option(
+        "BROKER_METRICS_HOST",
+        "127.0.0.1",
+        _text,
+        "Address the separate metrics port binds to (keep it private: it has no authentication).",
+    ),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -425,6 +460,11 @@ class Settings:
     redis_sentinel_password: str = field(default="", repr=False)
     redis_password: str = field(default="", repr=False)
     sealing_keys_file: Path = Path("sealing-keys.json")
+    log_format: str = "text"  # json or text (``auto`` resolved by from_env)
+    metrics_token: str = field(default="", repr=False)
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 0
 
     @property
     def production(self) -> bool:
@@ -463,6 +503,11 @@ class Settings:
             raise ConfigError(
                 "BROKER_REDIS_PASSWORD and BROKER_REDIS_SENTINEL_PASSWORD apply only with "
                 "BROKER_REDIS_SENTINELS (put a password for BROKER_REDIS_URL in the URL)"
+            )
+        if values["BROKER_METRICS_PORT"] and values["BROKER_METRICS_PORT"] == values["BROKER_PORT"]:
+            raise ConfigError(
+                "BROKER_METRICS_PORT: must differ from BROKER_PORT (the metrics port has no authentication; "
+                "to serve /metrics on the main port set BROKER_METRICS_TOKEN instead)"
             )
         data_dir = Path(values["BROKER_DATA_DIR"]).expanduser().resolve()
         production = values["BROKER_ENV"] == "production"
@@ -551,6 +596,11 @@ class Settings:
             redis_sentinel_password=values["BROKER_REDIS_SENTINEL_PASSWORD"],
             redis_password=values["BROKER_REDIS_PASSWORD"],
             sealing_keys_file=Path(sealing_file),
+            log_format=resolve_format(values["BROKER_LOG_FORMAT"], production),
+            metrics_token=values["BROKER_METRICS_TOKEN"],
+            metrics_port=values["BROKER_METRICS_PORT"],
+            metrics_host=values["BROKER_METRICS_HOST"],
+            worker_metrics_port=values["BROKER_WORKER_METRICS_PORT"],
         )
 
     def warn_dev_defaults(self) -> None:

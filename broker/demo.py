@@ -250,7 +250,7 @@ def demo(port: int | None, credentials_out: Path | None) -> int:
     from broker.server import run
 
     settings = demo_settings(settings_with_port(port))
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     def on_ready(store: Store, app: Flask) -> None:
         creds = seed(store, settings)

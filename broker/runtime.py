@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import Iterator
 
 from broker.config import ConfigError, Settings
+from broker.observability import logs
 from broker.storage.breaker import CircuitOpen
 from broker.storage.embedded import DataDirectoryInUse, EmbeddedRedis, engine_version
 from broker.storage.store import UNAVAILABLE, Store
@@ -38,12 +38,9 @@ def log_storage_failure(logger: logging.Logger, where: str, exc: BaseException) 
         logger.error("%s: redis error: %s", where, type(exc).__name__, exc_info=exc)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Every logger to stderr, in ``log_format`` (``json`` or ``text``; ``BROKER_LOG_FORMAT``)."""
+    logs.configure(level, log_format)
 
 
 @contextlib.contextmanager

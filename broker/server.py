@@ -22,6 +22,7 @@ from gunicorn.app.base import BaseApplication
 
 from broker.app import create_app
 from broker.config import Settings
+from broker.observability import logs, metrics
 from broker.runtime import ServeError, open_store
 from broker.storage.embedded import after_fork_in_child
 from broker.storage.store import Store
@@ -163,12 +164,26 @@ def _post_worker_init(worker: Any) -> None:
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
-    """Stop the demo's webhook loop before the interpreter tears its thread pools down."""
+    """Stop the demo's webhook loop before the interpreter tears its thread pools down; the worker's
+    live metric gauges stop counting (its counters stay in the totals)."""
     running = worker.app.application.extensions.get("broker.webhooks_thread")
     if running:
         stop, thread = running
         stop.set()
         thread.join(timeout=10)
+    metrics.mark_process_dead(worker.pid)
+
+
+def _metrics_listener(settings: Settings) -> Callable[[Any], None]:
+    """gunicorn's ``when_ready`` (in the master, before the workers fork): with
+    ``BROKER_METRICS_PORT``, serve ``/metrics`` of every worker on that separate, private port."""
+
+    def when_ready(server: Any) -> None:
+        if settings.metrics_port:
+            metrics.serve(settings.metrics_port, settings.metrics_host)
+            log.info("metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
+
+    return when_ready
 
 
 def run(
@@ -183,7 +198,20 @@ def run(
     one-command set-up); production runs ``broker worker`` beside the server instead.
     """
     check_port_free(settings.host, settings.port)
+    if settings.metrics_port:
+        check_port_free(settings.metrics_host, settings.metrics_port)
     settings.warn_dev_defaults()
+    # before the app exists and before any fork: every process writes its metrics to one directory
+    metrics.enable_multiprocess(settings.data_dir / "metrics")
+    try:
+        return _serve(settings, on_ready, deliver_webhooks)
+    finally:
+        metrics.disable_multiprocess()
+
+
+def _serve(
+    settings: Settings, on_ready: Callable[[Store, Flask], None] | None, deliver_webhooks: bool
+) -> int:
     with open_store(settings, server=True) as store:
         app = create_app(settings, store)
         app.extensions["broker.deliver_webhooks"] = deliver_webhooks
@@ -197,9 +225,13 @@ def run(
             "preload_app": True,
             "graceful_timeout": 10,
             "timeout": 30,
+            # The app writes the access line itself (broker.web.shared.hooks: the URL rule, never the
+            # raw path, whose query may carry a token); gunicorn's own would print the raw path.
             "accesslog": None,
             "errorlog": "-",
             "loglevel": settings.log_level.lower(),
+            "logconfig_dict": logs.gunicorn_logconfig(settings.log_level, settings.log_format),
+            "when_ready": _metrics_listener(settings),
             "proc_name": "broker",
             "limit_request_line": 8190,
             "control_socket_disable": True,  # else every broker shares ~/.gunicorn/gunicorn.ctl

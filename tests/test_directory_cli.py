@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def write(path: Path, *records: object) -> Path:
     return path
 
 
-def test_import_shows_progress_and_summary(cli_env, tmp_path: Path, store, capsys) -> None:
+def test_import_shows_progress_and_summary(cli_env, tmp_path: Path, store, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress is drawn on a terminal only
     oid = "org_0000000000000001"
     users = [{"type": "user", "username": f"member{i}"} for i in range(40)]
     members = [

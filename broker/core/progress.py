@@ -2,6 +2,9 @@
 
 stdout stays clean for data (an export pipes its records there); stderr shows where the work is and
 the summary line comes last. Looked up when a bar starts, never at import time (tests swap streams).
+
+Bars and running counts are drawn only when the stream is a terminal: redrawn with ``\r`` into a
+log file or a pipe they are noise. The summary line of :class:`Tally` is written either way.
 """
 
 from __future__ import annotations
@@ -9,6 +12,13 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+
+def is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 class ProgressBar:
@@ -19,8 +29,11 @@ class ProgressBar:
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self._last = -1
+        self.enabled = is_terminal(self.stream)
 
     def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
         filled = self.width * done // total if total else self.width
         if filled == self._last and done != total:
             return
@@ -41,16 +54,17 @@ class Tally:
         self.every = every
         self.count = 0
         self.started = time.monotonic()
+        self.enabled = is_terminal(self.stream)
 
     def step(self) -> None:
         self.count += 1
-        if self.count % self.every == 0:
+        if self.enabled and self.count % self.every == 0:
             self.stream.write(f"\r{self.label} {self.count}")
             self.stream.flush()
 
     def finish(self, summary: str) -> None:
         """Replace the running count with the summary line (and the time taken)."""
-        if self.count >= self.every:
+        if self.enabled and self.count >= self.every:
             self.stream.write("\r")
         self.stream.write(f"{summary} in {time.monotonic() - self.started:.1f} s\n")
         self.stream.flush()

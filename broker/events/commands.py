@@ -14,9 +14,19 @@ from typing import Any
 import click
 
 from broker.errors import CommandError
+from broker.observability.metrics import serve as serve_metrics_on
 from broker.storage.embedded import EmbeddedRedisError
 
 log = logging.getLogger("broker.worker")
+
+
+def serve_metrics(port: int, host: str) -> None:
+    try:
+        serve_metrics_on(port, host)
+    except OSError as exc:
+        where = f"{host}:{port}"
+        raise CommandError(f"BROKER_WORKER_METRICS_PORT: cannot listen on {where} ({exc.strerror})") from None
+    log.info("metrics on http://%s:%s/metrics", host, port)
 
 
 @click.command("worker", help="deliver lifecycle events to app webhooks (signed, retried)")
@@ -26,7 +36,7 @@ def worker(once: bool) -> int:
     from broker.runtime import configure_logging, load_settings, open_store
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         with open_store(settings) as store:
             delivery = Worker(store, settings)
@@ -49,6 +59,8 @@ def worker(once: bool) -> int:
             start_in_background(
                 store, Keyring(settings.signing_keys_file, create=not settings.production), settings, stop
             )
+            if settings.worker_metrics_port:
+                serve_metrics(settings.worker_metrics_port, settings.metrics_host)
             log.info("webhook worker started (poll every %s ms)", settings.webhook_poll_ms)
             delivery.run(stop)
             return 0

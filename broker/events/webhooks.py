@@ -63,6 +63,7 @@ import requests
 
 from broker.core.sealing import Sealer, SealingError
 from broker.events import egress, webhook_secrets
+from broker.observability import metrics
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -336,13 +337,13 @@ class Worker:
 
     def _guarded(self, client_id: str) -> str:
         try:
-            return self.deliver_next(client_id)
+            return metrics.webhook_outcome(self.deliver_next(client_id))
         except redis.RedisError as exc:
             log.error("webhook delivery for %s: redis error (%s)", client_id, type(exc).__name__)
-            return "error"
+            return metrics.webhook_outcome("error")
         except Exception:
             log.exception("webhook delivery for %s failed unexpectedly", client_id)
-            return "error"
+            return metrics.webhook_outcome("error")
 
     # -- one delivery ------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from broker.core.ids import client_of as token_client
 from broker.core.pairwise import pairwise_id
 from broker.core.records import DisclosureRecord
 from broker.errors import BearerError, NotFound, StorageUnavailable
+from broker.observability import metrics
 from broker.storage import keys
 from broker.storage.breaker import CircuitOpen
 from broker.storage.store import UNAVAILABLE, Store
@@ -229,7 +230,11 @@ class Gate:
         ``persons`` are internal user ids (org tokens); for a person's token it is ignored and the
         token's own subject is disclosed.
         """
-        client_id = client_of(token)
+        try:
+            client_id = client_of(token)
+        except InvalidToken:
+            metrics.gate_checked("malformed_token")
+            raise
         token_key = keys.access_token(client_id, keyed_hash(self.token_hash_key, token))
         person_args: list[list[str]]
         if kind == "installation":
@@ -268,6 +273,7 @@ class Gate:
             .execute()
         )
         status = result[0]
+        metrics.gate_checked(status)
         if status == "invalid_token":
             raise InvalidToken(result[1])
         if status == "not_found":
@@ -283,6 +289,7 @@ class Gate:
         if status != "ok":  # pragma: no cover - the script returns one of the above
             raise RuntimeError(f"unexpected gate result {status!r}")
         self.store.confirm_durable(journal)
+        metrics.disclosed(result[1], len(person_args))
         return Disclosed(
             client_id=client_id,
             kind=result[1],
@@ -328,6 +335,7 @@ class Gate:
         pipe.xadd(journal, record.to_hash())
         pipe.execute()
         self.store.confirm_durable(journal)
+        metrics.disclosed("id_token")
 
     # -- after the record is committed ---------------------------------------------------------
 

@@ -41,7 +41,7 @@ def _open() -> Iterator[tuple[Settings, Store]]:
     from broker.runtime import configure_logging, open_store
 
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     with open_store(settings) as store:
         yield settings, store
 

@@ -38,6 +38,7 @@ from broker.config import Settings
 from broker.core.keyring import Keyring
 from broker.gate.disclosure import retry_unconfirmed_voids
 from broker.ledger import checkpoints, merkle, storage
+from broker.observability import metrics
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -142,6 +143,7 @@ class Sequencer:
             started = time.monotonic()
             try:
                 result = self.run_once()
+                metrics.sequencer_backlog(self.store.redis, keys.journals_index(), keys.journal)
                 if result.appended:
                     log.info(
                         "sequenced %d records; tree size %s",

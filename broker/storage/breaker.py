@@ -34,6 +34,8 @@ from typing import Any
 import redis
 from redis.connection import ConnectionPool
 
+from broker.observability import metrics
+
 log = logging.getLogger("broker.storage.breaker")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
@@ -84,9 +86,11 @@ class CircuitBreaker:
             if self.state == HALF_OPEN and now - self.probe_started >= self.probe_timeout:
                 self.probe_started = now
                 return  # the previous probe never reported: let another one try
+        metrics.redis_error("circuit_open")
         raise CircuitOpen("Redis is unreachable (circuit open); not trying again yet")
 
     def record_failure(self, exc: BaseException) -> None:
+        metrics.redis_error(exc)
         if not self.enabled or isinstance(exc, CircuitOpen):
             return
         slow = isinstance(exc, (redis.TimeoutError, TimeoutError))

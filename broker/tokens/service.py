@@ -34,6 +34,7 @@ from typing import Any
 from broker.core.hashing import keyed_hash
 from broker.core.ids import ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX, client_of
 from broker.core.records import TokenInfo
+from broker.observability import metrics
 from broker.storage import keys, lua
 from broker.storage.store import Store
 
@@ -134,6 +135,7 @@ def issue(
         args=[keys.app_tag(cid), now, consume, item.access_expires_at, item.refresh_expires_at,
               "1" if item.refresh_token else "0", max(tombstone_ttl, 1), grace_seconds, *fields],
     )  # fmt: skip
+    metrics.token_issued(consume, "issued" if result == "ok" else str(result))
     if result != "ok":
         raise IssueRefused(str(result))
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -50,7 +51,10 @@ def put(store: Store, i: int, rec: dict[str, Any]) -> None:
     store.redis.hset(keys.ledger_records(), str(i), storage.canonical(rec).decode())
 
 
-def test_untouched_ledger_verifies(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
+def test_untouched_ledger_verifies(
+    ledger: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress is drawn on a terminal only
     code, out, err = run(capsys, "ledger", "verify")
     assert code == 0, out + err
     assert out.startswith("ledger OK: 9 records (0 pruned, verified by hash only), 2 checkpoints verified")
@@ -184,8 +188,13 @@ def test_edited_checkpoint_payload_is_named(ledger: Store, capsys: pytest.Captur
 
 
 def test_prune_keeps_verification_green(
-    ledger: Store, store: Store, capsys: pytest.CaptureFixture[str], settings: Settings
+    ledger: Store,
+    store: Store,
+    capsys: pytest.CaptureFixture[str],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress is drawn on a terminal only
     recent = int(time.time()) - 86400
     journal(store, record(20, t=recent))
     Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
@@ -226,8 +235,13 @@ def test_export_ndjson_and_csv(ledger: Store, capsys: pytest.CaptureFixture[str]
 
 
 def test_export_shows_a_running_count_on_large_exports(
-    ledger: Store, store: Store, settings: Settings, capsys: pytest.CaptureFixture[str]
+    ledger: Store,
+    store: Store,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress is drawn on a terminal only
     for i in range(100, 100 + 2500):
         journal(store, record(i, person=BOB))
     Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()

@@ -62,7 +62,7 @@ def _disclose_person(endpoint: str) -> tuple[Any, dict[str, Any]]:
             kind="grant",
             required_scope="openid",
             endpoint=endpoint,
-            request_id=web.request_id(),
+            request_id=web.record_request_id(),
         )
     except InsufficientScope as exc:
         exc.extra["grant_url"] = _grant_url(exc)
@@ -138,7 +138,7 @@ def _org_token(org_id: str, endpoint: str, persons: list[str]) -> Any:
             kind="installation",
             required_scope=MEMBER_SCOPE,
             endpoint=endpoint,
-            request_id=web.request_id(),
+            request_id=web.record_request_id(),
             org_id=org_id,
             persons=persons,
         )

@@ -30,6 +30,6 @@ def record_id_token_disclosure(client_id: str, grant: Grant | None, uid: str) ->
         grant_id=grant.id,
         fields=["user_id"],
         endpoint="POST /oauth/token (id_token)",
-        request_id=web.request_id(),
+        request_id=web.record_request_id(),
     )
     web.note_disclosure(client_id, 1)

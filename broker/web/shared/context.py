@@ -52,13 +52,20 @@ def keyring() -> Keyring:
 
 
 def request_id() -> str:
+    """This request's id in logs and ``X-Request-Id`` (the caller's, when it sent a sane one)."""
     return cast(str, g.get("request_id", "-"))
+
+
+def record_request_id() -> str:
+    """The ``request_id`` of this request's disclosure records: always generated here, so unique
+    (records and their voids are keyed by it; a caller's X-Request-Id may repeat)."""
+    return cast(str, g.get("record_request_id") or request_id())
 
 
 def note_disclosure(client_id: str, records: int) -> None:
     """The gate committed ``records`` disclosure records for this request: if the response turns out
     to be an error (no data left), they are voided (broker.web.shared.hooks, ``void_refused_disclosures``)."""
-    g.disclosure_records = (client_id, request_id(), records)
+    g.disclosure_records = (client_id, record_request_id(), records)
 
 
 def wants_json() -> bool:
