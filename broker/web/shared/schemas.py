@@ -295,6 +295,9 @@ class IntrospectionRequestSchema(_Ignored):
 
 class AccountDeleteSchema(_Ignored):
     confirm_username = fields.String(required=True, metadata={"description": "your username"})
+    password = fields.String(
+        metadata={"description": "your password; may be left out within BROKER_REAUTH_SECONDS of signing in"}
+    )
 
 
 class ImportLineSchema(Schema):
