@@ -315,3 +315,81 @@ def test_account_deletion_needs_a_recent_password(app, client, alice, store) -> 
     done = client.post("/privacy/delete", data={"username": "alice", "password": PASSWORD})
     assert done.status_code == 303 and "/privacy/deleted" in done.headers["Location"]
     assert store.redis.hget(keys.user(alice), "status") == "deleted"
+
+
+def _stale_sign_in(app: Any, client: Any, uid: str) -> None:
+    """Signed in an hour ago: past BROKER_REAUTH_SECONDS."""
+    import time
+
+    app.config["WTF_CSRF_ENABLED"] = False
+    session_sign_in(client, uid, auth_time=int(time.time()) - 3600)
+
+
+def test_disbanding_an_org_needs_a_recent_password(app, client, alice, store) -> None:
+    from broker.directory import service as directory
+
+    oid = directory.create_org(store, {"name": "Acme"})["id"]
+    directory.add_member(store, oid, alice, "owner")
+    _stale_sign_in(app, client, alice)
+    api = client.post(f"/admin/v1/orgs/{oid}/disband", json={"confirm": "Acme"})
+    assert api.status_code == 403 and api.get_json()["error"] == "reauth_required"
+    wrong = client.post(f"/admin/v1/orgs/{oid}/disband", json={"confirm": "Acme", "password": "nope-nope"})
+    assert wrong.status_code == 403 and wrong.get_json()["errors"] == {"password": ["wrong password"]}
+    page = client.post(f"/admin/orgs/{oid}/disband", data={"confirm": "Acme"})
+    assert page.status_code == 403 and "Enter your password again" in page.get_data(as_text=True)
+    assert directory.get_org(store, oid) is not None
+    done = client.post(f"/admin/orgs/{oid}/disband", data={"confirm": "Acme", "password": PASSWORD})
+    assert done.status_code == 303
+    assert directory.get_org(store, oid) is None
+
+
+def test_rotating_secrets_needs_a_recent_password(app, client, alice, store, settings) -> None:
+    from tests.support.factories import make_app
+
+    client_id, _ = make_app(store, settings, developer_id=alice)
+    _stale_sign_in(app, client, alice)
+    for kind in ("secret", "webhook-secret"):
+        refused = client.post(f"/developer/v1/apps/{client_id}/{kind}")
+        assert refused.status_code == 403 and refused.get_json()["error"] == "reauth_required"
+        page = client.post(f"/developer/apps/{client_id}/{kind}", follow_redirects=True)
+        assert "Enter your password again" in page.get_data(as_text=True)
+        assert "Copy your new secret now" not in page.get_data(as_text=True)
+    rotated = client.post(f"/developer/v1/apps/{client_id}/secret", json={"password": PASSWORD})
+    assert rotated.status_code == 200 and rotated.get_json()["client_secret"]
+    # The password just entered counts as a fresh sign-in for the next few minutes.
+    assert client.post(f"/developer/v1/apps/{client_id}/webhook-secret").status_code == 200
+    page = client.post(
+        f"/developer/apps/{client_id}/secret", data={"password": PASSWORD}, follow_redirects=True
+    )
+    assert "Copy your new secret now" in page.get_data(as_text=True)
+
+
+def test_a_wrong_reauth_password_counts_as_a_failed_login(settings, store, alice) -> None:
+    import time
+
+    app = create_app(replace(settings, login_max_failures=2), store)
+    app.config["WTF_CSRF_ENABLED"] = False
+    client = app.test_client()
+    session_sign_in(client, alice, auth_time=int(time.time()) - 3600)
+    body = {"confirm_username": "alice", "password": "nope-nope"}
+    answers = [client.post("/privacy/v1/account/delete", json=body).status_code for _ in range(3)]
+    assert answers == [403, 403, 429]
+
+
+# -- CSP form-action ---------------------------------------------------------------------------------
+
+
+def test_forms_post_only_to_the_broker_except_on_the_way_to_the_app(web_app, alice, store, settings) -> None:
+    from tests.support.factories import make_app
+
+    client_id, _ = make_app(
+        store, settings, redirect_uris=["https://app.example.com/cb", "https://app.example.com:8443/cb"]
+    )
+    client = browser(web_app)
+    plain = client.get("/login").headers["Content-Security-Policy"]
+    assert "form-action 'self';" in plain and "http:" not in plain
+    on_the_way = client.get(f"/login?next=/oauth/authorize%3Fclient_id%3D{client_id}%26response_type%3Dcode")
+    policy = on_the_way.headers["Content-Security-Policy"]
+    assert "form-action 'self' https://app.example.com https://app.example.com:8443;" in policy
+    sign_in(client)
+    assert "form-action 'self';" in client.get("/privacy/sessions").headers["Content-Security-Policy"]

@@ -22,6 +22,7 @@ from broker.web.developer.console import (
     _update,
     bp,
 )
+from broker.web.interactions import reauth
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared.responses import no_store
@@ -96,9 +97,23 @@ def update_app_page(client_id: str) -> Any:
     return redirect(f"/developer/apps/{client_id}", code=303)
 
 
+def _reauthenticated(uid: str, client_id: str) -> bool:
+    """Rotation hands out a credential: the password again (or a fresh sign-in); else a flash."""
+    password = reauth.password_given()
+    try:
+        reauth.require(uid, password)
+    except reauth.ReauthRequired:
+        flash(gettext("The password is wrong.") if password else reauth.message(), "error")
+        return False
+    return True
+
+
 @bp.post("/developer/apps/<client_id>/secret")
 def rotate_secret_page(client_id: str) -> Any:
-    _own_app(_me(), client_id)
+    uid = _me()
+    _own_app(uid, client_id)
+    if not _reauthenticated(uid, client_id):
+        return redirect(f"/developer/apps/{client_id}", code=303)
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
     _reveal(client_id, client_secret=secret, previous_secret_expires_at=old_expires)
     return redirect(f"/developer/apps/{client_id}", code=303)
@@ -106,7 +121,10 @@ def rotate_secret_page(client_id: str) -> Any:
 
 @bp.post("/developer/apps/<client_id>/webhook-secret")
 def rotate_webhook_secret_page(client_id: str) -> Any:
-    _own_app(_me(), client_id)
+    uid = _me()
+    _own_app(uid, client_id)
+    if not _reauthenticated(uid, client_id):
+        return redirect(f"/developer/apps/{client_id}", code=303)
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
     _reveal(client_id, webhook_secret=secret)
     return redirect(f"/developer/apps/{client_id}", code=303)

@@ -22,8 +22,8 @@ from wtforms.validators import DataRequired, Length
 from broker.directory import service as directory
 from broker.directory import throttle
 from broker.errors import RateLimited
+from broker.web.interactions import csp, session
 from broker.web.interactions import logout as logout_mod  # also attaches /end-session
-from broker.web.interactions import session
 from broker.web.interactions.blueprint import bp
 from broker.web.shared import context as web
 
@@ -63,7 +63,9 @@ def too_many(retry_after: int) -> RateLimited:
 
 def _form_page(form: LoginForm, error: str | None = None, status: int = 200) -> Response:
     html = render_template("interactions/login.html", form=form, error=error)
-    return Response(html, status=status, mimetype="text/html")
+    page = Response(html, status=status, mimetype="text/html")
+    # Signing in on the way to an authorization ends at the app: let the form's redirects go there.
+    return csp.allow_app_redirects(page, csp.client_of_next(safe_next(form.next.data)))
 
 
 @bp.route("/login", methods=["GET", "POST"])

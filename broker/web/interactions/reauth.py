@@ -29,6 +29,18 @@ class ReauthRequired(Forbidden):
     title = "Re-authentication required"
 
 
+def password_given() -> str | None:
+    """The password sent with this request: the form's ``password`` field or ``"password"`` in a JSON
+    object body; None when there is none."""
+    from flask import request
+
+    value = request.form.get("password") if request.form else None
+    if value is None and request.is_json:
+        body = request.get_json(silent=True)
+        value = body.get("password") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def message() -> str:
     return gettext("Enter your password again to confirm this.")
 
