@@ -137,6 +137,16 @@ def recently_authenticated(window: int | None = None) -> bool:
     return at is not None and 0 <= time.time() - at <= limit
 
 
+def sid_for(client_id: str) -> str:
+    """The public id of this session, for an id_token issued to ``client_id`` (noted in the session
+    so its end reaches the app by back-channel logout); empty before the session is stored."""
+    record = current()
+    if record is None or not record.uid:
+        return ""
+    sessions.note_client(web.store(), web.settings(), record, client_id)
+    return record.sid
+
+
 def sign_in(user_id: str, now: int) -> None:
     keep = {k: session[k] for k in i18n.SESSION_KEYS if k in session}  # the page language only
     session.clear()  # a fresh session on login: no fixation
