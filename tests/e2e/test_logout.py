@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
@@ -15,6 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from broker.core.pairwise import pairwise_id
+from tests.support.browser import chromium, create_person, new_page, sign_in, text_of
 from tests.support.factories import make_app, make_grant, make_user
 from tests.support.oauth import REDIRECT
 from tests.support.signin import http_sign_in
@@ -32,8 +34,9 @@ def _id_token(base: str, browser: requests.Session, cid: str, secret: str | None
         cid, secret, scope="openid profile", redirect_uri=REDIRECT, code_challenge_method="S256"
     )
     verifier = generate_token(48)
-    url, _ = oauth.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier,
-                                            nonce=generate_token(16))  # fmt: skip
+    url, _ = oauth.create_authorization_url(
+        meta["authorization_endpoint"], code_verifier=verifier, nonce=generate_token(16)
+    )
     answer = browser.get(url, allow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text[:300]
     return dict(
@@ -83,8 +86,11 @@ def test_rp_initiated_and_back_channel_logout(live_server, store) -> None:
 
         # An unregistered post_logout_redirect_uri is not followed, and a link without a hint signs
         # nobody out.
-        no_hint = browser.get(f"{meta['end_session_endpoint']}?post_logout_redirect_uri={AFTER_LOGOUT}",
-                              allow_redirects=False, timeout=10)  # fmt: skip
+        no_hint = browser.get(
+            f"{meta['end_session_endpoint']}?post_logout_redirect_uri={AFTER_LOGOUT}",
+            allow_redirects=False,
+            timeout=10,
+        )
         assert no_hint.status_code == 303 and no_hint.headers["Location"] == "/"
         assert browser.get(f"{base}/privacy/v1/apps", timeout=10).status_code == 200
 
@@ -94,7 +100,7 @@ def test_rp_initiated_and_back_channel_logout(live_server, store) -> None:
                 "id_token_hint": tokens["id_token"],
                 "post_logout_redirect_uri": AFTER_LOGOUT,
                 "state": "s-123",
-            },  # fmt: skip
+            },
             allow_redirects=False,
             timeout=10,
         )
@@ -105,8 +111,9 @@ def test_rp_initiated_and_back_channel_logout(live_server, store) -> None:
 
         # Sign out everywhere (from another browser) and a password change reach the app too.
         phone = http_sign_in(base, {"password": PASSWORD}, "alice")
-        phone_sid = jwt.decode(_id_token(base, phone, cid, secret)["id_token"],
-                               KeySet.import_key_set(meta_keys(base))).claims["sid"]  # fmt: skip
+        phone_sid = jwt.decode(
+            _id_token(base, phone, cid, secret)["id_token"], KeySet.import_key_set(meta_keys(base))
+        ).claims["sid"]
         laptop = http_sign_in(base, {"password": PASSWORD}, "alice")
         csrf = {"X-CSRFToken": laptop.get(f"{base}/privacy/v1/csrf-token", timeout=10).json()["csrf_token"]}
         changed = laptop.post(
@@ -120,8 +127,9 @@ def test_rp_initiated_and_back_channel_logout(live_server, store) -> None:
         assert claims["sid"] == phone_sid
         assert phone.get(f"{base}/privacy/v1/apps", timeout=10).status_code == 401
 
-        laptop_sid = jwt.decode(_id_token(base, laptop, cid, secret)["id_token"],
-                                KeySet.import_key_set(meta_keys(base))).claims["sid"]  # fmt: skip
+        laptop_sid = jwt.decode(
+            _id_token(base, laptop, cid, secret)["id_token"], KeySet.import_key_set(meta_keys(base))
+        ).claims["sid"]
         everywhere = laptop.post(f"{base}/privacy/v1/sessions/end-all", headers=csrf, timeout=10)
         assert everywhere.json() == {"ended": 1, "signed_out": True}
         claims = _verified_logout_token(base, receiver.wait_for(3)[2], cid)
@@ -146,7 +154,40 @@ def test_end_session_refuses_another_persons_hint(live_server, store) -> None:
     alice = http_sign_in(base, {"password": PASSWORD}, "alice")
     tampered = bobs_token[:-4] + ("AAAA" if not bobs_token.endswith("AAAA") else "BBBB")
     for hint in (bobs_token, tampered, "not-a-jwt"):
-        answer = alice.get(f"{base}/end-session", params={"id_token_hint": hint, "post_logout_redirect_uri": AFTER_LOGOUT},
-                           allow_redirects=False, timeout=10)  # fmt: skip
+        answer = alice.get(
+            f"{base}/end-session",
+            params={"id_token_hint": hint, "post_logout_redirect_uri": AFTER_LOGOUT},
+            allow_redirects=False,
+            timeout=10,
+        )
         assert answer.status_code == 303 and urlsplit(answer.headers["Location"]).path in ("/", "/login")
         assert alice.get(f"{base}/privacy/v1/apps", timeout=10).status_code == 200
+
+
+@pytest.mark.browser
+def test_sessions_page_in_a_browser(live_server, store) -> None:
+    """Two browsers signed in as one person; the first lists both and signs the second out, then
+    signs out everywhere."""
+    base = live_server.url
+    create_person(store, "alice", "Alice", PASSWORD)
+    with chromium() as engine:
+        laptop, phone = new_page(engine), new_page(engine)
+        sign_in(laptop, base, "alice", PASSWORD, "/privacy/sessions")
+        sign_in(phone, base, "alice", PASSWORD, "/privacy")
+        laptop.reload()
+        rows = laptop.locator("tr[data-session]")
+        assert rows.count() == 2
+        assert "this browser" in text_of(laptop, "tr[data-session]:has(.current)")
+        other = laptop.locator("tr[data-session]:not(:has(.current))")
+        assert "127.0.0.1" in other.inner_text()
+        other.get_by_role("button", name="Sign out").click()
+        laptop.wait_for_url(f"{base}/privacy/sessions")
+        assert "That session is signed out." in text_of(laptop, "main")
+        assert laptop.locator("tr[data-session]").count() == 1
+        phone.goto(f"{base}/privacy")
+        assert urlsplit(phone.url).path == "/login"  # the phone's session is gone
+
+        laptop.get_by_role("button", name="Sign out everywhere").click()
+        laptop.wait_for_url(lambda url: urlsplit(url).path == "/login")
+        laptop.goto(f"{base}/privacy/sessions")
+        assert urlsplit(laptop.url).path == "/login"
