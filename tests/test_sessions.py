@@ -121,7 +121,7 @@ def test_redis_holds_no_usable_cookie(web_app, alice, store) -> None:
 
 
 def test_a_malformed_or_forged_cookie_is_nobody(web_app, alice) -> None:
-    for value in ("garbage", f"{alice}.{'A' * 43}", "x" * 5000, f"{alice}.{alice}"):
+    for value in ("garbage", f"{alice}.{'A' * 43}", "x" * 3000, f"{alice}.{alice}"):
         client = browser(web_app)
         client.set_cookie("broker_session", value)
         assert client.get("/privacy/v1/apps").status_code == 401
@@ -393,3 +393,10 @@ def test_forms_post_only_to_the_broker_except_on_the_way_to_the_app(web_app, ali
     assert "form-action 'self' https://app.example.com https://app.example.com:8443;" in policy
     sign_in(client)
     assert "form-action 'self';" in client.get("/privacy/sessions").headers["Content-Security-Policy"]
+
+
+def test_a_session_before_sign_in_lives_an_hour_at_most(web_app, store, settings) -> None:
+    client = browser(web_app)
+    client.get("/login")  # the form's CSRF token is kept in a session before sign-in
+    key = keys.anonymous_session(sessions.digest_of(settings, cookie_of(client)))
+    assert settings.session_idle_seconds > 3600 and 0 < store.redis.ttl(key) <= 3600

@@ -30,6 +30,7 @@ from broker.storage.store import Store
 # How stale "last use" may get before a read writes it again (and refreshes the idle TTL).
 TOUCH_SECONDS = 60
 AGENT_MAX = 256
+ANONYMOUS_IDLE = 3600  # a session before sign-in (a login form's CSRF token) lives an hour at most
 _COOKIE_RE = re.compile(r"(?:([A-Za-z0-9_-]{1,64})\.)?([A-Za-z0-9_-]{40,64})")
 
 
@@ -69,8 +70,9 @@ def _key(settings: Settings, uid: str | None, cookie: str) -> str:
     return keys.session(uid, digest) if uid else keys.anonymous_session(digest)
 
 
-def _ttl(settings: Settings, created: int, now: int) -> int:
-    return max(1, min(settings.session_idle_seconds, created + settings.session_max_seconds - now))
+def _ttl(settings: Settings, created: int, now: int, *, signed_in: bool = True) -> int:
+    idle = settings.session_idle_seconds if signed_in else min(settings.session_idle_seconds, ANONYMOUS_IDLE)
+    return max(1, min(idle, created + settings.session_max_seconds - now))
 
 
 def _to_hash(s: Session) -> dict[str, str]:
@@ -149,7 +151,7 @@ def save(store: Store, settings: Settings, s: Session, *, now: int | None = None
     key = _key(settings, s.uid, s.cookie)
     batch = store.batch()
     batch.command("hset", key, mapping=_to_hash(s))
-    batch.command("expire", key, _ttl(settings, s.created, now))
+    batch.command("expire", key, _ttl(settings, s.created, now, signed_in=bool(s.uid)))
     if s.uid:
         index = keys.user_sessions(s.uid)
         batch.command("zadd", index, {_digest(settings, s.cookie): s.expires_at(settings)})

@@ -21,7 +21,7 @@ from broker.directory import sessions
 from broker.errors import NotFound, ValidationFailed
 from broker.web.interactions import i18n, reauth
 from broker.web.interactions import session as login_session
-from broker.web.interactions.logout import end_sessions, sign_out_here
+from broker.web.interactions.logout import end_sessions
 from broker.web.privacy.blueprint import bp
 from broker.web.privacy.pages import _render
 from broker.web.shared import context as web
@@ -76,7 +76,7 @@ def _end(uid: str, sid: str | None) -> tuple[int, bool]:
         raise NotFound("no such session")
     mine = here is not None and (sid is None or here.sid == sid)
     if mine:
-        sign_out_here()  # already ended in Redis: this clears the cookie
+        login_session.sign_out()  # ended (and the apps told) above: this clears the cookie
     return ended, mine
 
 
