@@ -400,3 +400,15 @@ def test_a_session_before_sign_in_lives_an_hour_at_most(web_app, store, settings
     client.get("/login")  # the form's CSRF token is kept in a session before sign-in
     key = keys.anonymous_session(sessions.digest_of(settings, cookie_of(client)))
     assert settings.session_idle_seconds > 3600 and 0 < store.redis.ttl(key) <= 3600
+
+
+def test_a_request_under_way_cannot_bring_an_ended_session_back(web_app, alice, store, settings) -> None:
+    client = browser(web_app)
+    sign_in(client)
+    in_flight = sessions.load(store, settings, cookie_of(client))  # read as a request starts
+    assert in_flight is not None
+    sessions.end_all(store, alice)  # signed out everywhere meanwhile
+    in_flight.data["csrf_token"] = "changed by that request"
+    assert sessions.save(store, settings, in_flight) is False  # its end-of-request write
+    assert client.get("/privacy/v1/apps").status_code == 401
+    assert store.redis.zcard(keys.user_sessions(alice)) == 0

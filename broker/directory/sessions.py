@@ -140,17 +140,24 @@ def create(
     cookie = f"{uid}.{token}" if uid else token
     s = Session(cookie=cookie, uid=uid, sid=secrets.token_urlsafe(16), created=now, last=now,
                 address=address[:64], agent=agent[:AGENT_MAX], data=dict(data))  # fmt: skip
-    save(store, settings, s, now=now)
+    save(store, settings, s, now=now, new=True)
     return s
 
 
-def save(store: Store, settings: Settings, s: Session, *, now: int | None = None) -> None:
-    """Write the session and refresh its idle TTL (and the person's index, pruned)."""
+def save(store: Store, settings: Settings, s: Session, *, now: int | None = None, new: bool = False) -> bool:
+    """Write the session and refresh its idle TTL (and the person's index, pruned). An existing
+    session is only updated while it still exists: a request that was under way when its session
+    was ended (sign-out elsewhere, a password change) never brings it back. False when it was gone."""
     now = int(time.time()) if now is None else now
     s.last = now
     key = _key(settings, s.uid, s.cookie)
     batch = store.batch()
-    batch.command("hset", key, mapping=_to_hash(s))
+    if new:
+        batch.command("hset", key, mapping=_to_hash(s))
+    else:
+        flat = [x for item in _to_hash(s).items() for x in item]
+        if not store.lua("hset_if_exists")(keys=[key], args=flat):
+            return False
     batch.command("expire", key, _ttl(settings, s.created, now, signed_in=bool(s.uid)))
     if s.uid:
         index = keys.user_sessions(s.uid)
@@ -158,6 +165,7 @@ def save(store: Store, settings: Settings, s: Session, *, now: int | None = None
         batch.command("zremrangebyscore", index, "-inf", now)
         batch.command("expire", index, settings.session_max_seconds)
     batch.execute()
+    return True
 
 
 def needs_touch(s: Session, now: int) -> bool:
@@ -224,4 +232,5 @@ def note_client(store: Store, settings: Settings, s: Session, client_id: str) ->
     """Remember that ``client_id`` was given an id_token in this session (back-channel logout)."""
     if s.uid and client_id not in s.clients:
         s.clients.append(client_id)
-        store.redis.hset(_key(settings, s.uid, s.cookie), "clients", ",".join(s.clients[-50:]))
+        key = _key(settings, s.uid, s.cookie)
+        store.lua("hset_if_exists")(keys=[key], args=["clients", ",".join(s.clients[-50:])])

@@ -191,3 +191,29 @@ def test_sessions_page_in_a_browser(live_server, store) -> None:
         laptop.wait_for_url(lambda url: urlsplit(url).path == "/login")
         laptop.goto(f"{base}/privacy/sessions")
         assert urlsplit(laptop.url).path == "/login"
+
+
+def test_a_password_reset_by_the_platform_tells_the_apps(live_server, store) -> None:
+    base = live_server.url
+    settings = live_server.app.extensions["broker.settings"]
+    receiver = Receiver()
+    try:
+        cid, secret = make_app(store, settings, backchannel_logout_uri=receiver.url)
+        uid = make_user(store, "alice", PASSWORD)
+        make_grant(store, settings, cid, uid, "openid profile", "user_id nickname avatar")
+        browser = http_sign_in(base, {"password": PASSWORD}, "alice")
+        sid = jwt.decode(
+            _id_token(base, browser, cid, secret)["id_token"], KeySet.import_key_set(meta_keys(base))
+        )
+        reset = requests.patch(
+            f"{base}/internal/v1/users/{uid}",
+            json={"password": "reset-by-the-platform"},
+            headers={"Authorization": f"Bearer {settings.platform_api_key}"},
+            timeout=10,
+        )
+        assert reset.status_code == 200
+        assert browser.get(f"{base}/privacy/v1/apps", timeout=10).status_code == 401
+        claims = _verified_logout_token(base, receiver.wait_for(1)[0], cid)
+        assert claims["sid"] == sid.claims["sid"]
+    finally:
+        receiver.stop()

@@ -93,7 +93,10 @@ class ServerSessionInterface(SessionInterface):
             return
         if session.modified or sessions.needs_touch(record, now):
             record.data = dict(session)
-            sessions.save(store, settings, record, now=now)
+            if not sessions.save(store, settings, record, now=now):  # ended while this request ran
+                response.delete_cookie(
+                    name, path=self.get_cookie_path(app), domain=self.get_cookie_domain(app)
+                )
 
 
 def current() -> sessions.Session | None:
