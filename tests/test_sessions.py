@@ -412,3 +412,38 @@ def test_a_request_under_way_cannot_bring_an_ended_session_back(web_app, alice, 
     assert sessions.save(store, settings, in_flight) is False  # its end-of-request write
     assert client.get("/privacy/v1/apps").status_code == 401
     assert store.redis.zcard(keys.user_sessions(alice)) == 0
+
+
+def test_developer_console_sets_the_logout_uris(app, client, alice, store, settings) -> None:
+    from broker.apps import registry as apps_svc
+    from tests.support.factories import make_app
+
+    app.config["WTF_CSRF_ENABLED"] = False
+    client_id, _ = make_app(store, settings, developer_id=alice)
+    session_sign_in(client, alice)
+    form = client.get(f"/developer/apps/{client_id}/edit").get_data(as_text=True)
+    assert 'name="post_logout_redirect_uris"' in form and 'name="backchannel_logout_uri"' in form
+    fields = {
+        "name": "Test app",
+        "contact": "dev@example.com",
+        "privacy_policy_url": "https://app.example.com/privacy",
+        "redirect_uris": "https://app.example.com/cb",
+        "scopes": ["openid", "profile"],
+        "webhook_url": "",
+        "post_logout_redirect_uris": "https://app.example.com/bye\nhttps://app.example.com/later",
+        "backchannel_logout_uri": "https://app.example.com/backchannel",
+    }
+    assert client.post(f"/developer/apps/{client_id}/edit", data=fields).status_code == 303
+    record = apps_svc.get_app(store, client_id)
+    assert record is not None
+    assert record["post_logout_redirect_uris"] == [
+        "https://app.example.com/bye",
+        "https://app.example.com/later",
+    ]
+    assert record["backchannel_logout_uri"] == "https://app.example.com/backchannel"
+    bad = client.post(
+        f"/developer/apps/{client_id}/edit", data={**fields, "backchannel_logout_uri": "http://example.com/x"}
+    )
+    assert bad.status_code == 400 and 'id="backchannel_logout_uri-error"' in bad.get_data(as_text=True)
+    api = client.patch(f"/developer/v1/apps/{client_id}", json={"post_logout_redirect_uris": ["nope"]})
+    assert api.status_code == 400 and "post_logout_redirect_uris" in api.get_json()["errors"]

@@ -80,7 +80,11 @@ def app_page(client_id: str) -> Any:
 @bp.get("/developer/apps/<client_id>/edit")
 def edit_app(client_id: str) -> Any:
     record = _own_app(_me(), client_id)
-    values = {**record, "redirect_uris": "\n".join(record["redirect_uris"])}
+    values = {
+        **record,
+        "redirect_uris": "\n".join(record["redirect_uris"]),
+        "post_logout_redirect_uris": "\n".join(record.get("post_logout_redirect_uris") or []),
+    }
     return _form_page("developer/app_form.html", values=values, errors={}, app=record)
 
 
