@@ -18,6 +18,7 @@ from joserfc.jwk import KeySet
 from broker.core.pairwise import pairwise_id
 from tests.support.browser import chromium, create_person, new_page, sign_in, text_of
 from tests.support.factories import make_app, make_grant, make_user
+from tests.support.htmlforms import form_with
 from tests.support.oauth import REDIRECT
 from tests.support.signin import http_sign_in
 from tests.support.webhook_receiver import Receiver
@@ -213,6 +214,28 @@ def test_a_password_reset_by_the_platform_tells_the_apps(live_server, store) -> 
         )
         assert reset.status_code == 200
         assert browser.get(f"{base}/privacy/v1/apps", timeout=10).status_code == 401
+        claims = _verified_logout_token(base, receiver.wait_for(1)[0], cid)
+        assert claims["sid"] == sid.claims["sid"]
+    finally:
+        receiver.stop()
+
+
+def test_signing_out_on_the_home_page_tells_the_apps(live_server, store) -> None:
+    base = live_server.url
+    settings = live_server.app.extensions["broker.settings"]
+    receiver = Receiver()
+    try:
+        cid, secret = make_app(store, settings, backchannel_logout_uri=receiver.url)
+        uid = make_user(store, "alice", PASSWORD)
+        make_grant(store, settings, cid, uid, "openid profile", "user_id nickname avatar")
+        browser = http_sign_in(base, {"password": PASSWORD}, "alice")
+        sid = jwt.decode(
+            _id_token(base, browser, cid, secret)["id_token"], KeySet.import_key_set(meta_keys(base))
+        )
+        home = browser.get(f"{base}/", timeout=10)
+        form = form_with(home.text, home.url, field_name="csrf_token")
+        out = browser.post(form.action, data=form.values(), allow_redirects=False, timeout=10)
+        assert out.status_code == 303 and out.headers["Location"] == "/login"
         claims = _verified_logout_token(base, receiver.wait_for(1)[0], cid)
         assert claims["sid"] == sid.claims["sid"]
     finally:
