@@ -21,7 +21,7 @@ from broker.directory import sessions
 from broker.errors import NotFound, ValidationFailed
 from broker.web.interactions import i18n, reauth
 from broker.web.interactions import session as login_session
-from broker.web.interactions.logout import end_sessions
+from broker.web.interactions.logout import end_sessions, notify
 from broker.web.privacy.blueprint import bp
 from broker.web.privacy.pages import _render
 from broker.web.shared import context as web
@@ -86,9 +86,7 @@ def _change_password(uid: str, current: str, new: str) -> int:
     keep = sessions.digest_of(web.settings(), here.cookie) if here is not None and here.cookie else None
     ended: list[sessions.Session] = []
     directory.update_user(web.store(), uid, {"password": new}, keep_session=keep, ended=ended)
-    from broker.web.interactions.logout import notify
-
-    notify(ended)
+    notify(ended)  # the apps of the ended sessions (back-channel logout)
     login_session.reauthenticated(int(time.time()))
     return len(ended)
 
@@ -98,17 +96,13 @@ def _change_password(uid: str, current: str, new: str) -> int:
 
 @bp.get("/privacy/sessions")
 def sessions_page() -> Any:
-    uid = login_required_page()
+    uid = login_session.login_required()
     return _render("privacy/sessions.html", i18n.language(), items=_listing(uid))
-
-
-def login_required_page() -> str:
-    return login_session.login_required()
 
 
 @bp.post("/privacy/sessions/<sid>/end")
 def end_session_page(sid: str) -> Any:
-    uid = login_required_page()
+    uid = login_session.login_required()
     _, mine = _end(uid, sid)
     if mine:
         return redirect("/login", code=303)
@@ -118,14 +112,14 @@ def end_session_page(sid: str) -> Any:
 
 @bp.post("/privacy/sessions/end-all")
 def end_all_page() -> Any:
-    uid = login_required_page()
+    uid = login_session.login_required()
     _end(uid, None)
     return redirect("/login", code=303)
 
 
 @bp.route("/privacy/password", methods=["GET", "POST"])
 def password_page() -> Any:
-    uid = login_required_page()
+    uid = login_session.login_required()
     error = None
     status = 200
     if request.method == "POST":
