@@ -14,6 +14,7 @@ from broker.core.keyring import Keyring
 from broker.extensions import csrf
 from broker.storage.store import Store
 from broker.web.interactions import i18n
+from broker.web.interactions import session as login_session
 
 log = logging.getLogger("broker.app")
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     from broker.web.shared import bounded_json
 
     bounded_json.install(app)
+    login_session.init_app(app)  # server-side sessions (broker.directory.sessions)
     csrf.init_app(app)
     i18n.init_app(app)
 
@@ -70,7 +72,7 @@ def _register_blueprints(app: Flask) -> None:
     from broker.web.oauth.api import bp as oauth_bp
     from broker.web.platform import apps, directory  # noqa: F401 - their routes attach to the blueprint
     from broker.web.platform.blueprint import bp as internal_bp
-    from broker.web.privacy import api, pages, receipts  # noqa: F401 - their routes attach to the blueprint
+    from broker.web.privacy import api, pages, receipts, sessions  # noqa: F401 - their routes attach to the blueprint
     from broker.web.privacy.blueprint import bp as privacy_bp
     from broker.web.shared.health import bp as health_bp
     from broker.web.shared.openapi import bp as openapi_bp

@@ -231,7 +231,12 @@ OPTIONS: tuple[Option, ...] = (
         "After a Redis connection or timeout failure, answer 503 at once for this long, then probe "
         "(single-node circuit breaker). 0 turns it off.",
     ),
-    Option("BROKER_SECRET_KEY", "", _secret, "Session-cookie signing key. Generated in development."),
+    Option(
+        "BROKER_SECRET_KEY",
+        "",
+        _secret,
+        "Signs CSRF tokens (sessions themselves are held in Redis). Generated in development.",
+    ),
     Option(
         "BROKER_TOKEN_HASH_KEY",
         "",
@@ -280,7 +285,13 @@ OPTIONS: tuple[Option, ...] = (
         _int(0, 2592000),
         "How long a rotated client secret keeps working.",
     ),
-    Option("BROKER_LOGIN_MAX_FAILURES", "5", _int(1, 1000), "Failed logins per account per window."),
+    Option(
+        "BROKER_LOGIN_MAX_FAILURES",
+        "5",
+        _int(1, 1000),
+        "Failed logins per account from one client address per window; past it, that address waits "
+        "for the window (the account stays open elsewhere). Also where the per-account backoff starts.",
+    ),
     Option(
         "BROKER_LOGIN_MAX_FAILURES_PER_IP",
         "20",
@@ -288,6 +299,31 @@ OPTIONS: tuple[Option, ...] = (
         "Failed logins per client address per window.",
     ),
     Option("BROKER_LOGIN_WINDOW_SECONDS", "900", _int(10, 86400), "Failed-login counting window."),
+    Option(
+        "BROKER_LOGIN_BACKOFF_MAX_SECONDS",
+        "300",
+        _int(1, 86400),
+        "Longest per-account delay: from BROKER_LOGIN_MAX_FAILURES failures from anywhere on, each one "
+        "doubles the wait (5, 10, 20 s...) for addresses the person has not signed in from before.",
+    ),
+    Option(
+        "BROKER_SESSION_IDLE_SECONDS",
+        "28800",
+        _int(60, 2592000),
+        "A browser session ends after this long without use.",
+    ),
+    Option(
+        "BROKER_SESSION_MAX_SECONDS",
+        "604800",
+        _int(300, 31536000),
+        "A browser session ends this long after sign-in, however active.",
+    ),
+    Option(
+        "BROKER_REAUTH_SECONDS",
+        "300",
+        _int(30, 3600),
+        "Account deletion, org disband and secret rotation need a password entered this recently.",
+    ),
     Option(
         "BROKER_MAX_BODY_BYTES",
         "1048576",
@@ -361,7 +397,7 @@ OPTIONS: tuple[Option, ...] = (
         "BROKER_WEBHOOK_ALLOW_PRIVATE",
         "false",
         _bool,
-        "Development only: let webhooks go to loopback and private addresses (`broker demo` turns it "
+        "Development only: let webhooks and back-channel logout go to loopback and private addresses (`broker demo` turns it "
         "on for its example apps). Link-local, metadata and other internal ranges stay refused.",
     ),
     # observability: logs and metrics (docs/observability.md)
@@ -465,6 +501,10 @@ class Settings:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 0
+    login_backoff_max_seconds: int = 300
+    session_idle_seconds: int = 28800
+    session_max_seconds: int = 604800
+    reauth_seconds: int = 300
 
     @property
     def production(self) -> bool:
@@ -601,6 +641,10 @@ class Settings:
             metrics_port=values["BROKER_METRICS_PORT"],
             metrics_host=values["BROKER_METRICS_HOST"],
             worker_metrics_port=values["BROKER_WORKER_METRICS_PORT"],
+            login_backoff_max_seconds=values["BROKER_LOGIN_BACKOFF_MAX_SECONDS"],
+            session_idle_seconds=values["BROKER_SESSION_IDLE_SECONDS"],
+            session_max_seconds=values["BROKER_SESSION_MAX_SECONDS"],
+            reauth_seconds=values["BROKER_REAUTH_SECONDS"],
         )
 
     def warn_dev_defaults(self) -> None:

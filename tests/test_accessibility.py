@@ -209,6 +209,8 @@ def pages(w: dict[str, str]) -> list[str]:
         "/privacy/receipts",
         "/privacy/export",
         "/privacy/delete",
+        "/privacy/sessions",
+        "/privacy/password",
         "/docs",
     ]
 

@@ -642,6 +642,28 @@ def test_privacy_and_ledger_responses_match(client: Any, store: Any, settings: A
     assert client.post(scope_url, headers=csrf).status_code == 404
     assert client.post(f"/privacy/v1/apps/{world['mini']}/revoke").status_code == 400  # no CSRF token
     assert client.post(f"/privacy/v1/apps/{world['mini']}/revoke", headers=csrf).get_json()["grant"] is None
+    # sessions and password (what they do: tests/test_sessions.py)
+    other = client.application.test_client()
+    session_sign_in(other, world["member"])
+    third = client.application.test_client()
+    session_sign_in(third, world["member"])
+    listed = client.get("/privacy/v1/sessions").get_json()["sessions"]
+    assert len(listed) == 3 and sum(s["current"] for s in listed) == 1
+    theirs = next(s["id"] for s in listed if not s["current"])
+    ended = client.post(f"/privacy/v1/sessions/{theirs}/end", headers=csrf).get_json()
+    assert ended == {"ended": 1, "signed_out": False}
+    changed = client.post(
+        "/privacy/v1/password",
+        json={"current_password": "pw-member-12345", "new_password": "pw-member-67890"},
+        headers=csrf,
+    )
+    assert changed.get_json() == {"changed": True, "sessions_ended": 1}
+    session_sign_in(other, world["member"])
+    everywhere = client.post("/privacy/v1/sessions/end-all", headers=csrf).get_json()
+    assert everywhere == {"ended": 2, "signed_out": True}
+    assert other.get("/privacy/v1/apps").status_code == 401
+    session_sign_in(client, world["member"])
+    csrf = _csrf(client, "privacy")
     refused = client.post("/privacy/v1/account/delete", json={"confirm_username": "x"}, headers=csrf)
     assert refused.status_code == 400
     deleted = client.post("/privacy/v1/account/delete", json={"confirm_username": "member"}, headers=csrf)

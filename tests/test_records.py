@@ -183,6 +183,8 @@ def test_app_round_trip_and_public(store, settings, catalog) -> None:
         "redirect_uris": ["http://127.0.0.1:8765/callback", "https://notes.example/cb"],
         "scopes": ["openid", "profile"],
         "webhook_url": "",
+        "post_logout_redirect_uris": [],
+        "backchannel_logout_uri": "",
         "status": "active",
         "created_at": now,
         "updated_at": now,

@@ -36,7 +36,17 @@ from broker.storage.store import Store
 
 KINDS = ("org_app", "mini_program")
 CLIENT_TYPES = ("confidential", "public")
-EDITABLE = ("name", "description", "contact", "privacy_policy_url", "redirect_uris", "scopes", "webhook_url")
+EDITABLE = (
+    "name",
+    "description",
+    "contact",
+    "privacy_policy_url",
+    "redirect_uris",
+    "scopes",
+    "webhook_url",
+    "post_logout_redirect_uris",
+    "backchannel_logout_uri",
+)
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -112,6 +122,23 @@ def validate(settings: Settings, catalog: Catalog, data: Mapping[str, Any]) -> d
                 problem = _url_problem(uri, allow_loopback_http=True)
                 if problem:
                     bad("redirect_uris", f"item {i}: {problem}")
+
+    logout_uris = data.get("post_logout_redirect_uris")
+    if logout_uris is not None:
+        if not isinstance(logout_uris, list):
+            bad("post_logout_redirect_uris", "must be a list of URLs")
+        else:
+            for i, uri in enumerate(logout_uris):
+                problem = _url_problem(uri, allow_loopback_http=True)
+                if problem:
+                    bad("post_logout_redirect_uris", f"item {i}: {problem}")
+    backchannel = data.get("backchannel_logout_uri")
+    if backchannel:
+        problem = _url_problem(backchannel, allow_loopback_http=not settings.production)
+        if problem:
+            bad("backchannel_logout_uri", problem)
+        elif egress.url_refused(str(backchannel), allow_private=settings.webhook_allow_private):
+            bad("backchannel_logout_uri", egress.REFUSED)  # like webhooks: checked again at sending
 
     webhook = data.get("webhook_url")
     if webhook:
@@ -296,6 +323,8 @@ def register_app(
         "redirect_uris": list(data.get("redirect_uris") or []),
         "scopes": list(data["scopes"]),
         "webhook_url": data.get("webhook_url") or "",
+        "post_logout_redirect_uris": list(data.get("post_logout_redirect_uris") or []),
+        "backchannel_logout_uri": data.get("backchannel_logout_uri") or "",
         "status": "active",
         "created_at": now,
         "updated_at": now,
@@ -492,6 +521,8 @@ def public_view(record: Mapping[str, Any]) -> dict[str, Any]:
         "redirect_uris",
         "scopes",
         "webhook_url",
+        "post_logout_redirect_uris",
+        "backchannel_logout_uri",
         "status",
         "created_at",
         "updated_at",
@@ -536,6 +567,10 @@ class AppCreateSchema(Schema):
         validate=mv.Length(min=1, max=50),
     )
     webhook_url = mf.String(load_default="", validate=mv.Length(max=2000))
+    post_logout_redirect_uris = mf.List(
+        mf.String(validate=mv.Length(min=1, max=2000)), load_default=list, validate=mv.Length(max=20)
+    )
+    backchannel_logout_uri = mf.String(load_default="", validate=mv.Length(max=2000))
 
 
 class AppUpdateSchema(Schema):
@@ -549,3 +584,7 @@ class AppUpdateSchema(Schema):
     redirect_uris = mf.List(mf.String(validate=mv.Length(min=1, max=2000)), validate=mv.Length(max=20))
     scopes = mf.List(mf.String(validate=mv.Length(min=1, max=64)), validate=mv.Length(min=1, max=50))
     webhook_url = mf.String(validate=mv.Length(max=2000))
+    post_logout_redirect_uris = mf.List(
+        mf.String(validate=mv.Length(min=1, max=2000)), validate=mv.Length(max=20)
+    )
+    backchannel_logout_uri = mf.String(validate=mv.Length(max=2000))

@@ -188,6 +188,9 @@ class App(_HashRecord):
     webhook_secret: str | None = None
     webhook_secret_previous: str | None = None
     webhook_secret_previous_expires: str | None = None
+    # OpenID Connect RP-Initiated Logout 1.0 and Back-Channel Logout 1.0 (broker.web.interactions.logout)
+    post_logout_redirect_uris: list[str] | None = field(default=None, metadata=_json_list)
+    backchannel_logout_uri: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from broker.core.ids import ORG_ID_RE, USER_ID_RE, USERNAME_RE, new_org_id, new_user_id
 from broker.core.records import Membership, Org, User
+from broker.directory import sessions
 from broker.errors import Conflict, NotFound
 from broker.storage import keys
 from broker.storage.store import Batch, Store
@@ -179,8 +180,20 @@ def create_user(store: Store, data: dict[str, Any], *, now: int | None = None) -
     return User.from_hash(record).public()
 
 
-def update_user(store: Store, uid: str, changes: dict[str, Any], *, now: int | None = None) -> dict[str, Any]:
-    """Apply validated changes (profile fields, ``username``, ``password``); NotFound / Conflict."""
+def update_user(
+    store: Store,
+    uid: str,
+    changes: dict[str, Any],
+    *,
+    now: int | None = None,
+    keep_session: str | None = None,
+    ended: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Apply validated changes (profile fields, ``username``, ``password``); NotFound / Conflict.
+
+    A new password ends every session of the person but ``keep_session`` (the one that changed it,
+    named as ``sessions.digest_of`` does); the ended sessions are added to ``ended`` when given
+    (for back-channel logout)."""
     now = _now() if now is None else now
     current = get_user(store, uid)
     if current is None or current.get("status") != "active":
@@ -209,6 +222,10 @@ def update_user(store: Store, uid: str, changes: dict[str, Any], *, now: int | N
         release = store.batch()
         _release_username(store, release, old_name, uid)
         release.execute()
+    if changes.get("password"):
+        gone = sessions.end_all(store, uid, keep=keep_session)
+        if ended is not None:
+            ended.extend(gone)
     updated = get_user(store, uid)
     assert updated is not None
     return updated
@@ -236,6 +253,7 @@ def delete_user(store: Store, uid: str, *, now: int | None = None) -> None:
     tail.command("delete", keys.user_orgs(uid))
     tail.command("zrem", keys.users_all(), uid)
     tail.execute()
+    sessions.end_all(store, uid)  # the tombstone already refuses them; this frees their keys now
 
 
 # --- organizations ---------------------------------------------------------------------------

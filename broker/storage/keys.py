@@ -109,6 +109,42 @@ def login_failures_ip(address: str) -> str:
     return f"{PREFIX}rl:login:ip:{address}"
 
 
+def login_failures_pair(account: str, address: str) -> str:
+    """Counter: failed sign-ins for one account from one client address (the tight limit)."""
+    return f"{PREFIX}rl:login:pair:{account}:{address}"
+
+
+def login_known(account: str, address: str) -> str:
+    """String (with TTL): the person signed in from this address before; the per-account backoff
+    does not apply to it."""
+    return f"{PREFIX}rl:login:known:{account}:{address}"
+
+
+def login_backoff_until(account: str) -> str:
+    """String (with TTL): the account's next sign-in attempt from an unknown address waits until then."""
+    return f"{PREFIX}rl:login:until:{account}"
+
+
+# --- sessions (server-side browser sessions) ------------------------------------------------
+# A signed-in session lives in its person's slot, so "end every session of this person" is one
+# script on one slot; a session not yet signed in (CSRF token, page language) stands alone.
+
+
+def session(user_id: str, session_hash: str) -> str:
+    """Hash: one signed-in session (data, public sid, created, last use, address, device)."""
+    return f"{user_tag(user_id)}:sess:{session_hash}"
+
+
+def anonymous_session(session_hash: str) -> str:
+    """Hash: a session before sign-in (a CSRF token, the page language)."""
+    return f"{PREFIX}sess:{session_hash}"
+
+
+def user_sessions(user_id: str) -> str:
+    """Sorted set: the person's session hashes, score = absolute expiry (pruned as they pass)."""
+    return f"{user_tag(user_id)}:sessions"
+
+
 # --- apps and oauth --------------------------------------------------------------------------
 
 

@@ -17,16 +17,20 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from broker.core.pairwise import pairwise_id
+from broker.directory import sessions
 from tests.support.factories import make_app, make_grant, make_user
 from tests.support.oauth import REDIRECT, pkce_pair
 
 
 def _browser(live_server, uid: str) -> requests.Session:
-    """A browser with a signed-in session cookie, made with the app's own session serializer."""
+    """A browser with a signed-in session cookie: a session stored as the login page stores one."""
     app = live_server.app
-    cookie = app.session_interface.get_signing_serializer(app).dumps(
-        {"uid": uid, "auth_time": int(time.time())}
-    )
+    cookie = sessions.create(
+        app.extensions["broker.store"],
+        app.extensions["broker.settings"],
+        uid,
+        {"uid": uid, "auth_time": int(time.time())},
+    ).cookie
     browser = requests.Session()
     browser.cookies.set(app.config["SESSION_COOKIE_NAME"], cookie, domain="127.0.0.1", path="/")
     return browser

@@ -265,11 +265,16 @@ def api_audit(oid: str) -> Reply:
 @documented(
     rs.DisbandedSchema,
     body=DisbandSchema,
-    errors=_MANAGE,
-    summary="Disband the organization: every app removed, its data deleted",
+    errors={
+        **_MANAGE,
+        403: "Not allowed, or re-authentication required (send your password)",
+        429: "Too many failed attempts",
+    },
+    summary="Disband the organization: every app removed, its data deleted (needs your password "
+    "unless you signed in within BROKER_REAUTH_SECONDS)",
 )
 def api_disband(oid: str) -> Reply:
-    _role(oid, ORG_DISBAND)
+    uid, _ = _role(oid, ORG_DISBAND)
     data = consoles.load(DisbandSchema(), consoles.json_payload())
-    removed = _disband(oid, data["confirm"])
+    removed = _disband(oid, data["confirm"], uid, data.get("password") or None)
     return _json({"org_id": oid, "disbanded": True, "removed_installations": removed})

@@ -25,7 +25,7 @@ from broker.consent.org_policy import Role
 from broker.core import ids
 from broker.directory import service as directory
 from broker.errors import Conflict, Forbidden, ValidationFailed
-from broker.web.interactions import i18n
+from broker.web.interactions import i18n, reauth
 from broker.web.interactions import session as login_session
 from broker.web.shared import consoles
 from broker.web.shared import context as web
@@ -87,6 +87,9 @@ class DisbandSchema(Schema):
         unknown = RAISE
 
     confirm = mf.String(required=True)
+    password = mf.String(
+        metadata={"description": "your password; may be left out within BROKER_REAUTH_SECONDS of signing in"}
+    )
 
 
 # -- shared steps -----------------------------------------------------------------------------------
@@ -185,12 +188,13 @@ def _dismiss(oid: str, uid: str, target: str) -> dict[str, Any]:
     return record
 
 
-def _disband(oid: str, confirm: str) -> list[str]:
+def _disband(oid: str, confirm: str, uid: str, password: str | None) -> list[str]:
     org = _org(oid)
     if confirm != org.get("name"):
         raise ValidationFailed(
             "some fields are invalid", fields={"confirm": ["type the organization's name exactly to confirm"]}
         )
+    reauth.require(uid, password)  # disbanding cannot be undone: the password again (or a fresh sign-in)
     return org_admin.disband(web.store(), oid)
 
 

@@ -33,7 +33,7 @@ from broker.web.admin.console import (
     _scope_rows,
     bp,
 )
-from broker.web.interactions import i18n
+from broker.web.interactions import i18n, reauth
 from broker.web.interactions import session as login_session
 from broker.web.shared import consoles
 from broker.web.shared import context as web
@@ -271,19 +271,24 @@ def disband_form(oid: str) -> Any:
 
 @bp.post("/admin/orgs/<oid>/disband")
 def disband_page(oid: str) -> Any:
-    _role(oid, ORG_DISBAND)
+    uid, _ = _role(oid, ORG_DISBAND)
     org = _org(oid)
+    password = reauth.password_given()
     try:
-        _disband(oid, request.form.get("confirm", ""))
-    except ValidationFailed as exc:
+        _disband(oid, request.form.get("confirm", ""), uid, password)
+    except (ValidationFailed, reauth.ReauthRequired) as exc:
         store = web.store()
+        if isinstance(exc, reauth.ReauthRequired):
+            error, status = (gettext("The password is wrong.") if password else reauth.message()), 403
+        else:
+            error, status = (exc.fields or {}).get("confirm", [exc.detail])[0], 400
         return _page(
             "admin/disband.html",
-            400,
+            status,
             org=org,
             members=org_admin.member_count(store, oid),
             installs=inst_svc.list_org_installations(store, oid),
-            error=(exc.fields or {}).get("confirm", [exc.detail])[0],
+            error=error,
         )
     flash(gettext("The organization %(org)s was disbanded.", org=org.get("name", oid)), "success")
     return redirect("/console", code=303)

@@ -17,6 +17,7 @@ from broker.web.developer.console import (
     _update,
     bp,
 )
+from broker.web.interactions import reauth
 from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
@@ -27,6 +28,7 @@ from broker.web.shared.responses import NO_STORE
 # -- JSON API ---------------------------------------------------------------------------------------
 
 _OWN = {404: "You have no app with this client id"}
+_REAUTH = {403: "Re-authentication required: send your password", 429: "Too many failed attempts"}
 
 
 @bp.get("/developer/v1/apps")
@@ -106,20 +108,30 @@ def api_delete(client_id: str) -> Reply:
 @bp.post("/developer/v1/apps/<client_id>/secret")
 @documented(
     rs.SecretRotatedSchema,
-    errors={**_OWN, 409: "A public client has no client secret"},
-    summary="Issue a new client secret; the old one works for the overlap",
+    errors={**_OWN, **_REAUTH, 409: "A public client has no client secret"},
+    summary="Issue a new client secret; the old one works for the overlap (send "
+    '`{"password": ...}` unless you signed in within BROKER_REAUTH_SECONDS)',
 )
 def api_rotate_secret(client_id: str) -> Reply:
-    _own_app(_me(), client_id)
+    uid = _me()
+    _own_app(uid, client_id)
+    reauth.require(uid, reauth.password_given())
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
     body = {"client_id": client_id, "client_secret": secret, "previous_secret_expires_at": old_expires}
     return body, 200, NO_STORE
 
 
 @bp.post("/developer/v1/apps/<client_id>/webhook-secret")
-@documented(rs.WebhookSecretRotatedSchema, errors=_OWN, summary="Issue a new webhook signing secret")
+@documented(
+    rs.WebhookSecretRotatedSchema,
+    errors={**_OWN, **_REAUTH},
+    summary='Issue a new webhook signing secret (send `{"password": ...}` unless you signed in within '
+    "BROKER_REAUTH_SECONDS)",
+)
 def api_rotate_webhook_secret(client_id: str) -> Reply:
-    _own_app(_me(), client_id)
+    uid = _me()
+    _own_app(uid, client_id)
+    reauth.require(uid, reauth.password_given())
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
     return {"client_id": client_id, "webhook_secret": secret}, 200, NO_STORE
 

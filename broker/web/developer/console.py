@@ -110,10 +110,13 @@ def _form_payload(*, creating: bool) -> dict[str, Any]:
     form = request.form
     payload: dict[str, Any] = {}
     names = ("kind", "client_type") if creating else ()
-    for name in (*names, "name", "description", "contact", "privacy_policy_url", "webhook_url"):
+    texts = ("name", "description", "contact", "privacy_policy_url", "webhook_url", "backchannel_logout_uri")
+    for name in (*names, *texts):
         if name in form:
             payload[name] = form[name].strip()
     payload["redirect_uris"] = consoles.lines(form.get("redirect_uris", ""))
+    if "post_logout_redirect_uris" in form:
+        payload["post_logout_redirect_uris"] = consoles.lines(form["post_logout_redirect_uris"])
     payload["scopes"] = form.getlist("scopes")
     return payload
 

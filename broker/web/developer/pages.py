@@ -22,6 +22,7 @@ from broker.web.developer.console import (
     _update,
     bp,
 )
+from broker.web.interactions import reauth
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared.responses import no_store
@@ -79,7 +80,11 @@ def app_page(client_id: str) -> Any:
 @bp.get("/developer/apps/<client_id>/edit")
 def edit_app(client_id: str) -> Any:
     record = _own_app(_me(), client_id)
-    values = {**record, "redirect_uris": "\n".join(record["redirect_uris"])}
+    values = {
+        **record,
+        "redirect_uris": "\n".join(record["redirect_uris"]),
+        "post_logout_redirect_uris": "\n".join(record.get("post_logout_redirect_uris") or []),
+    }
     return _form_page("developer/app_form.html", values=values, errors={}, app=record)
 
 
@@ -96,9 +101,23 @@ def update_app_page(client_id: str) -> Any:
     return redirect(f"/developer/apps/{client_id}", code=303)
 
 
+def _reauthenticated(uid: str, client_id: str) -> bool:
+    """Rotation hands out a credential: the password again (or a fresh sign-in); else a flash."""
+    password = reauth.password_given()
+    try:
+        reauth.require(uid, password)
+    except reauth.ReauthRequired:
+        flash(gettext("The password is wrong.") if password else reauth.message(), "error")
+        return False
+    return True
+
+
 @bp.post("/developer/apps/<client_id>/secret")
 def rotate_secret_page(client_id: str) -> Any:
-    _own_app(_me(), client_id)
+    uid = _me()
+    _own_app(uid, client_id)
+    if not _reauthenticated(uid, client_id):
+        return redirect(f"/developer/apps/{client_id}", code=303)
     secret, old_expires = apps_svc.rotate_secret(web.store(), web.settings(), client_id)
     _reveal(client_id, client_secret=secret, previous_secret_expires_at=old_expires)
     return redirect(f"/developer/apps/{client_id}", code=303)
@@ -106,7 +125,10 @@ def rotate_secret_page(client_id: str) -> Any:
 
 @bp.post("/developer/apps/<client_id>/webhook-secret")
 def rotate_webhook_secret_page(client_id: str) -> Any:
-    _own_app(_me(), client_id)
+    uid = _me()
+    _own_app(uid, client_id)
+    if not _reauthenticated(uid, client_id):
+        return redirect(f"/developer/apps/{client_id}", code=303)
     secret = apps_svc.rotate_webhook_secret(web.store(), web.settings(), client_id)
     _reveal(client_id, webhook_secret=secret)
     return redirect(f"/developer/apps/{client_id}", code=303)

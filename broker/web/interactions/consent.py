@@ -23,7 +23,7 @@ from broker.consent import grants as grants_svc
 from broker.core.catalog import Catalog
 from broker.directory import service as directory
 from broker.errors import Forbidden, NotFound, ValidationFailed
-from broker.web.interactions import i18n
+from broker.web.interactions import csp, i18n
 from broker.web.interactions.blueprint import bp
 from broker.web.interactions.session import login_required
 from broker.web.shared import context as web
@@ -130,7 +130,7 @@ def consent(iid: str) -> Any:
         separate=[r for r in rows if r.kind == "separate"],
         iid=iid,
     )
-    return Response(html, mimetype="text/html")
+    return csp.allow_app_redirects(Response(html, mimetype="text/html"), app_record["client_id"])
 
 
 def _decide(

@@ -1,7 +1,8 @@
 """Login, logout and the home page: who is signed in (kept apart from protocol code).
 
-Failed logins are counted per account and per client address (``broker.directory.throttle``, a
-fixed window of ``BROKER_LOGIN_WINDOW_SECONDS``); at the limit the page answers 429 with ``Retry-After``.
+Failed logins are counted per account and client address, per address, and per account with a
+growing delay that the person's known addresses skip (``broker.directory.throttle``); at a limit the
+page answers 429 with ``Retry-After``. Sessions are server-side (``broker.web.interactions.session``).
 Unknown usernames and wrong passwords get the same message, the same counting and (through an
 argon2 verify against a dummy hash) about the same time, so the form does not reveal who exists.
 """
@@ -21,7 +22,8 @@ from wtforms.validators import DataRequired, Length
 from broker.directory import service as directory
 from broker.directory import throttle
 from broker.errors import RateLimited
-from broker.web.interactions import session
+from broker.web.interactions import csp, session
+from broker.web.interactions import logout as logout_mod  # also attaches /end-session
 from broker.web.interactions.blueprint import bp
 from broker.web.shared import context as web
 
@@ -49,7 +51,7 @@ def safe_next(value: str | None) -> str | None:
     return value
 
 
-def _too_many(retry_after: int) -> RateLimited:
+def too_many(retry_after: int) -> RateLimited:
     return RateLimited(
         gettext(
             "Too many failed sign-in attempts. Try again in %(minutes)s minute(s).",
@@ -61,7 +63,9 @@ def _too_many(retry_after: int) -> RateLimited:
 
 def _form_page(form: LoginForm, error: str | None = None, status: int = 200) -> Response:
     html = render_template("interactions/login.html", form=form, error=error)
-    return Response(html, status=status, mimetype="text/html")
+    page = Response(html, status=status, mimetype="text/html")
+    # Signing in on the way to an authorization ends at the app: let the form's redirects go there.
+    return csp.allow_app_redirects(page, csp.client_of_next(safe_next(form.next.data)))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -83,9 +87,10 @@ def login() -> BaseResponse:
     attempt = throttle.attempt(web.store(), web.settings(), username, web.client_address())
     wait = throttle.reserve(web.store(), web.settings(), attempt)
     if wait is not None:
-        raise _too_many(wait)
+        raise too_many(wait)
     uid = directory.verify_password(web.store(), username, form.password.data or "")
     if uid is None:  # the failure was counted by the reservation
+        throttle.failed(web.store(), web.settings(), attempt)
         form.password.data = ""
         return _form_page(form, gettext("Wrong username or password"), 401)
     throttle.succeeded(web.store(), attempt)
@@ -96,7 +101,7 @@ def login() -> BaseResponse:
 @bp.post("/logout")
 def logout() -> BaseResponse:
     LogoutForm().validate_on_submit()  # CSRFProtect already refused a forged request
-    session.sign_out()
+    logout_mod.sign_out_here()  # the stored session is deleted: a copied cookie stops working
     return redirect("/login", code=303)
 
 

@@ -233,6 +233,7 @@ def authorize() -> Response:
         )
     end_user.grant_id = person_grant.id
     end_user.scopes = " ".join(allowed)
+    end_user.sid = login_session.sid_for(client.client_id)  # the id_token's sid (back-channel logout)
     _finish(forced, fingerprint)
     response: Response = _server().create_authorization_response(grant_user=end_user, grant=grant)
     no_store(response)
@@ -409,6 +410,10 @@ def metadata() -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,
+        # OIDC RP-Initiated Logout 1.0 and Back-Channel Logout 1.0 (broker.web.interactions.logout)
+        "end_session_endpoint": f"{issuer}/end-session",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }
 
 

@@ -42,6 +42,9 @@ class DiscoverySchema(_Body):
     request_parameter_supported = fields.Boolean(required=True)
     request_uri_parameter_supported = fields.Boolean(required=True)
     authorization_response_iss_parameter_supported = fields.Boolean(required=True)
+    end_session_endpoint = _str()
+    backchannel_logout_supported = fields.Boolean(required=True)
+    backchannel_logout_session_supported = fields.Boolean(required=True)
 
 
 class JwkSchema(_Body):

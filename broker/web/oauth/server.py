@@ -50,6 +50,7 @@ class EndUser:
     grant_id: str = ""
     scopes: str | None = None
     client_id: str = ""
+    sid: str = ""  # the browser session's public id: the id_token's ``sid`` (OIDC Back-Channel Logout)
 
     def get_user_id(self) -> str:
         return self.uid
@@ -128,6 +129,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             "scope": user.scopes if user.scopes is not None else (request.scope or ""),
             "nonce": data.get("nonce") or "",
             "auth_time": str(user.auth_time or ""),
+            "sid": user.sid,
             "code_challenge": data.get("code_challenge") or "",
             "code_challenge_method": data.get("code_challenge_method") or "",
             "created_at": str(int(time.time())),
@@ -148,7 +150,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def authenticate_user(self, authorization_code: AuthCode) -> EndUser | None:
         data = authorization_code.data
         return EndUser(uid=data["user_id"], auth_time=authorization_code.get_auth_time(),
-                       grant_id=data.get("grant_id", ""), client_id=data["client_id"])  # fmt: skip
+                       grant_id=data.get("grant_id", ""), client_id=data["client_id"],
+                       sid=data.get("sid", ""))  # fmt: skip
 
     def save_token(self, token: dict[str, Any]) -> None:
         s = web.settings()
@@ -319,7 +322,10 @@ class BrokerOpenIDCode(OpenIDCode):
         return False  # codes are single use, so a nonce cannot be replayed through this server
 
     def generate_user_info(self, user: EndUser, scope: str) -> dict[str, Any]:
-        return {"sub": pairwise_id(web.settings().pairwise_key, user.client_id, user.uid)}
+        claims = {"sub": pairwise_id(web.settings().pairwise_key, user.client_id, user.uid)}
+        if user.sid:
+            claims["sid"] = user.sid  # OIDC Back-Channel Logout 1.0 section 2.1
+        return claims
 
     def process_token(self, grant: Any, response: Any) -> Any:
         token = super().process_token(grant, response)

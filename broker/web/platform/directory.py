@@ -14,6 +14,7 @@ from flask import Response, request
 from broker.directory import importer as dio
 from broker.directory import service as directory
 from broker.errors import NotFound, UnsupportedMediaType, ValidationFailed
+from broker.web.interactions import logout
 from broker.web.platform.auth import require_platform_key
 from broker.web.platform.blueprint import bp
 from broker.web.shared import bounded_json
@@ -95,7 +96,10 @@ def get_user_by_username(username: str) -> Reply:
 def update_user(uid: str) -> Reply:
     _user_or_404(uid)
     changes = web.json_body(dio.UserUpdateSchema())
-    return directory.update_user(web.store(), uid, changes)
+    ended: list[Any] = []  # a password reset ends every session: the apps are told (back-channel logout)
+    updated = directory.update_user(web.store(), uid, changes, ended=ended)
+    logout.notify(ended)
+    return updated
 
 
 @bp.delete("/users/<uid>")

@@ -17,8 +17,9 @@ from broker.consent import grants as grants_svc
 from broker.consent import person as center
 from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
-from broker.web.interactions import i18n
-from broker.web.interactions.session import login_required, sign_out
+from broker.web.interactions import i18n, reauth
+from broker.web.interactions.logout import sign_out_here
+from broker.web.interactions.session import login_required
 from broker.web.privacy.blueprint import bp
 from broker.web.privacy.pages import held_grant
 from broker.web.shared import context as web
@@ -79,10 +80,13 @@ def api_revoke_scope(client_id: str, scope: str) -> Any:
     rs.AccountDeletedSchema,
     body=rs.AccountDeleteSchema,
     checks_type=False,
-    summary="Delete your account (confirm with your username); the session ends with it",
+    errors={403: "Re-authentication required: send your password", 429: "Too many failed attempts"},
+    summary="Delete your account (confirm with your username, and your password unless you signed "
+    "in within BROKER_REAUTH_SECONDS); the session ends with it",
 )
 def api_delete_account() -> Any:
-    """Body ``{"confirm_username": "<your username>"}``; the session ends with the account."""
+    """Body ``{"confirm_username": "<your username>", "password": "<your password>"}`` (the password
+    may be left out within ``BROKER_REAUTH_SECONDS`` of signing in); the session ends with the account."""
     uid = login_required(SIGN_IN)
     payload = request.get_json(silent=True)
     store = web.store()
@@ -91,8 +95,10 @@ def api_delete_account() -> Any:
         raise ValidationFailed(
             "confirm with your username", fields={"confirm_username": ["must equal your username"]}
         )
+    password = payload.get("password")
+    reauth.require(uid, password if isinstance(password, str) and password else None)
     result = center.delete_account(store, web.settings(), uid)
-    sign_out()
+    sign_out_here()
     return {
         "deleted": True,
         "revoked": result.revoked,

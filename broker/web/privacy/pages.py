@@ -21,8 +21,9 @@ from broker.core.ids import CLIENT_ID_RE
 from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
 from broker.ledger import checkpoints, reading
-from broker.web.interactions import i18n
-from broker.web.interactions.session import login_required, sign_out
+from broker.web.interactions import i18n, reauth
+from broker.web.interactions.logout import sign_out_here
+from broker.web.interactions.session import login_required
 from broker.web.privacy.blueprint import bp
 from broker.web.shared import context as web
 
@@ -174,17 +175,26 @@ def delete_page() -> Any:
     store, settings = web.store(), web.settings()
     username = directory.user_field(store, uid, "username") or uid
     error = None
+    status = 400
     if request.method == "POST":
-        if request.form.get("username", "").strip() == username:
-            center.delete_account(store, settings, uid)
-            sign_out()
-            return redirect(url_for("privacy.deleted", lang=lang), code=303)
-        error = gettext("The username does not match.")
+        if request.form.get("username", "").strip() != username:
+            error = gettext("The username does not match.")
+        else:
+            password = request.form.get("password") or None
+            try:
+                reauth.require(uid, password)
+            except reauth.ReauthRequired:
+                error = gettext("The password is wrong.") if password else reauth.message()
+                status = 403
+            else:
+                center.delete_account(store, settings, uid)
+                sign_out_here()
+                return redirect(url_for("privacy.deleted", lang=lang), code=303)
     html = _render(
         "privacy/delete.html", lang, username=username, error=error, days=settings.ledger_retention_days
     )
     if error:
-        html.status_code = 400
+        html.status_code = status
     return html
 
 

@@ -8,6 +8,7 @@ from broker.web.oauth.schemas import JwkSchema
 from broker.web.shared.schemas import (
     Number,
     _Body,
+    _Ignored,
     _int,
     _str,
     _strings,
@@ -185,3 +186,46 @@ class ReceiptSchema(_Body):
 
     receipt = fields.Nested(ConsentReceiptSchema, required=True)
     jws = _str()
+
+
+# -- sessions and password ---------------------------------------------------------------------
+
+
+class SessionSchema(_Body):
+    """One signed-in browser session of the person (never the cookie that would let one use it)."""
+
+    id = _str(metadata={"description": "public session id (the OIDC `sid` claim)"})
+    device = _str(metadata={"description": "browser and system, read from the User-Agent"})
+    user_agent = _str()
+    address = _str(metadata={"description": "client address at sign-in"})
+    created_at = _int(metadata={"description": "unix seconds of the sign-in"})
+    last_used_at = _int(metadata={"description": "unix seconds, to the minute"})
+    current = fields.Boolean(required=True, metadata={"description": "the session making this request"})
+
+
+class SessionListSchema(_Body):
+    """Most recently used first."""
+
+    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
+class SessionsEndedSchema(_Body):
+    """How many sessions ended; ``signed_out`` is true when this request's session was one of them."""
+
+    ended = _int()
+    signed_out = fields.Boolean(required=True)
+
+
+class PasswordChangedSchema(_Body):
+    """The password changed; every other session of the person ended."""
+
+    changed = fields.Boolean(required=True, validate=validate.OneOf([True]))
+    sessions_ended = _int()
+
+
+class PasswordChangeSchema(_Ignored):
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    new_password = fields.String(
+        required=True,
+        validate=validate.Length(min=8, max=1024, error="expected 8 to 1024 characters"),
+    )

@@ -22,7 +22,7 @@ from broker.web.shared import context as web
 PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; "
-    "form-action 'self' http: https:; base-uri 'none'",
+    "form-action 'self'; base-uri 'none'",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }

@@ -98,6 +98,12 @@ class AppSchema(_Body):
     redirect_uris = _strings()
     scopes = _strings()
     webhook_url = fields.String(required=True, allow_none=True)
+    post_logout_redirect_uris = fields.List(
+        fields.String(), allow_none=True, metadata={"description": "OIDC RP-Initiated Logout"}
+    )
+    backchannel_logout_uri = fields.String(
+        allow_none=True, metadata={"description": "OIDC Back-Channel Logout"}
+    )
     status = _str(validate=validate.OneOf(["active", "suspended"]))
     created_at = fields.Integer(required=True, allow_none=True)
     updated_at = fields.Integer(required=True, allow_none=True)
@@ -295,6 +301,9 @@ class IntrospectionRequestSchema(_Ignored):
 
 class AccountDeleteSchema(_Ignored):
     confirm_username = fields.String(required=True, metadata={"description": "your username"})
+    password = fields.String(
+        metadata={"description": "your password; may be left out within BROKER_REAUTH_SECONDS of signing in"}
+    )
 
 
 class ImportLineSchema(Schema):
