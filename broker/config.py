@@ -397,8 +397,9 @@ OPTIONS: tuple[Option, ...] = (
         "BROKER_WEBHOOK_ALLOW_PRIVATE",
         "false",
         _bool,
-        "Development only: let webhooks and back-channel logout go to loopback and private addresses (`broker demo` turns it "
-        "on for its example apps). Link-local, metadata and other internal ranges stay refused.",
+        "Development only: let webhooks and back-channel logout go to loopback and private addresses "
+        "(`broker demo` turns it on for its example apps). Link-local, metadata and other internal "
+        "ranges stay refused.",
     ),
     # observability: logs and metrics (docs/observability.md)
     Option(
