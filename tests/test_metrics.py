@@ -168,7 +168,10 @@ def test_webhook_deliveries_and_dead_letters_are_counted(
         events.emit(pipe, client_id, "grant.created", {"ok": ok})
         pipe.execute()
     before = scrape(metered)
-    worker = Worker(store, replace(settings, webhook_max_attempts=1, webhook_timeout_seconds=5))
+    worker = Worker(
+        store,
+        replace(settings, webhook_max_attempts=1, webhook_timeout_seconds=5, webhook_allow_private=True),
+    )
     try:
         for _ in range(50):
             worker.run_once()

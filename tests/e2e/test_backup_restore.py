@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from broker.migrations import SCHEMA_VERSION
 from tests.support.broker_process import Broker
 from tests.support.environment import ROOT, broker_env
 from tests.support.journey import org_token, person_tokens
@@ -63,7 +64,7 @@ def test_a_backup_taken_while_serving_restores_the_same_people_tokens_and_ledger
         "files/dev-secrets.json",
         "files/signing-keys.json",
     } <= names
-    assert manifest["broker_version"] == "0.2.0" and manifest["schema_version"] == 1
+    assert manifest["broker_version"] == "0.2.0" and manifest["schema_version"] == SCHEMA_VERSION
     assert set(manifest["members"]) == names - {"manifest.json"}
     assert requests.get(f"{source.url}/readyz", timeout=10).status_code == 200  # never stopped
 
