@@ -6,17 +6,19 @@
 -- ARGV[1]  app tag prefix        ARGV[2]  now               ARGV[3]  mode: none | code | refresh
 -- ARGV[4]  access expiry         ARGV[5]  refresh expiry    ARGV[6]  '1' with a refresh token
 -- ARGV[7]  code tombstone ttl    ARGV[8]  refresh reuse grace seconds
--- ARGV[9..] field pairs common to both tokens (family included)
+-- ARGV[9]  refresh mode: the new pair, sealed for the grace window ('' for none)
+-- ARGV[10..] field pairs common to both tokens (family included)
 -- Derived keys (the app, the grant or installation, the family or grant set to revoke on a replay
 --   or a reuse):
 --   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
--- Returns 'ok', or the refusal: 'replayed' | 'reused' | 'expired' | 'revoked'.
+-- Returns 'ok', 'grace <sealed pair>' (a retry within the grace window: the pair the first rotation
+-- issued, nothing written), or the refusal: 'replayed' | 'reused' | 'expired' | 'revoked'.
 
 -- include: validity
 
 local prefix, now, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local fields = {}
-for i = 9, #ARGV do table.insert(fields, ARGV[i]) end
+for i = 10, #ARGV do table.insert(fields, ARGV[i]) end
 local t = to_table(fields)
 if mode == 'code' then
   local c = redis.call('HMGET', KEYS[1], 'used', 'family')
@@ -39,6 +41,10 @@ end
 local to = t
 to.expires_at = ARGV[4]
 if token_is_valid(to, prefix, now) == false then return 'revoked' end
+if mode == 'refresh' then
+  local box = redis.call('HGET', KEYS[1], 'grace_box')
+  if box and box ~= '' then return 'grace ' .. box end
+end
 if mode == 'code' then
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'used', '1', 'family', t.family)
@@ -46,6 +52,7 @@ if mode == 'code' then
 elseif mode == 'refresh' then
   if redis.call('HGET', KEYS[1], 'rotated_at') == false then
     redis.call('HSET', KEYS[1], 'rotated_at', ARGV[2])
+    if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'grace_box', ARGV[9]) end
   end
 end
 local function put(key, exp)

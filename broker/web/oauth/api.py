@@ -101,6 +101,14 @@ def _resolve_client() -> tuple[Client, str] | Response:
     return client, redirect_uri
 
 
+def _description(exc: OAuth2Error) -> str:
+    """An authorization error's description in plain words (Authlib's for an unsupported
+    response_type repeats its own message inside another)."""
+    if exc.error == "unsupported_response_type":
+        return "Only response_type=code is supported (the authorization code flow, with PKCE)."
+    return str(exc.get_error_description() or exc.error)
+
+
 @bp.get("/oauth/authorize")
 @documented(
     status=302,
@@ -165,8 +173,8 @@ def authorize() -> Response:
         grant = _server().get_consent_grant(end_user=end_user)
     except OAuth2Error as exc:
         if exc.redirect_uri:
-            return _error_redirect(redirect_uri, state, exc.error, exc.get_error_description() or exc.error)
-        return _error_page(exc.get_error_description() or exc.error)
+            return _error_redirect(redirect_uri, state, exc.error, _description(exc))
+        return _error_page(_description(exc))
 
     # Login (OIDC Core 3.1.2.3): none, forced by prompt=login, or too old for max_age.
     return_to = _return_to()
