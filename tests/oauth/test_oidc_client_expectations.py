@@ -311,3 +311,25 @@ def test_unknown_client_with_basic_and_empty_password_is_invalid_client(client):
     )  # fmt: skip
     assert resp.status_code == 401
     assert resp.get_json()["error"] == "invalid_client"
+
+
+def test_public_client_refresh_without_any_client_identification(client, store, settings):
+    """RFC 6749 6 asks only confidential clients to authenticate a refresh; requests-oauthlib sends
+    just the refresh token for a public client. The token names its client; only a public one passes."""
+    cid, _secret, _uid = setup_authorize(client, store, settings, client_type="public")
+    body = client.post("/oauth/token", data={**code_form(client, cid), "client_id": cid}).get_json()
+    refreshed = client.post(
+        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+    assert refreshed.get_json()["scope"] == "openid profile"
+
+
+def test_confidential_client_refresh_without_client_authentication_is_invalid_client(client, store, settings):
+    cid, secret, _uid = setup_authorize(client, store, settings)
+    body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
+    refused = client.post(
+        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    )
+    assert refused.status_code == 401
+    assert refused.get_json()["error"] == "invalid_client"

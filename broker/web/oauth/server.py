@@ -441,14 +441,25 @@ class BrokerIntrospection(IntrospectionEndpoint):
 
 def _authenticate_none(query_client: Any, request: Any) -> Client | None:
     """``none`` for a public client: its client_id in the body, or HTTP Basic with an empty password
-    (``client_id:``, how requests-oauthlib and others send a client without a secret). A confidential
-    client is never authenticated this way (``Client.check_endpoint_auth_method``)."""
+    (``client_id:``, how requests-oauthlib and others send a client without a secret), or, on a
+    refresh with no client identification at all, the client the refresh token names (RFC 6749 6
+    asks only confidential clients to authenticate; requests-oauthlib's ``refresh_token`` sends
+    nothing else). A confidential client is never authenticated this way."""
     client_id, secret = extract_basic_authorization(request.headers)
     if client_id and not secret and not request.form.get("client_secret"):
         client: Client | None = query_client(client_id)
         if client is None:
             raise InvalidClientError(status_code=401, description="The client does not exist on this server.")
         return client if client.public else None
+    anonymous = not request.headers.get("Authorization") and not request.form.get("client_id")
+    if (
+        anonymous
+        and request.form.get("grant_type") == "refresh_token"
+        and not request.form.get("client_secret")
+    ):
+        named = ids.client_of(request.form.get("refresh_token") or "", ids.REFRESH_PREFIX)
+        client = query_client(named) if named else None
+        return client if client is not None and client.public else None
     return authenticate_none(query_client, request)
 
 
