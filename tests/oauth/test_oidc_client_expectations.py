@@ -256,12 +256,23 @@ def test_token_endpoint_error_descriptions_never_leak_python_values(client, stor
         {"grant_type": "refresh_token", "refresh_token": "brk_rt_x.y"},
         {"grant_type": "client_credentials", "org_id": ORG},
         {"grant_type": "password", "username": "a", "password": "b"},
+        {"code": "x"},
     ]
     for data in cases:
         resp = client.post("/oauth/token", data=data, headers=basic(cid, secret))
         assert resp.status_code in (400, 401), data
         description = resp.get_json().get("error_description", "")
         _no_python_repr(description)
+        assert "None" not in description, data
+    missing = client.post("/oauth/token", data={"code": "x"}, headers=basic(cid, secret)).get_json()
+    assert missing == {"error": "invalid_request", "error_description": "Missing 'grant_type' in request."}
+    other = client.post(
+        "/oauth/token", data={"grant_type": "password"}, headers=basic(cid, secret)
+    ).get_json()
+    assert other == {
+        "error": "unsupported_grant_type",
+        "error_description": "Supported grant types: authorization_code, refresh_token, client_credentials.",
+    }
 
 
 # --- public clients sending HTTP Basic with an empty password ---------------------------------
@@ -319,10 +330,14 @@ def test_public_client_refresh_without_any_client_identification(client, store, 
     cid, _secret, _uid = setup_authorize(client, store, settings, client_type="public")
     body = client.post("/oauth/token", data={**code_form(client, cid), "client_id": cid}).get_json()
     refreshed = client.post(
-        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+        headers={"Origin": "https://app.example.com"},
     )
     assert refreshed.status_code == 200
     assert refreshed.get_json()["scope"] == "openid profile"
+    # A browser app may read the answer: its origin is the client's, named by the refresh token.
+    assert refreshed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
 
 
 def test_confidential_client_refresh_without_client_authentication_is_invalid_client(client, store, settings):

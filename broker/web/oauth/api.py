@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, current_app, jsonify, redirect, request, session
 from werkzeug.wrappers import Response
 
+from broker.core import ids
 from broker.errors import BrokerError
 from broker.extensions import csrf
 from broker.web.interactions import i18n
@@ -309,7 +310,9 @@ def _finish_protocol_response(response: Response) -> Response:
 
 
 def _token_cors(response: Response) -> Response:
-    client_id = request.form.get("client_id") or _basic_client_id() or ""
+    # A public client's refresh may name its client only through the refresh token (server.py).
+    named = ids.client_of(request.form.get("refresh_token") or "", ids.REFRESH_PREFIX)
+    client_id = request.form.get("client_id") or _basic_client_id() or named or ""
     allowed = cors.client_origins(web.store(), client_id) if request.method == "POST" else set()
     if request.method == "OPTIONS":
         allowed = cors.any_app_origins(web.store())

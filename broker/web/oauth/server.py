@@ -20,7 +20,9 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    OAuth2Error,
     UnauthorizedClientError,
+    UnsupportedGrantTypeError,
 )
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -471,6 +473,18 @@ _METHOD_NAMES = {
 
 
 class BrokerAuthorizationServer(AuthorizationServer):
+    def handle_error_response(self, request: Any, error: Any) -> Any:
+        """Every protocol error leaves with a description in plain words: Authlib's own for an
+        unsupported grant type prints ``grant_type=None`` when the parameter is missing."""
+        if isinstance(error, UnsupportedGrantTypeError):
+            if error.grant_type:
+                text = "Supported grant types: authorization_code, refresh_token, client_credentials."
+            else:
+                text = "Missing 'grant_type' in request."
+            error = OAuth2Error(description=text, error="unsupported_grant_type" if error.grant_type else
+                                "invalid_request")  # fmt: skip
+        return super().handle_error_response(request, error)
+
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
         """Authlib's client authentication, with a description that names the accepted ways in words
         (Authlib's own prints the Python list of method names)."""
