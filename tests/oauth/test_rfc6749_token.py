@@ -196,6 +196,18 @@ def test_refresh_grace_default_retry_gets_the_same_new_pair(client, store, setti
     assert onward.get_json()["refresh_token"] != one["refresh_token"]
 
 
+def test_refresh_grace_retry_after_the_new_pair_was_revoked_is_invalid_grant(client, store, settings):
+    cid, secret, _uid = setup_authorize(client, store, settings)
+    body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
+    form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    first = client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()
+    revoked = client.post("/oauth/revoke", data={"token": first["refresh_token"]}, headers=basic(cid, secret))
+    assert revoked.status_code == 200
+    retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    assert retry.status_code == 400
+    assert retry.get_json()["error"] == "invalid_grant"
+
+
 def test_refresh_grace_zero_any_reuse_revokes(tmp_path, store, redis_server):
     from tests.support.environment import make_settings
 

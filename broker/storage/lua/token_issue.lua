@@ -42,8 +42,12 @@ local to = t
 to.expires_at = ARGV[4]
 if token_is_valid(to, prefix, now) == false then return 'revoked' end
 if mode == 'refresh' then
-  local box = redis.call('HGET', KEYS[1], 'grace_box')
-  if box and box ~= '' then return 'grace ' .. box end
+  local g = redis.call('HMGET', KEYS[1], 'grace_box', 'grace_rt')
+  if g[1] and g[1] ~= '' then
+    -- The pair of the first rotation, unless its refresh token was revoked since (RFC 7009).
+    if g[2] and redis.call('EXISTS', g[2]) == 0 then return 'revoked' end
+    return 'grace ' .. g[1]
+  end
 end
 if mode == 'code' then
   redis.call('DEL', KEYS[1])
@@ -52,7 +56,7 @@ if mode == 'code' then
 elseif mode == 'refresh' then
   if redis.call('HGET', KEYS[1], 'rotated_at') == false then
     redis.call('HSET', KEYS[1], 'rotated_at', ARGV[2])
-    if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'grace_box', ARGV[9]) end
+    if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'grace_box', ARGV[9], 'grace_rt', KEYS[5]) end
   end
 end
 local function put(key, exp)
