@@ -9,7 +9,7 @@
 -- ARGV[9]  refresh mode: the new pair, sealed for the grace window ('' for none)
 -- ARGV[10..] field pairs common to both tokens (family included)
 -- Derived keys (the app, the grant or installation, the family or grant set to revoke on a replay
---   or a reuse):
+--   or a reuse, the new refresh token a grace retry checks, kept as grace_rt):
 --   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
 -- Returns 'ok', 'grace <sealed pair>' (a retry within the grace window: the pair the first rotation
 -- issued, nothing written), or the refusal: 'replayed' | 'reused' | 'expired' | 'revoked'.
