@@ -478,11 +478,12 @@ class BrokerAuthorizationServer(AuthorizationServer):
         unsupported grant type prints ``grant_type=None`` when the parameter is missing."""
         if isinstance(error, UnsupportedGrantTypeError):
             if error.grant_type:
-                text = "Supported grant types: authorization_code, refresh_token, client_credentials."
+                error = OAuth2Error(
+                    "Supported grant types: authorization_code, refresh_token, client_credentials.",
+                    error="unsupported_grant_type",
+                )
             else:
-                text = "Missing 'grant_type' in request."
-            error = OAuth2Error(description=text, error="unsupported_grant_type" if error.grant_type else
-                                "invalid_request")  # fmt: skip
+                error = InvalidRequestError("Missing 'grant_type' in request.")
         return super().handle_error_response(request, error)
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
