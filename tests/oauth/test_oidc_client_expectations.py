@@ -92,13 +92,38 @@ def test_client_credentials_ignores_unknown_scopes_and_names_ungranted_ones(clie
     )
     assert ok.status_code == 200
     assert ok.get_json()["scope"] == "org.members.read"
-    refused = client.post(
+    # Person scopes mean nothing to an organization token: ignored (pyoidc sends openid by default).
+    with_openid = client.post(
         "/oauth/token",
         data={"grant_type": "client_credentials", "org_id": ORG, "scope": "openid org.members.read"},
         headers=basic(cid, secret),
     )
+    assert with_openid.get_json()["scope"] == "org.members.read"
+    only_person = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": ORG, "scope": "openid profile"},
+        headers=basic(cid, secret),
+    )
+    assert only_person.get_json()["scope"] == "org.members.read"  # the installation's scopes
+    only_unknown = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": ORG, "scope": "email phone"},
+        headers=basic(cid, secret),
+    )
+    assert only_unknown.status_code == 400
+    assert only_unknown.get_json() == {
+        "error": "invalid_scope",
+        "error_description": "Unknown scope: email, phone.",
+    }
+    other_org = "org_bbbbbbbbbbbbbbbb"
+    raw_installation(store, cid, other_org, "")
+    refused = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": other_org, "scope": "org.members.read"},
+        headers=basic(cid, secret),
+    )
     assert refused.status_code == 400
-    assert refused.get_json()["error_description"] == "The organization did not grant: openid."
+    assert refused.get_json()["error_description"] == "The organization did not grant: org.members.read."
 
 
 def test_consent_is_asked_for_the_known_scopes_only(client, store, settings):

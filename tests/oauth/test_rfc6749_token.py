@@ -295,15 +295,33 @@ def test_client_credentials_issues_installation_token(client, store, org_app, se
     assert intro.get_json()["org_id"] == "org_aaaaaaaaaaaaaaaa"
 
 
-def test_client_credentials_scope_outside_installation_is_invalid_scope(client, org_app):
+def test_client_credentials_scope_outside_installation_is_invalid_scope(client, store, org_app):
+    cid, secret, _ = org_app
+    raw_installation(store, cid, "org_bbbbbbbbbbbbbbbb", "")
+    resp = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "org_id": "org_bbbbbbbbbbbbbbbb",
+            "scope": "org.members.read",
+        },
+        headers=basic(cid, secret),
+    )
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_scope"
+
+
+def test_client_credentials_ignores_a_persons_scope(client, org_app):
+    """``openid`` means nothing to an organization token (issue 16: pyoidc sends it with every token
+    request); it is ignored and the installation's scopes apply. Before, it was invalid_scope."""
     cid, secret, _ = org_app
     resp = client.post(
         "/oauth/token",
         data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa", "scope": "openid"},
         headers=basic(cid, secret),
     )
-    assert resp.status_code == 400
-    assert resp.get_json()["error"] == "invalid_scope"
+    assert resp.status_code == 200
+    assert resp.get_json()["scope"] == "org.members.read"
 
 
 def test_client_credentials_missing_or_disabled_installation(client, store, org_app):

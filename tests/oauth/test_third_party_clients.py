@@ -305,3 +305,30 @@ def test_authlib_client_discovery_code_pkce_userinfo_and_client_credentials(tls_
     assert org_token["scope"] == "org.members.read"
     page = org.get(f"{issuer}/v1/orgs/{oid}/members")
     assert [m["nickname"] for m in page.json()["members"]] == ["Bob"]
+
+
+def test_pyoidc_client_credentials_and_a_protected_resource(tls_server) -> None:
+    from oic.oauth2.message import AccessTokenResponse, CCAccessTokenRequest
+    from oic.oic import Client
+    from oic.oic.message import RegistrationResponse
+    from oic.utils.authn.client import CLIENT_AUTHN_METHOD
+
+    store, settings, issuer = tls_server["store"], tls_server["settings"], tls_server["issuer"]
+    member = make_user(store, nickname="Bob")
+    cid, secret, oid = _org_app(store, settings, member)
+
+    client = Client(client_authn_method=CLIENT_AUTHN_METHOD)
+    client.provider_config(issuer)
+    client.store_registration_info(RegistrationResponse(client_id=cid, client_secret=secret))
+    token = client.do_any(
+        request=CCAccessTokenRequest,
+        endpoint=client.token_endpoint,
+        request_args={"org_id": oid},
+        response=AccessTokenResponse,
+        authn_method="client_secret_basic",
+    )
+    assert isinstance(token, AccessTokenResponse), token.to_dict()
+    assert token["scope"] == ["org.members.read"]
+    page = client.fetch_protected_resource(f"{issuer}/v1/orgs/{oid}/members", token=token["access_token"])
+    assert page.status_code == 200
+    assert [m["nickname"] for m in page.json()["members"]] == ["Bob"]

@@ -54,8 +54,7 @@ def requested_scopes(scope: str | None, known: set[str] | frozenset[str]) -> lis
             raise InvalidScopeError(
                 "offline_access alone grants nothing: ask for openid (and profile) as well."
             )
-        unknown = [v for v in values if v != OFFLINE_ACCESS]
-        raise InvalidScopeError(f"Unknown scope: {_names(unknown)}.")
+        raise InvalidScopeError(f"Unknown scope: {_names([v for v in values if v != OFFLINE_ACCESS])}.")
     return kept
 
 

@@ -283,7 +283,12 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
             raise InvalidGrantError("The app is not installed in this organization.")
         if not inst.enabled:
             raise InvalidGrantError("The app is switched off in this organization.")
-        requested = requested_scopes(self.request.payload.scope, _known_scopes())
+        # Unknown values are ignored as in the code flow (only unknown ones: invalid_scope). A person's
+        # scopes mean nothing to an organization token and are ignored too (pyoidc sends ``openid``
+        # with every token request); with no organization scope asked for, the installation's apply.
+        organization = set(web.catalog().scope_names("organization"))
+        known = requested_scopes(self.request.payload.scope, _known_scopes()) or []
+        requested = [s for s in known if s in organization]
         if requested:
             refused = [s for s in requested if s not in inst.scopes]
             if refused:
