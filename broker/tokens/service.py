@@ -21,11 +21,11 @@ Single use and reuse detection (RFC 6749 4.1.2, RFC 9700 4.14):
   than ``grace`` seconds after its rotation revokes the whole grant (every access and refresh token
   in ``keys.grant_tokens``, whichever code they came from) and fails with ``invalid_grant``. Within
   the grace window a retry (two tabs, a client that lost the response) gets the *same* new pair the
-  rotation issued (``invalid_grant`` if that pair was revoked since), so the chain does not fork and
-  nothing is revoked. That pair is kept on the used
-  token only sealed (AES-GCM) under a key derived from ``BROKER_TOKEN_HASH_KEY`` and the used refresh
-  token itself, which the server never stores: a Redis dump still yields no usable token. With grace
-  0 any reuse, even a concurrent retry, revokes.
+  rotation issued, so the chain does not fork and nothing is revoked, as long as that pair is
+  untouched (once its refresh token was used or either token revoked, it is reuse). That pair is
+  kept on the used token only sealed (AES-GCM) under a key derived from ``BROKER_TOKEN_HASH_KEY`` and
+  the used refresh token itself, which the server never stores: a Redis dump still yields no usable
+  token. With grace 0 any reuse, even a concurrent retry, revokes.
 """
 
 from __future__ import annotations

@@ -196,16 +196,34 @@ def test_refresh_grace_default_retry_gets_the_same_new_pair(client, store, setti
     assert onward.get_json()["refresh_token"] != one["refresh_token"]
 
 
-def test_refresh_grace_retry_after_the_new_pair_was_revoked_is_invalid_grant(client, store, settings):
+def test_refresh_grace_ends_once_the_new_pair_was_used_or_revoked(client, store, settings):
+    """The grace window covers a lost response only: once the new pair's refresh token was used, or
+    either of its tokens revoked, the client evidently had it, and the old token is plain reuse
+    (RFC 9700 4.14.2: the grant's tokens are revoked)."""
     cid, secret, _uid = setup_authorize(client, store, settings)
-    body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
-    form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
-    first = client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()
-    revoked = client.post("/oauth/revoke", data={"token": first["refresh_token"]}, headers=basic(cid, secret))
-    assert revoked.status_code == 200
+
+    def chain():
+        body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
+        form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+        return form, client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()
+
+    form, first = chain()
+    onward = client.post(
+        "/oauth/token", data={**form, "refresh_token": first["refresh_token"]}, headers=basic(cid, secret)
+    ).get_json()
     retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
     assert retry.status_code == 400
     assert retry.get_json()["error"] == "invalid_grant"
+    assert not is_active(client, cid, secret, onward["refresh_token"])
+
+    for revoked in ("refresh_token", "access_token"):
+        form, first = chain()
+        gone = client.post("/oauth/revoke", data={"token": first[revoked]}, headers=basic(cid, secret))
+        assert gone.status_code == 200
+        retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+        assert retry.status_code == 400, revoked
+        assert retry.get_json()["error"] == "invalid_grant"
+        assert not is_active(client, cid, secret, first["refresh_token"])
 
 
 def test_refresh_grace_zero_any_reuse_revokes(tmp_path, store, redis_server):

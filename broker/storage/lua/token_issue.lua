@@ -9,10 +9,11 @@
 -- ARGV[9]  refresh mode: the new pair, sealed for the grace window ('' for none)
 -- ARGV[10..] field pairs common to both tokens (family included)
 -- Derived keys (the app, the grant or installation, the family or grant set to revoke on a replay
---   or a reuse, the new refresh token a grace retry checks, kept as grace_rt):
+--   or a reuse, the new pair a grace retry checks, kept as grace_rt and grace_at):
 --   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
--- Returns 'ok', 'grace <sealed pair>' (a retry within the grace window: the pair the first rotation
--- issued, nothing written), or the refusal: 'replayed' | 'reused' | 'expired' | 'revoked'.
+-- Returns 'ok', 'grace <sealed pair>' (a retry within the grace window while the pair the first
+-- rotation issued is untouched: that pair, nothing written), or the refusal: 'replayed' | 'reused' |
+-- 'expired' | 'revoked'.
 
 -- include: validity
 
@@ -42,10 +43,16 @@ local to = t
 to.expires_at = ARGV[4]
 if token_is_valid(to, prefix, now) == false then return 'revoked' end
 if mode == 'refresh' then
-  local g = redis.call('HMGET', KEYS[1], 'grace_box', 'grace_rt')
+  local g = redis.call('HMGET', KEYS[1], 'grace_box', 'grace_rt', 'grace_at')
   if g[1] and g[1] ~= '' then
-    -- The pair of the first rotation, unless its refresh token was revoked since (RFC 7009).
-    if g[2] and redis.call('EXISTS', g[2]) == 0 then return 'revoked' end
+    -- The pair of the first rotation, while it is untouched. Once its refresh token was used or
+    -- either token revoked, the client had that pair: this is reuse, not a lost response.
+    local fresh = g[2] and g[3] and redis.call('EXISTS', g[3]) == 1
+      and redis.call('HEXISTS', g[2], 'rotated_at') == 0 and redis.call('EXISTS', g[2]) == 1
+    if not fresh then
+      revoke_set(prefix .. ':gtok:' .. t.grant_id)
+      return 'reused'
+    end
     return 'grace ' .. g[1]
   end
 end
@@ -56,7 +63,9 @@ if mode == 'code' then
 elseif mode == 'refresh' then
   if redis.call('HGET', KEYS[1], 'rotated_at') == false then
     redis.call('HSET', KEYS[1], 'rotated_at', ARGV[2])
-    if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'grace_box', ARGV[9], 'grace_rt', KEYS[5]) end
+    if ARGV[9] ~= '' then
+      redis.call('HSET', KEYS[1], 'grace_box', ARGV[9], 'grace_rt', KEYS[5], 'grace_at', KEYS[4])
+    end
   end
 end
 local function put(key, exp)
