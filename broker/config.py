@@ -269,9 +269,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("BROKER_CODE_TTL", "60", _int(5, 60), "Authorization code lifetime, seconds (at most 60)."),
     Option(
         "BROKER_REFRESH_GRACE_SECONDS",
-        "0",
+        "10",
         _int(0, 60),
-        "Window in which a just-rotated refresh token may be retried (0: any reuse revokes the grant).",
+        "Seconds in which a just-rotated refresh token, presented again, returns the same new pair "
+        "(two tabs, a lost response); later reuse revokes the grant (0: any reuse revokes it).",
     ),
     Option(
         "BROKER_KEY_OVERLAP_SECONDS",

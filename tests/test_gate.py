@@ -113,15 +113,18 @@ def test_a_person_token_cannot_read_members_and_an_org_token_cannot_read_me(
     client, store, settings, person
 ) -> None:
     oid = make_org(store, [person["uid"]])
+    # A valid token of the wrong kind is 403 insufficient_scope (RFC 6750 3.1), not 401 invalid_token:
+    # refreshing would not help (issue 16).
     response = client.get(f"/v1/orgs/{oid}/members", headers=bearer(person["token"]))
-    assert response.status_code == 401
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "insufficient_scope"
     assert "organization token" in response.get_json()["detail"]
     org_app = raw_app(store, kind="org_app")
     iid = make_installation(store, org_app, oid)
     org_token = make_token(
         store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )
-    assert client.get("/v1/me", headers=bearer(org_token)).status_code == 401
+    assert client.get("/v1/me", headers=bearer(org_token)).status_code == 403
     assert journal_records(store, org_app) == []
 
 

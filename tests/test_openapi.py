@@ -584,7 +584,7 @@ def test_oauth_and_data_api_responses_match(client: Any, store: Any, settings: A
     assert client.get("/oauth/userinfo", headers=bearer(person)).get_json()["sub"]
     assert client.post("/oauth/userinfo", headers=bearer(person)).status_code == 200
     assert client.get("/v1/me").status_code == 401
-    assert client.get("/v1/me", headers=bearer(org_token)).status_code == 401
+    assert client.get("/v1/me", headers=bearer(org_token)).status_code == 403  # the wrong kind of token
     assert client.post("/oauth/revoke", data={"token": org_token}, auth=basic).get_json() == {}
     assert client.post("/oauth/introspect", data={"token": org_token}, auth=basic).get_json() == {
         "active": False

@@ -77,6 +77,15 @@ class InsufficientScope(BearerError):
         return {"error": "insufficient_scope", "scope": str(self.extra.get("scope", ""))}
 
 
+class WrongTokenKind(InsufficientScope):
+    """A valid token of the other kind (an organization token on a person's endpoint, or the reverse):
+    403 ``insufficient_scope`` like a missing scope, with the reason in the challenge, so a client
+    does not take it for an expired token and refresh in a loop."""
+
+    def challenge(self) -> dict[str, str]:
+        return {**super().challenge(), "error_description": self.detail}
+
+
 @dataclass(frozen=True)
 class Disclosed:
     """What the gate allowed and recorded: serialize only ``fields`` of these people."""
@@ -276,6 +285,14 @@ class Gate:
         metrics.gate_checked(status)
         if status == "invalid_token":
             raise InvalidToken(result[1])
+        if status == "wrong_kind":
+            raise WrongTokenKind(
+                result[1],
+                scope=required_scope,
+                token_kind=kind,
+                token_subject=org_id,
+                client_id=client_id,
+            )
         if status == "not_found":
             raise NotFound("No such organization")
         if status == "insufficient_scope":

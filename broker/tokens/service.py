@@ -17,19 +17,30 @@ Single use and reuse detection (RFC 6749 4.1.2, RFC 9700 4.14):
   again is ``invalid_grant`` and deletes every token of that family, so 50 concurrent redemptions
   give exactly one token response (whose tokens the 49 replays then revoke).
 * Refresh tokens rotate on every use. The used token is kept (``rotated_at``) until it expires.
-  Policy for reuse, ``BROKER_REFRESH_GRACE_SECONDS`` (default 0): presenting a rotated token more
+  Policy for reuse, ``BROKER_REFRESH_GRACE_SECONDS`` (default 10): presenting a rotated token more
   than ``grace`` seconds after its rotation revokes the whole grant (every access and refresh token
-  in ``keys.grant_tokens``, whichever code they came from) and fails with ``invalid_grant``. With
-  grace 0 any reuse, even a concurrent retry, revokes. Within a non-zero grace a retry (e.g. a client
-  that lost the response) gets a fresh pair in the same family and nothing is revoked.
+  in ``keys.grant_tokens``, whichever code they came from) and fails with ``invalid_grant``. Within
+  the grace window a retry (two tabs, a client that lost the response) gets the *same* new pair the
+  rotation issued, so the chain does not fork and nothing is revoked, as long as that pair is
+  untouched (once its refresh token was used or either token revoked, it is reuse). That pair is
+  kept on the used token only sealed (AES-GCM) under a key derived from ``BROKER_TOKEN_HASH_KEY`` and
+  the used refresh token itself, which the server never stores: a Redis dump still yields no usable
+  token. With grace 0 any reuse, even a concurrent retry, revokes.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass, replace
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.core.hashing import keyed_hash
 from broker.core.ids import ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX, client_of
@@ -105,6 +116,36 @@ class IssueRefused(Exception):
         self.reason = reason
 
 
+def _grace_key(hash_key: str, used_refresh_token: str) -> AESGCM:
+    material = hmac.new(hash_key.encode(), b"refresh-grace\x00" + used_refresh_token.encode(), hashlib.sha256)
+    return AESGCM(material.digest())
+
+
+def _seal_pair(hash_key: str, used_refresh_token: str, item: Issue) -> str:
+    """The pair ``item`` issues, sealed so that only a holder of the used refresh token can open it."""
+    plain = json.dumps(
+        {
+            "at": item.access_token,
+            "rt": item.refresh_token,
+            "exp": item.access_expires_at,
+            "scope": item.scopes,
+        }
+    ).encode()
+    nonce = secrets.token_bytes(12)
+    sealed = _grace_key(hash_key, used_refresh_token).encrypt(nonce, plain, item.client_id.encode())
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def _open_pair(hash_key: str, used_refresh_token: str, client_id: str, box: str) -> dict[str, Any] | None:
+    try:
+        raw = base64.urlsafe_b64decode(box.encode())
+        plain = _grace_key(hash_key, used_refresh_token).decrypt(raw[:12], raw[12:], client_id.encode())
+        data: dict[str, Any] = json.loads(plain)
+    except (ValueError, InvalidTag):
+        return None
+    return data
+
+
 def issue(
     store: Store,
     hash_key: str,
@@ -114,8 +155,15 @@ def issue(
     consumed_key: str = "",
     tombstone_ttl: int = 0,
     grace_seconds: int = 0,
-) -> None:
-    """Store the tokens of one response atomically, consuming a code or refresh token if asked."""
+    used_refresh_token: str = "",
+) -> dict[str, Any] | None:
+    """Store the tokens of one response atomically, consuming a code or refresh token if asked.
+
+    Rotating a refresh token (``consume="refresh"``, ``used_refresh_token`` = the token presented)
+    with a grace window keeps the new pair sealed on the used token. When the used token was already
+    rotated within the window, nothing is written and the pair that rotation issued is returned as a
+    token response (``access_token``, ``refresh_token``, ``expires_in``, ``scope``); otherwise None.
+    """
     cid = item.client_id
     now = int(time.time())
     at_key = keys.access_token(cid, keyed_hash(hash_key, item.access_token))
@@ -129,15 +177,31 @@ def issue(
     ).to_hash()  # fmt: skip
     del stored["expires_at"]  # the script writes each token's own expiry
     fields = [x for pair in stored.items() for x in pair]
+    box = ""
+    if consume == "refresh" and grace_seconds > 0 and used_refresh_token and item.refresh_token:
+        box = _seal_pair(hash_key, used_refresh_token, item)
     result = store.lua("token_issue")(
         keys=[consumed_key or at_key, keys.grant_tokens(cid, item.grant_id),
               keys.token_family(cid, item.family), at_key, rt_key],
         args=[keys.app_tag(cid), now, consume, item.access_expires_at, item.refresh_expires_at,
-              "1" if item.refresh_token else "0", max(tombstone_ttl, 1), grace_seconds, *fields],
+              "1" if item.refresh_token else "0", max(tombstone_ttl, 1), grace_seconds, box, *fields],
     )  # fmt: skip
-    metrics.token_issued(consume, "issued" if result == "ok" else str(result))
+    result = str(result)
+    metrics.token_issued(consume, "issued" if result == "ok" else result.split(" ")[0])
+    if result.startswith("grace "):
+        pair = _open_pair(hash_key, used_refresh_token, cid, result[len("grace ") :])
+        if pair is None:  # pragma: no cover - only a token that rotated itself can open its box
+            raise IssueRefused("reused")
+        return {
+            "token_type": "Bearer",
+            "access_token": pair["at"],
+            "refresh_token": pair["rt"],
+            "expires_in": max(0, int(pair["exp"]) - now),
+            "scope": pair["scope"],
+        }
     if result != "ok":
-        raise IssueRefused(str(result))
+        raise IssueRefused(result)
+    return None
 
 
 def save_code(store: Store, hash_key: str, code: str, client_id: str, ttl: int, data: dict[str, str]) -> None:

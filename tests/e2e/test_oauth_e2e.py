@@ -6,6 +6,7 @@ import base64
 import hashlib
 import threading
 import time
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,8 +17,11 @@ from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from broker.app import create_app
 from broker.core.pairwise import pairwise_id
 from broker.directory import sessions
+from broker.storage.embedded import free_port
+from tests.support.environment import LiveServer, make_settings
 from tests.support.factories import make_app, make_grant, make_user
 from tests.support.oauth import REDIRECT, pkce_pair
 
@@ -91,10 +95,20 @@ def test_code_pkce_id_token_refresh_reuse_and_revocation(live_server, store):
     digest = hashlib.sha256(token["access_token"].encode()).digest()
     assert claims["at_hash"] == base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
-    # Refresh rotates; presenting the old refresh token again revokes the chain.
+    # Refresh rotates. Presenting the old refresh token again within the grace window (default 10 s)
+    # answers the same new pair; after it, the reuse revokes the chain (RFC 9700 4.14.2).
     old_refresh = token["refresh_token"]
     new = oauth.refresh_token(meta["token_endpoint"], refresh_token=old_refresh)
     assert new["refresh_token"] != old_refresh
+    retry = requests.post(
+        meta["token_endpoint"],
+        data={"grant_type": "refresh_token", "refresh_token": old_refresh},
+        auth=(cid, secret),
+        timeout=10,
+    ).json()
+    assert (retry["access_token"], retry["refresh_token"]) == (new["access_token"], new["refresh_token"])
+    rotated = next(k for k in store.redis.scan_iter(match="*:rt:*") if store.redis.hget(k, "rotated_at"))
+    store.redis.hset(rotated, "rotated_at", int(time.time()) - settings.refresh_grace_seconds - 1)
     reuse = requests.post(
         meta["token_endpoint"],
         data={"grant_type": "refresh_token", "refresh_token": old_refresh},
@@ -186,9 +200,19 @@ def test_fifty_concurrent_redemptions_of_one_code_give_exactly_one_token(live_se
     assert intro.json() == {"active": False}
 
 
-def test_concurrent_refreshes_with_grace_zero_one_wins_then_the_grant_is_revoked(live_server, store):
-    """Policy (BROKER_REFRESH_GRACE_SECONDS=0, the default): the first rotation wins; every other
-    concurrent use of the same refresh token is reuse, answers invalid_grant and revokes the grant."""
+@pytest.fixture
+def live_server_grace_zero(tmp_path, redis_server, store):
+    """The app on loopback with BROKER_REFRESH_GRACE_SECONDS=0 (the default before issue 16)."""
+    port = free_port()
+    settings = make_settings(tmp_path, redis_server.url, refresh_grace_seconds=0)
+    server = LiveServer(create_app(replace(settings, issuer=f"http://127.0.0.1:{port}"), store), port)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _concurrent_refreshes(live_server, store, n: int) -> tuple[str, str, list[tuple[int, dict]]]:
+    """One code-flow token, then ``n`` refreshes with its refresh token released at once."""
     _settings, cid, secret, uid = _setup(live_server, store)
     base = live_server.url
     verifier, challenge = pkce_pair()
@@ -215,7 +239,6 @@ def test_concurrent_refreshes_with_grace_zero_one_wins_then_the_grant_is_revoked
         auth=(cid, secret),
         timeout=10,
     ).json()
-    n = 10
     barrier = threading.Barrier(n)
     results: list[tuple[int, dict]] = []
     lock = threading.Lock()
@@ -236,6 +259,17 @@ def test_concurrent_refreshes_with_grace_zero_one_wins_then_the_grant_is_revoked
         t.start()
     for t in threads:
         t.join(60)
+    return cid, secret, results
+
+
+def test_concurrent_refreshes_with_grace_zero_one_wins_then_the_grant_is_revoked(
+    live_server_grace_zero, store
+):
+    """Policy with BROKER_REFRESH_GRACE_SECONDS=0: the first rotation wins; every other concurrent use
+    of the same refresh token is reuse, answers invalid_grant and revokes the grant."""
+    n = 10
+    cid, secret, results = _concurrent_refreshes(live_server_grace_zero, store, n)
+    base = live_server_grace_zero.url
     ok = [body for status, body in results if status == 200]
     assert len(results) == n
     assert len(ok) == 1
@@ -244,3 +278,20 @@ def test_concurrent_refreshes_with_grace_zero_one_wins_then_the_grant_is_revoked
         f"{base}/oauth/introspect", data={"token": ok[0]["access_token"]}, auth=(cid, secret), timeout=10
     )
     assert intro.json() == {"active": False}
+
+
+def test_concurrent_refreshes_within_the_default_grace_all_get_the_same_pair(live_server, store):
+    """Default policy (BROKER_REFRESH_GRACE_SECONDS=10): ten tabs refreshing with the same token at
+    once all receive the one pair the first rotation issued, and it stays valid."""
+    n = 10
+    cid, secret, results = _concurrent_refreshes(live_server, store, n)
+    assert len(results) == n
+    assert all(status == 200 for status, _ in results), results
+    pairs = {(body["access_token"], body["refresh_token"]) for _, body in results}
+    assert len(pairs) == 1
+    access, refresh = pairs.pop()
+    for token in (access, refresh):
+        intro = requests.post(
+            f"{live_server.url}/oauth/introspect", data={"token": token}, auth=(cid, secret), timeout=10
+        )
+        assert intro.json()["active"] is True

@@ -96,7 +96,13 @@ def test_grant_revoked_between_authorize_and_token_is_invalid_grant(flow, store)
     assert resp.get_json()["error"] == "invalid_grant"
 
 
-def test_refresh_rotates_and_reuse_revokes_the_whole_grant(flow):
+def _age_rotation(store, seconds: int) -> None:
+    """Move the rotation of the one rotated refresh token ``seconds`` into the past."""
+    rt_key = next(k for k in store.redis.scan_iter(match="*:rt:*") if store.redis.hget(k, "rotated_at"))
+    store.redis.hset(rt_key, "rotated_at", int(time.time()) - seconds)
+
+
+def test_refresh_rotates_and_reuse_revokes_the_whole_grant(flow, store, settings):
     body = flow["token"](flow["code_form"]()).get_json()
     sibling = flow["token"](flow["code_form"]()).get_json()  # another chain under the same grant
     r1 = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
@@ -106,6 +112,9 @@ def test_refresh_rotates_and_reuse_revokes_the_whole_grant(flow):
     assert new["refresh_token"] != body["refresh_token"]
     c = flow["client"]
     assert is_active(c, flow["cid"], flow["secret"], new["access_token"])
+    # Reuse after the grace window (BROKER_REFRESH_GRACE_SECONDS, default 10) is the RFC 9700 4.14.2
+    # signal of a stolen token.
+    _age_rotation(store, settings.refresh_grace_seconds + 1)
     reuse = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
     assert reuse.status_code == 400
     assert reuse.get_json()["error"] == "invalid_grant"
@@ -156,12 +165,10 @@ def test_refresh_token_of_another_client_is_invalid_grant(flow, store, settings)
     assert resp.get_json()["error"] == "invalid_grant"
 
 
-def test_refresh_grace_allows_a_quick_retry_without_revoking(tmp_path, store, redis_server):
-    from tests.support.environment import make_settings
-
-    settings = make_settings(tmp_path, redis_server.url, refresh_grace_seconds=30)
-    app = create_app(settings, store)
-    client = app.test_client()
+def test_refresh_grace_default_retry_gets_the_same_new_pair(client, store, settings):
+    """The default grace window (10 s): presenting the just-rotated refresh token again answers with
+    the very pair its rotation issued (no fork, nothing revoked); after the window, reuse revokes."""
+    assert settings.refresh_grace_seconds == 10
     cid, secret, _uid = setup_authorize(client, store, settings)
     body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
     form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
@@ -169,14 +176,85 @@ def test_refresh_grace_allows_a_quick_retry_without_revoking(tmp_path, store, re
     retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
     assert first.status_code == 200
     assert retry.status_code == 200
-    assert is_active(client, cid, secret, first.get_json()["access_token"])
-    # Outside the grace window the same reuse revokes the chain.
-    rt_key = next(k for k in store.redis.scan_iter(match="*:rt:*") if store.redis.hget(k, "rotated_at"))
-    store.redis.hset(rt_key, "rotated_at", int(time.time()) - 31)
+    assert retry.headers["Cache-Control"] == "no-store"
+    one, two = first.get_json(), retry.get_json()
+    assert (two["access_token"], two["refresh_token"]) == (one["access_token"], one["refresh_token"])
+    assert two["scope"] == one["scope"] == "openid profile"
+    assert two["token_type"] == "Bearer"
+    assert 0 < two["expires_in"] <= one["expires_in"]
+    assert is_active(client, cid, secret, one["access_token"])
+    assert is_active(client, cid, secret, one["refresh_token"])
+    # The pair is kept only sealed: no token of it is stored in the clear.
+    dump = " ".join(str(v) for k in store.redis.scan_iter(match="*") if store.redis.type(k) == "hash"
+                    for v in store.redis.hgetall(k).values())  # fmt: skip
+    assert one["access_token"] not in dump and one["refresh_token"] not in dump
+    # The new refresh token rotates as usual.
+    onward = client.post(
+        "/oauth/token", data={**form, "refresh_token": one["refresh_token"]}, headers=basic(cid, secret)
+    )
+    assert onward.status_code == 200
+    assert onward.get_json()["refresh_token"] != one["refresh_token"]
+
+
+def test_refresh_grace_ends_once_the_new_pair_was_used_or_revoked(client, store, settings):
+    """The grace window covers a lost response only: once the new pair's refresh token was used, or
+    either of its tokens revoked, the client evidently had it, and the old token is plain reuse
+    (RFC 9700 4.14.2: the grant's tokens are revoked)."""
+    cid, secret, _uid = setup_authorize(client, store, settings)
+
+    def chain():
+        body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
+        form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+        return form, client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()
+
+    form, first = chain()
+    onward = client.post(
+        "/oauth/token", data={**form, "refresh_token": first["refresh_token"]}, headers=basic(cid, secret)
+    ).get_json()
+    retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    assert retry.status_code == 400
+    assert retry.get_json()["error"] == "invalid_grant"
+    assert not is_active(client, cid, secret, onward["refresh_token"])
+
+    for revoked in ("refresh_token", "access_token"):
+        form, first = chain()
+        gone = client.post("/oauth/revoke", data={"token": first[revoked]}, headers=basic(cid, secret))
+        assert gone.status_code == 200
+        retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+        assert retry.status_code == 400, revoked
+        assert retry.get_json()["error"] == "invalid_grant"
+        assert not is_active(client, cid, secret, first["refresh_token"])
+
+
+def test_refresh_grace_zero_any_reuse_revokes(tmp_path, store, redis_server):
+    from tests.support.environment import make_settings
+
+    settings = make_settings(tmp_path, redis_server.url, refresh_grace_seconds=0)
+    client = create_app(settings, store).test_client()
+    cid, secret, _uid = setup_authorize(client, store, settings)
+    body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
+    form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    first = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    retry = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    assert first.status_code == 200
+    assert retry.get_json()["error"] == "invalid_grant"
+    assert not is_active(client, cid, secret, first.get_json()["access_token"])
+
+
+def test_refresh_grace_window_then_reuse_revokes_the_chain(tmp_path, store, redis_server):
+    from tests.support.environment import make_settings
+
+    settings = make_settings(tmp_path, redis_server.url, refresh_grace_seconds=30)
+    client = create_app(settings, store).test_client()
+    cid, secret, _uid = setup_authorize(client, store, settings)
+    body = client.post("/oauth/token", data=code_form(client, cid), headers=basic(cid, secret)).get_json()
+    form = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    first = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    assert first.status_code == 200
+    _age_rotation(store, 31)
     late = client.post("/oauth/token", data=form, headers=basic(cid, secret))
     assert late.get_json()["error"] == "invalid_grant"
     assert not is_active(client, cid, secret, first.get_json()["access_token"])
-    assert not is_active(client, cid, secret, retry.get_json()["access_token"])
 
 
 def test_unsupported_and_disabled_grant_types(flow):
@@ -235,15 +313,33 @@ def test_client_credentials_issues_installation_token(client, store, org_app, se
     assert intro.get_json()["org_id"] == "org_aaaaaaaaaaaaaaaa"
 
 
-def test_client_credentials_scope_outside_installation_is_invalid_scope(client, org_app):
+def test_client_credentials_scope_outside_installation_is_invalid_scope(client, store, org_app):
+    cid, secret, _ = org_app
+    raw_installation(store, cid, "org_bbbbbbbbbbbbbbbb", "")
+    resp = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "org_id": "org_bbbbbbbbbbbbbbbb",
+            "scope": "org.members.read",
+        },
+        headers=basic(cid, secret),
+    )
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "invalid_scope"
+
+
+def test_client_credentials_ignores_a_persons_scope(client, org_app):
+    """``openid`` means nothing to an organization token (issue 16: pyoidc sends it with every token
+    request); it is ignored and the installation's scopes apply. Before, it was invalid_scope."""
     cid, secret, _ = org_app
     resp = client.post(
         "/oauth/token",
         data={"grant_type": "client_credentials", "org_id": "org_aaaaaaaaaaaaaaaa", "scope": "openid"},
         headers=basic(cid, secret),
     )
-    assert resp.status_code == 400
-    assert resp.get_json()["error"] == "invalid_scope"
+    assert resp.status_code == 200
+    assert resp.get_json()["scope"] == "org.members.read"
 
 
 def test_client_credentials_missing_or_disabled_installation(client, store, org_app):

@@ -7,7 +7,8 @@
 -- ARGV[8]  persons (JSON list of [user id, pairwise id])
 -- Derived keys (the grant or installation, the pairwise map prefix .. ':pw:' .. org or '-'):
 --   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
--- Returns {'ok', kind, subject, grant_id, fields_json} or {error, detail...}.
+-- Returns {'ok', kind, subject, grant_id, fields_json} or {error, detail...} (error: invalid_token,
+-- wrong_kind, not_found, insufficient_scope).
 
 -- include: validity
 
@@ -31,15 +32,17 @@ local reasons = {
 local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return {'invalid_token', 'The access token is unknown, expired or revoked'} end
 local tok = to_table(flat)
-if tok.kind ~= want_kind then
-  if want_kind == 'installation' then
-    return {'invalid_token', 'This endpoint needs an organization token (client_credentials with org_id)'}
-  end
-  return {'invalid_token', 'This endpoint needs a token issued to a person'}
-end
-if tok.kind == 'installation' and tok.subject ~= want_org then return {'not_found', 'Not found'} end
 local owner_scopes, reason = token_is_valid(tok, tag, now)
 if owner_scopes == false then return {'invalid_token', reasons[reason]} end
+-- A valid token of the other kind is not bad credentials (refreshing it would not help): it lacks
+-- the right to this endpoint, RFC 6750 3.1 insufficient_scope (403).
+if tok.kind ~= want_kind then
+  if want_kind == 'installation' then
+    return {'wrong_kind', 'This endpoint needs an organization token (client_credentials with org_id)'}
+  end
+  return {'wrong_kind', 'This endpoint needs a token issued to a person (authorization code flow)'}
+end
+if tok.kind == 'installation' and tok.subject ~= want_org then return {'not_found', 'Not found'} end
 
 local allowed_scopes = {}
 for s in string.gmatch(intersect(tok.scopes or '', owner_scopes), '%S+') do allowed_scopes[s] = true end

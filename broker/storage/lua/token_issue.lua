@@ -6,17 +6,20 @@
 -- ARGV[1]  app tag prefix        ARGV[2]  now               ARGV[3]  mode: none | code | refresh
 -- ARGV[4]  access expiry         ARGV[5]  refresh expiry    ARGV[6]  '1' with a refresh token
 -- ARGV[7]  code tombstone ttl    ARGV[8]  refresh reuse grace seconds
--- ARGV[9..] field pairs common to both tokens (family included)
+-- ARGV[9]  refresh mode: the new pair, sealed for the grace window ('' for none)
+-- ARGV[10..] field pairs common to both tokens (family included)
 -- Derived keys (the app, the grant or installation, the family or grant set to revoke on a replay
---   or a reuse):
+--   or a reuse, the new pair a grace retry checks, kept as grace_rt and grace_at):
 --   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
--- Returns 'ok', or the refusal: 'replayed' | 'reused' | 'expired' | 'revoked'.
+-- Returns 'ok', 'grace <sealed pair>' (a retry within the grace window while the pair the first
+-- rotation issued is untouched: that pair, nothing written), or the refusal: 'replayed' | 'reused' |
+-- 'expired' | 'revoked'.
 
 -- include: validity
 
 local prefix, now, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local fields = {}
-for i = 9, #ARGV do table.insert(fields, ARGV[i]) end
+for i = 10, #ARGV do table.insert(fields, ARGV[i]) end
 local t = to_table(fields)
 if mode == 'code' then
   local c = redis.call('HMGET', KEYS[1], 'used', 'family')
@@ -39,6 +42,20 @@ end
 local to = t
 to.expires_at = ARGV[4]
 if token_is_valid(to, prefix, now) == false then return 'revoked' end
+if mode == 'refresh' then
+  local g = redis.call('HMGET', KEYS[1], 'grace_box', 'grace_rt', 'grace_at')
+  if g[1] and g[1] ~= '' then
+    -- The pair of the first rotation, while it is untouched. Once its refresh token was used or
+    -- either token revoked, the client had that pair: this is reuse, not a lost response.
+    local fresh = g[2] and g[3] and redis.call('EXISTS', g[3]) == 1
+      and redis.call('HEXISTS', g[2], 'rotated_at') == 0 and redis.call('EXISTS', g[2]) == 1
+    if not fresh then
+      revoke_set(prefix .. ':gtok:' .. t.grant_id)
+      return 'reused'
+    end
+    return 'grace ' .. g[1]
+  end
+end
 if mode == 'code' then
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'used', '1', 'family', t.family)
@@ -46,6 +63,9 @@ if mode == 'code' then
 elseif mode == 'refresh' then
   if redis.call('HGET', KEYS[1], 'rotated_at') == false then
     redis.call('HSET', KEYS[1], 'rotated_at', ARGV[2])
+    if ARGV[9] ~= '' then
+      redis.call('HSET', KEYS[1], 'grace_box', ARGV[9], 'grace_rt', KEYS[5], 'grace_at', KEYS[4])
+    end
   end
 end
 local function put(key, exp)

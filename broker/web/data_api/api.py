@@ -1,8 +1,9 @@
 """The data API for apps: ``/v1/me``, ``/v1/orgs/<org>/members[/<user_id>]`` and OIDC userinfo.
 
 Every route here goes through the disclosure gate (broker.gate.disclosure); none reads profile data
-any other way. Bearer tokens only in the Authorization header (RFC 6750 2.1; RFC 9700 2.4 forbids
-tokens in query strings).
+any other way. Bearer tokens in the Authorization header (RFC 6750 2.1) and, for userinfo only, in a
+form-encoded POST body (RFC 6750 2.2, what several OIDC clients send by default); never in the query
+(RFC 9700 2.4) and never two ways at once (RFC 6750 2: 400 ``invalid_request``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from marshmallow import fields as mf
 from werkzeug.wrappers import Response
 
 from broker.core import cursors
-from broker.errors import MissingToken, NotFound, ValidationFailed
+from broker.errors import BearerError, MissingToken, NotFound, ValidationFailed
 from broker.extensions import csrf
 from broker.gate import members as org_members
 from broker.gate.disclosure import Gate, InsufficientScope, InvalidToken
@@ -35,11 +36,39 @@ def gate() -> Gate:
     return cast(Gate, current_app.extensions["broker.gate"])
 
 
-def bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+class BadBearerRequest(BearerError):
+    """RFC 6750 3.1 ``invalid_request``: the token was sent more than one way, or more than once."""
+
+    status = 400
+    code = "invalid_request"
+    title = "Invalid request"
+
+    def challenge(self) -> dict[str, str]:
+        return {"error": "invalid_request", "error_description": self.detail}
+
+
+def _body_token() -> str | None:
+    """The ``access_token`` of a form-encoded POST body (RFC 6750 2.2), or None."""
+    if request.method != "POST" or request.mimetype != "application/x-www-form-urlencoded":
+        return None
+    values = request.form.getlist("access_token")
+    if len(values) > 1:
+        raise BadBearerRequest("Send the access token once")
+    return values[0] if values else None
+
+
+def bearer_token(*, allow_body: bool = False) -> str:
+    header = request.headers.get("Authorization")
     if "access_token" in request.args:
         raise InvalidToken("Send the access token in the Authorization header, not in the URL")
+    body = _body_token() if allow_body else None
+    if body is not None:
+        if header is not None:
+            raise BadBearerRequest("Send the access token one way: the Authorization header or the body")
+        if not body.strip():
+            raise MissingToken("An access token is required: Authorization: Bearer <token>")
+        return body.strip()
+    scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingToken("An access token is required: Authorization: Bearer <token>")
     return token.strip()
@@ -55,10 +84,10 @@ def _grant_url(exc: InsufficientScope) -> str:
     return f"{issuer}/oauth/authorize?response_type=code&client_id={client_id}&scope={exc.extra['scope']}"
 
 
-def _disclose_person(endpoint: str) -> tuple[Any, dict[str, Any]]:
+def _disclose_person(endpoint: str, *, allow_body: bool = False) -> tuple[Any, dict[str, Any]]:
     try:
         disclosed = gate().authorize_and_record(
-            bearer_token(),
+            bearer_token(allow_body=allow_body),
             kind="grant",
             required_scope="openid",
             endpoint=endpoint,
@@ -83,16 +112,22 @@ def me() -> Response:
 
 
 @bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"])
-@documented("UserInfo")
+@documented(
+    "UserInfo",
+    errors={400: "The access token was sent more than one way, or twice (RFC 6750 2: invalid_request)"},
+)
 def userinfo() -> Response:
     """OIDC userinfo: the same disclosure as /v1/me with standard claim names.
+
+    The token comes in the Authorization header or, with POST, as ``access_token`` in a form-encoded
+    body (RFC 6750 2.2), one way only.
 
     CORS: a preflight is answered for the origins of any registered app; the response itself only
     for the origins of the app the token belongs to (derived from its redirect URIs).
     """
     if request.method == "OPTIONS":
         return cors.apply(Response(status=204), cors.any_app_origins(web.store()))
-    disclosed, profile = _disclose_person("userinfo")
+    disclosed, profile = _disclose_person("userinfo", allow_body=True)
     response = no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
     return cors.apply(response, cors.client_origins(web.store(), disclosed.client_id))
 

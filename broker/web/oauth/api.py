@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, current_app, jsonify, redirect, request, session
 from werkzeug.wrappers import Response
 
+from broker.core import ids
 from broker.core.catalog import Catalog
 from broker.errors import BrokerError
 from broker.extensions import csrf
@@ -103,6 +104,14 @@ def _resolve_client() -> tuple[Client, str] | Response:
     return client, redirect_uri
 
 
+def _description(exc: OAuth2Error) -> str:
+    """An authorization error's description in plain words (Authlib's for an unsupported
+    response_type repeats its own message inside another)."""
+    if exc.error == "unsupported_response_type":
+        return "Only response_type=code is supported (the authorization code flow, with PKCE)."
+    return str(exc.get_error_description() or exc.error)
+
+
 @bp.get("/oauth/authorize")
 @documented(
     status=302,
@@ -167,8 +176,8 @@ def authorize() -> Response:
         grant = _server().get_consent_grant(end_user=end_user)
     except OAuth2Error as exc:
         if exc.redirect_uri:
-            return _error_redirect(redirect_uri, state, exc.error, exc.get_error_description() or exc.error)
-        return _error_page(exc.get_error_description() or exc.error)
+            return _error_redirect(redirect_uri, state, exc.error, _description(exc))
+        return _error_page(_description(exc))
 
     # Login (OIDC Core 3.1.2.3): none, forced by prompt=login, or too old for max_age.
     return_to = _return_to()
@@ -304,7 +313,9 @@ def _finish_protocol_response(response: Response) -> Response:
 
 
 def _token_cors(response: Response) -> Response:
-    client_id = request.form.get("client_id") or _basic_client_id() or ""
+    # A public client's refresh may name its client only through the refresh token (server.py).
+    named = ids.client_of(request.form.get("refresh_token") or "", ids.REFRESH_PREFIX)
+    client_id = request.form.get("client_id") or _basic_client_id() or named or ""
     allowed = cors.client_origins(web.store(), client_id) if request.method == "POST" else set()
     if request.method == "OPTIONS":
         allowed = cors.any_app_origins(web.store())

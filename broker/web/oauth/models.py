@@ -6,11 +6,13 @@ broker.consent.installations); the three loaders here only shape them for Authli
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
 
 from broker.apps import registry as apps
 from broker.consent import grants, installations
@@ -21,6 +23,39 @@ if TYPE_CHECKING:
     from broker.storage.store import Store
 
 CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post")
+# OIDC Core 11: asks for a refresh token usable while the person is away. Every code-flow token
+# response already carries one (rotated on use), so the value is accepted and needs nothing more; it
+# is not a scope of any token (docs/architecture.md, "Scopes a client asks for").
+OFFLINE_ACCESS = "offline_access"
+# RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ); also what an error description may carry.
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$")
+
+
+def _names(scopes: list[str]) -> str:
+    return ", ".join(scopes)
+
+
+def requested_scopes(scope: str | None, known: set[str] | frozenset[str]) -> list[str] | None:
+    """The scope values a request asks for that this server knows, in order, without repeats.
+
+    OIDC Core 3.1.2.1: unknown scope values are ignored (``openid profile email`` proceeds as
+    ``openid profile``), and so is ``offline_access`` (see ``OFFLINE_ACCESS``). None when no scope was
+    sent; ``invalid_scope`` naming them when every value is unknown, or when a value is not a scope
+    token at all (then without echoing it).
+    """
+    if not scope or not scope.strip():
+        return None
+    values = list(dict.fromkeys(scope.split()))
+    if any(not _SCOPE_TOKEN.match(v) for v in values):
+        raise InvalidScopeError("The scope parameter holds a value that is not a valid scope token.")
+    kept = [v for v in values if v in known]
+    if not kept:
+        if values == [OFFLINE_ACCESS]:
+            raise InvalidScopeError(
+                "offline_access alone grants nothing: ask for openid (and profile) as well."
+            )
+        raise InvalidScopeError(f"Unknown scope: {_names([v for v in values if v != OFFLINE_ACCESS])}.")
+    return kept
 
 
 @dataclass
@@ -35,6 +70,7 @@ class Client(ClientMixin):
     redirect_uris: list[str]
     scopes: list[str]
     individual_scopes: list[str] = field(default_factory=list)
+    known_scopes: frozenset[str] = frozenset()  # every scope of the catalog, whatever its audience
     secret_hashes: dict[str, int | None] = field(default_factory=dict)
     hash_key: str = field(default="", repr=False)
 
@@ -49,13 +85,18 @@ class Client(ClientMixin):
         return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
 
     def get_allowed_scope(self, scope: str | None) -> str | None:
-        """None (-> invalid_scope) unless every requested scope is an individual scope the app registered."""
-        if not scope:
+        """The scope of a code-flow request: unknown values dropped (``requested_scopes``); what is
+        left must be individual scopes the app registered, else ``invalid_scope`` naming them."""
+        wanted = requested_scopes(scope, self.known_scopes)
+        if wanted is None:
             return " ".join(self.individual_scopes) or None
-        wanted = scope.split()
-        if any(s not in self.individual_scopes for s in wanted):
-            return None
-        return " ".join(dict.fromkeys(wanted))
+        refused = [s for s in wanted if s not in self.individual_scopes]
+        if refused:
+            raise InvalidScopeError(
+                f"This app may not ask for: {_names(refused)} (not registered for it, or not a scope "
+                "a person grants)."
+            )
+        return " ".join(wanted)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.redirect_uris  # exact string match (RFC 9700 4.1.3)
@@ -106,15 +147,21 @@ class Installation:
 
 
 def load_client(
-    store: Store, client_id: str, *, hash_key: str | None = None, individual: set[str] | None = None
+    store: Store,
+    client_id: str,
+    *,
+    hash_key: str | None = None,
+    individual: set[str] | None = None,
+    known: set[str] | None = None,
 ) -> Client | None:
-    """The app, or None if unknown. Defaults come from the running app: the token hash key and the
-    catalog scopes of audience individual (the only ones the code flow may grant)."""
-    if hash_key is None or individual is None:
+    """The app, or None if unknown. Defaults come from the running app: the token hash key, the
+    catalog scopes of audience individual (the only ones the code flow may grant) and all of them."""
+    if hash_key is None or individual is None or known is None:
         from broker.web.shared import context as web
 
         hash_key = web.settings().token_hash_key if hash_key is None else hash_key
         individual = set(web.catalog().scope_names("individual")) if individual is None else individual
+        known = set(web.catalog().scope_names()) if known is None else known
     if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
         return None
     found = apps.app_and_secret_hashes(store, client_id)
@@ -131,6 +178,7 @@ def load_client(
         redirect_uris=app["redirect_uris"],
         scopes=scopes,
         individual_scopes=[s for s in scopes if s in individual],
+        known_scopes=frozenset(known),
         secret_hashes=hashes,
         hash_key=hash_key,
     )

@@ -14,12 +14,17 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_none
 from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    OAuth2Error,
     UnauthorizedClientError,
+    UnsupportedGrantTypeError,
 )
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -34,7 +39,14 @@ from broker.core.pairwise import pairwise_id
 from broker.tokens import service as tokens
 from broker.web.interactions import session as login_session
 from broker.web.oauth.id_token_disclosure import record_id_token_disclosure
-from broker.web.oauth.models import CONFIDENTIAL_METHODS, Client, load_client, load_grant, load_installation
+from broker.web.oauth.models import (
+    CONFIDENTIAL_METHODS,
+    Client,
+    load_client,
+    load_grant,
+    load_installation,
+    requested_scopes,
+)
 from broker.web.shared import context as web
 
 ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
@@ -104,6 +116,10 @@ def _refused(exc: tokens.IssueRefused) -> InvalidGrantError:
         "revoked": "The grant or installation behind this request was revoked or disabled.",
     }
     return InvalidGrantError(messages.get(exc.reason, "The grant is invalid."))
+
+
+def _known_scopes() -> set[str]:
+    return set(web.catalog().scope_names())
 
 
 def _expiries(grant_type: str) -> tuple[int, int]:
@@ -176,6 +192,33 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation on every use (RFC 9700 4.14.2)
 
+    def validate_token_request(self) -> None:
+        """RFC 6749 6, with the scope rule of the code flow: unknown values are ignored; what is
+        left must be within what the refresh token carries (``invalid_scope`` naming the rest)."""
+        client = self._validate_request_client()
+        self.request.client = client
+        presented = self.request.form.get("refresh_token")
+        if not presented:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        credential = self.authenticate_refresh_token(presented)
+        if credential is None or not credential.check_client(client):
+            raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
+        carried = set(credential.info.effective_scopes)
+        if not carried:
+            raise InvalidScopeError("The refresh token carries no scope any more.")
+        wanted = requested_scopes(self.request.payload.scope, _known_scopes())
+        if wanted is not None:
+            beyond = [s for s in wanted if s not in carried]
+            if beyond:
+                raise InvalidScopeError(f"The refresh token was not granted: {', '.join(beyond)}.")
+        self.request.refresh_token = credential
+        self.request.scope = " ".join(wanted) if wanted else credential.get_scope()
+
+    def issue_token(self, user: EndUser, refresh_token: RefreshCredential) -> dict[str, Any]:
+        return self.generate_token(
+            user=user, scope=self.request.scope, include_refresh_token=self.INCLUDE_NEW_REFRESH_TOKEN
+        )
+
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshCredential | None:
         s = web.settings()
         info = tokens.lookup_refresh_token(web.store(), s.token_hash_key, refresh_token)
@@ -208,10 +251,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             tokens.REFRESH_PREFIX, item.client_id, keyed_hash(s.token_hash_key, old.token)
         )
         try:
-            tokens.issue(web.store(), s.token_hash_key, item, consume="refresh", consumed_key=consumed,
-                         grace_seconds=s.refresh_grace_seconds)  # fmt: skip
+            earlier = tokens.issue(web.store(), s.token_hash_key, item, consume="refresh",
+                                   consumed_key=consumed, grace_seconds=s.refresh_grace_seconds,
+                                   used_refresh_token=old.token)  # fmt: skip
         except tokens.IssueRefused as exc:
             raise _refused(exc) from None
+        if earlier is not None:
+            # A retry within the grace window: answer with the pair the first rotation issued (the
+            # dict is the response Authlib sends), so the chain does not fork.
+            token.clear()
+            token.update(earlier)
 
     def revoke_old_credential(self, refresh_token: RefreshCredential) -> None:
         """Nothing to do: the old token was marked rotated in the same script that saved the new one."""
@@ -237,11 +286,17 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
             raise InvalidGrantError("The app is not installed in this organization.")
         if not inst.enabled:
             raise InvalidGrantError("The app is switched off in this organization.")
-        requested = (self.request.payload.scope or "").split()
+        # Unknown values are ignored as in the code flow (only unknown ones: invalid_scope). A person's
+        # scopes mean nothing to an organization token and are ignored too (pyoidc sends ``openid``
+        # with every token request); with no organization scope asked for, the installation's apply.
+        organization = set(web.catalog().scope_names("organization"))
+        known = requested_scopes(self.request.payload.scope, _known_scopes()) or []
+        requested = [s for s in known if s in organization]
         if requested:
-            if any(s not in inst.scopes for s in requested):
-                raise InvalidScopeError("The organization did not grant every requested scope.")
-            scopes = [s for s in dict.fromkeys(requested)]
+            refused = [s for s in requested if s not in inst.scopes]
+            if refused:
+                raise InvalidScopeError(f"The organization did not grant: {', '.join(refused)}.")
+            scopes = requested
         else:
             scopes = sorted(inst.scopes)
         if not scopes:
@@ -397,6 +452,63 @@ class BrokerIntrospection(IntrospectionEndpoint):
         return self.create_introspection_payload(token)
 
 
+def _authenticate_none(query_client: Any, request: Any) -> Client | None:
+    """``none`` for a public client: its client_id in the body, or HTTP Basic with an empty password
+    (``client_id:``, how requests-oauthlib and others send a client without a secret), or, on a
+    refresh with no client identification at all, the client the refresh token names (RFC 6749 6
+    asks only confidential clients to authenticate; requests-oauthlib's ``refresh_token`` sends
+    nothing else). A confidential client is never authenticated this way."""
+    client_id, secret = extract_basic_authorization(request.headers)
+    if client_id and not secret and not request.form.get("client_secret"):
+        client: Client | None = query_client(client_id)
+        if client is None:
+            raise InvalidClientError(status_code=401, description="The client does not exist on this server.")
+        return client if client.public else None
+    anonymous = not request.headers.get("Authorization") and not request.form.get("client_id")
+    if (
+        anonymous
+        and request.form.get("grant_type") == "refresh_token"
+        and not request.form.get("client_secret")
+    ):
+        named = ids.client_of(request.form.get("refresh_token") or "", ids.REFRESH_PREFIX)
+        client = query_client(named) if named else None
+        return client if client is not None and client.public else None
+    return authenticate_none(query_client, request)
+
+
+_METHOD_NAMES = {
+    "client_secret_basic": "HTTP Basic with the client secret",
+    "client_secret_post": "client_id and client_secret in the body",
+    "none": "a public client's client_id alone",
+}
+
+
+class BrokerAuthorizationServer(AuthorizationServer):
+    def handle_error_response(self, request: Any, error: Any) -> Any:
+        """Every protocol error leaves with a description in plain words: Authlib's own for an
+        unsupported grant type prints ``grant_type=None`` when the parameter is missing."""
+        if isinstance(error, UnsupportedGrantTypeError):
+            if error.grant_type:
+                error = OAuth2Error(
+                    "Supported grant types: authorization_code, refresh_token, client_credentials.",
+                    error="unsupported_grant_type",
+                )
+            else:
+                error = InvalidRequestError("Missing 'grant_type' in request.")
+        return super().handle_error_response(request, error)
+
+    def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
+        """Authlib's client authentication, with a description that names the accepted ways in words
+        (Authlib's own prints the Python list of method names)."""
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as exc:
+            if exc.description and "[" in exc.description:
+                ways = "; or ".join(_METHOD_NAMES.get(m, m) for m in methods)
+                exc.description = f"Client authentication failed. Accepted here: {ways}."
+            raise
+
+
 def _query_client(client_id: str) -> Client | None:
     client = load_client(web.store(), client_id)
     return client if client is not None and client.status == "active" else None
@@ -426,7 +538,8 @@ def create_server(app: Flask) -> AuthorizationServer:
     # Authlib logs issued tokens and client secrets at DEBUG ("Issue token %r ..."): never let that reach
     # the log, whatever BROKER_LOG_LEVEL says (DESIGN: never log a secret or token).
     logging.getLogger("authlib").setLevel(max(logging.INFO, logging.getLogger("authlib").level))
-    server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
+    server = BrokerAuthorizationServer(app, query_client=_query_client, save_token=_save_token)
+    server.register_client_auth_method("none", _authenticate_none)
     server.register_token_generator("default", _generate_token)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), BrokerOpenIDCode()])
     server.register_grant(RefreshTokenGrant)
