@@ -26,17 +26,15 @@ running server without a restart.
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from joserfc import jwk
 from joserfc.errors import InvalidKeyTypeError
 from joserfc.jwa import EdDSAAlgorithm
 from joserfc.jws import JWSRegistry
+
+from broker.core.keyfile import KeysFile
 
 ID_TOKEN_ALG = "ES256"  # noqa: S105 - an algorithm name, not a secret
 LEDGER_ALG = "EdDSA"  # RFC 8037: what new checkpoints and receipts are signed with
@@ -99,55 +97,22 @@ def _public(entry: dict[str, Any]) -> dict[str, Any]:
     return dict(key.as_dict(private=False))
 
 
-_SHARED: dict[tuple[str, bool], Keyring] = {}
-_SHARED_LOCK = threading.Lock()
+class Keyring(KeysFile):
+    """The signing keys: ES256 for id_tokens, Ed25519 for the ledger's checkpoints and receipts."""
 
+    error = KeyringError
+    what = "signing keys file"
+    invalid = "is not a JWK set"
+    create_with = "`broker keys rotate`"
 
-class Keyring:
-    @classmethod
-    def shared(cls, path: Path, *, create: bool = True) -> Keyring:
-        """One keyring per keys file in this process (it re-reads the file when it changes)."""
-        key = (str(Path(path).resolve()), create)
-        with _SHARED_LOCK:
-            found = _SHARED.get(key)
-            if found is None:
-                found = _SHARED[key] = cls(path, create=create)
-            return found
+    def _first_entries(self) -> list[dict[str, Any]]:
+        now = int(time.time())
+        return [_generate(alg, now) for alg in _KEY_TYPES]
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._mtime = -1.0
-        self._entries: list[dict[str, Any]] = []
-        if not path.exists():
-            if not create:
-                raise KeyringError(
-                    f"signing keys file not found: {path} (create it with `broker keys rotate`)"
-                )
-            now = int(time.time())
-            self._write([_generate(alg, now) for alg in _KEY_TYPES])
-        self._reload()
-
-    # -- reading --------------------------------------------------------------------------------
-
-    def _reload(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError as exc:
-            raise KeyringError(f"signing keys file unreadable: {self.path} ({exc.strerror})") from None
-        if mtime == self._mtime:
-            return
-        with self._lock:
-            try:
-                data = json.loads(self.path.read_text())
-                entries = list(data["keys"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise KeyringError(f"signing keys file is not a JWK set: {self.path} ({exc})") from None
-            for entry in entries:
-                if isinstance(entry, dict) and entry.get("alg") in _ALIASES:
-                    entry["alg"] = _ALIASES[entry["alg"]]
-            self._entries = entries
-            self._mtime = mtime
+    def _load(self, entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("alg") in _ALIASES:
+                entry["alg"] = _ALIASES[entry["alg"]]
 
     def _live(self) -> list[dict[str, Any]]:
         self._reload()
@@ -205,12 +170,3 @@ class Keyring:
         self._write(entries)
         self._reload()
         return str(fresh["kid"])
-
-    def _write(self, entries: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"keys": entries}, fh, indent=2)
-        os.replace(tmp, self.path)
-        self._mtime = -1.0

@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
 import secrets
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from broker.core.keyfile import KeysFile
 
 PREFIX = "sealed:v1:"
 KEY_BYTES = 32
@@ -67,63 +66,31 @@ def _new_entry(now: int) -> dict[str, Any]:
     return {"kid": "sk_" + secrets.token_hex(6), "k": _b64(secrets.token_bytes(KEY_BYTES)), "iat": now}
 
 
-_SHARED: dict[tuple[str, bool], Sealer] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-class Sealer:
+class Sealer(KeysFile):
     """Seals and opens strings with the keys of one sealing keys file."""
 
-    @classmethod
-    def shared(cls, path: Path, *, create: bool = True) -> Sealer:
-        """One sealer per keys file in this process (it re-reads the file when it changes)."""
-        key = (str(Path(path).resolve()), create)
-        with _SHARED_LOCK:
-            found = _SHARED.get(key)
-            if found is None:
-                found = _SHARED[key] = cls(path, create=create)
-            return found
+    error = SealingError
+    what = "sealing keys file"
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._mtime = -1.0
         self._keys: dict[str, AESGCM] = {}
-        self._entries: list[dict[str, Any]] = []
         self._current = ""
-        if not self.path.exists():
-            if not create:
-                raise SealingError(
-                    f"sealing keys file not found: {self.path} (create it with `broker keys init`)"
-                )
-            self._create()
-        self._reload()
+        super().__init__(path, create=create)
 
-    # -- reading the file ---------------------------------------------------------------------------
+    def _first_entries(self) -> list[dict[str, Any]]:
+        return [_new_entry(int(time.time()))]
 
-    def _reload(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError as exc:
-            raise SealingError(f"sealing keys file unreadable: {self.path} ({exc.strerror})") from None
-        if mtime == self._mtime:
-            return
-        with self._lock:
-            try:
-                entries = list(json.loads(self.path.read_text())["keys"])
-                loaded = {}
-                for entry in entries:
-                    raw = _unb64(entry["k"])
-                    if len(raw) != KEY_BYTES:
-                        raise ValueError(f"key {entry['kid']} is not {KEY_BYTES} bytes")
-                    loaded[str(entry["kid"])] = AESGCM(raw)
-                if not entries:
-                    raise ValueError("no keys")
-                newest = max(entries, key=lambda e: int(e.get("iat", 0)))
-            except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
-                raise SealingError(f"sealing keys file is not valid: {self.path} ({exc})") from None
-            self._entries, self._keys, self._current = entries, loaded, str(newest["kid"])
-            self._mtime = mtime
+    def _load(self, entries: list[dict[str, Any]]) -> None:
+        loaded = {}
+        for entry in entries:
+            raw = _unb64(entry["k"])
+            if len(raw) != KEY_BYTES:
+                raise ValueError(f"key {entry['kid']} is not {KEY_BYTES} bytes")
+            loaded[str(entry["kid"])] = AESGCM(raw)
+        if not entries:
+            raise ValueError("no keys")
+        newest = max(entries, key=lambda e: int(e.get("iat", 0)))
+        self._keys, self._current = loaded, str(newest["kid"])
 
     @property
     def current_kid(self) -> str:
@@ -180,28 +147,3 @@ class Sealer:
         kept = [e for e in self._entries if e["kid"] not in kids or e["kid"] == self._current]
         self._write(kept)
         self._reload()
-
-    def _create(self) -> None:
-        """A first key, unless another process got there first: several server processes may start
-        at once, and a key replaced after it sealed something would lose that value, so the file is
-        linked into place only if absent (never replaced)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.{threading.get_ident()}.new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"keys": [_new_entry(int(time.time()))]}, fh, indent=2)
-        try:
-            os.link(tmp, self.path)
-        except FileExistsError:
-            pass  # another process created it: use theirs
-        finally:
-            tmp.unlink()
-
-    def _write(self, entries: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"keys": entries}, fh, indent=2)
-        os.replace(tmp, self.path)
-        self._mtime = -1.0
