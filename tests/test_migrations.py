@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +21,13 @@ from broker.storage import keys
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.support.broker_process import Broker
-from tests.support.environment import ROOT, broker_env, make_settings
+from tests.support.environment import ROOT, make_settings
+from tests.support.environment import broker_cli as cli
 from tests.support.journey import org_token, person_tokens
 from tests.support.redis_servers import RedisServer
 
 FIXTURE = ROOT / "tests" / "fixtures" / "release-0.1.0"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
-
-
-def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broker", *args],
-        env=broker_env(tmp_path, **env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 @pytest.fixture

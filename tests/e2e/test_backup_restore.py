@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -18,21 +16,11 @@ import requests
 
 from broker.migrations import SCHEMA_VERSION
 from tests.support.broker_process import Broker
-from tests.support.environment import ROOT, broker_env
+from tests.support.environment import ROOT
+from tests.support.environment import broker_cli as cli
 from tests.support.journey import org_token, person_tokens
 
 pytestmark = pytest.mark.slow
-
-
-def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broker", *args],
-        env=broker_env(tmp_path, **env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def test_a_backup_taken_while_serving_restores_the_same_people_tokens_and_ledger(

@@ -20,19 +20,9 @@ import requests
 from broker.storage.embedded import free_port
 from tests.support.broker_process import Broker
 from tests.support.environment import ROOT, broker_env
+from tests.support.environment import broker_cli as cli
 
 pytestmark = pytest.mark.slow
-
-
-def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broker", *args],
-        env=broker_env(tmp_path, **env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def demo(tmp_path: Path) -> tuple[Broker, dict[str, dict[str, dict[str, str]]]]:

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import requests
 
 from broker.storage.embedded import free_port
 from tests.support.broker_process import Broker
-from tests.support.environment import ROOT, broker_env
+from tests.support.environment import broker_cli as run_cli
 from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -40,17 +39,6 @@ def wait_gone(pid: int, timeout: float = 10) -> bool:
             return True  # a zombie waiting for its (dead) parent's reaper: not running
         time.sleep(0.05)
     return False
-
-
-def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broker", *args],
-        env=broker_env(tmp_path, **env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_data_survives_restart_and_sigterm_stops_redis(tmp_path: Path, brokers: list[Broker]) -> None:

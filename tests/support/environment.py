@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -47,8 +49,24 @@ class LiveServer:
 def broker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for running the ``broker`` CLI as a subprocess (no BROKER_* leaks in)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    if os.environ.get("BROKER_REDIS_SERVER"):  # the engine this test run uses (docs/engine.md)
+        env["BROKER_REDIS_SERVER"] = os.environ["BROKER_REDIS_SERVER"]
     env.update(
         {"BROKER_DATA_DIR": str(tmp_path / "data"), "BROKER_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT)}
     )
     env.update(extra)
     return env
+
+
+def broker_cli(
+    tmp_path: Path, *args: str, timeout: float = 180, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m broker ARGS`` in its own environment (:func:`broker_env`), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "broker", *args],
+        env=broker_env(tmp_path, **env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
