@@ -261,13 +261,25 @@ class TenancyModel(RuleBasedStateMachine):
     @precondition(lambda self: any(o.alive for o in self.orgs.values()))
     @rule(data=st.data())
     def delete_org(self, data: st.DataObject) -> None:
-        """The platform deletes the organization: members and roles go (installations stay behind,
-        reading nobody)."""
+        """The platform deletes the organization: its installations go first (their tokens with
+        them), then its members and roles."""
         org = data.draw(st.sampled_from(self._alive_orgs()), label="org")
         got = self._call("DELETE", f"/internal/v1/orgs/{org.oid}")
         assert got.status_code == 204, got.get_data(as_text=True)
         org.alive = False
         org.members.clear()
+        for key in [k for k in self.installations if k[1] == org.oid]:
+            del self.installations[key]
+
+    @precondition(lambda self: any(not o.alive for o in self.orgs.values()))
+    @rule(data=st.data())
+    def recreate_org(self, data: st.DataObject) -> None:
+        """An organization made again under the id of a deleted one (the platform API and the
+        import take a given id): nothing of the old one may carry over to it."""
+        org = data.draw(st.sampled_from([o for o in self.orgs.values() if not o.alive]), label="org")
+        got = self._call("POST", "/internal/v1/orgs", json={"id": org.oid, "name": f"Org {self._next()}"})
+        assert got.status_code == 201, got.get_data(as_text=True)
+        org.alive = True
 
     @precondition(lambda self: any(p.alive for p in self.people.values()))
     @rule(data=st.data(), through_privacy_center=st.booleans())
@@ -605,3 +617,48 @@ def test_tenancy_model_holds_after_every_step(app: Any, store: Any, settings: An
     run_state_machine_as_test(TenancyModel, settings=profile)
     wanted = MIN_STEPS // 5 if cluster else MIN_STEPS
     assert Counter.steps() >= wanted, f"only {Counter.steps()} steps ran"
+
+
+def test_an_organization_deleted_by_the_platform_leaves_no_installation_behind(
+    client: Any, store: Any, settings: Any
+) -> None:
+    """Found by the model: the platform's DELETE left the installations (and their tokens) of the
+    organization behind, so an organization made again under the same id was readable at once by
+    the old app's token, and the app could still get new tokens for it."""
+    platform = {"Authorization": f"Bearer {settings.platform_api_key}"}
+    owner = client.post("/internal/v1/users", json={"username": "dev"}, headers=platform).get_json()["id"]
+    oid = client.post("/internal/v1/orgs", json={"name": "Acme"}, headers=platform).get_json()["id"]
+    created = client.post(
+        "/internal/v1/apps",
+        json={
+            "kind": "org_app",
+            "client_type": "confidential",
+            "name": "Roster",
+            "developer_id": owner,
+            "contact": "dev@example.com",
+            "privacy_policy_url": "https://roster.example.com/privacy",
+            "redirect_uris": ["https://roster.example.com/cb"],
+            "scopes": ["org.members.read"],
+        },
+        headers=platform,
+    ).get_json()
+    cid, secret = created["client_id"], created["client_secret"]
+    assert (
+        client.post(
+            f"/internal/v1/orgs/{oid}/installations", json={"client_id": cid}, headers=platform
+        ).status_code
+        == 201
+    )
+    form = {"grant_type": "client_credentials", "org_id": oid}
+    token = client.post("/oauth/token", data=form, headers=basic(cid, secret)).get_json()["access_token"]
+
+    assert client.delete(f"/internal/v1/orgs/{oid}", headers=platform).status_code == 204
+    assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(token)).status_code == 401
+    again = client.post("/internal/v1/orgs", json={"id": oid, "name": "Acme again"}, headers=platform)
+    assert again.status_code == 201
+    client.put(f"/internal/v1/orgs/{oid}/members/{owner}", json={"role": "member"}, headers=platform)
+    assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(token)).status_code == 401
+    assert client.post("/oauth/token", data=form, headers=basic(cid, secret)).status_code == 400
+    assert client.get(f"/internal/v1/orgs/{oid}/installations", headers=platform).get_json() == {
+        "installations": []
+    }

@@ -178,10 +178,19 @@ def update_org(oid: str) -> Reply:
 
 
 @bp.delete("/orgs/<oid>")
-@documented(status=204, errors=_ORG, summary="Delete an organization with its members and roles")
+@documented(
+    status=204,
+    errors=_ORG,
+    summary="Delete an organization: its installations (and their tokens), members and roles",
+)
 @require_platform_key
 def delete_org(oid: str) -> Reply:
-    directory.delete_org(web.store(), oid)
+    """The same disbanding as the admin console's: installations are removed first (their tokens
+    revoked, the apps told), so nothing of the organization outlives it, not even under its id."""
+    from broker.consent.org_admin import disband
+
+    _org_or_404(oid)
+    disband(web.store(), oid)
     return _no_content()
 
 
