@@ -1,12 +1,13 @@
 """DESIGN invariants 2, 3 and 4 as a stateful model: tenancy in random order, checked after every step.
 
 A hypothesis ``RuleBasedStateMachine`` drives the real app over HTTP (Flask test client, a real
-redis-server): people and organizations are made and deleted through the platform API, members
-come and go, apps (org apps and mini-programs) are registered and suspended, installations are
-added, switched off, switched on and removed, people consent on the consent page and withdraw in
-the privacy center, tokens come from the token endpoint (``client_credentials`` per organization,
-the authorization code flow for people) and are revoked there. Departments are not in the code
-yet, so they are not in the model.
+redis-server): people and organizations are made and deleted through the platform API (people
+also delete their own accounts in the privacy center; an organization may be made again under the
+id of a deleted one), members come and go, apps (org apps and mini-programs) are registered and
+suspended, installations are added, switched off, switched on and removed, people consent on the
+consent page and withdraw in the privacy center, tokens come from the token endpoint
+(``client_credentials`` per organization, the authorization code flow for people) and are revoked
+there. Departments are not in the code yet, so they are not in the model.
 
 After every step, every token the model holds is tried on the data API:
 
@@ -20,8 +21,10 @@ After every step, every token the model holds is tried on the data API:
   ∩ the fields the person ticked, ∩ the catalog's shareable fields;
 - pairwise user ids stay one-to-one per app (and organization).
 
-The CI profile (``PROFILE``) runs at least ``MIN_STEPS`` steps in total, derandomized and without
-an example database, so every run makes the same calls.
+The CI profile (:func:`settings_for`) runs at least ``MIN_STEPS`` (10,000) steps in total,
+derandomized and without an example database, so every run makes the same calls, and reports a
+failing run without shrinking it. ``TENANCY_MODEL_EXAMPLES=<n>`` runs more (or fewer) scenarios of
+up to 50 steps; ``TENANCY_MODEL_SHRINK=1`` shrinks a failure to its shortest sequence of steps.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ PRIVATE_MARKERS = ("secret-name", "@mail.example", "+86139")  # name, email, mob
 
 MAX_PEOPLE, MAX_ORGS, MAX_APPS, MAX_TOKENS = 6, 4, 5, 8
 STEPS_PER_EXAMPLE = 50
-EXAMPLES = int(os.environ.get("TENANCY_MODEL_EXAMPLES", "250"))
-MIN_STEPS = 10_000 if EXAMPLES >= 250 else 0
+EXAMPLES = int(os.environ.get("TENANCY_MODEL_EXAMPLES", "300"))
+MIN_STEPS = 10_000 if EXAMPLES >= 300 else 0
 
 
 def settings_for(examples: int) -> settings:
