@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
@@ -79,3 +80,17 @@ def test_links_chain_creations_to_what_they_created(app: Any, store: Any, settin
         and not name.endswith(("/secret", "/webhook-secret"))  # random ids of apps that exist nowhere
     }
     assert len(followed) >= 3, reached
+
+
+def test_a_link_to_no_operation_is_refused_when_the_document_is_built(app: Any) -> None:
+    from broker.web.shared.openapi import build_spec, documented, links_to
+
+    @documented(
+        status=204, links=links_to("/internal/v1/nowhere/{id}", {"id": "$response.body#/id"}, Lost="get")
+    )
+    def dangling() -> Any:
+        return None
+
+    app.add_url_rule("/internal/v1/dangling", "dangling", dangling, methods=["POST"])
+    with app.app_context(), pytest.raises(ValueError, match="link Lost names no operation"):
+        build_spec(app)
