@@ -13,8 +13,10 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
+from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -57,7 +59,11 @@ def _records(store: Any, settings: Any, catalog: Any) -> dict[str, str]:
 
 
 def _property(
-    operation: Any, fixed: dict[str, str], headers: dict[str, str], statuses: dict[str, set[int]]
+    operation: Any,
+    fixed: dict[str, str],
+    headers: dict[str, str],
+    statuses: dict[str, set[int]],
+    mode: GenerationMode = GenerationMode.POSITIVE,
 ) -> Any:
     name = f"{operation.method.upper()} {operation.path}"
 
@@ -68,7 +74,7 @@ def _property(
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(path_parameters=fixed))
+    @given(case=operation.as_strategy(mode, path_parameters=fixed))
     def run(case: Any) -> None:
         response = case.call(headers=headers)
         statuses.setdefault(name, set()).add(response.status_code)
@@ -95,7 +101,11 @@ def test_platform_api_never_fails_and_always_matches_its_document(
 
     for operation in operations:
         fixed = {name: ids[name] for name in ids if "{" + name + "}" in operation.path}
-        _property(operation, fixed, headers, statuses)()
+        for mode in GenerationMode:  # valid input, then input the document says is invalid
+            try:
+                _property(operation, fixed, headers, statuses, mode)()
+            except Unsatisfiable:
+                assert mode is GenerationMode.NEGATIVE  # nothing of its input can be made invalid
 
     succeeded = {name for name, codes in statuses.items() if any(code < 300 for code in codes)}
     assert len(succeeded) >= len(operations) // 2, statuses  # real records were reached, not only 404s

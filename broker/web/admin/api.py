@@ -34,7 +34,7 @@ from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import Reply, documented
+from broker.web.shared.openapi import Reply, documented, links_to
 from broker.web.shared.responses import NO_STORE
 
 _MEMBER = {404: "Not a member of this organization (its existence is private)"}
@@ -82,6 +82,13 @@ def api_installations(oid: str) -> Reply:
     rs.InstallationSchema,
     status=201,
     location=True,
+    links=links_to(
+        "/admin/v1/orgs/{oid}/installations/{client_id}",
+        {"oid": "$request.path.oid", "client_id": "$response.body#/client_id"},
+        GetInstallation="get",
+        UpdateInstallation="patch",
+        RemoveInstallation="delete",
+    ),
     body=InstallSchema,
     errors={**_MANAGE, 404: "Not a member, or no such App Center app", 409: "Already added, or suspended"},
     summary="Add an App Center app with the scopes you choose (default: all it requests)",

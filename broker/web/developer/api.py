@@ -22,7 +22,7 @@ from broker.web.ledger.api import LISTING
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import Reply, documented
+from broker.web.shared.openapi import Reply, documented, links_to
 from broker.web.shared.responses import NO_STORE
 
 # -- JSON API ---------------------------------------------------------------------------------------
@@ -43,6 +43,13 @@ def api_list() -> Reply:
     rs.NewAppSchema,
     status=201,
     location=True,
+    links=links_to(
+        "/developer/v1/apps/{client_id}",
+        {"client_id": "$response.body#/client_id"},
+        GetApp="get",
+        UpdateApp="patch",
+        DeleteApp="delete",
+    ),
     body=AppCreateSchema(exclude=("developer_id",)),
     summary="Register an app (you are its developer); its secrets are shown this once",
 )

@@ -22,7 +22,7 @@ from broker.web.platform.auth import require_platform_key
 from broker.web.platform.blueprint import bp
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import Reply, documented
+from broker.web.shared.openapi import Reply, documented, links_to
 from broker.web.shared.responses import NO_STORE
 
 _URL = mf.String(validate=validate.Length(min=1, max=2000))
@@ -94,6 +94,25 @@ def _app_json(
     rs.NewAppSchema,
     status=201,
     location=True,
+    links={
+        **links_to(
+            "/internal/v1/apps/{client_id}",
+            {"client_id": "$response.body#/client_id"},
+            GetApp="get",
+            UpdateApp="patch",
+            DeleteApp="delete",
+        ),
+        **links_to(
+            "/internal/v1/apps/{client_id}/suspend",
+            {"client_id": "$response.body#/client_id"},
+            SuspendApp="post",
+        ),
+        **links_to(
+            "/internal/v1/apps/{client_id}/secret",
+            {"client_id": "$response.body#/client_id"},
+            RotateSecret="post",
+        ),
+    },
     body=AppCreateSchema,
     summary="Register an app for a developer; its secrets are shown this once",
 )
@@ -210,6 +229,13 @@ def _inst_json(record: dict[str, Any], status: int = 200, headers: dict[str, str
     rs.InstallationSchema,
     status=201,
     location=True,
+    links=links_to(
+        "/internal/v1/orgs/{org_id}/installations/{client_id}",
+        {"org_id": "$request.path.org_id", "client_id": "$response.body#/client_id"},
+        GetInstallation="get",
+        UpdateInstallation="patch",
+        RemoveInstallation="delete",
+    ),
     body=InstallSchema,
     errors={404: "No such app or organization", 409: "Already installed, or not an org_app"},
     summary="Install an App Center app in an organization",

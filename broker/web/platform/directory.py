@@ -20,7 +20,7 @@ from broker.web.platform.blueprint import bp
 from broker.web.shared import bounded_json
 from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
-from broker.web.shared.openapi import Lines, Reply, documented
+from broker.web.shared.openapi import Lines, Reply, documented, links_to
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq")
 _USER = {404: "No such (active) user"}
@@ -57,6 +57,16 @@ def _org_or_404(oid: str) -> dict[str, Any]:
     rs.UserSchema,
     status=201,
     location=True,
+    links={
+        **links_to(
+            "/internal/v1/users/{uid}",
+            {"uid": "$response.body#/id"},
+            GetUser="get",
+            UpdateUser="patch",
+            DeleteUser="delete",
+        ),
+        **links_to("/internal/v1/users/{uid}/orgs", {"uid": "$response.body#/id"}, GetUserOrgs="get"),
+    },
     body=dio.UserCreateSchema,
     errors={409: "The username (or the given id) is taken"},
     summary="Create a user",
@@ -130,6 +140,21 @@ def user_orgs(uid: str) -> Reply:
     rs.OrgSchema,
     status=201,
     location=True,
+    links={
+        **links_to(
+            "/internal/v1/orgs/{oid}",
+            {"oid": "$response.body#/id"},
+            GetOrg="get",
+            UpdateOrg="patch",
+            DeleteOrg="delete",
+        ),
+        **links_to("/internal/v1/orgs/{oid}/members", {"oid": "$response.body#/id"}, GetMembers="get"),
+        **links_to(
+            "/internal/v1/orgs/{org_id}/installations",
+            {"org_id": "$response.body#/id"},
+            GetInstallations="get",
+        ),
+    },
     body=dio.OrgCreateSchema,
     errors={409: "The given id is taken"},
     summary="Create an organization",
@@ -158,10 +183,19 @@ def update_org(oid: str) -> Reply:
 
 
 @bp.delete("/orgs/<oid>")
-@documented(status=204, errors=_ORG, summary="Delete an organization with its members and roles")
+@documented(
+    status=204,
+    errors=_ORG,
+    summary="Delete an organization: its installations (and their tokens), members and roles",
+)
 @require_platform_key
 def delete_org(oid: str) -> Reply:
-    directory.delete_org(web.store(), oid)
+    """The same disbanding as the admin console's: installations are removed first (their tokens
+    revoked, the apps told), so nothing of the organization outlives it, not even under its id."""
+    from broker.consent.org_admin import disband
+
+    _org_or_404(oid)
+    disband(web.store(), oid)
     return _no_content()
 
 

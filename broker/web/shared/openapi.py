@@ -120,6 +120,27 @@ Content = SchemaRef | Lines | Text | None
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link from the success answer to another operation: ``parameters`` maps that
+    operation's parameters to runtime expressions (``$response.body#/id``, ``$request.path.oid``)."""
+
+    method: str
+    path: str  # the OpenAPI path template of the target operation
+    parameters: Mapping[str, str]
+
+
+def operation_id(method: str, path: str) -> str:
+    """The ``operationId`` of an operation: ``get_internal_v1_users_uid`` for GET /internal/v1/users/{uid}."""
+    return method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_")
+
+
+def links_to(path: str, parameters: Mapping[str, str], **methods: str) -> dict[str, Link]:
+    """Links to the operations on one resource, by name: ``links_to("/users/{uid}",
+    {"uid": "$response.body#/id"}, GetUser="get", DeleteUser="delete")``."""
+    return {name: Link(method, path, parameters) for name, method in methods.items()}
+
+
+@dataclass(frozen=True)
 class Operation:
     """What :func:`documented` attaches to a view."""
 
@@ -135,6 +156,7 @@ class Operation:
     security: list[dict[str, list[str]]] | None = None
     location: bool = False
     summary: str | None = None
+    links: Mapping[str, Link] = field(default_factory=dict)
 
 
 def documented(
@@ -151,6 +173,7 @@ def documented(
     security: list[dict[str, list[str]]] | None = None,
     location: bool = False,
     summary: str | None = None,
+    links: Mapping[str, Link] | None = None,
 ) -> Callable[[F], F]:
     """Declare a view's API contract for the OpenAPI document, and serialize what the view returns.
 
@@ -165,6 +188,9 @@ def documented(
     When the view returns plain data (a dict or list, alone or as ``(body, status)`` or
     ``(body, status, headers)``), it is dumped through the schema documented for that status
     (:func:`serialize`); a ``Response`` goes out as it is (the exceptions in the module docstring).
+    ``links`` are OpenAPI links from the success answer to the operations on what it names
+    (:func:`links_to`), which stateful clients and tests follow; each must name a documented
+    operation.
     """
     errs = (
         dict(errors)
@@ -184,6 +210,7 @@ def documented(
         security=security,
         location=location,
         summary=summary,
+        links=dict(links or {}),
     )
 
     def attach(view: F) -> F:
@@ -448,6 +475,13 @@ class _Builder:
             for path, ops in paths.items():
                 spec.path(path=path, operations=ops)
         doc = spec.to_dict()
+        known = {op["operationId"] for ops in doc["paths"].values() for op in ops.values()}
+        for ops in doc["paths"].values():
+            for op in ops.values():
+                for answer in op["responses"].values():
+                    for name, link in answer.get("links", {}).items():
+                        if link["operationId"] not in known:
+                            raise ValueError(f"{op['operationId']}: link {name} names no operation")
         for name, cls in {**self.described, **self.by_name}.items():
             own = cls.__dict__.get("__doc__")  # not one inherited from a base class
             if own and name in doc["components"]["schemas"]:
@@ -462,7 +496,7 @@ class _Builder:
         summary = (meta.summary if meta else None) or sentence or view.__name__.replace("_", " ")
         op: dict[str, Any] = {
             "tags": [tag],
-            "operationId": method + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_"),
+            "operationId": operation_id(method, path),
             "summary": summary,
         }
         if text and " ".join(text.split()).rstrip(".") != summary:
@@ -515,6 +549,14 @@ class _Builder:
             ok["content"] = self.content(success)
         if meta.location or meta.status in _REDIRECTS:
             ok["headers"] = {"Location": {"description": "the new resource", "schema": {"type": "string"}}}
+        if meta.links:
+            ok["links"] = {
+                name: {
+                    "operationId": operation_id(link.method, link.path),
+                    "parameters": dict(link.parameters),
+                }
+                for name, link in sorted(meta.links.items())
+            }
         out[str(meta.status)] = ok
         errors = dict(self.area_errors(meta, tag, method, security))
         errors.update(meta.errors)
