@@ -6,11 +6,13 @@ AOF ``appendfsync always`` as in production. Only these servers are ever flushed
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -30,16 +32,39 @@ class RedisServer:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.pick_port: Callable[[], int] = free_port
+        self.port = self.pick_port()
         self.extra_args: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_once = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start on ``port``. On a busy machine another process can take the port (or a cluster
+        node's bus port) between choosing and binding it: the first start then tries fresh ports; a
+        restart keeps its port (clients and a cluster's nodes.conf know it)."""
+        for _attempt in range(5):
+            if self._start_once():
+                self.started_once = True
+                return
+            if self.started_once or "Address already in use" not in self._log_tail():
+                break
+            self.port = self.pick_port()
+        raise RuntimeError(f"test redis-server did not start: {self._log_tail()[-500:]}")
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def _start_once(self) -> bool:
         self.directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            (self.directory / "redis.log").unlink()
         self.process = subprocess.Popen(
             [
                 server_binary(),
@@ -64,15 +89,18 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False  # it exited (the log says why)
             try:
                 if client.ping():
-                    return
-            except (redis.ConnectionError, redis.BusyLoadingError):
+                    return True
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                 time.sleep(0.05)
-        raise RuntimeError("test redis-server did not start")
+        stop_process(self.process)
+        return False
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -120,6 +148,7 @@ class RedisClusterServer:
         count = self.MASTERS * (1 + replicas)
         self.nodes = [RedisServer(directory / f"node{i}") for i in range(count)]
         for node in self.nodes:
+            node.pick_port = _free_cluster_port
             node.port = _free_cluster_port()
             node.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                                "--cluster-node-timeout", str(node_timeout_ms)]  # fmt: skip
