@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from redis.cluster import ClusterPipeline, RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisClusterException
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from broker.errors import StorageUnavailable
@@ -322,13 +322,7 @@ class Batch:
         if not self._steps:
             return []
         if not self._store.cluster:
-            pipe = self._store.redis.pipeline(transaction=False)
-            for kind, what, args, kwargs in self._steps:
-                if kind == "command":
-                    getattr(pipe, what)(*args, **kwargs)
-                else:
-                    what(keys=args[0], args=args[1], client=pipe)
-            return list(pipe.execute())
+            return self._execute_one_node()
         results: list[Any] = []
         pending: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
@@ -347,4 +341,35 @@ class Batch:
                 flush()
                 results.append(what(keys=args[0], args=args[1]))
         flush()
+        return results
+
+    def _execute_one_node(self) -> list[Any]:
+        # Scripts go out as EVALSHA of the SHA computed once from the source, with no SCRIPT EXISTS
+        # before them (what redis-py's pipeline does for scripts it was handed): the steady state is
+        # exactly one round trip. When the server has lost its script cache (restart, failover,
+        # SCRIPT FLUSH), each script answers NOSCRIPT without running: those are SCRIPT LOADed and
+        # run again, in their order, one more round trip. Only then can a script land after the
+        # plain commands that followed it in the batch.
+        pipe = self._store.redis.pipeline(transaction=False)
+        for kind, what, args, kwargs in self._steps:
+            if kind == "command":
+                getattr(pipe, what)(*args, **kwargs)
+            else:
+                keys_, argv = args
+                pipe.evalsha(what.sha, len(keys_), *keys_, *argv)
+        results = list(pipe.execute(raise_on_error=False))
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            retry = self._store.redis.pipeline(transaction=False)
+            for script in {self._steps[i][1].sha: self._steps[i][1] for i in missing}.values():
+                retry.script_load(script.script)
+            for i in missing:
+                _, script, (keys_, argv), _ = self._steps[i]
+                retry.evalsha(script.sha, len(keys_), *keys_, *argv)
+            again = retry.execute(raise_on_error=False)[-len(missing) :]
+            for i, value in zip(missing, again, strict=True):
+                results[i] = value
+        for value in results:
+            if isinstance(value, Exception):
+                raise value
         return results
