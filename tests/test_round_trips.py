@@ -17,7 +17,10 @@ import pytest
 from redis.cluster import RedisCluster
 
 from broker.apps import registry
+from broker.core.records import App
+from broker.storage import keys
 from broker.storage.store import Store
+from broker.web.oauth import cors
 from tests.support.client import basic, bearer
 from tests.support.factories import (
     _catalog,
@@ -213,3 +216,39 @@ def test_introspection_is_client_authentication_then_one_token_lookup(client, st
     # the client's record and secrets in one round trip (Authlib's client authentication), then the
     # token: one script call in its app's slot (the token, its app and its grant, checked together)
     assert trips == [["HGETALL", "HGETALL"], ["EVALSHA"]]
+
+
+def test_a_batch_after_the_server_lost_its_scripts_answers_every_step_in_order(store) -> None:
+    """What the login throttle and the session store send: scripts and commands in one batch."""
+    store.redis.set("b:rt:plain", "1")
+    script = store.lua("login_reserve")  # INCR with a window: a script whose result shows it ran
+    _flush_scripts(store)
+    with round_trips() as trips:
+        results = (
+            store.batch()
+            .command("get", "b:rt:plain")
+            .script(script, ["b:rt:counter"], [60])
+            .command("incr", "b:rt:plain")
+            .execute()
+        )
+    assert results[0] == "1" and results[2] == 2
+    assert results[1][0] == 1  # the script ran exactly once
+    assert int(store.redis.get("b:rt:counter")) == 1
+    assert "SCRIPT EXISTS" not in _flat(trips)
+    with round_trips() as trips:
+        again = store.batch().script(script, ["b:rt:counter"], [60]).execute()
+    assert again[0][0] == 2
+    assert trips == [["EVALSHA"]]
+
+
+def test_a_change_that_bypassed_the_registry_counts_after_the_cache_age(client, store, settings, monkeypatch):
+    """A restore or a hand edit does not replace the registry's version: the origins are read again
+    once they are MAX_AGE_SECONDS old."""
+    cid, _ = make_app(store, settings)
+    edited = "https://edited.example.com"
+    assert _allowed(client, ORIGIN) == ORIGIN  # cached now
+    store.redis.hset(keys.app(cid), mapping=App(redirect_uris=[f"{edited}/cb"]).to_hash())
+    assert _allowed(client, edited) is None  # not told: the cached origins still answer
+    monkeypatch.setattr(cors, "MAX_AGE_SECONDS", 0.0)
+    assert _allowed(client, edited) == edited
+    assert _allowed(client, ORIGIN) is None

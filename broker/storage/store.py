@@ -300,10 +300,13 @@ class Store:
 class Batch:
     """Plain commands and Lua scripts, run in the order they were added.
 
-    On a single node the whole batch is one pipeline: one round trip. On a cluster, redis-py refuses
+    On a single node the whole batch is one pipeline: one round trip (scripts as EVALSHA, no SCRIPT
+    EXISTS first); a server that lost its scripts costs one more, and then a script may land after
+    the plain commands that followed it (``_execute_one_node``). On a cluster, redis-py refuses
     scripts inside a pipeline, so each run of plain commands is one cluster pipeline and each script
-    its own call; the order still holds, which is what callers rely on (for example: index first,
-    then the record the index points at). Not atomic either way; use one script or MULTI for that.
+    its own call; the order holds there. Callers that need an order (for example: index first, then
+    the record the index points at) put the command before the script, or both in the script. Not
+    atomic either way; use one script or MULTI for that.
     """
 
     def __init__(self, store: Store) -> None:
@@ -366,7 +369,11 @@ class Batch:
             for i in missing:
                 _, script, (keys_, argv), _ = self._steps[i]
                 retry.evalsha(script.sha, len(keys_), *keys_, *argv)
-            again = retry.execute(raise_on_error=False)[-len(missing) :]
+            answers = retry.execute(raise_on_error=False)
+            loaded, again = answers[: -len(missing)], answers[-len(missing) :]
+            for value in loaded:  # could not load (e.g. READONLY mid-failover): that is the error
+                if isinstance(value, Exception):
+                    raise value
             for i, value in zip(missing, again, strict=True):
                 results[i] = value
         for value in results:
