@@ -13,6 +13,7 @@ Writes to the app's own keys (``{a:<client_id>}``) run in one MULTI; indexes in 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -242,6 +243,19 @@ def all_redirect_uris(store: Store) -> list[str]:
     return out
 
 
+def redirect_uris_version(store: Store) -> str:
+    """The current value of :func:`keys.apps_redirect_version` ("" before any change): what is
+    derived from :func:`all_redirect_uris` stays right while this does not change."""
+    return str(store.redis.get(keys.apps_redirect_version()) or "")
+
+
+def _redirect_uris_changed(store: Store) -> None:
+    # After the write it announces, so whoever reads the new value also reads the new URIs; a new
+    # random value (not a counter), so a Redis restored from an older snapshot never shows a value
+    # some process cached for other data.
+    store.redis.set(keys.apps_redirect_version(), secrets.token_hex(8))
+
+
 def secrets_meta(store: Store, client_id: str, now: int) -> list[dict[str, Any]]:
     """Created and expiry times of the app's live client secrets (never the secrets or their
     hashes), the permanent one last."""
@@ -346,6 +360,7 @@ def register_app(
     # Indexes live in other slots: written after the record, each a single command.
     store.redis.zadd(keys.apps_all(), {client_id: now})
     store.redis.sadd(keys.developer_apps(str(developer_id)), client_id)
+    _redirect_uris_changed(store)
     return record, client_secret, webhook_secret
 
 
@@ -371,6 +386,8 @@ def update_app(
     done = store.lua("hset_if_exists")(keys=[keys.app(client_id)], args=flat)
     if not done:
         raise NotFound(f"no app with client id {client_id!r}")
+    if "redirect_uris" in changes:
+        _redirect_uris_changed(store)
     if "scopes" in changes:
         _shrink_installations(store, client_id, set(merged["scopes"]))
     return require_app(store, client_id)
@@ -439,6 +456,7 @@ def delete_app(store: Store, client_id: str) -> None:
     store.redis.zrem(keys.apps_all(), client_id)
     if record.get("developer_id"):
         store.redis.srem(keys.developer_apps(record["developer_id"]), client_id)
+    _redirect_uris_changed(store)
 
 
 # -- secrets ------------------------------------------------------------------------------------

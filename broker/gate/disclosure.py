@@ -6,9 +6,11 @@
           -> ledger record committed -> profile read for exactly those fields
           -> marshmallow schema built for exactly those fields -> response
 
-The token check and the journal append are one Lua script in the app's slot (one round trip;
-DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled installation or a
-suspended app is refused by the very next request, and a refused request writes no record. The
+The token check and the journal append are one Lua script in the app's slot (one round trip on a
+single node, the journals index entry included; two on a cluster, whose journals index lives in
+another slot; DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled
+installation or a suspended app is refused by the very next request, and a refused request writes
+no record. The
 record is committed (AOF ``appendfsync always``; WAIT when replicas are configured) before any
 profile value is even read; if Redis cannot take it the request fails with 503 and no data.
 
@@ -260,27 +262,27 @@ class Gate:
             missing=FILLED_BY_SCRIPT,
         )
         journal = keys.journal(client_id)
-        # The index entry goes first, so the sequencer never misses the record (see sequencer
-        # ``_forget_if_empty``): one round trip on a single node, two on a cluster.
-        _, result = (
-            self.store.batch()
-            .command("sadd", keys.journals_index(), client_id)
-            .script(
-                self._script,
-                [token_key, keys.app(client_id), journal],
-                [
-                    keys.app_tag(client_id),
-                    int(time.time()),
-                    kind,
-                    org_id,
-                    self._scope_fields,
-                    required_scope,
-                    json.dumps(template.public()),
-                    json.dumps(person_args),
-                ],
-            )
-            .execute()
-        )
+        script_keys = [token_key, keys.app(client_id), journal]
+        script_args: list[Any] = [
+            keys.app_tag(client_id),
+            int(time.time()),
+            kind,
+            org_id,
+            self._scope_fields,
+            required_scope,
+            json.dumps(template.public()),
+            json.dumps(person_args),
+        ]
+        batch = self.store.batch()
+        if self.store.cluster:
+            # The journals index is in another slot: its entry goes first, in a round trip of its
+            # own, so the sequencer never misses the record (see sequencer ``_forget_if_empty``).
+            batch.command("sadd", keys.journals_index(), client_id)
+        else:
+            # One node: the script adds the index entry with the records, atomically; one round trip.
+            script_keys.append(keys.journals_index())
+            script_args.append(client_id)
+        result = batch.script(self._script, script_keys, script_args).execute()[-1]
         status = result[0]
         metrics.gate_checked(status)
         if status == "invalid_token":

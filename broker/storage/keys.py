@@ -163,6 +163,13 @@ def apps_all() -> str:
     return f"{PREFIX}apps"
 
 
+def apps_redirect_version() -> str:
+    """String: a random value replaced whenever an app is registered, has its redirect URIs
+    changed or is deleted; processes cache what they derive from every app's redirect URIs (CORS
+    origins) under it."""
+    return f"{PREFIX}apps:redirect-version"
+
+
 def developer_apps(user_id: str) -> str:
     """Set of client ids the developer owns."""
     return f"{user_tag(user_id)}:apps"

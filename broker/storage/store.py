@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from redis.cluster import ClusterPipeline, RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisClusterException
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from broker.errors import StorageUnavailable
@@ -300,10 +300,13 @@ class Store:
 class Batch:
     """Plain commands and Lua scripts, run in the order they were added.
 
-    On a single node the whole batch is one pipeline: one round trip. On a cluster, redis-py refuses
+    On a single node the whole batch is one pipeline: one round trip (scripts as EVALSHA, no SCRIPT
+    EXISTS first); a server that lost its scripts costs one more, and then a script may land after
+    the plain commands that followed it (``_execute_one_node``). On a cluster, redis-py refuses
     scripts inside a pipeline, so each run of plain commands is one cluster pipeline and each script
-    its own call; the order still holds, which is what callers rely on (for example: index first,
-    then the record the index points at). Not atomic either way; use one script or MULTI for that.
+    its own call; the order holds there. Callers that need an order (for example: index first, then
+    the record the index points at) put the command before the script, or both in the script. Not
+    atomic either way; use one script or MULTI for that.
     """
 
     def __init__(self, store: Store) -> None:
@@ -322,13 +325,7 @@ class Batch:
         if not self._steps:
             return []
         if not self._store.cluster:
-            pipe = self._store.redis.pipeline(transaction=False)
-            for kind, what, args, kwargs in self._steps:
-                if kind == "command":
-                    getattr(pipe, what)(*args, **kwargs)
-                else:
-                    what(keys=args[0], args=args[1], client=pipe)
-            return list(pipe.execute())
+            return self._execute_one_node()
         results: list[Any] = []
         pending: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
@@ -347,4 +344,39 @@ class Batch:
                 flush()
                 results.append(what(keys=args[0], args=args[1]))
         flush()
+        return results
+
+    def _execute_one_node(self) -> list[Any]:
+        # Scripts go out as EVALSHA of the SHA computed once from the source, with no SCRIPT EXISTS
+        # before them (what redis-py's pipeline does for scripts it was handed): the steady state is
+        # exactly one round trip. When the server has lost its script cache (restart, failover,
+        # SCRIPT FLUSH), each script answers NOSCRIPT without running: those are SCRIPT LOADed and
+        # run again, in their order, one more round trip. Only then can a script land after the
+        # plain commands that followed it in the batch.
+        pipe = self._store.redis.pipeline(transaction=False)
+        for kind, what, args, kwargs in self._steps:
+            if kind == "command":
+                getattr(pipe, what)(*args, **kwargs)
+            else:
+                keys_, argv = args
+                pipe.evalsha(what.sha, len(keys_), *keys_, *argv)
+        results = list(pipe.execute(raise_on_error=False))
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            retry = self._store.redis.pipeline(transaction=False)
+            for script in {self._steps[i][1].sha: self._steps[i][1] for i in missing}.values():
+                retry.script_load(script.script)
+            for i in missing:
+                _, script, (keys_, argv), _ = self._steps[i]
+                retry.evalsha(script.sha, len(keys_), *keys_, *argv)
+            answers = retry.execute(raise_on_error=False)
+            loaded, again = answers[: -len(missing)], answers[-len(missing) :]
+            for value in loaded:  # could not load (e.g. READONLY mid-failover): that is the error
+                if isinstance(value, Exception):
+                    raise value
+            for i, value in zip(missing, again, strict=True):
+                results[i] = value
+        for value in results:
+            if isinstance(value, Exception):
+                raise value
         return results

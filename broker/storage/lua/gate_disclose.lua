@@ -5,6 +5,10 @@
 -- ARGV[4]  org in the path       ARGV[5]  scope -> shareable fields (JSON)
 -- ARGV[6]  required scope        ARGV[7]  record template (JSON)
 -- ARGV[8]  persons (JSON list of [user id, pairwise id])
+-- KEYS[4]  (a single node only) the journals index: the client id (ARGV[9]) is added to it in the
+--          same step as the records, so the gate is one round trip. On a cluster it lives in
+--          another slot and the gate adds it in a command of its own, before this script.
+-- ARGV[9]  (with KEYS[4]) the client id
 -- Derived keys (the grant or installation, the pairwise map prefix .. ':pw:' .. org or '-'):
 --   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
 -- Returns {'ok', kind, subject, grant_id, fields_json} or {error, detail...} (error: invalid_token,
@@ -70,6 +74,7 @@ table.sort(field_list)
 if tok.kind == 'grant' then persons = {{tok.subject, ''}} end
 local pairwise_map = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)
 local developer = redis.call('HGET', KEYS[2], 'developer_id') or ''
+if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[9]) end
 for i, p in ipairs(persons) do
   template.id = template.request_id .. '-' .. i
   template.person = p[1]

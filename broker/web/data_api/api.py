@@ -126,10 +126,12 @@ def userinfo() -> Response:
     for the origins of the app the token belongs to (derived from its redirect URIs).
     """
     if request.method == "OPTIONS":
-        return cors.apply(Response(status=204), cors.any_app_origins(web.store()))
+        store = web.store()
+        return cors.apply(Response(status=204), lambda: cors.any_app_origins(store))
     disclosed, profile = _disclose_person("userinfo", allow_body=True)
     response = no_store(jsonify({OIDC_CLAIMS.get(k, k): v for k, v in profile.items()}))
-    return cors.apply(response, cors.client_origins(web.store(), disclosed.client_id))
+    store = web.store()
+    return cors.apply(response, lambda: cors.client_origins(store, disclosed.client_id))
 
 
 class _PageArgs(Schema):

@@ -316,10 +316,10 @@ def _token_cors(response: Response) -> Response:
     # A public client's refresh may name its client only through the refresh token (server.py).
     named = ids.client_of(request.form.get("refresh_token") or "", ids.REFRESH_PREFIX)
     client_id = request.form.get("client_id") or _basic_client_id() or named or ""
-    allowed = cors.client_origins(web.store(), client_id) if request.method == "POST" else set()
+    store = web.store()
     if request.method == "OPTIONS":
-        allowed = cors.any_app_origins(web.store())
-    return cors.apply(response, allowed, methods="POST, OPTIONS")
+        return cors.apply(response, lambda: cors.any_app_origins(store), methods="POST, OPTIONS")
+    return cors.apply(response, lambda: cors.client_origins(store, client_id), methods="POST, OPTIONS")
 
 
 @bp.route("/oauth/token", methods=["POST", "OPTIONS"])
@@ -431,7 +431,8 @@ def metadata() -> dict[str, Any]:
 def _public_json(payload: dict[str, Any]) -> Response:
     response = jsonify(payload)
     response.headers["Cache-Control"] = "public, max-age=300"
-    return cors.apply(response, cors.any_app_origins(web.store()), methods="GET, OPTIONS")
+    store = web.store()
+    return cors.apply(response, lambda: cors.any_app_origins(store), methods="GET, OPTIONS")
 
 
 @bp.route("/.well-known/openid-configuration", methods=["GET", "OPTIONS"])
