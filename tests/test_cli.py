@@ -29,11 +29,11 @@ def broker(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
     from broker.migrations import SCHEMA_VERSION
-    from broker.storage.embedded import redis_server_binary
+    from tests.support.redis_servers import server_binary  # the engine this run uses
 
     result = broker(tmp_path, "--version")
     assert result.returncode == 0, result.stderr
-    engine = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True).stdout
+    engine = subprocess.run([server_binary(), "--version"], capture_output=True, text=True).stdout
     name, _, rest = engine.partition(" server v=")
     assert result.stdout == (
         f"broker {version('broker')}\n"

@@ -336,15 +336,17 @@ def restore_files(archive: Archive, data_dir: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _loaded(rdb: Path) -> Iterator[redis.Redis]:
-    """A private redis-server (the embedded binary) that has loaded the snapshot ``rdb``, for the block."""
+def _loaded(rdb: Path, binary: str = "") -> Iterator[redis.Redis]:
+    """A private redis-server (the embedded engine: ``BROKER_REDIS_SERVER``, resolved, or the default)
+    that has loaded the snapshot ``rdb``, for the block."""
+    server = redis_server_binary(binary)
     tmp = Path(tempfile.mkdtemp(prefix="broker-restore-"))
     try:
         shutil.copyfile(rdb, tmp / "dump.rdb")
         sock = tmp / "r.sock"
         proc = subprocess.Popen(
             [
-                redis_server_binary(),
+                server,
                 "--port",
                 "0",
                 "--unixsocket",
@@ -373,10 +375,7 @@ def _loaded(rdb: Path) -> Iterator[redis.Redis]:
                 if proc.poll() is not None:
                     log = (tmp / "redis.log").read_text(errors="replace").splitlines()[-5:]
                     raise BackupError(
-                        "the snapshot could not be loaded by "
-                        + redis_server_binary()
-                        + ": "
-                        + " | ".join(log)
+                        "the snapshot could not be loaded by " + server + ": " + " | ".join(log)
                     )
                 with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError, OSError):
                     if client.ping():
@@ -474,7 +473,7 @@ def restore_redis(archive: Archive, settings: Settings, progress: Progress = pri
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if not url:
-        embedded = EmbeddedRedis(settings.data_dir)
+        embedded = EmbeddedRedis(settings.data_dir, settings.redis_server)
         url = embedded.start()
     try:
         probe = Store.from_url(url, cluster=settings.redis_cluster, timeout_ms=settings.redis_timeout_ms)
@@ -490,7 +489,7 @@ def restore_redis(archive: Archive, settings: Settings, progress: Progress = pri
             snapshots = archive.snapshots
             for index, snapshot in enumerate(snapshots, 1):
                 progress(f"redis: loading snapshot {index}/{len(snapshots)} ...")
-                with _loaded(snapshot) as source:
+                with _loaded(snapshot, settings.redis_server) as source:
                     total += copy_keys(source, target, progress)
             progress(f"redis: {total} keys restored")
             return total

@@ -431,9 +431,15 @@ class EmbeddedRedis:
         with contextlib.suppress(OSError):
             tail = "\n".join(self.logfile.read_text(errors="replace").splitlines()[-8:])
         if "append only file" in tail.lower() or ("aof" in tail.lower() and "bad" in tail.lower()):
+            # Redis 6 keeps one appendonly.aof; Redis 7 and Valkey a directory with a manifest.
+            multipart = self.dir / "appendonlydir"
+            target = (
+                multipart / "appendonly.aof.manifest" if multipart.is_dir() else self.dir / "appendonly.aof"
+            )
+            checker = "valkey-check-aof" if Path(self.binary).name.startswith("valkey") else "redis-check-aof"
             return (
                 f"the embedded redis-server refused its AOF file in {self.dir} (it is corrupt or truncated). "
                 f"Nothing was changed. Back it up, then repair it with "
-                f"`redis-check-aof --fix {self.dir / 'appendonly.aof'}`. redis-server said:\n{tail}"
+                f"`{checker} --fix {target}`. redis-server said:\n{tail}"
             )
         return f"the embedded redis-server exited at start-up; its log ({self.logfile}) says:\n{tail}"

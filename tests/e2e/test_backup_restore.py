@@ -19,6 +19,7 @@ from tests.support.broker_process import Broker
 from tests.support.environment import ROOT
 from tests.support.environment import broker_cli as cli
 from tests.support.journey import org_token, person_tokens
+from tests.support.redis_servers import server_binary
 
 pytestmark = pytest.mark.slow
 
@@ -163,7 +164,7 @@ def test_every_primary_is_backed_up_and_restored_key_for_key(
     restored = cli(new, "restore", str(archive), "--data-dir", str(new / "data"))
     assert restored.returncode == 0, restored.stderr
     assert f"{len(before)} keys" in restored.stdout
-    embedded = EmbeddedRedis(new / "data")
+    embedded = EmbeddedRedis(new / "data", server_binary())
     client = redis.Redis.from_url(embedded.start())
     try:
         after = {key: (_value(client, key), client.pttl(key)) for key in client.scan_iter(count=1000)}

@@ -29,7 +29,7 @@ from broker.storage.breaker import CLOSED, OPEN, CircuitOpen
 from broker.storage.store import Store
 from tests.support.broker_process import Broker
 from tests.support.environment import ROOT, broker_env
-from tests.support.redis_servers import RedisServer
+from tests.support.redis_servers import RedisServer, server_binary
 
 pytestmark = pytest.mark.slow
 
@@ -303,12 +303,14 @@ def test_the_watchdog_backs_off_while_the_restart_fails_and_recovers(
     from broker.storage.embedded import EmbeddedRedis
 
     caplog.set_level("INFO", logger="broker.embedded")
-    embedded = EmbeddedRedis(tmp_path / "data")
+    embedded = EmbeddedRedis(tmp_path / "data", server_binary())
     client = redis.Redis.from_url(embedded.start(), socket_timeout=5)
     try:
         embedded.watch()
         client.set("kept", "yes")
-        aof = embedded.dir / "appendonly.aof"
+        # Redis 6 keeps one appendonly.aof; Redis 7 and Valkey an appendonlydir with increments.
+        increments = sorted((embedded.dir / "appendonlydir").glob("*.incr.aof"))
+        aof = increments[-1] if increments else embedded.dir / "appendonly.aof"
         good = aof.read_bytes()
         assert embedded.process is not None
         first = embedded.process.pid

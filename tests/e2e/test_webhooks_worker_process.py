@@ -21,6 +21,7 @@ from broker.events import webhook_secrets
 from broker.storage import keys
 from broker.storage.embedded import EmbeddedRedis
 from tests.support.environment import ROOT, broker_env
+from tests.support.redis_servers import server_binary
 from tests.support.webhook_receiver import Receiver
 
 SECRET = "brk_whsec_" + "k" * 43  # issued by the previous release, still stored in clear
@@ -101,7 +102,7 @@ def test_no_event_lost_when_worker_is_killed_mid_delivery(
 def test_worker_uses_the_embedded_redis_of_the_owner_of_the_data_directory(tmp_path: Path) -> None:
     """A running owner (here this test; normally ``broker serve``) shares its Redis (issue 10 item 5)."""
     env = broker_env(tmp_path)
-    embedded = EmbeddedRedis(Path(env["BROKER_DATA_DIR"]))
+    embedded = EmbeddedRedis(Path(env["BROKER_DATA_DIR"]), server_binary())
     embedded.start()
     try:
         pid = embedded.process.pid if embedded.process else None
