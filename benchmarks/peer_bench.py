@@ -48,7 +48,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -250,6 +250,24 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def connections_per_process(port: int) -> str:
+    """How the load's keep-alive connections are spread over the server's processes (``ss -p``):
+    gunicorn's gthread workers each accept what they can, so all 16 may land on one of two."""
+    try:
+        out = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except OSError:
+        return "?"
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return "+".join(str(n) for n in sorted(counts.values(), reverse=True)) or "?"
+
+
 def wrk(target: Target, seconds: int, connections: int, scripts: Path) -> dict[str, float]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     for name, value in target.headers.items():
@@ -263,7 +281,12 @@ def wrk(target: Target, seconds: int, connections: int, scripts: Path) -> dict[s
         )
         cmd += ["-s", str(script)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([*cmd, target.url], capture_output=True, text=True, check=True).stdout
+    proc = subprocess.Popen([*cmd, target.url], stdout=subprocess.PIPE, text=True)
+    time.sleep(min(1.0, seconds / 2))
+    split = connections_per_process(urlsplit(target.url).port or 80)
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"wrk failed: {out}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result = {
@@ -274,6 +297,7 @@ def wrk(target: Target, seconds: int, connections: int, scripts: Path) -> dict[s
         "non2xx": 0.0,
         "socket_errors": 0.0,
         "wrk_cpu": wrk_cpu / seconds,  # the load generator's share of one CPU
+        "split": split,  # type: ignore[dict-item]
     }
     if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
         result["non2xx"] = float(m.group(1))
@@ -429,7 +453,7 @@ def main() -> int:
                         f"round {rnd + 1} {case:<40} {target.server:<6} {result['rps']:>8.0f} req/s  "
                         f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
                         f"non-2xx {result['non2xx']:.0f}  socket errors {result['socket_errors']:.0f}  "
-                        f"wrk CPU {result['wrk_cpu']:.0%}",
+                        f"wrk CPU {result['wrk_cpu']:.0%}  connections per process {result['split']}",
                         flush=True,
                     )
             for target in targets:  # still valid at the end (the peer's LRU, the broker's TTL)
@@ -485,6 +509,9 @@ def main() -> int:
     print(f"| floor `/hello` (no I/O) | | | | {cell('floor hello', 'floor')} | | |")
     busiest = max(r["wrk_cpu"] for runs in raw.values() for rs in runs.values() for r in rs)
     print(f"\nwrk's own CPU, at most {busiest:.0%} of one core in any run (of {os.cpu_count()} cores)")
+    gunicorn = [r["split"] for c in raw.values() for srv, rs in c.items() if srv != "peer" for r in rs]
+    alone = sum(1 for split in gunicorn if "+" not in str(split))
+    print(f"gunicorn (broker, floor): all connections in one worker in {alone} of {len(gunicorn)} runs")
     if args.json_out:
         args.json_out.write_text(
             json.dumps(
