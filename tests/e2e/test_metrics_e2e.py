@@ -125,7 +125,12 @@ def test_metrics_sum_every_worker_and_are_protected(demo: tuple[Broker, dict[str
 
     # Restart every worker (SIGHUP: new workers, the old ones exit gracefully): the totals must
     # still include what the dead workers counted, plus what the new ones count.
+    # Both workers up first (the second may still be booting, or be replaced, on a loaded machine).
+    deadline = time.monotonic() + 60
     old = worker_pids(broker.process.pid)
+    while len(old) != 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        old = worker_pids(broker.process.pid)
     assert len(old) == 2, old
     os.kill(broker.process.pid, signal.SIGHUP)
     deadline = time.monotonic() + 60
