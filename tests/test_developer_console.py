@@ -140,6 +140,59 @@ def test_rotate_webhook_secret(client, store, settings, dev) -> None:
     assert new != old and secret_on(html, "webhook-secret") == new
 
 
+def test_revoke_previous_secrets_ends_a_leaked_secret_at_once(client, store, settings, dev) -> None:
+    """Rotate, then "Revoke previous secrets now": the old secret stops authenticating at the token
+    endpoint on the very next request, not at the end of the overlap."""
+    client_id = register(client)
+    old = secret_on(client.get(f"/developer/apps/{client_id}").get_data(as_text=True), "client-secret")
+    html = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
+    assert 'id="revoke-previous-secrets"' not in html  # one secret: nothing to revoke yet
+    client.post(f"/developer/apps/{client_id}/secret")
+    html = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
+    new = secret_on(html, "client-secret")
+    assert 'id="revoke-previous-secrets"' in html and "Revoke previous secrets now" in html
+
+    def introspect(secret: str | None) -> int:
+        return client.post("/oauth/introspect", data={"token": "x"}, auth=(client_id, secret)).status_code
+
+    assert introspect(old) == 200 and introspect(new) == 200  # both work during the overlap
+    response = client.post(f"/developer/apps/{client_id}/secret/revoke-previous")
+    assert response.status_code == 303
+    html = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
+    assert "Previous client secrets revoked: 1. Only the current one works now." in html
+    assert 'id="revoke-previous-secrets"' not in html
+    assert introspect(old) == 401 and introspect(new) == 200
+    assert [m["expires"] for m in apps_svc.secrets_meta(store, client_id, int(time.time()))] == [None]
+
+
+def test_json_api_revokes_previous_secrets(client, store, settings, dev) -> None:
+    client_id = register(client)
+    rotated = client.post(f"/developer/v1/apps/{client_id}/secret").get_json()["client_secret"]
+    first = client.post(f"/developer/v1/apps/{client_id}/secret/revoke-previous")
+    assert first.status_code == 200 and first.get_json() == {"client_id": client_id, "revoked": 1}
+    assert first.headers["Cache-Control"] == "no-store"
+    again = client.post(f"/developer/v1/apps/{client_id}/secret/revoke-previous")
+    assert again.get_json() == {"client_id": client_id, "revoked": 0}
+    assert apps_svc.verify_secret(store, settings, client_id, rotated)
+    public = client.post("/developer/v1/apps", json=JSON_APP).get_json()["client_id"]
+    refused = client.post(f"/developer/v1/apps/{public}/secret/revoke-previous")
+    assert refused.status_code == 409
+    webhook = client.post(f"/developer/v1/apps/{client_id}/webhook-secret/revoke-previous")
+    assert webhook.get_json() == {"client_id": client_id, "revoked": False}
+    client.post(f"/developer/v1/apps/{client_id}/webhook-secret")
+    overview = client.get(f"/developer/v1/apps/{client_id}").get_json()
+    assert (
+        overview["previous_webhook_secret_expires"] >= int(time.time()) + settings.secret_overlap_seconds - 5
+    )
+    html = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
+    assert 'id="previous-webhook-expires"' in html
+    assert client.post(f"/developer/apps/{client_id}/webhook-secret/revoke-previous").status_code == 303
+    html = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
+    assert "The previous webhook secret no longer signs deliveries." in html
+    assert 'id="previous-webhook-expires"' not in html
+    assert client.get(f"/developer/v1/apps/{client_id}").get_json()["previous_webhook_secret_expires"] is None
+
+
 def test_installations_and_grant_counts_are_shown(client, store, dev) -> None:
     client_id = register(client)
     oid = make_org(store, [make_user(store)])

@@ -418,6 +418,13 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
     assert client.post(f"/internal/v1/apps/{client_id}/secret", headers=h).status_code == 200
     assert client.post(f"/internal/v1/apps/{client_id}/webhook-secret", headers=h).status_code == 200
     assert (
+        client.post(f"/internal/v1/apps/{client_id}/secret/revoke-previous", headers=h).get_json()["revoked"]
+        == 1
+    )
+    assert client.post(f"/internal/v1/apps/{client_id}/webhook-secret/revoke-previous", headers=h).get_json()[
+        "revoked"
+    ]
+    assert (
         client.post(f"/internal/v1/apps/{client_id}/suspend", headers=h).get_json()["status"] == "suspended"
     )
     assert client.post(f"/internal/v1/apps/{client_id}/suspend", headers=h).status_code == 409
@@ -778,6 +785,15 @@ def test_developer_api_responses_match(client: Any, store: Any, settings: Any, w
     assert client.post(f"/developer/v1/apps/{app_id}/secret", headers=csrf).status_code == 200
     assert client.post(f"/developer/v1/apps/{world['mini']}/secret", headers=csrf).status_code == 409
     assert client.post(f"/developer/v1/apps/{app_id}/webhook-secret", headers=csrf).status_code == 200
+    assert client.post(f"/developer/v1/apps/{app_id}/secret/revoke-previous", headers=csrf).status_code == 200
+    assert (
+        client.post(f"/developer/v1/apps/{world['mini']}/secret/revoke-previous", headers=csrf).status_code
+        == 409
+    )
+    assert (
+        client.post(f"/developer/v1/apps/{app_id}/webhook-secret/revoke-previous", headers=csrf).status_code
+        == 200
+    )
     assert (
         client.patch(f"/developer/v1/apps/{app_id}", json={"name": "Roster 2"}, headers=csrf).status_code
         == 200

@@ -167,3 +167,28 @@ def test_the_deprecated_header_is_sent_for_new_secrets_too(
     req = deliver_one(store, settings, rx)
     assert verify_signature(secret, req.headers["Broker-Signature"], req.body)
     assert not verify_signature(secret + "x", req.headers["Broker-Signature"], req.body)
+
+
+def test_revoking_the_previous_secret_ends_its_signature_at_the_next_delivery(
+    client: Any, store: Any, settings: Settings, auth: dict[str, str], rx: Receiver
+) -> None:
+    """A leaked webhook secret: rotate, then revoke the previous one; the next delivery carries only
+    the new secret's signature, long before the overlap would have ended."""
+    client_id, old = register(client, store, auth, rx.url)
+    new = client.post(f"/internal/v1/apps/{client_id}/webhook-secret", headers=auth).get_json()[
+        "webhook_secret"
+    ]
+    revoked = client.post(f"/internal/v1/apps/{client_id}/webhook-secret/revoke-previous", headers=auth)
+    assert revoked.status_code == 200
+    assert revoked.get_json() == {"client_id": client_id, "revoked": True}
+    suspend(client, auth, client_id)
+    req = deliver_one(store, settings, rx)
+    assert len(req.headers["webhook-signature"].split(" ")) == 1
+    Webhook(new).verify(req.body, req.headers)
+    assert rejects(old, req)
+    again = client.post(f"/internal/v1/apps/{client_id}/webhook-secret/revoke-previous", headers=auth)
+    assert again.get_json() == {"client_id": client_id, "revoked": False}  # nothing left to revoke
+    missing = client.post(
+        "/internal/v1/apps/app_0000000000000000/webhook-secret/revoke-previous", headers=auth
+    )
+    assert missing.status_code == 404

@@ -13,6 +13,7 @@ Writes to the app's own keys (``{a:<client_id>}``) run in one MULTI; indexes in 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -34,6 +35,8 @@ from broker.events import egress, webhook_secrets
 from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.store import Store
+
+log = logging.getLogger("broker.apps")
 
 KINDS = ("org_app", "mini_program")
 CLIENT_TYPES = ("confidential", "public")
@@ -481,6 +484,23 @@ def rotate_secret(store: Store, settings: Settings, client_id: str) -> tuple[str
     return secret, retire_at
 
 
+def revoke_previous_secrets(store: Store, client_id: str) -> int:
+    """End every retiring client secret now; only the current one keeps working.
+
+    For a leaked secret: rotate, then revoke the previous ones, and the leaked secret fails at the
+    very next token request. Tokens already issued are not touched (revoke them, or the grants, for
+    that). Returns how many secrets were still valid and now are not.
+    """
+    record = require_app(store, client_id)
+    if record["client_type"] != "confidential":
+        raise Conflict("a public client has no client secret")
+    revoked = int(
+        store.lua("app_secret_revoke_previous")(keys=[keys.app_secrets(client_id)], args=[int(time.time())])
+    )
+    log.info("client %s: %d previous client secret(s) revoked", client_id, revoked)
+    return revoked
+
+
 def verify_secret(store: Store, settings: Settings, client_id: str, secret: str) -> bool:
     """True if ``secret`` is a current (or still-overlapping) secret of the app.
 
@@ -523,6 +543,28 @@ def rotate_webhook_secret(store: Store, settings: Settings, client_id: str) -> s
         },
     )
     return secret
+
+
+def previous_webhook_secret_expires(store: Store, client_id: str, now: float | None = None) -> int | None:
+    """When the rotated-out webhook secret stops signing deliveries (unix seconds), or None when
+    deliveries carry only the current secret's signature."""
+    raw, expires = store.redis.hmget(
+        keys.app(client_id), ["webhook_secret_previous", "webhook_secret_previous_expires"]
+    )
+    if not raw or not expires or not str(expires).isdigit():
+        return None
+    current = time.time() if now is None else now
+    return int(expires) if int(expires) > current else None
+
+
+def revoke_previous_webhook_secret(store: Store, client_id: str) -> bool:
+    """Stop signing deliveries with the rotated-out webhook secret now (the next delivery carries
+    only the current secret's signature). True if a previous secret was still in use."""
+    require_app(store, client_id)
+    live = previous_webhook_secret_expires(store, client_id) is not None
+    store.redis.hdel(keys.app(client_id), "webhook_secret_previous", "webhook_secret_previous_expires")
+    log.info("client %s: previous webhook secret revoked (was in use: %s)", client_id, live)
+    return live
 
 
 def public_view(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -143,6 +143,37 @@ def api_rotate_webhook_secret(client_id: str) -> Reply:
     return {"client_id": client_id, "webhook_secret": secret}, 200, NO_STORE
 
 
+@bp.post("/developer/v1/apps/<client_id>/secret/revoke-previous")
+@documented(
+    rs.SecretsRevokedSchema,
+    errors={**_OWN, **_REAUTH, 409: "A public client has no client secret"},
+    summary="End every previous client secret now (after a leak: rotate, then this); only the current "
+    'secret works from the next request (send `{"password": ...}` unless you signed in within '
+    "BROKER_REAUTH_SECONDS)",
+)
+def api_revoke_previous_secrets(client_id: str) -> Reply:
+    uid = _me()
+    _own_app(uid, client_id)
+    reauth.require(uid, reauth.password_given())
+    revoked = apps_svc.revoke_previous_secrets(web.store(), client_id)
+    return {"client_id": client_id, "revoked": revoked}, 200, NO_STORE
+
+
+@bp.post("/developer/v1/apps/<client_id>/webhook-secret/revoke-previous")
+@documented(
+    rs.WebhookSecretRevokedSchema,
+    errors={**_OWN, **_REAUTH},
+    summary="Stop signing deliveries with the previous webhook secret now (send "
+    '`{"password": ...}` unless you signed in within BROKER_REAUTH_SECONDS)',
+)
+def api_revoke_previous_webhook_secret(client_id: str) -> Reply:
+    uid = _me()
+    _own_app(uid, client_id)
+    reauth.require(uid, reauth.password_given())
+    revoked = apps_svc.revoke_previous_webhook_secret(web.store(), client_id)
+    return {"client_id": client_id, "revoked": revoked}, 200, NO_STORE
+
+
 @bp.post("/developer/v1/apps/<client_id>/events/<event_id>/redeliver")
 @documented(
     rs.RedeliverySchema,

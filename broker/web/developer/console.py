@@ -90,6 +90,7 @@ def _overview(record: dict[str, Any]) -> dict[str, Any]:
         "grant_count": apps_svc.grant_count(store, client_id),
         "installations": installs,
         "client_secrets": _secrets_meta(client_id),
+        "previous_webhook_secret_expires": apps_svc.previous_webhook_secret_expires(store, client_id),
     }
 
 

@@ -134,6 +134,36 @@ def rotate_webhook_secret_page(client_id: str) -> Any:
     return redirect(f"/developer/apps/{client_id}", code=303)
 
 
+@bp.post("/developer/apps/<client_id>/secret/revoke-previous")
+def revoke_previous_secrets_page(client_id: str) -> Any:
+    uid = _me()
+    _own_app(uid, client_id)
+    if not _reauthenticated(uid, client_id):
+        return redirect(f"/developer/apps/{client_id}", code=303)
+    revoked = apps_svc.revoke_previous_secrets(web.store(), client_id)
+    if revoked:
+        flash(
+            gettext("Previous client secrets revoked: %(num)s. Only the current one works now.", num=revoked),
+            "success",
+        )
+    else:
+        flash(gettext("There was no previous client secret to revoke."), "success")
+    return redirect(f"/developer/apps/{client_id}", code=303)
+
+
+@bp.post("/developer/apps/<client_id>/webhook-secret/revoke-previous")
+def revoke_previous_webhook_secret_page(client_id: str) -> Any:
+    uid = _me()
+    _own_app(uid, client_id)
+    if not _reauthenticated(uid, client_id):
+        return redirect(f"/developer/apps/{client_id}", code=303)
+    if apps_svc.revoke_previous_webhook_secret(web.store(), client_id):
+        flash(gettext("The previous webhook secret no longer signs deliveries."), "success")
+    else:
+        flash(gettext("There was no previous webhook secret to revoke."), "success")
+    return redirect(f"/developer/apps/{client_id}", code=303)
+
+
 @bp.post("/developer/apps/<client_id>/events/<event_id>/redeliver")
 def redeliver_page(client_id: str, event_id: str) -> Any:
     """Put a dead-lettered event back in the app's outbox; the worker delivers it next."""

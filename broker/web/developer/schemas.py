@@ -94,6 +94,12 @@ class DeveloperAppSchema(AppSchema):
     grant_count = _int()
     installations = fields.List(fields.Nested(AppInstallationSummarySchema), required=True)
     client_secrets = fields.List(fields.Nested(SecretMetaSchema), required=True)
+    previous_webhook_secret_expires = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "unix seconds until which deliveries also carry the previous secret's signature"
+        },
+    )
     disclosures = fields.Nested(RecentDisclosuresSchema, required=True)
     deliveries = fields.Nested(DeliveriesSchema, required=True)
 

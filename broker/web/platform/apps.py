@@ -199,6 +199,30 @@ def rotate_webhook_secret_view(client_id: str) -> Reply:
     return {"client_id": client_id, "webhook_secret": secret}, 200, NO_STORE
 
 
+@bp.post("/apps/<client_id>/secret/revoke-previous")
+@documented(
+    rs.SecretsRevokedSchema,
+    errors={**_APP, 409: "A public client has no client secret"},
+    summary="End every previous client secret now; only the current one works",
+)
+@require_platform_key
+def revoke_previous_secrets_view(client_id: str) -> Reply:
+    revoked = apps_svc.revoke_previous_secrets(web.store(), client_id)
+    return {"client_id": client_id, "revoked": revoked}, 200, NO_STORE
+
+
+@bp.post("/apps/<client_id>/webhook-secret/revoke-previous")
+@documented(
+    rs.WebhookSecretRevokedSchema,
+    errors=_APP,
+    summary="Stop signing deliveries with the previous webhook secret now",
+)
+@require_platform_key
+def revoke_previous_webhook_secret_view(client_id: str) -> Reply:
+    revoked = apps_svc.revoke_previous_webhook_secret(web.store(), client_id)
+    return {"client_id": client_id, "revoked": revoked}, 200, NO_STORE
+
+
 @bp.post("/apps/<client_id>/suspend")
 @documented(
     rs.AppSchema,

@@ -135,6 +135,22 @@ class WebhookSecretRotatedSchema(_Body):
     webhook_secret = _str()
 
 
+class SecretsRevokedSchema(_Body):
+    """Retiring client secrets ended now: only the current secret authenticates the app."""
+
+    client_id = _str()
+    revoked = _int(metadata={"description": "how many previous secrets were still valid and now are not"})
+
+
+class WebhookSecretRevokedSchema(_Body):
+    """The rotated-out webhook secret no longer signs deliveries: the next one carries one signature."""
+
+    client_id = _str()
+    revoked = fields.Boolean(
+        required=True, metadata={"description": "false when no previous secret was still in use"}
+    )
+
+
 class InstallationSchema(_Body):
     """An App Center app added to one organization, with the scopes the admin chose."""
 
