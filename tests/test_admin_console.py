@@ -461,3 +461,96 @@ def test_org_disclosures_section_shows_what_the_orgs_apps_received(
     assert client.get(url).status_code == 403
     session_sign_in(client, world.outsider)
     assert client.get(url).status_code == 404
+
+
+def test_each_permission_does_exactly_what_it_says(client, store, settings, world) -> None:
+    """One permission model: members.manage adds and removes plain members (and the org's apps are
+    told), disclosures.read opens the disclosures, apps.manage neither."""
+    from broker.core.pairwise import pairwise_id
+
+    w = world
+    session_sign_in(client, w.admin)
+    assert install(client, w).status_code == 303
+    appointed = client.post(
+        f"/admin/orgs/{w.oid}/admins", data={"user_id": w.member, "permissions": "disclosures.read"}
+    )
+    assert appointed.status_code == 303
+    assert json.loads(store.redis.hget(keys.org_roles(w.oid), w.member))["permissions"] == [
+        "disclosures.read"
+    ]
+    admins_page = client.get(f"/admin/orgs/{w.oid}/admins").get_data(as_text=True)
+    assert "apps received about members" in admins_page and "disclosures.read" in admins_page
+
+    # disclosures.read: the disclosures and nothing else
+    session_sign_in(client, w.member)
+    assert client.get(f"/admin/v1/orgs/{w.oid}/disclosures").status_code == 200
+    assert 'id="disclosures-h"' in client.get(f"/admin/orgs/{w.oid}/").get_data(as_text=True)
+    assert client.get(f"/admin/orgs/{w.oid}/members").status_code == 403
+    assert install(client, w, w.other_app).status_code == 403
+
+    # apps.manage: no members, no disclosures
+    session_sign_in(client, w.apps_sub)
+    assert client.get(f"/admin/v1/orgs/{w.oid}/disclosures").status_code == 403
+    assert 'id="disclosures-h"' not in client.get(f"/admin/orgs/{w.oid}/").get_data(as_text=True)
+    assert client.get(f"/admin/v1/orgs/{w.oid}/members").status_code == 403
+
+    # members.manage: add by username, remove plain members; the installed app is told
+    session_sign_in(client, w.members_sub)
+    assert client.get(f"/admin/v1/orgs/{w.oid}/disclosures").status_code == 403
+    page = client.get(f"/admin/orgs/{w.oid}/members")
+    assert page.status_code == 200 and "Outsider" not in page.get_data(as_text=True)
+    added = client.post(f"/admin/orgs/{w.oid}/members", data={"username": "outsider"})
+    assert added.status_code == 303
+    page = client.get(f"/admin/orgs/{w.oid}/members").get_data(as_text=True)
+    assert "Outsider was added to the organization." in page and w.outsider not in page.split("<table")[
+        1
+    ].split("</table>")[0].replace(f"/members/{w.outsider}/remove", "")  # shown by name, not by id
+    assert store.redis.zscore(keys.org_members(w.oid), w.outsider) is not None
+    again = client.post(f"/admin/v1/orgs/{w.oid}/members", json={"username": "outsider"})
+    assert again.status_code == 409
+    nobody = client.post(f"/admin/v1/orgs/{w.oid}/members", json={"username": "nobody"})
+    assert nobody.status_code == 400 and set(nobody.get_json()["errors"]) == {"username"}
+    extra = client.post(f"/admin/v1/orgs/{w.oid}/members", json={"username": "x", "role": "owner"})
+    assert extra.status_code == 400
+    assert client.delete(f"/admin/v1/orgs/{w.oid}/members/{w.admin}").status_code == 409
+    assert (
+        client.delete(f"/admin/v1/orgs/{w.oid}/members/{w.apps_sub}").status_code == 409
+    )  # sub-admins: admins only
+    assert client.post(f"/admin/orgs/{w.oid}/members/{w.outsider}/remove").status_code == 303
+    assert store.redis.zscore(keys.org_members(w.oid), w.outsider) is None
+    assert client.delete(f"/admin/v1/orgs/{w.oid}/members/{w.outsider}").status_code == 404
+    listed = client.get(f"/admin/v1/orgs/{w.oid}/members").get_json()["members"]
+    assert {m["username"] for m in listed} == {"owner", "admin", "appsub", "memsub", "member"}
+
+    events = [e for e in outbox_events(store, w.client_id) if e["type"].startswith("member.")]
+    seen_as = pairwise_id(settings.pairwise_key, w.client_id, w.outsider, w.oid)
+    assert [(e["type"], e["data"]) for e in events] == [
+        ("member.added", {"org_id": w.oid, "user_id": seen_as}),
+        ("member.removed", {"org_id": w.oid, "user_id": seen_as}),
+    ]
+    assert not [e for e in outbox_events(store, w.other_app) if e["type"].startswith("member.")]
+
+    session_sign_in(client, w.owner)
+    assert audit_whats(client, w)[:2] == ["member.removed", "member.added"]
+
+
+def test_the_platform_api_refuses_unknown_permissions_and_its_changes_are_audited(
+    client, store, settings, world
+) -> None:
+    w = world
+    h = {"Authorization": f"Bearer {settings.platform_api_key}"}
+    url = f"/internal/v1/orgs/{w.oid}/members/{w.outsider}"
+    bad = client.put(url, json={"role": "sub_admin", "permissions": ["root"]}, headers=h)
+    assert bad.status_code == 400 and "permissions" in bad.get_json()["errors"]
+    assert store.redis.zscore(keys.org_members(w.oid), w.outsider) is None  # nothing changed
+    ok = client.put(url, json={"role": "sub_admin", "permissions": ["disclosures.read"]}, headers=h)
+    assert ok.status_code == 201 and ok.get_json()["permissions"] == ["disclosures.read"]
+    session_sign_in(client, w.outsider)
+    assert client.get(f"/admin/v1/orgs/{w.oid}/disclosures").status_code == 200  # effective, not dropped
+    assert client.delete(url, headers=h).status_code == 204
+    session_sign_in(client, w.owner)
+    trail = client.get(f"/admin/v1/orgs/{w.oid}/audit").get_json()["audit"]
+    assert [(a["who"], a["what"]) for a in trail[:2]] == [
+        ("platform", "member.removed"),
+        ("platform", "member.added"),
+    ]

@@ -24,7 +24,7 @@ from broker.directory import service as directory
 from broker.web.shared.openapi import build_spec, operation_of
 from tests.support.apps import org_payload
 from tests.support.client import bearer
-from tests.support.factories import make_token
+from tests.support.factories import make_token, make_user
 from tests.support.openapi_contract import ContractClient, ContractError, contract_for
 from tests.support.privacy import sequence
 from tests.support.signin import session_sign_in
@@ -730,6 +730,12 @@ def test_admin_api_responses_match(client: Any, store: Any, settings: Any, world
     )
     assert client.delete(target, headers=csrf).status_code == 204
     assert client.delete(target, headers=csrf).status_code == 404
+    newbie = make_user(store, username="newbie")
+    assert client.post(f"{base}/members", json={"username": "newbie"}, headers=csrf).status_code == 201
+    assert client.post(f"{base}/members", json={"username": "newbie"}, headers=csrf).status_code == 409
+    assert {m["username"] for m in client.get(f"{base}/members").get_json()["members"]} >= {"newbie"}
+    assert client.delete(f"{base}/members/{newbie}", headers=csrf).status_code == 204
+    assert client.delete(f"{base}/members/{newbie}", headers=csrf).status_code == 404
     assert client.get(f"{base}/disclosures").get_json()["records"]
     assert client.get(f"{base}/disclosures?format=ndjson").status_code == 200
     assert client.get(f"{base}/disclosures?format=csv").status_code == 200

@@ -17,7 +17,10 @@ from broker.consent import installations as inst_svc
 from broker.consent import org_policy
 from broker.core.catalog import Catalog
 from broker.core.ids import new_request_id
+from broker.core.pairwise import pairwise_id
+from broker.directory import service as directory
 from broker.errors import Conflict, NotFound, ValidationFailed
+from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -204,6 +207,75 @@ def decide_request(
             _swap(store, oid, pending, "approved")
             raise
     return record
+
+
+# -- members ----------------------------------------------------------------------------------------
+
+# Adding and removing people from the console (``members.manage``) and from the platform API. The
+# org's enabled installations are told (``member.added`` / ``member.removed``, the member named by
+# the pairwise id that installation knows), so an app that mirrors the member list stays in step;
+# the members API itself follows the change on its next request.
+
+
+def members(store: Store, oid: str) -> list[dict[str, Any]]:
+    """Every member with their role and join order, for the members page."""
+    rows = store.redis.zrange(keys.org_members(oid), 0, -1, withscores=True)
+    raw = store.redis.hgetall(keys.org_roles(oid))
+    return [
+        {"user_id": uid, "seq": int(seq), "role": org_policy._parse(raw.get(uid)).role} for uid, seq in rows
+    ]
+
+
+def announce_member(store: Store, pairwise_key: str, oid: str, uid: str, event_type: str) -> list[str]:
+    """Queue ``member.added`` or ``member.removed`` for every enabled installation in the org."""
+    told = []
+    for install in inst_svc.list_org_installations(store, oid):
+        if not install.get("enabled"):
+            continue
+        client_id = install["client_id"]
+        with store.redis.pipeline(transaction=True) as pipe:
+            events.emit(
+                pipe,
+                client_id,
+                event_type,
+                {"org_id": oid, "user_id": pairwise_id(pairwise_key, client_id, uid, oid)},
+            )
+            pipe.execute()
+        told.append(client_id)
+    return told
+
+
+def add_member(store: Store, pairwise_key: str, oid: str, actor: str, username: str) -> dict[str, Any]:
+    """Add an existing platform user (by username) as a plain member."""
+    user = directory.find_user_by_username(store, username) if username else None
+    if user is None or user.get("status") != "active":
+        raise ValidationFailed(
+            "some fields are invalid", fields={"username": ["no active user with this username"]}
+        )
+    uid = str(user["id"])
+    if directory.is_member(store, oid, uid):
+        raise Conflict("this person is already a member of the organization")
+    directory.add_member(store, oid, uid)
+    announce_member(store, pairwise_key, oid, uid, "member.added")
+    audit(store, oid, actor, "member.added", {"user": uid})
+    return {"user_id": uid, "role": "member"}
+
+
+def remove_member(
+    store: Store, pairwise_key: str, oid: str, actor: str, actor_role: org_policy.Role, uid: str
+) -> None:
+    """Remove a member. Owners and admins cannot be removed here; a sub-admin only by someone who
+    may manage sub-admins (an owner or admin)."""
+    target = org_policy.role_of(store, oid, uid)
+    if target is None:
+        raise NotFound("this person is not a member of the organization")
+    if target.role in ("owner", "admin"):
+        raise Conflict("owners and admins cannot be removed here")
+    if target.role == "sub_admin" and not org_policy.allows(actor_role, org_policy.ADMINS_MANAGE):
+        raise Conflict("only an owner or admin can remove a sub-admin")
+    directory.remove_member(store, oid, uid)
+    announce_member(store, pairwise_key, oid, uid, "member.removed")
+    audit(store, oid, actor, "member.removed", {"user": uid})
 
 
 # -- sub-admins -------------------------------------------------------------------------------------

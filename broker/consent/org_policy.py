@@ -12,21 +12,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from broker.core import permissions
 from broker.core.ids import ORG_ID_RE
 from broker.core.records import Membership
 from broker.errors import Forbidden, NotFound
 from broker.storage import keys
 from broker.storage.store import Store
 
-ROLES = ("owner", "admin", "sub_admin", "member")
-# Permissions an owner or admin can hand to a sub-admin.
-GRANTABLE = ("apps.manage", "members.manage")
-# Permissions that come only with a role: appointing sub-admins, reading the audit trail, disbanding.
-ADMINS_MANAGE = "admins.manage"
-AUDIT_READ = "audit.read"
-ORG_DISBAND = "org.disband"
-APPS_MANAGE = "apps.manage"
-MEMBERS_MANAGE = "members.manage"
+# The vocabulary is broker.core.permissions, shared with the platform API and the import.
+ROLES = permissions.ROLES
+GRANTABLE = permissions.GRANTABLE
+ADMINS_MANAGE = permissions.ADMINS_MANAGE
+AUDIT_READ = permissions.AUDIT_READ
+ORG_DISBAND = permissions.ORG_DISBAND
+APPS_MANAGE = permissions.APPS_MANAGE
+MEMBERS_MANAGE = permissions.MEMBERS_MANAGE
+DISCLOSURES_READ = permissions.DISCLOSURES_READ
 
 
 @dataclass(frozen=True)

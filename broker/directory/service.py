@@ -20,6 +20,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from broker.core import permissions
 from broker.core.ids import ORG_ID_RE, USER_ID_RE, USERNAME_RE, new_org_id, new_user_id
 from broker.core.records import Membership, Org, User
 from broker.directory import sessions
@@ -28,7 +29,7 @@ from broker.storage import keys
 from broker.storage.store import Batch, Store
 
 ROLES = ("owner", "admin", "sub_admin", "member")
-PERMISSIONS = ("apps.manage", "members.manage", "disclosures.read")
+PERMISSIONS = permissions.GRANTABLE  # one vocabulary: broker.core.permissions
 PROFILE_FIELDS = ("nickname", "avatar", "name", "email", "mobile")
 # Never shared with any app, whatever the catalog says; erased when the account is deleted.
 PRIVATE_FIELDS = ("name", "email", "mobile")

@@ -27,6 +27,8 @@ EVENT_TYPES = frozenset(
         "installation.disabled",
         "installation.enabled",
         "installation.removed",
+        "member.added",
+        "member.removed",
         "user.deleted",
         "app.suspended",
         "app.restored",

@@ -8,17 +8,25 @@ from flask import Response, request
 
 from broker.consent import installations as inst_svc
 from broker.consent import org_admin
-from broker.consent.org_policy import ADMINS_MANAGE, APPS_MANAGE, AUDIT_READ, ORG_DISBAND
+from broker.consent.org_policy import (
+    ADMINS_MANAGE,
+    APPS_MANAGE,
+    AUDIT_READ,
+    DISCLOSURES_READ,
+    MEMBERS_MANAGE,
+    ORG_DISBAND,
+)
 from broker.errors import ValidationFailed
 from broker.web.admin.console import (
     ACTIONS,
+    AddMemberSchema,
     DecisionSchema,
     DisbandSchema,
     EnabledSchema,
     InstallSchema,
     RequestSchema,
     SubAdminSchema,
-    _administer,
+    _add_member,
     _appoint,
     _center_rows,
     _change,
@@ -26,7 +34,9 @@ from broker.web.admin.console import (
     _disband,
     _dismiss,
     _install,
+    _member_rows,
     _org,
+    _remove_member,
     _role,
     bp,
 )
@@ -212,6 +222,45 @@ def api_decide(oid: str, request_id: str) -> Reply:
     return _json(record)
 
 
+@bp.get("/admin/v1/orgs/<oid>/members")
+@documented(
+    rs.OrgMemberListSchema, errors=_MANAGE, summary="Every member by name, in join order (members.manage)"
+)
+def api_members(oid: str) -> Reply:
+    _role(oid, MEMBERS_MANAGE)
+    return _json({"members": _member_rows(oid)})
+
+
+@bp.post("/admin/v1/orgs/<oid>/members")
+@documented(
+    rs.MemberAddedSchema,
+    status=201,
+    body=AddMemberSchema(),
+    errors={**_MANAGE, 409: "Already a member"},
+    summary="Add an existing person by username as a member (members.manage); apps get member.added",
+)
+def api_add_member(oid: str) -> Reply:
+    uid, _ = _role(oid, MEMBERS_MANAGE)
+    data = consoles.load(AddMemberSchema(), consoles.json_payload())
+    return _json(_add_member(oid, uid, data["username"]), 201)
+
+
+@bp.delete("/admin/v1/orgs/<oid>/members/<target>")
+@documented(
+    status=204,
+    errors={
+        **_MANAGE,
+        404: "Not a member",
+        409: "Owners and admins cannot be removed here; a sub-admin only by an owner or admin",
+    },
+    summary="Remove a member (members.manage); the org's apps get member.removed",
+)
+def api_remove_member(oid: str, target: str) -> Reply:
+    uid, role = _role(oid, MEMBERS_MANAGE)
+    _remove_member(oid, uid, role, target)
+    return Response(status=204)
+
+
 @bp.get("/admin/v1/orgs/<oid>/roles")
 @documented(rs.MemberRoleListSchema, errors=_MANAGE, summary="Every member and their role")
 def api_roles(oid: str) -> Reply:
@@ -250,14 +299,14 @@ def api_dismiss(oid: str, target: str) -> Reply:
     rs.DisclosurePageSchema,
     media=LISTING,
     query=rs.DisclosureByPersonQuery,
-    errors={403: "Not an owner, admin or sub-admin", **_MEMBER},
+    errors={403: "Needs disclosures.read (owners and admins hold it)", **_MEMBER},
 )
 def api_disclosures(oid: str) -> Reply:
     """Records about the org's members made through the org's installations: filters (since,
     until, app, person), cursor pagination, ``?format=ndjson|csv`` export."""
     from broker.web.ledger.api import listing
 
-    _administer(oid)
+    _role(oid, DISCLOSURES_READ)
     return listing("org", oid, person_filter=True)
 
 

@@ -24,7 +24,7 @@ from broker.consent import org_admin, org_policy
 from broker.consent.org_policy import Role
 from broker.core import ids
 from broker.directory import service as directory
-from broker.errors import Conflict, Forbidden, ValidationFailed
+from broker.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from broker.web.interactions import i18n, reauth
 from broker.web.interactions import session as login_session
 from broker.web.shared import consoles
@@ -80,6 +80,13 @@ class SubAdminSchema(Schema):
 
     user_id = mf.String(required=True, validate=_USER_ID)
     permissions = mf.List(mf.String(validate=validate.OneOf(org_policy.GRANTABLE)), required=True)
+
+
+class AddMemberSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    username = mf.String(required=True, validate=validate.Length(min=1, max=64))
 
 
 class DisbandSchema(Schema):
@@ -188,6 +195,25 @@ def _dismiss(oid: str, uid: str, target: str) -> dict[str, Any]:
     return record
 
 
+def _add_member(oid: str, uid: str, username: str) -> dict[str, Any]:
+    return org_admin.add_member(web.store(), web.settings().pairwise_key, oid, uid, username)
+
+
+def _remove_member(oid: str, uid: str, role: Role, target: str) -> None:
+    org_admin.remove_member(web.store(), web.settings().pairwise_key, oid, uid, role, target)
+
+
+def _member_rows(oid: str) -> list[dict[str, Any]]:
+    """Members with their names (the console is the org's own view of its members)."""
+    rows = org_admin.members(web.store(), oid)
+    users = directory.get_users(web.store(), [r["user_id"] for r in rows])
+    for r in rows:
+        user = users.get(r["user_id"], {})
+        r["nickname"] = user.get("nickname") or ""
+        r["username"] = user.get("username") or ""
+    return rows
+
+
 def _disband(oid: str, confirm: str, uid: str, password: str | None) -> list[str]:
     org = _org(oid)
     if confirm != org.get("name"):
@@ -207,7 +233,7 @@ def _center_rows(oid: str) -> list[dict[str, Any]]:
     ]
 
 
-def _fail(exc: ValidationFailed | Conflict, back: str) -> Any:
+def _fail(exc: ValidationFailed | Conflict | NotFound, back: str) -> Any:
     """A form problem on a page: say which field and why, then send the person back (303)."""
     fields = getattr(exc, "fields", None) or {}
     detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in fields.items()) or exc.detail

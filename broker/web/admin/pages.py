@@ -10,12 +10,22 @@ from flask_babel import gettext
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.consent import org_admin, org_policy
-from broker.consent.org_policy import ADMINS_MANAGE, APPS_MANAGE, AUDIT_READ, ORG_DISBAND, Role
+from broker.consent.org_policy import (
+    ADMINS_MANAGE,
+    APPS_MANAGE,
+    AUDIT_READ,
+    DISCLOSURES_READ,
+    MEMBERS_MANAGE,
+    ORG_DISBAND,
+    Role,
+)
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.web.admin.console import (
     ACTIONS,
+    AddMemberSchema,
     RequestSchema,
     SubAdminSchema,
+    _add_member,
     _administer,
     _appoint,
     _center_rows,
@@ -26,9 +36,11 @@ from broker.web.admin.console import (
     _dismiss,
     _fail,
     _install,
+    _member_rows,
     _names,
     _org,
     _page,
+    _remove_member,
     _role,
     _scope_rows,
     bp,
@@ -65,14 +77,14 @@ def overview(oid: str) -> Any:
         members=org_admin.member_count(store, oid),
         pending=len(pending),
         may=_may(role),
-        disclosures=consoles.org_disclosures(oid),
+        disclosures=consoles.org_disclosures(oid) if org_policy.allows(role, DISCLOSURES_READ) else None,
     )
 
 
 def _may(role: Role) -> dict[str, bool]:
     return {
         p.replace(".", "_"): org_policy.allows(role, p)
-        for p in (APPS_MANAGE, ADMINS_MANAGE, AUDIT_READ, ORG_DISBAND)
+        for p in (APPS_MANAGE, MEMBERS_MANAGE, DISCLOSURES_READ, ADMINS_MANAGE, AUDIT_READ, ORG_DISBAND)
     }
 
 
@@ -213,6 +225,44 @@ def decide_page(oid: str, request_id: str, decision: str) -> Any:
         return _fail(exc, f"/admin/orgs/{oid}/requests")
     flash(gettext("Approved: the app is added.") if decision == "approve" else gettext("Denied."), "success")
     return redirect(f"/admin/orgs/{oid}/requests", code=303)
+
+
+@bp.get("/admin/orgs/<oid>/members")
+def members_page(oid: str) -> Any:
+    _, role = _role(oid, MEMBERS_MANAGE)
+    return _page(
+        "admin/members.html",
+        org=_org(oid),
+        rows=_member_rows(oid),
+        may_remove_sub_admins=org_policy.allows(role, ADMINS_MANAGE),
+    )
+
+
+@bp.post("/admin/orgs/<oid>/members")
+def add_member_page(oid: str) -> Any:
+    uid, _ = _role(oid, MEMBERS_MANAGE)
+    try:
+        data = consoles.load(AddMemberSchema(), {"username": request.form.get("username", "").strip()})
+        added = _add_member(oid, uid, data["username"])
+    except (ValidationFailed, Conflict) as exc:
+        return _fail(exc, f"/admin/orgs/{oid}/members")
+    flash(
+        gettext("%(name)s was added to the organization.", name=_names([added["user_id"]])[added["user_id"]]),
+        "success",
+    )
+    return redirect(f"/admin/orgs/{oid}/members", code=303)
+
+
+@bp.post("/admin/orgs/<oid>/members/<target>/remove")
+def remove_member_page(oid: str, target: str) -> Any:
+    uid, role = _role(oid, MEMBERS_MANAGE)
+    name = _names([target])[target]
+    try:
+        _remove_member(oid, uid, role, target)
+    except (NotFound, Conflict) as exc:
+        return _fail(exc, f"/admin/orgs/{oid}/members")
+    flash(gettext("%(name)s was removed from the organization.", name=name), "success")
+    return redirect(f"/admin/orgs/{oid}/members", code=303)
 
 
 @bp.get("/admin/orgs/<oid>/admins")

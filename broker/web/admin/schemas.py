@@ -90,6 +90,27 @@ class MemberRoleListSchema(_Body):
     roles = fields.List(fields.Nested(MemberRoleSchema), required=True)
 
 
+class OrgMemberSchema(_Body):
+    """A member as the organization's own console shows them: by name."""
+
+    user_id = _str()
+    username = _str()
+    nickname = _str()
+    role = _str(validate=validate.OneOf(ROLES))
+    seq = _int(metadata={"description": "join order"})
+
+
+class OrgMemberListSchema(_Body):
+    """Every member, in join order."""
+
+    members = fields.List(fields.Nested(OrgMemberSchema), required=True)
+
+
+class MemberAddedSchema(_Body):
+    user_id = _str()
+    role = _str(validate=validate.OneOf(ROLES))
+
+
 class AuditEntrySchema(_Body):
     id = _str(metadata={"description": "stream id"})
     who = _str(metadata={"description": "user id"})

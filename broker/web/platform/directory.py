@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Response, request
 
+from broker.consent import org_admin
 from broker.directory import importer as dio
 from broker.directory import service as directory
 from broker.errors import NotFound, UnsupportedMediaType, ValidationFailed
@@ -25,6 +26,7 @@ from broker.web.shared.openapi import Lines, Reply, documented, links_to
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-seq")
 _USER = {404: "No such (active) user"}
 _ORG = {404: "No such organization"}
+PLATFORM = "platform"  # the actor named in an org's audit trail for changes made through this API
 
 
 def _created(body: dict[str, Any], location: str) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -259,8 +261,15 @@ def put_member(oid: str, uid: str) -> Reply:
     _org_or_404(oid)
     data = web.json_body(dio.RoleSchema())
     _user_or_404(uid)
-    added = directory.add_member(web.store(), oid, uid, data["role"], data.get("permissions", ()))
-    role = directory.member_role(web.store(), oid, uid)
+    store = web.store()
+    before = directory.member_role(store, oid, uid)
+    added = directory.add_member(store, oid, uid, data["role"], data.get("permissions", ()))
+    role = directory.member_role(store, oid, uid)
+    if added:
+        org_admin.announce_member(store, web.settings().pairwise_key, oid, uid, "member.added")
+        org_admin.audit(store, oid, PLATFORM, "member.added", {"user": uid, **(role or {})})
+    elif role != before:
+        org_admin.audit(store, oid, PLATFORM, "role.changed", {"user": uid, **(role or {})})
     return {"user_id": uid, "org_id": oid, **(role or {})}, 201 if added else 200
 
 
@@ -269,7 +278,10 @@ def put_member(oid: str, uid: str) -> Reply:
 @require_platform_key
 def delete_member(oid: str, uid: str) -> Reply:
     _org_or_404(oid)
-    directory.remove_member(web.store(), oid, uid)
+    store = web.store()
+    directory.remove_member(store, oid, uid)
+    org_admin.announce_member(store, web.settings().pairwise_key, oid, uid, "member.removed")
+    org_admin.audit(store, oid, PLATFORM, "member.removed", {"user": uid})
     return _no_content()
 
 

@@ -16,8 +16,11 @@ from broker.web.admin.schemas import (
     DisbandedSchema,
     ImpactSchema,
     InstallationDetailSchema,
+    MemberAddedSchema,
     MemberRoleListSchema,
     MemberRoleSchema,
+    OrgMemberListSchema,
+    OrgMemberSchema,
 )
 from broker.web.data_api.schemas import _profile, data_schemas
 from broker.web.developer.schemas import (
@@ -181,6 +184,7 @@ __all__ = [
     "LeafQuery",
     "LeafSchema",
     "LedgerEntrySchema",
+    "MemberAddedSchema",
     "MemberListQuery",
     "MemberRoleListSchema",
     "MemberRoleSchema",
@@ -189,6 +193,8 @@ __all__ = [
     "NotifiedSchema",
     "Number",
     "OAuthErrorSchema",
+    "OrgMemberListSchema",
+    "OrgMemberSchema",
     "OrgSchema",
     "PasswordChangeSchema",
     "PasswordChangedSchema",

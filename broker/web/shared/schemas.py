@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 
+from broker.core import permissions
 from broker.core.ids import CLIENT_ID, USER_ID
 
 ROLES = ("owner", "admin", "sub_admin", "member")
-PERMISSIONS = ("apps.manage", "members.manage", "disclosures.read")
+PERMISSIONS = permissions.GRANTABLE  # one vocabulary: broker.core.permissions
 
 
 class _Body(Schema):
