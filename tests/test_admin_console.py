@@ -554,3 +554,22 @@ def test_the_platform_api_refuses_unknown_permissions_and_its_changes_are_audite
         ("platform", "member.removed"),
         ("platform", "member.added"),
     ]
+
+
+def test_a_suspended_app_shows_as_suspended_to_admins_and_members(client, store, settings, world) -> None:
+    w = world
+    session_sign_in(client, w.admin)
+    assert install(client, w).status_code == 303
+    overview = client.get(f"/admin/orgs/{w.oid}/").get_data(as_text=True)
+    assert "suspended by the platform operator" not in overview
+    h = {"Authorization": f"Bearer {settings.platform_api_key}"}
+    assert client.post(f"/internal/v1/apps/{w.client_id}/suspend", headers=h).status_code == 200
+    overview = client.get(f"/admin/orgs/{w.oid}/").get_data(as_text=True)
+    assert "suspended by the platform operator: receives nothing" in overview
+    session_sign_in(client, w.member)
+    privacy = client.get("/privacy").get_data(as_text=True)
+    assert "suspended by the platform operator: it receives nothing" in privacy
+    listed = client.get("/privacy/v1/apps").get_json()["org_apps"]
+    assert [(a["client_id"], a["status"]) for a in listed] == [(w.client_id, "suspended")]
+    assert client.post(f"/internal/v1/apps/{w.client_id}/restore", headers=h).status_code == 200
+    assert "suspended by the platform operator" not in client.get("/privacy").get_data(as_text=True)

@@ -144,6 +144,7 @@ def org_apps(store: Store, catalog: Catalog, uid: str, lang: str) -> list[dict[s
                     "scopes": _describe_scopes(catalog, scopes, lang),
                     "fields": _describe(catalog, fields, lang),
                     "enabled": inst.get("enabled") == "1",
+                    "status": app.get("status"),
                     "installed_by": installed_by,
                     "installed_by_name": nickname(store, installed_by),
                     "installed_at": int(inst["created_at"]) if inst.get("created_at", "").isdigit() else None,

@@ -66,7 +66,9 @@ def overview(oid: str) -> Any:
     _, role = _administer(oid)
     store = web.store()
     installs = inst_svc.list_org_installations(store, oid)
-    names = {a["client_id"]: a["name"] for a in apps_svc.list_apps(store) if a["kind"] == "org_app"}
+    org_apps = [a for a in apps_svc.list_apps(store) if a["kind"] == "org_app"]
+    names = {a["client_id"]: a["name"] for a in org_apps}
+    suspended = {a["client_id"] for a in org_apps if a["status"] == "suspended"}
     pending = [r for r in org_admin.list_requests(store, oid) if r["status"] == "pending"]
     return _page(
         "admin/overview.html",
@@ -74,6 +76,7 @@ def overview(oid: str) -> Any:
         role=role,
         installs=installs,
         names=names,
+        suspended=suspended,
         members=org_admin.member_count(store, oid),
         pending=len(pending),
         may=_may(role),

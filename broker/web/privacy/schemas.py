@@ -68,6 +68,11 @@ class PersonOrgAppSchema(_Body):
         fields.Nested(DescribedSchema), required=True, data_key="fields", attribute="fields"
     )
     enabled = fields.Boolean(required=True)
+    status = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the app's status: active, or suspended by the operator"},
+    )
     installed_by = _str()
     installed_by_name = fields.String(required=True, allow_none=True)
     installed_at = fields.Integer(required=True, allow_none=True)
