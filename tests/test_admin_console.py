@@ -573,3 +573,74 @@ def test_a_suspended_app_shows_as_suspended_to_admins_and_members(client, store,
     assert [(a["client_id"], a["status"]) for a in listed] == [(w.client_id, "suspended")]
     assert client.post(f"/internal/v1/apps/{w.client_id}/restore", headers=h).status_code == 200
     assert "suspended by the platform operator" not in client.get("/privacy").get_data(as_text=True)
+
+
+def test_an_org_app_a_developer_registers_waits_for_the_operators_review(
+    client, store, settings, world
+) -> None:
+    """A developer's org app is listed in App Centers only after the operator approves it; the
+    listing and the install page show developer, contact, privacy policy and terms of service."""
+    from tests.support.developer import FORM
+
+    w = world
+    session_sign_in(client, w.outsider)
+    form = {
+        **FORM,
+        "kind": "org_app",
+        "client_type": "confidential",
+        "name": "Shift Planner",
+        "scopes": "org.members.read",
+        "redirect_uris": "https://shifts.example.com/cb",
+        "terms_of_service_url": "https://shifts.example.com/terms",
+    }
+    created = client.post("/developer/apps", data=form)
+    assert created.status_code == 303
+    client_id = created.headers["Location"].rsplit("/", 1)[1]
+    page = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
+    assert "review: not listed in any App Center yet" in page
+    assert client.get(f"/developer/v1/apps/{client_id}").get_json()["review"] == "pending"
+
+    session_sign_in(client, w.admin)
+    center = client.get(f"/admin/orgs/{w.oid}/app-center").get_data(as_text=True)
+    assert "Shift Planner" not in center
+    assert (
+        "not yet approved"
+        in client.post(f"/admin/v1/orgs/{w.oid}/installations", json={"client_id": client_id}).get_json()[
+            "detail"
+        ]
+    )
+    assert 'id="not-reviewed"' in client.get(f"/admin/orgs/{w.oid}/apps/{client_id}").get_data(as_text=True)
+    session_sign_in(client, w.member)
+    asked = client.post(f"/admin/v1/orgs/{w.oid}/requests", json={"client_id": client_id})
+    assert asked.status_code == 409
+
+    h = {"Authorization": f"Bearer {settings.platform_api_key}"}
+    pending = client.get("/internal/v1/apps?review=pending", headers=h).get_json()["apps"]
+    assert [a["client_id"] for a in pending] == [client_id]
+    assert client.get("/internal/v1/apps?review=maybe", headers=h).status_code == 400
+    no_reason = client.post(f"/internal/v1/apps/{client_id}/review", json={"decision": "reject"}, headers=h)
+    assert no_reason.status_code == 400 and "reason" in no_reason.get_json()["errors"]
+    rejected = client.post(
+        f"/internal/v1/apps/{client_id}/review",
+        json={"decision": "reject", "reason": "no privacy policy"},
+        headers=h,
+    )
+    assert rejected.status_code == 200 and rejected.get_json()["review"] == "rejected"
+    session_sign_in(client, w.outsider)
+    assert "rejected by the platform operator: no privacy policy" in client.get(
+        f"/developer/apps/{client_id}"
+    ).get_data(as_text=True)
+    mini = client.post(f"/internal/v1/apps/{w.client_id}/review", json={"decision": "maybe"}, headers=h)
+    assert mini.status_code == 400
+    approved = client.post(f"/internal/v1/apps/{client_id}/review", json={"decision": "approve"}, headers=h)
+    assert approved.get_json()["review"] == "approved"
+
+    session_sign_in(client, w.admin)
+    center = client.get(f"/admin/orgs/{w.oid}/app-center").get_data(as_text=True)
+    listing = center.split(f'data-client-id="{client_id}"')[1].split("</li>")[0]
+    assert "Outsider" in listing and FORM["contact"] in listing
+    assert "https://shifts.example.com/terms" in listing and FORM["privacy_policy_url"] in listing
+    install_page = client.get(f"/admin/orgs/{w.oid}/apps/{client_id}/install").get_data(as_text=True)
+    assert 'id="read-terms"' in install_page and "https://shifts.example.com/terms" in install_page
+    assert install(client, w, client_id).status_code == 303
+    assert inst_svc.get_installation(store, client_id, w.oid) is not None

@@ -195,6 +195,7 @@ def test_json_api_revokes_previous_secrets(client, store, settings, dev) -> None
 
 def test_installations_and_grant_counts_are_shown(client, store, dev) -> None:
     client_id = register(client)
+    apps_svc.review_app(store, client_id, "approve")  # the operator lists it
     oid = make_org(store, [make_user(store)])
     make_installation(store, client_id, oid, enabled=False)
     store.redis.sadd(keys.app_installations(client_id), oid)
@@ -211,6 +212,7 @@ def test_installations_and_grant_counts_are_shown(client, store, dev) -> None:
 
 def test_delete_needs_confirmation_then_revokes_everything(client, store, settings, dev) -> None:
     client_id = register(client)
+    apps_svc.review_app(store, client_id, "approve")  # the operator lists it
     member = make_user(store)
     oid = make_org(store, [member])
     iid = make_installation(store, client_id, oid)

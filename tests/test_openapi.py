@@ -421,6 +421,8 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
         client.post(f"/internal/v1/apps/{client_id}/secret/revoke-previous", headers=h).get_json()["revoked"]
         == 1
     )
+    reviewed = client.post(f"/internal/v1/apps/{client_id}/review", json={"decision": "approve"}, headers=h)
+    assert reviewed.status_code == 200 and reviewed.get_json()["review"] == "approved"
     assert client.post(f"/internal/v1/apps/{client_id}/webhook-secret/revoke-previous", headers=h).get_json()[
         "revoked"
     ]

@@ -185,7 +185,9 @@ def test_app_round_trip_and_public(store, settings, catalog) -> None:
         "webhook_url": "",
         "post_logout_redirect_uris": [],
         "backchannel_logout_uri": "",
+        "terms_of_service_url": "",
         "status": "active",
+        "review": "approved",
         "created_at": now,
         "updated_at": now,
     }
@@ -413,7 +415,7 @@ def test_role_entries_parse_fail_closed(store) -> None:
         ('{"role": "root", "permissions": ["apps.manage"]}', member),
         ('{"role": "sub_admin", "permissions": {"apps.manage": 1}}', sub),
         ('{"role": "sub_admin", "permissions": null}', sub),
-        ('{"role": "sub_admin", "permissions": ["apps.manage", "disclosures.read", 3]}', sub),
+        ('{"role": "sub_admin", "permissions": ["apps.manage", "root", 3]}', sub),
         ('{"role": "admin"}', org_policy.Role("admin")),
     ]
     for raw, expected in cases[:-2]:

@@ -1,4 +1,5 @@
-"""``broker apps suspend|restore CLIENT_ID``: the operator's switch for a misbehaving app."""
+"""``broker apps suspend|restore CLIENT_ID``: the operator's switch for a misbehaving app;
+``broker apps review [CLIENT_ID approve|reject --reason ...]``: the operator's review of org apps."""
 
 from __future__ import annotations
 
@@ -36,4 +37,32 @@ def set_status(action: str, client_id: str) -> int:
         except BrokerError as exc:
             raise CommandError(exc.detail) from None
     print(f"{record['client_id']} ({record['name']}): {record['status']}")
+    return 0
+
+
+@apps.command("review", help="list org apps waiting for review, or approve or reject one")
+@click.argument("client_id", required=False)
+@click.argument("decision", required=False, type=click.Choice(["approve", "reject"]))
+@click.option("--reason", default="", help="why (required to reject; the developer sees it)")
+def review(client_id: str | None, decision: str | None, reason: str) -> int:
+    from broker.apps import registry as apps_svc
+    from broker.runtime import load_settings, open_store
+
+    if client_id is not None and decision is None:
+        raise CommandError("say approve or reject after the client id")
+    settings = load_settings()
+    with open_store(settings) as store:
+        if client_id is None:
+            waiting = apps_svc.apps_in_review(store, "pending")
+            for record in waiting:
+                who = f"developer {record['developer_id']}, {record['contact']}"
+                print(f"{record['client_id']}  {record['name']}  ({who})")
+            if not waiting:
+                print("no org app is waiting for review")
+            return 0
+        try:
+            record = apps_svc.review_app(store, client_id, str(decision), reason)
+        except BrokerError as exc:
+            raise CommandError(exc.detail) from None
+    print(f"{record['client_id']} ({record['name']}): {record['review']}")
     return 0

@@ -45,6 +45,7 @@ EDITABLE = (
     "description",
     "contact",
     "privacy_policy_url",
+    "terms_of_service_url",
     "redirect_uris",
     "scopes",
     "webhook_url",
@@ -112,6 +113,10 @@ def validate(settings: Settings, catalog: Catalog, data: Mapping[str, Any]) -> d
         problem = _url_problem(data["privacy_policy_url"], allow_loopback_http=False)
         if problem:
             bad("privacy_policy_url", problem)
+    if data.get("terms_of_service_url"):
+        problem = _url_problem(data["terms_of_service_url"], allow_loopback_http=False)
+        if problem:
+            bad("terms_of_service_url", problem)
 
     uris = data.get("redirect_uris")
     if uris is not None:
@@ -310,11 +315,14 @@ def developer_of(store: Store, client_id: str) -> str:
 
 
 def register_app(
-    store: Store, settings: Settings, catalog: Catalog, data: Mapping[str, Any]
+    store: Store, settings: Settings, catalog: Catalog, data: Mapping[str, Any], *, needs_review: bool = False
 ) -> tuple[dict[str, Any], str | None, str]:
     """Create an app; returns (record, client secret or None for public clients, webhook secret).
 
     The secrets are shown to the caller once: only the client secret's keyed hash is kept.
+    ``needs_review``: a developer's org app waits for the operator's approval (``review`` is
+    ``pending``) before any App Center lists it; an app the operator registers itself (platform
+    API, demo) is approved by that act.
     """
     required = ("kind", "client_type", "name", "developer_id", "contact", "privacy_policy_url", "scopes")
     problems = validate(settings, catalog, data)
@@ -342,7 +350,9 @@ def register_app(
         "webhook_url": data.get("webhook_url") or "",
         "post_logout_redirect_uris": list(data.get("post_logout_redirect_uris") or []),
         "backchannel_logout_uri": data.get("backchannel_logout_uri") or "",
+        "terms_of_service_url": data.get("terms_of_service_url") or "",
         "status": "active",
+        "review": "pending" if needs_review and data["kind"] == "org_app" else "approved",
         "created_at": now,
         "updated_at": now,
     }
@@ -435,6 +445,51 @@ def suspend_app(store: Store, client_id: str) -> dict[str, Any]:
 
 def restore_app(store: Store, client_id: str) -> dict[str, Any]:
     return _set_status(store, client_id, "active", "app.restored")
+
+
+# -- operator review of org apps ----------------------------------------------------------------
+
+REVIEWS = ("pending", "approved", "rejected")
+
+
+def review_of(record: Mapping[str, Any]) -> str:
+    """An app registered before reviews existed has no ``review`` field: it was listed then, so it
+    stays approved."""
+    value = record.get("review")
+    return str(value) if value in REVIEWS else "approved"
+
+
+def listed(record: Mapping[str, Any]) -> bool:
+    """Whether App Centers list the app: an active org app the operator approved."""
+    return (
+        record.get("kind") == "org_app"
+        and record.get("status") == "active"
+        and review_of(record) == "approved"
+    )
+
+
+def review_app(store: Store, client_id: str, decision: str, reason: str = "") -> dict[str, Any]:
+    """The operator's decision on an org app: ``approve`` lists it in every App Center, ``reject``
+    (with a reason the developer sees) keeps it out. Either can be taken again later; rejecting an
+    approved app does not remove existing installations (suspend the app for that)."""
+    record = require_app(store, client_id)
+    if record["kind"] != "org_app":
+        raise Conflict("only App Center apps (org_app) are reviewed")
+    if decision not in ("approve", "reject"):
+        raise ValidationFailed("some fields are invalid", fields={"decision": ["must be approve or reject"]})
+    if decision == "reject" and not reason.strip():
+        raise ValidationFailed("some fields are invalid", fields={"reason": ["say why, for the developer"]})
+    review = "approved" if decision == "approve" else "rejected"
+    store.redis.hset(
+        keys.app(client_id),
+        mapping={"review": review, "review_reason": reason.strip(), "updated_at": str(int(time.time()))},
+    )
+    log.info("app %s: review %s", client_id, review)
+    return require_app(store, client_id)
+
+
+def apps_in_review(store: Store, review: str = "pending") -> list[dict[str, Any]]:
+    return [a for a in list_apps(store) if a["kind"] == "org_app" and review_of(a) == review]
 
 
 def delete_app(store: Store, client_id: str) -> None:
@@ -583,11 +638,18 @@ def public_view(record: Mapping[str, Any]) -> dict[str, Any]:
         "webhook_url",
         "post_logout_redirect_uris",
         "backchannel_logout_uri",
+        "terms_of_service_url",
         "status",
+        "review",
+        "review_reason",
         "created_at",
         "updated_at",
     )
-    return {name: record.get(name) for name in names}
+    out = {name: record.get(name) for name in names}
+    out["review"] = review_of(record)
+    out["terms_of_service_url"] = out["terms_of_service_url"] or ""
+    out["review_reason"] = out["review_reason"] or ""
+    return out
 
 
 def scopes_of(record: Mapping[str, Any]) -> list[str]:
@@ -616,6 +678,7 @@ class AppCreateSchema(Schema):
     developer_id = mf.String(required=True, validate=mv.Regexp(USER_ID))
     contact = mf.String(required=True, validate=mv.Length(min=1, max=200))
     privacy_policy_url = mf.String(required=True, validate=mv.Length(min=1, max=2000))
+    terms_of_service_url = mf.String(load_default="", validate=mv.Length(max=2000))
     redirect_uris = mf.List(
         mf.String(validate=mv.Length(min=1, max=2000)),
         load_default=list,
@@ -641,6 +704,7 @@ class AppUpdateSchema(Schema):
     description = mf.String(validate=mv.Length(max=1000))
     contact = mf.String(validate=mv.Length(min=1, max=200))
     privacy_policy_url = mf.String(validate=mv.Length(min=1, max=2000))
+    terms_of_service_url = mf.String(validate=mv.Length(max=2000))
     redirect_uris = mf.List(mf.String(validate=mv.Length(min=1, max=2000)), validate=mv.Length(max=20))
     scopes = mf.List(mf.String(validate=mv.Length(min=1, max=64)), validate=mv.Length(min=1, max=50))
     webhook_url = mf.String(validate=mv.Length(max=2000))

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from broker.apps.registry import require_app
+from broker.apps.registry import require_app, review_of
 from broker.core.ids import ORG_ID_RE, new_installation_id
 from broker.core.records import Installation
 from broker.errors import Conflict, NotFound, ValidationFailed
@@ -74,6 +74,8 @@ def install(
     app_record = require_app(store, client_id)
     if app_record["kind"] != "org_app":
         raise Conflict("only an org_app can be installed in an organization")
+    if review_of(app_record) != "approved":
+        raise Conflict("this app is not yet approved by the platform operator")
     _require_org(store, org_id)
     chosen = list(dict.fromkeys(scopes)) if scopes is not None else list(app_record["scopes"])
     _check_scopes(chosen, app_record["scopes"])

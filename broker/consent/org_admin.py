@@ -66,8 +66,16 @@ def member_count(store: Store, oid: str) -> int:
 
 
 def app_center(store: Store) -> list[dict[str, Any]]:
-    """Every active App Center app, the listing admins choose from."""
-    return [a for a in apps_svc.list_apps(store) if a["kind"] == "org_app" and a["status"] == "active"]
+    """Every active App Center app the operator approved: the listing admins choose from, with who
+    develops it (the terms of service ask people to read the third party's agreement first)."""
+    return _with_developer(store, [a for a in apps_svc.list_apps(store) if apps_svc.listed(a)])
+
+
+def _with_developer(store: Store, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    users = directory.get_users(store, [str(a.get("developer_id") or "") for a in records])
+    for a in records:
+        a["developer_name"] = users.get(str(a.get("developer_id") or ""), {}).get("nickname") or ""
+    return records
 
 
 def center_app(store: Store, client_id: str) -> dict[str, Any]:
@@ -75,7 +83,7 @@ def center_app(store: Store, client_id: str) -> dict[str, Any]:
     record = apps_svc.get_app(store, client_id)
     if record is None or record["kind"] != "org_app":
         raise NotFound(f"no App Center app with client id {client_id!r}")
-    return record
+    return _with_developer(store, [record])[0]
 
 
 def field_rows(catalog: Catalog, scopes: list[str], lang: str = "en") -> list[dict[str, str]]:
@@ -135,8 +143,11 @@ def get_request(store: Store, oid: str, request_id: str) -> dict[str, Any]:
 
 def request_app(store: Store, oid: str, requester: str, client_id: str, reason: str) -> dict[str, Any]:
     """A member asks the admins to add an App Center app; one pending request per person and app."""
-    if center_app(store, client_id)["status"] != "active":
+    record = center_app(store, client_id)
+    if record["status"] != "active":
         raise Conflict("this app is suspended by the operator")
+    if apps_svc.review_of(record) != "approved":
+        raise Conflict("this app is not yet approved by the platform operator")
     if inst_svc.get_installation(store, client_id, oid) is not None:
         raise Conflict("this app is already added to the organization")
     for row in list_requests(store, oid, requester):

@@ -191,6 +191,9 @@ class App(_HashRecord):
     # OpenID Connect RP-Initiated Logout 1.0 and Back-Channel Logout 1.0 (broker.web.interactions.logout)
     post_logout_redirect_uris: list[str] | None = field(default=None, metadata=_json_list)
     backchannel_logout_uri: str | None = None
+    terms_of_service_url: str | None = None
+    review: str | None = None  # operator review of an org app: pending, approved, rejected
+    review_reason: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:

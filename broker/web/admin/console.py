@@ -228,7 +228,11 @@ def _center_rows(oid: str) -> list[dict[str, Any]]:
     store = web.store()
     installed = inst_svc.installed_client_ids(store, oid)
     return [
-        {**apps_svc.public_view(a), "installed": a["client_id"] in installed}
+        {
+            **apps_svc.public_view(a),
+            "developer_name": a["developer_name"],
+            "installed": a["client_id"] in installed,
+        }
         for a in org_admin.app_center(store)
     ]
 

@@ -31,6 +31,7 @@ class AdminOrgSchema(_Body):
 class CenterAppSchema(AppSchema):
     """An App Center app and whether this organization has added it."""
 
+    developer_name = fields.String(metadata={"description": "the developer's nickname"})
     installed = fields.Boolean(required=True)
 
 

@@ -58,7 +58,8 @@ def _register(uid: str, payload: dict[str, Any]) -> tuple[dict[str, Any], str | 
         return problems
 
     data = consoles.load(AppCreateSchema(exclude=("developer_id",)), payload, semantic)
-    return apps_svc.register_app(store, settings, catalog, {**data, "developer_id": uid})
+    # A developer's App Center app is listed only after the platform operator approves it.
+    return apps_svc.register_app(store, settings, catalog, {**data, "developer_id": uid}, needs_review=True)
 
 
 def _update(record: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +112,15 @@ def _form_payload(*, creating: bool) -> dict[str, Any]:
     form = request.form
     payload: dict[str, Any] = {}
     names = ("kind", "client_type") if creating else ()
-    texts = ("name", "description", "contact", "privacy_policy_url", "webhook_url", "backchannel_logout_uri")
+    texts = (
+        "name",
+        "description",
+        "contact",
+        "privacy_policy_url",
+        "terms_of_service_url",
+        "webhook_url",
+        "backchannel_logout_uri",
+    )
     for name in (*names, *texts):
         if name in form:
             payload[name] = form[name].strip()

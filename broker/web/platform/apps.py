@@ -141,7 +141,14 @@ def list_apps_view() -> Reply:
     developer_id = request.args.get("developer_id")
     if developer_id is not None and not ids.USER_ID_RE.match(developer_id):
         raise ValidationFailed("some fields are invalid", fields={"developer_id": ["not a user id"]})
+    review = request.args.get("review")
+    if review is not None and review not in apps_svc.REVIEWS:
+        raise ValidationFailed(
+            "some fields are invalid", fields={"review": ["must be pending, approved or rejected"]}
+        )
     records = apps_svc.list_apps(web.store(), developer_id)
+    if review is not None:
+        records = [r for r in records if r["kind"] == "org_app" and apps_svc.review_of(r) == review]
     return {"apps": [apps_svc.public_view(r) for r in records]}
 
 
@@ -232,6 +239,19 @@ def revoke_previous_webhook_secret_view(client_id: str) -> Reply:
 @require_platform_key
 def suspend_view(client_id: str) -> Reply:
     return _app_json(apps_svc.suspend_app(web.store(), client_id))
+
+
+@bp.post("/apps/<client_id>/review")
+@documented(
+    rs.AppSchema,
+    body=rs.AppReviewSchema(),
+    errors={**_APP, 409: "Not an App Center app (only org apps are reviewed)"},
+    summary="Approve an org app (App Centers list it) or reject it with a reason the developer sees",
+)
+@require_platform_key
+def review_view(client_id: str) -> Reply:
+    data = web.json_body(rs.AppReviewSchema())
+    return _app_json(apps_svc.review_app(web.store(), client_id, data["decision"], data.get("reason", "")))
 
 
 @bp.post("/apps/<client_id>/restore")

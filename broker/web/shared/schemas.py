@@ -15,7 +15,7 @@ members they do not know, so members can be added without a new version.
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, fields, validate
 
 from broker.core import permissions
 from broker.core.ids import CLIENT_ID, USER_ID
@@ -105,9 +105,27 @@ class AppSchema(_Body):
     backchannel_logout_uri = fields.String(
         allow_none=True, metadata={"description": "OIDC Back-Channel Logout"}
     )
+    terms_of_service_url = fields.String(metadata={"description": "the developer's terms of service"})
     status = _str(validate=validate.OneOf(["active", "suspended"]))
+    review = fields.String(
+        validate=validate.OneOf(["pending", "approved", "rejected"]),
+        metadata={"description": "the operator's review: App Centers list only approved org apps"},
+    )
+    review_reason = fields.String(metadata={"description": "why the operator rejected the app"})
     created_at = fields.Integer(required=True, allow_none=True)
     updated_at = fields.Integer(required=True, allow_none=True)
+
+
+class AppReviewSchema(_Body):
+    """The operator's decision on an org app."""
+
+    class Meta:
+        unknown = RAISE
+
+    decision = _str(validate=validate.OneOf(["approve", "reject"]))
+    reason = fields.String(
+        load_default="", validate=validate.Length(max=1000), metadata={"description": "required to reject"}
+    )
 
 
 class AppListSchema(_Body):
@@ -248,6 +266,10 @@ class ImpactQuery(_Query):
 
 class AppListQuery(_Query):
     developer_id = fields.String(validate=validate.Regexp(USER_ID), metadata={"description": "only theirs"})
+    review = fields.String(
+        validate=validate.OneOf(["pending", "approved", "rejected"]),
+        metadata={"description": "only org apps in this review state"},
+    )
 
 
 class MemberListQuery(_Query):
