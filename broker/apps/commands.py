@@ -63,6 +63,8 @@ def review(client_id: str | None, decision: str | None, reason: str) -> int:
         try:
             record = apps_svc.review_app(store, client_id, str(decision), reason)
         except BrokerError as exc:
-            raise CommandError(exc.detail) from None
+            fields = getattr(exc, "fields", None) or {}
+            named = "; ".join(f"--{k}: {', '.join(v)}" for k, v in fields.items())
+            raise CommandError(named or exc.detail) from None
     print(f"{record['client_id']} ({record['name']}): {record['review']}")
     return 0

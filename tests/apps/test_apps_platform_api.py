@@ -188,3 +188,37 @@ def test_list_apps_of_one_developer(client, store, auth) -> None:
     listed = client.get(f"/internal/v1/apps?developer_id={dev}", headers=auth).get_json()["apps"]
     assert [a["client_id"] for a in listed] == [mine]
     assert client.get("/internal/v1/apps?developer_id=bob", headers=auth).status_code == 400
+
+
+def test_cli_reviews_org_apps(tmp_path, store, redis_server, settings) -> None:
+    """``broker apps review`` lists the org apps waiting for the operator, then approves or rejects one."""
+    from broker.apps import registry as apps
+    from broker.core import catalog
+
+    dev = make_user(store)
+    record, _, _ = apps.register_app(
+        store, settings, catalog.load(settings.scopes_dir), org_payload(dev, name="Shifts"), needs_review=True
+    )
+    cid = record["client_id"]
+    env = broker_env(tmp_path, BROKER_REDIS_URL=redis_server.url)
+
+    def review(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "broker", "apps", "review", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = review()
+    assert listed.returncode == 0 and cid in listed.stdout and "Shifts" in listed.stdout
+    no_reason = review(cid, "reject")
+    assert no_reason.returncode == 2 and "reason" in no_reason.stderr
+    assert store.redis.hget(keys.app(cid), "review") == "pending"  # nothing changed
+    assert review(cid).returncode == 2
+    done = review(cid, "approve")
+    assert done.returncode == 0 and "approved" in done.stdout
+    assert store.redis.hget(keys.app(cid), "review") == "approved"
+    assert "no org app is waiting" in review().stdout
