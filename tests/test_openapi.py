@@ -732,6 +732,10 @@ def test_admin_api_responses_match(client: Any, store: Any, settings: Any, world
     )
     assert client.delete(target, headers=csrf).status_code == 204
     assert client.delete(target, headers=csrf).status_code == 404
+    assert client.get(f"{base}/policy").get_json()["allow_member_mini_programs"] is True
+    put_policy = client.put(f"{base}/policy", json={"allow_member_mini_programs": False}, headers=csrf)
+    assert put_policy.status_code == 200 and put_policy.get_json()["allow_member_mini_programs"] is False
+    assert client.put(f"{base}/policy", json={"blocked_apps": ["x"]}, headers=csrf).status_code == 400
     newbie = make_user(store, username="newbie")
     assert client.post(f"{base}/members", json={"username": "newbie"}, headers=csrf).status_code == 201
     assert client.post(f"{base}/members", json={"username": "newbie"}, headers=csrf).status_code == 409

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from broker.apps.registry import require_app, review_of
+from broker.consent import org_policy
 from broker.core.ids import ORG_ID_RE, new_installation_id
 from broker.core.records import Installation
 from broker.errors import Conflict, NotFound, ValidationFailed
@@ -77,6 +78,8 @@ def install(
     if review_of(app_record) != "approved":
         raise Conflict("this app is not yet approved by the platform operator")
     _require_org(store, org_id)
+    if org_policy.blocked_in_org(store, org_id, client_id):
+        raise Conflict("this organization blocks this app")
     chosen = list(dict.fromkeys(scopes)) if scopes is not None else list(app_record["scopes"])
     _check_scopes(chosen, app_record["scopes"])
     key = keys.installation(client_id, org_id)

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from broker.apps import registry as apps_svc
+from broker.config import Settings
 from broker.consent import installations as inst_svc
 from broker.consent import org_policy
 from broker.core.catalog import Catalog
@@ -256,8 +257,9 @@ def announce_member(store: Store, pairwise_key: str, oid: str, uid: str, event_t
     return told
 
 
-def add_member(store: Store, pairwise_key: str, oid: str, actor: str, username: str) -> dict[str, Any]:
-    """Add an existing platform user (by username) as a plain member."""
+def add_member(store: Store, settings: Settings, oid: str, actor: str, username: str) -> dict[str, Any]:
+    """Add an existing platform user (by username) as a plain member; the org's app policy applies
+    to their grants at once."""
     user = directory.find_user_by_username(store, username) if username else None
     if user is None or user.get("status") != "active":
         raise ValidationFailed(
@@ -267,7 +269,8 @@ def add_member(store: Store, pairwise_key: str, oid: str, actor: str, username: 
     if directory.is_member(store, oid, uid):
         raise Conflict("this person is already a member of the organization")
     directory.add_member(store, oid, uid)
-    announce_member(store, pairwise_key, oid, uid, "member.added")
+    announce_member(store, settings.pairwise_key, oid, uid, "member.added")
+    enforce_app_policy(store, settings, oid, [uid])
     audit(store, oid, actor, "member.added", {"user": uid})
     return {"user_id": uid, "role": "member"}
 
@@ -287,6 +290,73 @@ def remove_member(
     directory.remove_member(store, oid, uid)
     announce_member(store, pairwise_key, oid, uid, "member.removed")
     audit(store, oid, actor, "member.removed", {"user": uid})
+
+
+# -- app policy -------------------------------------------------------------------------------------
+
+
+def app_policy(store: Store, oid: str) -> dict[str, Any]:
+    org = directory.get_org(store, oid)
+    if org is None:
+        raise NotFound(f"no organization with id {oid!r}")
+    return {
+        "allow_member_mini_programs": org["allow_member_mini_programs"],
+        "allowed_apps": org["allowed_apps"],
+        "blocked_apps": org["blocked_apps"],
+    }
+
+
+def set_app_policy(
+    store: Store, settings: Settings, oid: str, actor: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Change whether members may add mini-programs and the org's allow and block lists, then make
+    every member's existing grants follow it (``enforce_app_policy``); audited."""
+    names = ("allow_member_mini_programs", "allowed_apps", "blocked_apps")
+    wanted: dict[str, Any] = {k: changes[k] for k in names if k in changes}
+    unknown = sorted(
+        c
+        for c in set(wanted.get("allowed_apps", [])) | set(wanted.get("blocked_apps", []))
+        if not apps_svc.get_app(store, c)
+    )
+    if unknown:
+        raise ValidationFailed(
+            "some fields are invalid", fields={"apps": [f"no such app: {', '.join(unknown)}"]}
+        )
+    both = sorted(set(wanted.get("allowed_apps", [])) & set(wanted.get("blocked_apps", [])))
+    if both:
+        raise ValidationFailed(
+            "some fields are invalid", fields={"apps": [f"both allowed and blocked: {', '.join(both)}"]}
+        )
+    directory.update_org(store, oid, wanted)
+    revoked = enforce_app_policy(store, settings, oid)
+    audit(
+        store,
+        oid,
+        actor,
+        "policy.changed",
+        {**{k: v for k, v in app_policy(store, oid).items()}, "grants_ended": len(revoked)},
+    )
+    return {**app_policy(store, oid), "grants_ended": len(revoked)}
+
+
+def enforce_app_policy(
+    store: Store, settings: Settings, oid: str, uids: list[str] | None = None
+) -> list[tuple[str, str]]:
+    """End every member's grant to a mini-program their organizations now refuse (the app gets
+    ``grant.revoked``, the person a receipt); returns (user id, client id) pairs ended."""
+    from broker.consent import grants
+
+    ended = []
+    members = uids if uids is not None else store.redis.zrange(keys.org_members(oid), 0, -1)
+    for uid in members:
+        for client_id in sorted(store.redis.smembers(keys.user_grants(uid))):
+            record = apps_svc.get_app(store, client_id)
+            if record is None or record.get("kind") != "mini_program":
+                continue
+            refused = org_policy.refusal_for_member(store, uid, client_id) is not None
+            if refused and grants.revoke_grant(store, settings, client_id, uid) is not None:
+                ended.append((uid, client_id))
+    return ended
 
 
 # -- sub-admins -------------------------------------------------------------------------------------

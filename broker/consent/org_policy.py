@@ -96,3 +96,52 @@ def require(store: Store, oid: str, uid: str | None, permission: str | None) -> 
 
 def encode(role: str, permissions: list[str] | tuple[str, ...] = ()) -> str:
     return json.dumps({"role": role, "permissions": list(permissions)})
+
+
+# -- which apps an organization lets in -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppRefusal:
+    """Why an organization keeps an app away from its member: ``blocked`` (on its block list) or
+    ``mini_programs_off`` (members may not add mini-programs, and the app is not on its allow list)."""
+
+    org_id: str
+    org_name: str
+    reason: str
+
+
+def _policy_row(raw: dict[str, str]) -> tuple[bool, set[str], set[str]]:
+    allow = raw.get("allow_member_mini_programs") != "0"
+    return allow, set((raw.get("allowed_apps") or "").split()), set((raw.get("blocked_apps") or "").split())
+
+
+def refusal_for_member(store: Store, uid: str, client_id: str) -> AppRefusal | None:
+    """The first of the person's organizations whose policy refuses this mini-program, or None.
+
+    Every organization the person belongs to counts: an app one of them forbids is refused, as on
+    platforms where a managed account follows each of its organizations' rules.
+    """
+    for oid in sorted(store.redis.smembers(keys.user_orgs(uid))):
+        raw = store.redis.hmget(
+            keys.org(oid), ["name", "allow_member_mini_programs", "allowed_apps", "blocked_apps"]
+        )
+        if raw[0] is None:
+            continue
+        allow, allowed, blocked = _policy_row(
+            {
+                "allow_member_mini_programs": raw[1] or "",
+                "allowed_apps": raw[2] or "",
+                "blocked_apps": raw[3] or "",
+            }
+        )
+        if client_id in blocked:
+            return AppRefusal(oid, raw[0], "blocked")
+        if not allow and client_id not in allowed:
+            return AppRefusal(oid, raw[0], "mini_programs_off")
+    return None
+
+
+def blocked_in_org(store: Store, oid: str, client_id: str) -> bool:
+    """Whether the organization blocks this app (its App Center hides it and it cannot be added)."""
+    return client_id in set((store.redis.hget(keys.org(oid), "blocked_apps") or "").split())

@@ -122,6 +122,10 @@ class Org(_HashRecord):
     id: str | None = None
     name: str | None = None
     allow_member_mini_programs: bool | None = field(default=None, metadata=_bool01)
+    # App policy: client ids members may use even when mini-programs are off, and ids blocked for
+    # the organization (mini-programs for its members; App Center apps for its admins).
+    allowed_apps: list[str] | None = field(default=None, metadata=_words)
+    blocked_apps: list[str] | None = field(default=None, metadata=_words)
     created_at: int | None = field(default=None, metadata=_int)
     updated_at: int | None = field(default=None, metadata=_int)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -129,6 +133,8 @@ class Org(_HashRecord):
     def public(self) -> dict[str, Any]:
         out = self._present()
         out["allow_member_mini_programs"] = self.allow_member_mini_programs is not False
+        out["allowed_apps"] = list(self.allowed_apps or [])
+        out["blocked_apps"] = list(self.blocked_apps or [])
         return out
 
 

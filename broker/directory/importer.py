@@ -30,6 +30,7 @@ _username = fields.String(
 )
 _id_user = validate.Regexp(ids.USER_ID_RE, error="expected usr_ followed by 16 lowercase hex digits")
 _id_org = validate.Regexp(ids.ORG_ID_RE, error="expected org_ followed by 16 lowercase hex digits")
+_id_app = validate.Regexp(ids.CLIENT_ID_RE, error="expected app_ followed by 16 lowercase hex digits")
 _password = validate.Length(min=8, max=1024, error="expected 8 to 1024 characters")
 
 
@@ -79,6 +80,18 @@ class OrgCreateSchema(Schema):
 class OrgUpdateSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=128))
     allow_member_mini_programs = fields.Boolean()
+    allowed_apps = fields.List(
+        fields.String(validate=_id_app),
+        validate=validate.Length(max=500),
+        metadata={"description": "apps members may use even when mini-programs are off"},
+    )
+    blocked_apps = fields.List(
+        fields.String(validate=_id_app),
+        validate=validate.Length(max=500),
+        metadata={
+            "description": "apps blocked for the organization: members' mini-programs, App Center apps"
+        },
+    )
 
 
 class RoleSchema(Schema):

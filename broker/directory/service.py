@@ -317,6 +317,8 @@ def update_org(store: Store, oid: str, changes: dict[str, Any], *, now: int | No
         allow_member_mini_programs=(
             bool(changes["allow_member_mini_programs"]) if "allow_member_mini_programs" in changes else None
         ),
+        allowed_apps=sorted(set(changes["allowed_apps"])) if "allowed_apps" in changes else None,
+        blocked_apps=sorted(set(changes["blocked_apps"])) if "blocked_apps" in changes else None,
         updated_at=now,
     )
     store.redis.hset(keys.org(oid), mapping=change.to_hash())

@@ -24,6 +24,7 @@ from broker.web.admin.console import (
     DisbandSchema,
     EnabledSchema,
     InstallSchema,
+    PolicySchema,
     RequestSchema,
     SubAdminSchema,
     _add_member,
@@ -38,6 +39,7 @@ from broker.web.admin.console import (
     _org,
     _remove_member,
     _role,
+    _set_policy,
     bp,
 )
 from broker.web.ledger.api import LISTING
@@ -220,6 +222,28 @@ def api_decide(oid: str, request_id: str) -> Reply:
     data = consoles.load(DecisionSchema(), consoles.json_payload())
     record = _decide(oid, uid, request_id, data["decision"] == "approve", data["reason"], data.get("scopes"))
     return _json(record)
+
+
+@bp.get("/admin/v1/orgs/<oid>/policy")
+@documented(
+    rs.AppPolicySchema, errors=_MANAGE, summary="Whether members may add mini-programs; allow and block lists"
+)
+def api_policy(oid: str) -> Reply:
+    _role(oid, APPS_MANAGE)
+    return _json({**org_admin.app_policy(web.store(), oid), "grants_ended": 0})
+
+
+@bp.put("/admin/v1/orgs/<oid>/policy")
+@documented(
+    rs.AppPolicySchema,
+    body=PolicySchema(),
+    errors=_MANAGE,
+    summary="Change the app policy (apps.manage); members' grants it now refuses end at once (grant.revoked)",
+)
+def api_set_policy(oid: str) -> Reply:
+    uid, _ = _role(oid, APPS_MANAGE)
+    data = consoles.load(PolicySchema(), consoles.json_payload())
+    return _json(_set_policy(oid, uid, data))
 
 
 @bp.get("/admin/v1/orgs/<oid>/members")

@@ -89,6 +89,15 @@ class AddMemberSchema(Schema):
     username = mf.String(required=True, validate=validate.Length(min=1, max=64))
 
 
+class PolicySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    allow_member_mini_programs = mf.Boolean(truthy={True}, falsy={False})
+    allowed_apps = mf.List(mf.String(validate=_CLIENT_ID), validate=validate.Length(max=500))
+    blocked_apps = mf.List(mf.String(validate=_CLIENT_ID), validate=validate.Length(max=500))
+
+
 class DisbandSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -196,7 +205,7 @@ def _dismiss(oid: str, uid: str, target: str) -> dict[str, Any]:
 
 
 def _add_member(oid: str, uid: str, username: str) -> dict[str, Any]:
-    return org_admin.add_member(web.store(), web.settings().pairwise_key, oid, uid, username)
+    return org_admin.add_member(web.store(), web.settings(), oid, uid, username)
 
 
 def _remove_member(oid: str, uid: str, role: Role, target: str) -> None:
@@ -211,6 +220,26 @@ def _member_rows(oid: str) -> list[dict[str, Any]]:
         user = users.get(r["user_id"], {})
         r["nickname"] = user.get("nickname") or ""
         r["username"] = user.get("username") or ""
+    return rows
+
+
+def _set_policy(oid: str, uid: str, changes: dict[str, Any]) -> dict[str, Any]:
+    return org_admin.set_app_policy(web.store(), web.settings(), oid, uid, changes)
+
+
+def _policy_rows(oid: str) -> list[dict[str, Any]]:
+    """Every active app the policy can name, with its current choice (default, allowed, blocked)."""
+    policy = org_admin.app_policy(web.store(), oid)
+    rows = []
+    for a in apps_svc.list_apps(web.store()):
+        if a["status"] != "active" or (a["kind"] == "org_app" and not apps_svc.listed(a)):
+            continue
+        choice = "default"
+        if a["client_id"] in policy["blocked_apps"]:
+            choice = "blocked"
+        elif a["client_id"] in policy["allowed_apps"]:
+            choice = "allowed"
+        rows.append({"client_id": a["client_id"], "name": a["name"], "kind": a["kind"], "choice": choice})
     return rows
 
 
@@ -234,6 +263,7 @@ def _center_rows(oid: str) -> list[dict[str, Any]]:
             "installed": a["client_id"] in installed,
         }
         for a in org_admin.app_center(store)
+        if not org_policy.blocked_in_org(store, oid, a["client_id"])
     ]
 
 

@@ -23,6 +23,7 @@ from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.web.admin.console import (
     ACTIONS,
     AddMemberSchema,
+    PolicySchema,
     RequestSchema,
     SubAdminSchema,
     _add_member,
@@ -40,9 +41,11 @@ from broker.web.admin.console import (
     _names,
     _org,
     _page,
+    _policy_rows,
     _remove_member,
     _role,
     _scope_rows,
+    _set_policy,
     bp,
 )
 from broker.web.interactions import i18n, reauth
@@ -228,6 +231,38 @@ def decide_page(oid: str, request_id: str, decision: str) -> Any:
         return _fail(exc, f"/admin/orgs/{oid}/requests")
     flash(gettext("Approved: the app is added.") if decision == "approve" else gettext("Denied."), "success")
     return redirect(f"/admin/orgs/{oid}/requests", code=303)
+
+
+@bp.get("/admin/orgs/<oid>/policy")
+def policy_page(oid: str) -> Any:
+    _role(oid, APPS_MANAGE)
+    policy = org_admin.app_policy(web.store(), oid)
+    return _page("admin/policy.html", org=_org(oid), policy=policy, rows=_policy_rows(oid))
+
+
+@bp.post("/admin/orgs/<oid>/policy")
+def set_policy_page(oid: str) -> Any:
+    uid, _ = _role(oid, APPS_MANAGE)
+    allowed, blocked = [], []
+    for key, value in request.form.items():
+        if key.startswith("app:"):
+            if value == "allowed":
+                allowed.append(key[4:])
+            elif value == "blocked":
+                blocked.append(key[4:])
+    payload = {
+        "allow_member_mini_programs": request.form.get("allow_member_mini_programs") == "1",
+        "allowed_apps": allowed,
+        "blocked_apps": blocked,
+    }
+    try:
+        result = _set_policy(oid, uid, consoles.load(PolicySchema(), payload))
+    except ValidationFailed as exc:
+        return _fail(exc, f"/admin/orgs/{oid}/policy")
+    flash(
+        gettext("Saved. Grants ended by the new policy: %(count)s.", count=result["grants_ended"]), "success"
+    )
+    return redirect(f"/admin/orgs/{oid}/policy", code=303)
 
 
 @bp.get("/admin/orgs/<oid>/members")

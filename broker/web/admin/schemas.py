@@ -91,6 +91,15 @@ class MemberRoleListSchema(_Body):
     roles = fields.List(fields.Nested(MemberRoleSchema), required=True)
 
 
+class AppPolicySchema(_Body):
+    """Which apps the organization lets in."""
+
+    allow_member_mini_programs = fields.Boolean(required=True)
+    allowed_apps = _strings()
+    blocked_apps = _strings()
+    grants_ended = _int(metadata={"description": "members' grants this change ended"})
+
+
 class OrgMemberSchema(_Body):
     """A member as the organization's own console shows them: by name."""
 

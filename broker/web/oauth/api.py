@@ -17,9 +17,10 @@ from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Blueprint, current_app, jsonify, redirect, request, session
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
+from broker.consent import org_policy
 from broker.core import ids
 from broker.core.catalog import Catalog
 from broker.errors import BrokerError
@@ -74,6 +75,26 @@ def _error_redirect(redirect_uri: str, state: str | None, error: str, descriptio
     return _redirect(redirect_uri, {"error": error, "error_description": description, "state": state})
 
 
+def policy_refused_page(app_name: str, refusal: Any, redirect_uri: str, state: str | None) -> Response:
+    """A clear page (403) for a person whose organization refuses the app, with a way back to the
+    app that tells it ``access_denied``."""
+    back = add_params_to_uri(
+        redirect_uri,
+        [
+            (k, v)
+            for k, v in (
+                ("error", "access_denied"),
+                ("error_description", "The person's organization does not allow this app."),
+                ("state", state),
+                ("iss", web.settings().issuer),
+            )
+            if v is not None
+        ],
+    )
+    html = render_template("interactions/app_refused.html", app_name=app_name, refusal=refusal, back=back)
+    return no_store(Response(html, status=403, mimetype="text/html"))
+
+
 def _query_without(name: str) -> str:
     pairs = [(k, v) for k, v in request.args.items(multi=True) if k != name]
     return urlencode(pairs)
@@ -121,7 +142,12 @@ def _description(exc: OAuth2Error) -> str:
         400: (
             "Unknown client or unregistered redirect_uri: an error page, never a redirect",
             {"text/html": TEXT},
-        )
+        ),
+        403: (
+            "The signed-in person's organization refuses this mini-program: a page saying which and "
+            "why, with a link back to the app carrying error=access_denied",
+            {"text/html": TEXT},
+        ),
     },
 )
 def authorize() -> Response:
@@ -203,6 +229,13 @@ def authorize() -> Response:
         forced[fingerprint] = [int(time.time()), auth_time]
         session[FORCED_LOGIN_KEY] = dict(list(forced.items())[-10:])
         return redirect(login_session.login_url(return_to, force=True), code=302)
+
+    # Organization policy: a member's organizations may keep mini-programs out (issue 13, item 3).
+    if client.kind == "mini_program":
+        refusal = org_policy.refusal_for_member(web.store(), end_user.uid, client.client_id)
+        if refusal is not None:
+            _finish(forced, fingerprint)
+            return policy_refused_page(client.name, refusal, redirect_uri, state)
 
     # Consent (interaction contract with the consent page at /consent/<iid>).
     requested = (grant.request.scope or "").split()

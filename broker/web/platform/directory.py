@@ -181,7 +181,16 @@ def get_org(oid: str) -> Reply:
 def update_org(oid: str) -> Reply:
     _org_or_404(oid)
     changes = web.json_body(dio.OrgUpdateSchema())
-    return directory.update_org(web.store(), oid, changes)
+    policy = {
+        k: changes.pop(k)
+        for k in ("allow_member_mini_programs", "allowed_apps", "blocked_apps")
+        if k in changes
+    }
+    if policy:  # first: it is validated (apps exist) before anything is written
+        org_admin.set_app_policy(web.store(), web.settings(), oid, PLATFORM, policy)
+    if changes:
+        directory.update_org(web.store(), oid, changes)
+    return _org_or_404(oid)
 
 
 @bp.delete("/orgs/<oid>")
@@ -267,6 +276,7 @@ def put_member(oid: str, uid: str) -> Reply:
     role = directory.member_role(store, oid, uid)
     if added:
         org_admin.announce_member(store, web.settings().pairwise_key, oid, uid, "member.added")
+        org_admin.enforce_app_policy(store, web.settings(), oid, [uid])
         org_admin.audit(store, oid, PLATFORM, "member.added", {"user": uid, **(role or {})})
     elif role != before:
         org_admin.audit(store, oid, PLATFORM, "role.changed", {"user": uid, **(role or {})})

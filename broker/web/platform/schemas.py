@@ -39,6 +39,10 @@ class OrgSchema(_Body):
     id = _str()
     name = _str()
     allow_member_mini_programs = fields.Boolean(required=True)
+    allowed_apps = fields.List(
+        fields.String(), metadata={"description": "allowed even when mini-programs are off"}
+    )
+    blocked_apps = fields.List(fields.String(), metadata={"description": "blocked for the organization"})
     created_at = _int()
     updated_at = fields.Integer()
 

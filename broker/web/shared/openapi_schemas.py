@@ -8,6 +8,7 @@ from __future__ import annotations
 from broker.web.admin.schemas import (
     AdminOrgSchema,
     AppCenterSchema,
+    AppPolicySchema,
     AppRequestListSchema,
     AppRequestSchema,
     AuditEntrySchema,
@@ -140,6 +141,7 @@ __all__ = [
     "AppInstallationSummarySchema",
     "AppListQuery",
     "AppListSchema",
+    "AppPolicySchema",
     "AppRequestListSchema",
     "AppRequestSchema",
     "AppReviewSchema",
