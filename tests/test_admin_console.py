@@ -644,3 +644,30 @@ def test_an_org_app_a_developer_registers_waits_for_the_operators_review(
     assert 'id="read-terms"' in install_page and "https://shifts.example.com/terms" in install_page
     assert install(client, w, client_id).status_code == 303
     assert inst_svc.get_installation(store, client_id, w.oid) is not None
+
+
+def test_members_are_told_in_the_privacy_center_who_decided_what_and_when(
+    client, store, settings, world
+) -> None:
+    w = world
+    session_sign_in(client, w.admin)
+    assert install(client, w).status_code == 303
+    session_sign_in(client, w.member)
+    page = client.get("/privacy").get_data(as_text=True)
+    section = page.split('id="notices-h"')[1].split("</section>")[0]
+    assert "Admin added Roster to Acme." in section and 'class="badge"' in section
+    assert 'data-field="nickname"' in section  # which fields it receives
+    again = client.get("/privacy").get_data(as_text=True).split('id="notices-h"')[1].split("</section>")[0]
+    assert 'class="badge"' not in again  # seen once, no longer new
+
+    session_sign_in(client, w.admin)
+    assert client.post(f"/admin/orgs/{w.oid}/apps/{w.client_id}/disable").status_code == 303
+    session_sign_in(client, w.member)
+    told = client.get("/privacy/v1/notices").get_json()["notices"]
+    assert [(n["what"], n["who_name"], n["new"]) for n in told][-2:] == [
+        ("disabled", "Admin", True),
+        ("installed", "Admin", False),
+    ]
+    assert all(n["org_name"] == "Acme" and n["app_name"] == "Roster" for n in told)
+    session_sign_in(client, w.outsider)
+    assert client.get("/privacy/v1/notices").get_json()["notices"] == []  # not a member: nothing

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from broker.apps.registry import require_app, review_of
-from broker.consent import org_policy
+from broker.consent import notices, org_policy
 from broker.core.ids import ORG_ID_RE, new_installation_id
 from broker.core.records import Installation
 from broker.errors import Conflict, NotFound, ValidationFailed
@@ -110,11 +110,13 @@ def install(
             except redis.WatchError:
                 continue
     store.redis.sadd(keys.org_installations(org_id), client_id)
+    notices.record(store, org_id, client_id, "installed", installed_by, chosen)
     return record.public()
 
 
-def _set_enabled(store: Store, client_id: str, org_id: str, enabled: bool) -> dict[str, Any]:
+def _set_enabled(store: Store, client_id: str, org_id: str, enabled: bool, actor: str) -> dict[str, Any]:
     key = keys.installation(client_id, org_id)
+    changed = False
     with store.redis.pipeline(transaction=True) as pipe:
         while True:
             try:
@@ -135,35 +137,58 @@ def _set_enabled(store: Store, client_id: str, org_id: str, enabled: bool) -> di
                     {"org_id": org_id},
                 )
                 pipe.execute()
+                changed = True
                 break
             except redis.WatchError:
                 continue
-    return require_installation(store, client_id, org_id)
+    record = require_installation(store, client_id, org_id)
+    if changed:
+        notices.record(
+            store, org_id, client_id, "enabled" if enabled else "disabled", actor, record["scopes"]
+        )
+    return record
 
 
-def disable(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
-    return _set_enabled(store, client_id, org_id, False)
+def disable(store: Store, client_id: str, org_id: str, actor: str = "") -> dict[str, Any]:
+    return _set_enabled(store, client_id, org_id, False, actor)
 
 
-def enable(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
-    return _set_enabled(store, client_id, org_id, True)
+def enable(store: Store, client_id: str, org_id: str, actor: str = "") -> dict[str, Any]:
+    return _set_enabled(store, client_id, org_id, True, actor)
 
 
-def set_scopes(store: Store, client_id: str, org_id: str, scopes: Iterable[str]) -> dict[str, Any]:
-    """Change the admin's chosen scopes; tokens narrow at once (effective = token ∩ installation)."""
+def set_scopes(
+    store: Store, client_id: str, org_id: str, scopes: Iterable[str], actor: str = ""
+) -> dict[str, Any]:
+    """Change the admin's chosen scopes; tokens narrow at once (effective = token ∩ installation).
+    The app is told (``installation.updated``) and the members see it in the privacy center."""
     app_record = require_app(store, client_id)
-    require_installation(store, client_id, org_id)
     chosen = list(dict.fromkeys(scopes))
     _check_scopes(chosen, app_record["scopes"])
     key = keys.installation(client_id, org_id)
-    change = Installation(scopes=chosen, updated_at=int(time.time())).to_hash()
-    done = store.lua("hset_if_exists")(keys=[key], args=[x for item in change.items() for x in item])
-    if not done:
-        raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
+    with store.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.hget(key, "scopes")
+                if raw is None:
+                    pipe.unwatch()
+                    raise NotFound(f"app {client_id!r} is not installed in organization {org_id!r}")
+                if raw.split() == chosen:
+                    pipe.unwatch()
+                    return require_installation(store, client_id, org_id)  # no change, no event
+                pipe.multi()
+                pipe.hset(key, mapping=Installation(scopes=chosen, updated_at=int(time.time())).to_hash())
+                events.emit(pipe, client_id, "installation.updated", {"org_id": org_id, "scopes": chosen})
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    notices.record(store, org_id, client_id, "updated", actor, chosen)
     return require_installation(store, client_id, org_id)
 
 
-def remove(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
+def remove(store: Store, client_id: str, org_id: str, actor: str = "") -> dict[str, Any]:
     """Delete the installation and every token issued under it."""
     key = keys.installation(client_id, org_id)
     with store.redis.pipeline(transaction=True) as pipe:
@@ -185,6 +210,8 @@ def remove(store: Store, client_id: str, org_id: str) -> dict[str, Any]:
             except redis.WatchError:
                 continue
     store.redis.srem(keys.org_installations(org_id), client_id)
+    if store.redis.exists(keys.org(org_id)):  # a disbanded org has no members left to tell
+        notices.record(store, org_id, client_id, "removed", actor, record.get("scopes") or [])
     return record
 
 

@@ -27,6 +27,7 @@ EVENT_TYPES = frozenset(
         "installation.disabled",
         "installation.enabled",
         "installation.removed",
+        "installation.updated",
         "member.added",
         "member.removed",
         "user.deleted",

@@ -389,3 +389,14 @@ def org_app_requests(org_id: str) -> str:
 def org_audit(org_id: str) -> str:
     """Stream: the org's audit trail of admin actions (field ``a`` = JSON who, what, details)."""
     return f"{org_tag(org_id)}:audit"
+
+
+def org_notices(org_id: str) -> str:
+    """Stream: decisions about apps that receive the org's members' data (field ``n`` = JSON what,
+    app, scopes, who), shown to members in the privacy center; capped (``consent.notices``)."""
+    return f"{org_tag(org_id)}:notices"
+
+
+def user_notices_seen(user_id: str) -> str:
+    """Hash: org id -> the last notice stream id the person has seen in the privacy center."""
+    return f"{user_tag(user_id)}:noticeseen"

@@ -169,12 +169,12 @@ def _change(oid: str, uid: str, client_id: str, action: str) -> dict[str, Any] |
     store = web.store()
     before = inst_svc.require_installation(store, client_id, oid)
     if action == "remove":
-        inst_svc.remove(store, client_id, oid)
+        inst_svc.remove(store, client_id, oid, uid)
         record = None
     elif action == "disable":
-        record = inst_svc.disable(store, client_id, oid)
+        record = inst_svc.disable(store, client_id, oid, uid)
     else:
-        record = inst_svc.enable(store, client_id, oid)
+        record = inst_svc.enable(store, client_id, oid, uid)
     if record is None or record["enabled"] != before["enabled"]:  # a no-op switch is not an action
         org_admin.audit(store, oid, uid, f"installation.{action}d", {"app": client_id})
     return record

@@ -14,6 +14,7 @@ from flask import Response, request, stream_with_context
 from flask_wtf.csrf import generate_csrf
 
 from broker.consent import grants as grants_svc
+from broker.consent import notices
 from broker.consent import person as center
 from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
@@ -49,6 +50,15 @@ def api_apps() -> Any:
         "apps": center.app_grants(store, catalog, uid, lang),
         "org_apps": center.org_apps(store, catalog, uid, lang),
     }
+
+
+@bp.get("/privacy/v1/notices")
+@documented(rs.NoticeListSchema)
+def api_notices() -> Any:
+    """Decisions of the person's organizations about apps that receive members' data, newest first
+    (``new``: not yet seen in the privacy center's page)."""
+    uid = login_required(SIGN_IN)
+    return {"notices": notices.for_person(web.store(), web.catalog(), uid, i18n.language())}, 200, NO_STORE
 
 
 @bp.post("/privacy/v1/apps/<client_id>/revoke")

@@ -15,8 +15,8 @@ from flask_babel import gettext
 
 from broker.apps.registry import get_app
 from broker.consent import grants as grants_svc
+from broker.consent import notices, receipts
 from broker.consent import person as center
-from broker.consent import receipts
 from broker.core.ids import CLIENT_ID_RE
 from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
@@ -63,12 +63,16 @@ def overview() -> Any:
     uid = login_required()
     lang = i18n.language()
     store, catalog = web.store(), web.catalog()
-    return _render(
+    told = notices.for_person(store, catalog, uid, lang)
+    page = _render(
         "privacy/overview.html",
         lang,
         apps=center.app_grants(store, catalog, uid, lang),
         org_apps=center.org_apps(store, catalog, uid, lang),
+        notices=told,
     )
+    notices.mark_seen(store, uid, told)  # shown once as new
+    return page
 
 
 @bp.route("/privacy/apps/<client_id>/revoke", methods=["GET", "POST"])

@@ -79,6 +79,29 @@ class PersonOrgAppSchema(_Body):
     last_disclosure_at = Number(required=True, allow_none=True)
 
 
+class NoticeSchema(_Body):
+    """A decision of one of the person's organizations about an app receiving members' data."""
+
+    id = _str(metadata={"description": "stream id"})
+    org_id = _str()
+    org_name = _str()
+    app = _str(metadata={"description": "client id"})
+    app_name = _str()
+    what = _str(validate=validate.OneOf(["installed", "enabled", "disabled", "updated", "removed"]))
+    scopes = _strings()
+    fields_ = fields.List(
+        fields.Nested(DescribedSchema), required=True, data_key="fields", attribute="fields"
+    )
+    who = _str(metadata={"description": "user id of the admin who decided, or 'platform'"})
+    who_name = _str(metadata={"description": "their nickname; empty for the platform"})
+    when = _int(metadata={"description": "unix seconds"})
+    new = fields.Boolean(required=True, metadata={"description": "not yet shown on the privacy center page"})
+
+
+class NoticeListSchema(_Body):
+    notices = fields.List(fields.Nested(NoticeSchema), required=True)
+
+
 class PersonAppsSchema(_Body):
     apps = fields.List(fields.Nested(PersonAppSchema), required=True)
     org_apps = fields.List(fields.Nested(PersonOrgAppSchema), required=True)
