@@ -368,6 +368,18 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("BROKER_RECEIPT_JURISDICTION", "CN", _text, "Jurisdiction named in consent receipts."),
     Option(
+        "BROKER_RECEIPT_ADDRESS",
+        "",
+        _text,
+        "Postal address of the platform (the controller) printed in consent receipts; empty: left out.",
+    ),
+    Option(
+        "BROKER_RECEIPT_PHONE",
+        "",
+        _text,
+        "Telephone number of the platform's privacy contact printed in consent receipts; empty: left out.",
+    ),
+    Option(
         "BROKER_WEBHOOK_TIMEOUT_SECONDS",
         "10",
         _int(1, 60),
@@ -486,6 +498,8 @@ class Settings:
     receipt_controller: str = "Workplace platform"
     receipt_contact: str = "privacy@example.com"
     receipt_jurisdiction: str = "CN"
+    receipt_address: str = ""
+    receipt_phone: str = ""
     webhook_timeout_seconds: int = 10
     webhook_max_attempts: int = 8
     webhook_backoff_base_ms: int = 1000
@@ -626,6 +640,8 @@ class Settings:
             receipt_controller=values["BROKER_RECEIPT_CONTROLLER"],
             receipt_contact=values["BROKER_RECEIPT_CONTACT"],
             receipt_jurisdiction=values["BROKER_RECEIPT_JURISDICTION"],
+            receipt_address=values["BROKER_RECEIPT_ADDRESS"],
+            receipt_phone=values["BROKER_RECEIPT_PHONE"],
             webhook_timeout_seconds=values["BROKER_WEBHOOK_TIMEOUT_SECONDS"],
             webhook_max_attempts=values["BROKER_WEBHOOK_MAX_ATTEMPTS"],
             webhook_backoff_base_ms=values["BROKER_WEBHOOK_BACKOFF_BASE_MS"],

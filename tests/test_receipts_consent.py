@@ -12,6 +12,7 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
 from broker.consent import receipts
+from broker.core.pairwise import pairwise_id
 from broker.storage import keys
 from broker.web.shared import context as web
 from tests.support.factories import make_user
@@ -59,6 +60,10 @@ def published(app: Any) -> KeySet:
         return KeySet.import_key_set(web.keyring().ledger_jwks())  # what /ledger/v1/keys serves
 
 
+def web_settings(app: Any) -> Any:
+    return app.extensions["broker.settings"]
+
+
 def test_receipt_verifies_with_published_key_and_carries_kantara_fields(
     app: Any, store: Any, client: Any
 ) -> None:
@@ -77,7 +82,9 @@ def test_receipt_verifies_with_published_key_and_carries_kantara_fields(
     body = json.loads(obj.payload)
     assert body["version"] == "KI-CR-v1.1.0"
     assert body["consentReceiptID"] == rid
-    assert body["piiPrincipalId"] == ALICE
+    # named by the pairwise id the app knows, never the platform's own id (issue 14, item 8)
+    assert body["piiPrincipalId"] == pairwise_id(web_settings(app).pairwise_key, CLIENT, ALICE)
+    assert ALICE not in json.dumps(body)
     assert body["jurisdiction"] == "CN"
     assert body["language"] == "en"
     assert isinstance(body["consentTimestamp"], int)
@@ -241,3 +248,16 @@ def test_a_high_sensitivity_field_marks_the_receipt_sensitive(app: Any, store: A
     assert body["sensitive"] is True
     assert body["spiCat"] == ["mobile"]
     assert body["services"][0]["purposes"][0]["piiCategory"] == ["mobile", "nickname"]
+
+
+def test_the_controller_entry_carries_address_and_phone_from_configuration(app: Any) -> None:
+    from dataclasses import replace
+
+    settings = replace(
+        web_settings(app), receipt_address="1 Platform Road, Hangzhou", receipt_phone="+86 571 0000 0000"
+    )
+    payload = receipts.build_payload(APP, grant(), "granted", settings=settings, public_key={})
+    controller = payload["piiControllers"][0]
+    assert controller["address"] == "1 Platform Road, Hangzhou" and controller["phone"] == "+86 571 0000 0000"
+    plain = receipts.build_payload(APP, grant(), "granted", settings=web_settings(app), public_key={})
+    assert "address" not in plain["piiControllers"][0] and "phone" not in plain["piiControllers"][0]

@@ -23,6 +23,7 @@ from joserfc import jws
 
 from broker.core.keyring import LEDGER_ALG as RECEIPT_ALG
 from broker.core.keyring import LEDGER_SIGNING, LEDGER_VERIFYING
+from broker.core.pairwise import pairwise_id
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -84,13 +85,17 @@ def build_payload(
         "consentReceiptID": receipt_id or str(uuid.uuid4()),
         "publicKey": public_key,
         "language": "en",
-        "piiPrincipalId": user_id,
+        # The id the app knows the person by (pairwise, OIDC Core 8.1), never the platform's own:
+        # the person can show the receipt to the app, and two apps cannot link it.
+        "piiPrincipalId": pairwise_id(settings.pairwise_key, app_record.get("client_id", ""), user_id),
         "piiControllers": [
             {
                 "piiController": settings.receipt_controller,
                 "onBehalf": False,
                 "contact": settings.receipt_contact,
                 "email": settings.receipt_contact if "@" in settings.receipt_contact else "",
+                **({"address": settings.receipt_address} if settings.receipt_address else {}),
+                **({"phone": settings.receipt_phone} if settings.receipt_phone else {}),
                 "piiControllerUrl": settings.issuer,
                 "role": "controller",
             },
@@ -193,7 +198,7 @@ def issue_receipt(
     )
     token = sign(payload, keyring)
     receipt_id: str = payload["consentReceiptID"]
-    user_id = payload["piiPrincipalId"]
+    user_id = grant_record["user_id"]  # the receipt names the person by the app's pairwise id
     pipe = store.redis.pipeline(transaction=True)
     pipe.zadd(keys.receipts_index(user_id), {f"{int(now * 1000):013d}:{receipt_id}": 0})
     pipe.hset(keys.receipts_docs(user_id), receipt_id, token)

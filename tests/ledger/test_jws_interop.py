@@ -20,6 +20,7 @@ from broker import cli
 from broker.config import Settings
 from broker.consent import receipts
 from broker.core.keyring import Keyring
+from broker.core.pairwise import pairwise_id
 from broker.ledger import checkpoints, storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
@@ -87,7 +88,7 @@ def test_pyjwt_verifies_a_checkpoint_and_a_receipt_with_the_key_from_ledger_v1_k
     receipt_key = keys_client.get_signing_key_from_jwt(receipt)
     claims = jwt.decode(receipt, receipt_key, algorithms=["EdDSA"])
     assert claims["consentReceiptID"] == rid
-    assert claims["piiPrincipalId"] == uid
+    assert claims["piiPrincipalId"] == pairwise_id(settings.pairwise_key, CLIENT, uid)
     assert claims["action"] == "granted"
     assert jwt.get_unverified_header(receipt)["typ"] == "consent-receipt+jwt"
 

@@ -165,6 +165,10 @@ class PiiControllerSchema(_Body):
     piiControllerUrl = _str()
     role = _str(validate=validate.OneOf(["controller", "recipient"]))
     email = fields.String(metadata={"description": "the controller's"})
+    address = fields.String(
+        metadata={"description": "the controller's postal address (BROKER_RECEIPT_ADDRESS)"}
+    )
+    phone = fields.String(metadata={"description": "the controller's telephone (BROKER_RECEIPT_PHONE)"})
     client_id = fields.String(metadata={"description": "the recipient app's"})
     developer = fields.String(metadata={"description": "the recipient app's"})
 
@@ -195,7 +199,7 @@ class ConsentReceiptSchema(_Body):
     consentReceiptID = _str()
     publicKey = fields.Nested(JwkSchema, required=True)
     language = _str()
-    piiPrincipalId = _str()
+    piiPrincipalId = _str(metadata={"description": "the pairwise user id the app knows the person by"})
     piiControllers = fields.List(fields.Nested(PiiControllerSchema), required=True)
     policyUrl = _str()
     services = fields.List(fields.Nested(ReceiptServiceSchema), required=True)
