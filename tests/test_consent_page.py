@@ -230,3 +230,14 @@ def test_unknown_action_is_400_and_changes_nothing(client, store, settings) -> N
     assert response.status_code == 400
     assert _interaction(client)["result"] is None
     assert not store.redis.exists(keys.grant(record["client_id"], uid))
+
+
+def test_the_page_shows_the_apps_data_label_and_what_it_does_not_declare(client, store, settings) -> None:
+    """Declared vs actual (issue 14, item 3): each field shows why the app says it uses it and how long
+    it keeps it, or that its data label does not declare it."""
+    label = [{"field": "nickname", "purpose": "to greet you", "retention_days": 30}]
+    _setup(client, store, settings, data_label=label)
+    html = client.get("/consent/i1").get_data(as_text=True)
+    assert "The app says: to greet you; kept 30 days." in html
+    assert 'class="label-missing" data-label-field="avatar"' in html
+    assert 'class="label-missing" data-label-field="nickname"' not in html

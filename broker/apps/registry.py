@@ -46,6 +46,7 @@ EDITABLE = (
     "contact",
     "privacy_policy_url",
     "terms_of_service_url",
+    "data_label",
     "redirect_uris",
     "scopes",
     "webhook_url",
@@ -113,6 +114,16 @@ def validate(settings: Settings, catalog: Catalog, data: Mapping[str, Any]) -> d
         problem = _url_problem(data["privacy_policy_url"], allow_loopback_http=False)
         if problem:
             bad("privacy_policy_url", problem)
+    label = data.get("data_label")
+    if label:
+        seen: set[str] = set()
+        for entry in label:
+            name = entry.get("field")
+            if name not in catalog.fields or not catalog.fields[name].shareable:
+                bad("data_label", f"{name!r} is not a field the broker can share")
+            elif name in seen:
+                bad("data_label", f"{name!r} is declared twice")
+            seen.add(str(name))
     if data.get("terms_of_service_url"):
         problem = _url_problem(data["terms_of_service_url"], allow_loopback_http=False)
         if problem:
@@ -351,6 +362,7 @@ def register_app(
         "post_logout_redirect_uris": list(data.get("post_logout_redirect_uris") or []),
         "backchannel_logout_uri": data.get("backchannel_logout_uri") or "",
         "terms_of_service_url": data.get("terms_of_service_url") or "",
+        "data_label": list(data.get("data_label") or []),
         "status": "active",
         "review": "pending" if needs_review and data["kind"] == "org_app" else "approved",
         "created_at": now,
@@ -639,6 +651,7 @@ def public_view(record: Mapping[str, Any]) -> dict[str, Any]:
         "post_logout_redirect_uris",
         "backchannel_logout_uri",
         "terms_of_service_url",
+        "data_label",
         "status",
         "review",
         "review_reason",
@@ -649,7 +662,22 @@ def public_view(record: Mapping[str, Any]) -> dict[str, Any]:
     out["review"] = review_of(record)
     out["terms_of_service_url"] = out["terms_of_service_url"] or ""
     out["review_reason"] = out["review_reason"] or ""
+    out["data_label"] = list(out["data_label"] or [])
     return out
+
+
+def requested_fields(catalog: Catalog, record: Mapping[str, Any]) -> list[str]:
+    """The fields the app's registered scopes can reach, in catalog order."""
+    reachable = catalog.fields_of(s for s in record.get("scopes") or [] if s in catalog.scopes)
+    return [f for f in catalog.fields if f in reachable]
+
+
+def label_drift(catalog: Catalog, record: Mapping[str, Any]) -> list[str]:
+    """Fields the app asks for (through its scopes) that its data label does not declare: such an
+    app is flagged to the operator, and people and admins see the gap. ``user_id`` is the pairwise
+    id every sign-in carries; it needs no declaration."""
+    declared = {e["field"] for e in record.get("data_label") or []}
+    return [f for f in requested_fields(catalog, record) if f not in declared and f != "user_id"]
 
 
 def scopes_of(record: Mapping[str, Any]) -> list[str]:
@@ -662,6 +690,21 @@ def subset_problem(requested: Iterable[str], allowed: Iterable[str]) -> str | No
 
 
 # -- input schemas (platform API and developer console) ------------------------------------------
+
+
+class LabelEntrySchema(Schema):
+    """One line of an app's data label."""
+
+    class Meta:
+        unknown = RAISE
+
+    field = mf.String(required=True, validate=mv.Length(min=1, max=64))
+    purpose = mf.String(required=True, validate=mv.Length(min=1, max=300))
+    retention_days = mf.Integer(
+        required=True,
+        validate=mv.Range(min=0, max=3650),
+        metadata={"description": "how long the app keeps the field; 0: not kept beyond the request"},
+    )
 
 
 class AppCreateSchema(Schema):
@@ -679,6 +722,7 @@ class AppCreateSchema(Schema):
     contact = mf.String(required=True, validate=mv.Length(min=1, max=200))
     privacy_policy_url = mf.String(required=True, validate=mv.Length(min=1, max=2000))
     terms_of_service_url = mf.String(load_default="", validate=mv.Length(max=2000))
+    data_label = mf.List(mf.Nested(LabelEntrySchema), load_default=list, validate=mv.Length(max=50))
     redirect_uris = mf.List(
         mf.String(validate=mv.Length(min=1, max=2000)),
         load_default=list,
@@ -705,6 +749,7 @@ class AppUpdateSchema(Schema):
     contact = mf.String(validate=mv.Length(min=1, max=200))
     privacy_policy_url = mf.String(validate=mv.Length(min=1, max=2000))
     terms_of_service_url = mf.String(validate=mv.Length(max=2000))
+    data_label = mf.List(mf.Nested(LabelEntrySchema), validate=mv.Length(max=50))
     redirect_uris = mf.List(mf.String(validate=mv.Length(min=1, max=2000)), validate=mv.Length(max=20))
     scopes = mf.List(mf.String(validate=mv.Length(min=1, max=64)), validate=mv.Length(min=1, max=50))
     webhook_url = mf.String(validate=mv.Length(max=2000))

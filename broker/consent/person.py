@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.apps.registry import get_app
+from broker.apps.registry import get_app, label_drift
 from broker.config import Settings
 from broker.consent import grants, receipts
 from broker.core.catalog import Catalog
@@ -106,6 +106,7 @@ def app_grants(store: Store, catalog: Catalog, uid: str, lang: str) -> list[dict
                 "developer_id": developer_id,
                 "developer": nickname(store, developer_id),
                 "privacy_policy_url": app.get("privacy_policy_url") or "",
+                "label_drift": label_drift(catalog, app) if app.get("scopes") else [],
                 "grant_id": grant["id"],
                 "scopes": _describe_scopes(catalog, grant["scopes"], lang),
                 "fields": _describe(catalog, grant["fields"], lang),

@@ -44,6 +44,21 @@ _words = _codec(lambda raw: raw.split(), " ".join)
 _json_list = _codec(_decode_json_list, lambda value: json.dumps(list(value)))
 
 
+def _decode_label(raw: str) -> list[dict[str, Any]]:
+    """An app's data label: a JSON list of ``{"field", "purpose", "retention_days"}`` objects;
+    anything unreadable reads as no label (the app declared nothing)."""
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, dict) and isinstance(v.get("field"), str)]
+
+
+_label = _codec(_decode_label, lambda value: json.dumps(list(value), separators=(",", ":")))
+
+
 class _HashRecord:
     """``from_hash``/``to_hash`` for dataclasses whose fields declare a codec (default: string)."""
 
@@ -198,6 +213,9 @@ class App(_HashRecord):
     post_logout_redirect_uris: list[str] | None = field(default=None, metadata=_json_list)
     backchannel_logout_uri: str | None = None
     terms_of_service_url: str | None = None
+    # The data label (like an app store's privacy label): the fields the app says it uses, why,
+    # and how long it keeps them.
+    data_label: list[dict[str, Any]] | None = field(default=None, metadata=_label)
     review: str | None = None  # operator review of an org app: pending, approved, rejected
     review_reason: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)

@@ -92,6 +92,7 @@ def _overview(record: dict[str, Any]) -> dict[str, Any]:
         "installations": installs,
         "client_secrets": _secrets_meta(client_id),
         "previous_webhook_secret_expires": apps_svc.previous_webhook_secret_expires(store, client_id),
+        "label_drift": apps_svc.label_drift(web.catalog(), record),
     }
 
 
@@ -128,7 +129,22 @@ def _form_payload(*, creating: bool) -> dict[str, Any]:
     if "post_logout_redirect_uris" in form:
         payload["post_logout_redirect_uris"] = consoles.lines(form["post_logout_redirect_uris"])
     payload["scopes"] = form.getlist("scopes")
+    if "label_field" in form or creating or any(k.startswith("label_purpose_") for k in form):
+        payload["data_label"] = [
+            {
+                "field": name,
+                "purpose": form.get(f"label_purpose_{name}", "").strip(),
+                "retention_days": _days(form.get(f"label_retention_{name}", "")),
+            }
+            for name in form.getlist("label_field")
+        ]
     return payload
+
+
+def _days(raw: str) -> int | str:
+    """The retention as a number when it is one; otherwise the text, for the schema to name."""
+    text = raw.strip()
+    return int(text) if text.isdigit() else text
 
 
 def _form_page(template: str, status: int = 200, **context: Any) -> Response:

@@ -55,11 +55,16 @@ def create_app_page() -> Any:
             **request.form,
             "scopes": payload["scopes"],
             "redirect_uris": request.form.get("redirect_uris", ""),
+            "data_label": _label_values(payload),
         }
         return _form_page("developer/app_form.html", 400, values=values, errors=exc.fields or {}, app=None)
     _reveal(record["client_id"], client_secret=client_secret, webhook_secret=webhook_secret)
     flash(gettext("Registered %(app)s.", app=record["name"]), "success")
     return redirect(f"/developer/apps/{record['client_id']}", code=303)
+
+
+def _label_values(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in payload.get("data_label") or [] if isinstance(e, dict)]
 
 
 @bp.get("/developer/apps/<client_id>")
@@ -95,7 +100,7 @@ def update_app_page(client_id: str) -> Any:
     try:
         _update(record, payload)
     except ValidationFailed as exc:
-        values = {**record, **request.form, "scopes": payload["scopes"]}
+        values = {**record, **request.form, "scopes": payload["scopes"], "data_label": _label_values(payload)}
         return _form_page("developer/app_form.html", 400, values=values, errors=exc.fields or {}, app=record)
     flash(gettext("Saved."), "success")
     return redirect(f"/developer/apps/{client_id}", code=303)

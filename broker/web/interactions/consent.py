@@ -128,6 +128,7 @@ def consent(iid: str) -> Any:
         required=[r for r in rows if r.kind == "required"],
         optional=[r for r in rows if r.kind == "optional"],
         separate=[r for r in rows if r.kind == "separate"],
+        label={e["field"]: e for e in app_record.get("data_label") or []},
         iid=iid,
     )
     return csp.allow_app_redirects(Response(html, mimetype="text/html"), app_record["client_id"])

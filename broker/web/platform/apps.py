@@ -86,7 +86,12 @@ def _load(schema: Schema, payload: dict[str, Any], semantic: Any = None) -> dict
 def _app_json(
     record: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None, **extra: Any
 ) -> Reply:
-    return {**apps_svc.public_view(record), **extra}, status, {**NO_STORE, **(headers or {})}
+    return _view(record) | extra, status, {**NO_STORE, **(headers or {})}
+
+
+def _view(record: dict[str, Any]) -> dict[str, Any]:
+    """The app with the fields its scopes reach that its data label does not declare."""
+    return {**apps_svc.public_view(record), "label_drift": apps_svc.label_drift(web.catalog(), record)}
 
 
 @bp.post("/apps")
@@ -146,10 +151,16 @@ def list_apps_view() -> Reply:
         raise ValidationFailed(
             "some fields are invalid", fields={"review": ["must be pending, approved or rejected"]}
         )
+    flagged = request.args.get("flagged")
+    if flagged is not None and flagged not in ("true", "false"):
+        raise ValidationFailed("some fields are invalid", fields={"flagged": ["must be true or false"]})
     records = apps_svc.list_apps(web.store(), developer_id)
     if review is not None:
         records = [r for r in records if r["kind"] == "org_app" and apps_svc.review_of(r) == review]
-    return {"apps": [apps_svc.public_view(r) for r in records]}
+    views = [_view(r) for r in records]
+    if flagged is not None:
+        views = [v for v in views if bool(v["label_drift"]) == (flagged == "true")]
+    return {"apps": views}
 
 
 @bp.get("/apps/<client_id>")

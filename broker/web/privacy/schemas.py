@@ -41,6 +41,10 @@ class PersonAppSchema(_Body):
     developer_id = fields.String(required=True, allow_none=True)
     developer = fields.String(required=True, allow_none=True, metadata={"description": "nickname"})
     privacy_policy_url = _str()
+    label_drift = fields.List(
+        fields.String(),
+        metadata={"description": "fields the app asks for that its data label does not declare"},
+    )
     grant_id = _str()
     scopes = fields.List(fields.Nested(DescribedSchema), required=True)
     fields_ = fields.List(

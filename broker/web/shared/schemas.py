@@ -85,6 +85,12 @@ class OAuthErrorSchema(_Body):
 # -- apps and installations (platform API, developer and admin consoles) ------------------------------
 
 
+class LabelEntryOutSchema(_Body):
+    field = _str()
+    purpose = _str()
+    retention_days = _int()
+
+
 class AppSchema(_Body):
     """A registered app as the APIs show it (never a secret). Members the stored record lacks are null."""
 
@@ -106,6 +112,14 @@ class AppSchema(_Body):
         allow_none=True, metadata={"description": "OIDC Back-Channel Logout"}
     )
     terms_of_service_url = fields.String(metadata={"description": "the developer's terms of service"})
+    data_label = fields.List(
+        fields.Nested(LabelEntryOutSchema),
+        metadata={"description": "the fields the app says it uses, why and how long it keeps them"},
+    )
+    label_drift = fields.List(
+        fields.String(),
+        metadata={"description": "fields its scopes reach that its label does not declare (flagged)"},
+    )
     status = _str(validate=validate.OneOf(["active", "suspended"]))
     review = fields.String(
         validate=validate.OneOf(["pending", "approved", "rejected"]),
@@ -269,6 +283,9 @@ class AppListQuery(_Query):
     review = fields.String(
         validate=validate.OneOf(["pending", "approved", "rejected"]),
         metadata={"description": "only org apps in this review state"},
+    )
+    flagged = fields.Boolean(
+        metadata={"description": "true: only apps asking for fields their label does not declare"}
     )
 
 
