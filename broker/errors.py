@@ -63,6 +63,16 @@ class Unauthenticated(BrokerError):
     title = "Authentication required"
 
 
+class ClientAuthenticationFailed(Unauthenticated):
+    """An app-facing API that takes client authentication (HTTP Basic client id and secret)."""
+
+    code = "invalid_client"
+    title = "Client authentication failed"
+
+    def get_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="broker"', **self.headers}
+
+
 class SignInRequired(Unauthenticated):
     """A person must be signed in (session cookie): APIs answer 401 with a cookie challenge, pages
     send the browser to the login page and back."""

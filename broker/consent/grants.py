@@ -16,7 +16,7 @@ import redis
 
 from broker.apps.registry import get_app
 from broker.config import Settings
-from broker.consent import receipts
+from broker.consent import deletion, receipts
 from broker.core.catalog import Catalog
 from broker.core.ids import new_grant_id
 from broker.core.pairwise import pairwise_id
@@ -126,6 +126,17 @@ def save_consent(
                         "grant.created",
                         {**grant_event_data(settings, client_id, uid), "scopes": merged_scopes},
                     )
+                elif existing["scopes"] != merged_scopes or existing["fields"] != ordered_fields:
+                    events.emit(
+                        pipe,
+                        client_id,
+                        "grant.updated",
+                        {
+                            **grant_event_data(settings, client_id, uid),
+                            "scopes": merged_scopes,
+                            "fields": ordered_fields,
+                        },
+                    )
                 pipe.execute()
                 break
             except redis.WatchError:
@@ -160,10 +171,14 @@ def revoke_grant(store: Store, settings: Settings, client_id: str, uid: str) -> 
                     "grant.revoked",
                     {**grant_event_data(settings, client_id, uid), "scopes": record["scopes"]},
                 )
+                request = deletion.queue(
+                    pipe, settings.pairwise_key, client_id, uid, record["fields"], "grant_revoked"
+                )
                 pipe.execute()
                 break
             except redis.WatchError:
                 continue
+    deletion.index_for_person(store, request)
     store.redis.srem(keys.user_grants(uid), client_id)
     app_record = get_app(store, client_id) or {"client_id": client_id}
     receipts.issue_receipt(store, app_record, record, "revoked", settings=settings)
@@ -191,6 +206,7 @@ def revoke_scope(
                 if scope not in record["scopes"]:
                     pipe.unwatch()
                     raise NotFound(f"the grant does not include scope {scope!r}")
+                before_fields = list(record["fields"])
                 rest = [s for s in record["scopes"] if s != scope]
                 kept_fields = {f for f in record["fields"] if f in catalog.fields_of(rest)}
                 kept_scopes = _scopes_with_fields(catalog, rest, kept_fields)
@@ -202,12 +218,30 @@ def revoke_scope(
                     fields=[f for f in catalog.fields if f in kept_fields],
                     updated_at=int(time.time()),
                 )
+                dropped = [f for f in before_fields if f not in kept_fields]
                 pipe.multi()
                 change = Grant(
                     scopes=record["scopes"], fields=record["fields"], updated_at=record["updated_at"]
                 )
                 pipe.hset(key, mapping=change.to_hash())
+                events.emit(
+                    pipe,
+                    client_id,
+                    "grant.updated",
+                    {
+                        **grant_event_data(settings, client_id, uid),
+                        "scopes": record["scopes"],
+                        "fields": record["fields"],
+                    },
+                )
+                request = (
+                    deletion.queue(pipe, settings.pairwise_key, client_id, uid, dropped, "scope_withdrawn")
+                    if dropped
+                    else None
+                )
                 pipe.execute()
+                if request is not None:
+                    deletion.index_for_person(store, request)
                 app_record = get_app(store, client_id) or {"client_id": client_id}
                 receipts.issue_receipt(
                     store, app_record, record, "changed", settings=settings, catalog=catalog

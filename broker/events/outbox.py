@@ -23,6 +23,8 @@ EVENT_TYPES = frozenset(
     {
         "grant.created",
         "grant.revoked",
+        "grant.updated",
+        "deletion.requested",
         "installation.installed",
         "installation.disabled",
         "installation.enabled",

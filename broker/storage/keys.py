@@ -400,3 +400,18 @@ def org_notices(org_id: str) -> str:
 def user_notices_seen(user_id: str) -> str:
     """Hash: org id -> the last notice stream id the person has seen in the privacy center."""
     return f"{user_tag(user_id)}:noticeseen"
+
+
+def deletion_requests(client_id: str) -> str:
+    """Hash: deletion request id -> JSON (person, fields, reason, sent_at, acked_at), app slot."""
+    return f"{app_tag(client_id)}:delreq"
+
+
+def deletion_requests_by_time(client_id: str) -> str:
+    """Sorted set: deletion request id by time sent, to forget old ones (app slot)."""
+    return f"{app_tag(client_id)}:delreq:t"
+
+
+def user_deletion_requests(user_id: str) -> str:
+    """Sorted set: ``<client_id>:<request id>`` by time sent, the person's history of them."""
+    return f"{user_tag(user_id)}:delreqs"

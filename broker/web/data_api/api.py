@@ -16,12 +16,13 @@ from marshmallow import fields as mf
 from werkzeug.wrappers import Response
 
 from broker.core import cursors
-from broker.errors import BearerError, MissingToken, NotFound, ValidationFailed
+from broker.errors import BearerError, ClientAuthenticationFailed, MissingToken, NotFound, ValidationFailed
 from broker.extensions import csrf
 from broker.gate import members as org_members
 from broker.gate.disclosure import Gate, InsufficientScope, InvalidToken
 from broker.web.oauth import cors
 from broker.web.shared import context as web
+from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.claims import MEMBER_SCOPE, OIDC_CLAIMS
 from broker.web.shared.openapi import documented
 from broker.web.shared.responses import no_store
@@ -229,3 +230,36 @@ def _client_or_none() -> str | None:
         return client_of(bearer_token())
     except InvalidToken:
         return None
+
+
+# -- deletion requests (issue 14, item 4) ------------------------------------------------------------
+
+
+def _authenticated_client() -> str:
+    """The app calling with HTTP Basic client credentials (a confidential client's secret)."""
+    from broker.apps import registry as apps_svc
+
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or not auth.username or not auth.password:
+        raise ClientAuthenticationFailed("send your client id and secret with HTTP Basic authentication")
+    if not apps_svc.verify_secret(web.store(), web.settings(), auth.username, auth.password):
+        raise ClientAuthenticationFailed("unknown client or wrong client secret")
+    return str(auth.username)
+
+
+@bp.post("/v1/deletion-requests/<request_id>/ack")
+@csrf.exempt
+@documented(
+    rs.DeletionRequestSchema,
+    security=[{"clientSecretBasic": []}],
+    errors={401: "Client authentication failed", 404: "No deletion request with this id for this app"},
+)
+def acknowledge_deletion(request_id: str) -> Any:
+    """The app confirms it deleted what a ``deletion.requested`` event named; the person's privacy
+    center shows when. Idempotent: the first acknowledgement's time is kept."""
+    from broker.consent import deletion
+
+    client_id = _authenticated_client()
+    found = deletion.acknowledge(web.store(), client_id, request_id)
+    found.pop("person", None)
+    return found, 200, {"Cache-Control": "no-store"}

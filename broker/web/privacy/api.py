@@ -13,8 +13,8 @@ from typing import Any
 from flask import Response, request, stream_with_context
 from flask_wtf.csrf import generate_csrf
 
+from broker.consent import deletion, notices
 from broker.consent import grants as grants_svc
-from broker.consent import notices
 from broker.consent import person as center
 from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
@@ -59,6 +59,15 @@ def api_notices() -> Any:
     (``new``: not yet seen in the privacy center's page)."""
     uid = login_required(SIGN_IN)
     return {"notices": notices.for_person(web.store(), web.catalog(), uid, i18n.language())}, 200, NO_STORE
+
+
+@bp.get("/privacy/v1/deletion-requests")
+@documented(rs.DeletionRequestListSchema)
+def api_deletion_requests() -> Any:
+    """Requests sent to apps to delete what they received about the person (after a withdrawal),
+    newest first, with when each app acknowledged."""
+    uid = login_required(SIGN_IN)
+    return {"deletion_requests": deletion.for_person(web.store(), uid)}, 200, NO_STORE
 
 
 @bp.post("/privacy/v1/apps/<client_id>/revoke")

@@ -14,8 +14,8 @@ from flask import Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 
 from broker.apps.registry import get_app
+from broker.consent import deletion, notices, receipts
 from broker.consent import grants as grants_svc
-from broker.consent import notices, receipts
 from broker.consent import person as center
 from broker.core.ids import CLIENT_ID_RE
 from broker.directory import service as directory
@@ -64,12 +64,15 @@ def overview() -> Any:
     lang = i18n.language()
     store, catalog = web.store(), web.catalog()
     told = notices.for_person(store, catalog, uid, lang)
+    deletions = deletion.for_person(store, uid, 20)
     page = _render(
         "privacy/overview.html",
         lang,
         apps=center.app_grants(store, catalog, uid, lang),
         org_apps=center.org_apps(store, catalog, uid, lang),
         notices=told,
+        deletions=deletions,
+        app_names={r["client_id"]: app_name(r["client_id"]) for r in deletions},
     )
     notices.mark_seen(store, uid, told)  # shown once as new
     return page

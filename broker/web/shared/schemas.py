@@ -85,6 +85,23 @@ class OAuthErrorSchema(_Body):
 # -- apps and installations (platform API, developer and admin consoles) ------------------------------
 
 
+class DeletionRequestSchema(_Body):
+    """A request to an app to delete what it received about a person (a ``deletion.requested`` event)."""
+
+    id = _str()
+    client_id = _str()
+    fields_ = fields.List(fields.String(), required=True, data_key="fields", attribute="fields")
+    reason = _str(validate=validate.OneOf(["grant_revoked", "scope_withdrawn"]))
+    sent_at = _int(metadata={"description": "unix seconds"})
+    acked_at = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "when the app acknowledged"}
+    )
+
+
+class DeletionRequestListSchema(_Body):
+    deletion_requests = fields.List(fields.Nested(DeletionRequestSchema), required=True)
+
+
 class LabelEntryOutSchema(_Body):
     field = _str()
     purpose = _str()
