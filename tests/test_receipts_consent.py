@@ -261,3 +261,19 @@ def test_the_controller_entry_carries_address_and_phone_from_configuration(app: 
     assert controller["address"] == "1 Platform Road, Hangzhou" and controller["phone"] == "+86 571 0000 0000"
     plain = receipts.build_payload(APP, grant(), "granted", settings=web_settings(app), public_key={})
     assert "address" not in plain["piiControllers"][0] and "phone" not in plain["piiControllers"][0]
+
+
+def test_receipts_carry_the_apps_declared_purpose_and_retention_per_field(app: Any) -> None:
+    with_label = {
+        **grant(),
+        "label": [
+            {"field": "nickname", "purpose": "to greet you", "retention_days": 30},
+            {"field": "email", "purpose": "not granted, so not in the receipt", "retention_days": 1},
+        ],
+    }
+    payload = receipts.build_payload(APP, with_label, "granted", settings=web_settings(app), public_key={})
+    assert payload["retention_days"] == {"nickname": 30}
+    declared = [p for p in payload["services"][0]["purposes"] if not p["primaryPurpose"]]
+    assert [(p["piiCategory"], p["purpose"], p["termination"]) for p in declared] == [
+        (["nickname"], "to greet you", "kept by the app for 30 days")
+    ]

@@ -116,6 +116,8 @@ def test_org_round_trip_and_public(store) -> None:
         "id": oid,
         "name": "Acme",
         "allow_member_mini_programs": True,
+        "allowed_apps": [],
+        "blocked_apps": [],
         "created_at": 1000,
         "updated_at": 1000,
     }
@@ -130,6 +132,8 @@ def test_org_round_trip_and_public(store) -> None:
         "id": oid,
         "name": "Old",
         "allow_member_mini_programs": True,
+        "allowed_apps": [],
+        "blocked_apps": [],
     }
 
 
@@ -186,6 +190,7 @@ def test_app_round_trip_and_public(store, settings, catalog) -> None:
         "post_logout_redirect_uris": [],
         "backchannel_logout_uri": "",
         "terms_of_service_url": "",
+        "data_label": [],
         "status": "active",
         "review": "approved",
         "created_at": now,
@@ -232,6 +237,7 @@ def test_grant_round_trip_and_public(store, settings, catalog) -> None:
         "scopes": ["openid", "profile"],
         "fields": ["user_id", "avatar"],
         "purpose": "Sign in",
+        "label": [],  # the app declared no data label
         "consent_version": "v1:1",
         "created_at": saved["created_at"],
         "updated_at": saved["created_at"],

@@ -106,6 +106,7 @@ def save_consent(
                     "scopes": merged_scopes,
                     "fields": ordered_fields,
                     "purpose": purpose,
+                    "label": [e for e in app_record.get("data_label") or [] if e["field"] in merged_fields],
                     "consent_version": consent_version,
                     "created_at": existing["created_at"] if existing else now,
                     "updated_at": now,

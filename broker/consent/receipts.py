@@ -50,6 +50,17 @@ def _split(value: str | list[str] | None) -> list[str]:
     return sorted(set(items))
 
 
+def _label(grant_record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The grant's copy of the app's data label (a list, or its stored JSON)."""
+    value = grant_record.get("label")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    return [e for e in value or [] if isinstance(e, dict) and isinstance(e.get("field"), str)]
+
+
 def build_payload(
     app_record: dict[str, str],
     grant_record: dict[str, str],
@@ -123,7 +134,22 @@ def build_payload(
                         "termination": privacy_center,
                         "thirdPartyDisclosure": True,
                         "thirdPartyName": app_name,
-                    }
+                    },
+                    # The app's own declaration for each field (its data label), as consented to.
+                    *(
+                        {
+                            "purpose": entry.get("purpose", ""),
+                            "purposeCategory": ["Declared by the app"],
+                            "consentType": "EXPLICIT",
+                            "piiCategory": [entry["field"]],
+                            "primaryPurpose": False,
+                            "termination": f"kept by the app for {entry.get('retention_days')} days",
+                            "thirdPartyDisclosure": True,
+                            "thirdPartyName": app_name,
+                        }
+                        for entry in _label(grant_record)
+                        if entry.get("field") in fields
+                    ),
                 ],
             }
         ],
@@ -134,6 +160,9 @@ def build_payload(
         "grant_id": grant_record.get("id", ""),
         "scopes": scopes,
         "fields": fields,
+        "retention_days": {
+            e["field"]: e.get("retention_days") for e in _label(grant_record) if e["field"] in fields
+        },
         "consent_version": grant_record.get("consent_version", ""),
     }
 

@@ -238,6 +238,9 @@ class Grant(_HashRecord):
     scopes: list[str] | None = field(default=None, metadata=_words)
     fields: list[str] | None = field(default=None, metadata=_words)
     purpose: str | None = None
+    # What the app declared, when the person consented, for each granted field: why and how long
+    # it keeps it (the app's data label, see App); receipts carry it.
+    label: list[dict[str, Any]] | None = field(default=None, metadata=_label)
     consent_version: str | None = None
     created_at: int | None = field(default=None, metadata=_int)
     updated_at: int | None = field(default=None, metadata=_int)

@@ -214,6 +214,11 @@ class ConsentReceiptSchema(_Body):
     grant_id = _str()
     scopes = _strings()
     fields_ = _strings(data_key="fields", attribute="fields")
+    retention_days = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(allow_none=True),
+        metadata={"description": "per field, how long the app said it keeps it (its data label)"},
+    )
     consent_version = _str()
 
 
