@@ -52,6 +52,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import redis
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.app import create_app
@@ -71,6 +73,7 @@ GOAL_PRUNED_BYTES = 64
 MEMBER_SCOPE = "org.members.read"
 PAGE = 100  # people per gate call while loading records, and the members page measured
 TOKEN_TTL = 12 * 3600  # live for the whole run
+REDIS_TIMEOUT_MS = 10000
 
 
 # -- the server and the app -------------------------------------------------------------------
@@ -83,7 +86,8 @@ def fresh_broker(directory: Path) -> Iterator[tuple[RedisServer, Settings, Store
     server.start()
     try:
         settings = make_settings(directory, server.url)
-        store = Store.from_url(server.url)
+        # a longer socket timeout than production's 2 s: bulk appends on a busy machine
+        store = Store.from_url(server.url, timeout_ms=REDIS_TIMEOUT_MS)
         require_current(store)  # stamped with the schema version, as a broker's first start does
         app = create_app(settings, store)
         yield server, settings, store, app
@@ -185,19 +189,39 @@ def in_threads(total: int, threads: int, work: Callable[[int], object]) -> float
 
 
 def make_sequencer(store: Store, app: Any, settings: Settings, batch: int) -> Any:
-    """The ledger sequencer with a large batch, if its constructor still takes one."""
+    """The ledger sequencer, draining everything per run (and with ``batch`` records per append, if
+    given and its constructor still takes one; 0 keeps its own default)."""
     from broker.ledger.sequencer import Sequencer
 
     params = inspect.signature(Sequencer).parameters
-    options = {k: v for k, v in {"batch_size": batch, "max_batches": 1000}.items() if k in params}
+    wanted: dict[str, int] = {"max_batches": 1000} | ({"batch_size": batch} if batch else {})
+    options = {k: v for k, v in wanted.items() if k in params}
     return Sequencer(store, app.extensions["broker.keyring"], settings, **options)
 
 
-def sequence_all(sequencer: Any) -> int:
-    """Run the sequencer until the journals are empty; returns how many records it appended."""
+def sequence_all(sequencer: Any, patience: float = 120.0) -> int:
+    """Run the sequencer until the journals are empty; returns how many records it appended.
+
+    A run that fails (a Redis timeout on a busy machine) is simply run again, as the sequencer
+    thread does: records wait in the journals, and a record already in the log is not appended
+    twice. Meanwhile its lock may still be held (``locked`` False): wait for it to lapse."""
     appended = 0
+    deadline = time.monotonic() + patience
     while True:
-        result = sequencer.run_once()
+        try:
+            result = sequencer.run_once()
+        except redis.RedisError as exc:
+            if time.monotonic() > deadline:
+                raise
+            print(f"  sequencer run failed ({type(exc).__name__}); running it again", flush=True)
+            time.sleep(1)
+            continue
+        if getattr(result, "locked", True) is False:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the ledger lock was not released")
+            time.sleep(0.5)
+            continue
+        deadline = time.monotonic() + patience
         appended += int(getattr(result, "appended", 0))
         if not getattr(result, "removed", 0) and not getattr(result, "appended", 0):
             return appended
@@ -526,7 +550,9 @@ def main() -> None:
     parser.add_argument(
         "--chunk", type=int, default=50000, help="records through the gate per sequencer pass"
     )
-    parser.add_argument("--sequencer-batch", type=int, default=2000, help="records per sequencer append")
+    parser.add_argument(
+        "--sequencer-batch", type=int, default=0, help="records per sequencer append (0: its default)"
+    )
     parser.add_argument("--record-budget", type=float, default=600, help="seconds for bulk records per size")
     parser.add_argument("--no-kinds", dest="kinds", action="store_false", help="skip the per-key-kind scan")
     parser.add_argument("--json-out", type=Path, help="write every figure here as JSON")
