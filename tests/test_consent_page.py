@@ -12,9 +12,10 @@ import pytest
 from broker.app import create_app
 from broker.apps import registry as apps
 from broker.config import REPO_SCOPES_DIR
+from broker.consent import grants as grants_svc
+from broker.consent.grants import CONSENT_TEXT_VERSION
 from broker.core import catalog as catalog_mod
 from broker.storage import keys
-from broker.web.interactions.consent import CONSENT_TEXT_VERSION
 from tests.support.apps import mini_payload
 from tests.support.factories import make_user
 
@@ -110,7 +111,8 @@ def test_approve_with_all_fields(client, store, settings) -> None:
     assert grant["scopes"] == "openid profile"
     assert grant["fields"] == "user_id nickname avatar"
     assert grant["purpose"] == "Keeps your notes"
-    assert grant["consent_version"] == f"{catalog.version}:{CONSENT_TEXT_VERSION}"
+    assert grant["consent_version"] == grants_svc.consent_version(catalog, ["openid", "profile"])
+    assert grant["consent_version"].startswith(f"{CONSENT_TEXT_VERSION}:openid@")
 
 
 def test_unticking_an_optional_field_leaves_it_out(client, store, settings) -> None:

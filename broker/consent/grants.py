@@ -33,6 +33,45 @@ def get_grant(store: Store, client_id: str, uid: str) -> dict[str, Any] | None:
     return Grant.from_hash(raw).public() if raw else None
 
 
+# Bump when the consent page's wording changes in a way that matters to what people agree to.
+CONSENT_TEXT_VERSION = "1"
+
+
+def consent_version(catalog: Catalog, scopes: Iterable[str], existing: str | None = None) -> str:
+    """``<page text version>:<scope>@<digest>,...``: what the person agreed to, per scope (see
+    ``Catalog.scope_version``), kept on the grant and on every receipt. Scopes consented to earlier
+    keep their recorded digest."""
+    versions = scope_versions(existing) if existing else {}
+    versions.update({s: catalog.scope_version(s) for s in scopes if s in catalog.scopes})
+    return f"{CONSENT_TEXT_VERSION}:" + ",".join(f"{s}@{v}" for s, v in sorted(versions.items()))
+
+
+def scope_versions(recorded: str) -> dict[str, str]:
+    """The per-scope digests of a recorded consent version ({} for one written before they existed)."""
+    _, _, body = recorded.partition(":")
+    out = {}
+    for part in body.split(","):
+        scope, at, digest = part.partition("@")
+        if at and scope and digest:
+            out[scope] = digest
+    return out
+
+
+def changed_scopes(catalog: Catalog, grant: dict[str, Any]) -> list[str]:
+    """The grant's scopes whose text changed since the person agreed: per scope digest; a grant
+    from before per-scope digests (``<catalog version>:<page text version>``) counts as unchanged
+    only if the whole catalog and the page text are still the same."""
+    recorded = str(grant.get("consent_version") or "")
+    head, _, rest = recorded.partition(":")
+    versions = scope_versions(recorded)
+    scopes = [s for s in grant.get("scopes") or [] if s in catalog.scopes]
+    if not versions:
+        return [] if (head == catalog.version and rest == CONSENT_TEXT_VERSION) else scopes
+    if head != CONSENT_TEXT_VERSION:
+        return scopes
+    return [s for s in scopes if versions.get(s) != catalog.scope_version(s)]
+
+
 def grant_event_data(settings: Settings, client_id: str, uid: str) -> dict[str, Any]:
     """The person as the app sees them: their pairwise id, never the internal uid."""
     return {"user_id": pairwise_id(settings.pairwise_key, client_id, uid)}

@@ -119,6 +119,21 @@ class Catalog:
             {n for n in names if n not in self.scopes or (audience and self.scopes[n].audience != audience)}
         )
 
+    def scope_version(self, name: str) -> str:
+        """What a person reads and agrees to for one scope (its audience, fields, whether it needs
+        separate consent, its texts and its fields' texts) as a short digest: when it changes, the
+        consent given to it is asked for again."""
+        scope = self.scopes[name]
+        text = json.dumps(
+            {
+                "scope": {**vars(scope), "fields": list(scope.fields)},
+                "fields": {f: vars(self.fields[f]) for f in scope.fields if f in self.fields},
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     def fields_of(self, scope_names: Iterable[str]) -> set[str]:
         """Shareable fields reachable through the given scopes (never a non-shareable one)."""
         out: set[str] = set()

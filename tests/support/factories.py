@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from broker.apps import registry
-from broker.config import Settings
+from broker.config import REPO_SCOPES_DIR, Settings
 from broker.consent import grants, installations
 from broker.core import catalog as catalog_mod
 from broker.core import ids
@@ -105,10 +105,14 @@ def make_grant(
     scopes: list[str] | str,
     fields: list[str] | str,
     *,
-    consent_version: str = "1",
+    consent_version: str | None = None,
 ) -> str:
     """A person's consent saved by ``grants.save_consent`` (indexes, event and receipt included);
-    returns the grant id. The service adds the scopes' required fields."""
+    returns the grant id. The service adds the scopes' required fields. ``consent_version`` defaults
+    to what the consent page records today (so no re-consent is due)."""
+    scope_list = scopes.split() if isinstance(scopes, str) else list(scopes)
+    if consent_version is None:
+        consent_version = grants.consent_version(_catalog(settings), scope_list)
     record = grants.save_consent(
         store,
         settings,
@@ -230,7 +234,9 @@ def raw_grant(
             "scopes": scopes_s,
             "fields": fields_s,
             "purpose": "test",
-            "consent_version": "1",
+            "consent_version": grants.consent_version(
+                catalog_mod.load_once(REPO_SCOPES_DIR), scopes_s.split()
+            ),
             "created_at": now,
             "updated_at": now,
         },

@@ -35,8 +35,7 @@ def _unknown_request() -> NotFound:
     )
 
 
-# Bump when the consent page's wording changes in a way that matters to what people agree to.
-CONSENT_TEXT_VERSION = "1"
+# The consent page's own text version: broker.consent.grants.CONSENT_TEXT_VERSION.
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,12 @@ class FieldRow:
     checked: bool
 
 
-def consent_version() -> str:
-    return f"{web.catalog().version}:{CONSENT_TEXT_VERSION}"
+def consent_version(scopes: list[str], existing: str | None = None) -> str:
+    return grants_svc.consent_version(web.catalog(), scopes, existing)
+
+
+scope_versions = grants_svc.scope_versions
+changed_scopes = grants_svc.changed_scopes
 
 
 def requested_scopes(catalog: Catalog, scopes: list[str], app_record: dict[str, Any]) -> list[str]:
@@ -129,6 +132,11 @@ def consent(iid: str) -> Any:
         optional=[r for r in rows if r.kind == "optional"],
         separate=[r for r in rows if r.kind == "separate"],
         label={e["field"]: e for e in app_record.get("data_label") or []},
+        reconsent=[
+            (catalog.scopes[s].description.get(lang) or catalog.scopes[s].description["en"])
+            for s in interaction.get("reconsent") or []
+            if s in catalog.scopes
+        ],
         iid=iid,
     )
     return csp.allow_app_redirects(Response(html, mimetype="text/html"), app_record["client_id"])
@@ -149,6 +157,10 @@ def _decide(
         raise ValidationFailed(
             gettext("Choose Allow or Deny."), fields={"action": ["must be approve or deny"]}
         )
+    existing = grants_svc.get_grant(web.store(), app_record["client_id"], uid)
+    existing_version = str(existing.get("consent_version") or "") if existing else None
+    if existing_version and not scope_versions(existing_version):
+        existing_version = None  # written before per-scope versions: nothing of it to keep
     ticked = set(request.form.getlist("field"))
     offered = {r.name for r in rows}
     if ticked - offered:
@@ -168,9 +180,18 @@ def _decide(
             scopes,
             chosen,
             _purpose(app_record, lang),
-            consent_version(),
+            consent_version(scopes, existing_version),
         )
         result = "approved" if grant is not None else "denied"
+    elif interaction.get("reconsent"):
+        # Declined to agree again: the grant keeps only what did not change.
+        for scope in interaction["reconsent"]:
+            try:
+                grants_svc.revoke_scope(
+                    web.store(), web.settings(), web.catalog(), app_record["client_id"], uid, scope
+                )
+            except NotFound:
+                continue
     interactions = dict(session.get("interactions") or {})
     interactions[iid] = {**interaction, "result": result}
     session["interactions"] = interactions

@@ -21,10 +21,12 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from werkzeug.wrappers import Response
 
 from broker.consent import org_policy
+from broker.consent.grants import get_grant
 from broker.core import ids
 from broker.core.catalog import Catalog
 from broker.errors import BrokerError
 from broker.extensions import csrf
+from broker.web.interactions import consent as consent_page
 from broker.web.interactions import i18n
 from broker.web.interactions import session as login_session
 from broker.web.oauth import cors
@@ -255,12 +257,18 @@ def authorize() -> Response:
 
     person_grant = load_grant(web.store(), client.client_id, end_user.uid)
     covered = person_grant is not None and set(requested) <= person_grant.scopes
-    if result != "approved" and (not covered or "consent" in prompts):
+    # Consent that follows the text (issue 14, item 6): a scope whose text changed since the person
+    # agreed is asked again.
+    changed = []
+    if person_grant is not None and result != "approved":
+        stored = get_grant(web.store(), client.client_id, end_user.uid)
+        changed = [s for s in consent_page.changed_scopes(web.catalog(), stored or {}) if s in requested]
+    if result != "approved" and (not covered or changed or "consent" in prompts):
         if "none" in prompts:
             return _error_redirect(redirect_uri, state, "consent_required", "The person has not consented.")
         new_iid = secrets.token_urlsafe(16)
         interactions[new_iid] = {"client_id": client.client_id, "scopes": requested, "return_to": return_to,
-                                 "result": None}  # fmt: skip
+                                 "result": None, "reconsent": changed}  # fmt: skip
         session["interactions"] = dict(list(interactions.items())[-10:])
         return redirect(f"/consent/{new_iid}", code=302)
 
