@@ -20,10 +20,7 @@ def test_missing_scope_is_insufficient_scope_with_where_to_grant(client, store, 
     body = response.get_json()
     assert body["error"] == "insufficient_scope"
     assert body["scope"] == "openid"
-    assert (
-        body["grant_url"]
-        == f"{settings.issuer}/oauth/authorize?response_type=code&client_id={cid}&scope=openid"
-    )
+    assert body["grant_url"] == f"{settings.issuer}/privacy/apps/{cid}/scopes/add?scope=openid"
     assert (
         response.headers["WWW-Authenticate"]
         == 'Bearer realm="broker", error="insufficient_scope", scope="openid"'

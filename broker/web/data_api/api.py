@@ -9,6 +9,7 @@ form-encoded POST body (RFC 6750 2.2, what several OIDC clients send by default)
 from __future__ import annotations
 
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import RAISE, Schema, ValidationError, validate
@@ -82,7 +83,9 @@ def _grant_url(exc: InsufficientScope) -> str:
     subject = exc.extra.pop("token_subject", "")
     if kind == "installation":
         return f"{issuer}/admin/orgs/{subject}/apps/{client_id}"
-    return f"{issuer}/oauth/authorize?response_type=code&client_id={client_id}&scope={exc.extra['scope']}"
+    # A privacy-center page where the person adds the scope to the grant they hold (any client kind;
+    # no redirect to the app needed): the app's next token or refresh carries it.
+    return f"{issuer}/privacy/apps/{client_id}/scopes/add?{urlencode({'scope': exc.extra['scope']})}"
 
 
 def _disclose_person(endpoint: str, *, allow_body: bool = False) -> tuple[Any, dict[str, Any]]:

@@ -22,6 +22,7 @@ from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
 from broker.ledger import checkpoints, reading
 from broker.web.interactions import i18n, reauth
+from broker.web.interactions.consent import field_rows as consent_rows
 from broker.web.interactions.logout import sign_out_here
 from broker.web.interactions.session import login_required
 from broker.web.privacy.blueprint import bp
@@ -98,6 +99,53 @@ def revoke_app(client_id: str) -> Any:
         ),
         app_name=name,
     )
+
+
+@bp.route("/privacy/apps/<client_id>/scopes/add", methods=["GET", "POST"])
+def add_scope(client_id: str) -> Any:
+    """Incremental consent (issue 14, item 5): the ``grant_url`` of an ``insufficient_scope`` answer.
+    The person adds the missing scope to the grant they hold; the app's next token or refresh
+    carries it. Works for every client kind: no redirect back to the app is needed."""
+    uid = login_required()
+    lang = i18n.language()
+    held_grant(uid, client_id)
+    catalog = web.catalog()
+    record = get_app(web.store(), client_id)
+    scope = (request.values.get("scope") or "").strip()
+    if (
+        record is None
+        or scope not in catalog.scopes
+        or catalog.scopes[scope].audience != "individual"
+        or scope not in record["scopes"]
+    ):
+        raise NotFound("this app does not ask for that scope")
+    rows = consent_rows(catalog, [scope], lang, set())
+    name = app_name(client_id)
+    if request.method == "POST":
+        if request.form.get("action") != "approve":
+            return redirect(url_for("privacy.overview"), code=303)
+        chosen = {r.name for r in rows if r.kind == "required"} | (
+            set(request.form.getlist("field")) & {r.name for r in rows}
+        )
+        grants_svc.save_consent(
+            web.store(),
+            web.settings(),
+            catalog,
+            client_id,
+            uid,
+            [scope],
+            chosen,
+            str(record.get("description") or ""),
+            grants_svc.consent_version(
+                catalog, [scope], str(held_grant(uid, client_id).get("consent_version") or "")
+            ),
+        )
+        flash(
+            gettext("%(app)s may now receive this too; it gets it with its next token.", app=name), "success"
+        )
+        return redirect(url_for("privacy.overview"), code=303)
+    described = catalog.scopes[scope].description.get(lang) or catalog.scopes[scope].description["en"]
+    return _render("privacy/add_scope.html", lang, app_name=name, scope=scope, described=described, rows=rows)
 
 
 @bp.route("/privacy/apps/<client_id>/scopes/<scope>/revoke", methods=["GET", "POST"])
