@@ -28,13 +28,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gate_bench import start_redis  # noqa: E402
+from gate_bench import start_redis
 
-from broker.app import create_app  # noqa: E402
-from broker.config import Settings  # noqa: E402
-from broker.storage.store import Store  # noqa: E402
-from tests.support.apps import org_payload  # noqa: E402
-from tests.support.factories import (  # noqa: E402
+from broker.app import create_app
+from broker.config import Settings
+from broker.storage.store import Store
+from tests.support.apps import org_payload
+from tests.support.factories import (
     make_app,
     make_grant,
     make_installation,
@@ -42,7 +42,7 @@ from tests.support.factories import (  # noqa: E402
     make_token,
     make_user,
 )
-from tests.support.round_trips import round_trips  # noqa: E402
+from tests.support.round_trips import round_trips
 
 WAITS = ("recv_into", "sendall", "poll", "select", "sleep")
 
