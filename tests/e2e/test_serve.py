@@ -391,3 +391,35 @@ def test_the_server_environment_never_reaches_a_request(tmp_path: Path, brokers:
     assert response.headers["X-Request-Id"] != "from-the-server-environment"
     sent = requests.get(f"{broker.url}/healthz", headers={"X-Request-Id": "from-the-client"}, timeout=10)
     assert sent.headers["X-Request-Id"] == "from-the-client"
+
+
+def test_a_crashed_worker_is_replaced(tmp_path: Path, brokers: list[Broker]) -> None:
+    """A worker that dies (here: SIGKILL) is replaced by a new fork; the master, its Redis and its
+    data-directory lock are untouched, and requests keep being answered."""
+    broker = Broker(tmp_path)
+    brokers.append(broker.start())
+    pid = redis_pid(tmp_path)
+    (old,) = workers_of(broker, 1)
+    os.kill(old, signal.SIGKILL)
+    assert wait_gone(old)
+    deadline = time.monotonic() + 60
+    new: set[int] = set()
+    while time.monotonic() < deadline and not new:
+        assert broker.process is not None
+        new = children(broker.process.pid) - {pid, old}
+        time.sleep(0.1)
+    assert len(new) == 1, new
+    deadline = time.monotonic() + 60
+    status = 0
+    while time.monotonic() < deadline and status != 200:
+        try:
+            status = requests.get(f"{broker.url}/readyz", timeout=5).status_code
+        except requests.ConnectionError:
+            status = 0
+        time.sleep(0 if status == 200 else 0.1)
+    assert status == 200
+    assert broker.process is not None and broker.process.poll() is None
+    assert redis_pid(tmp_path) == pid and not wait_gone(pid, timeout=0.5)
+    second = Broker(tmp_path)
+    with pytest.raises(AssertionError, match="already running"):
+        second.start(timeout=10)
