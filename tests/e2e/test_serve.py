@@ -323,6 +323,27 @@ def test_production_on_an_end_of_life_engine_is_warned(
         assert not caplog.records
 
 
+def read_response(conn: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response (head and a Content-Length body) from ``conn``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, data
+        body += chunk
+    assert len(body) == length, (head, body)
+    return head + b"\r\n\r\n" + body
+
+
 def test_sigterm_lets_a_request_in_flight_finish_then_stops_everything(
     tmp_path: Path, brokers: list[Broker]
 ) -> None:
@@ -341,7 +362,7 @@ def test_sigterm_lets_a_request_in_flight_finish_then_stops_everything(
     with socket.create_connection(("127.0.0.1", broker.port), timeout=30) as conn:
         # a first request on this connection proves a worker holds it (not the listen queue) ...
         conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{broker.port}\r\n\r\n".encode())
-        first = conn.recv(65536)
+        first = read_response(conn)
         assert first.startswith(b"HTTP/1.1 200"), first
         # ... then half of a second one, the stop, and the rest of it once the workers are stopping
         conn.sendall(head + body[:5])
@@ -352,11 +373,7 @@ def test_sigterm_lets_a_request_in_flight_finish_then_stops_everything(
             time.sleep(0.05)
         assert "Stopping worker-" in broker.output(), broker.output()
         conn.sendall(body[5:])
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = conn.recv(65536)
-            assert chunk, answer
-            answer += chunk
+        answer = read_response(conn)
     assert answer.startswith(b"HTTP/1.1 201"), answer
     assert broker.process.wait(30) == 0
     for pid in (*workers, redis):
