@@ -1,4 +1,6 @@
-"""The same-stack floor for ``peer_bench.py``: Flask on gunicorn gthread with redis-py, nothing else.
+"""The same-stack floor for ``peer_bench.py``: Flask with redis-py, nothing else.
+
+``peer_bench.py`` serves it on granian (as ``broker serve`` runs) and on gunicorn gthread (``--servers``).
 
 ``/hello`` answers without I/O; ``/redis`` does one ``MULTI`` (``GET`` + ``XADD``) per request, the
 least a request that reads state and writes a durable record can do on this stack (the redis-server

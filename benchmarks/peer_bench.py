@@ -3,6 +3,7 @@
 Not a test: it measures and prints a table (issue 17, "What to build" 1). One command:
 
     .venv/bin/python benchmarks/peer_bench.py [--rounds 3] [--duration 8] [--connections 16]
+        [--servers granian,gunicorn]
 
 What it starts:
 
@@ -11,19 +12,22 @@ What it starts:
   adapter, ``benchmarks/peer/server.mjs``: one confidential client, client_credentials,
   introspection, and a user access token (scope ``openid profile``) minted at start-up for its
   userinfo ``/me``;
-* **the broker** as production runs it: ``python -m broker serve`` (gunicorn gthread, preloaded app,
-  ``BROKER_WORKERS`` 2 x ``BROKER_THREADS`` 8, embedded redis-server with AOF ``appendfsync always``,
+* **the broker** as production runs it: ``python -m broker serve`` (granian WSGI, app built in the
+  master, ``BROKER_WORKERS`` 2 x ``BROKER_THREADS`` 8, embedded redis-server with AOF ``appendfsync always``,
   log level INFO to a file). Its data directory is seeded first by ``python -m broker demo
   --credentials-out`` (people, an org with its members, the org app, the mini program), which is
   then stopped; a person token comes from the code flow with PKCE through the login and consent
   pages (``tests.support.journey.person_tokens``) and an org token from client_credentials;
-* **the floor** (``benchmarks/floor_app.py``): Flask on gunicorn gthread 2 x 8, one ``MULTI``
-  (GET + XADD) per request against its own redis-server with ``appendfsync always``, and its
-  no-I/O ``/hello``.
+* **the floor** (``benchmarks/floor_app.py``): Flask with redis-py, one ``MULTI`` (GET + XADD) per
+  request against its own redis-server with ``appendfsync always``, and its no-I/O ``/hello``, on
+  each server of ``--servers`` (default both, so that one run shows the choice of ``broker serve``'s
+  server measured): ``granian`` (WSGI, 2 workers x 8 blocking threads, as ``broker serve``) and
+  ``gunicorn`` (gthread 2 x 8, preloaded). They share the floor's redis-server and take their turns
+  in the same interleaved rounds as the broker and the peer (``floor-granian``, ``floor-gunicorn``).
 
 Load: Debian's ``wrk`` (``apt-get install wrk``), ``-t1 -c16 --latency``, the same for every server.
-Each endpoint is measured in rounds, the servers interleaved within a round (broker, peer, floor,
-broker, peer, floor, ...), after a short unrecorded warm-up of each. The figures are the medians of
+Each endpoint is measured in rounds, the servers interleaved within a round (broker, peer, floors,
+broker, peer, floors, ...), after a short unrecorded warm-up of each. The figures are the medians of
 the rounds. node-oidc-provider's in-memory store is an LRU of 1,000 entries that every issued token
 enters, so client_credentials runs last (the peer's user token must survive until then).
 """
@@ -195,25 +199,50 @@ def start_broker(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], dict
     return proc, info
 
 
-def start_floor(tmp: Path, workers: int, threads: int) -> tuple[subprocess.Popen[bytes], RedisServer, str]:
-    redis = RedisServer(tmp / "floor-redis")
-    redis.start()
-    port = free_port()
-    log = tmp / "floor.log"
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "--worker-class",
-            "gthread",
+FLOOR_SERVERS = ("granian", "gunicorn")
+
+
+def floor_command(server: str, port: int, workers: int, threads: int) -> list[str]:
+    """The floor app on ``server``, configured as ``broker serve`` configures it (or did)."""
+    bin_dir = Path(sys.executable).parent
+    if server == "granian":
+        return [
+            str(bin_dir / "granian"),
+            "--interface",
+            "wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
             "--workers",
             str(workers),
-            "--threads",
+            "--blocking-threads",
             str(threads),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--preload",
+            "--no-ws",
             "benchmarks.floor_app:app",
-        ],
+        ]
+    return [
+        str(bin_dir / "gunicorn"),
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--preload",
+        "benchmarks.floor_app:app",
+    ]
+
+
+def start_floor(
+    tmp: Path, server: str, redis: RedisServer, workers: int, threads: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    log = tmp / f"floor-{server}.log"
+    proc = subprocess.Popen(
+        floor_command(server, port, workers, threads),
         env={**os.environ, "FLOOR_REDIS_URL": redis.url, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         stdout=open(log, "w"),  # noqa: SIM115
@@ -221,7 +250,7 @@ def start_floor(tmp: Path, workers: int, threads: int) -> tuple[subprocess.Popen
     )
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/redis", proc, log)
-    return proc, redis, base
+    return proc, base
 
 
 # --- load ----------------------------------------------------------------------------------------
@@ -252,7 +281,8 @@ def _ms(text: str) -> float:
 
 def connections_per_process(port: int) -> str:
     """How the load's keep-alive connections are spread over the server's processes (``ss -p``):
-    gunicorn's gthread workers each accept what they can, so all 16 may land on one of two."""
+    gunicorn's gthread workers each accept what they can, so all 16 may land on one of two;
+    granian's workers listen with ``SO_REUSEPORT`` and the kernel spreads them."""
     try:
         out = subprocess.run(
             ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
@@ -322,28 +352,35 @@ def check(target: Target) -> None:
 # --- the run -------------------------------------------------------------------------------------
 
 
-def cases(broker: dict[str, Any], peer: dict[str, Any], floor: str) -> list[tuple[str, list[Target]]]:
+def cases(
+    broker: dict[str, Any], peer: dict[str, Any], floors: dict[str, str]
+) -> list[tuple[str, list[Target]]]:
     person = {"Authorization": f"Bearer {broker['person_token']}"}
     org = {"Authorization": f"Bearer {broker['org_token']}"}
     user = {"Authorization": f"Bearer {peer['user_token']}"}
     broker_client = {"Authorization": basic(broker["client_id"], broker["client_secret"])}
     peer_client = {"Authorization": basic(peer["client_id"], peer["client_secret"])}
     peer_me = Target("peer", "/me", f"{peer['base']}/me", user)
-    floor_redis = Target("floor", "/redis (MULTI GET+XADD)", f"{floor}/redis")
+    floor_redis = [
+        Target(f"floor-{name}", "/redis (MULTI GET+XADD)", f"{base}/redis") for name, base in floors.items()
+    ]
+    floor_hello = [
+        Target(f"floor-{name}", "/hello (no I/O)", f"{base}/hello") for name, base in floors.items()
+    ]
     b, p = broker["base"], peer["base"]
     return [
-        ("floor hello", [Target("floor", "/hello (no I/O)", f"{floor}/hello")]),
-        ("GET /v1/me", [Target("broker", "GET /v1/me", f"{b}/v1/me", person), peer_me, floor_redis]),
+        ("floor hello", floor_hello),
+        ("GET /v1/me", [Target("broker", "GET /v1/me", f"{b}/v1/me", person), peer_me, *floor_redis]),
         (
             "userinfo",
-            [Target("broker", "GET /oauth/userinfo", f"{b}/oauth/userinfo", person), peer_me, floor_redis],
+            [Target("broker", "GET /oauth/userinfo", f"{b}/oauth/userinfo", person), peer_me, *floor_redis],
         ),
         (
             f"GET /v1/orgs/<org>/members ({broker['members']} members)",
             [
                 Target("broker", "members", f"{b}/v1/orgs/{broker['org_id']}/members", org),
                 peer_me,
-                floor_redis,
+                *floor_redis,
             ],
         ),
         (
@@ -407,7 +444,28 @@ def versions(peer_version: str) -> dict[str, str]:
         "oidc-provider": peer_version,
         "wrk": wrk_version.splitlines()[0] if wrk_version else "?",
         "redis-server (broker, floor)": out(server_binary(), "--version").split(" sha=")[0],
+        "granian": _dist_version("granian"),
+        "gunicorn": _dist_version("gunicorn"),
     }
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def parse_servers(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FLOOR_SERVERS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"a comma-separated list of distinct servers out of {', '.join(FLOOR_SERVERS)}"
+        )
+    return names
 
 
 def main() -> int:
@@ -418,6 +476,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--servers",
+        type=parse_servers,
+        default=list(FLOOR_SERVERS),
+        help="servers to run the floor app on, interleaved in the same rounds (default: granian,gunicorn)",
+    )
     parser.add_argument("--reinstall", action="store_true", help="npm install the peer afresh")
     parser.add_argument("--json-out", type=Path, help="also write every measurement as JSON here")
     args = parser.parse_args()
@@ -435,11 +499,15 @@ def main() -> int:
     try:
         broker_proc, broker = start_broker(tmp, args.workers)
         procs.append(broker_proc)
-        floor_proc, floor_redis, floor = start_floor(tmp, args.workers, args.threads)
-        procs.append(floor_proc)
+        floor_redis = RedisServer(tmp / "floor-redis")
+        floor_redis.start()
+        floors: dict[str, str] = {}
+        for server in args.servers:
+            floor_proc, floors[server] = start_floor(tmp, server, floor_redis, args.workers, args.threads)
+            procs.append(floor_proc)
         peer_proc, peer = start_peer(tmp)  # last: its tokens are fresh and its LRU empty
         procs.append(peer_proc)
-        for case, targets in cases(broker, peer, floor):
+        for case, targets in cases(broker, peer, floors):
             for target in targets:
                 check(target)
                 wrk(target, args.warmup, args.connections, tmp)
@@ -478,13 +546,15 @@ def main() -> int:
     print(f"load average before: {loads[0]}; after: {loads[1]}")
     print(
         f"wrk -t1 -c{args.connections} -d{args.duration:g}s --latency; {args.rounds} rounds, medians; "
-        f"broker and floor: gunicorn gthread {args.workers} workers x {args.threads} threads\n"
+        f"broker: broker serve (granian) {args.workers} workers x {args.threads} threads; floor app on "
+        f"{', '.join(args.servers)} with the same workers and threads\n"
     )
-    print(
-        "| endpoint | broker req/s (p50 / p99 ms) | peer req/s (p50 / p99 ms) | broker / peer "
-        "| floor /redis req/s (p50 / p99 ms) | broker / floor | non-2xx |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    floors = [f"floor-{server}" for server in args.servers]
+    header = "| endpoint | broker req/s (p50 / p99 ms) | peer req/s (p50 / p99 ms) | broker / peer "
+    for floor in floors:
+        header += f"| {floor} /redis req/s (p50 / p99 ms) | broker / {floor} "
+    print(header + "| non-2xx |")
+    print("|---" * (5 + 2 * len(floors)) + "|")
 
     def cell(case: str, server: str) -> str:
         if server not in raw[case]:
@@ -498,20 +568,57 @@ def main() -> int:
         if case == "floor hello":
             continue
         ratio_peer = med(case, "broker", "rps") / med(case, "peer", "rps")
-        ratio_floor = (
-            f"{med(case, 'broker', 'rps') / med(case, 'floor', 'rps'):.2f}" if "floor" in raw[case] else "-"
-        )
         errors = sum(r["non2xx"] + r["socket_errors"] for runs in raw[case].values() for r in runs)
-        print(
-            f"| {case} | {cell(case, 'broker')} | {cell(case, 'peer')} ({labels[case]['peer']}) "
-            f"| {ratio_peer:.2f} | {cell(case, 'floor')} | {ratio_floor} | {errors:.0f} |"
-        )
-    print(f"| floor `/hello` (no I/O) | | | | {cell('floor hello', 'floor')} | | |")
+        row = f"| {case} | {cell(case, 'broker')} | {cell(case, 'peer')} ({labels[case]['peer']}) "
+        row += f"| {ratio_peer:.2f} "
+        for floor in floors:
+            ratio = (
+                f"{med(case, 'broker', 'rps') / med(case, floor, 'rps'):.2f}" if floor in raw[case] else "-"
+            )
+            row += f"| {cell(case, floor)} | {ratio} "
+        print(row + f"| {errors:.0f} |")
+
+    # The server choice: the same floor app on each server, from the same interleaved rounds.
+    def pooled(path: str, floor: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for case in raw
+            if (case == "floor hello") == (path == "/hello") and floor in raw[case]
+            for r in raw[case][floor]
+        ]
+
+    def pooled_cell(runs: list[dict[str, Any]]) -> str:
+        if not runs:
+            return "-"
+        rps = statistics.median(r["rps"] for r in runs)
+        p50 = statistics.median(r["p50_ms"] for r in runs)
+        p99 = statistics.median(r["p99_ms"] for r in runs)
+        return f"{rps:,.0f} ({p50:.1f} / {p99:.1f})"
+
+    print("\nThe floor app on each server (medians over every run of that path in this run):\n")
+    print("| floor path | " + " | ".join(f"{f} req/s (p50 / p99 ms)" for f in floors) + " | runs |")
+    print("|---" * (len(floors) + 2) + "|")
+    for path in ("/redis", "/hello"):
+        runs = {floor: pooled(path, floor) for floor in floors}
+        count = "/".join(str(len(r)) for r in runs.values())
+        print(f"| `{path}` | " + " | ".join(pooled_cell(r) for r in runs.values()) + f" | {count} |")
+    if {"floor-granian", "floor-gunicorn"} <= set(floors):
+        for path in ("/redis", "/hello"):
+            granian = pooled(path, "floor-granian")
+            gunicorn = pooled(path, "floor-gunicorn")
+            if granian and gunicorn:
+                ratio = statistics.median(r["rps"] for r in granian) / statistics.median(
+                    r["rps"] for r in gunicorn
+                )
+                print(f"granian / gunicorn on `{path}`: {ratio:.2f}")
+
     busiest = max(r["wrk_cpu"] for runs in raw.values() for rs in runs.values() for r in rs)
     print(f"\nwrk's own CPU, at most {busiest:.0%} of one core in any run (of {os.cpu_count()} cores)")
-    gunicorn = [r["split"] for c in raw.values() for srv, rs in c.items() if srv != "peer" for r in rs]
-    alone = sum(1 for split in gunicorn if "+" not in str(split))
-    print(f"gunicorn (broker, floor): all connections in one worker in {alone} of {len(gunicorn)} runs")
+    for server in ("broker", *floors):
+        splits = [r["split"] for c in raw.values() for srv, rs in c.items() if srv == server for r in rs]
+        if splits:
+            alone = sum(1 for split in splits if "+" not in str(split))
+            print(f"{server}: all connections in one worker in {alone} of {len(splits)} runs")
     if args.json_out:
         args.json_out.write_text(
             json.dumps(

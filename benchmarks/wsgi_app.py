@@ -1,4 +1,4 @@
-"""The broker WSGI app built from the environment, for running under granian in the benchmark."""
+"""The broker WSGI app built from the environment, for running under gunicorn in ``serve_bench.py``."""
 
 from __future__ import annotations
 

@@ -159,12 +159,17 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("BROKER_HOST", "127.0.0.1", _text, "Address `broker serve` binds to."),
     Option("BROKER_PORT", "8080", _int(0, 65535), "Port `broker serve` binds to."),
-    Option("BROKER_WORKERS", "2", _int(1, 64), "gunicorn worker processes."),
+    Option(
+        "BROKER_WORKERS",
+        "2",
+        _int(1, 64),
+        "Server worker processes (granian, forked from the `broker serve` process).",
+    ),
     Option(
         "BROKER_THREADS",
         "8",
         _int(1, 256),
-        "Threads per worker (gthread); concurrency feeds AOF group commit.",
+        "Python threads per worker serving requests; concurrency feeds AOF group commit.",
     ),
     Option(
         "BROKER_DATA_DIR", "./var", _path, "Data directory: embedded Redis files, development secrets, keys."
@@ -419,7 +424,7 @@ OPTIONS: tuple[Option, ...] = (
         "BROKER_LOG_FORMAT",
         "auto",
         _choice("auto", "json", "text"),
-        "Log lines of the broker and gunicorn: `json` (one object per line), `text`, or `auto` "
+        "Log lines of the broker and its server (granian): `json` (one object per line), `text`, or `auto` "
         "(json when BROKER_ENV=production, else text).",
     ),
     Option(

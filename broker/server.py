@@ -1,7 +1,24 @@
 """Running the service: configuration, the (embedded) Redis, and the production WSGI server.
 
-gunicorn with gthread workers was chosen over granian (see README, "Why gunicorn"): the app is
-preloaded once in the master, which also owns the embedded redis-server.
+The server is granian (WSGI interface, ``BROKER_WORKERS`` processes x ``BROKER_THREADS`` Python
+threads), chosen by measurement over gunicorn gthread (README, "Why granian"). What gunicorn gave
+the broker is kept, by hand where granian has no hook:
+
+* the app is built once, in the master (the ``broker serve`` process), which also owns the embedded
+  redis-server and the data-directory lock; workers are forked from it (multiprocessing's
+  fork start method, set explicitly) and load nothing: granian calls :func:`_worker_loader` in each
+  worker, which is gunicorn's ``post_fork`` + ``post_worker_init``;
+* a worker dies with the master (``PR_SET_PDEATHSIG`` = SIGKILL, then a check that the master did
+  not die before that was set), so a ``kill -9`` of the master leaves nothing running;
+* :func:`_worker_main` wraps granian's own WSGI worker so that the worker's exit (SIGTERM from the
+  master after the in-flight requests drained, or a crash) runs gunicorn's ``worker_exit``: the
+  demo's webhook loop stops, the worker's live gauges stop counting;
+* a worker that crashes is replaced (``respawn_failed_workers``), SIGHUP replaces every worker
+  gracefully, SIGTERM/SIGINT stop the server and then the embedded Redis.
+
+Each worker listens on its own socket with ``SO_REUSEPORT`` (granian on Linux): the kernel spreads
+connections over the workers, where gunicorn's gthread workers each accepted what they could, so
+that all connections often landed in one worker.
 """
 
 from __future__ import annotations
@@ -9,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import multiprocessing
 import os
 import socket
 import threading
@@ -18,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
+from granian.constants import Interfaces
+from granian.log import LogLevels
+from granian.server.mp import MPServer
 
 from broker.app import create_app
 from broker.config import Settings
@@ -31,6 +51,7 @@ log = logging.getLogger("broker.server")
 
 
 ORPHAN_WAIT = 10.0  # seconds a restart waits for a killed broker's workers to let go of the port
+GRACEFUL_TIMEOUT = 15  # seconds a stopping worker has to finish its requests before SIGKILL
 
 
 def check_port_free(host: str, port: int, orphan_wait: float = ORPHAN_WAIT) -> None:
@@ -38,8 +59,10 @@ def check_port_free(host: str, port: int, orphan_wait: float = ORPHAN_WAIT) -> N
 
     Right after a ``kill -9`` of a broker, its workers may still hold the listening socket for a
     moment (they die by ``PR_SET_PDEATHSIG``); while every holder is such an orphaned broker
-    worker, wait for them (at most ``orphan_wait`` seconds) instead of refusing. SO_REUSEPORT is
-    not used: it would let two brokers share a port.
+    worker, wait for them (at most ``orphan_wait`` seconds) instead of refusing.
+
+    The probe binds *without* ``SO_REUSEPORT``: the server's workers listen with it (one socket
+    each), and a probe with it would succeed beside a running broker, letting two share a port.
     """
     if port == 0:
         return
@@ -116,7 +139,9 @@ def _orphaned_broker(pid: int) -> bool:
         return [a for a in raw.decode(errors="replace").split("\0") if a]
 
     def is_broker(args: list[str]) -> bool:
-        return any(os.path.basename(a) == "broker" or a.startswith("gunicorn: ") for a in args)
+        # ``python -m broker serve`` or ``.../bin/broker serve`` (workers are forks: the same argv),
+        # or the process titles granian sets when setproctitle is installed ("broker worker-1")
+        return any(os.path.basename(a) == "broker" or a.startswith("broker worker-") for a in args)
 
     try:
         ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -126,30 +151,45 @@ def _orphaned_broker(pid: int) -> bool:
     return not own or (is_broker(own) and not is_broker(argv(ppid)))
 
 
-class _Gunicorn(BaseApplication):
-    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
-        self.application = app
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return self.application
+def bind_address(host: str) -> str:
+    """The IP address to listen on for ``BROKER_HOST`` (an address or a host name, as gunicorn
+    took it; granian takes addresses only)."""
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ServeError(f"BROKER_HOST: cannot resolve {host!r} ({exc})") from None
+    return str(infos[0][4][0])
 
 
-def _post_fork(server: Any, worker: Any) -> None:
-    after_fork_in_child()
+# -- in each worker -------------------------------------------------------------------------------
+
+# The app a worker serves (set by its loader, read by its exit); None in the master.
+_worker_app: Flask | None = None
 
 
-def _post_worker_init(worker: Any) -> None:
+def _worker_loader(app: Flask, master: int) -> Callable[[], Any]:
+    """What granian calls in each freshly forked worker for its WSGI callable: gunicorn's
+    ``post_fork`` and ``post_worker_init``, then the app the master built (nothing is imported or
+    built again)."""
+
+    def load() -> Any:
+        global _worker_app
+        after_fork_in_child()  # die with the master; drop its data-directory lock
+        if os.getppid() != master:  # the master died before PR_SET_PDEATHSIG was in place
+            os._exit(0)
+        _worker_app = app
+        _start_background_work(app)
+        return without_process_environment(app)
+
+    return load
+
+
+def _start_background_work(app: Flask) -> None:
     """Each worker runs the ledger sequencer beside its request threads (one holds the lock), and,
     for ``broker demo``, the webhook delivery loop (per-app leases keep deliveries one at a time)."""
     from broker.ledger.sequencer import start_in_background
 
-    app = worker.app.application
     store, settings = app.extensions["broker.store"], app.extensions["broker.settings"]
     start_in_background(store, app.extensions["broker.keyring"], settings)
     if app.extensions.get("broker.deliver_webhooks"):
@@ -163,27 +203,69 @@ def _post_worker_init(worker: Any) -> None:
         thread.start()
 
 
-def _worker_exit(server: Any, worker: Any) -> None:
-    """Stop the demo's webhook loop before the interpreter tears its thread pools down; the worker's
-    live metric gauges stop counting (its counters stay in the totals)."""
-    running = worker.app.application.extensions.get("broker.webhooks_thread")
+def _worker_main(*args: Any, **kwargs: Any) -> None:
+    """A worker process: granian's own WSGI worker, then gunicorn's ``worker_exit``.
+
+    granian's worker returns once SIGTERM (from the master) stopped it and its in-flight requests
+    are answered; a worker that crashes raises through here. Either way, stop the demo's webhook
+    loop before the process ends, and let the worker's live metric gauges stop counting (its
+    counters stay in the totals).
+    """
+    try:
+        MPServer._spawn_wsgi_worker(*args, **kwargs)
+    finally:
+        _worker_exit()
+
+
+def _worker_exit() -> None:
+    app = _worker_app
+    running = app.extensions.get("broker.webhooks_thread") if app is not None else None
     if running:
         stop, thread = running
         stop.set()
         thread.join(timeout=10)
-    metrics.mark_process_dead(worker.pid)
+    metrics.mark_process_dead(os.getpid())
 
 
-def _metrics_listener(settings: Settings) -> Callable[[Any], None]:
-    """gunicorn's ``when_ready`` (in the master, before the workers fork): with
-    ``BROKER_METRICS_PORT``, serve ``/metrics`` of every worker on that separate, private port."""
+def without_process_environment(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``app`` with the server process's environment variables taken out of every WSGI environ.
 
-    def when_ready(server: Any) -> None:
-        if settings.metrics_port:
-            metrics.serve(settings.metrics_port, settings.metrics_host)
-            log.info("metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
+    granian starts each request's environ from a copy of ``os.environ``: every ``BROKER_*``
+    secret would sit in every request, and a variable such as ``HTTP_X_REQUEST_ID`` or
+    ``HTTP_PROXY`` would pass for a header the client never sent. A key is dropped when it holds
+    exactly the process's value (a request header with the very same name and value is the only
+    thing dropped with it, and it could not be told apart).
+    """
+    inherited = dict(os.environ)
+    names = frozenset(inherited)
 
-    return when_ready
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        for name in names & environ.keys():
+            if environ[name] == inherited[name]:
+                del environ[name]
+        return app(environ, start_response)
+
+    return application
+
+
+# -- the master -----------------------------------------------------------------------------------
+
+
+class _Granian(MPServer):
+    """granian's multi-process server; a SIGINT/SIGTERM of the master marks every worker as
+    stopped by it at once, so that one that got the signal too (Ctrl-C reaches the whole process
+    group) and exits on its own is not reported as a crash and replaced."""
+
+    def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+        for worker in self.wrks:
+            worker.interrupt_by_parent = True
+        super().signal_handler_interrupt(*args, **kwargs)
+
+
+def _not_the_thread_count_warning(record: logging.LogRecord) -> bool:
+    """granian warns at every start when a worker may run more Python threads than 2 x CPUs + 1;
+    ``BROKER_THREADS`` is that number on purpose (concurrent requests feed the AOF group commit)."""
+    return not record.getMessage().startswith("Configuration allows spawning")
 
 
 def run(
@@ -197,50 +279,68 @@ def run(
     ``deliver_webhooks`` also runs the webhook delivery loop in every server worker (the demo's
     one-command set-up); production runs ``broker worker`` beside the server instead.
     """
-    check_port_free(settings.host, settings.port)
+    address = bind_address(settings.host)
+    check_port_free(address, settings.port)
     if settings.metrics_port:
         check_port_free(settings.metrics_host, settings.metrics_port)
     settings.warn_dev_defaults()
     # before the app exists and before any fork: every process writes its metrics to one directory
     metrics.enable_multiprocess(settings.data_dir / "metrics")
     try:
-        return _serve(settings, on_ready, deliver_webhooks)
+        return _serve(settings, address, on_ready, deliver_webhooks)
     finally:
         metrics.disable_multiprocess()
 
 
 def _serve(
-    settings: Settings, on_ready: Callable[[Store, Flask], None] | None, deliver_webhooks: bool
+    settings: Settings,
+    address: str,
+    on_ready: Callable[[Store, Flask], None] | None,
+    deliver_webhooks: bool,
 ) -> int:
     with open_store(settings, server=True) as store:
         app = create_app(settings, store)
         app.extensions["broker.deliver_webhooks"] = deliver_webhooks
         if on_ready is not None:
             on_ready(store, app)
-        options = {
-            "bind": f"{settings.host}:{settings.port}",
-            "workers": settings.workers,
-            "worker_class": "gthread",
-            "threads": settings.threads,
-            "preload_app": True,
-            "graceful_timeout": 10,
-            "timeout": 30,
-            # The app writes the access line itself (broker.web.shared.hooks: the URL rule, never the
-            # raw path, whose query may carry a token); gunicorn's own would print the raw path.
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": settings.log_level.lower(),
-            "logconfig_dict": logs.gunicorn_logconfig(settings.log_level, settings.log_format),
-            "when_ready": _metrics_listener(settings),
-            "proc_name": "broker",
-            "limit_request_line": 8190,
-            "control_socket_disable": True,  # else every broker shares ~/.gunicorn/gunicorn.ctl
-            "post_fork": _post_fork,
-            "post_worker_init": _post_worker_init,
-            "worker_exit": _worker_exit,
-        }
+        if settings.metrics_port:
+            # in the master, before the workers fork: /metrics of every worker on a private port
+            metrics.serve(settings.metrics_port, settings.metrics_host)
+            log.info("metrics on http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
+        # Workers must be forks of this process (the app is built, the Redis is ours); Python 3.14
+        # makes "forkserver" the default, with which granian would spawn fresh interpreters.
+        multiprocessing.set_start_method("fork", force=True)
+        server = _Granian(
+            "broker",  # a name only: the workers get the app from the loader below
+            address=address,
+            port=settings.port,
+            interface=Interfaces.WSGI,
+            websockets=False,
+            workers=settings.workers,
+            blocking_threads=settings.threads,
+            respawn_failed_workers=True,
+            workers_kill_timeout=GRACEFUL_TIMEOUT,
+            # The app writes the access line itself (broker.web.shared.hooks: the URL rule, never
+            # the raw path, whose query may carry a token); granian's would print the raw path.
+            log_access=False,
+            log_level=LogLevels(settings.log_level.lower()),
+            log_dictconfig=logs.server_logconfig(settings.log_level, settings.log_format),
+            # with setproctitle installed granian names its processes; make them say "broker"
+            process_name="broker" if _granian_sets_titles() else None,
+        )
+        logging.getLogger("_granian").addFilter(_not_the_thread_count_warning)
         try:
-            _Gunicorn(app, options).run()
-        except SystemExit as exc:
+            server.serve(
+                spawn_target=_worker_main,
+                target_loader=_worker_loader(app, os.getpid()),
+                wrap_loader=False,
+            )
+        except SystemExit as exc:  # granian's exit with a code (a worker crash loop)
             return int(exc.code or 0)
     return 0
+
+
+def _granian_sets_titles() -> bool:
+    from granian._imports import setproctitle
+
+    return setproctitle is not None

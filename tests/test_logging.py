@@ -1,6 +1,6 @@
 """Structured logs: one access line per request (request id, trace id, route, status, latency; never a
 token), the caller's ``X-Request-Id`` and ``traceparent`` accepted only when well-formed, the log
-format setting, and progress drawn only on a terminal. The real server's JSON lines (gunicorn's
+format setting, and progress drawn only on a terminal. The real server's JSON lines (granian's
 included) are checked in tests/e2e/test_metrics_e2e.py.
 """
 

@@ -1,4 +1,4 @@
-"""One log format for the whole process: the broker's loggers and gunicorn's (error and access).
+"""One log format for the whole process: the broker's loggers and the server's (granian's).
 
 ``BROKER_LOG_FORMAT=json`` writes one JSON object per line (``time``, ``level``, ``logger``,
 ``message``, ``pid``; ``request_id`` and ``trace_id`` while a request is being served; the fields a
@@ -81,7 +81,7 @@ class TextFormatter(logging.Formatter):
 
 
 def make_formatter(log_format: str = "text") -> logging.Formatter:
-    """The formatter for ``log_format`` (``json`` or ``text``); gunicorn's logconfig uses it too."""
+    """The formatter for ``log_format`` (``json`` or ``text``); the server's logconfig uses it too."""
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
@@ -92,13 +92,15 @@ def configure(level: str, log_format: str) -> None:
     logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler], force=True)
 
 
-def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
-    """gunicorn's ``logconfig_dict``: its error logger goes through the same handler and formatter
-    as the broker's own (propagating to the root), so the whole process writes one format.
+def server_logconfig(level: str, log_format: str) -> dict[str, Any]:
+    """The server's (granian's) logging configuration, applied in the master and in every worker:
+    its loggers go through the same handler and formatter as the broker's own (propagating to the
+    root), so the whole process writes one format.
 
-    gunicorn's access logger is silenced: its line holds the raw request line, query string
-    included, and a query may carry a token (``?access_token=``). The broker writes its own access
-    line instead (``broker.access``: the URL rule, status, latency, request and trace ids).
+    granian's access logger is silenced (and its access log is off): its line holds the raw path
+    and query string, and a query may carry a token (``?access_token=``). The broker writes its
+    own access line instead (``broker.access``: the URL rule, status, latency, request and trace
+    ids).
     """
     return {
         "version": 1,
@@ -112,7 +114,7 @@ def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
         },
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
-            "gunicorn.access": {"level": "CRITICAL", "handlers": ["null"], "propagate": False},
+            "_granian": {"level": level, "handlers": [], "propagate": True},
+            "granian.access": {"level": "CRITICAL", "handlers": ["null"], "propagate": False},
         },
     }

@@ -4,12 +4,12 @@ Domain code calls the functions below (``disclosed``, ``gate_refused``, ``token_
 ``webhook_outcome``, ``sequencer_backlog``, ``redis_error``); the web layer calls ``http_request``
 and serves :func:`render` at ``/metrics``. This module imports neither Flask nor any broker package.
 
-**Several processes.** ``broker serve`` runs gunicorn with N workers forked from a preloaded
-master. :func:`enable_multiprocess` (called by the master before it forks) switches
+**Several processes.** ``broker serve`` runs granian with N workers forked from the master
+that built the app. :func:`enable_multiprocess` (called by the master before it forks) switches
 prometheus-client to its multi-process mode: every process writes its values to memory-mapped files
 in one directory of the run (``<data dir>/metrics/<master pid>``), and :func:`render` sums them over
 all processes, dead ones included for counters (a worker restart does not reset a total).
-``mark_process_dead`` (gunicorn's ``worker_exit``) drops a dead worker's live gauges.
+``mark_process_dead`` (when a server worker exits) drops a dead worker's live gauges.
 
 Metrics are built on first use, after the mode is chosen: prometheus-client picks the storage of a
 value when the metric is constructed.
@@ -153,7 +153,7 @@ def enable_multiprocess(base: Path) -> Path:
 
 def disable_multiprocess() -> None:
     """The run is over (the server stopped): delete its directory. Only the process that made it
-    does (a gunicorn worker leaves by ``SystemExit`` through the same stack)."""
+    does (a forked worker that unwinds the master's stack on its way out does not)."""
     directory = multiprocess_dir()
     if directory and Path(directory).name == str(os.getpid()):
         shutil.rmtree(directory, ignore_errors=True)
@@ -184,7 +184,7 @@ def multiprocess_registry() -> CollectorRegistry:
 
 def serve(port: int, host: str) -> None:
     """Serve ``/metrics`` (no authentication) on ``host:port`` from a daemon thread of this process:
-    every process's metrics in multi-process mode (the gunicorn master), else this process's own
+    every process's metrics in multi-process mode (the server's master), else this process's own
     (``broker worker``). OSError if the port cannot be bound."""
     _m()
     registry = multiprocess_registry() if multiprocess_dir() else _registry

@@ -20,7 +20,7 @@ redis-py 8.1 ships a circuit breaker only for its multi-database failover client
 ``Retry``/``backoff`` retry a call, which makes a hung Redis slower, not faster. Hence this small
 one, hooked into the connection pool so plain commands, pipelines and scripts are all covered.
 
-The state is per process (each gunicorn worker learns on its own) and is reset in a forked child.
+The state is per process (each server worker learns on its own) and is reset in a forked child.
 """
 
 from __future__ import annotations

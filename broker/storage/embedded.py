@@ -68,7 +68,7 @@ def after_fork_in_child() -> None:
 def _wait_exit(proc: subprocess.Popen[bytes]) -> str:
     """Wait for ``proc`` to exit; say how it ended ("signal SIGKILL", "code 1").
 
-    In the gunicorn master the arbiter's SIGCHLD handler reaps *every* child (``waitpid(-1)``) and
+    A server master whose SIGCHLD handler reaps *every* child (``waitpid(-1)``, as gunicorn's did)
     may take the status first; then it is unknown, but the process is gone all the same.
     """
     try:
@@ -198,7 +198,7 @@ class EmbeddedRedis:
 
         The restarted server is a child of the watchdog thread, and ``PR_SET_PDEATHSIG`` fires when
         the *thread* that forked it ends: the thread therefore lives as long as the owner does.
-        Forked gunicorn workers do not inherit the thread; only the owner (the master) watches.
+        Forked server workers do not inherit the thread; only the owner (the master) watches.
         """
         if self._watchdog is not None or self.process is None:
             return

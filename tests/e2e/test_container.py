@@ -85,7 +85,7 @@ def test_image_is_multi_stage_slim_non_root_with_health_check_and_volume() -> No
         assert name in OPTION_NAMES, f"the Dockerfile sets an unknown option {name}"
     health = [args for word, args in final if word == "HEALTHCHECK"]
     assert len(health) == 1 and "/readyz" in health[0]
-    assert ("ENTRYPOINT", '["broker"]') in final and ("CMD", '["serve"]') in final  # gunicorn
+    assert ("ENTRYPOINT", '["broker"]') in final and ("CMD", '["serve"]') in final  # granian
     assert ("EXPOSE", "8080") in final
     # The build context the Dockerfile copies from exists.
     for word, args in steps:

@@ -1,6 +1,6 @@
 """The whole story in a real browser, with nothing but the web pages: issue 5's "done when".
 
-A real `broker serve` (gunicorn) and `broker worker` on loopback; the two example apps as the
+A real `broker serve` (granian) and `broker worker` on loopback; the two example apps as the
 developer would run them; headless Chromium for every person, each signed in through /login:
 
 1. Devon, a developer, registers an App Center app (Team Roster) and a mini-program (Pocket Notes)

@@ -1,4 +1,4 @@
-"""Metrics and logs of a real ``broker demo`` (gunicorn, 2 workers, preloaded app): ``/metrics`` sums
+"""Metrics and logs of a real ``broker demo`` (granian, 2 workers, preloaded app): ``/metrics`` sums
 every worker, dead ones included; it is refused without the token on the main port and served on the
 separate metrics port; every request leaves one JSON access line with the caller's request id and
 trace id, and never a token (docs/observability.md).
@@ -65,7 +65,7 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def worker_pids(master: int) -> set[int]:
-    """The gunicorn workers: the master's children other than its embedded redis-server."""
+    """The server workers: the master's children other than its embedded redis-server."""
     found = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -250,8 +250,8 @@ def test_one_json_access_line_per_request_with_ids_and_no_token(demo: tuple[Brok
     assert line["method"] == "GET" and line["status"] == response.status_code
     assert isinstance(line["duration_ms"], float) and line["level"] == "INFO"
     assert "access_token" not in json.dumps(line) and acme not in json.dumps(line)
-    # gunicorn's own lines are in the same format
-    assert any(entry["logger"] == "gunicorn.error" for entry in lines)
+    # the server's (granian's) own lines are in the same format
+    assert any(entry["logger"] == "_granian" for entry in lines)
     assert token not in broker.output()
 
 

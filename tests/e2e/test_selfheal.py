@@ -226,7 +226,7 @@ def test_restart_on_the_same_port_right_after_kill_9_of_the_master(
     second.env.update(BROKER_PORT=str(first.port), BROKER_ISSUER=first.url, BROKER_WORKERS="2")
     brokers.append(second.start())
     # /readyz may have been answered by a worker of the killed master that was still dying; the new
-    # server is the one whose own gunicorn says it listens.
+    # server is the one whose own granian says it listens.
     deadline = time.monotonic() + 60
     while "Listening at" not in second.output() and time.monotonic() < deadline:
         assert second.process is not None and second.process.poll() is None, second.output()

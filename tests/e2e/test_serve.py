@@ -1,6 +1,6 @@
 """``broker serve`` as a real process on the embedded Redis: restarts, signals, and bad start-ups.
 
-Each test starts whole broker processes (gunicorn + redis-server), so they are marked slow.
+Each test starts whole broker processes (granian + redis-server), so they are marked slow.
 """
 
 from __future__ import annotations
@@ -26,6 +26,35 @@ pytestmark = pytest.mark.slow
 
 def redis_pid(tmp_path: Path) -> int:
     return int((tmp_path / "data" / "redis" / "redis.pid").read_text())
+
+
+def children(pid: int) -> set[int]:
+    """The running child processes of ``pid`` (a broker master: its workers and its redis-server)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(proc.name))
+    return found
+
+
+def workers_of(broker: Broker, count: int, timeout: float = 60) -> set[int]:
+    """The master's ``count`` server workers (its children other than the redis-server), once all
+    are up."""
+    assert broker.process is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        redis = int((broker.tmp_path / "data" / "redis" / "redis.pid").read_text())
+        found = children(broker.process.pid) - {redis}
+        if len(found) == count or time.monotonic() >= deadline:
+            assert len(found) == count, found
+            return found
+        time.sleep(0.1)
 
 
 def wait_gone(pid: int, timeout: float = 10) -> bool:
@@ -61,16 +90,20 @@ def test_data_survives_restart_and_sigterm_stops_redis(tmp_path: Path, brokers: 
 
 def test_kill_9_leaves_nothing_that_blocks_the_next_start(tmp_path: Path, brokers: list[Broker]) -> None:
     first = Broker(tmp_path)
+    first.env["BROKER_WORKERS"] = "2"
     brokers.append(first.start())
     created = requests.post(
         f"{first.url}/internal/v1/orgs", json={"name": "Survivor"}, headers=first.headers(), timeout=5
     )
     assert created.status_code == 201
     pid = redis_pid(tmp_path)
+    workers = workers_of(first, 2)
     first.stop(signal.SIGKILL)
-    second = Broker(tmp_path)  # immediately: a fresh port, the same data directory
+    # nothing of the killed broker keeps running: its workers and its redis-server die with it
+    for orphan in (*workers, pid):
+        assert wait_gone(orphan), f"pid {orphan} outlived a kill -9 of its broker"
+    second = Broker(tmp_path)  # a fresh port, the same data directory
     brokers.append(second.start())
-    assert wait_gone(pid)
     assert redis_pid(tmp_path) != pid
     found = requests.get(
         f"{second.url}/internal/v1/orgs/{created.json()['id']}", headers=second.headers(), timeout=5
@@ -222,15 +255,15 @@ def test_a_worker_restart_does_not_touch_the_embedded_redis(tmp_path: Path, brok
     )
     assert created.status_code == 201
     assert broker.process is not None
-    broker.process.send_signal(signal.SIGHUP)  # gunicorn: replace every worker gracefully
-    deadline = time.monotonic() + 20
+    old = workers_of(broker, 1)
+    broker.process.send_signal(signal.SIGHUP)  # replace every worker gracefully
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        after_hup = broker.output().partition("Handling signal: hup")[2]
-        if "Worker exiting" in after_hup and "Booting worker" in after_hup:
+        if "Stopped old worker-1" in broker.output():
             break
         time.sleep(0.1)
-    assert "Handling signal: hup" in broker.output()
-    time.sleep(0.5)
+    assert "HUP signal received" in broker.output() and "Stopped old worker-1" in broker.output()
+    assert not workers_of(broker, 1) & old
     assert redis_pid(tmp_path) == pid and not wait_gone(pid, timeout=0.5)
     again = requests.get(
         f"{broker.url}/internal/v1/users/{created.json()['id']}", headers=broker.headers(), timeout=5
@@ -288,3 +321,122 @@ def test_production_on_an_end_of_life_engine_is_warned(
         assert "BROKER_REDIS_SERVER" in caplog.text and "end of life" in caplog.text
     else:  # the suite was pointed at a maintained engine (BROKER_REDIS_SERVER)
         assert not caplog.records
+
+
+def read_response(conn: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response (head and a Content-Length body) from ``conn``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, data
+        body += chunk
+    assert len(body) == length, (head, body)
+    return head + b"\r\n\r\n" + body
+
+
+def test_sigterm_lets_a_request_in_flight_finish_then_stops_everything(
+    tmp_path: Path, brokers: list[Broker]
+) -> None:
+    """SIGTERM of the master: the workers stop taking connections, answer the request they are in
+    the middle of, and exit; then the embedded Redis stops. Exit code 0, no traceback."""
+    broker = Broker(tmp_path)
+    broker.env["BROKER_WORKERS"] = "2"
+    brokers.append(broker.start())
+    workers, redis = workers_of(broker, 2), redis_pid(tmp_path)
+    body = b'{"username": "inflight"}'
+    head = (
+        f"POST /internal/v1/users HTTP/1.1\r\nHost: 127.0.0.1:{broker.port}\r\n"
+        f"Authorization: {broker.headers()['Authorization']}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=30) as conn:
+        # a first request on this connection proves a worker holds it (not the listen queue) ...
+        conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{broker.port}\r\n\r\n".encode())
+        first = read_response(conn)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        # ... then half of a second one, the stop, and the rest of it once the workers are stopping
+        conn.sendall(head + body[:5])
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while "Stopping worker-" not in broker.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "Stopping worker-" in broker.output(), broker.output()
+        conn.sendall(body[5:])
+        answer = read_response(conn)
+    assert answer.startswith(b"HTTP/1.1 201"), answer
+    assert broker.process.wait(30) == 0
+    for pid in (*workers, redis):
+        assert wait_gone(pid)
+    assert "Traceback" not in broker.output()
+    assert "Unexpected exit" not in broker.output()
+
+
+def test_demo_stops_quietly_on_sigterm(tmp_path: Path, brokers: list[Broker]) -> None:
+    """The demo's workers also deliver webhooks: the delivery loop stops with them, quietly."""
+    broker = Broker(tmp_path)
+    broker.env["BROKER_WORKERS"] = "2"
+    broker.args = ("demo", "--port", str(broker.port), "--credentials-out", str(tmp_path / "creds.json"))
+    del broker.env["BROKER_ISSUER"]
+    brokers.append(broker.start())
+    workers = workers_of(broker, 2)
+    assert broker.stop(signal.SIGTERM, timeout=60) == 0
+    for pid in workers:
+        assert wait_gone(pid)
+    output = broker.output()
+    assert "Stopped worker-1" in output and "Stopped worker-2" in output
+    assert "Traceback" not in output and "Unexpected exit" not in output
+
+
+def test_the_server_environment_never_reaches_a_request(tmp_path: Path, brokers: list[Broker]) -> None:
+    """granian starts every WSGI environ from the process environment: a variable named like a
+    header must not pass for one the client sent (nor may the BROKER_* secrets ride along)."""
+    broker = Broker(tmp_path, HTTP_X_REQUEST_ID="from-the-server-environment")
+    brokers.append(broker.start())
+    response = requests.get(f"{broker.url}/healthz", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["X-Request-Id"] != "from-the-server-environment"
+    sent = requests.get(f"{broker.url}/healthz", headers={"X-Request-Id": "from-the-client"}, timeout=10)
+    assert sent.headers["X-Request-Id"] == "from-the-client"
+
+
+def test_a_crashed_worker_is_replaced(tmp_path: Path, brokers: list[Broker]) -> None:
+    """A worker that dies (here: SIGKILL) is replaced by a new fork; the master, its Redis and its
+    data-directory lock are untouched, and requests keep being answered."""
+    broker = Broker(tmp_path)
+    brokers.append(broker.start())
+    pid = redis_pid(tmp_path)
+    (old,) = workers_of(broker, 1)
+    os.kill(old, signal.SIGKILL)
+    assert wait_gone(old)
+    deadline = time.monotonic() + 60
+    new: set[int] = set()
+    while time.monotonic() < deadline and not new:
+        assert broker.process is not None
+        new = children(broker.process.pid) - {pid, old}
+        time.sleep(0.1)
+    assert len(new) == 1, new
+    deadline = time.monotonic() + 60
+    status = 0
+    while time.monotonic() < deadline and status != 200:
+        try:
+            status = requests.get(f"{broker.url}/readyz", timeout=5).status_code
+        except requests.ConnectionError:
+            status = 0
+        time.sleep(0 if status == 200 else 0.1)
+    assert status == 200
+    assert broker.process is not None and broker.process.poll() is None
+    assert redis_pid(tmp_path) == pid and not wait_gone(pid, timeout=0.5)
+    second = Broker(tmp_path)
+    with pytest.raises(AssertionError, match="already running"):
+        second.start(timeout=10)

@@ -1,4 +1,4 @@
-"""A ``python -m broker ...`` process for tests that need the real server (gunicorn + Redis)."""
+"""A ``python -m broker ...`` process for tests that need the real server (granian + Redis)."""
 
 from __future__ import annotations
 
