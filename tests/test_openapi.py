@@ -17,14 +17,15 @@ import pytest
 from flask import Response, jsonify
 
 from broker.apps import registry as apps_svc
+from broker.consent import grants
 from broker.consent import grants as grants_svc
 from broker.consent import installations as inst_svc
 from broker.consent.person import PROFILE_FIELDS_REMOVED
 from broker.directory import service as directory
 from broker.web.shared.openapi import build_spec, operation_of
-from tests.support.apps import org_payload
+from tests.support.apps import org_payload, outbox_events
 from tests.support.client import bearer
-from tests.support.factories import make_token, make_user
+from tests.support.factories import make_app, make_grant, make_token, make_user
 from tests.support.openapi_contract import ContractClient, ContractError, contract_for
 from tests.support.privacy import sequence
 from tests.support.signin import session_sign_in
@@ -575,6 +576,18 @@ def test_oauth_and_data_api_responses_match(client: Any, store: Any, settings: A
     authorize = client.get(f"/oauth/authorize?response_type=code&client_id={world['mini']}&scope=openid")
     assert authorize.status_code == 302
     assert client.get("/oauth/authorize?client_id=app_0000000000000000").status_code == 400
+    # a deletion request, acknowledged by the app with its client credentials
+    notes, notes_secret = make_app(store, settings)
+    make_grant(store, settings, notes, world["member"], "openid profile", "user_id nickname avatar")
+    grants.revoke_grant(store, settings, notes, world["member"])
+    request_id = next(
+        e["data"]["request_id"] for e in outbox_events(store, notes) if e["type"] == "deletion.requested"
+    )
+    assert (
+        client.post(f"/v1/deletion-requests/{request_id}/ack", auth=(notes, notes_secret)).status_code == 200
+    )
+    assert client.post(f"/v1/deletion-requests/{request_id}/ack").status_code == 401
+    assert client.post("/v1/deletion-requests/del_x/ack", auth=(notes, notes_secret)).status_code == 404
 
     page = client.get(f"/v1/orgs/{world['oid']}/members?limit=1", headers=bearer(org_token)).get_json()
     assert len(page["members"]) == 1 and page["next_cursor"]
@@ -632,6 +645,8 @@ def test_privacy_and_ledger_responses_match(client: Any, store: Any, settings: A
     assert client.get(f"{receipt_url}?format=json").get_json()["receipt"]["action"] == "granted"
     assert client.get("/privacy/v1/receipts/00000000-0000-0000-0000-000000000000").status_code == 404
     assert len(client.get("/privacy/v1/export").get_data(as_text=True).splitlines()) > 3
+    assert client.get("/privacy/v1/notices").get_json()["notices"][0]["what"] == "installed"
+    assert client.get("/privacy/v1/deletion-requests").get_json() == {"deletion_requests": []}
 
     # the public ledger: anyone can check the records above were not edited
     keys = client.get("/ledger/v1/keys").get_json()["keys"]
