@@ -221,6 +221,29 @@ def test_an_overfull_outbox_moves_its_oldest_events_to_the_dead_letters(
     assert store.redis.xlen(keys.outbox(APP)) <= 1 and webhooks.dead_count(store, APP) == 0
 
 
+def test_the_outbox_bound_counts_pending_events_only(store: Any, fast: Settings, receiver: Receiver) -> None:
+    settings = replace(fast, webhook_outbox_maxlen=10)
+    add_app(store, APP, receiver.url)
+    receiver.accept.set()  # type: ignore[attr-defined]
+    first = emit(store, APP, 1)
+    worker = Worker(store, settings)
+    try:
+        assert worker.deliver_next(APP) == "delivered"  # the finished entry stays in the stream
+        assert store.redis.xlen(keys.outbox(APP)) == 1
+        pending = emit(store, APP, 10)
+        assert worker.sweep()["overflowed"] == 0  # ten pending: within the bound
+        assert [json.loads(e["e"])["id"] for _, e in store.redis.xrange(keys.outbox(APP))] == pending
+        more = emit(store, APP, 3)
+        assert worker.sweep()["overflowed"] == 3
+        assert sorted(dead_ids(store, APP)) == sorted(pending[:3])
+        assert [json.loads(e["e"])["id"] for _, e in store.redis.xrange(keys.outbox(APP))] == pending[
+            3:
+        ] + more
+        drain(worker, lambda: delivered_ids(receiver) == first + pending[3:] + more)
+    finally:
+        worker.close()
+
+
 def test_a_sweep_leaves_the_outbox_alone_while_a_delivery_holds_the_lease(
     store: Any, fast: Settings, receiver: Receiver
 ) -> None:
