@@ -21,7 +21,7 @@ from broker.core.keyring import KeyringError
 from broker.demo import demo
 from broker.directory.commands import directory
 from broker.errors import CommandError
-from broker.events.commands import worker
+from broker.events.commands import webhooks, worker
 from broker.ledger.commands import ledger
 from broker.ops.commands import backup_command, migrate_command, print_version, restore_command
 from broker.runtime import ServeError
@@ -84,6 +84,7 @@ for _command in (
     demo,
     apps,
     worker,
+    webhooks,
     keys,
     ledger,
     directory,

@@ -409,7 +409,28 @@ OPTIONS: tuple[Option, ...] = (
         "BROKER_WEBHOOK_OUTBOX_MAXLEN",
         "1000",
         _int(10, 1000000),
-        "Events kept per app when it has no webhook URL (older ones are trimmed).",
+        "Most events waiting in one app's outbox: with no webhook URL older ones are trimmed; while "
+        "its receiver fails, the worker's sweep moves the oldest beyond this to the dead letters "
+        "(`outbox overflow`). docs/retention.md.",
+    ),
+    Option(
+        "BROKER_WEBHOOK_DEAD_RETENTION_SECONDS",
+        "1209600",
+        _int(1, 31536000),
+        "Dead letters (failed webhook events) are kept this long (default 14 days), then deleted on the "
+        "next dead letter or worker sweep; replay or purge them before (docs/retention.md).",
+    ),
+    Option(
+        "BROKER_WEBHOOK_DEAD_MAX",
+        "1000",
+        _int(1, 10000),
+        "Most dead letters kept per app; beyond it the oldest are deleted.",
+    ),
+    Option(
+        "BROKER_WEBHOOK_SWEEP_SECONDS",
+        "60",
+        _int(1, 86400),
+        "How often `broker worker` trims every app's dead letters and overfull outbox.",
     ),
     Option(
         "BROKER_WEBHOOK_ALLOW_PRIVATE",
@@ -511,6 +532,9 @@ class Settings:
     webhook_backoff_cap_seconds: int = 3600
     webhook_poll_ms: int = 1000
     webhook_outbox_maxlen: int = 1000
+    webhook_dead_retention_seconds: int = 1209600
+    webhook_dead_max: int = 1000
+    webhook_sweep_seconds: int = 60
     webhook_allow_private: bool = False
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_service: str = "mymaster"
@@ -653,6 +677,9 @@ class Settings:
             webhook_backoff_cap_seconds=values["BROKER_WEBHOOK_BACKOFF_CAP_SECONDS"],
             webhook_poll_ms=values["BROKER_WEBHOOK_POLL_MS"],
             webhook_outbox_maxlen=values["BROKER_WEBHOOK_OUTBOX_MAXLEN"],
+            webhook_dead_retention_seconds=values["BROKER_WEBHOOK_DEAD_RETENTION_SECONDS"],
+            webhook_dead_max=values["BROKER_WEBHOOK_DEAD_MAX"],
+            webhook_sweep_seconds=values["BROKER_WEBHOOK_SWEEP_SECONDS"],
             webhook_allow_private=values["BROKER_WEBHOOK_ALLOW_PRIVATE"],
             redis_sentinels=values["BROKER_REDIS_SENTINELS"],
             redis_sentinel_service=values["BROKER_REDIS_SENTINEL_SERVICE"],

@@ -51,7 +51,7 @@ def test_help_lists_every_command_with_its_help(tmp_path: Path) -> None:
     listed = result.stdout.split("Commands:\n", 1)[1]
     names = [line.split()[0] for line in listed.splitlines() if line.startswith("  ") and line[2] != " "]
     assert names == [
-        "serve", "scopes", "demo", "apps", "worker", "keys", "ledger", "directory",
+        "serve", "scopes", "demo", "apps", "worker", "webhooks", "keys", "ledger", "directory",
         "migrate", "backup", "restore",
     ]  # fmt: skip
     assert names == list(cli.cli.commands)

@@ -809,6 +809,13 @@ def test_developer_api_responses_match(client: Any, store: Any, settings: Any, w
     redeliver = f"/developer/v1/apps/{app_id}/events/{event_id}/redeliver"
     assert client.post(redeliver, headers=csrf).get_json()["queued"] is True
     assert client.post(redeliver, headers=csrf).status_code == 404
+    dead_letters = f"/developer/v1/apps/{app_id}/dead-letters"
+    for action, key in (("replay", "replayed"), ("purge", "purged")):
+        store.redis.hset(keys.webhook_dead(app_id), event_id, json.dumps(doc_dead))
+        store.redis.zadd(keys.webhook_dead_index(app_id), {event_id: int(time.time())})
+        done = client.post(f"{dead_letters}/{action}", json={"event_ids": [event_id]}, headers=csrf)
+        assert done.get_json()[key] == [event_id]
+        assert client.post(f"{dead_letters}/{action}", json={"all": True}, headers=csrf).get_json()[key] == []
     assert client.post(f"/developer/v1/apps/{app_id}/secret", headers=csrf).status_code == 200
     assert client.post(f"/developer/v1/apps/{world['mini']}/secret", headers=csrf).status_code == 409
     assert client.post(f"/developer/v1/apps/{app_id}/webhook-secret", headers=csrf).status_code == 200

@@ -166,6 +166,23 @@ def test_json_deletion_needs_the_username_and_signs_out(client, store, world) ->
     assert client.get("/privacy/v1/apps").status_code == 401
 
 
+def test_a_deleted_app_still_in_the_ledger_gets_no_outbox(client, store, world) -> None:
+    """Nothing would ever deliver or trim the outbox of a deleted app (issue 12 item 3)."""
+    from broker.apps import registry as apps_svc
+
+    apps_svc.delete_app(store, world["past"])
+    assert store.redis.exists(keys.outbox(world["past"])) == 0
+    session_sign_in(client, world["uid"])
+    response = client.post("/privacy/v1/account/delete", json={"confirm_username": "alice"})
+    assert response.status_code == 200
+    assert {(n["client_id"], n["org_id"]) for n in response.get_json()["notified"]} == {
+        (world["mini"], None),
+        (world["org_app"], world["oid"]),
+    }
+    assert store.redis.exists(keys.outbox(world["past"])) == 0
+    assert _events(store, world["mini"])[-1]["type"] == "user.deleted"
+
+
 def test_a_consent_given_while_deleting_does_not_survive(client, store, settings, world, monkeypatch) -> None:
     from broker.consent import person as center
 

@@ -18,7 +18,7 @@ from werkzeug.routing import RequestRedirect
 from broker.config import OPTIONS
 from tests.support.environment import ROOT
 
-CLI_COMMANDS = {"serve", "demo", "worker", "scopes", "keys", "ledger", "directory", "apps"} | {
+CLI_COMMANDS = {"serve", "demo", "worker", "webhooks", "scopes", "keys", "ledger", "directory", "apps"} | {
     "migrate",
     "backup",
     "restore",

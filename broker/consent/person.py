@@ -294,6 +294,8 @@ def delete_account(store: Store, settings: Settings, uid: str) -> DeletionResult
     # 2. Tell every app that ever received their data, by the id that app knows, in the app's slot;
     #    the app's reverse map of that pairwise id is removed in the same MULTI.
     for client_id, oid in sorted(targets, key=lambda t: (t[0], t[1] or "")):
+        if not store.redis.exists(keys.app(client_id)):
+            continue  # a deleted app (still in the ledger): no one would ever deliver or trim its outbox
         pairwise = pairwise_id(settings.pairwise_key, client_id, uid, oid)
         data: dict[str, Any] = {"user_id": pairwise}
         if oid:

@@ -12,7 +12,13 @@ How it works, and why:
   (``keys.webhook_lease``). A worker killed mid-delivery leaves a lease that expires by itself.
 * A failure schedules a retry after a random wait of up to ``min(cap, base * 2^(attempt-1))``
   (exponential backoff, full jitter). After ``BROKER_WEBHOOK_MAX_ATTEMPTS`` the event goes to the
-  app's dead-letter hash and the next event is tried; ``redeliver`` puts it back in the outbox.
+  app's dead-letter hash and the next event is tried; ``replay`` puts it back in the outbox,
+  ``purge`` deletes it.
+* Nothing grows without bound (docs/retention.md): dead letters are kept
+  ``BROKER_WEBHOOK_DEAD_RETENTION_SECONDS`` and at most ``BROKER_WEBHOOK_DEAD_MAX`` per app, trimmed
+  on every new dead letter and by the worker's periodic :meth:`Worker.sweep`, which also moves the
+  oldest pending events beyond ``BROKER_WEBHOOK_OUTBOX_MAXLEN`` to the dead letters; delivered
+  events leave the outbox; the attempt log is capped at about ``LOG_MAXLEN`` entries.
 * Apps are delivered concurrently from a thread pool, so a slow or failing receiver never holds
   up another app.
 * Every attempt is logged in a capped stream (``keys.webhook_log``) and the head event's state in a
@@ -53,7 +59,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,6 +68,7 @@ import redis
 import requests
 
 from broker.core.sealing import Sealer, SealingError
+from broker.errors import NotFound, ValidationFailed
 from broker.events import egress, webhook_secrets
 from broker.observability import metrics
 from broker.storage import keys
@@ -174,25 +181,85 @@ class Backoff:
 
 
 # Storage scripts (all keys share the app's hash tag): broker/storage/lua/webhook_commit.lua,
-# webhook_redeliver.lua and delete_if_equals.lua (the lease).
+# webhook_redeliver.lua (replay), webhook_dead_purge.lua, webhook_sweep.lua (retention) and
+# delete_if_equals.lua (the lease).
 
 
-def redeliver(store: Store, client_id: str, event_id: str) -> bool:
-    """Move a dead-lettered event back to the end of the app's outbox (same event id).
+class UnknownDeadLetter(NotFound):
+    """An event id that is not one of the app's dead letters (nothing was changed)."""
 
-    It is delivered after the events already queued: order is kept among live events only.
-    Returns False if the event is not in the dead-letter list."""
-    script = store.lua("webhook_redeliver")
-    done = script(
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"no failed delivery {event_id!r} for this app")
+        self.event_id = event_id
+
+
+MAX_IDS = 1000  # event ids in one replay or purge request
+_MAX_ID_LENGTH = 200
+
+
+def _select(event_ids: Sequence[str] | None) -> list[str]:
+    """``['all']`` for every dead letter, else ``['ids', id, ...]`` (ids that cannot exist are unknown)."""
+    if event_ids is None:
+        return ["all"]
+    if not 1 <= len(event_ids) <= MAX_IDS:
+        raise ValidationFailed(f"name between 1 and {MAX_IDS} event ids")
+    for event_id in event_ids:
+        if not event_id or len(event_id) > _MAX_ID_LENGTH:
+            raise UnknownDeadLetter(event_id[:_MAX_ID_LENGTH])
+    return ["ids", *event_ids]
+
+
+def _audit(client_id: str, action: str, ids: list[str], by: str) -> None:
+    """Who replayed or purged which dead letters (event ids only: never an event's data or a secret)."""
+    shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+    log.info("webhook dead letters %s for %s by %s: %s event(s) %s", action, client_id, by, len(ids), shown)
+
+
+def replay(store: Store, client_id: str, event_ids: Sequence[str] | None, *, by: str) -> list[str]:
+    """Put dead letters back at the end of the app's outbox, oldest first (every one when
+    ``event_ids`` is None). Each starts a new attempt series under its own event id, after the
+    events already queued: order is kept among live events only. All or nothing: an id that is not
+    a dead letter raises :class:`UnknownDeadLetter` and nothing changes. Returns the ids requeued;
+    the replay is recorded in the attempt log and the service log (``by`` names who asked)."""
+    done = store.lua("webhook_redeliver")(
         keys=[
             keys.webhook_dead(client_id),
             keys.webhook_dead_index(client_id),
             keys.outbox(client_id),
-            keys.webhook_status(client_id),
+            keys.webhook_log(client_id),
         ],
-        args=[event_id],
+        args=[int(time.time()), LOG_MAXLEN, by, *_select(event_ids)],
     )
-    return bool(int(done))
+    if not int(done[0]):
+        raise UnknownDeadLetter(str(done[1]))
+    ids = [str(i) for i in done[1:]]
+    if ids:
+        _audit(client_id, "replayed", ids, by)
+    return ids
+
+
+def purge(store: Store, client_id: str, event_ids: Sequence[str] | None, *, by: str) -> list[str]:
+    """Delete dead letters for good (every one when ``event_ids`` is None). All or nothing, as
+    :func:`replay`; recorded in the attempt log and the service log. Returns the ids deleted."""
+    done = store.lua("webhook_dead_purge")(
+        keys=[keys.webhook_dead(client_id), keys.webhook_dead_index(client_id), keys.webhook_log(client_id)],
+        args=[int(time.time()), LOG_MAXLEN, by, *_select(event_ids)],
+    )
+    if not int(done[0]):
+        raise UnknownDeadLetter(str(done[1]))
+    ids = [str(i) for i in done[1:]]
+    if ids:
+        _audit(client_id, "purged", ids, by)
+    return ids
+
+
+def redeliver(store: Store, client_id: str, event_id: str, *, by: str = "developer") -> bool:
+    """Replay one dead letter (see :func:`replay`). Returns False if it is not a dead letter."""
+    try:
+        replay(store, client_id, [event_id], by=by)
+    except UnknownDeadLetter:
+        return False
+    return True
 
 
 def dead_letters(store: Store, client_id: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -210,8 +277,15 @@ def dead_letters(store: Store, client_id: str, limit: int = 100) -> list[dict[st
             doc["event"] = json.loads(doc["event"])
         except ValueError:
             doc["event"] = {"id": event_id, "raw": doc["event"]}  # a malformed outbox entry, kept as is
+        if not isinstance(doc["event"], dict) or "id" not in doc["event"]:
+            doc["event"] = {"id": event_id, "raw": str(doc["event"])}
         out.append(doc)
     return out
+
+
+def dead_count(store: Store, client_id: str) -> int:
+    """How many dead letters the app has."""
+    return int(store.redis.zcard(keys.webhook_dead_index(client_id)))
 
 
 def delivery_status(store: Store, client_id: str) -> dict[str, str]:
@@ -319,8 +393,12 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         poll = self.settings.webhook_poll_ms / 1000
+        next_sweep = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_sweep:
+                    self.sweep()
+                    next_sweep = time.monotonic() + self.settings.webhook_sweep_seconds
                 self.submit_due()
             except redis.RedisError as exc:
                 log.error("webhook worker: redis unavailable (%s); retrying", type(exc).__name__)
@@ -330,6 +408,62 @@ class Worker:
                 return
             stop.wait(poll)
         self.close()
+
+    # -- retention -------------------------------------------------------------------------------
+
+    def _dead_cutoff(self, now: float) -> str:
+        """Dead letters dead before this time (unix seconds) are past their retention."""
+        return f"{now - self.settings.webhook_dead_retention_seconds:.6f}"
+
+    def sweep(self, now: float | None = None) -> dict[str, int]:
+        """The periodic retention pass over every app (``run`` does it every
+        BROKER_WEBHOOK_SWEEP_SECONDS): dead letters past BROKER_WEBHOOK_DEAD_RETENTION_SECONDS or
+        beyond BROKER_WEBHOOK_DEAD_MAX are deleted, and pending events beyond
+        BROKER_WEBHOOK_OUTBOX_MAXLEN move to the dead letters. One pipelined look per batch of
+        apps; the script runs only for the apps that need it. Returns the totals."""
+        when = time.time() if now is None else now
+        cutoff = self._dead_cutoff(when)
+        bound = self.settings.webhook_outbox_maxlen
+        script = self.store.lua("webhook_sweep")
+        totals = {"apps": 0, "dead_trimmed": 0, "overflowed": 0}
+        for batch in self._apps():
+            pipe = self.store.redis.pipeline(transaction=False)
+            for client_id in batch:
+                pipe.zrange(keys.webhook_dead_index(client_id), 0, 0, withscores=True)
+                pipe.zcard(keys.webhook_dead_index(client_id))
+                pipe.xlen(keys.outbox(client_id))
+            replies = pipe.execute()
+            for i, client_id in enumerate(batch):
+                oldest, count, length = replies[3 * i : 3 * i + 3]
+                expired = bool(oldest) and oldest[0][1] < float(cutoff)
+                if not (expired or count > self.settings.webhook_dead_max or length > bound):
+                    continue
+                trimmed, moved = script(
+                    keys=[
+                        keys.webhook_lease(client_id),
+                        keys.webhook_cursor(client_id),
+                        keys.webhook_status(client_id),
+                        keys.outbox(client_id),
+                        keys.webhook_dead(client_id),
+                        keys.webhook_dead_index(client_id),
+                    ],
+                    args=[int(when), f"{when:.6f}", cutoff, self.settings.webhook_dead_max, bound],
+                )
+                totals["apps"] += 1
+                totals["dead_trimmed"] += int(trimmed)
+                totals["overflowed"] += int(moved)
+                if int(moved):
+                    log.warning(
+                        "webhook outbox of %s over %s events: the %s oldest moved to the dead letters",
+                        client_id,
+                        bound,
+                        moved,
+                    )
+                if int(trimmed):
+                    log.info(
+                        "webhook dead letters of %s: %s past retention or count deleted", client_id, trimmed
+                    )
+        return totals
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -523,6 +657,9 @@ class Worker:
                 int(now),
                 LOG_MAXLEN,
                 dead_doc,
+                f"{now:.6f}",
+                self._dead_cutoff(now),
+                self.settings.webhook_dead_max,
             ],
         )
         if not int(done):

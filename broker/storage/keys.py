@@ -327,7 +327,9 @@ def ledger_index(**dims: str) -> str:
 
 
 def outbox(client_id: str) -> str:
-    """Stream: lifecycle events for the app, written atomically with the state change."""
+    """Stream: lifecycle events for the app, written atomically with the state change. Bounded by
+    ``broker worker``: finished entries are trimmed, pending ones kept to BROKER_WEBHOOK_OUTBOX_MAXLEN
+    (docs/retention.md)."""
     return f"{app_tag(client_id)}:outbox"
 
 
@@ -359,17 +361,19 @@ def webhook_status(client_id: str) -> str:
 
 
 def webhook_log(client_id: str) -> str:
-    """Stream (capped): one entry per delivery attempt, for the developer console."""
+    """Stream (capped, ``MAXLEN ~`` LOG_MAXLEN): one entry per delivery attempt, replay or purge, for
+    the developer console."""
     return f"{app_tag(client_id)}:wh:log"
 
 
 def webhook_dead(client_id: str) -> str:
-    """Hash: event id -> JSON {event, attempts, last_status, last_error, dead_at} (dead letters)."""
+    """Hash: event id -> JSON {event, attempts, last_status, last_error, dead_at} (dead letters).
+    Kept BROKER_WEBHOOK_DEAD_RETENTION_SECONDS, at most BROKER_WEBHOOK_DEAD_MAX (docs/retention.md)."""
     return f"{app_tag(client_id)}:wh:dead"
 
 
 def webhook_dead_index(client_id: str) -> str:
-    """Sorted set: dead event id -> time it was dead-lettered."""
+    """Sorted set: dead event id -> time it was dead-lettered (trimmed with :func:`webhook_dead`)."""
     return f"{app_tag(client_id)}:wh:dead:idx"
 
 

@@ -6,7 +6,13 @@
 -- ARGV[4]  event id              ARGV[5]  attempts                    ARGV[6]  last status
 -- ARGV[7]  last error            ARGV[8]  next attempt at             ARGV[9]  now
 -- ARGV[10] attempt log maxlen    ARGV[11] dead-letter entry (JSON)
+-- ARGV[12] now, precise (dead-letter order)                           ARGV[13] dead-letter cutoff
+-- ARGV[14] dead letters kept at most
+-- A new dead letter trims the app's dead letters on write: those dead before the cutoff (now minus
+-- BROKER_WEBHOOK_DEAD_RETENTION_SECONDS) go, then the oldest beyond BROKER_WEBHOOK_DEAD_MAX.
 -- Returns 1, or 0 when another worker holds the lease.
+
+-- include: webhook_dead
 
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
@@ -30,7 +36,8 @@ else
   redis.call('XTRIM', KEYS[5], 'MINID', ARGV[3])
   if mode == 'dead' then
     redis.call('HSET', KEYS[6], ARGV[4], ARGV[11])
-    redis.call('ZADD', KEYS[7], ARGV[9], ARGV[4])
+    redis.call('ZADD', KEYS[7], ARGV[12], ARGV[4])
+    dead_trim(6, 7, ARGV[13], tonumber(ARGV[14]))
   else
     redis.call('HSET', KEYS[3], 'last_success_at', ARGV[9], 'last_delivered_event', ARGV[4])
   end

@@ -9,6 +9,7 @@ from flask import Response
 from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
 from broker.web.developer.console import (
+    _dead_letters,
     _me,
     _overview,
     _own_app,
@@ -16,6 +17,11 @@ from broker.web.developer.console import (
     _register,
     _update,
     bp,
+)
+from broker.web.developer.schemas import (
+    DeadLetterSelectionSchema,
+    DeadLettersPurgedSchema,
+    DeadLettersReplayedSchema,
 )
 from broker.web.interactions import reauth
 from broker.web.ledger.api import LISTING
@@ -181,6 +187,44 @@ def api_revoke_previous_webhook_secret(client_id: str) -> Reply:
     summary="Queue a dead-lettered webhook event for delivery again",
 )
 def api_redeliver(client_id: str, event_id: str) -> Reply:
-    _own_app(_me(), client_id)
-    _redeliver(client_id, event_id)
+    uid = _me()
+    _own_app(uid, client_id)
+    _redeliver(uid, client_id, event_id)
     return {"client_id": client_id, "event_id": event_id, "queued": True}, 200, NO_STORE
+
+
+_DEAD = {404: "No such app of yours, or an event id that is not one of its dead letters (nothing changed)"}
+
+
+def _selection(uid: str, client_id: str) -> list[str] | None:
+    _own_app(uid, client_id)
+    data = consoles.load(DeadLetterSelectionSchema(), consoles.json_payload())
+    return None if data.get("all") else list(data["event_ids"])
+
+
+@bp.post("/developer/v1/apps/<client_id>/dead-letters/replay")
+@documented(
+    DeadLettersReplayedSchema,
+    body=DeadLetterSelectionSchema,
+    errors=_DEAD,
+    summary="Queue dead-lettered webhook events for delivery again (a new attempt series, same event "
+    'ids): `{"event_ids": [...]}` or `{"all": true}`; all or nothing',
+)
+def api_replay_dead_letters(client_id: str) -> Reply:
+    uid = _me()
+    replayed = _dead_letters(uid, client_id, "replay", _selection(uid, client_id))
+    return {"client_id": client_id, "replayed": replayed}, 200, NO_STORE
+
+
+@bp.post("/developer/v1/apps/<client_id>/dead-letters/purge")
+@documented(
+    DeadLettersPurgedSchema,
+    body=DeadLetterSelectionSchema,
+    errors=_DEAD,
+    summary='Delete dead-lettered webhook events for good: `{"event_ids": [...]}` or `{"all": true}`; '
+    "all or nothing",
+)
+def api_purge_dead_letters(client_id: str) -> Reply:
+    uid = _me()
+    purged = _dead_letters(uid, client_id, "purge", _selection(uid, client_id))
+    return {"client_id": client_id, "purged": purged}, 200, NO_STORE

@@ -152,9 +152,18 @@ def _form_page(template: str, status: int = 200, **context: Any) -> Response:
     return Response(html, status=status, mimetype="text/html")
 
 
-def _redeliver(client_id: str, event_id: str) -> None:
+def _redeliver(uid: str, client_id: str, event_id: str) -> None:
     """404 unless the event is one of this app's dead letters (nothing else can be redelivered)."""
     from broker.events import webhooks
 
-    if not webhooks.redeliver(web.store(), client_id, event_id):
+    if not webhooks.redeliver(web.store(), client_id, event_id, by=f"developer:{uid}"):
         raise NotFound(f"no failed delivery {event_id!r} for this app")
+
+
+def _dead_letters(uid: str, client_id: str, action: str, event_ids: list[str] | None) -> list[str]:
+    """Replay or purge the app's dead letters (``event_ids`` None: every one); all or nothing: an id
+    that is not one of this app's dead letters is a 404 and nothing changes."""
+    from broker.events import webhooks
+
+    change = webhooks.replay if action == "replay" else webhooks.purge
+    return change(web.store(), client_id, event_ids, by=f"developer:{uid}")

@@ -8,8 +8,9 @@ from flask import Response, flash, redirect, render_template, request
 from flask_babel import gettext
 
 from broker.apps import registry as apps_svc
-from broker.errors import ValidationFailed
+from broker.errors import NotFound, ValidationFailed
 from broker.web.developer.console import (
+    _dead_letters,
     _form_page,
     _form_payload,
     _me,
@@ -78,6 +79,8 @@ def app_page(client_id: str) -> Any:
         disclosures=consoles.app_disclosures(client_id),
         deliveries=consoles.app_deliveries(client_id),
         overlap=web.settings().secret_overlap_seconds,
+        dead_retention_days=f"{round(web.settings().webhook_dead_retention_seconds / 86400, 2):g}",
+        dead_max=web.settings().webhook_dead_max,
     )
     return no_store(Response(html, mimetype="text/html"))
 
@@ -172,9 +175,36 @@ def revoke_previous_webhook_secret_page(client_id: str) -> Any:
 @bp.post("/developer/apps/<client_id>/events/<event_id>/redeliver")
 def redeliver_page(client_id: str, event_id: str) -> Any:
     """Put a dead-lettered event back in the app's outbox; the worker delivers it next."""
-    _own_app(_me(), client_id)
-    _redeliver(client_id, event_id)
+    uid = _me()
+    _own_app(uid, client_id)
+    _redeliver(uid, client_id, event_id)
     flash(gettext("Event %(event)s queued for redelivery.", event=event_id), "success")
+    return redirect(f"/developer/apps/{client_id}", code=303)
+
+
+@bp.post("/developer/apps/<client_id>/events/<event_id>/purge")
+def purge_page(client_id: str, event_id: str) -> Any:
+    """Delete one dead-lettered event for good."""
+    uid = _me()
+    _own_app(uid, client_id)
+    _dead_letters(uid, client_id, "purge", [event_id])
+    flash(gettext("Event %(event)s deleted.", event=event_id), "success")
+    return redirect(f"/developer/apps/{client_id}", code=303)
+
+
+@bp.post("/developer/apps/<client_id>/dead-letters/<action>")
+def dead_letters_page(client_id: str, action: str) -> Any:
+    """Redeliver or delete every dead letter of the app (the buttons under the list)."""
+    uid = _me()
+    _own_app(uid, client_id)
+    if action not in ("replay", "purge"):
+        raise NotFound("no such action on dead letters")
+    done = _dead_letters(uid, client_id, action, None)
+    if action == "replay":
+        message = gettext("%(count)s failed event(s) queued for redelivery.", count=len(done))
+    else:
+        message = gettext("%(count)s failed event(s) deleted.", count=len(done))
+    flash(message, "success")
     return redirect(f"/developer/apps/{client_id}", code=303)
 
 

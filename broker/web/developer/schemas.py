@@ -1,8 +1,10 @@
-"""The developer console API's response bodies."""
+"""The developer console API's response bodies (and the one request body it owns: which dead letters)."""
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from broker.web.ledger.schemas import DisclosureRecordSchema
 from broker.web.shared.schemas import (
@@ -51,15 +53,16 @@ class DeliveryStatusSchema(_Body):
 
 
 class DeliveryAttemptSchema(_Body):
-    """One delivery attempt (all values are strings, as stored)."""
+    """One delivery attempt, or a replay or purge of dead letters (all values are strings, as stored)."""
 
     id = _str()
-    event = _str()
+    event = _str(metadata={"description": "the event id; for a replay or purge of several, `<n> events`"})
     attempt = _str()
     status = _str(metadata={"description": "the HTTP status, or empty"})
     error = _str()
-    outcome = _str(validate=validate.OneOf(["ok", "retry", "dead"]))
+    outcome = _str(validate=validate.OneOf(["ok", "retry", "dead", "replayed", "purged"]))
     time = _str()
+    by = fields.String(metadata={"description": "replay and purge only: who asked (`developer:<id>`, `cli`)"})
 
 
 class EventSchema(_Body):
@@ -108,3 +111,35 @@ class RedeliverySchema(_Body):
     client_id = _str()
     event_id = _str()
     queued = fields.Boolean(required=True)
+
+
+MAX_EVENT_IDS = 1000  # the same bound as broker.events.webhooks.MAX_IDS (the web never imports events here)
+
+
+class DeadLetterSelectionSchema(Schema):
+    """Which dead letters to replay or purge: ``{"event_ids": [...]}`` or ``{"all": true}``."""
+
+    class Meta:
+        unknown = RAISE
+
+    event_ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=200)),
+        validate=validate.Length(min=1, max=MAX_EVENT_IDS),
+        metadata={"description": "event ids of this app's dead letters; all or nothing"},
+    )
+    all = fields.Boolean(metadata={"description": "true: every dead letter of the app"})
+
+    @validates_schema
+    def _one_of(self, data: dict[str, Any], **_: Any) -> None:
+        if ("event_ids" in data) == bool(data.get("all")):
+            raise ValidationError('send "event_ids" (a list) or "all": true, not both')
+
+
+class DeadLettersReplayedSchema(_Body):
+    client_id = _str()
+    replayed = _strings(metadata={"description": "event ids queued again, in queue order"})
+
+
+class DeadLettersPurgedSchema(_Body):
+    client_id = _str()
+    purged = _strings(metadata={"description": "event ids deleted"})
