@@ -322,7 +322,7 @@ def test_browser_developer_registers_an_app_and_rotates_its_secret(live_server, 
         page.get_by_role("radio", name=re.compile("^App Center app")).check()
         page.get_by_role("radio", name=re.compile("^Confidential")).check()
         page.get_by_label("Name", exact=True).fill("Roster")
-        page.get_by_label("Contact").fill("dev@example.com")
+        page.get_by_role("textbox", name="Contact").fill("dev@example.com")
         page.get_by_label("Privacy policy URL").fill("https://roster.example.com/privacy")
         page.get_by_label("Redirect URIs").fill("https://roster.example.com/cb")
         page.locator('input[name="scopes"][value="org.members.read"]').check()

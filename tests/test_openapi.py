@@ -250,8 +250,8 @@ def test_request_bodies_are_the_schemas_the_views_load(client: Any) -> None:
 def test_data_schemas_follow_the_scope_catalog(client: Any) -> None:
     schemas = _doc(client)["components"]["schemas"]
     assert schemas["Me"]["required"] == ["user_id"]
-    assert set(schemas["Me"]["properties"]) == {"user_id", "nickname", "avatar"}
-    assert set(schemas["UserInfo"]["properties"]) == {"sub", "nickname", "picture"}
+    assert set(schemas["Me"]["properties"]) == {"user_id", "nickname", "avatar", "contact_permission"}
+    assert set(schemas["UserInfo"]["properties"]) == {"sub", "nickname", "picture", "contact_permission"}
     assert set(schemas["MemberProfile"]["required"]) == {"user_id", "nickname", "avatar"}
     assert not set(schemas["Me"]["properties"]) & (set(PROFILE_FIELDS_REMOVED) - {"nickname", "avatar"})
 

@@ -108,7 +108,11 @@ def test_deletion_effects(app, client, store, settings, world) -> None:
     mini_events = _events(store, mini)
     assert [e["type"] for e in mini_events][-2:] == ["grant.revoked", "user.deleted"]
     assert mini_events[-1]["data"] == {"user_id": pairwise_id(settings.pairwise_key, mini, uid)}
-    assert [e["type"] for e in _events(store, past)] == ["grant.revoked", "user.deleted"]
+    assert [e["type"] for e in _events(store, past)] == [
+        "grant.revoked",
+        "deletion.requested",
+        "user.deleted",
+    ]  # revoked before, then deleted
     assert _events(store, past)[-1]["data"]["user_id"] == pairwise_id(settings.pairwise_key, past, uid)
     [org_event] = _events(store, org_app)
     assert org_event["type"] == "user.deleted"

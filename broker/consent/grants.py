@@ -189,8 +189,13 @@ def save_consent(
     return record
 
 
-def revoke_grant(store: Store, settings: Settings, client_id: str, uid: str) -> dict[str, Any] | None:
-    """End the grant: delete it and every token under it; returns the revoked grant (None: none)."""
+def revoke_grant(
+    store: Store, settings: Settings, client_id: str, uid: str, *, ask_deletion: bool = True
+) -> dict[str, Any] | None:
+    """End the grant: delete it and every token under it; returns the revoked grant (None: none).
+
+    ``ask_deletion``: also send ``deletion.requested`` for what the app received (account deletion
+    does not: its ``user.deleted`` event is itself the request to delete everything)."""
     key = keys.grant(client_id, uid)
     with store.redis.pipeline(transaction=True) as pipe:
         while True:
@@ -211,14 +216,19 @@ def revoke_grant(store: Store, settings: Settings, client_id: str, uid: str) -> 
                     "grant.revoked",
                     {**grant_event_data(settings, client_id, uid), "scopes": record["scopes"]},
                 )
-                request = deletion.queue(
-                    pipe, settings.pairwise_key, client_id, uid, record["fields"], "grant_revoked"
+                request = (
+                    deletion.queue(
+                        pipe, settings.pairwise_key, client_id, uid, record["fields"], "grant_revoked"
+                    )
+                    if ask_deletion
+                    else None
                 )
                 pipe.execute()
                 break
             except redis.WatchError:
                 continue
-    deletion.index_for_person(store, request)
+    if request is not None:
+        deletion.index_for_person(store, request)
     store.redis.srem(keys.user_grants(uid), client_id)
     app_record = get_app(store, client_id) or {"client_id": client_id}
     receipts.issue_receipt(store, app_record, record, "revoked", settings=settings)

@@ -289,7 +289,7 @@ def delete_account(store: Store, settings: Settings, uid: str) -> DeletionResult
     targets = recipients(store, uid)
     # 1. End every grant: tokens deleted, grant.revoked event and a revocation receipt each.
     for client_id in sorted(store.redis.smembers(keys.user_grants(uid))):
-        if grants.revoke_grant(store, settings, client_id, uid) is not None:
+        if grants.revoke_grant(store, settings, client_id, uid, ask_deletion=False) is not None:
             result.revoked.append(client_id)
     # 2. Tell every app that ever received their data, by the id that app knows, in the app's slot;
     #    the app's reverse map of that pairwise id is removed in the same MULTI.
@@ -313,7 +313,7 @@ def delete_account(store: Store, settings: Settings, uid: str) -> DeletionResult
     # 5. A consent given in another tab while steps 1-4 ran would have survived step 1; no new one
     #    can start now (the session is refused), so one more sweep closes the window.
     for client_id in sorted(store.redis.smembers(keys.user_grants(uid))):
-        if grants.revoke_grant(store, settings, client_id, uid) is not None:
+        if grants.revoke_grant(store, settings, client_id, uid, ask_deletion=False) is not None:
             result.revoked.append(client_id)
     store.redis.delete(keys.user_grants(uid))
     # Receipts issued by that sweep are not kept either.

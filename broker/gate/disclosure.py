@@ -361,7 +361,7 @@ class Gate:
     def profiles(self, disclosed: Disclosed, uids: Iterable[str]) -> list[dict[str, Any]]:
         """Read only the allowed directory fields and serialize them through an allow-list schema."""
         uid_list = list(uids)
-        directory_fields = [f for f in disclosed.fields if f != "user_id"]
+        directory_fields = [f for f in disclosed.fields if f != "user_id" and f not in CONSENT_FIELDS]
         pipe = self.store.redis.pipeline(transaction=False)
         for uid in uid_list:
             pipe.hmget(keys.user(uid), ["status", *directory_fields])
@@ -375,8 +375,14 @@ class Gate:
             values: dict[str, Any] = dict(zip(directory_fields, row[1:], strict=True))
             if "user_id" in disclosed.fields:
                 values["user_id"] = pairwise_id(self.pairwise_key, disclosed.client_id, uid, org)
+            values.update({f: CONSENT_FIELDS[f] for f in disclosed.fields if f in CONSENT_FIELDS})
             out.append(schema.dump(values))
         return out
+
+
+# Fields that are a permission, not directory data: present only while the person grants them, with
+# this value (scopes/contact.toml).
+CONSENT_FIELDS = {"contact_permission": "granted"}
 
 
 @lru_cache(maxsize=64)

@@ -118,7 +118,7 @@ def register(page: Any, base: str, kind: str, client_type: str, name: str, **val
     page.locator(f'input[name="client_type"][value="{client_type}"]').check()
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_label("Description").fill(values["description"])
-    page.get_by_label("Contact").fill("devon@example.com")
+    page.get_by_role("textbox", name="Contact").fill("devon@example.com")
     page.get_by_label("Privacy policy URL").fill(f"https://{name.lower().replace(' ', '-')}.example/privacy")
     page.get_by_label("Redirect URIs").fill(values.get("redirect_uri", ""))
     for scope in values["scopes"].split():
@@ -219,6 +219,14 @@ def test_developer_admin_and_person_in_a_browser_with_signed_events(
             devon.goto(f"{base}/developer/")
             for name in ("Team Roster", "Pocket Notes"):
                 assert devon.get_by_role("link", name=name).count() == 1
+            # The operator reviews the App Center app before any organization can add it.
+            reviewed = requests.post(
+                f"{base}/internal/v1/apps/{roster['client_id']}/review",
+                json={"decision": "approve"},
+                headers=platform["broker"].headers(),
+                timeout=10,
+            )
+            assert reviewed.status_code == 200 and reviewed.json()["review"] == "approved"
 
             # The developer runs the example apps with what the console showed.
             common = {"ISSUER": base, "PYTHONPATH": str(ROOT)}
@@ -360,9 +368,10 @@ def test_developer_admin_and_person_in_a_browser_with_signed_events(
         ]
         assert eventually(lambda: example_events(roster_port) == expected, "Team Roster's events")
         # Pocket Notes' events, checked with the example's verifier and the per-app secret.
-        received = notes_hooks.wait_for(2, timeout=30)
+        received = notes_hooks.wait_for(3, timeout=30)
         bodies = [json.loads(r.body) for r in received]
-        assert [b["type"] for b in bodies] == ["grant.created", "grant.revoked"]
+        assert [b["type"] for b in bodies] == ["grant.created", "grant.revoked", "deletion.requested"]
+        assert bodies[2]["data"]["user_id"] == bodies[1]["data"]["user_id"]  # delete what it received
         for r in received:
             assert verify(notes["webhook_secret"], r.headers, r.body)
             assert verify(roster["webhook_secret"], r.headers, r.body) is None

@@ -37,7 +37,7 @@ def test_openid_configuration_is_valid_and_lists_only_supported(client):
     assert meta["subject_types_supported"] == ["pairwise"]
     assert "password" not in meta["grant_types_supported"]
     assert "implicit" not in meta["grant_types_supported"]
-    assert set(meta["scopes_supported"]) == {"openid", "profile", "org.members.read"}
+    assert set(meta["scopes_supported"]) == {"openid", "profile", "contact", "org.members.read"}
 
 
 def test_oauth_authorization_server_metadata_matches(client):
@@ -49,9 +49,9 @@ def test_oauth_authorization_server_metadata_matches(client):
 def test_discovery_names_every_claim_the_broker_releases(client):
     meta = client.get("/.well-known/openid-configuration").get_json()
     claims = meta["claims_supported"]
-    # what an id_token carries, then what userinfo releases under the basic catalog
+    # what an id_token carries, then what userinfo releases under the catalog (basic, then contact)
     id_token = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"]
-    assert claims == [*id_token, "nickname", "picture"]
+    assert claims == [*id_token, "contact_permission", "nickname", "picture"]
     # catalog names are given as OIDC claims; a field that can never leave is never listed
     assert not {"user_id", "avatar", "name", "email", "mobile"} & set(claims)
 
