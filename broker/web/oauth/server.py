@@ -178,7 +178,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             client_id=self.request.client.client_id, kind="grant", subject=user.uid, grant_id=user.grant_id,
             scopes=token.get("scope", ""), access_token=token["access_token"], access_expires_at=at_exp,
             refresh_token=token.get("refresh_token"), refresh_expires_at=rt_exp, family=tokens.new_family(),
-            code_hash=code.code_hash, auth_time=user.auth_time,
+            auth_time=user.auth_time,
         )  # fmt: skip
         try:
             tokens.issue(web.store(), s.token_hash_key, item, consume="code",
@@ -245,7 +245,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             client_id=old.info.client_id, kind="grant", subject=old.info.subject, grant_id=old.info.grant_id,
             scopes=token.get("scope", ""), access_token=token["access_token"], access_expires_at=at_exp,
             refresh_token=token.get("refresh_token"), refresh_expires_at=rt_exp, family=old.info.family,
-            code_hash=old.info.code, auth_time=old.info.auth_time,
+            auth_time=old.info.auth_time,
         )  # fmt: skip
         consumed = tokens.token_key(
             tokens.REFRESH_PREFIX, item.client_id, keyed_hash(s.token_hash_key, old.token)
@@ -313,7 +313,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
         item = tokens.Issue(
             client_id=client.client_id, kind="installation", subject=inst.org_id, grant_id=inst.id,
             scopes=self.request.scope, access_token=token["access_token"], access_expires_at=at_exp,
-            refresh_token=None, refresh_expires_at=0, family=tokens.new_family(),
+            refresh_token=None, refresh_expires_at=0,
         )  # fmt: skip
         try:
             tokens.issue(web.store(), s.token_hash_key, item)
