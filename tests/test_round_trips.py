@@ -264,6 +264,22 @@ def test_introspection_answers_from_one_key_lookup_whatever_the_token(client, st
         assert trips == [["HGETALL", "HGETALL"]]  # the client only
 
 
+def test_client_credentials_is_client_authentication_then_one_script(client, store, settings) -> None:
+    """The token endpoint for an organization token: the client (one round trip), then one script
+    that checks the installation, chooses the scopes and writes the token."""
+    cid, secret = make_app(store, settings, kind="org_app", scopes="org.members.read")
+    assert secret is not None
+    oid = make_org(store)
+    make_installation(store, cid, oid)
+    form = {"grant_type": "client_credentials", "org_id": oid}
+    assert client.post("/oauth/token", data=form, headers=basic(cid, secret)).status_code == 200
+    with round_trips() as trips:
+        response = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    assert response.status_code == 200
+    assert response.get_json()["scope"] == "org.members.read"
+    assert trips == [["HGETALL", "HGETALL"], ["EVALSHA"]]
+
+
 def test_a_batch_after_the_server_lost_its_scripts_answers_every_step_in_order(store) -> None:
     """What the login throttle and the session store send: scripts and commands in one batch."""
     store.redis.set("b:rt:plain", "1")

@@ -1,9 +1,14 @@
 -- token_issue.lua: write the tokens of one response, optionally consuming a code or rotating a
 -- refresh token in the same script.
--- KEYS[1]  consumed key: the code or the old refresh token (mode none: the access token key)
--- KEYS[2]  the grant's or installation's token set (sorted set, score = expiry)
+-- KEYS[1]  consumed key: the code or the old refresh token; mode installation: the installation;
+--          mode none: the access token key
+-- KEYS[2]  the grant's or installation's token set (sorted set, score = expiry; mode installation:
+--          derived from the installation's id, as the installation is read here)
 -- KEYS[3]  access token key      KEYS[4]  refresh token key (ignored unless ARGV[6] == '1')
--- ARGV[1]  app tag prefix        ARGV[2]  now               ARGV[3]  mode: none | code | refresh
+-- ARGV[1]  app tag prefix        ARGV[2]  now
+-- ARGV[3]  mode: none | code | refresh | installation (an organization token: the installation's
+--          checks and scopes are read here, ARGV[12] is ignored and ARGV[13] holds the requested
+--          scopes, '' for every scope the installation grants)
 -- ARGV[4]  access expiry         ARGV[5]  refresh expiry    ARGV[6]  '1' with a refresh token
 -- ARGV[7]  code tombstone ttl    ARGV[8]  refresh reuse grace seconds
 -- ARGV[9]  refresh mode: the new pair, sealed for the grace window ('' for none)
@@ -12,9 +17,10 @@
 -- Derived keys (the app, the grant or installation, its token set on a replay or a reuse, the new
 --   pair a grace retry checks, kept as grace_rt and grace_at):
 --   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
--- Returns 'ok', 'grace <sealed pair>' (a retry within the grace window while the pair the first
--- rotation issued is untouched: that pair, nothing written), or the refusal: 'replayed' | 'reused' |
--- 'expired' | 'revoked'.
+-- Returns 'ok' (mode installation: 'ok <scopes issued>'), 'grace <sealed pair>' (a retry within the
+-- grace window while the pair the first rotation issued is untouched: that pair, nothing written),
+-- or the refusal: 'replayed' | 'reused' | 'expired' | 'revoked' | 'not_installed' | 'disabled' |
+-- 'no_scopes' | 'invalid_scope <scopes the installation does not grant>'.
 
 -- include: validity
 
@@ -22,7 +28,25 @@ local prefix, now, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local t = {kind = ARGV[10], subject = ARGV[11], grant_id = ARGV[12], scopes = ARGV[13],
   issued_at = ARGV[2], expires_at = ARGV[4], family = ARGV[14], auth_time = ARGV[15]}
 local used = nil
-if mode == 'code' then
+local set_key = KEYS[2]
+if mode == 'installation' then
+  local inst = redis.call('HMGET', KEYS[1], 'id', 'enabled', 'scopes')
+  if not inst[1] then return 'not_installed' end
+  if inst[2] ~= '1' then return 'disabled' end
+  local granted, all = {}, {}
+  for s in string.gmatch(inst[3] or '', '%S+') do granted[s] = true; table.insert(all, s) end
+  if t.scopes ~= '' then
+    local refused = {}
+    for s in string.gmatch(t.scopes, '%S+') do if not granted[s] then table.insert(refused, s) end end
+    if #refused > 0 then return 'invalid_scope ' .. table.concat(refused, ' ') end
+  else
+    table.sort(all)
+    t.scopes = table.concat(all, ' ')
+  end
+  if t.scopes == '' then return 'no_scopes' end
+  t.grant_id = inst[1]
+  set_key = prefix .. ':toks:' .. inst[1]
+elseif mode == 'code' then
   local c = redis.call('HMGET', KEYS[1], 'used', 'family', 'grant_id')
   if c[1] == '1' then
     redis.call('HSET', KEYS[1], 'replayed', '1')
@@ -67,8 +91,9 @@ local function put(key, exp)
   t.expires_at = exp
   redis.call('SET', key, encode_token(t))
   redis.call('EXPIREAT', key, tonumber(exp))
-  index_token(KEYS[2], member_of(prefix, key), exp, now)
+  index_token(set_key, member_of(prefix, key), exp, now)
 end
 put(KEYS[3], ARGV[4])
 if ARGV[6] == '1' then put(KEYS[4], ARGV[5]) end
+if mode == 'installation' then return 'ok ' .. t.scopes end
 return 'ok'
