@@ -204,3 +204,50 @@ def test_a_live_organization_token_costs_well_under_600_bytes(store, settings, o
         _issue(store, settings, cid, inst_id, expires)
     per_token = (_used_memory(store) - before) / n
     assert per_token < 600, per_token
+
+
+def test_migration_3_rewrites_tokens_of_the_old_layout_and_they_keep_working(
+    client, store, settings, org_app
+) -> None:
+    """Tokens 0.2.0 stored (a hash named by the full keyed hash, plain sets per grant and per chain)
+    still work after ``broker migrate``: same token, same expiry; the old keys are gone."""
+    from broker.migrations import m0003_compact_tokens
+
+    cid, secret, inst_id = org_app
+    token = ids.new_token(ids.ACCESS_PREFIX, cid)
+    full_hash = keyed_hash(settings.token_hash_key, token)
+    tag = keys.app_tag(cid)
+    old_key, old_set, old_family = f"{tag}:at:{full_hash}", f"{tag}:gtok:{inst_id}", f"{tag}:fam:abc123"
+    expires = int(time.time()) + 3600
+    store.redis.hset(old_key, mapping={
+        "client_id": cid, "kind": "installation", "subject": ORG, "grant_id": inst_id,
+        "scopes": "org.members.read", "issued_at": str(expires - 7200), "code": "", "family": "abc123",
+        "auth_time": "", "expires_at": str(expires),
+    })  # fmt: skip
+    store.redis.expireat(old_key, expires)
+    store.redis.sadd(old_set, old_key)
+    store.redis.sadd(old_family, old_key)
+    expired = f"{tag}:at:{'0' * 64}"  # a token whose key has no expiry left to keep
+    store.redis.hset(expired, mapping={"client_id": cid, "kind": "installation", "grant_id": inst_id})
+    assert tokens.lookup_access_token(store, settings.token_hash_key, token) is None  # unreadable before
+
+    m0003_compact_tokens.up(store, settings)
+    m0003_compact_tokens.up(store, settings)  # idempotent
+    assert not any(store.redis.exists(k) for k in (old_key, old_set, old_family, expired))
+    info = tokens.lookup_access_token(store, settings.token_hash_key, token)
+    assert info is not None
+    assert (info.kind, info.subject, info.grant_id, info.expires_at) == (
+        "installation",
+        ORG,
+        inst_id,
+        expires,
+    )
+    assert info.effective_scopes == ("org.members.read",)
+    [new_key] = token_keys(store, cid, inst_id)
+    assert abs(time.time() + store.redis.pttl(new_key) / 1000 - expires) < 2
+    introspected = client.post(
+        "/oauth/introspect", data={"token": token}, headers=basic(cid, secret)
+    ).get_json()
+    assert introspected["active"] is True and introspected["org_id"] == ORG
+    assert tokens.revoke_grant_tokens(store, cid, inst_id) == 1  # and it is revoked with its installation
+    assert tokens.lookup_access_token(store, settings.token_hash_key, token) is None

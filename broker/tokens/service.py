@@ -306,3 +306,39 @@ def revoke_all_app_tokens(store: Store, client_id: str) -> int:
     for set_key in store.redis.scan_iter(match=pattern, count=500):
         total += int(store.lua("token_revoke_set")(keys=[set_key], args=[]))
     return total
+
+
+def migrate_legacy_tokens(store: Store) -> int:
+    """Rewrite tokens stored by 0.2.0 and earlier (a hash per token named by the full keyed hash,
+    plain token sets, one set per refresh chain) in the layout above, keeping each token's expiry,
+    and delete the old sets. Idempotent: a token already a string is left alone. Returns how many
+    tokens were rewritten. Run by ``broker migrate`` (migration 3), never while a broker serves."""
+    moved = 0
+    for pattern in (keys.access_token("*", "*"), keys.refresh_token("*", "*")):
+        for old in store.redis.scan_iter(match=pattern, count=1000):
+            if store.redis.type(old) != "hash":
+                continue
+            fields = store.redis.hgetall(old)
+            ttl_ms = int(store.redis.pttl(old))
+            tag, _, token_hash = old.rpartition(":")
+            kind_key = tag.rpartition(":")[2]  # at | rt
+            client_id = tag[len(keys.PREFIX) + 3 : tag.index("}")]
+            new = f"{keys.app_tag(client_id)}:{kind_key}:{token_hash[: keys.TOKEN_HASH_CHARS]}"
+            if ttl_ms > 0 and fields.get("kind") and fields.get("grant_id") and fields.get("expires_at"):
+                value = encode_token({name: fields.get(name, "") for name in TOKEN_FIELDS})
+                set_key = keys.grant_tokens(client_id, fields["grant_id"])
+                with store.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(new, value, px=ttl_ms)
+                    pipe.zadd(
+                        set_key,
+                        {f"{kind_key[0]}{token_hash[: keys.TOKEN_HASH_CHARS]}": int(fields["expires_at"])},
+                    )
+                    pipe.execute()
+                top = store.redis.zrange(set_key, -1, -1, withscores=True)
+                store.redis.expireat(set_key, int(top[0][1]))
+                moved += 1
+            store.redis.delete(old)
+    for pattern in (f"{keys.PREFIX}{{a:*}}:gtok:*", f"{keys.PREFIX}{{a:*}}:fam:*"):
+        for old in store.redis.scan_iter(match=pattern, count=1000):
+            store.redis.delete(old)
+    return moved
