@@ -95,9 +95,8 @@ def _client_credentials(client: Any, cid: str, secret: str) -> str:
 
 def test_a_token_set_drops_expired_members_at_each_write(store, settings, org_app) -> None:
     cid, _, inst_id = org_app
-    now = int(time.time())
-    _issue(store, settings, cid, inst_id, now + 3600)
-    short = [_issue(store, settings, cid, inst_id, now + 1) for _ in range(5)]
+    _issue(store, settings, cid, inst_id, int(time.time()) + 3600)
+    short = [_issue(store, settings, cid, inst_id, int(time.time()) + 2) for _ in range(5)]
     set_key = keys.grant_tokens(cid, inst_id)
     assert store.redis.zcard(set_key) == 6
     short_keys = [
