@@ -17,6 +17,7 @@ from tests.support.factories import (
     raw_grant,
 )
 from tests.support.ledger import journal_records
+from tests.support.tokens import token_keys, update
 
 
 @pytest.fixture
@@ -88,10 +89,10 @@ def test_refused_after_revocation_and_nothing_recorded(client, store, settings, 
     elif revoke == "suspend_app":
         store.redis.hset(keys.app(cid), "status", "suspended")
     elif revoke == "expire":
-        for key in store.redis.smembers(keys.grant_tokens(cid, person["gid"])):
-            store.redis.hset(key, "expires_at", "1")
+        for key in token_keys(store, cid, person["gid"]):
+            update(store, key, expires_at=1)
     else:
-        for key in store.redis.smembers(keys.grant_tokens(cid, person["gid"])):
+        for key in token_keys(store, cid, person["gid"]):
             store.redis.delete(key)
     response = client.get("/v1/me", headers=bearer(person["token"]))
     assert response.status_code == 401

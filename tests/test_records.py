@@ -18,7 +18,7 @@ from broker.consent import grants, installations, org_policy
 from broker.core import catalog as catalog_mod
 from broker.core.hashing import keyed_hash
 from broker.core.ids import ACCESS_PREFIX, REFRESH_PREFIX, new_token
-from broker.core.records import App, DisclosureRecord, Grant, Installation, Membership, Org, TokenInfo, User
+from broker.core.records import App, DisclosureRecord, Grant, Installation, Membership, Org, User
 from broker.directory import service as directory
 from broker.gate.disclosure import Gate
 from broker.storage import keys
@@ -299,34 +299,25 @@ def test_token_round_trip_and_lookup(store, settings, catalog) -> None:
     item = tokens.Issue(
         client_id=cid, kind="grant", subject=uid, grant_id=grant["id"], scopes="openid profile",
         access_token=access, access_expires_at=now + 600, refresh_token=refresh,
-        refresh_expires_at=now + 6000, family="fam1", code_hash="codehash", auth_time=now - 5,
+        refresh_expires_at=now + 6000, family="fam1", auth_time=now - 5,
     )  # fmt: skip
     tokens.issue(store, settings.token_hash_key, item)
-    at_raw = store.redis.hgetall(keys.access_token(cid, keyed_hash(settings.token_hash_key, access)))
-    rt_raw = store.redis.hgetall(keys.refresh_token(cid, keyed_hash(settings.token_hash_key, refresh)))
-    issued_at = int(at_raw["issued_at"])
-    assert at_raw == {
-        "client_id": cid,
-        "kind": "grant",
-        "subject": uid,
-        "grant_id": grant["id"],
-        "scopes": "openid profile",
-        "issued_at": str(issued_at),
-        "code": "codehash",
-        "family": "fam1",
-        "auth_time": str(now - 5),
-        "expires_at": str(now + 600),
-    }
-    _round_trip(TokenInfo, at_raw)
-    _round_trip(TokenInfo, rt_raw)
+    at_raw = store.redis.get(keys.access_token(cid, keyed_hash(settings.token_hash_key, access)))
+    rt_raw = store.redis.get(keys.refresh_token(cid, keyed_hash(settings.token_hash_key, refresh)))
+    issued_at = int(tokens.decode_token(at_raw)["issued_at"])
+    # one packed string: kind (g), subject, grant id, scopes, issued_at, expires_at, family, auth_time
+    assert at_raw == f"g|{uid}|{grant['id']}|openid profile|{issued_at}|{now + 600}|fam1|{now - 5}"
+    assert tokens.encode_token(tokens.decode_token(at_raw)) == at_raw
+    assert tokens.encode_token(tokens.decode_token(rt_raw)) == rt_raw
+    assert tokens.decode_token(rt_raw)["expires_at"] == str(now + 6000)
     info = tokens.lookup_access_token(store, settings.token_hash_key, access)
     assert info == tokens.TokenInfo(
         client_id=cid, kind="grant", subject=uid, grant_id=grant["id"], scopes=("openid", "profile"),
         effective_scopes=("openid", "profile"), issued_at=issued_at, expires_at=now + 600,
-        auth_time=now - 5, family="fam1", code="codehash", rotated_at=None, token_type="access_token",
+        auth_time=now - 5, family="fam1", rotated_at=None, token_type="access_token",
     )  # fmt: skip
 
-    # A rotated refresh token keeps rotated_at; a token issued without auth_time stores "".
+    # A rotated refresh token keeps rotated_at; a token issued without auth_time stores none.
     rotated = dataclasses.replace(
         item,
         access_token=new_token(ACCESS_PREFIX, cid),
@@ -337,11 +328,12 @@ def test_token_round_trip_and_lookup(store, settings, catalog) -> None:
     tokens.issue(
         store, settings.token_hash_key, rotated, consume="refresh", consumed_key=rt_key, grace_seconds=60
     )
-    rt_info = _round_trip(TokenInfo, store.redis.hgetall(rt_key))
-    assert rt_info.rotated_at is not None
+    rt_info = tokens.lookup_refresh_token(store, settings.token_hash_key, refresh)
+    assert rt_info is not None and rt_info.rotated_at is not None
     new_at = keys.access_token(cid, keyed_hash(settings.token_hash_key, rotated.access_token))
-    assert _round_trip(TokenInfo, store.redis.hgetall(new_at)).auth_time is None
-    assert store.redis.hget(new_at, "auth_time") == ""
+    assert tokens.decode_token(store.redis.get(new_at))["auth_time"] == ""
+    new_info = tokens.lookup_access_token(store, settings.token_hash_key, rotated.access_token)
+    assert new_info is not None and new_info.auth_time is None and new_info.family == "fam1"
 
 
 def _journal(store, cid: str) -> list[dict[str, str]]:

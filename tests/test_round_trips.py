@@ -11,15 +11,18 @@ round trip, and the commands in it are read back from the wire.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
 
 from broker.apps import registry
+from broker.core import ids
 from broker.core.records import App
 from broker.storage import keys
 from broker.storage.store import Store
+from broker.tokens import service as tokens
 from broker.web.oauth import cors
 from tests.support.client import basic, bearer
 from tests.support.factories import (
@@ -215,6 +218,65 @@ def test_introspection_is_client_authentication_then_one_token_lookup(client, st
     assert response.get_json()["active"] is True
     # the client's record and secrets in one round trip (Authlib's client authentication), then the
     # token: one script call in its app's slot (the token, its app and its grant, checked together)
+    assert trips == [["HGETALL", "HGETALL"], ["EVALSHA"]]
+
+
+@pytest.mark.parametrize("which", ["access token", "refresh token", "unknown token", "organization token"])
+def test_introspection_answers_from_one_key_lookup_whatever_the_token(client, store, settings, which) -> None:
+    """RFC 7662 for an active token of either kind and for an unknown one: after the client's
+    authentication, exactly one script call (the token's key, its app and its grant or installation,
+    in one slot); a token of another client or a malformed one costs no lookup at all."""
+    uid = make_user(store)
+    org = which == "organization token"
+    cid, secret = make_app(
+        store, settings, **({"kind": "org_app", "scopes": "org.members.read"} if org else {})
+    )
+    assert secret is not None
+    if org:
+        oid = make_org(store)
+        iid = make_installation(store, cid, oid)
+        token = make_token(store, settings, cid, kind="installation", subject=oid, grant_id=iid,
+                           scopes="org.members.read")  # fmt: skip
+        active = True
+    else:
+        gid = raw_grant(store, cid, uid, "openid profile", "user_id nickname")
+        access = make_token(store, settings, cid, kind="grant", subject=uid, grant_id=gid, scopes="openid")
+        if which == "refresh token":
+            token = ids.new_token(ids.REFRESH_PREFIX, cid)
+            tokens.issue(store, settings.token_hash_key, tokens.Issue(
+                client_id=cid, kind="grant", subject=uid, grant_id=gid, scopes="openid",
+                access_token=ids.new_token(ids.ACCESS_PREFIX, cid), access_expires_at=int(time.time()) + 60,
+                refresh_token=token, refresh_expires_at=int(time.time()) + 600, family=tokens.new_family(),
+            ))  # fmt: skip
+        else:
+            token = access if which == "access token" else ids.new_token(ids.ACCESS_PREFIX, cid)
+        active = which != "unknown token"
+    form = {"token": token}
+    assert client.post("/oauth/introspect", data=form, headers=basic(cid, secret)).status_code == 200
+    with round_trips() as trips:
+        response = client.post("/oauth/introspect", data=form, headers=basic(cid, secret))
+    assert response.get_json()["active"] is active
+    assert trips == [["HGETALL", "HGETALL"], ["EVALSHA"]]
+    for other in (ids.new_token(ids.ACCESS_PREFIX, make_app(store, settings)[0]), "brk_at_not-a-token"):
+        with round_trips() as trips:
+            response = client.post("/oauth/introspect", data={"token": other}, headers=basic(cid, secret))
+        assert response.get_json() == {"active": False}
+        assert trips == [["HGETALL", "HGETALL"]]  # the client only
+
+
+def test_client_credentials_is_client_authentication_then_one_script(client, store, settings) -> None:
+    """The token endpoint for an organization token: the client (one round trip), then one script
+    that checks the installation, chooses the scopes and writes the token."""
+    cid, secret = make_app(store, settings, kind="org_app", scopes="org.members.read")
+    assert secret is not None
+    oid = make_org(store)
+    make_installation(store, cid, oid)
+    form = {"grant_type": "client_credentials", "org_id": oid}
+    assert client.post("/oauth/token", data=form, headers=basic(cid, secret)).status_code == 200
+    with round_trips() as trips:
+        response = client.post("/oauth/token", data=form, headers=basic(cid, secret))
+    assert response.status_code == 200
+    assert response.get_json()["scope"] == "org.members.read"
     assert trips == [["HGETALL", "HGETALL"], ["EVALSHA"]]
 
 

@@ -279,10 +279,12 @@ class Installation(_HashRecord):
 
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
-    """An access or refresh token hash (``keys.access_token``/``keys.refresh_token``).
+    """An access or refresh token as the lookup script returns it (``broker.tokens.service``; the
+    stored value is one packed string, docs/data-model.md "Tokens").
 
     ``effective_scopes`` is not stored: the lookup script appends it (issued ∩ current grant or
-    installation scopes). ``token_type`` is not stored either: the key says it.
+    installation scopes). ``client_id`` and ``token_type`` are not stored either: the token and its
+    key say them.
     """
 
     client_id: str
@@ -295,7 +297,6 @@ class TokenInfo:
     expires_at: int = 0
     auth_time: int | None = None
     family: str = ""
-    code: str = ""
     rotated_at: int | None = None
     token_type: str = ""  # access_token | refresh_token
 
@@ -312,27 +313,8 @@ class TokenInfo:
             expires_at=int(raw.get("expires_at", "0")),
             auth_time=int(raw["auth_time"]) if raw.get("auth_time") else None,
             family=raw.get("family", ""),
-            code=raw.get("code", ""),
             rotated_at=int(raw["rotated_at"]) if raw.get("rotated_at") else None,
         )
-
-    def to_hash(self) -> dict[str, str]:
-        """The stored fields (``rotated_at`` once the refresh token has been used)."""
-        out = {
-            "client_id": self.client_id,
-            "kind": self.kind,
-            "subject": self.subject,
-            "grant_id": self.grant_id,
-            "scopes": " ".join(self.scopes),
-            "issued_at": str(self.issued_at),
-            "code": self.code,
-            "family": self.family,
-            "auth_time": str(self.auth_time or ""),
-            "expires_at": str(self.expires_at),
-        }
-        if self.rotated_at is not None:
-            out["rotated_at"] = str(self.rotated_at)
-        return out
 
 
 # -- the disclosure ledger ---------------------------------------------------------------------------

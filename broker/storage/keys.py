@@ -179,12 +179,18 @@ def auth_code(client_id: str, code_hash: str) -> str:
     return f"{app_tag(client_id)}:code:{code_hash}"
 
 
+TOKEN_HASH_CHARS = 32  # 128 bits of the keyed hash name a token: enough to find it, 32 bytes less per key
+
+
 def access_token(client_id: str, token_hash: str) -> str:
-    return f"{app_tag(client_id)}:at:{token_hash}"
+    """String: one access token (docs/data-model.md "Tokens"), expiring with it. The key holds the
+    first ``TOKEN_HASH_CHARS`` hex digits of the token's keyed hash."""
+    return f"{app_tag(client_id)}:at:{token_hash[:TOKEN_HASH_CHARS]}"
 
 
 def refresh_token(client_id: str, token_hash: str) -> str:
-    return f"{app_tag(client_id)}:rt:{token_hash}"
+    """String: one refresh token, as ``access_token``."""
+    return f"{app_tag(client_id)}:rt:{token_hash[:TOKEN_HASH_CHARS]}"
 
 
 def grant(client_id: str, user_id: str) -> str:
@@ -193,8 +199,10 @@ def grant(client_id: str, user_id: str) -> str:
 
 
 def grant_tokens(client_id: str, grant_id: str) -> str:
-    """Set of token keys issued under one grant or installation (revoke-all in one script)."""
-    return f"{app_tag(client_id)}:gtok:{grant_id}"
+    """Sorted set of the live tokens issued under one grant or installation (revoke-all in one
+    script): member ``a<hash>`` or ``r<hash>`` (access or refresh token key), score its expiry.
+    Expired members are dropped at each write; the set expires with its longest-lived member."""
+    return f"{app_tag(client_id)}:toks:{grant_id}"
 
 
 def installation(client_id: str, org_id: str) -> str:
@@ -220,12 +228,6 @@ def user_grants(user_id: str) -> str:
 def org_installations(org_id: str) -> str:
     """Set of client ids installed in the org (index for the admin console)."""
     return f"{org_tag(org_id)}:insts"
-
-
-def token_family(client_id: str, family: str) -> str:
-    """Set of token keys of one refresh chain (code -> tokens -> rotated tokens), revoked together
-    on code replay or refresh-token reuse."""
-    return f"{app_tag(client_id)}:fam:{family}"
 
 
 # --- disclosure gate -------------------------------------------------------------------------

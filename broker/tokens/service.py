@@ -2,7 +2,14 @@
 
 Formats (docs/data-model.md): ``brk_at_<client_id>.<random>``, ``brk_rt_...``, ``brk_ac_...``. The
 client id inside the token names the app's hash tag, so every check and revocation runs in the
-app's slot as one Lua script. Only ``keyed_hash(BROKER_TOKEN_HASH_KEY, token)`` is stored.
+app's slot as one Lua script. Only ``keyed_hash(BROKER_TOKEN_HASH_KEY, token)`` is stored (its
+first 128 bits name the key).
+
+Storage (docs/architecture.md "Token storage and the token endpoint"): a token is one string key
+holding its fields joined by ``|`` (``_validity.lua`` reads and writes it), expiring with the token,
+and one member of its grant's or installation's token set (a sorted set scored by expiry, trimmed
+of expired members at every write, expiring with its longest-lived member). There is no other
+per-token key: a refresh chain (``family``) is a field of its tokens, found through the grant's set.
 
 Validity (``broker/storage/lua/_validity.lua``, shared with the disclosure gate): the key exists
 and has not expired, the app is ``active``, and the token's grant (or installation) still exists
@@ -13,9 +20,9 @@ Nothing is cached, so revocation is immediate (DESIGN invariant 2).
 Single use and reuse detection (RFC 6749 4.1.2, RFC 9700 4.14):
 
 * A code is consumed in the same script that writes the tokens issued from it, and replaced by a
-  tombstone (``used=1`` and the token ``family``) kept for the refresh-token lifetime. Presenting it
-  again is ``invalid_grant`` and deletes every token of that family, so 50 concurrent redemptions
-  give exactly one token response (whose tokens the 49 replays then revoke).
+  tombstone (``used=1``, the token ``family`` and ``grant_id``) kept for the refresh-token lifetime.
+  Presenting it again is ``invalid_grant`` and deletes every token of that family, so 50 concurrent
+  redemptions give exactly one token response (whose tokens the 49 replays then revoke).
 * Refresh tokens rotate on every use. The used token is kept (``rotated_at``) until it expires.
   Policy for reuse, ``BROKER_REFRESH_GRACE_SECONDS`` (default 10): presenting a rotated token more
   than ``grace`` seconds after its rotation revokes the whole grant (every access and refresh token
@@ -51,7 +58,8 @@ from broker.storage.store import Store
 
 
 def new_family() -> str:
-    return secrets.token_hex(12)
+    """A refresh chain's id: only compared within one grant's token set, so 48 bits are plenty."""
+    return secrets.token_hex(6)
 
 
 def token_key(prefix: str, client_id: str, token_hash: str) -> str:
@@ -65,9 +73,35 @@ def token_key(prefix: str, client_id: str, token_hash: str) -> str:
 # The scripts (broker/storage/lua/token_*.lua) all include _validity.lua, the rule above.
 
 
-def _parse(flat: list[Any], token_type: str) -> TokenInfo:
-    """The lookup script's answer: the token hash as a flat list, ``effective_scopes`` appended."""
+# The stored value's fields, in order (``TOKEN_FIELDS`` of _validity.lua, which writes them).
+TOKEN_FIELDS = ("kind", "subject", "grant_id", "scopes", "issued_at", "expires_at", "family", "auth_time",
+                "rotated_at", "grace_box", "grace_rt", "grace_at")  # fmt: skip
+_KINDS = {"g": "grant", "i": "installation"}
+
+
+def decode_token(raw: str) -> dict[str, str]:
+    """A stored token value as its fields (``read_token`` of _validity.lua); for reports and tests,
+    the scripts read it themselves."""
+    values = raw.split("|")
+    fields = dict(zip(TOKEN_FIELDS, values + [""] * (len(TOKEN_FIELDS) - len(values)), strict=True))
+    fields["kind"] = _KINDS.get(fields["kind"], fields["kind"])
+    return fields
+
+
+def encode_token(fields: dict[str, str]) -> str:
+    """The stored value of a token's fields (``encode_token`` of _validity.lua, which writes them)."""
+    codes = {name: code for code, name in _KINDS.items()}
+    values = [str(fields.get(name, "")) for name in TOKEN_FIELDS]
+    values[0] = codes.get(values[0], values[0])
+    while values and values[-1] == "":
+        values.pop()
+    return "|".join(values)
+
+
+def _parse(flat: list[Any], client_id: str, token_type: str) -> TokenInfo:
+    """The lookup script's answer: the token's fields as a flat list, ``effective_scopes`` appended."""
     raw = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+    raw["client_id"] = client_id
     return replace(TokenInfo.from_hash(raw), token_type=token_type)
 
 
@@ -77,7 +111,7 @@ def _lookup(store: Store, hash_key: str, token: str, prefix: str, token_type: st
         return None
     key = token_key(prefix, client_id, keyed_hash(hash_key, token))
     flat = store.lua("token_lookup")(keys=[key], args=[keys.app_tag(client_id), int(time.time())])
-    return _parse(flat, token_type) if flat else None
+    return _parse(flat, client_id, token_type) if flat else None
 
 
 def lookup_access_token(store: Store, hash_key: str, token: str) -> TokenInfo | None:
@@ -103,17 +137,19 @@ class Issue:
     access_expires_at: int
     refresh_token: str | None
     refresh_expires_at: int
-    family: str
-    code_hash: str = ""
+    family: str = ""  # a refresh chain (code flow); none for organization tokens
     auth_time: int | None = None
 
 
 class IssueRefused(Exception):
-    """The code or refresh token could not be used; ``reason`` is replayed|reused|expired|revoked."""
+    """The code, refresh token or installation could not be used. ``reason``: replayed | reused |
+    expired | revoked, or for an organization token not_installed | disabled | no_scopes |
+    invalid_scope (``detail``: the scopes the installation does not grant)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail
 
 
 def _grace_key(hash_key: str, used_refresh_token: str) -> AESGCM:
@@ -159,6 +195,7 @@ def issue(
 ) -> dict[str, Any] | None:
     """Store the tokens of one response atomically, consuming a code or refresh token if asked.
 
+    ``consume="installation"`` is ``issue_installation_token``'s (``consumed_key``: the installation).
     Rotating a refresh token (``consume="refresh"``, ``used_refresh_token`` = the token presented)
     with a grace window keeps the new pair sealed on the used token. When the used token was already
     rotated within the window, nothing is written and the pair that rotation issued is returned as a
@@ -170,24 +207,22 @@ def issue(
     rt_key = (
         keys.refresh_token(cid, keyed_hash(hash_key, item.refresh_token)) if item.refresh_token else at_key
     )
-    stored = TokenInfo(
-        client_id=cid, kind=item.kind, subject=item.subject, grant_id=item.grant_id,
-        scopes=tuple(item.scopes.split()), issued_at=now, code=item.code_hash, family=item.family,
-        auth_time=item.auth_time,
-    ).to_hash()  # fmt: skip
-    del stored["expires_at"]  # the script writes each token's own expiry
-    fields = [x for pair in stored.items() for x in pair]
     box = ""
     if consume == "refresh" and grace_seconds > 0 and used_refresh_token and item.refresh_token:
         box = _seal_pair(hash_key, used_refresh_token, item)
     result = store.lua("token_issue")(
-        keys=[consumed_key or at_key, keys.grant_tokens(cid, item.grant_id),
-              keys.token_family(cid, item.family), at_key, rt_key],
+        keys=[consumed_key or at_key, keys.grant_tokens(cid, item.grant_id), at_key, rt_key],
         args=[keys.app_tag(cid), now, consume, item.access_expires_at, item.refresh_expires_at,
-              "1" if item.refresh_token else "0", max(tombstone_ttl, 1), grace_seconds, box, *fields],
+              "1" if item.refresh_token else "0", max(tombstone_ttl, 1), grace_seconds, box,
+              item.kind, item.subject, item.grant_id, item.scopes, item.family,
+              "" if item.auth_time is None else item.auth_time],
     )  # fmt: skip
     result = str(result)
-    metrics.token_issued(consume, "issued" if result == "ok" else result.split(" ")[0])
+    # an organization token counts as client_credentials (the metric's name for consuming nothing)
+    metrics.token_issued("none" if consume == "installation" else consume,
+                         "issued" if result.split(" ")[0] == "ok" else result.split(" ")[0])  # fmt: skip
+    if consume == "installation" and result.startswith("ok "):
+        return {"scope": result[len("ok ") :]}
     if result.startswith("grace "):
         pair = _open_pair(hash_key, used_refresh_token, cid, result[len("grace ") :])
         if pair is None:  # pragma: no cover - only a token that rotated itself can open its box
@@ -200,8 +235,21 @@ def issue(
             "scope": pair["scope"],
         }
     if result != "ok":
-        raise IssueRefused(result)
+        reason, _, detail = result.partition(" ")
+        raise IssueRefused(reason, detail)
     return None
+
+
+def issue_installation_token(store: Store, hash_key: str, item: Issue) -> str:
+    """Store an organization token for the installation of ``item.client_id`` in ``item.subject``
+    (the org id), deciding in the same script what the installation allows: the token endpoint's
+    one round trip after client authentication. ``item.scopes``: the organization scopes asked for
+    ('' for every scope the installation grants); ``item.grant_id`` is ignored (the installation's
+    id is read). Returns the scopes issued; IssueRefused when the installation refuses."""
+    inst_key = keys.installation(item.client_id, item.subject)
+    answer = issue(store, hash_key, item, consume="installation", consumed_key=inst_key)
+    assert answer is not None  # an installation token never answers with a grace pair
+    return str(answer["scope"])
 
 
 def save_code(store: Store, hash_key: str, code: str, client_id: str, ttl: int, data: dict[str, str]) -> None:
@@ -258,3 +306,39 @@ def revoke_all_app_tokens(store: Store, client_id: str) -> int:
     for set_key in store.redis.scan_iter(match=pattern, count=500):
         total += int(store.lua("token_revoke_set")(keys=[set_key], args=[]))
     return total
+
+
+def migrate_legacy_tokens(store: Store) -> int:
+    """Rewrite tokens stored by 0.2.0 and earlier (a hash per token named by the full keyed hash,
+    plain token sets, one set per refresh chain) in the layout above, keeping each token's expiry,
+    and delete the old sets. Idempotent: a token already a string is left alone. Returns how many
+    tokens were rewritten. Run by ``broker migrate`` (migration 3), never while a broker serves."""
+    moved = 0
+    for pattern in (keys.access_token("*", "*"), keys.refresh_token("*", "*")):
+        for old in store.redis.scan_iter(match=pattern, count=1000):
+            if store.redis.type(old) != "hash":
+                continue
+            fields = store.redis.hgetall(old)
+            ttl_ms = int(store.redis.pttl(old))
+            tag, _, token_hash = old.rpartition(":")
+            kind_key = tag.rpartition(":")[2]  # at | rt
+            client_id = tag[len(keys.PREFIX) + 3 : tag.index("}")]
+            new = f"{keys.app_tag(client_id)}:{kind_key}:{token_hash[: keys.TOKEN_HASH_CHARS]}"
+            if ttl_ms > 0 and fields.get("kind") and fields.get("grant_id") and fields.get("expires_at"):
+                value = encode_token({name: fields.get(name, "") for name in TOKEN_FIELDS})
+                set_key = keys.grant_tokens(client_id, fields["grant_id"])
+                with store.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(new, value, px=ttl_ms)
+                    pipe.zadd(
+                        set_key,
+                        {f"{kind_key[0]}{token_hash[: keys.TOKEN_HASH_CHARS]}": int(fields["expires_at"])},
+                    )
+                    pipe.execute()
+                top = store.redis.zrange(set_key, -1, -1, withscores=True)
+                store.redis.expireat(set_key, int(top[0][1]))
+                moved += 1
+            store.redis.delete(old)
+    for pattern in (f"{keys.PREFIX}{{a:*}}:gtok:*", f"{keys.PREFIX}{{a:*}}:fam:*"):
+        for old in store.redis.scan_iter(match=pattern, count=1000):
+            store.redis.delete(old)
+    return moved

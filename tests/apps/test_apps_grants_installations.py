@@ -9,11 +9,12 @@ import pytest
 from broker.apps import registry as apps
 from broker.consent import grants, installations
 from broker.core import catalog as catalog_mod
+from broker.core.hashing import keyed_hash
 from broker.core.pairwise import pairwise_id
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.storage import keys
 from tests.support.apps import mini_payload, org_payload, outbox_events
-from tests.support.factories import make_org, make_user
+from tests.support.factories import make_org, make_token, make_user
 
 
 @pytest.fixture
@@ -27,11 +28,12 @@ def mini(store, settings, catalog) -> str:
     return str(record["client_id"])
 
 
-def _token(store, client_id: str, grant_id: str, name: str) -> str:
-    key = keys.access_token(client_id, name)
-    store.redis.hset(key, mapping={"client_id": client_id, "grant_id": grant_id})
-    store.redis.sadd(keys.grant_tokens(client_id, grant_id), key)
-    return key
+def _token(store, settings, client_id: str, grant_id: str, kind: str = "grant", subject: str = "") -> str:
+    """A token stored by the token service under ``grant_id``; returns its key."""
+    token = make_token(
+        store, settings, client_id, kind=kind, subject=subject, grant_id=grant_id, scopes="openid"
+    )
+    return keys.access_token(client_id, keyed_hash(settings.token_hash_key, token))
 
 
 def test_first_consent_creates_grant_with_required_fields(store, settings, catalog, mini) -> None:
@@ -85,7 +87,7 @@ def test_revoke_scope_shrinks_then_revokes(store, settings, catalog, mini) -> No
     grant = grants.save_consent(
         store, settings, catalog, mini, uid, ["openid", "profile"], ["nickname", "avatar"], "p", "v"
     )
-    token = _token(store, mini, grant["id"], "t1")
+    token = _token(store, settings, mini, grant["id"], subject=uid)
     after = grants.revoke_scope(store, settings, catalog, mini, uid, "profile")
     assert after["scopes"] == ["openid"] and after["fields"] == ["user_id"]
     assert store.redis.exists(token)  # effective scopes narrow through the grant; the token lives
@@ -104,8 +106,8 @@ def test_revoke_grant_deletes_grant_tokens_and_indexes(store, settings, catalog,
     other = make_user(store, nickname="Other")
     grant = grants.save_consent(store, settings, catalog, mini, uid, ["openid"], [], "p", "v")
     kept = grants.save_consent(store, settings, catalog, mini, other, ["openid"], [], "p", "v")
-    tokens = [_token(store, mini, grant["id"], f"t{i}") for i in range(3)]
-    other_token = _token(store, mini, kept["id"], "o1")
+    tokens = [_token(store, settings, mini, grant["id"], subject=uid) for _ in range(3)]
+    other_token = _token(store, settings, mini, kept["id"], subject=other)
     revoked = grants.revoke_grant(store, settings, mini, uid)
     assert revoked["id"] == grant["id"]
     assert not any(store.redis.exists(t) for t in tokens)
@@ -128,7 +130,7 @@ def test_installation_lifecycle_and_events(store, settings, catalog) -> None:
     assert store.redis.sismember(keys.app_installations(cid), org)
     with pytest.raises(Conflict):
         installations.install(store, cid, org)
-    token = _token(store, cid, inst["id"], "it")
+    token = _token(store, settings, cid, inst["id"], kind="installation", subject=org)
     assert installations.disable(store, cid, org)["enabled"] is False
     assert installations.disable(store, cid, org)["enabled"] is False  # idempotent, no second event
     assert installations.enable(store, cid, org)["enabled"] is True

@@ -16,7 +16,7 @@ from broker.core.hashing import keyed_hash
 from broker.errors import Conflict, ValidationFailed
 from broker.storage import keys
 from tests.support.apps import mini_payload, org_payload, outbox_events
-from tests.support.factories import make_org, make_user
+from tests.support.factories import make_org, make_token, make_user
 
 
 @pytest.fixture
@@ -197,9 +197,10 @@ def test_delete_app_revokes_everything(store, settings, catalog) -> None:
     mini, _, _ = apps.register_app(store, settings, catalog, mini_payload(dev))
     org_app, _, _ = apps.register_app(store, settings, catalog, org_payload(dev))
     grant = grants.save_consent(store, settings, catalog, mini["client_id"], uid, ["openid"], [], "p", "v")
-    token_key = keys.access_token(mini["client_id"], "h1")
-    store.redis.hset(token_key, mapping={"client_id": mini["client_id"]})
-    store.redis.sadd(keys.grant_tokens(mini["client_id"], grant["id"]), token_key)
+    token = make_token(store, settings, mini["client_id"], kind="grant", subject=uid, grant_id=grant["id"],
+                       scopes="openid")  # fmt: skip
+    token_key = keys.access_token(mini["client_id"], keyed_hash(settings.token_hash_key, token))
+    assert store.redis.exists(token_key)
     store.redis.xadd(keys.journal(mini["client_id"]), {"r": "{}"})
     installations.install(store, org_app["client_id"], org)
     for cid in (mini["client_id"], org_app["client_id"]):

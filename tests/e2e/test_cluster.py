@@ -121,7 +121,7 @@ def test_grant_withdrawal_revokes_its_tokens_on_the_cluster(capp: Any, cstore: S
     assert grants.revoke_grant(cstore, settings, p["client_id"], p["uid"]) is not None
     response = capp.test_client().get("/v1/me", headers={"Authorization": f"Bearer {p['token']}"})
     assert response.status_code == 401
-    assert cstore.redis.scard(keys.grant_tokens(p["client_id"], p["gid"])) == 0
+    assert cstore.redis.zcard(keys.grant_tokens(p["client_id"], p["gid"])) == 0
 
 
 def _master_of(store: Store, key: str) -> int:

@@ -24,6 +24,7 @@ from broker.storage.embedded import free_port
 from tests.support.environment import LiveServer, make_settings
 from tests.support.factories import make_app, make_grant, make_user
 from tests.support.oauth import REDIRECT, pkce_pair
+from tests.support.tokens import rotated_refresh_keys, update
 
 
 def _browser(live_server, uid: str) -> requests.Session:
@@ -107,8 +108,8 @@ def test_code_pkce_id_token_refresh_reuse_and_revocation(live_server, store):
         timeout=10,
     ).json()
     assert (retry["access_token"], retry["refresh_token"]) == (new["access_token"], new["refresh_token"])
-    rotated = next(k for k in store.redis.scan_iter(match="*:rt:*") if store.redis.hget(k, "rotated_at"))
-    store.redis.hset(rotated, "rotated_at", int(time.time()) - settings.refresh_grace_seconds - 1)
+    [rotated] = rotated_refresh_keys(store)
+    update(store, rotated, rotated_at=int(time.time()) - settings.refresh_grace_seconds - 1)
     reuse = requests.post(
         meta["token_endpoint"],
         data={"grant_type": "refresh_token", "refresh_token": old_refresh},

@@ -15,6 +15,7 @@ from tests.support.client import basic
 from tests.support.factories import make_app, raw_app, raw_installation, raw_secret
 from tests.support.flows import is_active, setup_authorize
 from tests.support.oauth import REDIRECT, code_form, pkce_pair
+from tests.support.tokens import rotated_refresh_keys, stored, token_keys, update
 
 
 def test_code_exchange_headers_and_ttls(flow, settings):
@@ -32,13 +33,14 @@ def test_code_exchange_headers_and_ttls(flow, settings):
 
 def test_tokens_are_stored_hashed_and_bound_to_the_grant(flow, store):
     body = flow["token"](flow["code_form"]()).get_json()
-    members = store.redis.smembers(keys.grant_tokens(flow["cid"], flow["grant_id"]))
+    members = token_keys(store, flow["cid"], flow["grant_id"])
     assert len(members) == 2
-    dump = str([store.redis.hgetall(m) for m in members]) + " ".join(members)
+    dump = str([store.redis.get(m) for m in members]) + " ".join(members)
     assert body["access_token"] not in dump
     assert body["refresh_token"] not in dump
     at = next(m for m in members if ":at:" in m)
-    data = store.redis.hgetall(at)
+    data = stored(store, at)
+    assert data is not None
     assert data["kind"] == "grant"
     assert data["subject"] == flow["uid"]
     assert data["grant_id"] == flow["grant_id"]
@@ -98,8 +100,8 @@ def test_grant_revoked_between_authorize_and_token_is_invalid_grant(flow, store)
 
 def _age_rotation(store, seconds: int) -> None:
     """Move the rotation of the one rotated refresh token ``seconds`` into the past."""
-    rt_key = next(k for k in store.redis.scan_iter(match="*:rt:*") if store.redis.hget(k, "rotated_at"))
-    store.redis.hset(rt_key, "rotated_at", int(time.time()) - seconds)
+    [rt_key] = rotated_refresh_keys(store)
+    update(store, rt_key, rotated_at=int(time.time()) - seconds)
 
 
 def test_refresh_rotates_and_reuse_revokes_the_whole_grant(flow, store, settings):
@@ -185,8 +187,12 @@ def test_refresh_grace_default_retry_gets_the_same_new_pair(client, store, setti
     assert is_active(client, cid, secret, one["access_token"])
     assert is_active(client, cid, secret, one["refresh_token"])
     # The pair is kept only sealed: no token of it is stored in the clear.
-    dump = " ".join(str(v) for k in store.redis.scan_iter(match="*") if store.redis.type(k) == "hash"
-                    for v in store.redis.hgetall(k).values())  # fmt: skip
+    dump = " ".join(
+        str(store.redis.get(k)) if store.redis.type(k) == "string" else str(store.redis.hgetall(k))
+        for k in store.redis.scan_iter(match="*") if store.redis.type(k) in ("string", "hash")
+    )  # fmt: skip
+    [used] = rotated_refresh_keys(store)
+    assert (stored(store, used) or {}).get("grace_box")  # the pair is there, sealed
     assert one["access_token"] not in dump and one["refresh_token"] not in dump
     # The new refresh token rotates as usual.
     onward = client.post(
@@ -304,8 +310,9 @@ def test_client_credentials_issues_installation_token(client, store, org_app, se
     assert body["scope"] == "org.members.read"
     assert "refresh_token" not in body
     assert resp.headers["Cache-Control"] == "no-store"
-    at = next(iter(store.redis.smembers(keys.grant_tokens(cid, inst_id))))
-    data = store.redis.hgetall(at)
+    [at] = token_keys(store, cid, inst_id)
+    data = stored(store, at)
+    assert data is not None
     assert data["kind"] == "installation"
     assert data["subject"] == "org_aaaaaaaaaaaaaaaa"
     assert data["grant_id"] == inst_id

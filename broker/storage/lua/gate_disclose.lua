@@ -33,9 +33,8 @@ local reasons = {
   unknown_kind = 'The access token is unknown, expired or revoked',
 }
 
-local flat = redis.call('HGETALL', KEYS[1])
-if #flat == 0 then return {'invalid_token', 'The access token is unknown, expired or revoked'} end
-local tok = to_table(flat)
+local tok = read_token(KEYS[1])
+if tok == nil then return {'invalid_token', 'The access token is unknown, expired or revoked'} end
 local owner_scopes, reason = token_is_valid(tok, tag, now)
 if owner_scopes == false then return {'invalid_token', reasons[reason]} end
 -- A valid token of the other kind is not bad credentials (refreshing it would not help): it lacks

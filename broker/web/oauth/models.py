@@ -1,7 +1,8 @@
-"""Read-only views of apps, grants and installations for the protocol code.
+"""Read-only views of apps and grants for the protocol code.
 
-The apps and consent packages own these records (broker.apps.registry, broker.consent.grants,
-broker.consent.installations); the three loaders here only shape them for Authlib.
+The apps and consent packages own these records (broker.apps.registry, broker.consent.grants);
+the loaders here only shape them for Authlib. An installation is read by the script that writes its
+token (broker.tokens.service.issue_installation_token).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 
 from broker.apps import registry as apps
-from broker.consent import grants, installations
+from broker.consent import grants
 from broker.core.hashing import keyed_hash, same
 from broker.core.ids import CLIENT_ID_RE
 
@@ -137,15 +138,6 @@ class Grant:
     fields: frozenset[str]
 
 
-@dataclass(frozen=True)
-class Installation:
-    id: str
-    client_id: str
-    org_id: str
-    scopes: frozenset[str]
-    enabled: bool
-
-
 def load_client(
     store: Store,
     client_id: str,
@@ -194,17 +186,4 @@ def load_grant(store: Store, client_id: str, uid: str) -> Grant | None:
         user_id=uid,
         scopes=frozenset(data["scopes"]),
         fields=frozenset(data["fields"]),
-    )
-
-
-def load_installation(store: Store, client_id: str, org_id: str) -> Installation | None:
-    data = installations.get_installation(store, client_id, org_id)
-    if not data or not data.get("id"):
-        return None
-    return Installation(
-        id=data["id"],
-        client_id=client_id,
-        org_id=org_id,
-        scopes=frozenset(data["scopes"]),
-        enabled=data["enabled"],
     )
