@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from broker.errors import CommandError
-from broker.migrations import m0001_stamp_release_0_1_0, m0002_seal_webhook_secrets
+from broker.migrations import m0001_stamp_release_0_1_0, m0002_seal_webhook_secrets, m0003_ledger_logs
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ def _migration(module: Any) -> Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0001_stamp_release_0_1_0),
     _migration(m0002_seal_webhook_secrets),
+    _migration(m0003_ledger_logs),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

@@ -40,6 +40,8 @@ from broker.web.ledger.schemas import (
     DisclosureRecordSchema,
     LeafSchema,
     LedgerEntrySchema,
+    LogListSchema,
+    LogSchema,
 )
 from broker.web.oauth.schemas import (
     DiscoverySchema,
@@ -179,6 +181,8 @@ __all__ = [
     "LeafQuery",
     "LeafSchema",
     "LedgerEntrySchema",
+    "LogListSchema",
+    "LogSchema",
     "MemberListQuery",
     "MemberRoleListSchema",
     "MemberRoleSchema",
