@@ -9,6 +9,14 @@ Each log signs its own checkpoints. Payload (JSON)::
      "root_hash": "<base64 SHA-256>", "timestamp": <unix seconds>, "kid": "<signing key id>"}
 
 Checkpoints of the legacy log (earlier releases) have no ``log`` and the origin ``<issuer>/ledger``.
+
+**Thinning** (:func:`thin`): a log signs a checkpoint every few seconds while records arrive. Those
+older than ``BROKER_LEDGER_CHECKPOINT_RETENTION_HOURS`` are thinned to the newest of each hour, and
+those older than that plus :data:`HOURLY_DAYS` days to the newest of each day; the first checkpoint
+and every recent one stay. Any two checkpoints of an append-only log are consistent, and the
+consistency proof between two kept ones is computed from the tree, so it stays provable (``broker
+ledger verify`` checks each kept checkpoint against the one before). Positions in the list
+(``/checkpoints?start=``) move down when older checkpoints are thinned.
 """
 
 from __future__ import annotations
@@ -164,3 +172,51 @@ def latest_of(store: Store, logs: list[str]) -> dict[str, Checkpoint]:
 def page(store: Store, log: str, start: int, limit: int) -> list[Checkpoint]:
     tokens = store.redis.lrange(keys.ledger_checkpoints(log), start, start + limit - 1)
     return [parse(token, start + i) for i, token in enumerate(tokens)]
+
+
+HOURLY_DAYS = 30  # past the retention: one checkpoint per hour for this long, then one per day
+
+
+def thin(store: Store, log: str, *, retention_seconds: int, now: float | None = None) -> int:
+    """Thin the log's checkpoints older than the retention; returns how many were removed.
+
+    Callers hold the log's sequencer lock (nothing else removes checkpoints; a checkpoint appended
+    meanwhile is past the part rewritten, which LTRIM keeps)."""
+    now = time.time() if now is None else now
+    key = keys.ledger_checkpoints(log)
+    r = store.redis
+    old: list[str] = []
+    start = 0
+    while True:  # the prefix of checkpoints older than the retention (timestamps never decrease)
+        chunk = r.lrange(key, start, start + 999)
+        for token in chunk:
+            if parse(token).timestamp >= now - retention_seconds:
+                break
+            old.append(token)
+        else:
+            if len(chunk) == 1000:
+                start += 1000
+                continue
+        break
+    if len(old) < 2:
+        return 0
+    daily_before = now - retention_seconds - HOURLY_DAYS * 86400
+    kept: dict[tuple[str, int], str] = {}
+    for position, token in enumerate(old):
+        ts = parse(token).timestamp
+        bucket = (
+            ("first", 0)
+            if position == 0
+            else ("day", ts // 86400)
+            if ts < daily_before
+            else ("hour", ts // 3600)
+        )
+        kept[bucket] = token  # the newest of each bucket
+    if len(kept) == len(old):
+        return 0
+    keep = [t for t in old if t in set(kept.values())]
+    pipe = r.pipeline(transaction=True)  # one key: one slot
+    pipe.ltrim(key, len(old), -1)
+    pipe.lpush(key, *reversed(keep))
+    pipe.execute()
+    return len(old) - len(keep)

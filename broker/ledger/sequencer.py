@@ -52,6 +52,7 @@ log = logging.getLogger("broker.ledger.sequencer")
 REQUIRED = ("id", "time", "app", "person")
 HOLDBACK_MARGIN_MS = 2000
 _Voids = dict[str, dict[str, dict[str, Any]]]  # client id -> request id -> {"time", "records"}
+THIN_SECONDS = 3600  # how often each process thins a log's old checkpoints
 SWEEP_SECONDS = 300  # how often each process looks for journals missing from their index
 VOID_SETTLE_MS = 60000  # a void is kept this long past the holdback before it may be forgotten
 
@@ -127,6 +128,7 @@ class Sequencer:
             holdback_ms = store.wait_timeout_ms + HOLDBACK_MARGIN_MS if store.wait_replicas > 0 else 0
         self.holdback_ms = holdback_ms
         self._start = secrets.randbelow(1 << 16)  # processes start at different logs
+        self._thinned: dict[str, float] = {}  # log -> monotonic time of the last thinning
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -173,9 +175,21 @@ class Sequencer:
             size = storage.size(self.store, log_name)
             if size != (last.tree_size if last is not None else 0):  # an empty log signs nothing
                 result.signed[log_name] = checkpoints.sign(self.store, self.keyring, self.settings, log_name)
+            self._maybe_thin(log_name)
         finally:
             self.store.lua("delete_if_equals")(keys=[lock], args=[token])
         return result
+
+    def _maybe_thin(self, log_name: str) -> None:
+        """Thin the log's old checkpoints, at most every THIN_SECONDS per process and log."""
+        now = time.monotonic()
+        if now - self._thinned.get(log_name, -THIN_SECONDS) < THIN_SECONDS:
+            return
+        self._thinned[log_name] = now
+        hours = getattr(self.settings, "ledger_checkpoint_retention_hours", 24)
+        removed = checkpoints.thin(self.store, log_name, retention_seconds=hours * 3600)
+        if removed:
+            log.info("log %s: thinned %d checkpoints older than %d hours", log_name, removed, hours)
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Sequence and checkpoint every ``checkpoint_seconds`` until ``stop_event`` is set.
