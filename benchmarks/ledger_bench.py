@@ -76,7 +76,9 @@ def _used(masters: list[redis.Redis]) -> list[int]:
 # -- throughput ----------------------------------------------------------------------------------
 
 
-def _writer(url: str, cluster: bool, settings_dir: str, work: list[tuple[str, str]], out: Any) -> None:
+def _writer(
+    url: str, cluster: bool, settings_dir: str, work: list[tuple[str, str]], out: Any, go: Any
+) -> None:
     settings = make_settings(Path(settings_dir), url)
     store = _store(url, cluster)
     gate = Gate(
@@ -86,6 +88,10 @@ def _writer(url: str, cluster: bool, settings_dir: str, work: list[tuple[str, st
         settings.pairwise_key,
         ledger_logs=settings.ledger_logs,
     )
+    gate.logs()
+    store.load_scripts()
+    out.put("ready")
+    go.wait()
     started = time.monotonic()
     for n, (token, _person) in enumerate(work):
         gate.authorize_and_record(
@@ -139,18 +145,18 @@ def throughput(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> 
     work = [tokens[rng.randrange(PEOPLE)] for _ in range(args.records)]
     shares = [work[i :: args.writers] for i in range(args.writers)]
     ctx = mp.get_context("spawn")
-    out, stop = ctx.Queue(), ctx.Event()
+    out, stop, go = ctx.Queue(), ctx.Event(), ctx.Event()
     seqs = [
         ctx.Process(target=_sequencer, args=(url, cluster, str(tmp), args.records, stop))
         for _ in range(args.sequencers)
     ]
-    writers = [ctx.Process(target=_writer, args=(url, cluster, str(tmp), share, out)) for share in shares]
-    for proc in seqs:
+    writers = [ctx.Process(target=_writer, args=(url, cluster, str(tmp), share, out, go)) for share in shares]
+    for proc in [*seqs, *writers]:
         proc.start()
-    time.sleep(2)  # the sequencers' imports; they find nothing yet
+    for _ in writers:
+        out.get()  # every writer has imported, connected and loaded the scripts
     started = time.monotonic()
-    for proc in writers:
-        proc.start()
+    go.set()
     for proc in writers:
         proc.join()
     gate_done = time.monotonic() - started

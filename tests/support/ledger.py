@@ -64,7 +64,19 @@ def journal_entries(store: Store, client_id: str) -> list[tuple[str, dict[str, s
     found = []
     for log in logs.names(store):
         found += store.redis.xrange(keys.journal(client_id, log))
-    return sorted(found, key=lambda e: tuple(int(x) for x in e[0].split("-")))
+    return sorted(found, key=_entry_order)
+
+
+def _entry_order(entry: tuple[str, dict[str, str]]) -> tuple[int, int, str, int]:
+    """Stream id order; entries of different logs' journals can share an id (each stream counts
+    on its own), and then one request's records keep their order (``<request id>-<n>``)."""
+    ms, _, seq = entry[0].partition("-")
+    try:
+        rid = str(json.loads(entry[1].get("r", "{}")).get("id", ""))
+    except (ValueError, AttributeError):
+        rid = ""
+    request, _, n = rid.rpartition("-")
+    return int(ms), int(seq or 0), request, int(n) if n.isdigit() else 0
 
 
 def journal_records(store: Store, client_id: str) -> list[dict[str, Any]]:
