@@ -237,7 +237,7 @@ def _run_cluster(args: argparse.Namespace, tmp: Path, cluster: Any) -> Row:
     store = Store.from_settings(settings)
     tokens = make_people(store, settings, args.threads)
     first_app = tokens[0].removeprefix("brk_at_").split(".", 1)[0]
-    victim_port = int(store.redis.get_node_from_key(keys.journal(first_app)).port)
+    victim_port = int(store.redis.get_node_from_key(keys.app(first_app)).port)  # its journals
     [victim] = [n for n in cluster.nodes if n.port == victim_port]
     replica_port = int(redis.Redis(port=victim_port).info("replication")["slave0"]["port"])
     [replica] = [n for n in cluster.nodes if n.port == replica_port]

@@ -41,7 +41,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     from broker.gate.disclosure import Gate
 
     app.extensions["broker.gate"] = Gate(
-        store, app.extensions["broker.catalog"], settings.token_hash_key, settings.pairwise_key
+        store,
+        app.extensions["broker.catalog"],
+        settings.token_hash_key,
+        settings.pairwise_key,
+        ledger_logs=settings.ledger_logs,
     )
     # Size and depth limits before any JSON body is parsed (broker/web/shared/bounded_json.py).
     from broker.web.shared import bounded_json

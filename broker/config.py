@@ -351,6 +351,20 @@ OPTIONS: tuple[Option, ...] = (
         _int(1, 36500),
         "Ledger records older than this may be pruned.",
     ),
+    Option(
+        "BROKER_LEDGER_CHECKPOINT_RETENTION_HOURS",
+        "24",
+        _int(1, 87600),
+        "Ledger checkpoints older than this are thinned to one per hour (one per day after 30 more "
+        "days); the kept ones stay provably consistent.",
+    ),
+    Option(
+        "BROKER_LEDGER_LOGS",
+        "16",
+        _int(1, 256),
+        "Number of independent ledger logs (spread over cluster slots; a person's records go to "
+        "the log their id hashes to). Fixed in Redis by the first process: later changes are ignored.",
+    ),
     Option("BROKER_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Log level."),
     Option(
         "BROKER_TRUST_PROXY",
@@ -528,6 +542,8 @@ class Settings:
     receipt_phone: str = ""
     webhook_timeout_seconds: int = 10
     webhook_max_attempts: int = 8
+    ledger_logs: int = 16
+    ledger_checkpoint_retention_hours: int = 24
     webhook_backoff_base_ms: int = 1000
     webhook_backoff_cap_seconds: int = 3600
     webhook_poll_ms: int = 1000
@@ -663,6 +679,8 @@ class Settings:
             max_json_depth=values["BROKER_MAX_JSON_DEPTH"],
             checkpoint_seconds=values["BROKER_CHECKPOINT_SECONDS"],
             ledger_retention_days=values["BROKER_LEDGER_RETENTION_DAYS"],
+            ledger_logs=values["BROKER_LEDGER_LOGS"],
+            ledger_checkpoint_retention_hours=values["BROKER_LEDGER_CHECKPOINT_RETENTION_HOURS"],
             log_level=values["BROKER_LOG_LEVEL"],
             trust_proxy=values["BROKER_TRUST_PROXY"],
             dev_defaults=tuple(dev_defaults),

@@ -22,6 +22,7 @@ from broker.config import ConfigError, Settings
 from broker.core.keyring import Keyring
 from broker.events import outbox as events
 from broker.events.webhooks import Worker
+from broker.ledger import logs
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.embedded import free_port
@@ -207,14 +208,15 @@ def test_a_stuck_sequencer_shows_as_backlog(
 ) -> None:
     assert metered.get(f"/v1/orgs/{org['oid']}/members", headers=bearer(org["token"])).status_code == 200
     assert len(journal_records(store, org["client_id"])) == 3
-    store.redis.set(keys.ledger_lock(), "another-process", px=60000)  # someone else holds the lock, and hangs
+    for log in logs.names(store):  # someone else holds every log's lock, and hangs
+        store.redis.set(keys.ledger_lock(log), "another-process", px=60000)
     sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
     sequencer.run_forever(OnePass())
     samples = scrape(metered)
     assert value(samples, "broker_ledger_pending_records") == 3
     assert value(samples, "broker_ledger_oldest_pending_seconds") > 0
     assert len(journal_records(store, org["client_id"])) == 3  # nothing was sequenced
-    store.redis.delete(keys.ledger_lock())
+    store.redis.delete(*(keys.ledger_lock(log) for log in logs.names(store)))
     sequencer.run_forever(OnePass())
     samples = scrape(metered)
     assert value(samples, "broker_ledger_pending_records") == 0

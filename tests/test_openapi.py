@@ -26,6 +26,7 @@ from broker.web.shared.openapi import build_spec, operation_of
 from tests.support.apps import org_payload, outbox_events
 from tests.support.client import bearer
 from tests.support.factories import make_app, make_grant, make_token, make_user
+from tests.support.ledger import log_of, record, write_legacy_log
 from tests.support.openapi_contract import ContractClient, ContractError, contract_for
 from tests.support.privacy import sequence
 from tests.support.signin import session_sign_in
@@ -651,14 +652,23 @@ def test_privacy_and_ledger_responses_match(client: Any, store: Any, settings: A
     # the public ledger: anyone can check the records above were not edited
     keys = client.get("/ledger/v1/keys").get_json()["keys"]
     assert keys and all(k["kty"] == "OKP" for k in keys)
-    latest = client.get("/ledger/v1/checkpoints/latest").get_json()
+    log = log_of(world["member"], store)  # all of the person's records are in one log
+    listed = client.get("/ledger/v1/logs").get_json()["logs"]
+    assert [x["tree_size"] for x in listed if x["log"] == log] == [3]
+    latest = client.get(f"/ledger/v1/logs/{log}/checkpoints/latest").get_json()
     assert latest["tree_size"] == 3
-    assert client.get("/ledger/v1/checkpoints?limit=1").get_json()["total"] >= 1
-    assert client.get("/ledger/v1/consistency?first=1&second=3").get_json()["consistency_proof"]
-    assert client.get("/ledger/v1/leaves/0").get_json()["checkpoint"] == latest
-    assert client.get("/ledger/v1/leaves/0?tree_size=2").get_json()["checkpoint"] is None
-    assert client.get("/ledger/v1/leaves/9").status_code == 404
-    assert client.get("/ledger/v1/consistency?first=3&second=1").status_code == 400
+    assert client.get(f"/ledger/v1/logs/{log}/checkpoints?limit=1").get_json()["total"] >= 1
+    assert client.get(f"/ledger/v1/logs/{log}/consistency?first=1&second=3").get_json()["consistency_proof"]
+    assert client.get(f"/ledger/v1/logs/{log}/leaves/0").get_json()["checkpoint"] == latest
+    assert client.get(f"/ledger/v1/logs/{log}/leaves/0?tree_size=2").get_json()["checkpoint"] is None
+    assert client.get(f"/ledger/v1/logs/{log}/leaves/9").status_code == 404
+    assert client.get(f"/ledger/v1/logs/{log}/consistency?first=3&second=1").status_code == 400
+    assert client.get("/ledger/v1/checkpoints/latest").status_code == 404  # the legacy log: none here
+    write_legacy_log(store, settings, [record(1), record(2)])  # as an earlier release left it
+    assert client.get("/ledger/v1/checkpoints/latest").get_json()["tree_size"] == 2
+    assert client.get("/ledger/v1/checkpoints").get_json()["total"] == 1
+    assert client.get("/ledger/v1/consistency?first=1&second=2").get_json()["log"] == "legacy"
+    assert client.get("/ledger/v1/leaves/1").get_json()["log"] == "legacy"
 
     scope_url = f"/privacy/v1/apps/{world['mini']}/scopes/profile/revoke"
     narrowed = client.post(scope_url, headers=csrf).get_json()

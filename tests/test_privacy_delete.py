@@ -19,6 +19,7 @@ from broker.storage import keys
 from broker.web.interactions.session import current_user_id
 from tests.support.client import bearer
 from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
+from tests.support.ledger import journal_length, ledger_bodies
 from tests.support.privacy import index_grant, index_installation, sequence
 from tests.support.signin import session_sign_in
 
@@ -92,7 +93,7 @@ def test_deletion_effects(app, client, store, settings, world) -> None:
     old_session = app.test_client()
     session_sign_in(old_session, uid)
     session_sign_in(client, uid)
-    ledger_before = store.redis.hgetall(keys.ledger_records())
+    ledger_before = ledger_bodies(store)
 
     response = client.post("/privacy/delete", data={"username": "alice"})
     assert response.status_code == 303
@@ -102,7 +103,7 @@ def test_deletion_effects(app, client, store, settings, world) -> None:
     # Grants gone; the token answers 401 and nothing more is recorded.
     assert store.redis.exists(keys.grant(mini, uid), keys.user_grants(uid)) == 0
     assert client.get("/v1/me", headers=bearer(world["token"])).status_code == 401
-    assert store.redis.xlen(keys.journal(mini)) == 0
+    assert journal_length(store, mini) == 0
 
     # Every app that ever received data is told, by the id it knows.
     mini_events = _events(store, mini)
@@ -144,7 +145,7 @@ def test_deletion_effects(app, client, store, settings, world) -> None:
 
     # The ledger keeps its records (pseudonymous now) and still verifies.
     sequence(store, settings)  # the colleague's record from the members call above
-    after = store.redis.hgetall(keys.ledger_records())
+    after = ledger_bodies(store)
     assert {k: after[k] for k in ledger_before} == ledger_before
     assert sum(json.loads(v)["person"] == uid for v in after.values()) == 3
     summary = verify(store, checkpoints.public_jwks(Keyring(settings.signing_keys_file)))

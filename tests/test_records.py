@@ -337,7 +337,9 @@ def test_token_round_trip_and_lookup(store, settings, catalog) -> None:
 
 
 def _journal(store, cid: str) -> list[dict[str, str]]:
-    return [entry for _, entry in store.redis.xrange(keys.journal(cid))]
+    from tests.support.ledger import journal_entries
+
+    return [entry for _, entry in journal_entries(store, cid)]
 
 
 def test_disclosure_records_round_trip(store, settings, catalog) -> None:

@@ -35,7 +35,8 @@ from tests.support.factories import (
     raw_app,
     raw_grant,
 )
-from tests.support.ledger import journal_records
+from tests.support.ledger import journal_records, log_of
+from tests.support.privacy import sequence
 from tests.support.round_trips import round_trips
 
 
@@ -62,9 +63,41 @@ def person(store, settings):
 
 
 def _gate_trips(store: Store) -> list[list[str]]:
-    """What the gate sends for one request: one EVALSHA on one node; the journals index first on a
-    cluster (another slot)."""
-    return [["SADD"], ["EVALSHA"]] if store.cluster else [["EVALSHA"]]
+    """What the gate sends for one request: one EVALSHA, on one node and (once the app's journal for
+    the person's log is announced to that log's journals index) on a cluster."""
+    return [["EVALSHA"]]
+
+
+def test_on_a_cluster_only_a_journal_not_yet_announced_costs_the_index_round_trip(
+    client, store, settings, person
+) -> None:
+    """The logs' journals indexes live in the logs' slots: on a cluster the gate writes one only when
+    its script found the journal's announcement mark absent (first record, or after the sequencer
+    emptied the journal); on one node the script writes it itself."""
+    path = "/v1/me"
+    forged = person["token"][:-4] + "AAAA"  # warms the script and the number of logs; records nothing
+    assert client.get(path, headers=bearer(forged)).status_code == 401
+    with round_trips() as trips:
+        assert client.get(path, headers=bearer(person["token"])).status_code == 200
+    gate = [t for t in trips if t != ["HMGET"]]
+    assert gate == ([["EVALSHA"], ["SADD"]] if store.cluster else [["EVALSHA"]])
+    log = log_of(person["uid"], store)
+    assert store.redis.smembers(keys.journals_index(log)) == {person["client_id"]}
+    with round_trips() as trips:
+        assert client.get(path, headers=bearer(person["token"])).status_code == 200
+    assert trips == [["EVALSHA"], ["HMGET"]]
+    # the sequencer empties the journal, and forgets it on its next run: the next record announces
+    # it again
+    sequence(store, settings)
+    assert store.redis.smembers(keys.journals_index(log)) == {person["client_id"]}
+    sequence(store, settings)
+    assert store.redis.smembers(keys.journals_index(log)) == set()
+    with round_trips() as trips:
+        assert client.get(path, headers=bearer(person["token"])).status_code == 200
+    gate = [t for t in trips if t != ["HMGET"]]
+    assert gate == ([["EVALSHA"], ["SADD"]] if store.cluster else [["EVALSHA"]])
+    assert store.redis.smembers(keys.journals_index(log)) == {person["client_id"]}
+    assert len(journal_records(store, person["client_id"])) == 1
 
 
 @pytest.mark.parametrize("path", ["/v1/me", "/oauth/userinfo"])

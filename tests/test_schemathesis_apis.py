@@ -92,6 +92,7 @@ def _fixed(audience: str, world: World, path: str) -> dict[str, str]:
         "target": world.member_id,
         "receipt_id": world.receipt_id,
         "event_id": world.event_id,
+        "log": world.ledger_log,
     }
     return {name: value for name, value in values.items() if "{" + name + "}" in path}
 

@@ -512,7 +512,11 @@ def delete_app(store: Store, client_id: str) -> None:
     record = require_app(store, client_id)
     uids = store.redis.smembers(keys.app_grants(client_id))
     org_ids = store.redis.smembers(keys.app_installations(client_id))
-    keep = {keys.journal(client_id)}
+    from broker.ledger import logs as ledger_logs
+
+    keep = {keys.journal(client_id, log) for log in ledger_logs.names(store)} | {
+        keys.legacy_journal(client_id)
+    }
     doomed = {k for k in store.redis.scan_iter(match=f"{keys.app_tag(client_id)}:*", count=500)} - keep
     doomed |= {keys.app(client_id), keys.app_secrets(client_id)}
     pipe = store.redis.pipeline(transaction=True)

@@ -20,6 +20,7 @@ from broker.core.pairwise import pairwise_id
 from broker.directory import service as directory
 from broker.events import outbox as events
 from broker.ledger import checkpoints, merkle, reading, storage
+from broker.ledger import logs as ledger_logs
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -58,24 +59,29 @@ def last_disclosure(store: Store, uid: str, client_id: str) -> float | None:
     """Time of the newest delivered record about ``uid`` for ``client_id``: a ZREVRANGE on the
     ledger's person+app reader view (score = record time), skipping records marked not delivered
     (among the newest ten; older than that it is a hint, like the pending count)."""
-    rows = store.redis.zrevrange(keys.ledger_index(person=uid, app=client_id), 0, 9, withscores=True)
-    if not rows:
-        return None
-    # skip records of refused requests (corrections and what they correct): not disclosures
-    bodies = store.redis.hmget(keys.ledger_records(), [str(int(m)) for m, _ in rows])
-    records = [json.loads(b) if b else {} for b in bodies]
-    ids = [str(r.get("id", "")) for r in records]
-    corrected = store.redis.hmget(keys.ledger_voided(), ids)
-    for (_, score), record, corrected_by in zip(rows, records, corrected, strict=True):
-        if record and reading.delivery(record, corrected_by)["delivered"]:
-            return float(score)
-    return None
+    newest: float | None = None
+    for log in reversed(reading.person_logs(store, uid)):  # the person's log, then the legacy log
+        rows = store.redis.zrevrange(keys.ledger_index(log, person=uid, app=client_id), 0, 9, withscores=True)
+        if not rows:
+            continue
+        # skip records of refused requests (corrections and what they correct): not disclosures
+        bodies = store.redis.hmget(keys.ledger_records(log), [str(int(m)) for m, _ in rows])
+        records = [json.loads(b) if b else {} for b in bodies]
+        ids = [str(r.get("id", "")) for r in records]
+        corrected = store.redis.hmget(keys.ledger_voided(log), ids)
+        for (_, score), record, corrected_by in zip(rows, records, corrected, strict=True):
+            if record and reading.delivery(record, corrected_by)["delivered"]:
+                newest = max(newest or 0.0, float(score))
+                break
+        if newest is not None:
+            return newest
+    return newest
 
 
 def pending_disclosures(store: Store, uid: str, client_id: str) -> int | None:
     """Records about ``uid`` still in the app's journal (not yet in the ledger); None when the
     journal is too long to scan cheaply."""
-    key = keys.journal(client_id)
+    key = keys.journal(client_id, ledger_logs.log_of(uid, ledger_logs.count(store)))
     if store.redis.xlen(key) > PENDING_SCAN_LIMIT:
         return None
     count = 0
@@ -173,18 +179,20 @@ def verified_disclosures(
     show) is included, by its proof, in the root of the latest checkpoint whose signature checks."""
     page = reading.records_for_person(store, uid, filters, cursor, limit)
     out = VerifiedPage(next_cursor=page.next_cursor, checkpoint=page.checkpoint)
-    root: bytes | None = None
-    if page.checkpoint is not None:
+    roots: dict[str, bytes] = {}  # log -> root of its latest checkpoint whose signature checks
+    for log, checkpoint in page.checkpoints.items():
         try:
-            checked = checkpoints.verify(page.checkpoint.jws, jwks)
-            out.checkpoint_valid = checked.root_hash == page.checkpoint.root_hash
-            root = checked.root_hash if out.checkpoint_valid else None
+            checked = checkpoints.verify(checkpoint.jws, jwks)
         except checkpoints.CheckpointInvalid:
-            out.checkpoint_valid = False
+            continue
+        if checked.root_hash == checkpoint.root_hash:
+            roots[log] = checked.root_hash
+    out.checkpoint_valid = any(cp is page.checkpoint and lg in roots for lg, cp in page.checkpoints.items())
     for entry in page.records:
         record = entry["record"]
         leaf = merkle.leaf_hash(storage.canonical(record))
         proof = entry.get("inclusion_proof")
+        root = roots.get(entry["log"])
         ok = False
         if root is not None and proof is not None and entry.get("tree_size") is not None:
             ok = merkle.verify_inclusion(

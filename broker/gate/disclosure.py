@@ -7,8 +7,9 @@
           -> marshmallow schema built for exactly those fields -> response
 
 The token check and the journal append are one Lua script in the app's slot (one round trip on a
-single node, the journals index entry included; two on a cluster, whose journals index lives in
-another slot; DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled
+single node, the journals index entries included; on a cluster, whose logs' journals indexes live
+in other slots, one more only when a journal was not announced to its index in the last minute;
+DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled
 installation or a suspended app is refused by the very next request, and a refused request writes
 no record. The
 record is committed (AOF ``appendfsync always``; WAIT when replicas are configured) before any
@@ -42,6 +43,7 @@ from broker.core.ids import client_of as token_client
 from broker.core.pairwise import pairwise_id
 from broker.core.records import DisclosureRecord
 from broker.errors import BearerError, NotFound, StorageUnavailable
+from broker.ledger import logs as ledger_logs
 from broker.observability import metrics
 from broker.storage import keys
 from broker.storage.breaker import CircuitOpen
@@ -216,13 +218,46 @@ def _voids_on_failure(client_of_first: Callable[[str], str]) -> Callable[[Callab
 class Gate:
     """One per app process; holds the registered script and the catalog's scope->fields map."""
 
-    def __init__(self, store: Store, catalog: Catalog, token_hash_key: str, pairwise_key: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        token_hash_key: str,
+        pairwise_key: str,
+        *,
+        ledger_logs: int | None = None,
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.token_hash_key = token_hash_key
         self.pairwise_key = pairwise_key
         self._script = store.lua("gate_disclose")
         self._scope_fields = _scope_fields(catalog)
+        self._configured_logs = ledger_logs
+        self._logs: int | None = None
+
+    def logs(self) -> int:
+        """The ledger's number of logs (read from Redis once per process, see broker.ledger.logs)."""
+        if self._logs is None:
+            self._logs = ledger_logs.count(self.store, self._configured_logs)
+        return self._logs
+
+    def _announce(self, client_id: str, logs: Iterable[str]) -> None:
+        """Add the app to the journals index of each log (cluster: only those whose journal's
+        announcement mark was absent). After the records: the sequencer's forget step looks at the
+        journal again after removing an app, so it never loses one that is being written."""
+        wanted = list(logs)
+        if not wanted:
+            return
+        pipe = self.store.redis.pipeline(transaction=False)
+        for name in wanted:
+            pipe.sadd(keys.journals_index(name), client_id)
+        try:
+            pipe.execute()
+        except (StorageUnavailable, *UNAVAILABLE) as exc:
+            # The records are committed; the sequencer finds the journal by its periodic sweep
+            # (``Sequencer.sweep``) or when the gate announces it again (the mark expires).
+            log.warning("journals index not written for %s (%s)", client_id, type(exc).__name__)
 
     @_voids_on_failure(lambda token: client_of(token))
     def authorize_and_record(
@@ -261,8 +296,7 @@ class Gate:
             catalog_version=self.catalog.version,
             missing=FILLED_BY_SCRIPT,
         )
-        journal = keys.journal(client_id)
-        script_keys = [token_key, keys.app(client_id), journal]
+        script_keys = [token_key, keys.app(client_id)]
         script_args: list[Any] = [
             keys.app_tag(client_id),
             int(time.time()),
@@ -272,17 +306,12 @@ class Gate:
             required_scope,
             json.dumps(template.public()),
             json.dumps(person_args),
+            self.logs(),
+            client_id,
+            # one node: the script adds the index entries itself, with the records (one round trip)
+            "" if self.store.cluster else keys.journals_index("\0").split("\0")[0],
         ]
-        batch = self.store.batch()
-        if self.store.cluster:
-            # The journals index is in another slot: its entry goes first, in a round trip of its
-            # own, so the sequencer never misses the record (see sequencer ``_forget_if_empty``).
-            batch.command("sadd", keys.journals_index(), client_id)
-        else:
-            # One node: the script adds the index entry with the records, atomically; one round trip.
-            script_keys.append(keys.journals_index())
-            script_args.append(client_id)
-        result = batch.script(self._script, script_keys, script_args).execute()[-1]
+        result = self.store.batch().script(self._script, script_keys, script_args).execute()[-1]
         status = result[0]
         metrics.gate_checked(status)
         if status == "invalid_token":
@@ -307,7 +336,8 @@ class Gate:
             )
         if status != "ok":  # pragma: no cover - the script returns one of the above
             raise RuntimeError(f"unexpected gate result {status!r}")
-        self.store.confirm_durable(journal)
+        self._announce(client_id, json.loads(result[5]) or ())  # before WAIT: a refusal still moves on
+        self.store.confirm_durable(keys.app(client_id))
         metrics.disclosed(result[1], len(person_args))
         return Disclosed(
             client_id=client_id,
@@ -348,11 +378,18 @@ class Gate:
             request_id=request_id,
             catalog_version=self.catalog.version,
         )
-        journal = keys.journal(client_id)
+        log_name = ledger_logs.log_of(user_id, self.logs())
+        journal = keys.journal(client_id, log_name)
         pipe = self.store.redis.pipeline(transaction=False)
-        pipe.sadd(keys.journals_index(), client_id)
+        if self.store.cluster:
+            pipe.set(
+                keys.journal_announced(client_id, log_name), "1", nx=True, ex=ledger_logs.ANNOUNCE_SECONDS
+            )
+        else:
+            pipe.sadd(keys.journals_index(log_name), client_id)
         pipe.xadd(journal, record.to_hash())
-        pipe.execute()
+        if pipe.execute()[0] and self.store.cluster:
+            self._announce(client_id, [log_name])
         self.store.confirm_durable(journal)
         metrics.disclosed("id_token")
 

@@ -3,10 +3,20 @@
 Anyone can verify a checkpoint with the public keys at ``GET /ledger/v1/keys`` and then check
 inclusion and consistency proofs against its root. The header's ``alg`` is ``EdDSA`` (RFC 8037);
 checkpoints written by earlier releases say ``Ed25519`` (RFC 9864) and still verify here.
-Payload (JSON)::
+Each log signs its own checkpoints. Payload (JSON)::
 
-    {"origin": "<issuer>/ledger", "tree_size": n, "root_hash": "<base64 SHA-256>",
-     "timestamp": <unix seconds>, "kid": "<signing key id>"}
+    {"origin": "<issuer>/ledger/<log>", "log": "<log>", "tree_size": n,
+     "root_hash": "<base64 SHA-256>", "timestamp": <unix seconds>, "kid": "<signing key id>"}
+
+Checkpoints of the legacy log (earlier releases) have no ``log`` and the origin ``<issuer>/ledger``.
+
+**Thinning** (:func:`thin`): a log signs a checkpoint every few seconds while records arrive. Those
+older than ``BROKER_LEDGER_CHECKPOINT_RETENTION_HOURS`` are thinned to the newest of each hour, and
+those older than that plus :data:`HOURLY_DAYS` days to the newest of each day; the first checkpoint
+and every recent one stay. Any two checkpoints of an append-only log are consistent, and the
+consistency proof between two kept ones is computed from the tree, so it stays provable (``broker
+ledger verify`` checks each kept checkpoint against the one before). Positions in the list
+(``/checkpoints?start=``) move down when older checkpoints are thinned.
 """
 
 from __future__ import annotations
@@ -41,9 +51,11 @@ class Checkpoint:
     timestamp: int
     kid: str
     position: int = -1  # place in the checkpoint list
+    log: str = keys.LEGACY_LOG
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "log": self.log,
             "checkpoint": self.jws,
             "tree_size": self.tree_size,
             "root_hash": b64(self.root_hash),
@@ -66,13 +78,16 @@ def public_jwks(keyring: Keyring) -> dict[str, Any]:
     return keyring.ledger_jwks()
 
 
-def sign(store: Store, keyring: Keyring, settings: Settings, *, now: int | None = None) -> Checkpoint:
-    """Sign the current tree head and append it to the list. Callers hold the sequencer lock."""
-    tree_size = storage.size(store)
-    root_hash = storage.RedisTree(store).root(tree_size)
+def sign(
+    store: Store, keyring: Keyring, settings: Settings, log: str, *, now: int | None = None
+) -> Checkpoint:
+    """Sign the log's current tree head and append it to its list. Callers hold the log's lock."""
+    tree_size = storage.size(store, log)
+    root_hash = storage.RedisTree(store, log).root(tree_size)
     key = keyring.signing_key(LEDGER_ALG)
     payload = {
-        "origin": f"{settings.issuer}/ledger",
+        "origin": f"{settings.issuer}/ledger/{log}",
+        "log": log,
         "tree_size": tree_size,
         "root_hash": b64(root_hash),
         "timestamp": int(time.time()) if now is None else now,
@@ -84,8 +99,8 @@ def sign(store: Store, keyring: Keyring, settings: Settings, *, now: int | None 
         key,
         registry=LEDGER_SIGNING,
     )
-    position = int(store.redis.rpush(keys.ledger_checkpoints(), token)) - 1
-    return Checkpoint(token, tree_size, root_hash, payload["timestamp"], key.kid, position)
+    position = int(store.redis.rpush(keys.ledger_checkpoints(log), token)) - 1
+    return Checkpoint(token, tree_size, root_hash, int(payload["timestamp"]), key.kid, position, log)
 
 
 def parse(token: str, position: int = -1) -> Checkpoint:
@@ -125,21 +140,83 @@ def _from_payload(token: str, payload: dict[str, Any], position: int) -> Checkpo
     root_hash = unb64(payload["root_hash"])
     if len(root_hash) != 32:
         raise ValueError("root_hash must be 32 bytes")
-    return Checkpoint(token, tree_size, root_hash, timestamp, str(payload["kid"]), position)
+    log = payload.get("log", keys.LEGACY_LOG)
+    if not isinstance(log, str):
+        raise ValueError("log must be a string")
+    return Checkpoint(token, tree_size, root_hash, timestamp, str(payload["kid"]), position, log)
 
 
-def count(store: Store) -> int:
-    return int(store.redis.llen(keys.ledger_checkpoints()))
+def count(store: Store, log: str) -> int:
+    return int(store.redis.llen(keys.ledger_checkpoints(log)))
 
 
-def latest(store: Store) -> Checkpoint | None:
-    n = count(store)
-    if n == 0:
-        return None
-    token = store.redis.lindex(keys.ledger_checkpoints(), n - 1)
-    return parse(token, n - 1) if token else None
+def latest(store: Store, log: str) -> Checkpoint | None:
+    token = store.redis.lindex(keys.ledger_checkpoints(log), -1)
+    return parse(token, count(store, log) - 1) if token else None
 
 
-def page(store: Store, start: int, limit: int) -> list[Checkpoint]:
-    tokens = store.redis.lrange(keys.ledger_checkpoints(), start, start + limit - 1)
+def latest_of(store: Store, logs: list[str]) -> dict[str, Checkpoint]:
+    """The newest checkpoint of each log that has one, in one round trip (a pipeline)."""
+    pipe = store.redis.pipeline(transaction=False)
+    for log in logs:
+        pipe.lindex(keys.ledger_checkpoints(log), -1)
+        pipe.llen(keys.ledger_checkpoints(log))
+    answers = pipe.execute() if logs else []
+    out = {}
+    for log, token, n in zip(logs, answers[::2], answers[1::2], strict=True):
+        if token:
+            out[log] = parse(token, int(n) - 1)
+    return out
+
+
+def page(store: Store, log: str, start: int, limit: int) -> list[Checkpoint]:
+    tokens = store.redis.lrange(keys.ledger_checkpoints(log), start, start + limit - 1)
     return [parse(token, start + i) for i, token in enumerate(tokens)]
+
+
+HOURLY_DAYS = 30  # past the retention: one checkpoint per hour for this long, then one per day
+
+
+def thin(store: Store, log: str, *, retention_seconds: int, now: float | None = None) -> int:
+    """Thin the log's checkpoints older than the retention; returns how many were removed.
+
+    Callers hold the log's sequencer lock (nothing else removes checkpoints; a checkpoint appended
+    meanwhile is past the part rewritten, which LTRIM keeps)."""
+    now = time.time() if now is None else now
+    key = keys.ledger_checkpoints(log)
+    r = store.redis
+    old: list[str] = []
+    start = 0
+    while True:  # the prefix of checkpoints older than the retention (timestamps never decrease)
+        chunk = r.lrange(key, start, start + 999)
+        for token in chunk:
+            if parse(token).timestamp >= now - retention_seconds:
+                break
+            old.append(token)
+        else:
+            if len(chunk) == 1000:
+                start += 1000
+                continue
+        break
+    if len(old) < 2:
+        return 0
+    daily_before = now - retention_seconds - HOURLY_DAYS * 86400
+    kept: dict[tuple[str, int], str] = {}
+    for position, token in enumerate(old):
+        ts = parse(token).timestamp
+        bucket = (
+            ("first", 0)
+            if position == 0
+            else ("day", ts // 86400)
+            if ts < daily_before
+            else ("hour", ts // 3600)
+        )
+        kept[bucket] = token  # the newest of each bucket
+    if len(kept) == len(old):
+        return 0
+    keep = [t for t in old if t in set(kept.values())]
+    pipe = r.pipeline(transaction=True)  # one key: one slot
+    pipe.ltrim(key, len(old), -1)
+    pipe.lpush(key, *reversed(keep))
+    pipe.execute()
+    return len(old) - len(keep)

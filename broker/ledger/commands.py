@@ -1,9 +1,10 @@
 """``broker ledger verify|prune|export``.
 
-``verify`` trusts nothing stored but the signing keys: it recomputes every leaf from every stored
-record, rebuilds the tree, compares every stored subtree hash, checks every checkpoint's signature
-and root, and the consistency of each checkpoint with the one before. It stops at the first
-problem, naming the record (index and id) or checkpoint, and exits 1.
+``verify`` trusts nothing stored but the signing keys: for every log (the legacy log of earlier
+releases included) it recomputes every leaf from every stored record, rebuilds the tree, compares
+every stored subtree hash, checks every checkpoint's signature and root, and the consistency of
+each checkpoint with the one before. It stops at the first problem, naming the log, the record
+(index and id) or checkpoint, and exits 1.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from broker.config import Settings
 from broker.core.keyring import Keyring
 from broker.core.progress import ProgressBar, Tally
 from broker.ledger import checkpoints, merkle, reading, storage
+from broker.ledger import logs as ledger_logs
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -53,20 +55,22 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _record_id(store: Store, index: int, body: dict[str, Any] | None = None) -> str:
+def _record_id(store: Store, log: str, index: int, body: dict[str, Any] | None = None) -> str:
     if body is not None and isinstance(body.get("id"), str):
         return str(body["id"])
-    pruned = store.redis.hget(keys.ledger_pruned(), str(index))
+    pruned = store.redis.hget(keys.ledger_pruned(log), str(index))
     if pruned:
         return str(pruned)
-    for rid, idx in store.redis.hscan_iter(keys.ledger_sequenced(), count=CHUNK):  # only on failure
+    for rid, idx in store.redis.hscan_iter(keys.ledger_sequenced(log), count=CHUNK):  # only on failure
         if idx == str(index):
             return str(rid)
     return "unknown"
 
 
-def _fail(store: Store, index: int, problem: str, body: dict[str, Any] | None = None) -> VerifyFailed:
-    return VerifyFailed(f"record {index} (id {_record_id(store, index, body)}): {problem}")
+def _fail(
+    store: Store, log: str, index: int, problem: str, body: dict[str, Any] | None = None
+) -> VerifyFailed:
+    return VerifyFailed(f"log {log}: record {index} (id {_record_id(store, log, index, body)}): {problem}")
 
 
 def _leaf_from_hex(raw: str | None) -> bytes | None:
@@ -77,22 +81,24 @@ def _leaf_from_hex(raw: str | None) -> bytes | None:
     return value if value is not None and len(value) == 32 else None
 
 
-def _checkpoint_tokens(store: Store, total: int) -> Iterator[tuple[int, str]]:
+def _checkpoint_tokens(store: Store, log: str, total: int) -> Iterator[tuple[int, str]]:
     for start in range(0, total, CHUNK):
         for offset, token in enumerate(
-            store.redis.lrange(keys.ledger_checkpoints(), start, start + CHUNK - 1)
+            store.redis.lrange(keys.ledger_checkpoints(log), start, start + CHUNK - 1)
         ):
             yield start + offset, token
 
 
-def _hidden_from_readers(store: Store, start: int, parsed: list[dict[str, Any] | None]) -> dict[int, str]:
+def _hidden_from_readers(
+    store: Store, log: str, start: int, parsed: list[dict[str, Any] | None]
+) -> dict[int, str]:
     """Records missing from a reader view (removed from its sorted set): tampering too, since the
     person would no longer see a disclosure about them. Returns index -> first view missing it."""
     pipe = store.redis.pipeline(transaction=False)
     asked: list[tuple[int, float, str]] = []
     for offset, rec in enumerate(parsed):
         try:
-            wanted = storage.index_keys(rec) if isinstance(rec, dict) else []
+            wanted = storage.index_keys(rec, log) if isinstance(rec, dict) else []
             score = float(rec["time"]) if isinstance(rec, dict) else 0.0
         except (KeyError, TypeError, ValueError):
             continue  # the record checks report it
@@ -107,45 +113,68 @@ def _hidden_from_readers(store: Store, start: int, parsed: list[dict[str, Any] |
 
 
 def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
-    """Check everything; returns a summary or raises :class:`VerifyFailed`."""
+    """Check every log; returns a summary (totals and one per log) or raises :class:`VerifyFailed`."""
+    per_log = {log: verify_log(store, jwks, log) for log in ledger_logs.all_logs(store)}
+    return {
+        "records": sum(v["records"] for v in per_log.values()),
+        "pruned": sum(v["pruned"] for v in per_log.values()),
+        "checkpoints": sum(v["checkpoints"] for v in per_log.values()),
+        "unsigned": sum(v["records"] - (v["latest_checkpoint_size"] or 0) for v in per_log.values()),
+        "logs": per_log,
+    }
+
+
+def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
+    """Check one log; returns its summary or raises :class:`VerifyFailed` naming the log."""
     r = store.redis
-    raw_size = r.get(keys.ledger_size())
+    count = ledger_logs.count(store)
+    raw_size = r.get(keys.ledger_size(log))
     if raw_size is not None and not str(raw_size).isdigit():
-        raise VerifyFailed(f"the tree size {raw_size!r} is not a number")
+        raise VerifyFailed(f"log {log}: the tree size {raw_size!r} is not a number")
     size = int(raw_size or 0)
     tree = merkle.MemoryTree()
+    if size == 0 and not r.llen(keys.ledger_checkpoints(log)) and not r.hlen(keys.ledger_records(log)):
+        root = checkpoints.b64(merkle.EMPTY_ROOT)
+        return {
+            "records": 0,
+            "pruned": 0,
+            "checkpoints": 0,
+            "root_hash": root,
+            "latest_checkpoint_size": None,
+        }
     pruned = 0
-    bar = ProgressBar("records")
+    bar = ProgressBar(f"log {log} records")
     for start in range(0, size, CHUNK):
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
-        bodies = r.hmget(keys.ledger_records(), idx)
-        stored_leaves = r.hmget(keys.ledger_level(0), idx)
-        pruned_ids = r.hmget(keys.ledger_pruned(), idx)
+        bodies = r.hmget(keys.ledger_records(log), idx)
+        stored_leaves = r.hmget(keys.ledger_level(0, log), idx)
+        pruned_ids = r.hmget(keys.ledger_pruned(log), idx)
         parsed: list[dict[str, Any] | None] = []
         for field, body in zip(idx, bodies, strict=True):
             try:
                 parsed.append(json.loads(body) if body is not None else None)
             except ValueError:
-                raise _fail(store, int(field), "the stored record is not JSON (changed)") from None
+                raise _fail(store, log, int(field), "the stored record is not JSON (changed)") from None
         ids = [p.get("id") if isinstance(p, dict) else None for p in parsed]
-        hidden = _hidden_from_readers(store, start, parsed)
-        sequenced_at = r.hmget(keys.ledger_sequenced(), [x if isinstance(x, str) else "" for x in ids])
+        hidden = _hidden_from_readers(store, log, start, parsed)
+        sequenced_at = r.hmget(keys.ledger_sequenced(log), [x if isinstance(x, str) else "" for x in ids])
         for offset, i in enumerate(range(start, start + len(idx))):
             body, rec, stored = bodies[offset], parsed[offset], _leaf_from_hex(stored_leaves[offset])
             if body is None:
                 if pruned_ids[offset] is None:
-                    raise _fail(store, i, "the record is missing and was not pruned (removed)")
+                    raise _fail(store, log, i, "the record is missing and was not pruned (removed)")
                 if stored is None:
-                    raise _fail(store, i, "pruned, but its leaf hash is missing or malformed")
+                    raise _fail(store, log, i, "pruned, but its leaf hash is missing or malformed")
                 pruned += 1
                 tree.append(stored)
                 continue
             if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
-                raise _fail(store, i, "the stored record is not a disclosure record (changed)")
+                raise _fail(store, log, i, "the stored record is not a disclosure record (changed)")
             leaf = merkle.leaf_hash(body.encode())
             if rec.get("index") != i:
                 raise _fail(
                     store,
+                    log,
                     i,
                     f"the record says it is at index {rec.get('index')} (reordered, "
                     "removed or inserted records)",
@@ -157,70 +186,84 @@ def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
                     if sequenced_at[offset] is None
                     else (f"was sequenced at index {sequenced_at[offset]}")
                 )
-                raise _fail(store, i, f"this record id {where} (inserted or reordered)", rec)
+                raise _fail(store, log, i, f"this record id {where} (inserted or reordered)", rec)
             if storage.canonical(rec) != body.encode():
-                raise _fail(store, i, "the stored record is not in canonical form (changed)", rec)
+                raise _fail(store, log, i, "the stored record is not in canonical form (changed)", rec)
             if stored != leaf:
-                raise _fail(store, i, "the record's hash differs from its stored leaf hash (changed)", rec)
+                raise _fail(
+                    store, log, i, "the record's hash differs from its stored leaf hash (changed)", rec
+                )
+            if log != ledger_logs.LEGACY and (
+                rec.get("log") != log or ledger_logs.log_of(str(rec.get("person")), count) != log
+            ):
+                raise _fail(
+                    store, log, i, f"the record belongs in log {rec.get('log')!r}, not here (moved)", rec
+                )
             if i in hidden:
                 raise _fail(
-                    store, i, f"missing from the reader index {hidden[i]} (hidden from its readers)", rec
+                    store, log, i, f"missing from the reader index {hidden[i]} (hidden from its readers)", rec
                 )
             tree.append(leaf)
         bar(start + len(idx), size)
-    extra = r.hget(keys.ledger_records(), str(size))
+    extra = r.hget(keys.ledger_records(log), str(size))
     if extra is not None:
-        raise _fail(store, size, "a record exists beyond the tree size (inserted)")
+        raise _fail(store, log, size, "a record exists beyond the tree size (inserted)")
 
     # every stored subtree hash must be what the records give
     for level in range(1, len(tree.levels)):
         expected = tree.levels[level]
         for start in range(0, len(expected), CHUNK):
             got = r.hmget(
-                keys.ledger_level(level), [str(j) for j in range(start, min(len(expected), start + CHUNK))]
+                keys.ledger_level(level, log),
+                [str(j) for j in range(start, min(len(expected), start + CHUNK))],
             )
             for j, value in enumerate(got, start):
                 if _leaf_from_hex(value) != expected[j]:
                     first = j << level
                     raise _fail(
                         store,
+                        log,
                         first,
                         f"the stored subtree hash at level {level} index {j} (leaves {first}.."
                         f"{((j + 1) << level) - 1}) differs from the records",
                     )
-    _progress(f"verified {sum(len(lv) for lv in tree.levels[1:])} stored subtree hashes")
+    _progress(f"log {log}: verified {sum(len(lv) for lv in tree.levels[1:])} stored subtree hashes")
 
     # checkpoints: signature, root, monotonic, consistent with the previous one
-    total = int(r.llen(keys.ledger_checkpoints()))
+    total = int(r.llen(keys.ledger_checkpoints(log)))
     previous: checkpoints.Checkpoint | None = None
-    for position, token in _checkpoint_tokens(store, total):
+    for position, token in _checkpoint_tokens(store, log, total):
         try:
             cp = checkpoints.verify(token, jwks, position)
         except checkpoints.CheckpointInvalid as exc:
-            raise VerifyFailed(f"checkpoint {position}: {exc}") from None
+            raise VerifyFailed(f"log {log}: checkpoint {position}: {exc}") from None
+        if cp.log != log:
+            raise VerifyFailed(f"log {log}: checkpoint {position} is signed for log {cp.log!r}")
         if cp.tree_size > size:
             raise VerifyFailed(
-                f"checkpoint {position}: signed tree size {cp.tree_size} but the log has only "
+                f"log {log}: checkpoint {position}: signed tree size {cp.tree_size} but the log has only "
                 f"{size} records (records removed)"
             )
         if tree.root(cp.tree_size) != cp.root_hash:
             raise VerifyFailed(
-                f"checkpoint {position} (tree size {cp.tree_size}): the signed root does not match "
-                "the records (records changed, removed, reordered or inserted)"
+                f"log {log}: checkpoint {position} (tree size {cp.tree_size}): the signed root does not "
+                "match the records (records changed, removed, reordered or inserted)"
             )
         if previous is not None:
             if cp.tree_size < previous.tree_size:
-                raise VerifyFailed(f"checkpoint {position}: tree size went down from {previous.tree_size}")
+                raise VerifyFailed(
+                    f"log {log}: checkpoint {position}: tree size went down from {previous.tree_size}"
+                )
             if previous.tree_size > 0:
                 proof = merkle.consistency_proof(tree, previous.tree_size, cp.tree_size)
                 if not merkle.verify_consistency(
                     previous.tree_size, cp.tree_size, previous.root_hash, cp.root_hash, proof
                 ):
                     raise VerifyFailed(
-                        f"checkpoint {position} is not consistent with checkpoint {position - 1}"
+                        f"log {log}: checkpoint {position} is not consistent with checkpoint {position - 1}"
                     )
         previous = cp
-    _progress(f"verified {total} checkpoints")
+    _progress(f"log {log}: verified {total} checkpoints")
     return {
         "records": size,
         "pruned": pruned,
@@ -242,12 +285,15 @@ def verify_command() -> int:
         except (VerifyFailed, storage.LedgerCorrupt) as exc:
             print(f"ledger verify FAILED: {exc}")
             return 1
-    unsigned = summary["records"] - (summary["latest_checkpoint_size"] or 0)
+    unsigned = summary["unsigned"]
     print(
         f"ledger OK: {summary['records']} records ({summary['pruned']} pruned, verified by hash only), "
-        f"{summary['checkpoints']} checkpoints verified, root {summary['root_hash']}"
+        f"{summary['checkpoints']} checkpoints verified in {len(summary['logs'])} logs"
         + (f"; {unsigned} records not yet in a checkpoint" if unsigned else "")
     )
+    for log, one in summary["logs"].items():
+        if one["records"]:
+            print(f"  log {log}: {one['records']} records, root {one['root_hash']}")
     return 0
 
 
@@ -255,15 +301,20 @@ def verify_command() -> int:
 
 
 def prune(store: Store, cutoff: float) -> int:
-    """Remove bodies of records older than ``cutoff`` (unix seconds); leaf hashes and the tree stay."""
+    """Remove bodies of records older than ``cutoff`` (unix seconds) in every log; leaf hashes and
+    the trees stay."""
+    return sum(prune_log(store, log, cutoff) for log in ledger_logs.all_logs(store))
+
+
+def prune_log(store: Store, log: str, cutoff: float) -> int:
     r = store.redis
-    size = storage.size(store)
+    size = storage.size(store, log)
     removed = 0
     bar = ProgressBar("pruning")
     for start in range(0, size, CHUNK):
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
-        bodies = r.hmget(keys.ledger_records(), idx)
-        pipe = r.pipeline(transaction=True)  # all {ledger} keys: one slot
+        bodies = r.hmget(keys.ledger_records(log), idx)
+        pipe = r.pipeline(transaction=True)  # all the log's keys: one slot
         queued = 0
         for i, body in zip(idx, bodies, strict=True):
             if body is None:
@@ -271,14 +322,14 @@ def prune(store: Store, cutoff: float) -> int:
             try:
                 rec = json.loads(body)
                 too_old = float(rec["time"]) < cutoff
-                record_keys = storage.index_keys(rec)
+                record_keys = storage.index_keys(rec, log)
             except (ValueError, TypeError, KeyError):
                 _progress(f"record {i} is not a valid record; left alone (run `broker ledger verify`)")
                 continue
             if not too_old:
                 continue
-            pipe.hdel(keys.ledger_records(), i)
-            pipe.hset(keys.ledger_pruned(), i, rec["id"])
+            pipe.hdel(keys.ledger_records(log), i)
+            pipe.hset(keys.ledger_pruned(log), i, rec["id"])
             for index_key in record_keys:
                 pipe.zrem(index_key, storage.member(int(i)))
             queued += 1

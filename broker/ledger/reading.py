@@ -1,11 +1,14 @@
 """Reading the ledger: a person's own records, an org's, an app's, a developer's.
 
-Every view is a sorted set of leaf indexes (score: record time, member: zero-padded index, so
-ties break by index) written by the sequencer, one per view and filter combination, so a page is
-a ZCOUNT/ZRANK to find where to start plus one ZRANGE: no scanning, whatever the filters.
-Cursors are opaque (base64url JSON of the last (time, index) seen and a tag of the view) and a
-cursor from another view is refused. Each record comes with its RFC 9162 inclusion proof against
-the latest signed checkpoint, so the reader can check it was not edited.
+Every view is, in each log, a sorted set of leaf indexes (score: record time, member: zero-padded
+index) written by that log's sequencer, one per view and filter combination. A person's records
+are all in one log (plus the legacy log of earlier releases), so a person's page reads one or two
+sorted sets; an app's, org's or developer's page reads the view in every log in one pipeline
+(ZRANGEBYSCORE from the cursor, at most a page from each) and merges them in (time, log, index)
+order: no scanning, whatever the filters. Cursors are opaque (base64url JSON of the last
+(time, log, index) seen and a tag of the view) and a cursor from another view is refused. Each
+record names its log and comes with its RFC 9162 inclusion proof against that log's latest signed
+checkpoint, so the reader can check it was not edited.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from broker.core.ids import CLIENT_ID_RE, USER_ID_RE
 from broker.core.records import DisclosureRecord
 from broker.errors import ValidationFailed
 from broker.ledger import checkpoints, storage
+from broker.ledger import logs as ledger_logs
 from broker.ledger.checkpoints import b64
 from broker.storage import keys
 from broker.storage.store import Store
@@ -52,13 +56,17 @@ class Filters:
 class Page:
     records: list[dict[str, Any]] = field(default_factory=list)
     next_cursor: str | None = None
+    # the person's log's latest checkpoint for a person's view (one log), else None
     checkpoint: checkpoints.Checkpoint | None = None
+    # log -> latest checkpoint, for every log of the view (each entry names its log)
+    checkpoints: dict[str, checkpoints.Checkpoint] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "records": self.records,
             "next_cursor": self.next_cursor,
             "checkpoint": self.checkpoint.as_json() if self.checkpoint else None,
+            "checkpoints": {log: cp.as_json() for log, cp in sorted(self.checkpoints.items())},
         }
 
 
@@ -109,80 +117,135 @@ def parse_filters(args: Mapping[str, str], *, person_filter: bool = True) -> Fil
     return Filters(since, until, app, person)
 
 
-def _view_tag(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+def _view_tag(view: str) -> str:
+    return hashlib.sha256(view.encode()).hexdigest()[:12]
 
 
-def _encode_cursor(key: str, score: float, mem: str) -> str:
-    return cursors.encode(json.dumps({"v": _view_tag(key), "t": score, "m": mem}, separators=(",", ":")))
+def _rank(log: str) -> int:
+    """Order of the logs in a merged listing: the legacy log first, then 00, 01, ..."""
+    return -1 if log == ledger_logs.LEGACY else int(log)
 
 
-def _decode_cursor(key: str, cursor: str) -> tuple[float, str]:
+def _encode_cursor(view: str, score: float, log: str, mem: str) -> str:
+    data = {"v": _view_tag(view), "t": score, "l": log, "m": mem}
+    return cursors.encode(json.dumps(data, separators=(",", ":")))
+
+
+def _decode_cursor(view: str, logs: list[str], cursor: str) -> tuple[float, str, str]:
     bad = ValidationFailed("cursor is invalid", fields={"cursor": ["not a cursor from this listing"]})
     try:
         data = json.loads(cursors.decode(cursor))
-        score, mem = float(data["t"]), str(data["m"])
-        if data["v"] != _view_tag(key) or not mem.isdigit() or len(mem) != storage.INDEX_WIDTH:
+        score, log, mem = float(data["t"]), str(data["l"]), str(data["m"])
+        if data["v"] != _view_tag(view) or not mem.isdigit() or len(mem) != storage.INDEX_WIDTH:
             raise bad
-        return score, mem
-    except (ValueError, TypeError, KeyError):
+        if log not in logs:
+            raise bad
+        return score, log, mem
+    except (ValueError, TypeError, KeyError, AttributeError):
         raise bad from None
 
 
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def _read(store: Store, key: str, filters: Filters, cursor: str | None, limit: int, *, proofs: bool) -> Page:
+def _bound(value: float | None, default: str) -> str:
+    return default if value is None else repr(value)
+
+
+def _read(
+    store: Store,
+    dims: dict[str, str],
+    logs: list[str],
+    filters: Filters,
+    cursor: str | None,
+    limit: int,
+    *,
+    proofs: bool,
+) -> Page:
+    """One page of a view over ``logs``: each log's sorted set is read from the cursor on (one
+    pipeline for all logs), the rows are merged in (time, log, index) order."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed("limit is out of range", fields={"limit": [f"expected 1 to {MAX_LIMIT}"]})
+    view = "|".join(f"{k}={v}" for k, v in sorted(dims.items()))
     r = store.redis
-    start = int(r.zcount(key, "-inf", f"({filters.since!r}")) if filters.since is not None else 0
+    low, top = _bound(filters.since, "-inf"), _bound(filters.until, "+inf")
+    after: tuple[float, int, str] | None = None
     if cursor:
-        score, mem = _decode_cursor(key, cursor)
-        rank = r.zrank(key, mem)
-        if rank is None or r.zscore(key, mem) != score:  # that record was pruned since: find its place
-            ties = r.zrangebyscore(key, score, score)
-            rank = int(r.zcount(key, "-inf", f"({score!r}")) + sum(1 for m in ties if m <= mem) - 1
-        start = max(start, int(rank) + 1)
-    end = (
-        int(r.zcount(key, "-inf", repr(filters.until))) - 1
-        if filters.until is not None
-        else int(r.zcard(key)) - 1
-    )
-    stop = min(end, start + limit)  # one more than the page, to know whether there is a next page
-    rows = r.zrange(key, start, stop, withscores=True) if stop >= start else []
+        score, cursor_log, mem = _decode_cursor(view, logs, cursor)
+        if filters.since is None or score >= filters.since:
+            after = (score, _rank(cursor_log), mem)
+            low = f"({score!r}"
+    pipe = r.pipeline(transaction=False)
+    for log in logs:
+        key = keys.ledger_index(log, **dims)
+        pipe.zrangebyscore(key, low, top, start=0, num=limit + 1, withscores=True)
+        if after is not None:
+            pipe.zrangebyscore(key, repr(after[0]), repr(after[0]), withscores=True)  # ties at the cursor
+    answers = pipe.execute()
+    step = 2 if after is not None else 1
+    rows: list[tuple[float, int, str, str]] = []  # (time, log rank, member, log)
+    for n, log in enumerate(logs):
+        found = list(answers[n * step])
+        if after is not None:
+            found += [(m, t) for m, t in answers[n * step + 1] if (_rank(log), m) > after[1:]]
+        rows.extend((float(t), _rank(log), m, log) for m, t in found)
+    rows.sort()
     more = len(rows) > limit
     rows = rows[:limit]
     page = Page()
+    used = sorted({row[3] for row in rows}, key=_rank)
+    latest = checkpoints.latest_of(store, logs) if proofs else {}
+    page.checkpoints = latest
+    if len(logs) == 1 or (logs[0] == ledger_logs.LEGACY and len(logs) == 2):
+        page.checkpoint = latest.get(logs[-1])  # a person's view: their log's
     if more and rows:
-        page.next_cursor = _encode_cursor(key, rows[-1][1], rows[-1][0])
+        last = rows[-1]
+        page.next_cursor = _encode_cursor(view, last[0], last[3], last[2])
     if not rows:
-        page.checkpoint = checkpoints.latest(store) if proofs else None
         return page
-    bodies = r.hmget(keys.ledger_records(), [str(int(m)) for m, _ in rows])
-    tree = storage.RedisTree(store)
-    checkpoint = checkpoints.latest(store) if proofs else None
-    page.checkpoint = checkpoint
-    wanted = [int(m) for (m, _), body in zip(rows, bodies, strict=True) if body is not None]
-    if checkpoint is not None:
-        tree.prefetch_proofs(wanted, checkpoint.tree_size)
-    tree.prefetch({(0, i) for i in wanted})
-    records = [
-        DisclosureRecord.from_hash({"r": body}).public() if body is not None else None for body in bodies
-    ]
-    ids = [str(rec.get("id", "")) for rec in records if isinstance(rec, dict)]
-    corrected_by = dict(zip(ids, r.hmget(keys.ledger_voided(), ids), strict=True)) if ids else {}
-    for (mem, _), record in zip(rows, records, strict=True):
+    pipe = r.pipeline(transaction=False)
+    for log in used:
+        pipe.hmget(keys.ledger_records(log), [str(int(m)) for _, _, m, lg in rows if lg == log])
+    bodies_of = dict(zip(used, pipe.execute(), strict=True))
+    bodies: dict[tuple[str, int], str | None] = {}
+    for log in used:
+        wanted = [int(m) for _, _, m, lg in rows if lg == log]
+        bodies.update({(log, i): b for i, b in zip(wanted, bodies_of[log], strict=True)})
+    trees = {log: storage.RedisTree(store, log) for log in used}
+    for log in used:
+        wanted = [i for (lg, i), body in bodies.items() if lg == log and body is not None]
+        if log in latest:
+            trees[log].prefetch_proofs(wanted, latest[log].tree_size)
+        trees[log].prefetch({(0, i) for i in wanted})
+    records = {
+        at: DisclosureRecord.from_hash({"r": body}).public() if body is not None else None
+        for at, body in bodies.items()
+    }
+    pipe = r.pipeline(transaction=False)
+    asked: list[tuple[str, list[str]]] = []
+    for log in used:
+        ids = [str(rec.get("id", "")) for (lg, _), rec in records.items() if lg == log and rec is not None]
+        if ids:
+            pipe.hmget(keys.ledger_voided(log), ids)
+            asked.append((log, ids))
+    corrected_by: dict[tuple[str, str], str | None] = {}
+    for (log, ids), got in zip(asked, pipe.execute() if asked else [], strict=True):
+        corrected_by.update({(log, i): c for i, c in zip(ids, got, strict=True)})
+    for _, _, mem, log in rows:
+        index = int(mem)
+        record = records.get((log, index))
         if record is None:  # pruned while we read
             continue
-        index = int(mem)
+        tree = trees[log]
         entry: dict[str, Any] = {
+            "log": log,
             "index": index,
             "record": record,
             "leaf_hash": b64(tree.leaf(index)),
-            **delivery(record, corrected_by.get(str(record.get("id", "")))),
+            **delivery(record, corrected_by.get((log, str(record.get("id", ""))))),
         }
         if proofs:
+            checkpoint = latest.get(log)
             if checkpoint is not None and index < checkpoint.tree_size:
                 entry["inclusion_proof"] = [b64(h) for h in tree.inclusion_proof(index, checkpoint.tree_size)]
                 entry["tree_size"] = checkpoint.tree_size
@@ -207,12 +270,18 @@ def delivery(record: dict[str, Any], corrected_by: str | None) -> dict[str, Any]
     return {"delivered": True, "correction": False, "corrected_by": None}
 
 
+def person_logs(store: Store, uid: str) -> list[str]:
+    """The logs that may hold records about ``uid``: the legacy log (if any) and the person's log."""
+    legacy = [ledger_logs.LEGACY] if ledger_logs.legacy_size(store) else []
+    return [*legacy, ledger_logs.log_of(uid, ledger_logs.count(store))]
+
+
 def records_for_person(
     store: Store, uid: str, filters: Filters, cursor: str | None = None, limit: int = DEFAULT_LIMIT
 ) -> Page:
-    """Every disclosure about one person, each with its inclusion proof."""
+    """Every disclosure about one person (all in the person's log), each with its inclusion proof."""
     dims = {"person": uid} | ({"app": filters.app} if filters.app else {})
-    return _read(store, keys.ledger_index(**dims), filters, cursor, limit, proofs=True)
+    return _read(store, dims, person_logs(store, uid), filters, cursor, limit, proofs=True)
 
 
 def records_for_org(
@@ -220,7 +289,7 @@ def records_for_org(
 ) -> Page:
     """Records about the org's members made through the org's installations (audience organization)."""
     dims = {"org": oid} | _optional(filters)
-    return _read(store, keys.ledger_index(**dims), filters, cursor, limit, proofs=True)
+    return _read(store, dims, _logs_for(store, filters), filters, cursor, limit, proofs=True)
 
 
 def records_for_app(
@@ -228,15 +297,15 @@ def records_for_app(
 ) -> Page:
     dims = {"app": client_id} | ({"person": filters.person} if filters.person else {})
     if filters.app and filters.app != client_id:
-        return Page(checkpoint=checkpoints.latest(store))
-    return _read(store, keys.ledger_index(**dims), filters, cursor, limit, proofs=True)
+        return Page()
+    return _read(store, dims, _logs_for(store, filters), filters, cursor, limit, proofs=True)
 
 
 def records_for_developer(
     store: Store, developer_id: str, filters: Filters, cursor: str | None = None, limit: int = DEFAULT_LIMIT
 ) -> Page:
     dims = {"developer": developer_id} | _optional(filters)
-    return _read(store, keys.ledger_index(**dims), filters, cursor, limit, proofs=True)
+    return _read(store, dims, _logs_for(store, filters), filters, cursor, limit, proofs=True)
 
 
 def _optional(filters: Filters) -> dict[str, str]:
@@ -246,6 +315,11 @@ def _optional(filters: Filters) -> dict[str, str]:
     if filters.person:
         dims["person"] = filters.person
     return dims
+
+
+def _logs_for(store: Store, filters: Filters) -> list[str]:
+    """Every log, or with a person filter only the logs that person's records can be in."""
+    return person_logs(store, filters.person) if filters.person else ledger_logs.all_logs(store)
 
 
 VIEWS = {

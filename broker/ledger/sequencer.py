@@ -1,11 +1,14 @@
-"""The sequencer: moves disclosure records from the per-app journals into the global Merkle log.
+"""The sequencer: moves disclosure records from the per-app journals into the ledger's logs.
 
-The gate commits each record to its app's journal stream (``{a:<client_id>}`` slot, one round
-trip with the token check). The sequencer, one at a time across all processes (``SET NX PX``
-lock), reads the journals with XRANGE, orders the records deterministically (time, client id,
-stream id), appends them to the log in ONE Lua script on ``{ledger}`` keys, and only then deletes
-them from the journals. A record id already in ``ledger_sequenced`` is never appended again, so a
-crash between the two steps just means the next run deletes what was already moved.
+The gate commits each record to its app's journal for the record's log (``{a:<client_id>}`` slot,
+one round trip with the token check; ``broker.ledger.logs`` says which log). Each log has its own
+sequencer lock (``SET NX PX`` on the log's own slot), so different processes or threads sequence
+different logs at once and no single process or slot is in the path of every record. A log's
+sequencer reads the journals in that log's journals index with XRANGE, orders the records
+deterministically (time, client id, stream id), appends them to the log in ONE Lua script on
+``{ledger:NN}`` keys, and only then deletes them from the journals. A record id already in
+``ledger_sequenced`` is never appended again, so a crash between the two steps just means the next
+run deletes what was already moved.
 
 SHA-256 is computed here, not in Lua; the script refuses the write if the lock was lost or the
 tree grew meanwhile, so the precomputed hashes always extend the tree they were computed for.
@@ -38,6 +41,8 @@ from broker.config import Settings
 from broker.core.keyring import Keyring
 from broker.gate.disclosure import retry_unconfirmed_voids
 from broker.ledger import checkpoints, merkle, storage
+from broker.ledger import logs as ledger_logs
+from broker.ledger.checkpoints import Checkpoint
 from broker.observability import metrics
 from broker.storage import keys
 from broker.storage.store import Store
@@ -47,19 +52,38 @@ log = logging.getLogger("broker.ledger.sequencer")
 REQUIRED = ("id", "time", "app", "person")
 HOLDBACK_MARGIN_MS = 2000
 _Voids = dict[str, dict[str, dict[str, Any]]]  # client id -> request id -> {"time", "records"}
+THIN_SECONDS = 3600  # how often each process thins a log's old checkpoints
+SWEEP_SECONDS = 300  # how often each process looks for journals missing from their index
 VOID_SETTLE_MS = 60000  # a void is kept this long past the holdback before it may be forgotten
 
 
 @dataclass
 class RunResult:
-    locked: bool = True  # False: another sequencer holds the lock; nothing was done
+    """What one run did (over every log it could lock, or one log for ``run_log``)."""
+
+    locked: bool = True  # False: another sequencer held every lock tried; nothing was done
     appended: int = 0
     removed: int = 0  # journal entries deleted (appended now, already sequenced, or rejected)
     rejected: int = 0
     voided: int = 0  # journal entries dropped because their request was refused
     corrected: int = 0  # correction records appended for voided records already in the log
-    checkpoint: checkpoints.Checkpoint | None = None
-    indexes: list[int] = field(default_factory=list)
+    signed: dict[str, Checkpoint] = field(default_factory=dict)  # log -> checkpoint signed now
+    indexes: dict[str, list[int]] = field(default_factory=dict)  # log -> leaf indexes appended
+    busy: list[str] = field(default_factory=list)  # logs another sequencer held
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The checkpoint signed by this run when it signed exactly one (tests, single-log callers)."""
+        return next(iter(self.signed.values())) if len(self.signed) == 1 else None
+
+    def add(self, other: RunResult, log: str) -> None:
+        for name in ("appended", "removed", "rejected", "voided", "corrected"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.signed.update(other.signed)
+        if other.indexes.get(log):
+            self.indexes[log] = other.indexes[log]
+        if not other.locked:
+            self.busy.append(log)
 
 
 @dataclass(frozen=True)
@@ -103,35 +127,69 @@ class Sequencer:
         if holdback_ms is None:
             holdback_ms = store.wait_timeout_ms + HOLDBACK_MARGIN_MS if store.wait_replicas > 0 else 0
         self.holdback_ms = holdback_ms
+        self._start = secrets.randbelow(1 << 16)  # processes start at different logs
+        self._thinned: dict[str, float] = {}  # log -> monotonic time of the last thinning
 
     # -- public -----------------------------------------------------------------------------------
 
+    def logs(self) -> list[str]:
+        return ledger_logs.names(self.store, getattr(self.settings, "ledger_logs", None))
+
     def run_once(self) -> RunResult:
-        """Drain the journals (up to ``max_batches`` batches) and sign a checkpoint if the tree grew."""
+        """Sequence every log whose lock is free (see :meth:`run_log`), starting at a different log
+        in each process and run, so several sequencers share the logs rather than queue."""
         try:
             retry_unconfirmed_voids(self.store)  # this process's voids first, whoever sequences
         except Exception:  # never let a void retry stop sequencing; it is tried again next run
             log.exception("void retry failed")
+        names = self.logs()
+        self._start += 1
+        order = names[self._start % len(names) :] + names[: self._start % len(names)]
+        voids = self._load_voids()
+        total = RunResult()
+        for name in order:
+            total.add(self.run_log(name, voids), name)
+        total.locked = len(total.busy) < len(order)
+        return total
+
+    def run_log(self, log_name: str, voids: _Voids | None = None) -> RunResult:
+        """Drain one log's journals (up to ``max_batches`` batches) under that log's lock and sign a
+        checkpoint of the log if its tree grew."""
+        lock = keys.ledger_lock(log_name)
         token = secrets.token_hex(16)
-        if not self.store.redis.set(keys.ledger_lock(), token, nx=True, px=self.lock_ms):
+        if not self.store.redis.set(lock, token, nx=True, px=self.lock_ms):
             return RunResult(locked=False)
         result = RunResult()
         try:
-            voids = self._load_voids()
+            if voids is None:
+                voids = self._load_voids()
             cutoff_ms = self._now_ms() - self.holdback_ms if self.holdback_ms > 0 else None
             for _ in range(self.max_batches):
-                more = self._batch(token, result, voids, cutoff_ms)
-                self.store.lua("pexpire_if_equals")(keys=[keys.ledger_lock()], args=[token, self.lock_ms])
+                more = self._batch(log_name, token, result, voids, cutoff_ms)
+                self.store.lua("pexpire_if_equals")(keys=[lock], args=[token, self.lock_ms])
                 if not more:
                     break
             if voids:
-                self._settle_voids(token, result, voids)
-            last = checkpoints.latest(self.store)
-            if last is None or storage.size(self.store) != last.tree_size:
-                result.checkpoint = checkpoints.sign(self.store, self.keyring, self.settings)
+                self._settle_voids(log_name, token, result, voids)
+            last = checkpoints.latest(self.store, log_name)
+            size = storage.size(self.store, log_name)
+            if size != (last.tree_size if last is not None else 0):  # an empty log signs nothing
+                result.signed[log_name] = checkpoints.sign(self.store, self.keyring, self.settings, log_name)
+            self._maybe_thin(log_name)
         finally:
-            self.store.lua("delete_if_equals")(keys=[keys.ledger_lock()], args=[token])
+            self.store.lua("delete_if_equals")(keys=[lock], args=[token])
         return result
+
+    def _maybe_thin(self, log_name: str) -> None:
+        """Thin the log's old checkpoints, at most every THIN_SECONDS per process and log."""
+        now = time.monotonic()
+        if now - self._thinned.get(log_name, -THIN_SECONDS) < THIN_SECONDS:
+            return
+        self._thinned[log_name] = now
+        hours = getattr(self.settings, "ledger_checkpoint_retention_hours", 24)
+        removed = checkpoints.thin(self.store, log_name, retention_seconds=hours * 3600)
+        if removed:
+            log.info("log %s: thinned %d checkpoints older than %d hours", log_name, removed, hours)
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Sequence and checkpoint every ``checkpoint_seconds`` until ``stop_event`` is set.
@@ -139,22 +197,63 @@ class Sequencer:
         Redis outages are logged and retried; records wait safely in the journals meanwhile.
         """
         interval = float(self.settings.checkpoint_seconds)
+        swept = time.monotonic()
         while not stop_event.is_set():
             started = time.monotonic()
             try:
+                if started - swept > SWEEP_SECONDS:
+                    swept = started
+                    self.sweep()
                 result = self.run_once()
-                metrics.sequencer_backlog(self.store.redis, keys.journals_index(), keys.journal)
+                self.measure_backlog()
                 if result.appended:
-                    log.info(
-                        "sequenced %d records; tree size %s",
-                        result.appended,
-                        result.checkpoint.tree_size if result.checkpoint else "?",
-                    )
+                    log.info("sequenced %d records into %d logs", result.appended, len(result.signed))
             except redis.RedisError as exc:
                 log.error("sequencer run failed: %s: %s", type(exc).__name__, exc)
             except Exception:  # the thread must outlive any one bad run; records wait in the journals
                 log.exception("sequencer run failed")
             stop_event.wait(max(0.05, interval - (time.monotonic() - started)))
+
+    def sweep(self) -> int:
+        """Find journals missing from their log's journals index and add them; returns how many.
+
+        The gate writes the index after its records (on a cluster, in another slot): a process
+        that died between the two, or an index write that failed, leaves a journal the index does
+        not name until the gate's announcement mark expires and another record arrives. This
+        looks at every app's journal of every log (a pipeline of EXISTS), every
+        ``SWEEP_SECONDS`` per process."""
+        r = self.store.redis
+        names = self.logs()
+        apps = list(r.zrange(keys.apps_all(), 0, -1))
+        found = 0
+        for start in range(0, len(apps), 500):
+            chunk = apps[start : start + 500]
+            pipe = r.pipeline(transaction=False)
+            for client_id in chunk:
+                for name in names:
+                    pipe.xlen(keys.journal(client_id, name))
+            lengths = iter(pipe.execute())
+            missing = [(c, n) for c in chunk for n in names if next(lengths)]
+            if missing:
+                pipe = r.pipeline(transaction=False)
+                for client_id, name in missing:
+                    pipe.sadd(keys.journals_index(name), client_id)
+                found += sum(int(x) for x in pipe.execute())
+        if found:
+            log.warning("found %d journals missing from their log's journals index", found)
+        return found
+
+    def measure_backlog(self) -> None:
+        """The records waiting in every log's journals (a gauge)."""
+        r = self.store.redis
+        pipe = r.pipeline(transaction=False)
+        names = self.logs()
+        for name in names:
+            pipe.smembers(keys.journals_index(name))
+        journals = [
+            keys.journal(c, name) for name, apps in zip(names, pipe.execute(), strict=True) for c in apps
+        ]
+        metrics.sequencer_backlog(r, journals)
 
     # -- one batch --------------------------------------------------------------------------------
 
@@ -184,16 +283,21 @@ class Sequencer:
         return out
 
     def _read_journals(
-        self, result: RunResult, voids: dict[str, dict[str, dict[str, Any]]], cutoff_ms: int | None
+        self, log_name: str, result: RunResult, voids: _Voids, cutoff_ms: int | None
     ) -> tuple[list[_Entry], dict[str, list[str]], bool]:
         r = self.store.redis
         entries: list[_Entry] = []
         done: dict[str, list[str]] = {}  # journal entries to delete without appending
         read = 0
-        for client_id in sorted(r.smembers(keys.journals_index())):
-            batch = r.xrange(keys.journal(client_id), "-", "+", count=self.batch_size)
+        clients = sorted(r.smembers(keys.journals_index(log_name)))
+        pipe = r.pipeline(transaction=False)
+        for client_id in clients:
+            pipe.xrange(keys.journal(client_id, log_name), "-", "+", count=self.batch_size)
+        batches = pipe.execute() if clients else []
+        count = ledger_logs.count(self.store)
+        for client_id, batch in zip(clients, batches, strict=True):
             if not batch:
-                self._forget_if_empty(client_id)
+                self._forget_if_empty(client_id, log_name)
             if cutoff_ms is not None:  # too young: a void for it may still be on its way
                 batch = [(eid, f) for eid, f in batch if int(eid.partition("-")[0]) <= cutoff_ms]
             read = max(read, len(batch))
@@ -204,10 +308,11 @@ class Sequencer:
                     record = json.loads(raw)
                 except ValueError:
                     record = None
-                if not _valid(record):
+                if not _valid(record) or ledger_logs.log_of(record["person"], count) != log_name:
                     log.error("journal %s entry %s is not a valid record; set aside", client_id, entry_id)
                     r.rpush(
-                        keys.ledger_rejected(), json.dumps({"app": client_id, "entry": entry_id, "r": raw})
+                        keys.ledger_rejected(log_name),
+                        json.dumps({"app": client_id, "entry": entry_id, "r": raw}),
                     )
                     done.setdefault(client_id, []).append(entry_id)
                     result.rejected += 1
@@ -223,15 +328,16 @@ class Sequencer:
 
     def _batch(
         self,
+        log_name: str,
         token: str,
         result: RunResult,
-        voids: dict[str, dict[str, dict[str, Any]]] | None = None,
+        voids: _Voids | None = None,
         cutoff_ms: int | None = None,
     ) -> bool:
         """One batch; returns whether the journals may hold more."""
-        entries, done, more = self._read_journals(result, voids or {}, cutoff_ms)
+        entries, done, more = self._read_journals(log_name, result, voids or {}, cutoff_ms)
         if entries:
-            seen = self.store.redis.hmget(keys.ledger_sequenced(), [e.record["id"] for e in entries])
+            seen = self.store.redis.hmget(keys.ledger_sequenced(log_name), [e.record["id"] for e in entries])
             fresh: list[_Entry] = []
             ids: set[str] = set()
             for entry, already in zip(entries, seen, strict=True):
@@ -241,18 +347,25 @@ class Sequencer:
                     ids.add(entry.record["id"])
                     fresh.append(entry)
             if fresh:
-                result.indexes.extend(self._append(token, [e.record for e in fresh]))
+                appended = self._append(log_name, token, [e.record for e in fresh])
+                result.indexes.setdefault(log_name, []).extend(appended)
                 result.appended += len(fresh)
                 for entry in fresh:
                     done.setdefault(entry.client_id, []).append(entry.entry_id)
-        self._delete_moved(done)
+        if done:
+            self._delete_moved(log_name, done)
         result.removed += sum(len(v) for v in done.values())
         return more
 
-    def _append(self, token: str, records: list[dict[str, Any]]) -> list[int]:
-        start = storage.size(self.store)
-        edge = storage.frontier(self.store, start)
-        key_list = [keys.ledger_lock(), keys.ledger_size(), keys.ledger_sequenced(), keys.ledger_records()]
+    def _append(self, log_name: str, token: str, records: list[dict[str, Any]]) -> list[int]:
+        start = storage.size(self.store, log_name)
+        edge = storage.frontier(self.store, log_name, start)
+        key_list = [
+            keys.ledger_lock(log_name),
+            keys.ledger_size(log_name),
+            keys.ledger_sequenced(log_name),
+            keys.ledger_records(log_name),
+        ]
         key_pos: dict[str, int] = {k: i + 1 for i, k in enumerate(key_list)}
 
         def pos(key: str) -> str:
@@ -265,20 +378,20 @@ class Sequencer:
         n = start
         indexes = []
         for record in records:
-            body = storage.canonical({**record, "index": n})
+            body = storage.canonical({**record, "index": n, "log": log_name})
             leaf = merkle.leaf_hash(body)
-            ops.append(["HSET", pos(keys.ledger_records()), str(n), body.decode()])
-            ops.append(["HSET", pos(keys.ledger_sequenced()), record["id"], str(n)])
+            ops.append(["HSET", pos(keys.ledger_records(log_name)), str(n), body.decode()])
+            ops.append(["HSET", pos(keys.ledger_sequenced(log_name)), record["id"], str(n)])
             if isinstance(record.get("corrects"), str):
-                ops.append(["HSET", pos(keys.ledger_voided()), record["corrects"], str(n)])
+                ops.append(["HSET", pos(keys.ledger_voided(log_name)), record["corrects"], str(n)])
             level, idx, h = 0, n, leaf
-            ops.append(["HSET", pos(keys.ledger_level(0)), str(idx), h.hex()])
+            ops.append(["HSET", pos(keys.ledger_level(0, log_name)), str(idx), h.hex()])
             while idx & 1:
                 h = merkle.node_hash(edge.pop(level), h)
                 level, idx = level + 1, idx >> 1
-                ops.append(["HSET", pos(keys.ledger_level(level)), str(idx), h.hex()])
+                ops.append(["HSET", pos(keys.ledger_level(level, log_name)), str(idx), h.hex()])
             edge[level] = h
-            for index_key in storage.index_keys(record):
+            for index_key in storage.index_keys(record, log_name):
                 ops.append(["ZADD", pos(index_key), repr(float(record["time"])), storage.member(n)])
             indexes.append(n)
             n += 1
@@ -286,18 +399,21 @@ class Sequencer:
             keys=key_list,
             args=[token, start, n, json.dumps([r["id"] for r in records]), json.dumps(ops)],
         )
-        self.store.confirm_durable(keys.ledger_size())
+        self.store.confirm_durable(keys.ledger_size(log_name))
         return indexes
 
-    def _delete_moved(self, done: dict[str, list[str]]) -> None:
+    def _delete_moved(self, log_name: str, done: dict[str, list[str]]) -> None:
         """Second step: remove moved entries from each journal (each in its own app slot)."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        queued = False
         for client_id, entry_ids in done.items():
             if entry_ids:
-                self.store.redis.xdel(keys.journal(client_id), *entry_ids)
+                pipe.xdel(keys.journal(client_id, log_name), *entry_ids)
+                queued = True
+        if queued:
+            pipe.execute()
 
-    def _settle_voids(
-        self, token: str, result: RunResult, voids: dict[str, dict[str, dict[str, Any]]]
-    ) -> None:
+    def _settle_voids(self, log_name: str, token: str, result: RunResult, voids: _Voids) -> None:
         """Correct voided records that were sequenced before their void arrived; forget old voids."""
         r = self.store.redis
         now = time.time()
@@ -310,19 +426,20 @@ class Sequencer:
             corrections: list[dict[str, Any]] = []
             for start in range(0, len(record_ids), self.batch_size):
                 chunk = record_ids[start : start + self.batch_size]
-                indexes = r.hmget(keys.ledger_sequenced(), chunk)
-                corrected = r.hmget(keys.ledger_voided(), chunk)
+                indexes = r.hmget(keys.ledger_sequenced(log_name), chunk)
+                corrected = r.hmget(keys.ledger_voided(log_name), chunk)
                 todo = [(rid, i) for rid, i, c in zip(chunk, indexes, corrected, strict=True) if i and not c]
                 if not todo:
                     continue
-                bodies = r.hmget(keys.ledger_records(), [i for _, i in todo])
+                bodies = r.hmget(keys.ledger_records(log_name), [i for _, i in todo])
                 for (_rid, index), body in zip(todo, bodies, strict=True):
                     if body is None:
                         continue  # pruned: nothing left to show as delivered
                     corrections.append(correction_for(json.loads(body), int(index), now))
             for start in range(0, len(corrections), self.batch_size):
                 chunk_records = corrections[start : start + self.batch_size]
-                result.indexes.extend(self._append(token, chunk_records))
+                appended = self._append(log_name, token, chunk_records)
+                result.indexes.setdefault(log_name, []).extend(appended)
                 result.appended += len(chunk_records)
                 result.corrected += len(chunk_records)
             self._forget_settled_voids(client_id, by_request, now)
@@ -333,8 +450,11 @@ class Sequencer:
         """A void may go once its records can no longer be in the journal unseen: it is older than
         the holdback plus a settling time, and the journal holds nothing from before it."""
         r = self.store.redis
-        oldest = r.xrange(keys.journal(client_id), "-", "+", count=1)
-        oldest_ms = int(oldest[0][0].partition("-")[0]) if oldest else None
+        pipe = r.pipeline(transaction=False)
+        for name in self.logs():
+            pipe.xrange(keys.journal(client_id, name), "-", "+", count=1)
+        firsts = [int(found[0][0].partition("-")[0]) for found in pipe.execute() if found]
+        oldest_ms = min(firsts) if firsts else None
         settle_s = (self.holdback_ms + VOID_SETTLE_MS) / 1000
         old = [
             request_id
@@ -353,19 +473,30 @@ class Sequencer:
         if r.hlen(keys.journal_voids(client_id)):
             r.sadd(keys.voids_index(), client_id)
 
-    def _forget_if_empty(self, client_id: str) -> None:
-        # SREM first, then look: a gate that appends meanwhile has SADDed before its XADD, so either
-        # we see its entry and re-add, or its SADD lands after our SREM.
+    def _forget_if_empty(self, client_id: str, log_name: str) -> None:
+        """Take an app whose journal for this log is empty out of the log's journals index.
+
+        First, in the app's slot and atomically: if the journal is empty, delete it and its
+        announcement mark (so the gate's next record announces it again). Then SREM, then look
+        again: a gate that wrote meanwhile either sees no mark and SADDs after its XADD (after our
+        SREM, or before it, and then we see its entry here and add the app back)."""
         r = self.store.redis
-        r.srem(keys.journals_index(), client_id)
-        if r.xlen(keys.journal(client_id)):
-            r.sadd(keys.journals_index(), client_id)
+        journal = keys.journal(client_id, log_name)
+        announced = keys.journal_announced(client_id, log_name)
+        if not self.store.lua("ledger_journal_forget")(keys=[journal, announced]):
+            return
+        r.srem(keys.journals_index(log_name), client_id)
+        pipe = r.pipeline(transaction=False)
+        pipe.xlen(journal)
+        pipe.exists(announced)
+        if any(int(x or 0) for x in pipe.execute()):
+            r.sadd(keys.journals_index(log_name), client_id)
 
 
 def correction_for(original: dict[str, Any], index: int, now: float) -> dict[str, Any]:
     """The record appended when a sequenced record turns out not to have been delivered: same
     person, app and views, so it stands next to the original wherever that is read."""
-    record = {k: v for k, v in original.items() if k != "index"}
+    record = {k: v for k, v in original.items() if k not in ("index", "log")}
     record.update(
         {
             "id": f"{original['id']}-void",

@@ -1,4 +1,5 @@
-"""How the log lives in Redis, all under the ``{ledger}`` hash tag (DESIGN invariant 6).
+"""How one log lives in Redis, all under that log's hash tag ``{ledger:NN}`` (DESIGN invariant 6;
+``broker.ledger.logs`` says how records are spread over the logs).
 
 * ``ledger_records`` hash: index -> canonical record JSON, which is exactly the leaf data.
 * ``ledger_level(L)`` hashes: index -> hex hash of each complete, aligned subtree of 2**L leaves
@@ -33,49 +34,58 @@ def member(index: int) -> str:
     return str(index).zfill(INDEX_WIDTH)
 
 
-def index_keys(record: dict[str, Any]) -> list[str]:
+def index_keys(record: dict[str, Any], log: str) -> list[str]:
     """Every reader view a record appears in: the person, the app, the developer, and (for records
     made through an installation) the organization; each also by app and by person for filters."""
     person, app = str(record["person"]), str(record["app"])
     found = {
-        keys.ledger_index(person=person),
-        keys.ledger_index(person=person, app=app),
-        keys.ledger_index(app=app),
+        keys.ledger_index(log, person=person),
+        keys.ledger_index(log, person=person, app=app),
+        keys.ledger_index(log, app=app),
     }
     developer = record.get("developer")
     if isinstance(developer, str) and developer:
         found |= {
-            keys.ledger_index(developer=developer),
-            keys.ledger_index(developer=developer, app=app),
-            keys.ledger_index(developer=developer, person=person),
-            keys.ledger_index(developer=developer, app=app, person=person),
+            keys.ledger_index(log, developer=developer),
+            keys.ledger_index(log, developer=developer, app=app),
+            keys.ledger_index(log, developer=developer, person=person),
+            keys.ledger_index(log, developer=developer, app=app, person=person),
         }
     org = record.get("org")
     if record.get("audience") == "organization" and isinstance(org, str) and org:
         found |= {
-            keys.ledger_index(org=org),
-            keys.ledger_index(org=org, app=app),
-            keys.ledger_index(org=org, person=person),
-            keys.ledger_index(org=org, app=app, person=person),
+            keys.ledger_index(log, org=org),
+            keys.ledger_index(log, org=org, app=app),
+            keys.ledger_index(log, org=org, person=person),
+            keys.ledger_index(log, org=org, app=app, person=person),
         }
     return sorted(found)
 
 
-def size(store: Store) -> int:
-    return int(store.redis.get(keys.ledger_size()) or 0)
+def size(store: Store, log: str) -> int:
+    return int(store.redis.get(keys.ledger_size(log)) or 0)
+
+
+def sizes(store: Store, logs: list[str]) -> dict[str, int]:
+    """The tree size of each log, in one round trip."""
+    pipe = store.redis.pipeline(transaction=False)
+    for log in logs:
+        pipe.get(keys.ledger_size(log))
+    return {log: int(n or 0) for log, n in zip(logs, pipe.execute() if logs else [], strict=True)}
 
 
 class RedisTree:
     """A ``merkle.TreeView`` over the stored subtree hashes, with a per-instance cache."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, log: str) -> None:
         self.store = store
+        self.log = log
         self._cache: dict[tuple[int, int], bytes] = {}
 
     def subtree(self, level: int, index: int) -> bytes:
         found = self._cache.get((level, index))
         if found is None:
-            raw = self.store.redis.hget(keys.ledger_level(level), str(index))
+            raw = self.store.redis.hget(keys.ledger_level(level, self.log), str(index))
             try:
                 found = bytes.fromhex(raw)
             except (TypeError, ValueError):
@@ -94,7 +104,7 @@ class RedisTree:
             return
         pipe = self.store.redis.pipeline(transaction=False)
         for level, index in missing:
-            pipe.hget(keys.ledger_level(level), str(index))
+            pipe.hget(keys.ledger_level(level, self.log), str(index))
         for (level, index), raw in zip(missing, pipe.execute(), strict=True):
             try:
                 value = bytes.fromhex(raw)
@@ -143,9 +153,9 @@ class _Recorder:
         return bytes(32)
 
 
-def frontier(store: Store, tree_size: int) -> dict[int, bytes]:
+def frontier(store: Store, log: str, tree_size: int) -> dict[int, bytes]:
     """The right edge needed to append: for every set bit L of ``tree_size``, the last level-L hash."""
-    tree = RedisTree(store)
+    tree = RedisTree(store, log)
     wanted = {
         (level, (tree_size >> level) - 1)
         for level in range(tree_size.bit_length())

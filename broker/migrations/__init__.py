@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from broker.errors import CommandError
-from broker.migrations import m0001_stamp_release_0_1_0, m0002_seal_webhook_secrets, m0003_compact_tokens
+from broker.migrations import (
+    m0001_stamp_release_0_1_0,
+    m0002_seal_webhook_secrets,
+    m0003_compact_tokens,
+    m0004_ledger_logs,
+)
 from broker.storage import keys
 
 if TYPE_CHECKING:
@@ -51,6 +56,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0001_stamp_release_0_1_0),
     _migration(m0002_seal_webhook_secrets),
     _migration(m0003_compact_tokens),
+    _migration(m0004_ledger_logs),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

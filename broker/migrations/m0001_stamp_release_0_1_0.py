@@ -37,7 +37,13 @@ def up(store: Store, settings: Settings) -> None:
             f"this Redis holds keys that are not the broker's (e.g. {', '.join(repr(k) for k in foreign)}); "
             "nothing was changed. Point BROKER_REDIS_URL at the broker's own Redis database"
         )
-    known = (keys.users_all(), keys.apps_all(), keys.orgs_all(), keys.ledger_size(), keys.journals_index())
+    known = (
+        keys.users_all(),
+        keys.apps_all(),
+        keys.orgs_all(),
+        keys.ledger_size(keys.LEGACY_LOG),
+        keys.legacy_journals_index(),
+    )
     if found and store.redis.exists(*known) == 0:
         raise CommandError(
             f"this Redis holds keys under {keys.PREFIX!r} but no directory, app or ledger of a broker: "

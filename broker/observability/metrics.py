@@ -21,7 +21,6 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -247,19 +246,18 @@ def redis_error(what: BaseException | str) -> None:
     _m().redis_errors.labels(kind).inc()
 
 
-def sequencer_backlog(redis: Any, index_key: str, journal_key: Callable[[str], str]) -> None:
-    """Measure what waits in the journals (``XLEN`` and the oldest entry of each app's journal).
+def sequencer_backlog(redis: Any, journals: list[str]) -> None:
+    """Measure what waits in the journals (``XLEN`` and the oldest entry of each journal).
 
-    ``redis`` is a redis-py client; ``index_key`` the set of apps with a journal; ``journal_key``
-    maps an app to its journal. Failures are not counted here (the caller's Redis errors are).
+    ``redis`` is a redis-py client; ``journals`` the journal streams that may hold records.
+    Failures are not counted here (the caller's Redis errors are).
     """
-    apps = sorted(redis.smembers(index_key))
     pending, oldest_ms = 0, None
-    if apps:
+    if journals:
         pipe = redis.pipeline(transaction=False)
-        for client_id in apps:
-            pipe.xlen(journal_key(client_id))
-            pipe.xrange(journal_key(client_id), "-", "+", count=1)
+        for journal in journals:
+            pipe.xlen(journal)
+            pipe.xrange(journal, "-", "+", count=1)
         answers = pipe.execute()
         for length, first in zip(answers[::2], answers[1::2], strict=True):
             pending += int(length or 0)

@@ -9,8 +9,9 @@ the entity that owns the operation, so the operation stays in one cluster slot:
   known from the token itself.
 * ``{u:<user_id>}`` - a person: profile, memberships index, grant index, owned apps.
 * ``{o:<org_id>}`` - an organization: profile, members, roles, installation index, audit trail.
-* ``{ledger}`` - the global Merkle log, its records, indexes and checkpoints (written only by the
-  sequencer, which moves records from app journals into the log).
+* ``{ledger:NN}`` - one of the ledger's logs: its Merkle tree, records, indexes, checkpoints and
+  journals index (written only by that log's sequencer, which moves records from app journals into
+  the log). ``{ledger}`` is the frozen log of earlier releases.
 
 Single-key lookups (unique-name indexes, rate-limit counters) need no tag.
 Areas add their keys in their own section below; keep functions pure string builders.
@@ -238,14 +239,22 @@ def pairwise_reverse(client_id: str, scope_key: str) -> str:
     return f"{app_tag(client_id)}:pw:{scope_key}"
 
 
-def journal(client_id: str) -> str:
-    """Stream: disclosure records committed by the gate, waiting for the sequencer."""
+def journal(client_id: str, log: str) -> str:
+    """Stream: disclosure records for one log committed by the gate, waiting for that log's
+    sequencer (one stream per app and log, all in the app's slot)."""
+    return f"{app_tag(client_id)}:journal:{log}"
+
+
+def journal_announced(client_id: str, log: str) -> str:
+    """String with a TTL, in the app's slot: the gate told ``journals_index(log)`` about this journal
+    lately. Set by the gate's script (SET NX); only when it was absent does the gate write the index
+    (another slot, an extra round trip on a cluster). The sequencer deletes it with an empty journal."""
+    return f"{app_tag(client_id)}:journal:{log}:ann"
+
+
+def legacy_journal(client_id: str) -> str:
+    """Stream: the app's one journal of releases before 0.3 (moved to per-log journals by m0003)."""
     return f"{app_tag(client_id)}:journal"
-
-
-def journals_index() -> str:
-    """Set of client ids whose journal may hold unsequenced records."""
-    return f"{PREFIX}journals"
 
 
 def wait_marker(key: str) -> str:
@@ -267,62 +276,88 @@ def voids_index() -> str:
 
 
 # --- ledger ----------------------------------------------------------------------------------
+# The ledger is N independent logs (BROKER_LEDGER_LOGS, fixed by ``ledger_log_count`` once data
+# exists). Log ``NN`` keeps all its keys under its own tag ``{ledger:NN}``, so logs spread over
+# cluster slots; a record goes to the log its person id hashes to (``broker.ledger.logs.log_of``).
+# ``legacy`` is the single log of releases before 0.3 (tag ``{ledger}``): frozen, still verifiable.
+
+LEGACY_LOG = "legacy"
 
 
-def ledger(name: str) -> str:
-    """Any ledger key; all share the ``{ledger}`` tag so the sequencer appends atomically."""
-    return f"{LEDGER_TAG}:{name}"
+def ledger_tag(log: str) -> str:
+    return LEDGER_TAG if log == LEGACY_LOG else f"{PREFIX}{{ledger:{log}}}"
 
 
-def ledger_size() -> str:
+def ledger_log_count() -> str:
+    """String: how many logs the ledger has (set once, by the first process that needs it)."""
+    return f"{PREFIX}ledger:logs"
+
+
+def ledger(name: str, log: str) -> str:
+    """Any key of one log; all share that log's tag so its sequencer appends atomically."""
+    return f"{ledger_tag(log)}:{name}"
+
+
+def ledger_size(log: str) -> str:
     """String: number of leaves in the log (the next index)."""
-    return ledger("size")
+    return ledger("size", log)
 
 
-def ledger_records() -> str:
+def ledger_records(log: str) -> str:
     """Hash: leaf index -> canonical record JSON (the leaf data). Pruned indexes have no field."""
-    return ledger("records")
+    return ledger("records", log)
 
 
-def ledger_level(level: int) -> str:
+def ledger_level(level: int, log: str) -> str:
     """Hash: i -> hex hash of the complete subtree of 2**level leaves starting at i * 2**level."""
-    return ledger(f"level:{level}")
+    return ledger(f"level:{level}", log)
 
 
-def ledger_sequenced() -> str:
+def ledger_sequenced(log: str) -> str:
     """Hash: record id -> leaf index; what makes sequencing idempotent."""
-    return ledger("sequenced")
+    return ledger("sequenced", log)
 
 
-def ledger_pruned() -> str:
+def ledger_pruned(log: str) -> str:
     """Hash: leaf index -> record id, for records whose body was pruned (leaf hash kept)."""
-    return ledger("pruned")
+    return ledger("pruned", log)
 
 
-def ledger_voided() -> str:
+def ledger_voided(log: str) -> str:
     """Hash: record id -> index of the correction record saying that record was not delivered."""
-    return ledger("voided")
+    return ledger("voided", log)
 
 
-def ledger_rejected() -> str:
+def ledger_rejected(log: str) -> str:
     """List: journal entries that were not valid records (kept for the operator, never sequenced)."""
-    return ledger("rejected")
+    return ledger("rejected", log)
 
 
-def ledger_checkpoints() -> str:
+def ledger_checkpoints(log: str) -> str:
     """List: signed checkpoints (compact JWS), oldest first."""
-    return ledger("checkpoints")
+    return ledger("checkpoints", log)
 
 
-def ledger_lock() -> str:
-    """String: the sequencer lock (SET NX PX); value = the holder's random token."""
-    return ledger("lock")
+def ledger_lock(log: str) -> str:
+    """String: the log's sequencer lock (SET NX PX); value = the holder's random token."""
+    return ledger("lock", log)
 
 
-def ledger_index(**dims: str) -> str:
+def ledger_index(log: str, **dims: str) -> str:
     """Sorted set of leaf indexes (score: record time; member: zero-padded index) for one reader
-    view, e.g. ``ledger_index(person=uid, app=client_id)``; dimension order does not matter."""
-    return ledger("ix:" + "|".join(f"{k}={v}" for k, v in sorted(dims.items())))
+    view in one log, e.g. ``ledger_index(log, person=uid, app=client_id)``; dimension order does
+    not matter."""
+    return ledger("ix:" + "|".join(f"{k}={v}" for k, v in sorted(dims.items())), log)
+
+
+def journals_index(log: str) -> str:
+    """Set of client ids whose journal for ``log`` may hold unsequenced records (the log's slot)."""
+    return ledger("journals", log)
+
+
+def legacy_journals_index() -> str:
+    """Set of client ids with a journal of releases before 0.3 (one per app; migration m0003)."""
+    return f"{PREFIX}journals"
 
 
 # --- events (outbox) -------------------------------------------------------------------------

@@ -201,7 +201,7 @@ def test_delete_app_revokes_everything(store, settings, catalog) -> None:
                        scopes="openid")  # fmt: skip
     token_key = keys.access_token(mini["client_id"], keyed_hash(settings.token_hash_key, token))
     assert store.redis.exists(token_key)
-    store.redis.xadd(keys.journal(mini["client_id"]), {"r": "{}"})
+    store.redis.xadd(keys.journal(mini["client_id"], "00"), {"r": "{}"})
     installations.install(store, org_app["client_id"], org)
     for cid in (mini["client_id"], org_app["client_id"]):
         apps.delete_app(store, cid)
@@ -213,4 +213,4 @@ def test_delete_app_revokes_everything(store, settings, catalog) -> None:
     assert store.redis.smembers(keys.user_grants(uid)) == set()
     assert store.redis.smembers(keys.org_installations(org)) == set()
     remaining = set(store.redis.scan_iter(match=f"{keys.app_tag(mini['client_id'])}:*"))
-    assert remaining == {keys.journal(mini["client_id"])}  # disclosures still go to the ledger
+    assert remaining == {keys.journal(mini["client_id"], "00")}  # disclosures still go to the ledger

@@ -19,7 +19,7 @@ from broker.storage import keys
 from broker.storage.store import BrokerCluster, ClusterUnavailable, Store
 from tests.support.environment import make_settings
 from tests.support.factories import make_token, make_user, raw_app, raw_grant
-from tests.support.ledger import journal_records
+from tests.support.ledger import journal_records, log_of
 
 
 @pytest.fixture
@@ -74,14 +74,14 @@ def test_batch_keeps_the_order_across_slots(cstore: Store) -> None:
 
 
 def test_disclosure_on_the_cluster_records_before_it_answers(capp: Any, cstore: Store) -> None:
-    """The gate's two slots (the journals index and the app's journal) on a real cluster."""
+    """The gate's two slots (the app's journal, then the log's journals index once) on a real cluster."""
     p = person(cstore, capp.extensions["broker.settings"])
     response = capp.test_client().get("/v1/me", headers={"Authorization": f"Bearer {p['token']}"})
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["nickname"] == "Alice"
     [record] = journal_records(cstore, p["client_id"])
     assert record["person"] == p["uid"]
-    assert cstore.redis.sismember(keys.journals_index(), p["client_id"])
+    assert cstore.redis.sismember(keys.journals_index(log_of(p["uid"], cstore)), p["client_id"])
 
 
 def test_rename_moves_the_username_on_the_cluster(cstore: Store) -> None:
@@ -135,7 +135,7 @@ def test_a_master_down_answers_503_with_retry_after_and_no_data(
     p = person(cstore, capp.extensions["broker.settings"])
     client = capp.test_client()
     assert client.get("/v1/me", headers={"Authorization": f"Bearer {p['token']}"}).status_code == 200
-    port = _master_of(cstore, keys.journal(p["client_id"]))
+    port = _master_of(cstore, keys.app(p["client_id"]))
     [node] = [n for n in private_cluster.nodes if n.port == port]
     node.stop()
     try:

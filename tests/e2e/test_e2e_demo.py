@@ -212,10 +212,11 @@ def test_an_edited_record_makes_ledger_verify_fail_and_name_it(demo: dict[str, A
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     client = redis_lib.Redis.from_url(env["BROKER_REDIS_URL"], decode_responses=True)
-    index, body = sorted(client.hgetall(keys.ledger_records()).items())[0]
+    log = next(f"{n:02d}" for n in range(256) if client.hlen(keys.ledger_records(f"{n:02d}")))
+    index, body = sorted(client.hgetall(keys.ledger_records(log)).items())[0]
     record = json.loads(body)
     record["fields"] = ["user_id"] if record["fields"] != ["user_id"] else ["nickname"]
-    client.hset(keys.ledger_records(), index, json.dumps(record, sort_keys=True, separators=(",", ":")))
+    client.hset(keys.ledger_records(log), index, json.dumps(record, sort_keys=True, separators=(",", ":")))
     bad = subprocess.run(
         [sys.executable, "-m", "broker", "ledger", "verify"],
         env=env,
@@ -224,4 +225,4 @@ def test_an_edited_record_makes_ledger_verify_fail_and_name_it(demo: dict[str, A
         timeout=120,
     )
     assert bad.returncode == 1
-    assert f"record {int(index)} (id {record['id']})" in bad.stdout + bad.stderr
+    assert f"log {log}: record {int(index)} (id {record['id']})" in bad.stdout + bad.stderr

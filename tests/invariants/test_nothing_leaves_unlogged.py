@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from broker.ledger import logs
 from broker.storage import keys
 from tests.support.client import bearer
 from tests.support.factories import make_org, make_token, make_user, raw_app, raw_grant, raw_installation
@@ -63,10 +64,11 @@ def test_every_disclosure_is_recorded_under_its_request_id(
 def test_no_record_no_data(client: Any, store: Any, world: dict[str, Any]) -> None:
     """The journal cannot take a record (its key holds a value of another type): 503, nothing leaves."""
     for path, token, client_id, _ in reads(world):
-        journal = keys.journal(client_id)
-        saved = store.redis.xrange(journal)
-        store.redis.delete(journal)
-        store.redis.set(journal, "not a stream")  # XADD now fails inside the gate's script
+        journals = [keys.journal(client_id, log) for log in logs.names(store)]
+        saved = {journal: store.redis.xrange(journal) for journal in journals}
+        for journal in journals:
+            store.redis.delete(journal)
+            store.redis.set(journal, "not a stream")  # XADD now fails inside the gate's script
         try:
             response = client.get(path, headers=bearer(token))
             body = response.get_data(as_text=True)
@@ -75,6 +77,7 @@ def test_no_record_no_data(client: Any, store: Any, world: dict[str, Any]) -> No
             assert response.headers["Retry-After"]
             assert "Alice-the-person" not in body and "Bob-the-member" not in body
         finally:
-            store.redis.delete(journal)
-            for _, fields in saved:
-                store.redis.xadd(journal, fields)
+            for journal, entries in saved.items():
+                store.redis.delete(journal)
+                for _, fields in entries:
+                    store.redis.xadd(journal, fields)

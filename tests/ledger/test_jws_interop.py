@@ -26,7 +26,8 @@ from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
 from tests.support.factories import make_user
-from tests.support.ledger import ALICE, journal, record
+from tests.support.ledger import ALICE, journal, log_of, record
+from tests.support.ledger import LOG_A as A
 from tests.support.signin import http_sign_in, session_sign_in
 
 CLIENT = "app_00000000000000c1"
@@ -68,7 +69,10 @@ def test_pyjwt_verifies_a_checkpoint_and_a_receipt_with_the_key_from_ledger_v1_k
         rid = receipts.issue_receipt(store, APP, grant(uid), "granted", settings=settings, keyring=keyring)
 
     base = live_server.url
-    checkpoint = requests.get(f"{base}/ledger/v1/checkpoints/latest", timeout=10).json()["checkpoint"]
+    log = log_of(uid, store)  # all of the person's records are in one log
+    checkpoint = requests.get(f"{base}/ledger/v1/logs/{log}/checkpoints/latest", timeout=10).json()[
+        "checkpoint"
+    ]
     person = http_sign_in(base, {"password": "correct horse 1"}, "alice")
     answer = person.get(f"{base}/privacy/v1/receipts/{rid}", timeout=10)
     assert answer.status_code == 200, answer.text[:300]
@@ -83,7 +87,7 @@ def test_pyjwt_verifies_a_checkpoint_and_a_receipt_with_the_key_from_ledger_v1_k
     assert signed["header"]["typ"] == "broker-ledger-checkpoint+jws"
     payload = json.loads(signed["payload"])
     assert payload["tree_size"] == 3
-    assert payload["origin"] == f"{base}/ledger"
+    assert payload["origin"] == f"{base}/ledger/{log}" and payload["log"] == log
 
     receipt_key = keys_client.get_signing_key_from_jwt(receipt)
     claims = jwt.decode(receipt, receipt_key, algorithms=["EdDSA"])
@@ -137,20 +141,21 @@ def test_checkpoints_and_receipts_labelled_ed25519_still_verify(
         journal(store, record(i))
     sequencer = Sequencer(store, keyring, settings)
     sequencer.run_once()
-    store.redis.delete(keys.ledger_checkpoints())  # replaced by the one the old release signed:
-    size = storage.size(store)
+    store.redis.delete(keys.ledger_checkpoints(A))  # replaced by the one the old release signed:
+    size = storage.size(store, A)
     old_checkpoint = _legacy_sign(
         private,
         {"kid": private["kid"], "typ": checkpoints.TYP},
         {
-            "origin": f"{settings.issuer}/ledger",
+            "origin": f"{settings.issuer}/ledger/{A}",
+            "log": A,
             "tree_size": size,
-            "root_hash": checkpoints.b64(storage.RedisTree(store).root(size)),
+            "root_hash": checkpoints.b64(storage.RedisTree(store, A).root(size)),
             "timestamp": 1_700_000_000,
             "kid": private["kid"],
         },
     )
-    store.redis.rpush(keys.ledger_checkpoints(), old_checkpoint)
+    store.redis.rpush(keys.ledger_checkpoints(A), old_checkpoint)
     # the privacy center marks records under that checkpoint "verified" (its signature checks)
     session_sign_in(client, ALICE)
     html = client.get("/privacy/disclosures").get_data(as_text=True)

@@ -21,6 +21,7 @@ from broker.storage import keys
 from broker.storage.store import Store
 from tests.support.factories import make_user
 from tests.support.ledger import ACME, ALICE, APP_A, APP_B, BOB, DEV, journal, record
+from tests.support.ledger import LOG_A as A
 from tests.support.signin import session_sign_in
 
 T0 = 1_700_000_000
@@ -30,6 +31,11 @@ def b(value: str) -> bytes:
     return base64.b64decode(value)
 
 
+def num(entry: dict[str, Any]) -> int:
+    """The number ``n`` of ``record(n)`` an entry of a page is (its index is per log)."""
+    return int(entry["record"]["id"][3:], 16)
+
+
 @pytest.fixture
 def sequencer(store: Store, settings: Settings) -> Sequencer:
     return Sequencer(store, Keyring(settings.signing_keys_file), settings)
@@ -37,7 +43,8 @@ def sequencer(store: Store, settings: Settings) -> Sequencer:
 
 @pytest.fixture
 def filled(store: Store, sequencer: Sequencer) -> Store:
-    """Alice: 6 records (two share a time), Bob: 2; app A and B; two org records in ACME."""
+    """Alice: 6 records (two share a time) in her log A (indexes 0-5: records 0, 2 in the first
+    run, then 3, 4, 6, 7), Bob: 2 in his log; app A and B; two org records in ACME."""
     rows = [
         record(0, t=T0),
         record(1, t=T0 + 10, person=BOB),
@@ -65,7 +72,7 @@ def sign_in(client: Any, store: Store, uid: str) -> None:
 
 def verified_checkpoint(client: Any) -> dict[str, Any]:
     jwks = client.get("/ledger/v1/keys").get_json()
-    latest = client.get("/ledger/v1/checkpoints/latest").get_json()
+    latest = client.get(f"/ledger/v1/logs/{A}/checkpoints/latest").get_json()
     obj = jws.deserialize_compact(latest["checkpoint"], KeySet.import_key_set(jwks), algorithms=["EdDSA"])
     return json.loads(obj.payload)
 
@@ -87,7 +94,9 @@ def test_person_reads_own_records_with_proofs_that_verify(client: Any, filled: S
     assert all(e["record"]["person"] == ALICE for e in page["records"])
     assert page["next_cursor"] is None
     signed = verified_checkpoint(client)
-    assert page["checkpoint"]["tree_size"] == signed["tree_size"] == 8
+    assert page["checkpoint"]["tree_size"] == signed["tree_size"] == 6
+    assert all(e["log"] == A for e in page["records"])
+    assert [e["index"] for e in page["records"]] == [0, 1, 2, 3, 4, 5]
     root = b(signed["root_hash"])
     for entry in page["records"]:
         leaf = merkle.leaf_hash(storage.canonical(entry["record"]))
@@ -96,7 +105,7 @@ def test_person_reads_own_records_with_proofs_that_verify(client: Any, filled: S
         assert merkle.verify_inclusion(entry["index"], signed["tree_size"], leaf, proof, root)
         tampered = dict(entry["record"], fields=[])
         assert not merkle.verify_inclusion(
-            entry["index"], 8, merkle.leaf_hash(storage.canonical(tampered)), proof, root
+            entry["index"], 6, merkle.leaf_hash(storage.canonical(tampered)), proof, root
         )
 
 
@@ -120,7 +129,7 @@ def test_cursor_pagination_walks_every_record_once(client: Any, filled: Store) -
     while True:
         url = "/privacy/v1/disclosures?limit=2" + (f"&cursor={cursor}" if cursor else "")
         page = client.get(url).get_json()
-        seen += [e["index"] for e in page["records"]]
+        seen += [num(e) for e in page["records"]]
         pages += 1
         cursor = page["next_cursor"]
         if not cursor:
@@ -134,7 +143,7 @@ def test_filters_by_time_and_app(client: Any, filled: Store) -> None:
     def ids(query: str) -> list[int]:
         response = client.get(f"/privacy/v1/disclosures?{query}")
         assert response.status_code == 200, response.get_json()
-        return [e["index"] for e in response.get_json()["records"]]
+        return [num(e) for e in response.get_json()["records"]]
 
     assert ids(f"since={T0 + 20}&until={T0 + 40}") == [2, 3, 4]
     assert ids("since=2023-11-14T22:13:40Z") == [2, 3, 4, 6, 7]  # T0 + 20
@@ -178,23 +187,20 @@ def test_exports_stream_ndjson_and_csv(client: Any, filled: Store) -> None:
     sign_in(client, filled, ALICE)
     response = client.get("/privacy/v1/disclosures?format=ndjson&app=" + APP_A)
     assert response.status_code == 200 and response.mimetype == "application/x-ndjson"
-    assert [json.loads(line)["index"] for line in response.get_data(as_text=True).splitlines()] == [
-        0,
-        3,
-        4,
-        7,
-    ]
+    lines = response.get_data(as_text=True).splitlines()
+    assert [int(json.loads(line)["id"][3:], 16) for line in lines] == [0, 3, 4, 7]
+    assert [json.loads(line)["index"] for line in lines] == [0, 2, 3, 5]
     response = client.get("/privacy/v1/disclosures?format=csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert 'filename="disclosures.csv"' in response.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert [int(r["index"]) for r in rows] == [0, 2, 3, 4, 6, 7]
+    assert [int(r["id"][3:], 16) for r in rows] == [0, 2, 3, 4, 6, 7]
     assert rows[0]["fields"] == "user_id nickname" and rows[0]["person"] == ALICE
 
 
 def test_org_app_and_developer_views(filled: Store) -> None:
     def idx(page: reading.Page) -> list[int]:
-        return [e["index"] for e in page.records]
+        return [num(e) for e in page.records]
 
     none = reading.Filters()
     assert idx(reading.records_for_org(filled, ACME, none)) == [4, 5]
@@ -211,12 +217,12 @@ def test_org_app_and_developer_views(filled: Store) -> None:
 
 def test_cursor_survives_pruning_of_its_record(filled: Store) -> None:
     first = reading.records_for_person(filled, ALICE, reading.Filters(), limit=2)
-    assert [e["index"] for e in first.records] == [0, 2]
+    assert [num(e) for e in first.records] == [0, 2]
     from broker.ledger.commands import prune
 
     assert prune(filled, T0 + 21) == 4  # indexes 0, 1, 2, 3
     rest = reading.records_for_person(filled, ALICE, reading.Filters(), first.next_cursor, 10)
-    assert [e["index"] for e in rest.records] == [4, 6, 7]
+    assert [num(e) for e in rest.records] == [4, 6, 7]
 
 
 # -- public verification API -------------------------------------------------------------------
@@ -224,31 +230,34 @@ def test_cursor_survives_pruning_of_its_record(filled: Store) -> None:
 
 def test_leaf_endpoint_gives_hash_and_proof_not_the_record(client: Any, filled: Store) -> None:
     signed = verified_checkpoint(client)
-    response = client.get("/ledger/v1/leaves/3")
+    response = client.get(f"/ledger/v1/logs/{A}/leaves/2")  # record 3
     assert response.status_code == 200
     body = response.get_json()
-    assert "record" not in body and body["tree_size"] == 8
-    leaf = merkle.leaf_hash(storage.canonical({**record(3, t=T0 + 20), "index": 3}))
+    assert "record" not in body and body["tree_size"] == 6 and body["log"] == A
+    leaf = merkle.leaf_hash(storage.canonical({**record(3, t=T0 + 20), "index": 2, "log": A}))
     assert b(body["leaf_hash"]) == leaf
     proof = [b(p) for p in body["inclusion_proof"]]
-    assert merkle.verify_inclusion(3, 8, leaf, proof, b(signed["root_hash"]))
-    older = client.get("/ledger/v1/leaves/1?tree_size=3").get_json()
+    assert merkle.verify_inclusion(2, 6, leaf, proof, b(signed["root_hash"]))
+    older = client.get(f"/ledger/v1/logs/{A}/leaves/1?tree_size=3").get_json()
     assert older["tree_size"] == 3 and older["checkpoint"] is None
-    assert client.get("/ledger/v1/leaves/8").status_code == 404
-    response = client.get("/ledger/v1/leaves/1?tree_size=99")
+    assert client.get(f"/ledger/v1/logs/{A}/leaves/6").status_code == 404
+    assert client.get("/ledger/v1/logs/99/leaves/0").status_code == 404  # no such log
+    assert client.get("/ledger/v1/leaves/0").status_code == 404  # the legacy log: empty here
+    response = client.get(f"/ledger/v1/logs/{A}/leaves/1?tree_size=99")
     assert response.status_code == 400 and list(response.get_json()["errors"]) == ["tree_size"]
 
 
 def test_consistency_between_checkpoints_verifies(client: Any, filled: Store) -> None:
-    listed = client.get("/ledger/v1/checkpoints").get_json()
+    listed = client.get(f"/ledger/v1/logs/{A}/checkpoints").get_json()
     assert listed["total"] == 2 and listed["next"] is None
     first, second = listed["checkpoints"]
-    assert (first["tree_size"], second["tree_size"]) == (3, 8)
-    body = client.get("/ledger/v1/consistency?first=3&second=8").get_json()
+    assert (first["tree_size"], second["tree_size"]) == (2, 6)
+    assert first["log"] == second["log"] == A
+    body = client.get(f"/ledger/v1/logs/{A}/consistency?first=2&second=6").get_json()
     proof = [b(p) for p in body["consistency_proof"]]
-    assert merkle.verify_consistency(3, 8, b(first["root_hash"]), b(second["root_hash"]), proof)
-    page = client.get("/ledger/v1/checkpoints?start=1&limit=1").get_json()
-    assert [c["tree_size"] for c in page["checkpoints"]] == [8] and page["next"] is None
+    assert merkle.verify_consistency(2, 6, b(first["root_hash"]), b(second["root_hash"]), proof)
+    page = client.get(f"/ledger/v1/logs/{A}/checkpoints?start=1&limit=1").get_json()
+    assert [c["tree_size"] for c in page["checkpoints"]] == [6] and page["next"] is None
 
 
 @pytest.mark.parametrize(
@@ -256,21 +265,21 @@ def test_consistency_between_checkpoints_verifies(client: Any, filled: Store) ->
     [
         ("first=0&second=3", "first"),
         ("first=4&second=3", "first"),
-        ("first=1&second=9", "second"),
+        ("first=1&second=7", "second"),
         ("second=3", "first"),
         ("first=a&second=3", "first"),
     ],
 )
 def test_consistency_bad_input_is_400(client: Any, filled: Store, query: str, field: str) -> None:
-    response = client.get(f"/ledger/v1/consistency?{query}")
+    response = client.get(f"/ledger/v1/logs/{A}/consistency?{query}")
     assert response.status_code == 400 and list(response.get_json()["errors"]) == [field]
 
 
 def test_empty_ledger_has_no_checkpoint(client: Any, store: Store) -> None:
-    response = client.get("/ledger/v1/checkpoints/latest")
+    response = client.get(f"/ledger/v1/logs/{A}/checkpoints/latest")
     assert response.status_code == 404 and response.get_json()["error"] == "not_found"
-    assert client.get("/ledger/v1/leaves/0").status_code == 404
-    assert client.get("/ledger/v1/checkpoints?limit=0").status_code == 400
+    assert client.get(f"/ledger/v1/logs/{A}/leaves/0").status_code == 404
+    assert client.get(f"/ledger/v1/logs/{A}/checkpoints?limit=0").status_code == 400
 
 
 def test_a_page_of_proofs_is_prefetched_in_one_pipeline(
@@ -299,7 +308,7 @@ def test_redis_failure_is_503_json_without_data(
     def down(*args: Any, **kwargs: Any) -> Any:
         raise redis.ConnectionError("gone")
 
-    monkeypatch.setattr(filled.redis, "zcard", down)
+    monkeypatch.setattr(filled.redis, "pipeline", down)
     response = client.get("/privacy/v1/disclosures", headers={"Accept": "text/html"})
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
@@ -309,7 +318,7 @@ def test_redis_failure_is_503_json_without_data(
 
 
 def test_missing_subtree_hash_is_a_logged_json_500(client: Any, filled: Store) -> None:
-    filled.redis.delete(keys.ledger_level(1))
-    response = client.get("/ledger/v1/leaves/0", headers={"Accept": "text/html"})
+    filled.redis.delete(keys.ledger_level(1, A))
+    response = client.get(f"/ledger/v1/logs/{A}/leaves/0", headers={"Accept": "text/html"})
     assert response.status_code == 500
     assert response.mimetype == "application/problem+json" and response.get_json()["error"] == "server_error"

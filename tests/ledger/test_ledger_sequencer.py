@@ -17,11 +17,14 @@ from joserfc.jwk import KeySet
 
 from broker.config import Settings
 from broker.core.keyring import Keyring
-from broker.ledger import checkpoints, merkle, storage
+from broker.ledger import checkpoints, logs, merkle, storage
+from broker.ledger.commands import verify
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.support.ledger import ACME, APP_A, APP_B, BOB, journal, record
+from tests.support.ledger import ACME, APP_A, APP_B, BOB, journal, journal_length, record
+from tests.support.ledger import LOG_A as A
+from tests.support.ledger import LOG_B as B
 
 
 @pytest.fixture
@@ -34,9 +37,9 @@ def sequencer(store: Store, keyring: Keyring, settings: Settings) -> Sequencer:
     return Sequencer(store, keyring, settings, batch_size=4)
 
 
-def stored(store: Store) -> list[dict]:
-    n = storage.size(store)
-    return [json.loads(store.redis.hget(keys.ledger_records(), str(i))) for i in range(n)]
+def stored(store: Store, log: str = A) -> list[dict]:
+    n = storage.size(store, log)
+    return [json.loads(store.redis.hget(keys.ledger_records(log), str(i))) for i in range(n)]
 
 
 def test_moves_exactly_the_journal_records_in_time_order(store: Store, sequencer: Sequencer) -> None:
@@ -45,23 +48,27 @@ def test_moves_exactly_the_journal_records_in_time_order(store: Store, sequencer
         journal(store, r)
     result = sequencer.run_once()
     assert result.appended == 5 and result.removed == 5
-    got = stored(store)
-    assert [r["id"] for r in got] == [record(i)["id"] for i in range(5)]
-    assert [r["index"] for r in got] == [0, 1, 2, 3, 4]
-    for r in got:
+    got = stored(store)  # Alice's log: her four records, in time order
+    assert [r["id"] for r in got] == [record(i)["id"] for i in (0, 1, 3, 4)]
+    assert [r["index"] for r in got] == [0, 1, 2, 3]
+    assert [r["id"] for r in stored(store, B)] == [record(2)["id"]]  # Bob's, in his own log
+    for r in [*got, *stored(store, B)]:
         original = next(x for x in recs if x["id"] == r["id"])
-        assert {k: v for k, v in r.items() if k != "index"} == original
-    assert store.redis.xlen(keys.journal(APP_A)) == 0 and store.redis.xlen(keys.journal(APP_B)) == 0
+        assert {k: v for k, v in r.items() if k not in ("index", "log")} == original
+    assert journal_length(store, APP_A) == 0 and journal_length(store, APP_B) == 0
     # the stored tree equals the definition over canonical JSON leaves
     leaves = [merkle.leaf_hash(storage.canonical(r)) for r in got]
-    assert storage.RedisTree(store).root(5) == merkle.mth(leaves)
-    assert result.checkpoint is not None and result.checkpoint.tree_size == 5
-    assert result.checkpoint.root_hash == merkle.mth(leaves)
+    assert storage.RedisTree(store, A).root(4) == merkle.mth(leaves)
+    assert set(result.signed) == {A, B} and result.checkpoint is None  # one per log that grew
+    assert result.signed[A].tree_size == 4 and result.signed[B].tree_size == 1
+    assert result.signed[A].root_hash == merkle.mth(leaves)
     # an empty run neither appends nor signs a new checkpoint, and forgets empty journals
     again = sequencer.run_once()
-    assert again.appended == 0 and again.checkpoint is None
-    assert store.redis.smembers(keys.journals_index()) == set()
-    assert checkpoints.count(store) == 1
+    assert again.appended == 0 and again.signed == {}
+    assert store.redis.smembers(keys.journals_index(A)) == set()
+    assert store.redis.smembers(keys.journals_index(B)) == set()
+    assert checkpoints.count(store, A) == checkpoints.count(store, B) == 1
+    assert sum(checkpoints.count(store, log) for log in logs.names(store)) == 2  # empty logs sign none
 
 
 def test_many_batches_keep_the_tree_consistent(store: Store, sequencer: Sequencer) -> None:
@@ -74,10 +81,10 @@ def test_many_batches_keep_the_tree_consistent(store: Store, sequencer: Sequence
     leaves = [merkle.leaf_hash(storage.canonical(r)) for r in got]
     memory = merkle.MemoryTree(leaves)
     for level, hashes in enumerate(memory.levels):
-        assert store.redis.hgetall(keys.ledger_level(level)) == {
+        assert store.redis.hgetall(keys.ledger_level(level, A)) == {
             str(i): h.hex() for i, h in enumerate(hashes)
         }
-    tree = storage.RedisTree(store)
+    tree = storage.RedisTree(store, A)
     for m in (0, 7, 22):
         assert merkle.verify_inclusion(m, 23, leaves[m], tree.inclusion_proof(m, 23), memory.root())
 
@@ -88,47 +95,74 @@ def test_crash_between_append_and_journal_delete_never_appends_twice(
     for i in range(3):
         journal(store, record(i))
 
-    def crash(done: dict) -> None:
+    def crash(log: str, done: dict) -> None:
         raise RuntimeError("killed between the two steps")
 
     monkeypatch.setattr(sequencer, "_delete_moved", crash)
     with pytest.raises(RuntimeError):
         sequencer.run_once()
-    assert storage.size(store) == 3 and store.redis.xlen(keys.journal(APP_A)) == 3
-    assert store.redis.get(keys.ledger_lock()) is None  # released even on failure
+    assert storage.size(store, A) == 3 and journal_length(store, APP_A) == 3
+    assert store.redis.get(keys.ledger_lock(A)) is None  # released even on failure
     monkeypatch.undo()
     journal(store, record(3))
     result = sequencer.run_once()
     assert result.appended == 1 and result.removed == 4
     assert [r["id"] for r in stored(store)] == [record(i)["id"] for i in range(4)]
-    assert store.redis.xlen(keys.journal(APP_A)) == 0
+    assert journal_length(store, APP_A) == 0
 
 
 def test_the_same_record_twice_in_journals_is_appended_once(store: Store, sequencer: Sequencer) -> None:
     journal(store, record(1))
     journal(store, record(1))
     assert sequencer.run_once().appended == 1
-    assert storage.size(store) == 1
+    assert storage.size(store, A) == 1
 
 
 def test_invalid_journal_entries_are_set_aside(store: Store, sequencer: Sequencer) -> None:
-    store.redis.sadd(keys.journals_index(), APP_A)
-    store.redis.xadd(keys.journal(APP_A), {"r": "not json"})
-    store.redis.xadd(keys.journal(APP_A), {"r": json.dumps({"id": "x"})})
+    store.redis.sadd(keys.journals_index(A), APP_A)
+    store.redis.xadd(keys.journal(APP_A, A), {"r": "not json"})
+    store.redis.xadd(keys.journal(APP_A, A), {"r": json.dumps({"id": "x"})})
     journal(store, record(5))
     result = sequencer.run_once()
     assert (result.appended, result.rejected) == (1, 2)
-    assert store.redis.llen(keys.ledger_rejected()) == 2
-    assert store.redis.xlen(keys.journal(APP_A)) == 0
+    assert store.redis.llen(keys.ledger_rejected(A)) == 2
+    assert journal_length(store, APP_A) == 0
 
 
-def test_only_one_sequencer_runs_at_a_time(store: Store, sequencer: Sequencer) -> None:
+def test_one_sequencer_per_log_at_a_time_and_the_other_logs_go_on(store: Store, sequencer: Sequencer) -> None:
     journal(store, record(1))
-    store.redis.set(keys.ledger_lock(), "someone-else", px=10000)
-    assert sequencer.run_once().locked is False
-    assert storage.size(store) == 0
-    store.redis.delete(keys.ledger_lock())
+    journal(store, record(2, person=BOB))
+    store.redis.set(keys.ledger_lock(A), "someone-else", px=10000)  # another process sequences log A
+    busy = sequencer.run_once()
+    assert busy.busy == [A] and busy.appended == 1  # Bob's log was free: sequenced meanwhile
+    assert storage.size(store, A) == 0 and storage.size(store, B) == 1
+    assert sequencer.run_log(A).locked is False
+    store.redis.delete(keys.ledger_lock(A))
     assert sequencer.run_once().appended == 1
+    assert storage.size(store, A) == 1
+
+
+def test_sequencers_in_threads_share_the_logs(store: Store, keyring: Keyring, settings: Settings) -> None:
+    people = ["usr_" + c * 16 for c in "123456789abc"]
+    for n in range(120):
+        journal(store, record(n, person=people[n % len(people)]))
+    results: list = []
+
+    def run() -> None:
+        results.append(Sequencer(store, keyring, settings, batch_size=7).run_once())
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for _ in range(10):  # a log another thread held when this one came is sequenced by that thread
+        if sum(r.appended for r in results) == 120:
+            break
+        results.append(Sequencer(store, keyring, settings).run_once())
+    assert sum(r.appended for r in results) == 120
+    assert sum(storage.size(store, log) for log in logs.names(store)) == 120
+    assert verify(store, checkpoints.public_jwks(keyring))["records"] == 120
 
 
 def test_lost_lock_refuses_the_append(
@@ -137,24 +171,26 @@ def test_lost_lock_refuses_the_append(
     journal(store, record(1))
     original = Sequencer._append
 
-    def steal(self: Sequencer, token: str, records: list) -> list[int]:
-        store.redis.set(keys.ledger_lock(), "thief")
-        return original(self, token, records)
+    def steal(self: Sequencer, log: str, token: str, records: list) -> list[int]:
+        store.redis.set(keys.ledger_lock(log), "thief")
+        return original(self, log, token, records)
 
     monkeypatch.setattr(Sequencer, "_append", steal)
     with pytest.raises(Exception, match="LEDGER lock lost"):
         sequencer.run_once()
-    assert storage.size(store) == 0 and store.redis.xlen(keys.journal(APP_A)) == 1
+    assert storage.size(store, A) == 0 and journal_length(store, APP_A) == 1
 
 
 def test_indexes_by_person_app_org_and_developer(store: Store, sequencer: Sequencer) -> None:
     journal(store, record(1, org=ACME))
     journal(store, record(2, person=BOB))
     sequencer.run_once()
-    assert store.redis.zrange(keys.ledger_index(org=ACME), 0, -1) == [storage.member(0)]
-    assert store.redis.zrange(keys.ledger_index(person=BOB), 0, -1) == [storage.member(1)]
-    assert store.redis.zcard(keys.ledger_index(app=APP_A)) == 2
-    assert store.redis.zcard(keys.ledger_index(developer=record(0)["developer"], person=BOB)) == 1
+    assert store.redis.zrange(keys.ledger_index(A, org=ACME), 0, -1) == [storage.member(0)]
+    assert store.redis.zrange(keys.ledger_index(B, person=BOB), 0, -1) == [storage.member(0)]
+    assert store.redis.zcard(keys.ledger_index(A, person=BOB)) == 0  # Bob's records are in his log
+    assert store.redis.zcard(keys.ledger_index(A, app=APP_A)) == 1
+    assert store.redis.zcard(keys.ledger_index(B, app=APP_A)) == 1
+    assert store.redis.zcard(keys.ledger_index(B, developer=record(0)["developer"], person=BOB)) == 1
 
 
 def test_checkpoint_verifies_against_published_jwks(
@@ -187,12 +223,12 @@ def test_run_forever_stops_on_event(store: Store, sequencer: Sequencer) -> None:
     thread = threading.Thread(target=sequencer.run_forever, args=(stop,))
     thread.start()
     deadline = time.monotonic() + 10
-    while storage.size(store) == 0 and time.monotonic() < deadline:
+    while storage.size(store, A) == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
-    assert storage.size(store) == 1
+    assert storage.size(store, A) == 1
 
 
 def test_run_forever_survives_a_failed_run(
@@ -214,11 +250,11 @@ def test_run_forever_survives_a_failed_run(
     thread = threading.Thread(target=sequencer.run_forever, args=(stop,))
     thread.start()
     deadline = time.monotonic() + 10
-    while storage.size(store) == 0 and time.monotonic() < deadline:
+    while storage.size(store, A) == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     stop.set()
     thread.join(10)
-    assert storage.size(store) == 1 and calls["n"] >= 2
+    assert storage.size(store, A) == 1 and calls["n"] >= 2
     assert "sequencer run failed" in caplog.text
 
 
@@ -242,15 +278,27 @@ def test_stored_tree_matches_memory_tree_for_any_batching(
             journal(store, record(n, app=APP_A if n % 2 else APP_B))
             n += 1
         seq.run_once()
-    assert storage.size(store) == n
-    leaves = [merkle.leaf_hash(store.redis.hget(keys.ledger_records(), str(i)).encode()) for i in range(n)]
+    assert storage.size(store, A) == n
+    leaves = [merkle.leaf_hash(store.redis.hget(keys.ledger_records(A), str(i)).encode()) for i in range(n)]
     memory = merkle.MemoryTree(leaves)
-    tree = storage.RedisTree(store)
+    tree = storage.RedisTree(store, A)
     size = data.draw(st.integers(1, n))
     index = data.draw(st.integers(0, size - 1))
     assert tree.root(size) == memory.root(size)
     assert tree.inclusion_proof(index, size) == merkle.inclusion_proof(memory, index, size)
     first = data.draw(st.integers(1, size))
     assert tree.consistency_proof(first, size) == merkle.consistency_proof(memory, first, size)
-    for cp in checkpoints.page(store, 0, 100):
+    for cp in checkpoints.page(store, A, 0, 100):
         assert cp.root_hash == memory.root(cp.tree_size)
+
+
+def test_a_journal_missing_from_its_index_is_found_by_the_sweep(store: Store, sequencer: Sequencer) -> None:
+    """A gate that died between its records and the index write (a cluster's second slot) leaves a
+    journal its log's index does not name: the periodic sweep finds it."""
+    store.redis.zadd(keys.apps_all(), {APP_A: 1})
+    store.redis.xadd(keys.journal(APP_A, A), {"r": json.dumps(record(1))})
+    assert sequencer.run_once().appended == 0
+    assert sequencer.sweep() == 1
+    assert store.redis.smembers(keys.journals_index(A)) == {APP_A}
+    assert sequencer.run_once().appended == 1
+    assert sequencer.sweep() == 0

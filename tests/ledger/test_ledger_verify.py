@@ -18,18 +18,20 @@ from broker.ledger import merkle, storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.support.ledger import ACME, ALICE, APP_B, BOB, journal, record
+from tests.support.ledger import ACME, ALICE, APP_B, CAROL, journal, log_of, record
+from tests.support.ledger import LOG_A as A
 
 
 @pytest.fixture
 def ledger(store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_server: Any) -> Store:
-    """Nine records in two batches (two checkpoints), and the CLI environment pointing at them."""
+    """Nine records in two batches (two checkpoints) about Alice and Carol, both in log A, and the CLI
+    environment pointing at them."""
     monkeypatch.setenv("BROKER_REDIS_URL", redis_server.url)
     monkeypatch.setenv("BROKER_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("BROKER_LOG_LEVEL", "WARNING")
     sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
     for i in range(5):
-        journal(store, record(i, person=ALICE if i % 2 else BOB, org=ACME if i == 3 else None))
+        journal(store, record(i, person=ALICE if i % 2 else CAROL, org=ACME if i == 3 else None))
     sequencer.run_once()
     for i in range(5, 9):
         journal(store, record(i, app=APP_B))
@@ -44,11 +46,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def body(store: Store, i: int) -> dict[str, Any]:
-    return json.loads(store.redis.hget(keys.ledger_records(), str(i)))
+    return json.loads(store.redis.hget(keys.ledger_records(A), str(i)))
 
 
 def put(store: Store, i: int, rec: dict[str, Any]) -> None:
-    store.redis.hset(keys.ledger_records(), str(i), storage.canonical(rec).decode())
+    store.redis.hset(keys.ledger_records(A), str(i), storage.canonical(rec).decode())
 
 
 def test_untouched_ledger_verifies(
@@ -58,7 +60,8 @@ def test_untouched_ledger_verifies(
     code, out, err = run(capsys, "ledger", "verify")
     assert code == 0, out + err
     assert out.startswith("ledger OK: 9 records (0 pruned, verified by hash only), 2 checkpoints verified")
-    assert "records   [##############################] 9/9\n" in err and "verified 2 checkpoints" in err
+    assert f"log {A} records [##############################] 9/9\n" in err
+    assert f"log {A}: verified 2 checkpoints" in err
 
 
 def test_changed_record_is_named(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,14 +82,14 @@ def test_changed_record_with_its_leaf_hash_is_still_caught(
     rec = body(ledger, 6)
     rec["endpoint"] = "/v1/other"
     put(ledger, 6, rec)
-    ledger.redis.hset(keys.ledger_level(0), "6", merkle.leaf_hash(storage.canonical(rec)).hex())
+    ledger.redis.hset(keys.ledger_level(0, A), "6", merkle.leaf_hash(storage.canonical(rec)).hex())
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert f"record 6 (id {record(6)['id']}): the stored subtree hash at level 1 index 3" in out
 
 
 def test_removed_record_is_named(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    ledger.redis.hdel(keys.ledger_records(), "4")
+    ledger.redis.hdel(keys.ledger_records(A), "4")
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert f"record 4 (id {record(4)['id']}): the record is missing and was not pruned (removed)" in out
@@ -97,8 +100,8 @@ def test_removed_record_with_the_rest_shifted_down_is_named(
 ) -> None:
     for i in range(4, 8):
         put(ledger, i, body(ledger, i + 1))
-    ledger.redis.hdel(keys.ledger_records(), "8")
-    ledger.redis.set(keys.ledger_size(), 8)
+    ledger.redis.hdel(keys.ledger_records(A), "8")
+    ledger.redis.set(keys.ledger_size(A), 8)
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert f"record 4 (id {record(5)['id']}): the record says it is at index 5" in out
@@ -129,7 +132,7 @@ def test_inserted_record_is_named(ledger: Store, capsys: pytest.CaptureFixture[s
         put(ledger, i + 1, body(ledger, i))
     forged = {**record(99), "index": 3}
     put(ledger, 3, forged)
-    ledger.redis.set(keys.ledger_size(), 10)
+    ledger.redis.set(keys.ledger_size(A), 10)
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert f"record 3 (id {forged['id']}): this record id was never sequenced (inserted or reordered)" in out
@@ -149,9 +152,11 @@ def test_fully_rebuilt_tree_is_caught_by_the_signed_checkpoint(
     rec = body(ledger, 1)
     rec["fields"] = []
     put(ledger, 1, rec)
-    leaves = [merkle.leaf_hash(ledger.redis.hget(keys.ledger_records(), str(i)).encode()) for i in range(9)]
+    leaves = [merkle.leaf_hash(ledger.redis.hget(keys.ledger_records(A), str(i)).encode()) for i in range(9)]
     for level, hashes in enumerate(merkle.MemoryTree(leaves).levels):
-        ledger.redis.hset(keys.ledger_level(level), mapping={str(j): h.hex() for j, h in enumerate(hashes)})
+        ledger.redis.hset(
+            keys.ledger_level(level, A), mapping={str(j): h.hex() for j, h in enumerate(hashes)}
+        )
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert "checkpoint 0 (tree size 5): the signed root does not match the records" in out
@@ -172,16 +177,16 @@ def test_forged_checkpoint_is_named(ledger: Store, capsys: pytest.CaptureFixture
         attacker,
         algorithms=["Ed25519"],
     )
-    ledger.redis.rpush(keys.ledger_checkpoints(), forged)
+    ledger.redis.rpush(keys.ledger_checkpoints(A), forged)
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
-    assert "ledger verify FAILED: checkpoint 2: signature does not verify" in out
+    assert f"ledger verify FAILED: log {A}: checkpoint 2: signature does not verify" in out
 
 
 def test_edited_checkpoint_payload_is_named(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    token = ledger.redis.lindex(keys.ledger_checkpoints(), 0)
+    token = ledger.redis.lindex(keys.ledger_checkpoints(A), 0)
     head, payload, sig = token.split(".")
-    ledger.redis.lset(keys.ledger_checkpoints(), 0, f"{head}.{payload[:-2]}AA.{sig}")
+    ledger.redis.lset(keys.ledger_checkpoints(A), 0, f"{head}.{payload[:-2]}AA.{sig}")
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert "checkpoint 0: signature does not verify" in out
@@ -202,8 +207,8 @@ def test_prune_keeps_verification_green(
     assert code == 0
     assert out.startswith("pruned 9 records older than 30 days")
     assert err.endswith("pruning   [##############################] 10/10\n")
-    assert ledger.redis.hlen(keys.ledger_records()) == 1
-    assert ledger.redis.zcard(keys.ledger_index(person=ALICE)) == 1  # only the recent one stays listed
+    assert ledger.redis.hlen(keys.ledger_records(A)) == 1
+    assert ledger.redis.zcard(keys.ledger_index(A, person=ALICE)) == 1  # only the recent one stays listed
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 0, out
     assert out.startswith("ledger OK: 10 records (9 pruned, verified by hash only), 3 checkpoints verified")
@@ -243,13 +248,13 @@ def test_export_shows_a_running_count_on_large_exports(
 ) -> None:
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress is drawn on a terminal only
     for i in range(100, 100 + 2500):
-        journal(store, record(i, person=BOB))
+        journal(store, record(i, person=CAROL))
     Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
-    code, out, err = run(capsys, "ledger", "export", "--person", BOB, "--format", "csv")
+    code, out, err = run(capsys, "ledger", "export", "--person", CAROL, "--format", "csv")
     assert code == 0
-    assert len(out.splitlines()) == 1 + 2500 + 3  # header, the new records, BOB's three earlier ones
+    assert len(out.splitlines()) == 1 + 2500 + 3  # header, the new records, CAROL's three earlier ones
     assert "\rexported 1000\rexported 2000\r" in err
-    assert err.endswith(f"exported 2503 records of person {BOB} as csv in " + err.rsplit(" in ", 1)[1])
+    assert err.endswith(f"exported 2503 records of person {CAROL} as csv in " + err.rsplit(" in ", 1)[1])
 
 
 def test_verify_as_a_subprocess(ledger: Store, redis_server: Any, settings: Settings, tmp_path: Any) -> None:
@@ -269,7 +274,7 @@ def test_verify_as_a_subprocess(ledger: Store, redis_server: Any, settings: Sett
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ledger OK: 9 records")
-    ledger.redis.hset(keys.ledger_records(), "2", "{}")
+    ledger.redis.hset(keys.ledger_records(A), "2", "{}")
     bad = subprocess.run(
         [sys.executable, "-m", "broker", "ledger", "verify"],
         env=env,
@@ -286,7 +291,7 @@ def test_verify_as_a_subprocess(ledger: Store, redis_server: Any, settings: Sett
 
 
 def test_prune_leaves_an_unreadable_record_alone(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    ledger.redis.hset(keys.ledger_records(), "0", "not json")
+    ledger.redis.hset(keys.ledger_records(A), "0", "not json")
     code, out, err = run(capsys, "ledger", "prune", "--before", "30")
     assert code == 0 and out.startswith("pruned 8 records")
     assert "record 0 is not a valid record; left alone" in err
@@ -299,7 +304,7 @@ def test_prune_leaves_an_unreadable_record_alone(ledger: Store, capsys: pytest.C
 def test_record_hidden_from_a_persons_view_is_named(
     ledger: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ledger.redis.zrem(keys.ledger_index(person=ALICE), storage.member(3))
+    ledger.redis.zrem(keys.ledger_index(A, person=ALICE), storage.member(3))
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert f"record 3 (id {record(3)['id']}): missing from the reader index person={ALICE} (hidden" in out
@@ -325,3 +330,91 @@ def test_checkpoints_signed_by_a_retired_key_still_verify(
     published = {k["kid"] for k in client.get("/ledger/v1/keys").get_json()["keys"]}
     assert old_kid in published  # anyone can still check the old checkpoints
     assert old_kid not in {k["kid"] for k in client.get("/oauth/jwks").get_json()["keys"]}
+
+
+# -- every log is checked ----------------------------------------------------------------------
+
+PEOPLE = ["usr_" + c * 16 for c in "123456789abc"]  # spread over many of the 16 logs
+
+
+@pytest.fixture
+def spread(ledger: Store, store: Store, settings: Settings) -> dict[str, list[int]]:
+    """Records about twelve people on top of ``ledger``: log -> record numbers in it, in order."""
+    sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
+    by_log: dict[str, list[int]] = {}
+    for n in range(200, 248):
+        person = PEOPLE[n % len(PEOPLE)]
+        journal(store, record(n, person=person))
+        by_log.setdefault(log_of(person, store), []).append(n)
+    sequencer.run_once()
+    assert len(by_log) >= 6
+    return by_log
+
+
+def _tamper(store: Store, log: str, kind: str) -> int:
+    """Tamper with log ``log``; returns the index the failure is about."""
+
+    def get(i: int) -> dict[str, Any]:
+        return json.loads(store.redis.hget(keys.ledger_records(log), str(i)))
+
+    def set_(i: int, rec: dict[str, Any]) -> None:
+        store.redis.hset(keys.ledger_records(log), str(i), storage.canonical(rec).decode())
+
+    size = storage.size(store, log)
+    if kind == "changed":
+        set_(1, {**get(1), "fields": []})
+    elif kind == "removed":
+        store.redis.hdel(keys.ledger_records(log), "1")
+    elif kind == "reordered":
+        first, second = get(0), get(1)
+        set_(0, second)
+        set_(1, first)
+        return 0
+    elif kind == "inserted":
+        for i in range(size - 1, 0, -1):
+            set_(i + 1, get(i))
+        set_(1, {**record(999, person=get(0)["person"]), "index": 1, "log": log})
+        store.redis.set(keys.ledger_size(log), size + 1)
+    return 1
+
+
+@pytest.mark.parametrize("kind", ["changed", "removed", "reordered", "inserted"])
+@pytest.mark.parametrize("which", [0, 1, -1])
+def test_tampering_in_any_log_is_caught_and_names_the_log(
+    spread: dict[str, list[int]], store: Store, capsys: pytest.CaptureFixture[str], kind: str, which: int
+) -> None:
+    logs_with_records = sorted(log for log in spread if log != A)
+    log = logs_with_records[which]
+    assert run(capsys, "ledger", "verify")[0] == 0
+    index = _tamper(store, log, kind)
+    code, out, _ = run(capsys, "ledger", "verify")
+    assert code == 1
+    assert f"ledger verify FAILED: log {log}: record {index} " in out
+
+
+def test_a_record_moved_to_another_log_is_caught(
+    spread: dict[str, list[int]], store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record copied into another log (with that log's name, index and hashes) is not where its
+    person's records are: readers of that person would never see it."""
+    source, target = sorted(log for log in spread if log != A)[:2]
+    moved = json.loads(store.redis.hget(keys.ledger_records(source), "0"))
+    size = storage.size(store, target)
+    forged = {**moved, "index": size, "log": target}
+    body = storage.canonical(forged)
+    store.redis.hset(keys.ledger_records(target), str(size), body.decode())
+    store.redis.hset(keys.ledger_sequenced(target), forged["id"], str(size))
+    for index_key in storage.index_keys(forged, target):
+        store.redis.zadd(index_key, {storage.member(size): forged["time"]})
+    leaves = [
+        merkle.leaf_hash(store.redis.hget(keys.ledger_records(target), str(i)).encode())
+        for i in range(size + 1)
+    ]
+    for level, hashes in enumerate(merkle.MemoryTree(leaves).levels):
+        store.redis.hset(
+            keys.ledger_level(level, target), mapping={str(j): h.hex() for j, h in enumerate(hashes)}
+        )
+    store.redis.set(keys.ledger_size(target), size + 1)
+    code, out, _ = run(capsys, "ledger", "verify")
+    assert code == 1
+    assert f"log {target}: record {size} (id {moved['id']}): the record belongs in log" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from broker.ledger import logs
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -13,6 +14,7 @@ APP_B = "app_" + "b" * 16
 DEV = "usr_" + "d" * 16
 ALICE = "usr_" + "1" * 16
 BOB = "usr_" + "2" * 16
+CAROL = "usr_" + "3" * 16  # in the same log as ALICE (with 16 logs), BOB in another
 ACME = "org_" + "a" * 16
 
 
@@ -42,14 +44,73 @@ def record(
     }
 
 
+def log_of(person: str, store: Store | None = None) -> str:
+    """The log a person's records go to (the stored number of logs, 16 by default)."""
+    return logs.log_of(person, logs.count(store) if store is not None else logs.DEFAULT_LOGS)
+
+
 def journal(store: Store, rec: dict[str, Any]) -> str:
-    """SADD the journals index and XADD the record, in one pipeline, like the gate."""
+    """XADD the record to its app's journal for the person's log and SADD that log's journals
+    index, like the gate on one node."""
+    log = log_of(rec["person"], store)
     pipe = store.redis.pipeline(transaction=False)
-    pipe.sadd(keys.journals_index(), rec["app"])
-    pipe.xadd(keys.journal(rec["app"]), {"r": json.dumps(rec)})
+    pipe.sadd(keys.journals_index(log), rec["app"])
+    pipe.xadd(keys.journal(rec["app"], log), {"r": json.dumps(rec)})
     return str(pipe.execute()[1])
 
 
+def journal_entries(store: Store, client_id: str) -> list[tuple[str, dict[str, str]]]:
+    """``client_id``'s journal entries over every log, oldest first."""
+    found = []
+    for log in logs.names(store):
+        found += store.redis.xrange(keys.journal(client_id, log))
+    return sorted(found, key=_entry_order)
+
+
+def _entry_order(entry: tuple[str, dict[str, str]]) -> tuple[int, int, str, int]:
+    """Stream id order; entries of different logs' journals can share an id (each stream counts
+    on its own), and then one request's records keep their order (``<request id>-<n>``)."""
+    ms, _, seq = entry[0].partition("-")
+    try:
+        rid = str(json.loads(entry[1].get("r", "{}")).get("id", ""))
+    except (ValueError, AttributeError):
+        rid = ""
+    request, _, n = rid.rpartition("-")
+    return int(ms), int(seq or 0), request, int(n) if n.isdigit() else 0
+
+
 def journal_records(store: Store, client_id: str) -> list[dict[str, Any]]:
-    """The records in ``client_id``'s journal, oldest first (not yet sequenced into the ledger)."""
-    return [json.loads(fields["r"]) for _, fields in store.redis.xrange(keys.journal(client_id))]
+    """The records in ``client_id``'s journals, oldest first (not yet sequenced into the ledger)."""
+    return [json.loads(fields["r"]) for _, fields in journal_entries(store, client_id)]
+
+
+def journal_length(store: Store, client_id: str) -> int:
+    return sum(int(store.redis.xlen(keys.journal(client_id, log))) for log in logs.names(store))
+
+
+LOG_A = log_of(ALICE)  # the log of ALICE's records (16 logs, the default)
+LOG_B = log_of(BOB)
+
+
+def ledger_bodies(store: Store) -> dict[str, str]:
+    """Every stored record body of every log, as ``"<log>:<index>" -> canonical JSON``."""
+    out = {}
+    for log in logs.all_logs(store):
+        out.update({f"{log}:{i}": body for i, body in store.redis.hgetall(keys.ledger_records(log)).items()})
+    return out
+
+
+def write_legacy_log(store: Store, settings: Any, recs: list[dict[str, Any]]) -> None:
+    """Records in the one log of earlier releases (``{ledger}`` keys), with a signed checkpoint."""
+    import secrets
+
+    from broker.core.keyring import Keyring
+    from broker.ledger import checkpoints
+    from broker.ledger.sequencer import Sequencer
+
+    keyring = Keyring(settings.signing_keys_file)
+    token = secrets.token_hex(8)
+    store.redis.set(keys.ledger_lock(logs.LEGACY), token)
+    Sequencer(store, keyring, settings)._append(logs.LEGACY, token, recs)
+    checkpoints.sign(store, keyring, settings, logs.LEGACY)
+    store.redis.delete(keys.ledger_lock(logs.LEGACY))

@@ -22,7 +22,7 @@ import requests
 
 from broker.config import Settings
 from broker.core.keyring import Keyring
-from broker.ledger import reading
+from broker.ledger import logs, reading
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.embedded import free_port
@@ -265,22 +265,32 @@ def settle_and_check(store: Store, settings: Settings, sent: list[Sent]) -> Outc
     left = 0
     for attempt in range(200):
         result = Sequencer(store, keyring, settings, holdback_ms=0).run_once()
-        left = sum(store.redis.xlen(keys.journal(c)) for c in store.redis.smembers(keys.journals_index()))
-        if result.locked and not result.appended and not left:
+        names = logs.names(store)
+        left = sum(
+            store.redis.xlen(keys.journal(c, log))
+            for log in names
+            for c in store.redis.smembers(keys.journals_index(log))
+        )
+        if not result.busy and not result.appended and not left:
             break
-        if not result.locked and attempt >= 20:
+        if result.busy and attempt >= 20:
             # a sequencer killed mid-run with its Redis left its lock behind (it expires in 30 s);
             # every sequencer of this run has stopped, and a stale holder's append is refused anyway
-            store.redis.delete(keys.ledger_lock())
+            for log in result.busy:
+                store.redis.delete(keys.ledger_lock(log))
         time.sleep(0.1)
     if left:
         raise RuntimeError(f"{left} journal records could not be sequenced")
     delivered: set[str] = set()
     not_delivered = 0
-    bodies = store.redis.hgetall(keys.ledger_records())
-    records = [json.loads(body) for body in bodies.values()]
-    ids = [str(r.get("id", "")) for r in records]
-    corrected = dict(zip(ids, store.redis.hmget(keys.ledger_voided(), ids), strict=True)) if ids else {}
+    records: list[dict[str, object]] = []
+    corrected: dict[str, str | None] = {}
+    for log in logs.all_logs(store):
+        found = [json.loads(body) for body in store.redis.hgetall(keys.ledger_records(log)).values()]
+        ids = [str(r.get("id", "")) for r in found]
+        if ids:
+            corrected.update(zip(ids, store.redis.hmget(keys.ledger_voided(log), ids), strict=True))
+        records += found
     for record in records:
         if reading.delivery(record, corrected.get(str(record.get("id", ""))))["delivered"]:
             delivered.add(str(record.get("request_id")))

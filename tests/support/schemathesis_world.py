@@ -35,6 +35,7 @@ class World:
     event_id: str
     cookies: dict[str, str]
     csrf: str
+    ledger_log: str = ""  # the log holding the owner's records (all of a person's are in one)
 
 
 def make_world(app: Any, store: Any, settings: Any) -> World:
@@ -77,7 +78,10 @@ def make_world(app: Any, store: Any, settings: Any) -> World:
     receipts = client.get("/privacy/v1/receipts").get_json()
     cookie = client.get_cookie("broker_session")
     assert cookie is not None
+    from tests.support.ledger import log_of
+
     return World(
+        ledger_log=log_of(owner, store),
         owner_id=owner,
         member_id=member,
         org_id=org,

@@ -1,18 +1,22 @@
 -- gate_disclose.lua: the disclosure gate's one round trip (broker.gate.disclosure). The token rule
 -- of _validity.lua, then tenant isolation, the field allow-list and the journal append.
--- KEYS[1]  access token key      KEYS[2]  app key          KEYS[3]  the app's journal stream
+-- KEYS[1]  access token key      KEYS[2]  app key
 -- ARGV[1]  app tag prefix        ARGV[2]  now              ARGV[3]  wanted token kind
 -- ARGV[4]  org in the path       ARGV[5]  scope -> shareable fields (JSON)
 -- ARGV[6]  required scope        ARGV[7]  record template (JSON)
 -- ARGV[8]  persons (JSON list of [user id, pairwise id])
--- KEYS[4]  (a single node only) the journals index: the client id (ARGV[9]) is added to it in the
---          same step as the records, so the gate is one round trip. On a cluster it lives in
---          another slot and the gate adds it in a command of its own, before this script.
--- ARGV[9]  (with KEYS[4]) the client id
--- Derived keys (the grant or installation, the pairwise map prefix .. ':pw:' .. org or '-'):
---   all carry the hash tag of KEYS[1] (the app's, b:{a:<client_id>}), so the script stays in one slot.
--- Returns {'ok', kind, subject, grant_id, fields_json} or {error, detail...} (error: invalid_token,
--- wrong_kind, not_found, insufficient_scope).
+-- ARGV[9]  number of ledger logs (a person's records go to log sha1(person)[:8] % n, broker.ledger.logs)
+-- ARGV[10] the client id
+-- ARGV[11] (a single node only) the prefix of the logs' journals index keys (b:{ledger:): the client
+--          id is added to the index of each log written, with the records: one round trip. On a
+--          cluster ('') those live in other slots: the script marks the journal announced (SET NX
+--          with a TTL) and returns the logs whose mark was absent; only for those does the gate
+--          write the index afterwards (the common case stays one round trip).
+-- Derived keys (the grant or installation, the pairwise map prefix .. ':pw:' .. org or '-', the
+--   journals prefix .. ':journal:' .. log and their marks): all carry the hash tag of KEYS[1] (the
+--   app's, b:{a:<client_id>}), so the script stays in one slot on a cluster.
+-- Returns {'ok', kind, subject, grant_id, fields_json, logs to announce (JSON)} or {error, detail...}
+-- (error: invalid_token, wrong_kind, not_found, insufficient_scope).
 
 -- include: validity
 
@@ -73,7 +77,11 @@ table.sort(field_list)
 if tok.kind == 'grant' then persons = {{tok.subject, ''}} end
 local pairwise_map = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)
 local developer = redis.call('HGET', KEYS[2], 'developer_id') or ''
-if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[9]) end
+local logs = tonumber(ARGV[9])
+local client_id = ARGV[10]
+local index_prefix = ARGV[11] or ''
+local announce = {}
+local seen = {}
 for i, p in ipairs(persons) do
   template.id = template.request_id .. '-' .. i
   template.person = p[1]
@@ -82,7 +90,17 @@ for i, p in ipairs(persons) do
   template.audience = (tok.kind == 'installation') and 'organization' or 'individual'
   template.developer = developer
   template.fields = field_list
-  redis.call('XADD', KEYS[3], '*', 'r', cjson.encode(template))
+  local log = string.format('%02d', tonumber(string.sub(redis.sha1hex(p[1]), 1, 8), 16) % logs)
+  local journal = tag .. ':journal:' .. log
+  redis.call('XADD', journal, '*', 'r', cjson.encode(template))
+  if not seen[log] then
+    seen[log] = true
+    if index_prefix ~= '' then
+      redis.call('SADD', index_prefix .. log .. '}:journals', client_id)
+    elseif redis.call('SET', journal .. ':ann', '1', 'NX', 'EX', 60) then
+      table.insert(announce, log)
+    end
+  end
   if p[2] ~= '' then redis.call('HSET', pairwise_map, p[2], p[1]) end
 end
-return {'ok', tok.kind, tok.subject, tok.grant_id, cjson.encode(field_list)}
+return {'ok', tok.kind, tok.subject, tok.grant_id, cjson.encode(field_list), cjson.encode(announce)}

@@ -19,11 +19,24 @@ class CheckpointSchema(_Body):
     """A signed tree head: ``checkpoint`` is a compact JWS (``alg`` EdDSA, i.e. Ed25519; keys at
     /ledger/v1/keys). Earlier releases wrote ``alg`` Ed25519: same signature, still verifies."""
 
+    log = _str(metadata={"description": "the log this checkpoint signs (legacy: releases before 0.3)"})
     checkpoint = _str(metadata={"description": "compact JWS of the payload below"})
     tree_size = _int(validate=validate.Range(min=0))
     root_hash = _str(metadata={"description": "base64 SHA-256 Merkle root (RFC 9162)"})
     timestamp = _int(metadata={"description": "unix seconds"})
     kid = _str()
+
+
+class LogSchema(_Body):
+    """One of the ledger's independent RFC 9162 logs."""
+
+    log = _str(metadata={"description": "its name, used in /ledger/v1/logs/<log>/..."})
+    tree_size = _int(validate=validate.Range(min=0))
+    checkpoint = fields.Nested(CheckpointSchema, required=True, allow_none=True)
+
+
+class LogListSchema(_Body):
+    logs = fields.List(fields.Nested(LogSchema), required=True)
 
 
 class CheckpointPageSchema(_Body):
@@ -35,6 +48,7 @@ class CheckpointPageSchema(_Body):
 class ConsistencyProofSchema(_Body):
     """RFC 9162 2.1.4 consistency proof between the trees of ``first`` and ``second`` leaves."""
 
+    log = _str()
     first = _int()
     second = _int()
     consistency_proof = _strings(metadata={"description": "base64 hashes"})
@@ -43,6 +57,7 @@ class ConsistencyProofSchema(_Body):
 class LeafSchema(_Body):
     """A leaf hash (never the record) and its inclusion proof against a tree size."""
 
+    log = _str()
     index = _int()
     tree_size = _int()
     leaf_hash = _str()
@@ -58,7 +73,8 @@ class LeafSchema(_Body):
 class DisclosureRecordSchema(_Body):
     """One disclosure: which app received which fields (names, never values) about whom, and when."""
 
-    index = _int(metadata={"description": "position in the Merkle log"})
+    index = _int(metadata={"description": "position in its Merkle log"})
+    log = fields.String(metadata={"description": "the log it is in (absent in the legacy log)"})
     id = _str()
     time = Number(required=True, metadata={"description": "unix seconds"})
     app = _str(metadata={"description": "client id of the receiving app"})
@@ -79,8 +95,9 @@ class DisclosureRecordSchema(_Body):
 
 
 class LedgerEntrySchema(_Body):
-    """A record with its leaf hash and its inclusion proof against the latest checkpoint."""
+    """A record with its leaf hash and its inclusion proof against its log's latest checkpoint."""
 
+    log = _str(metadata={"description": "the log the record is in"})
     index = _int()
     record = fields.Nested(DisclosureRecordSchema, required=True)
     leaf_hash = _str()
@@ -111,4 +128,15 @@ class DisclosurePageSchema(_Body):
 
     records = fields.List(fields.Nested(LedgerEntrySchema), required=True)
     next_cursor = fields.String(required=True, allow_none=True)
-    checkpoint = fields.Nested(CheckpointSchema, required=True, allow_none=True)
+    checkpoint = fields.Nested(
+        CheckpointSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "a person's view: the latest checkpoint of the person's log"},
+    )
+    checkpoints = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(CheckpointSchema),
+        required=True,
+        metadata={"description": "log -> its latest checkpoint, for every log of the view"},
+    )

@@ -44,6 +44,8 @@ from broker.web.ledger.schemas import (
     DisclosureRecordSchema,
     LeafSchema,
     LedgerEntrySchema,
+    LogListSchema,
+    LogSchema,
 )
 from broker.web.oauth.schemas import (
     DiscoverySchema,
@@ -196,6 +198,8 @@ __all__ = [
     "LeafQuery",
     "LeafSchema",
     "LedgerEntrySchema",
+    "LogListSchema",
+    "LogSchema",
     "MemberAddedSchema",
     "MemberListQuery",
     "MemberRoleListSchema",

