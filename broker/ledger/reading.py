@@ -18,13 +18,14 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from broker.core import cursors
 from broker.core.ids import CLIENT_ID_RE, USER_ID_RE
+from broker.core.pairwise import pairwise_id
 from broker.core.records import DisclosureRecord
 from broker.errors import ValidationFailed
 from broker.ledger import checkpoints, storage
@@ -330,6 +331,33 @@ VIEWS = {
 }
 
 
+def as_seen_by_app(record: dict[str, Any], pairwise_key: str) -> dict[str, Any]:
+    """The record as a developer may see it: the person named by the pairwise id their app was
+    given (per organization for an installation), never the platform's id (issue 14, item 1)."""
+    out = {k: v for k, v in record.items() if k != "person"}
+    person = record.get("person")
+    if person:
+        org = record.get("org") if record.get("audience") == "organization" else None
+        out["user_id"] = pairwise_id(pairwise_key, str(record.get("app") or ""), str(person), org or None)
+    return out
+
+
+def pairwise_person(store: Store, pairwise_key: str, client_ids: Iterable[str], pairwise: str) -> str | None:
+    """The platform id behind a pairwise id one of these apps was given, or None: a developer filters
+    their records by the id they know. Organization members through the map the gate keeps of the
+    ids it gave each installation; people who granted the app by recomputing their ids (one keyed
+    hash per grant of the app)."""
+    for client_id in client_ids:
+        for org_id in sorted(store.redis.smembers(keys.app_installations(client_id))):
+            uid = store.redis.hget(keys.pairwise_reverse(client_id, org_id), pairwise)
+            if uid:
+                return str(uid)
+        for uid in store.redis.sscan_iter(keys.app_grants(client_id), count=1000):
+            if pairwise_id(pairwise_key, client_id, uid) == pairwise:
+                return str(uid)
+    return None
+
+
 def iterate(store: Store, view: str, subject: str, filters: Filters) -> Iterator[dict[str, Any]]:
     """Every record of a view, page by page (for exports)."""
     reader = VIEWS[view]
@@ -348,16 +376,19 @@ def ndjson_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
         yield json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
-def csv_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:
+APP_CSV_COLUMNS = tuple("user_id" if c == "person" else c for c in CSV_COLUMNS)  # a developer's export
+
+
+def csv_lines(records: Iterator[dict[str, Any]], columns: tuple[str, ...] = CSV_COLUMNS) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(columns)
     yield buffer.getvalue()
     for rec in records:
         buffer.seek(0)
         buffer.truncate()
-        row = [rec.get(c) for c in CSV_COLUMNS]
-        row[CSV_COLUMNS.index("fields")] = " ".join(rec.get("fields") or [])
+        row = [rec.get(c) for c in columns]
+        row[columns.index("fields")] = " ".join(rec.get("fields") or [])
         writer.writerow(["" if v is None else _csv_safe(str(v)) for v in row])
         yield buffer.getvalue()
 

@@ -14,7 +14,7 @@ from broker.core.keyring import Keyring
 from broker.ledger import checkpoints, logs, reading, storage
 from broker.ledger.commands import VerifyFailed, verify
 from broker.ledger.sequencer import Sequencer
-from broker.migrations import m0003_ledger_logs
+from broker.migrations import m0004_ledger_logs
 from broker.storage import keys
 from broker.storage.store import Store
 from tests.support.ledger import (
@@ -71,8 +71,8 @@ def test_migration_3_moves_waiting_records_into_their_logs_once(
         store.redis.xadd(keys.legacy_journal(rec["app"]), {"r": json.dumps(rec)})
         store.redis.sadd(keys.legacy_journals_index(), rec["app"])
     store.redis.xadd(keys.legacy_journal(APP_A), {"r": "not json"})
-    m0003_ledger_logs.up(store, settings)
-    m0003_ledger_logs.up(store, settings)  # idempotent
+    m0004_ledger_logs.up(store, settings)
+    m0004_ledger_logs.up(store, settings)  # idempotent
     assert not store.redis.exists(keys.legacy_journal(APP_A), keys.legacy_journal(APP_B))
     assert store.redis.scard(keys.legacy_journals_index()) == 0
     moved = [f["r"] for _, f in journal_entries(store, APP_A)]

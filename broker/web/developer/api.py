@@ -88,7 +88,13 @@ def api_my_disclosures() -> Reply:
     """Records of every app the developer owns: filters, cursor pagination, ndjson/csv export."""
     from broker.web.ledger.api import listing
 
-    return listing("developer", _me(), person_filter=True)
+    uid = _me()
+    return listing(
+        "developer",
+        uid,
+        person_filter=True,
+        apps=[a["client_id"] for a in apps_svc.list_apps(web.store(), uid)],
+    )
 
 
 @bp.get("/developer/v1/apps/<client_id>/disclosures")
@@ -98,7 +104,7 @@ def api_app_disclosures(client_id: str) -> Reply:
     from broker.web.ledger.api import listing
 
     _own_app(_me(), client_id)
-    return listing("app", client_id, person_filter=True)
+    return listing("app", client_id, person_filter=True, apps=[client_id])
 
 
 @bp.patch("/developer/v1/apps/<client_id>")

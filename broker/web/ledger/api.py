@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 
 from flask import Blueprint, Response, request, stream_with_context
 
@@ -219,14 +220,26 @@ def leaf(index: int) -> Reply:
     return _leaf(ledger_logs.LEGACY, index)
 
 
-def listing(view: str, subject: str, *, person_filter: bool) -> Reply:
+def listing(view: str, subject: str, *, person_filter: bool, apps: list[str] | None = None) -> Reply:
     """One ledger view as JSON pages (with proofs) or, with ``?format=ndjson|csv``, a streamed export.
 
     Shared by the person (``/privacy/v1/disclosures``), the org admin and the developer; the caller
     has already checked who may read ``subject``. Filters: since, until, app (and person where the
     view spans several people); cursor pagination with limit 1-100.
     """
-    filters = reading.parse_filters(request.args, person_filter=person_filter)
+    settings = web.settings()
+    if apps is not None:
+        # A developer's view (``apps``: theirs): people are named by the pairwise id each app knows,
+        # and ``person`` filters by that id (issue 14, item 1).
+        args = request.args.to_dict()
+        given = args.pop("person", None)
+        filters = reading.parse_filters(args, person_filter=person_filter)
+        if given is not None:
+            scope = [filters.app] if filters.app else apps
+            found = reading.pairwise_person(web.store(), settings.pairwise_key, scope, given[:64])
+            filters = replace(filters, person=found or "usr_0000000000000000")  # unknown: nothing
+    else:
+        filters = reading.parse_filters(request.args, person_filter=person_filter)
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "ndjson", "csv"):
         raise errors.ValidationFailed(
@@ -237,11 +250,18 @@ def listing(view: str, subject: str, *, person_filter: bool) -> Reply:
     if fmt == "json":
         limit = reading.parse_limit(request.args.get("limit"))
         page = reader(store, subject, filters, request.args.get("cursor") or None, limit)
-        return page.as_json(), 200, NO_STORE
+        body = page.as_json()
+        if apps is not None:
+            for entry in body["records"]:
+                entry["record"] = reading.as_seen_by_app(entry["record"], settings.pairwise_key)
+        return body, 200, NO_STORE
     else:
         reader(store, subject, filters, None, 1)  # fail now, before streaming starts
         records = reading.iterate(store, view, subject, filters)
-        lines = reading.ndjson_lines(records) if fmt == "ndjson" else reading.csv_lines(records)
+        if apps is not None:
+            records = (reading.as_seen_by_app(r, settings.pairwise_key) for r in records)
+        columns = reading.APP_CSV_COLUMNS if apps is not None else reading.CSV_COLUMNS
+        lines = reading.ndjson_lines(records) if fmt == "ndjson" else reading.csv_lines(records, columns)
         mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
         response = Response(stream_with_context(lines), mimetype=mimetype)
         response.headers["Content-Disposition"] = f'attachment; filename="disclosures.{fmt}"'

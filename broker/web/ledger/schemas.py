@@ -81,7 +81,15 @@ class DisclosureRecordSchema(_Body):
     developer = _str(metadata={"description": "the app's developer (user id; empty if unknown)"})
     audience = _str(validate=validate.OneOf(["individual", "organization"]))
     org = fields.String(required=True, allow_none=True, metadata={"description": "organization token"})
-    person = _str(metadata={"description": "the internal user id of the person disclosed"})
+    person = fields.String(
+        metadata={"description": "the platform's user id of the person (the person's and admins' views only)"}
+    )
+    user_id = fields.String(
+        metadata={
+            "description": "in a developer's views instead of person: the pairwise id the app knows the "
+            "person by (the record's leaf_hash and proof still verify; its content names the platform id)"
+        }
+    )
     grant = fields.String(metadata={"description": "grant or installation id the token was issued under"})
     fields_ = fields.List(fields.String(), required=True, data_key="fields", attribute="fields")
     endpoint = _str()

@@ -88,7 +88,11 @@ def app_disclosures(client_id: str) -> dict[str, Any]:
     from broker.ledger import reading
 
     page = reading.records_for_app(web.store(), client_id, reading.Filters(), None, 50)
-    return {"available": True, "items": [_marked(entry) for entry in page.records]}
+    key = web.settings().pairwise_key  # a developer sees the ids their app knows (issue 14, item 1)
+    return {
+        "available": True,
+        "items": [reading.as_seen_by_app(_marked(entry), key) for entry in page.records],
+    }
 
 
 def org_disclosures(org_id: str) -> dict[str, Any]:

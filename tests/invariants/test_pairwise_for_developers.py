@@ -1,0 +1,97 @@
+"""Pairwise everywhere a developer looks (issue 14, item 1): every page, API answer and export of the
+developer console names people by the id the app received (per app, and per organization for an
+installation), never the platform's own user id. The test walks every GET route of the developer
+area (pages and ``/developer/v1``, with their exports) and scans each answer for the people's ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.consent import installations
+from broker.core.pairwise import pairwise_id
+from tests.support.factories import make_app, make_grant, make_org, make_token, make_user
+from tests.support.privacy import sequence
+from tests.support.signin import session_sign_in
+
+
+def test_no_developer_facing_answer_names_a_person_by_the_platform_id(app, client, store, settings) -> None:
+    dev = make_user(store, username="devon")
+    alice, bob = make_user(store, username="alice"), make_user(store, username="bob")
+    mini, _ = make_app(store, settings, developer_id=dev, name="Notes")
+    gid = make_grant(store, settings, mini, alice, "openid profile", "user_id nickname avatar")
+    person = make_token(
+        store, settings, mini, kind="grant", subject=alice, grant_id=gid, scopes="openid profile"
+    )
+    org_app, _ = make_app(
+        store,
+        settings,
+        developer_id=dev,
+        kind="org_app",
+        name="Roster",
+        scopes="org.members.read",
+        redirect_uris=[],
+    )
+    oid = make_org(store, [alice, bob], name="Acme")
+    iid = installations.install(store, org_app, oid)["id"]
+    org = make_token(
+        store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
+    )
+    assert client.get("/v1/me", headers={"Authorization": f"Bearer {person}"}).status_code == 200
+    assert (
+        client.get(f"/v1/orgs/{oid}/members", headers={"Authorization": f"Bearer {org}"}).status_code == 200
+    )
+    sequence(store, settings)
+
+    session_sign_in(client, dev)
+    paths = [
+        "/developer/",
+        "/developer/apps/new",
+        "/developer/v1/csrf-token",
+        "/developer/v1/apps",
+        "/developer/v1/disclosures",
+        "/developer/v1/disclosures?format=csv",
+        "/developer/v1/disclosures?format=ndjson",
+    ]
+    for cid in (mini, org_app):
+        paths += [
+            f"/developer/apps/{cid}",
+            f"/developer/apps/{cid}/edit",
+            f"/developer/apps/{cid}/delete",
+            f"/developer/v1/apps/{cid}",
+            f"/developer/v1/apps/{cid}/disclosures",
+            f"/developer/v1/apps/{cid}/disclosures?format=csv",
+            f"/developer/v1/apps/{cid}/disclosures?format=ndjson",
+        ]
+    rules = {
+        r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/developer") and "GET" in r.methods
+    }
+    covered = {p.split("?")[0].replace(mini, "<client_id>").replace(org_app, "<client_id>") for p in paths}
+    assert rules <= covered, f"developer GET routes not scanned: {sorted(rules - covered)}"
+
+    bodies: dict[str, str] = {}
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        bodies[path] = response.get_data(as_text=True)
+    for path, body in bodies.items():
+        for uid in (alice, bob):
+            assert uid not in body, f"{path} names a person by the platform id"
+
+    # ... and names them by the ids the apps know, so the developer can still tell who was disclosed
+    listing: dict[str, Any] = client.get(f"/developer/v1/apps/{mini}/disclosures").get_json()
+    assert {e["record"]["user_id"] for e in listing["records"]} == {
+        pairwise_id(settings.pairwise_key, mini, alice)
+    }
+    in_org = client.get(f"/developer/v1/apps/{org_app}/disclosures").get_json()["records"]
+    assert {e["record"]["user_id"] for e in in_org} == {
+        pairwise_id(settings.pairwise_key, org_app, uid, oid) for uid in (alice, bob)
+    }
+    # the developer filters by the id they know
+    seen_as = pairwise_id(settings.pairwise_key, org_app, bob, oid)
+    one = client.get(f"/developer/v1/apps/{org_app}/disclosures?person={seen_as}").get_json()["records"]
+    assert [e["record"]["user_id"] for e in one] == [seen_as]
+    mine = client.get(
+        f"/developer/v1/apps/{mini}/disclosures?person={pairwise_id(settings.pairwise_key, mini, alice)}"
+    )
+    assert len(mine.get_json()["records"]) == 1
+    assert client.get(f"/developer/v1/apps/{mini}/disclosures?person=u_unknown").get_json()["records"] == []
