@@ -63,3 +63,36 @@ def test_the_page_refuses_what_the_app_does_not_ask_for_and_not_now_changes_noth
     assert not_now.status_code == 303
     grant: dict[str, Any] | None = grants.get_grant(store, cid, alice)
     assert grant is not None and grant["scopes"] == ["openid"]
+
+
+def test_the_apps_next_refresh_carries_the_added_scope(client, store, settings) -> None:
+    """The whole loop through the token endpoint: a token for ``openid`` releases only the user id;
+    the person adds ``profile`` on the grant_url page, and the app's next refresh answers with both
+    scopes and /v1/me releases the profile."""
+    from tests.support.client import basic
+    from tests.support.oauth import code_form
+
+    cid, secret = make_app(store, settings, name="Pocket Notes")
+    alice = make_user(store, "alice", "pw")
+    make_grant(store, settings, cid, alice, "openid", "user_id")
+    session_sign_in(client, alice)
+    first = client.post(
+        "/oauth/token", data=code_form(client, cid, scope="openid"), headers=basic(cid, secret)
+    ).get_json()
+    assert first["scope"] == "openid"
+    me = client.get("/v1/me", headers={"Authorization": f"Bearer {first['access_token']}"}).get_json()
+    assert set(me) == {"user_id"}
+
+    page = client.get(f"/privacy/apps/{cid}/scopes/add?scope=profile").get_data(as_text=True)
+    client.post(
+        f"/privacy/apps/{cid}/scopes/add?scope=profile",
+        data={"csrf_token": _csrf(page), "action": "approve", "field": ["nickname", "avatar"]},
+    )
+    refreshed = client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        headers=basic(cid, secret),
+    ).get_json()
+    assert refreshed["scope"].split() == ["openid", "profile"]
+    me = client.get("/v1/me", headers={"Authorization": f"Bearer {refreshed['access_token']}"}).get_json()
+    assert set(me) == {"user_id", "nickname", "avatar"}

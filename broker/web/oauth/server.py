@@ -32,6 +32,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode
 from flask import Flask
 
+from broker.consent.grants import get_grant
 from broker.core import ids
 from broker.core.hashing import keyed_hash
 from broker.core.keyring import ID_TOKEN_ALG
@@ -203,6 +204,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if credential is None or not credential.check_client(client):
             raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
         carried = set(credential.info.effective_scopes)
+        if credential.info.kind == "grant":
+            # Incremental consent (issue 14, item 5): a scope the person added to the grant since (the
+            # privacy center's grant_url page) comes with the next refresh.
+            grant = get_grant(web.store(), client.client_id, credential.info.subject)
+            if grant is not None and grant.get("id") == credential.info.grant_id:
+                carried |= set(grant["scopes"]) & set(client.individual_scopes)
         if not carried:
             raise InvalidScopeError("The refresh token carries no scope any more.")
         wanted = requested_scopes(self.request.payload.scope, _known_scopes())
@@ -211,7 +218,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             if beyond:
                 raise InvalidScopeError(f"The refresh token was not granted: {', '.join(beyond)}.")
         self.request.refresh_token = credential
-        self.request.scope = " ".join(wanted) if wanted else credential.get_scope()
+        ordered = [s for s in client.individual_scopes if s in carried]
+        self.request.scope = " ".join(wanted) if wanted else " ".join(ordered) or credential.get_scope()
 
     def issue_token(self, user: EndUser, refresh_token: RefreshCredential) -> dict[str, Any]:
         return self.generate_token(
