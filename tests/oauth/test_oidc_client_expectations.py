@@ -58,6 +58,8 @@ def test_unknown_scopes_on_refresh_are_ignored_and_wider_ones_named(client, stor
     )
     assert narrow.status_code == 200
     assert narrow.get_json()["scope"] == "openid"
+    # RFC 6749 6: the ceiling is what the resource owner granted, the person's grant (openid
+    # profile here), so a narrowed token may widen again within it...
     wide = client.post(
         "/oauth/token",
         data={
@@ -67,13 +69,24 @@ def test_unknown_scopes_on_refresh_are_ignored_and_wider_ones_named(client, stor
         },
         headers=basic(cid, secret),
     )
-    assert wide.get_json() == {
+    assert wide.status_code == 200 and wide.get_json()["scope"] == "openid profile"
+    # ... but never beyond it
+    beyond = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": wide.get_json()["refresh_token"],
+            "scope": "openid contact",
+        },
+        headers=basic(cid, secret),
+    )
+    assert beyond.get_json() == {
         "error": "invalid_scope",
-        "error_description": "The refresh token was not granted: profile.",
+        "error_description": "The refresh token was not granted: contact.",
     }
     nothing_known = client.post(
         "/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": narrow.get_json()["refresh_token"],
+        data={"grant_type": "refresh_token", "refresh_token": wide.get_json()["refresh_token"],
               "scope": "email phone"},
         headers=basic(cid, secret),
     )  # fmt: skip
