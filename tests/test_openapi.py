@@ -647,6 +647,9 @@ def test_privacy_and_ledger_responses_match(client: Any, store: Any, settings: A
     assert client.get("/privacy/v1/receipts/00000000-0000-0000-0000-000000000000").status_code == 404
     assert len(client.get("/privacy/v1/export").get_data(as_text=True).splitlines()) > 3
     assert client.get("/privacy/v1/notices").get_json()["notices"][0]["what"] == "installed"
+    explained = client.get(f"/privacy/v1/apps/{world['mini']}/explain").get_json()["fields"]
+    assert any(row["released"] for row in explained)
+    assert client.get("/privacy/v1/apps/app_0000000000000000/explain").status_code == 404
     assert client.get("/privacy/v1/deletion-requests").get_json() == {"deletion_requests": []}
 
     # the public ledger: anyone can check the records above were not edited
@@ -757,6 +760,7 @@ def test_admin_api_responses_match(client: Any, store: Any, settings: Any, world
     )
     assert client.delete(target, headers=csrf).status_code == 204
     assert client.delete(target, headers=csrf).status_code == 404
+    assert client.get(f"{base}/installations/{app_id}/explain").get_json()["org_id"] == world["oid"]
     assert client.get(f"{base}/policy").get_json()["allow_member_mini_programs"] is True
     put_policy = client.put(f"{base}/policy", json={"allow_member_mini_programs": False}, headers=csrf)
     assert put_policy.status_code == 200 and put_policy.get_json()["allow_member_mini_programs"] is False

@@ -19,6 +19,7 @@
 -- (error: invalid_token, wrong_kind, not_found, insufficient_scope).
 
 -- include: validity
+-- include: fields
 
 local tag = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -51,28 +52,16 @@ if tok.kind ~= want_kind then
 end
 if tok.kind == 'installation' and tok.subject ~= want_org then return {'not_found', 'Not found'} end
 
-local allowed_scopes = {}
-for s in string.gmatch(intersect(tok.scopes or '', owner_scopes), '%S+') do allowed_scopes[s] = true end
-if not allowed_scopes[required_scope] then
-  return {'insufficient_scope', required_scope, tok.kind, tok.subject}
-end
 local ticked = nil
 if tok.kind == 'grant' then
   ticked = {}
   local granted = redis.call('HGET', tag .. ':grant:' .. tok.subject, 'fields') or ''
   for f in string.gmatch(granted, '%S+') do ticked[f] = true end
 end
-
-local field_set = {}
-for s in pairs(allowed_scopes) do
-  local fs = scope_fields[s]
-  if fs then for _, f in ipairs(fs) do
-    if ticked == nil or ticked[f] then field_set[f] = true end
-  end end
+local allowed_scopes, field_list = released_fields(scope_fields, tok.scopes, owner_scopes, ticked)
+if not allowed_scopes[required_scope] then
+  return {'insufficient_scope', required_scope, tok.kind, tok.subject}
 end
-local field_list = {}
-for f in pairs(field_set) do table.insert(field_list, f) end
-table.sort(field_list)
 
 if tok.kind == 'grant' then persons = {{tok.subject, ''}} end
 local pairwise_map = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subject)

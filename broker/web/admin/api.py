@@ -224,6 +224,17 @@ def api_decide(oid: str, request_id: str) -> Reply:
     return _json(record)
 
 
+@bp.get("/admin/v1/orgs/<oid>/installations/<client_id>/explain")
+@documented(rs.ExplanationSchema, errors=_MANAGE, summary="What the app receives about each member, and why")
+def api_explain(oid: str, client_id: str) -> Reply:
+    from broker.gate import explain
+
+    _role(oid, APPS_MANAGE)
+    org_admin.center_app(web.store(), client_id)
+    rows = explain.explain_installation(web.store(), web.catalog(), client_id, oid)
+    return _json({"client_id": client_id, "org_id": oid, "fields": [r.as_json() for r in rows]})
+
+
 @bp.get("/admin/v1/orgs/<oid>/policy")
 @documented(
     rs.AppPolicySchema, errors=_MANAGE, summary="Whether members may add mini-programs; allow and block lists"

@@ -20,6 +20,7 @@ from broker.consent.org_policy import (
     Role,
 )
 from broker.errors import Conflict, NotFound, ValidationFailed
+from broker.gate import explain
 from broker.web.admin.console import (
     ACTIONS,
     AddMemberSchema,
@@ -121,6 +122,17 @@ def app_page(oid: str, client_id: str) -> Any:
         scope_rows=_scope_rows(record["scopes"]),
         members=org_admin.member_count(store, oid),
     )
+
+
+@bp.get("/admin/orgs/<oid>/apps/<client_id>/explain")
+def explain_page(oid: str, client_id: str) -> Any:
+    """What the app receives about each member, field by field, and why (the gate's own rule)."""
+    _role(oid, APPS_MANAGE)
+    record = org_admin.center_app(web.store(), client_id)
+    catalog = web.catalog()
+    rows = explain.explain_installation(web.store(), catalog, client_id, oid)
+    described = {n: _described(f.description) for n, f in catalog.fields.items()}
+    return _page("admin/explain.html", org=_org(oid), app=record, rows=rows, described=described)
 
 
 @bp.get("/admin/orgs/<oid>/apps/<client_id>/install")

@@ -13,11 +13,13 @@ from typing import Any
 from flask import Response, request, stream_with_context
 from flask_wtf.csrf import generate_csrf
 
+from broker.apps.registry import get_app
 from broker.consent import deletion, notices
 from broker.consent import grants as grants_svc
 from broker.consent import person as center
 from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
+from broker.gate import explain
 from broker.web.interactions import i18n, reauth
 from broker.web.interactions.logout import sign_out_here
 from broker.web.interactions.session import login_required
@@ -59,6 +61,18 @@ def api_notices() -> Any:
     (``new``: not yet seen in the privacy center's page)."""
     uid = login_required(SIGN_IN)
     return {"notices": notices.for_person(web.store(), web.catalog(), uid, i18n.language())}, 200, NO_STORE
+
+
+@bp.get("/privacy/v1/apps/<client_id>/explain")
+@documented(rs.ExplanationSchema, errors={404: "No such app"})
+def api_explain(client_id: str) -> Any:
+    """Why the app receives each field about the person, or why not: the gate's own rule on the
+    person's grant, with the reasons (codes, see the schema)."""
+    uid = login_required(SIGN_IN)
+    if get_app(web.store(), client_id) is None:
+        raise NotFound("no such app")
+    rows = explain.explain_grant(web.store(), web.catalog(), client_id, uid)
+    return {"client_id": client_id, "fields": [r.as_json() for r in rows]}, 200, NO_STORE
 
 
 @bp.get("/privacy/v1/deletion-requests")

@@ -20,6 +20,7 @@ from broker.consent import person as center
 from broker.core.ids import CLIENT_ID_RE
 from broker.directory import service as directory
 from broker.errors import NotFound, ValidationFailed
+from broker.gate import explain
 from broker.ledger import checkpoints, reading
 from broker.web.interactions import i18n, reauth
 from broker.web.interactions.consent import field_rows as consent_rows
@@ -99,6 +100,19 @@ def revoke_app(client_id: str) -> Any:
         ),
         app_name=name,
     )
+
+
+@bp.get("/privacy/apps/<client_id>/explain")
+def explain_page(client_id: str) -> Any:
+    """ "Why does this app get my nickname?": the gate's own rule on the person's grant, field by field."""
+    uid = login_required()
+    lang = i18n.language()
+    if get_app(web.store(), client_id) is None:
+        raise NotFound("no such app")
+    catalog = web.catalog()
+    rows = explain.explain_grant(web.store(), catalog, client_id, uid)
+    described = {n: f.description.get(lang) or f.description["en"] for n, f in catalog.fields.items()}
+    return _render("privacy/explain.html", lang, app_name=app_name(client_id), rows=rows, described=described)
 
 
 @bp.route("/privacy/apps/<client_id>/scopes/add", methods=["GET", "POST"])

@@ -102,6 +102,30 @@ class DeletionRequestListSchema(_Body):
     deletion_requests = fields.List(fields.Nested(DeletionRequestSchema), required=True)
 
 
+class FieldExplanationSchema(_Body):
+    field = _str()
+    released = fields.Boolean(required=True)
+    reasons = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "codes: requested, granted, installed, never_shared, not_requested, "
+            "scope_not_granted, unticked, separate_consent_not_given, not_in_installation, "
+            "app_suspended, switched_off, no_grant, not_installed, org_policy"
+        },
+    )
+
+
+class ExplanationSchema(_Body):
+    """Every catalog field: released to the app or not, and why (the gate's own rule)."""
+
+    client_id = _str()
+    org_id = fields.String(metadata={"description": "an installation's organization"})
+    fields_ = fields.List(
+        fields.Nested(FieldExplanationSchema), required=True, data_key="fields", attribute="fields"
+    )
+
+
 class LabelEntryOutSchema(_Body):
     field = _str()
     purpose = _str()
