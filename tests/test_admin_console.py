@@ -673,3 +673,36 @@ def test_members_are_told_in_the_privacy_center_who_decided_what_and_when(
     assert all(n["org_name"] == "Acme" and n["app_name"] == "Roster" for n in told)
     session_sign_in(client, w.outsider)
     assert client.get("/privacy/v1/notices").get_json()["notices"] == []  # not a member: nothing
+
+
+def test_admin_pages_name_people_and_never_show_ids_or_raw_json(app, client, store, settings, world) -> None:
+    """Readable history pages (issue 13 item 9, issue 14 item 1): the overview's disclosures, the
+    audit trail, the members, sub-admins and requests pages name people; no page prints a platform
+    id or a raw JSON record."""
+    from tests.support.privacy import sequence
+
+    w = world
+    session_sign_in(client, w.member)
+    client.post(f"/admin/orgs/{w.oid}/requests", data={"client_id": w.other_app, "reason": "payroll"})
+    session_sign_in(client, w.admin)
+    assert install(client, w).status_code == 303
+    client.post(f"/admin/orgs/{w.oid}/admins", data={"user_id": w.member, "permissions": "disclosures.read"})
+    token = org_token(store, settings, w)
+    assert (
+        client.get(f"/v1/orgs/{w.oid}/members", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
+    sequence(store, settings)
+    people = [w.owner, w.admin, w.apps_sub, w.members_sub, w.member]
+    for path in ("", "audit", "members", "admins", "requests", f"apps/{w.client_id}", "policy", "app-center"):
+        html = client.get(f"/admin/orgs/{w.oid}/{path}").get_data(as_text=True)
+        for uid in people:
+            assert uid not in html.replace(f'value="{uid}"', "").replace(f"/{uid}/", "/"), (path, uid)
+        assert '{"' not in html, path  # no raw JSON
+    overview = client.get(f"/admin/orgs/{w.oid}/").get_data(as_text=True)
+    table = overview.split('class="disclosures"')[1].split("</table>")[0]
+    assert (
+        "Member" in overview and all(n in table for n in ("Owner", "Admin", "Member")) and "Roster" in table
+    )
+    audit = client.get(f"/admin/orgs/{w.oid}/audit").get_data(as_text=True)
+    assert "user: Member" in audit and "app: Roster" in audit

@@ -70,6 +70,7 @@ def overview(oid: str) -> Any:
     _, role = _administer(oid)
     store = web.store()
     installs = inst_svc.list_org_installations(store, oid)
+    disclosures = consoles.org_disclosures(oid) if org_policy.allows(role, DISCLOSURES_READ) else None
     org_apps = [a for a in apps_svc.list_apps(store) if a["kind"] == "org_app"]
     names = {a["client_id"]: a["name"] for a in org_apps}
     suspended = {a["client_id"] for a in org_apps if a["status"] == "suspended"}
@@ -84,7 +85,10 @@ def overview(oid: str) -> Any:
         members=org_admin.member_count(store, oid),
         pending=len(pending),
         may=_may(role),
-        disclosures=consoles.org_disclosures(oid) if org_policy.allows(role, DISCLOSURES_READ) else None,
+        disclosures=disclosures,
+        person_names=_known_names(
+            sorted({str(r.get("person")) for r in (disclosures or {}).get("items", [])})
+        ),
     )
 
 
@@ -349,11 +353,22 @@ def dismiss_page(oid: str, target: str) -> Any:
     return redirect(f"/admin/orgs/{oid}/admins", code=303)
 
 
+def _known_names(uids: list[str]) -> dict[str, str]:
+    """Nicknames of those still in the directory (a page never shows a bare id)."""
+    return {uid: name for uid, name in _names(uids).items() if name != uid}
+
+
 @bp.get("/admin/orgs/<oid>/audit")
 def audit_page(oid: str) -> Any:
+    """The audit trail as a table: who (by name), what, when, and the details with people and apps
+    named, never their ids."""
     _role(oid, AUDIT_READ)
     rows = org_admin.audit_trail(web.store(), oid)
-    return _page("admin/audit.html", org=_org(oid), rows=rows, names=_names(sorted({r["who"] for r in rows})))
+    people = {r["who"] for r in rows}
+    for r in rows:
+        people |= {str(v) for k, v in r["details"].items() if k in ("user", "requester") and v}
+    apps = {a["client_id"]: a["name"] for a in apps_svc.list_apps(web.store())}
+    return _page("admin/audit.html", org=_org(oid), rows=rows, names=_known_names(sorted(people)), apps=apps)
 
 
 @bp.get("/admin/orgs/<oid>/disband")
