@@ -53,7 +53,10 @@ def test_an_admin_turns_mini_programs_off_and_existing_grants_end_with_an_event(
     assert client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert grants.get_grant(store, w["notes"], w["alice"]) is None
     assert grants.get_grant(store, w["other"], w["alice"]) is not None  # on the allow list
-    assert [e["type"] for e in outbox_events(store, w["notes"])][-2:] == ["grant.revoked", "deletion.requested"]
+    assert [e["type"] for e in outbox_events(store, w["notes"])][-2:] == [
+        "grant.revoked",
+        "deletion.requested",
+    ]
     policy = client.get(f"/admin/v1/orgs/{w['oid']}/policy").get_json()
     assert policy["allow_member_mini_programs"] is False and policy["allowed_apps"] == [w["other"]]
     trail = client.get(f"/admin/v1/orgs/{w['oid']}/audit").get_json()["audit"]

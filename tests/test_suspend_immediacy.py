@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+from broker.storage import keys
 from tests.support.apps import outbox_events
 from tests.support.client import bearer
 from tests.support.environment import ROOT, broker_env
@@ -56,8 +57,15 @@ def test_platform_api_suspend_is_refused_next_request_and_restore_works(client, 
 
     for cid in (person_app, org_app):
         assert client.post(f"/internal/v1/apps/{cid}/restore", headers=auth).status_code == 200
-    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 200
-    assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(org_token)).status_code == 200
+    # Restoring revives no token (issue 13, item 6: the safer choice); new ones work.
+    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 401
+    assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(org_token)).status_code == 401
+    uid = store.redis.smembers(keys.app_grants(person_app)).pop()
+    fresh = make_token(
+        store, settings, person_app, kind="grant", subject=uid,
+        grant_id=store.redis.hget(keys.grant(person_app, uid), "id"), scopes="openid profile",
+    )  # fmt: skip
+    assert client.get("/v1/me", headers=bearer(fresh)).status_code == 200
     for cid in (person_app, org_app):
         types = [e["type"] for e in outbox_events(store, cid)]
         assert types[-2:] == ["app.suspended", "app.restored"]
@@ -82,7 +90,7 @@ def test_cli_suspend_is_refused_next_request_and_restore_works(
     assert client.get("/v1/me", headers=bearer(person_token)).status_code == 401
     assert len(journal_records(store, person_app)) == before
     run("restore")
-    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 200
+    assert client.get("/v1/me", headers=bearer(person_token)).status_code == 401  # not revived
     assert [e["type"] for e in outbox_events(store, person_app)][-2:] == ["app.suspended", "app.restored"]
 
 
@@ -94,3 +102,15 @@ def test_refresh_token_of_a_suspended_app_is_refused(flow, client, settings) -> 
     # A suspended client no longer authenticates at all, so the refresh stops before the grant check.
     assert refused.status_code == 401
     assert refused.get_json()["error"] == "invalid_client"
+    assert "suspended by the platform operator" in refused.get_json()["error_description"]
+    # wrong credentials learn nothing about the app's state
+    wrong = flow["client"].post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+        auth=(flow["cid"], "brk_cs_wrong"),
+    )
+    assert wrong.status_code == 401 and "suspended" not in wrong.get_json()["error_description"]
+    # restored, the old refresh token stays dead: restoring revives no token
+    assert client.post(f"/internal/v1/apps/{flow['cid']}/restore", headers=auth).status_code == 200
+    again = flow["token"]({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"

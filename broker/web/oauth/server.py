@@ -520,17 +520,25 @@ class BrokerAuthorizationServer(AuthorizationServer):
         """Authlib's client authentication, with a description that names the accepted ways in words
         (Authlib's own prints the Python list of method names)."""
         try:
-            return super().authenticate_client(request, methods, endpoint)
+            client = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError as exc:
             if exc.description and "[" in exc.description:
                 ways = "; or ".join(_METHOD_NAMES.get(m, m) for m in methods)
                 exc.description = f"Client authentication failed. Accepted here: {ways}."
             raise
+        if client.status != "active":
+            # Said only once the client proved who it is (issue 13, item 6).
+            raise InvalidClientError(
+                status_code=401,
+                description="This app is suspended by the platform operator: no tokens until it is restored.",
+            )
+        return client
 
 
 def _query_client(client_id: str) -> Client | None:
-    client = load_client(web.store(), client_id)
-    return client if client is not None and client.status == "active" else None
+    """The app, suspended or not: a suspended one is refused after it authenticated
+    (``BrokerAuthorizationServer.authenticate_client``), with a description that says so."""
+    return load_client(web.store(), client_id)
 
 
 def _save_token(token: dict[str, Any], request: Any) -> None:
