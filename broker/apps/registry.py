@@ -689,6 +689,12 @@ def requested_fields(catalog: Catalog, record: Mapping[str, Any]) -> list[str]:
     return [f for f in catalog.fields if f in reachable]
 
 
+def received_beyond_label(received: Iterable[str], record: Mapping[str, Any]) -> list[str]:
+    """Fields the ledger shows the app received that its data label does not declare."""
+    declared = {e["field"] for e in record.get("data_label") or []}
+    return sorted(set(received) - declared - {"user_id"})
+
+
 def label_drift(catalog: Catalog, record: Mapping[str, Any]) -> list[str]:
     """Fields the app asks for (through its scopes) that its data label does not declare: such an
     app is flagged to the operator, and people and admins see the gap. ``user_id`` is the pairwise

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.apps.registry import get_app, label_drift
+from broker.apps.registry import get_app, label_drift, received_beyond_label
 from broker.config import Settings
 from broker.consent import grants, receipts
 from broker.core.catalog import Catalog
@@ -113,6 +113,9 @@ def app_grants(store: Store, catalog: Catalog, uid: str, lang: str) -> list[dict
                 "developer": nickname(store, developer_id),
                 "privacy_policy_url": app.get("privacy_policy_url") or "",
                 "label_drift": label_drift(catalog, app) if app.get("scopes") else [],
+                "received_beyond_label": received_beyond_label(
+                    reading.fields_received(store, client_id, 100), app
+                ),
                 "grant_id": grant["id"],
                 "scopes": _describe_scopes(catalog, grant["scopes"], lang),
                 "fields": _describe(catalog, grant["fields"], lang),

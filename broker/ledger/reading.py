@@ -331,6 +331,22 @@ VIEWS = {
 }
 
 
+def fields_received(store: Store, client_id: str, limit: int = 500) -> set[str]:
+    """The fields the app's newest ``limit`` delivered records released (for its data label's
+    declared-vs-actual comparison)."""
+    page = records_for_app(store, client_id, Filters(), None, min(limit, 100))
+    found: set[str] = set()
+    seen = 0
+    while True:
+        for entry in page.records:
+            if entry.get("delivered", True):
+                found.update(entry["record"].get("fields") or [])
+        seen += len(page.records)
+        if not page.next_cursor or seen >= limit:
+            return found
+        page = records_for_app(store, client_id, Filters(), page.next_cursor, min(limit - seen, 100))
+
+
 def as_seen_by_app(record: dict[str, Any], pairwise_key: str) -> dict[str, Any]:
     """The record as a developer may see it: the person named by the pairwise id their app was
     given (per organization for an installation), never the platform's id (issue 14, item 1)."""

@@ -9,7 +9,8 @@ from typing import Any
 from broker.apps import registry as apps_svc
 from broker.storage import keys
 from tests.support.apps import mini_payload
-from tests.support.factories import make_grant, make_user
+from tests.support.factories import make_grant, make_token, make_user
+from tests.support.privacy import sequence
 from tests.support.signin import session_sign_in
 
 LABEL = [{"field": "nickname", "purpose": "to greet you", "retention_days": 30}]
@@ -39,7 +40,15 @@ def test_drift_is_shown_to_the_developer_the_person_and_flagged_to_the_operator(
     assert 'id="label-drift"' in page and "avatar" in page.split('id="label-drift"')[1].split("</p>")[0]
 
     alice = make_user(store, username="alice")
-    make_grant(store, settings, cid, alice, "openid profile", "user_id nickname avatar")
+    gid = make_grant(store, settings, cid, alice, "openid profile", "user_id nickname avatar")
+    # the ledger shows what it actually received: avatar too (declared vs actual)
+    token = make_token(
+        store, settings, cid, kind="grant", subject=alice, grant_id=gid, scopes="openid profile"
+    )
+    assert client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    sequence(store, settings)
+    view = client.get(f"/internal/v1/apps/{cid}", headers=h).get_json()
+    assert view["received_beyond_label"] == ["avatar"]
     session_sign_in(client, alice)
     listed = client.get("/privacy/v1/apps").get_json()["apps"]
     assert listed[0]["label_drift"] == ["avatar"]
@@ -62,6 +71,7 @@ def test_drift_is_shown_to_the_developer_the_person_and_flagged_to_the_operator(
     assert client.post(f"/developer/apps/{cid}/edit", data=form).status_code == 303
     view = client.get(f"/internal/v1/apps/{cid}", headers=h).get_json()
     assert view["label_drift"] == [] and {e["field"] for e in view["data_label"]} == {"nickname", "avatar"}
+    assert view["received_beyond_label"] == []
     assert client.get("/internal/v1/apps?flagged=true", headers=h).get_json()["apps"] == []
 
 

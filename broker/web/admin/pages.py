@@ -117,10 +117,17 @@ def app_page(oid: str, client_id: str) -> Any:
     record = org_admin.center_app(store, client_id)
     inst = inst_svc.get_installation(store, client_id, oid)
     flowing = org_admin.field_rows(web.catalog(), inst["scopes"], i18n.language()) if inst else []
+    from broker.ledger import reading
+
+    drift = {
+        "asked": apps_svc.label_drift(web.catalog(), record),
+        "received": apps_svc.received_beyond_label(reading.fields_received(store, client_id, 100), record),
+    }
     return _page(
         "admin/app.html",
         org=_org(oid),
         app=record,
+        drift=drift,
         inst=inst,
         flowing=flowing,
         scope_rows=_scope_rows(record["scopes"]),

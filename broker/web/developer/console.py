@@ -22,6 +22,7 @@ from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
 from broker.consent import installations as inst_svc
 from broker.errors import NotFound
+from broker.ledger import reading
 from broker.web.interactions import session as login_session
 from broker.web.shared import consoles
 from broker.web.shared import context as web
@@ -93,6 +94,9 @@ def _overview(record: dict[str, Any]) -> dict[str, Any]:
         "client_secrets": _secrets_meta(client_id),
         "previous_webhook_secret_expires": apps_svc.previous_webhook_secret_expires(store, client_id),
         "label_drift": apps_svc.label_drift(web.catalog(), record),
+        "received_beyond_label": apps_svc.received_beyond_label(
+            reading.fields_received(store, client_id), record
+        ),
     }
 
 

@@ -91,7 +91,14 @@ def _app_json(
 
 def _view(record: dict[str, Any]) -> dict[str, Any]:
     """The app with the fields its scopes reach that its data label does not declare."""
-    return {**apps_svc.public_view(record), "label_drift": apps_svc.label_drift(web.catalog(), record)}
+    from broker.ledger import reading
+
+    received = reading.fields_received(web.store(), record["client_id"])
+    return {
+        **apps_svc.public_view(record),
+        "label_drift": apps_svc.label_drift(web.catalog(), record),
+        "received_beyond_label": apps_svc.received_beyond_label(received, record),
+    }
 
 
 @bp.post("/apps")
@@ -159,7 +166,9 @@ def list_apps_view() -> Reply:
         records = [r for r in records if r["kind"] == "org_app" and apps_svc.review_of(r) == review]
     views = [_view(r) for r in records]
     if flagged is not None:
-        views = [v for v in views if bool(v["label_drift"]) == (flagged == "true")]
+        views = [
+            v for v in views if bool(v["label_drift"] or v["received_beyond_label"]) == (flagged == "true")
+        ]
     return {"apps": views}
 
 

@@ -45,6 +45,10 @@ class PersonAppSchema(_Body):
         fields.String(),
         metadata={"description": "fields the app asks for that its data label does not declare"},
     )
+    received_beyond_label = fields.List(
+        fields.String(),
+        metadata={"description": "fields the ledger shows the app received beyond its data label"},
+    )
     grant_id = _str()
     scopes = fields.List(fields.Nested(DescribedSchema), required=True)
     fields_ = fields.List(

@@ -161,6 +161,12 @@ class AppSchema(_Body):
         fields.String(),
         metadata={"description": "fields its scopes reach that its label does not declare (flagged)"},
     )
+    received_beyond_label = fields.List(
+        fields.String(),
+        metadata={
+            "description": "fields the ledger shows it received that its label does not declare (flagged)"
+        },
+    )
     status = _str(validate=validate.OneOf(["active", "suspended"]))
     review = fields.String(
         validate=validate.OneOf(["pending", "approved", "rejected"]),
