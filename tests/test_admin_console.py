@@ -706,3 +706,37 @@ def test_admin_pages_name_people_and_never_show_ids_or_raw_json(app, client, sto
     )
     audit = client.get(f"/admin/orgs/{w.oid}/audit").get_data(as_text=True)
     assert "user: Member" in audit and "app: Roster" in audit
+
+
+def test_the_admin_changes_what_an_installation_receives_from_its_page(
+    client, store, settings, world
+) -> None:
+    """Incremental consent for installations (issue 14, item 5): the grant_url of an organization
+    token's insufficient_scope is the installation's page, whose scope form the admin saves."""
+    w = world
+    session_sign_in(client, w.admin)
+    assert install(client, w).status_code == 303
+    page = client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}?add_scope=org.members.read").get_data(
+        as_text=True
+    )
+    assert 'id="scopes-form"' in page and 'value="org.members.read" checked' in page
+    bad = client.post(f"/admin/orgs/{w.oid}/apps/{w.client_id}/scopes", data={"scopes": ["nope"]})
+    assert bad.status_code == 303
+    assert "not requested by the app" in client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}").get_data(
+        as_text=True
+    )
+    assert inst_svc.require_installation(store, w.client_id, w.oid)["scopes"] == ["org.members.read"]
+    saved = client.post(
+        f"/admin/orgs/{w.oid}/apps/{w.client_id}/scopes", data={"scopes": ["org.members.read"]}
+    )
+    assert saved.status_code == 303
+    assert "Saved what Roster may receive." in client.get(f"/admin/orgs/{w.oid}/apps/{w.client_id}").get_data(
+        as_text=True
+    )
+    session_sign_in(client, w.member)
+    assert (
+        client.post(
+            f"/admin/orgs/{w.oid}/apps/{w.client_id}/scopes", data={"scopes": ["org.members.read"]}
+        ).status_code
+        == 403
+    )

@@ -190,7 +190,9 @@ def test_person_token_on_the_members_api_is_403_naming_the_scope(client, store, 
         body = resp.get_json()
         assert body["error"] == "insufficient_scope"
         assert body["scope"] == "org.members.read"
-        assert body["grant_url"] == f"{settings.issuer}/admin/orgs/{oid}/apps/{cid}"
+        assert (
+            body["grant_url"] == f"{settings.issuer}/admin/orgs/{oid}/apps/{cid}?add_scope=org.members.read"
+        )
         challenge = resp.headers["WWW-Authenticate"]
         assert challenge.startswith(
             'Bearer realm="broker", error="insufficient_scope", scope="org.members.read"'

@@ -128,11 +128,30 @@ def app_page(oid: str, client_id: str) -> Any:
         org=_org(oid),
         app=record,
         drift=drift,
+        add_scope=request.args.get("add_scope", ""),
         inst=inst,
         flowing=flowing,
         scope_rows=_scope_rows(record["scopes"]),
         members=org_admin.member_count(store, oid),
     )
+
+
+@bp.post("/admin/orgs/<oid>/apps/<client_id>/scopes")
+def change_scopes_page(oid: str, client_id: str) -> Any:
+    """Incremental consent for an installation (the grant_url of an organization token's
+    insufficient_scope): the admin changes what the app may receive; installation.updated and the
+    members' notices follow."""
+    uid, _ = _role(oid, APPS_MANAGE)
+    record = org_admin.center_app(web.store(), client_id)
+    try:
+        changed = inst_svc.set_scopes(web.store(), client_id, oid, request.form.getlist("scopes"), uid)
+    except (ValidationFailed, NotFound) as exc:
+        return _fail(exc, f"/admin/orgs/{oid}/apps/{client_id}")
+    org_admin.audit(
+        web.store(), oid, uid, "installation.updated", {"app": client_id, "scopes": changed["scopes"]}
+    )
+    flash(gettext("Saved what %(app)s may receive.", app=record["name"]), "success")
+    return redirect(f"/admin/orgs/{oid}/apps/{client_id}", code=303)
 
 
 @bp.get("/admin/orgs/<oid>/apps/<client_id>/explain")

@@ -82,7 +82,10 @@ def _grant_url(exc: InsufficientScope) -> str:
     kind = exc.extra.pop("token_kind", "")
     subject = exc.extra.pop("token_subject", "")
     if kind == "installation":
-        return f"{issuer}/admin/orgs/{subject}/apps/{client_id}"
+        # The admin console's page of the installation, with the scope ticked in its scope form.
+        return (
+            f"{issuer}/admin/orgs/{subject}/apps/{client_id}?{urlencode({'add_scope': exc.extra['scope']})}"
+        )
     # A privacy-center page where the person adds the scope to the grant they hold (any client kind;
     # no redirect to the app needed): the app's next token or refresh carries it.
     return f"{issuer}/privacy/apps/{client_id}/scopes/add?{urlencode({'scope': exc.extra['scope']})}"
