@@ -402,6 +402,22 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
     assert client.get(f"/internal/v1/orgs/{oid}/members/{dev_id}", headers=h).get_json()["role"] == "member"
     assert client.get(f"/internal/v1/users/{dev_id}/orgs", headers=h).get_json() == {"orgs": [oid]}
 
+    deps = f"/internal/v1/orgs/{oid}/departments"
+    eng = client.post(deps, json={"name": "Engineering"}, headers=h)
+    assert eng.status_code == 201 and eng.headers["Location"] == f"{deps}/{eng.get_json()['id']}"
+    dep_id = eng.get_json()["id"]
+    web_id = client.post(deps, json={"name": "Web", "parent": dep_id}, headers=h).get_json()["id"]
+    assert client.get(deps, headers=h).get_json()["departments"][1]["path"] == "Engineering / Web"
+    assert client.patch(f"{deps}/{dep_id}", json={"parent": web_id}, headers=h).status_code == 400  # a cycle
+    assert client.patch(f"{deps}/{web_id}", json={"name": "Frontend"}, headers=h).status_code == 200
+    placed = client.put(
+        f"/internal/v1/orgs/{oid}/members/{dev_id}/departments", json={"departments": [web_id]}, headers=h
+    )
+    assert placed.get_json()["departments"] == [web_id]
+    assert client.get(f"/internal/v1/orgs/{oid}/members/{dev_id}/departments", headers=h).status_code == 200
+    assert client.get(f"{deps}/{web_id}", headers=h).get_json()["members"] == [dev_id]
+    assert client.delete(f"{deps}/{dep_id}", headers=h).status_code == 409  # it has a sub-department
+
     payload = org_payload(dev_id, privacy_policy_url="https://roster.example.com/privacy")
     created = client.post("/internal/v1/apps", json=payload, headers=h)
     assert created.status_code == 201 and created.get_json()["client_secret"]
@@ -447,7 +463,10 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
         client.patch(f"{base}/{client_id}", json={"scopes": ["org.members.read"]}, headers=h).status_code
         == 200
     )
+    limited = client.patch(f"{base}/{client_id}", json={"departments": [dep_id]}, headers=h).get_json()
+    assert limited["departments"] == [dep_id] and limited["covered_members"] == 1
     assert client.delete(f"{base}/{client_id}", headers=h).status_code == 204
+    assert client.delete(f"{deps}/{web_id}", headers=h).status_code == 204
 
     lines = [
         {"type": "user", "username": "carol"},

@@ -104,6 +104,44 @@ class RoleSchema(Schema):
             raise ValidationError("permissions apply only to role sub_admin", "permissions")
 
 
+_id_department = validate.Regexp(
+    ids.DEPARTMENT_ID_RE, error="expected dep_ followed by 16 lowercase hex digits"
+)
+_department_name = fields.String(validate=validate.Length(min=1, max=128))
+
+
+class DepartmentCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    parent = fields.String(
+        allow_none=True,
+        validate=_id_department,
+        metadata={"description": "parent department; none: top level"},
+    )
+
+
+class DepartmentUpdateSchema(Schema):
+    name = _department_name
+    parent = fields.String(
+        allow_none=True,
+        validate=_id_department,
+        metadata={"description": "move under this department; null: to the top level"},
+    )
+
+    @validates_schema
+    def something(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("send name, parent or both", "_schema")
+
+
+class MemberDepartmentsSchema(Schema):
+    departments = fields.List(
+        fields.String(validate=_id_department),
+        required=True,
+        validate=validate.Length(max=50),
+        metadata={"description": "every department the member is in (replaces the previous ones)"},
+    )
+
+
 class MembershipImportSchema(RoleSchema):
     org_id = fields.String(required=True, validate=_id_org)
     user_id = fields.String(validate=_id_user)

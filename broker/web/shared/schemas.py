@@ -181,6 +181,14 @@ class InstallationSchema(_Body):
     installed_by = _str(metadata={"description": "user id of the admin, or empty"})
     created_at = _int()
     updated_at = _int()
+    departments = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={
+            "description": "departments it is limited to (and their sub-departments); null: the whole org"
+        },
+    )
+    covered_members = fields.Integer(metadata={"description": "how many members it covers"})
 
 
 class InstallationListSchema(_Body):

@@ -1,0 +1,291 @@
+"""Departments (issue 13, item 1): a tree per organization through the platform API, members in
+departments, an installation limited to chosen departments, and the members API that returns exactly
+the members it covers (moving a member out takes effect on the next request, with events)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from broker.apps import registry as apps_svc
+from broker.consent import installations as inst_svc
+from broker.consent import org_admin
+from broker.core import catalog as catalog_mod
+from broker.core.pairwise import pairwise_id
+from broker.storage import keys
+from tests.support.apps import org_payload, outbox_events
+from tests.support.factories import make_org, make_token, make_user
+
+UNKNOWN_DEP = "dep_00000000000000ff"
+
+
+@pytest.fixture
+def w(store, settings) -> dict[str, Any]:
+    people = {n: make_user(store, username=n, nickname=n.capitalize()) for n in ("ann", "bob", "cid", "dee")}
+    oid = make_org(store, list(people.values()), name="Acme")
+    other = make_org(store, [people["ann"]], name="Other")
+    catalog = catalog_mod.load(settings.scopes_dir)
+    record, _, _ = apps_svc.register_app(store, settings, catalog, org_payload(make_user(store)))
+    return {"oid": oid, "other": other, "client_id": record["client_id"], **people}
+
+
+def _h(settings: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.platform_api_key}"}
+
+
+def _dep(client: Any, settings: Any, oid: str, name: str, parent: str | None = None) -> str:
+    body: dict[str, Any] = {"name": name}
+    if parent:
+        body["parent"] = parent
+    resp = client.post(f"/internal/v1/orgs/{oid}/departments", json=body, headers=_h(settings))
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.headers["Location"].endswith(resp.get_json()["id"])
+    return str(resp.get_json()["id"])
+
+
+def _put(client: Any, settings: Any, oid: str, uid: str, deps: list[str]) -> Any:
+    return client.put(
+        f"/internal/v1/orgs/{oid}/members/{uid}/departments", json={"departments": deps}, headers=_h(settings)
+    )
+
+
+def _page_ids(client: Any, oid: str, token: str, limit: int = 50) -> list[str]:
+    out: list[str] = []
+    cursor = None
+    while True:
+        query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        resp = client.get(f"/v1/orgs/{oid}/members{query}", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 200, resp.get_json()
+        body = resp.get_json()
+        out += [m["user_id"] for m in body["members"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return out
+
+
+def _token(store: Any, settings: Any, w: dict[str, Any]) -> str:
+    inst = inst_svc.require_installation(store, w["client_id"], w["oid"])
+    return make_token(
+        store,
+        settings,
+        w["client_id"],
+        kind="installation",
+        subject=w["oid"],
+        grant_id=inst["id"],
+        scopes="org.members.read",
+    )
+
+
+def test_the_tree_is_built_renamed_moved_and_deleted_through_the_platform_api(
+    client, store, settings, w
+) -> None:
+    oid, h = w["oid"], _h(settings)
+    eng = _dep(client, settings, oid, "Engineering")
+    web = _dep(client, settings, oid, "Web", eng)
+    sales = _dep(client, settings, oid, "Sales")
+    listed = client.get(f"/internal/v1/orgs/{oid}/departments", headers=h).get_json()["departments"]
+    assert [(d["name"], d["depth"], d["parent"]) for d in listed] == [
+        ("Engineering", 0, None),
+        ("Web", 1, eng),
+        ("Sales", 0, None),
+    ]
+    assert listed[1]["path"] == "Engineering / Web"
+
+    renamed = client.patch(f"/internal/v1/orgs/{oid}/departments/{web}", json={"name": "Frontend"}, headers=h)
+    assert renamed.status_code == 200 and renamed.get_json() == {"id": web, "name": "Frontend", "parent": eng}
+    moved = client.patch(f"/internal/v1/orgs/{oid}/departments/{web}", json={"parent": sales}, headers=h)
+    assert moved.get_json()["parent"] == sales
+    top = client.patch(f"/internal/v1/orgs/{oid}/departments/{web}", json={"parent": None}, headers=h)
+    assert top.get_json()["parent"] is None
+
+    assert _put(client, settings, oid, w["ann"], [web, sales]).get_json()["departments"] == [web, sales]
+    got = client.get(f"/internal/v1/orgs/{oid}/departments/{web}", headers=h).get_json()
+    assert got["members"] == [w["ann"]] and got["name"] == "Frontend"
+    counts = {
+        d["id"]: d["members"]
+        for d in client.get(f"/internal/v1/orgs/{oid}/departments", headers=h).get_json()["departments"]
+    }
+    assert counts == {eng: 0, web: 1, sales: 1}
+
+    assert client.delete(f"/internal/v1/orgs/{oid}/departments/{web}", headers=h).status_code == 204
+    assert client.get(f"/internal/v1/orgs/{oid}/members/{w['ann']}/departments", headers=h).get_json()[
+        "departments"
+    ] == [sales]
+    assert client.get(f"/internal/v1/orgs/{oid}/departments/{web}", headers=h).status_code == 404
+    trail = [e["what"] for e in org_admin.audit_trail(store, oid)]
+    assert trail[:2] == ["department.deleted", "member.departments"] and "department.changed" in trail
+
+
+def test_cycles_bad_input_and_unknown_ids_are_refused_and_change_nothing(client, store, settings, w) -> None:
+    oid, h = w["oid"], _h(settings)
+    a = _dep(client, settings, oid, "A")
+    b = _dep(client, settings, oid, "B", a)
+    c = _dep(client, settings, oid, "C", b)
+    before = store.redis.hgetall(keys.org_departments(oid))
+
+    for target, parent in ((a, c), (a, b), (a, a)):
+        resp = client.patch(
+            f"/internal/v1/orgs/{oid}/departments/{target}", json={"parent": parent}, headers=h
+        )
+        assert resp.status_code == 400 and "sub-departments" in resp.get_json()["errors"]["parent"][0]
+    # a refused move with a rename renames nothing either
+    both = client.patch(
+        f"/internal/v1/orgs/{oid}/departments/{a}", json={"parent": c, "name": "X"}, headers=h
+    )
+    assert both.status_code == 400
+    bad = [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 129}, "name"),
+        ({"name": "Ok", "parent": "nope"}, "parent"),
+        ({"name": "Ok", "parent": UNKNOWN_DEP}, "parent"),
+        ({"name": "Ok", "colour": "red"}, "colour"),
+        ({}, "name"),
+    ]
+    for body, field in bad:
+        resp = client.post(f"/internal/v1/orgs/{oid}/departments", json=body, headers=h)
+        assert resp.status_code == 400 and field in resp.get_json()["errors"], (body, resp.get_json())
+    assert client.patch(f"/internal/v1/orgs/{oid}/departments/{a}", json={}, headers=h).status_code == 400
+    assert client.delete(f"/internal/v1/orgs/{oid}/departments/{a}", headers=h).status_code == 409
+    assert store.redis.hgetall(keys.org_departments(oid)) == before
+
+    for path in (f"departments/{UNKNOWN_DEP}", "departments/dep_x", f"members/{w['ann']}/departments"):
+        missing = client.get(f"/internal/v1/orgs/{w['other']}/{path}", headers=h)
+        assert missing.status_code == 404 or path.startswith("members")
+    assert (
+        client.patch(
+            f"/internal/v1/orgs/{oid}/departments/{UNKNOWN_DEP}", json={"name": "Z"}, headers=h
+        ).status_code
+        == 404
+    )
+    assert client.delete(f"/internal/v1/orgs/{oid}/departments/{UNKNOWN_DEP}", headers=h).status_code == 404
+    assert client.get("/internal/v1/orgs/org_00000000000000ff/departments", headers=h).status_code == 404
+
+    # members: unknown or other-org departments refused, a non-member is 404, nothing changes
+    other_dep = _dep(client, settings, w["other"], "Elsewhere")
+    for deps in ([UNKNOWN_DEP], [other_dep], ["bad"], [a] * 51):
+        assert _put(client, settings, oid, w["bob"], deps).status_code == 400
+    outsider = make_user(store, username="outsider")
+    assert _put(client, settings, oid, outsider, [a]).status_code == 404
+    assert store.redis.hgetall(keys.org_member_departments(oid)) == {}
+
+
+def test_an_installation_limited_to_a_department_pages_exactly_its_members(
+    client, store, settings, w
+) -> None:
+    oid, h, cid = w["oid"], _h(settings), w["client_id"]
+    eng = _dep(client, settings, oid, "Engineering")
+    web = _dep(client, settings, oid, "Web", eng)
+    sales = _dep(client, settings, oid, "Sales")
+    _put(client, settings, oid, w["ann"], [eng])
+    _put(client, settings, oid, w["bob"], [web])  # a sub-department counts
+    _put(client, settings, oid, w["cid"], [sales])
+
+    refused = client.post(
+        f"/internal/v1/orgs/{oid}/installations",
+        json={"client_id": cid, "departments": [UNKNOWN_DEP]},
+        headers=h,
+    )
+    assert refused.status_code == 400 and "departments" in refused.get_json()["errors"]
+    assert inst_svc.get_installation(store, cid, oid) is None
+    assert not store.redis.exists(keys.org_coverage_config(oid))
+
+    made = client.post(
+        f"/internal/v1/orgs/{oid}/installations", json={"client_id": cid, "departments": [eng]}, headers=h
+    )
+    assert made.status_code == 201, made.get_json()
+    assert made.get_json()["departments"] == [eng] and made.get_json()["covered_members"] == 2
+    token = _token(store, settings, w)
+    pw = {
+        uid: pairwise_id(settings.pairwise_key, cid, uid, oid)
+        for uid in (w["ann"], w["bob"], w["cid"], w["dee"])
+    }
+    assert _page_ids(client, oid, token) == [pw[w["ann"]], pw[w["bob"]]]
+    assert _page_ids(client, oid, token, limit=1) == [pw[w["ann"]], pw[w["bob"]]]
+    one = client.get(f"/v1/orgs/{oid}/members/{pw[w['bob']]}", headers={"Authorization": f"Bearer {token}"})
+    assert one.status_code == 200
+
+    start = len(outbox_events(store, cid))
+    # bob moves out of the covered subtree: gone from the next page and from the one-member read
+    assert _put(client, settings, oid, w["bob"], [sales]).status_code == 200
+    assert _page_ids(client, oid, token) == [pw[w["ann"]]]
+    one = client.get(f"/v1/orgs/{oid}/members/{pw[w['bob']]}", headers={"Authorization": f"Bearer {token}"})
+    assert one.status_code == 404
+    # cid comes in; moving Sales under Engineering brings bob back too
+    _put(client, settings, oid, w["cid"], [eng])
+    client.patch(f"/internal/v1/orgs/{oid}/departments/{sales}", json={"parent": eng}, headers=h)
+    assert _page_ids(client, oid, token) == [pw[w["ann"]], pw[w["bob"]], pw[w["cid"]]]
+    events = [(e["type"], e["data"]["user_id"]) for e in outbox_events(store, cid)[start:]]
+    assert events == [
+        ("member.removed", pw[w["bob"]]),
+        ("member.added", pw[w["cid"]]),
+        ("member.added", pw[w["bob"]]),
+    ]
+
+    # whole org again, then back to one department: installation.updated each time, members follow
+    start = len(outbox_events(store, cid))
+    whole = client.patch(
+        f"/internal/v1/orgs/{oid}/installations/{cid}", json={"departments": None}, headers=h
+    )
+    assert whole.status_code == 200 and whole.get_json()["departments"] is None
+    assert whole.get_json()["covered_members"] == 4
+    assert len(_page_ids(client, oid, token)) == 4
+    narrowed = client.patch(
+        f"/internal/v1/orgs/{oid}/installations/{cid}", json={"departments": [web]}, headers=h
+    )
+    assert narrowed.get_json()["covered_members"] == 0
+    assert _page_ids(client, oid, token) == []  # never fail open
+    kinds = [
+        (e["type"], e["data"].get("departments", e["data"].get("user_id")))
+        for e in outbox_events(store, cid)[start:]
+    ]
+    assert kinds[0] == ("installation.updated", None) and ("member.added", pw[w["dee"]]) in kinds
+    assert ("installation.updated", [web]) in kinds
+    assert sorted(k[1] for k in kinds if k[0] == "member.removed") == sorted(pw.values())
+
+    # deleting the only chosen department leaves it covering nobody, not the whole org
+    client.patch(f"/internal/v1/orgs/{oid}/installations/{cid}", json={"departments": [sales]}, headers=h)
+    assert _page_ids(client, oid, token) == [pw[w["bob"]]]  # cid is in Engineering itself
+    _put(client, settings, oid, w["bob"], [])
+    assert client.delete(f"/internal/v1/orgs/{oid}/departments/{sales}", headers=h).status_code == 204
+    assert _page_ids(client, oid, token) == []
+    inst = client.get(f"/internal/v1/orgs/{oid}/installations/{cid}", headers=h).get_json()
+    assert inst["departments"] == [] and inst["covered_members"] == 0
+
+
+def test_member_events_follow_coverage_and_nothing_is_left_behind(client, store, settings, w) -> None:
+    oid, h, cid = w["oid"], _h(settings), w["client_id"]
+    eng = _dep(client, settings, oid, "Engineering")
+    _put(client, settings, oid, w["ann"], [eng])
+    client.post(
+        f"/internal/v1/orgs/{oid}/installations", json={"client_id": cid, "departments": [eng]}, headers=h
+    )
+    start = len(outbox_events(store, cid))
+    newcomer = make_user(store, username="newcomer")
+    assert (
+        client.put(
+            f"/internal/v1/orgs/{oid}/members/{newcomer}", json={"role": "member"}, headers=h
+        ).status_code
+        == 201
+    )
+    assert client.delete(f"/internal/v1/orgs/{oid}/members/{w['bob']}", headers=h).status_code == 204
+    assert outbox_events(store, cid)[start:] == []  # neither was covered: the app learns nothing
+    assert client.delete(f"/internal/v1/orgs/{oid}/members/{w['ann']}", headers=h).status_code == 204
+    removed = outbox_events(store, cid)[start:]
+    assert [(e["type"], e["data"]["user_id"]) for e in removed] == [
+        ("member.removed", pairwise_id(settings.pairwise_key, cid, w["ann"], oid))
+    ]
+    assert not store.redis.hexists(keys.org_member_departments(oid), w["ann"])
+    assert store.redis.zcard(keys.org_coverage(oid, cid)) == 0
+
+    # removing the installation forgets its coverage; disbanding forgets the tree
+    _put(client, settings, oid, w["cid"], [eng])
+    assert store.redis.zcard(keys.org_coverage(oid, cid)) == 1
+    assert client.delete(f"/internal/v1/orgs/{oid}/installations/{cid}", headers=h).status_code == 204
+    assert not store.redis.exists(keys.org_coverage(oid, cid))
+    assert not store.redis.hexists(keys.org_coverage_config(oid), cid)
+    client.post(
+        f"/internal/v1/orgs/{oid}/installations", json={"client_id": cid, "departments": [eng]}, headers=h
+    )
+    assert client.delete(f"/internal/v1/orgs/{oid}", headers=h).status_code == 204
+    assert store.redis.keys(f"{keys.org_tag(oid)}*") == []
