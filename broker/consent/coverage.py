@@ -105,3 +105,11 @@ def delete_department(store: Store, pairwise_key: str, oid: str, dep_id: str) ->
 def assign_member(store: Store, pairwise_key: str, oid: str, uid: str, dep_ids: list[Any]) -> None:
     """Put a member in exactly these departments; apps whose coverage changed are told."""
     announce(store, pairwise_key, oid, departments.assign(store, oid, uid, dep_ids))
+
+
+def join_department(store: Store, pairwise_key: str, oid: str, uid: str, dep_id: str) -> None:
+    announce(store, pairwise_key, oid, departments.join(store, oid, uid, dep_id))
+
+
+def leave_department(store: Store, pairwise_key: str, oid: str, uid: str, dep_id: str) -> None:
+    announce(store, pairwise_key, oid, departments.leave(store, oid, uid, dep_id))

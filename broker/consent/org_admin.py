@@ -112,7 +112,7 @@ def impact(store: Store, catalog: Catalog, oid: str, client_id: str, action: str
         "action": action,
         "client_id": client_id,
         "org_id": oid,
-        "members": member_count(store, oid),
+        "members": departments.covered_count(store, oid, client_id),  # the members it covers
         "enabled": flowing,
         "change": change,
         "fields": [row["name"] for row in fields] if change != "none" else [],

@@ -178,6 +178,10 @@ _ERRORS: dict[str, Any] = {
     "exists": lambda: Conflict("a department with this id already exists"),
     "has_children": lambda: Conflict("this department has sub-departments: move or delete them first"),
     "not_member": lambda: NotFound("this person is not a member of the organization"),
+    "too_many_for_member": lambda: ValidationFailed(
+        "some fields are invalid",
+        fields={"departments": [f"a member may be in at most {MAX_PER_MEMBER} departments"]},
+    ),
 }
 
 
@@ -290,6 +294,18 @@ def assign(store: Store, oid: str, uid: str, dep_ids: Iterable[Any]) -> list[Cha
             fields={"departments": [f"a member may be in at most {MAX_PER_MEMBER} departments"]},
         )
     return _run(store, oid, "assign", uid, " ".join(wanted))
+
+
+def join(store: Store, oid: str, uid: str, dep_id: str) -> list[Change]:
+    """Put a member in one more department (their others stay)."""
+    _existing(store, oid, dep_id)
+    return _run(store, oid, "join", uid, dep_id, MAX_PER_MEMBER)
+
+
+def leave(store: Store, oid: str, uid: str, dep_id: str) -> list[Change]:
+    """Take a member out of one department (their others stay)."""
+    _existing(store, oid, dep_id)
+    return _run(store, oid, "leave", uid, dep_id)
 
 
 def check_choice(store: Store, oid: str, dep_ids: Iterable[Any] | None) -> list[str] | None:

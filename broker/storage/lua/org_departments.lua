@@ -13,6 +13,7 @@
 --   create  id name parent max_count max_depth      rename  id name
 --   move    id parent max_depth                     delete  id
 --   assign  user_id departments (space-separated; empty = none)
+--   join    user_id department max_per_member       leave   user_id department
 --   limit   client_id departments                   unlimit client_id
 --   drop_client client_id (the installation is gone)   remove_member user_id
 -- Returns {'ok', client, added, removed, ...} (user ids space-separated, one triple per client whose
@@ -234,6 +235,25 @@ if op == 'assign' then
   end
   if #deps == 0 then redis.call('HDEL', KEYS[2], uid)
   else redis.call('HSET', KEYS[2], uid, table.concat(deps, ' ')) end
+  refresh(uid)
+  return result
+end
+
+if op == 'join' or op == 'leave' then
+  local uid, dep = args[1], args[2]
+  if not redis.call('ZSCORE', KEYS[3], uid) then return {'not_member'} end
+  if redis.call('HEXISTS', KEYS[1], dep) == 0 then return {'no_department'} end
+  local kept, present = {}, false
+  for _, d in ipairs(words(redis.call('HGET', KEYS[2], uid))) do
+    if d == dep then present = true end
+    if d ~= dep or op == 'join' then kept[#kept + 1] = d end
+  end
+  if op == 'join' and not present then
+    if #kept >= tonumber(args[3]) then return {'too_many_for_member'} end
+    kept[#kept + 1] = dep
+  end
+  if #kept == 0 then redis.call('HDEL', KEYS[2], uid)
+  else redis.call('HSET', KEYS[2], uid, table.concat(kept, ' ')) end
   refresh(uid)
   return result
 end

@@ -155,10 +155,12 @@ def _scope_rows(scopes: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _install(oid: str, uid: str, client_id: str, scopes: list[str] | None) -> dict[str, Any]:
+def _install(
+    oid: str, uid: str, client_id: str, scopes: list[str] | None, departments: list[str] | None = None
+) -> dict[str, Any]:
     if org_admin.center_app(web.store(), client_id)["status"] != "active":
         raise Conflict("this app is suspended by the operator and cannot be added")
-    record = inst_svc.install(web.store(), client_id, oid, scopes, uid)
+    record = inst_svc.install(web.store(), client_id, oid, scopes, uid, departments)
     org_admin.audit(
         web.store(), oid, uid, "installation.installed", {"app": client_id, "scopes": record["scopes"]}
     )

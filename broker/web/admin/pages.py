@@ -20,6 +20,7 @@ from broker.consent.org_policy import (
     Role,
 )
 from broker.errors import Conflict, NotFound, ValidationFailed
+from broker.web.admin import departments as dept_pages
 from broker.web.admin.console import (
     ACTIONS,
     AddMemberSchema,
@@ -119,8 +120,14 @@ def app_page(oid: str, client_id: str) -> Any:
         inst=inst,
         flowing=flowing,
         scope_rows=_scope_rows(record["scopes"]),
-        members=org_admin.member_count(store, oid),
+        members=dept_pages.coverage_view(oid, client_id)["covered"] if inst else 0,
+        cov=dept_pages.coverage_view(oid, client_id) if inst else None,
     )
+
+
+def _new_cov(oid: str, chosen: list[str] | None) -> dict[str, Any]:
+    """The coverage choice of the install form (nothing chosen yet: the whole organization)."""
+    return {"departments": chosen, "chosen_ids": chosen or [], "rows": dept_pages.department_rows(oid)}
 
 
 @bp.get("/admin/orgs/<oid>/apps/<client_id>/install")
@@ -128,7 +135,12 @@ def install_form(oid: str, client_id: str) -> Any:
     _role(oid, APPS_MANAGE)
     record = org_admin.center_app(web.store(), client_id)
     return _page(
-        "admin/install.html", org=_org(oid), app=record, scope_rows=_scope_rows(record["scopes"]), errors={}
+        "admin/install.html",
+        org=_org(oid),
+        app=record,
+        scope_rows=_scope_rows(record["scopes"]),
+        errors={},
+        cov=_new_cov(oid, None),
     )
 
 
@@ -137,7 +149,8 @@ def install_page(oid: str, client_id: str) -> Any:
     uid, _ = _role(oid, APPS_MANAGE)
     record = org_admin.center_app(web.store(), client_id)
     try:
-        _install(oid, uid, client_id, request.form.getlist("scopes"))
+        chosen = dept_pages.chosen_departments(request.form)
+        _install(oid, uid, client_id, request.form.getlist("scopes"), chosen)
     except ValidationFailed as exc:
         return _page(
             "admin/install.html",
@@ -146,6 +159,7 @@ def install_page(oid: str, client_id: str) -> Any:
             app=record,
             scope_rows=_scope_rows(record["scopes"]),
             errors=exc.fields or {},
+            cov=_new_cov(oid, chosen),
         )
     except Conflict as exc:
         return _fail(exc, f"/admin/orgs/{oid}/apps/{client_id}")
