@@ -4,6 +4,7 @@ the members it covers (moving a member out takes effect on the next request, wit
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -289,3 +290,83 @@ def test_member_events_follow_coverage_and_nothing_is_left_behind(client, store,
     )
     assert client.delete(f"/internal/v1/orgs/{oid}", headers=h).status_code == 204
     assert store.redis.keys(f"{keys.org_tag(oid)}*") == []
+
+
+def _import(client: Any, settings: Any, lines: list[dict[str, Any]]) -> Any:
+    body = "\n".join(json.dumps(line) for line in lines)
+    return client.post(
+        "/internal/v1/import", data=body, content_type="application/x-ndjson", headers=_h(settings)
+    )
+
+
+def test_import_lines_create_departments_and_place_members_all_or_nothing(client, store, settings, w) -> None:
+    oid, cid, h = "org_00000000000000d1", w["client_id"], _h(settings)
+    eng, web, sales = "dep_00000000000000e1", "dep_00000000000000e2", "dep_00000000000000e3"
+    good = [
+        {"type": "user", "username": "erin"},
+        {"type": "org", "id": oid, "name": "Imported"},
+        {"type": "department", "org_id": oid, "id": web, "name": "Web", "parent": eng},  # parent below
+        {"type": "department", "org_id": oid, "id": eng, "name": "Engineering"},
+        {"type": "membership", "org_id": oid, "username": "erin", "role": "member", "departments": [web]},
+    ]
+    bad_sets = [
+        ({"type": "department", "org_id": oid, "id": eng, "name": "Again"}, "id"),
+        ({"type": "department", "org_id": oid, "id": sales, "name": "S", "parent": sales}, "parent"),
+        (
+            {"type": "department", "org_id": oid, "id": sales, "name": "S", "parent": "dep_00000000000000ff"},
+            "parent",
+        ),
+        ({"type": "department", "org_id": "org_00000000000000ff", "id": sales, "name": "S"}, "org_id"),
+        ({"type": "department", "org_id": oid, "id": "nope", "name": "S"}, "id"),
+        ({"type": "department", "org_id": oid, "id": sales, "name": "   "}, "name"),
+        (
+            {
+                "type": "membership",
+                "org_id": oid,
+                "username": "erin",
+                "role": "member",
+                "departments": [sales],
+            },
+            "departments",
+        ),
+    ]
+    for extra, field in bad_sets:
+        resp = _import(client, settings, [*good, extra])
+        assert resp.status_code == 400, extra
+        assert field in resp.get_json()["errors"][str(len(good) + 1)], (extra, resp.get_json())
+        assert not store.redis.exists(keys.org(oid))  # nothing was imported
+    # a cycle among new lines is refused too
+    cycle = [
+        {"type": "org", "id": oid, "name": "Imported"},
+        {"type": "department", "org_id": oid, "id": eng, "name": "E", "parent": web},
+        {"type": "department", "org_id": oid, "id": web, "name": "W", "parent": eng},
+    ]
+    refused = _import(client, settings, cycle)
+    assert refused.status_code == 400 and "cycle" in json.dumps(refused.get_json()["errors"])
+
+    done = _import(client, settings, good)
+    assert done.status_code == 200 and done.get_json()["imported"]["departments"] == 2
+    listed = client.get(f"/internal/v1/orgs/{oid}/departments", headers=h).get_json()["departments"]
+    assert [(d["id"], d["path"]) for d in listed] == [(eng, "Engineering"), (web, "Engineering / Web")]
+    erin = client.get("/internal/v1/users/by-username/erin", headers=h).get_json()["id"]
+    assert client.get(f"/internal/v1/orgs/{oid}/members/{erin}/departments", headers=h).get_json()[
+        "departments"
+    ] == [web]
+
+    # a later import moves an existing member: an app limited to Engineering is told
+    client.post(
+        f"/internal/v1/orgs/{oid}/installations", json={"client_id": cid, "departments": [eng]}, headers=h
+    )
+    start = len(outbox_events(store, cid))
+    moved = _import(
+        client,
+        settings,
+        [
+            {"type": "department", "org_id": oid, "id": sales, "name": "Sales"},
+            {"type": "membership", "org_id": oid, "user_id": erin, "role": "member", "departments": [sales]},
+        ],
+    )
+    assert moved.status_code == 200
+    assert [(e["type"], e["data"]["user_id"]) for e in outbox_events(store, cid)[start:]] == [
+        ("member.removed", pairwise_id(settings.pairwise_key, cid, erin, oid))
+    ]

@@ -475,7 +475,7 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
     ]
     body = "\n".join(json.dumps(line) for line in lines)
     imported = client.post("/internal/v1/import", data=body, content_type="application/x-ndjson", headers=h)
-    assert imported.get_json() == {"imported": {"users": 1, "orgs": 1, "memberships": 1}}
+    assert imported.get_json() == {"imported": {"users": 1, "orgs": 1, "memberships": 1, "departments": 0}}
     bad = client.post(
         "/internal/v1/import", data='{"type": "user"}', content_type="application/x-ndjson", headers=h
     )

@@ -432,7 +432,7 @@ def put_member_departments(oid: str, uid: str) -> Reply:
 )
 @require_platform_key
 def import_ndjson() -> Reply:
-    """NDJSON, one ``{"type": "user"|"org"|"membership", ...}`` per line; all or nothing."""
+    """NDJSON, one ``{"type": "user"|"org"|"department"|"membership", ...}`` per line; all or nothing."""
     if request.mimetype not in NDJSON_TYPES:
         raise UnsupportedMediaType(
             f"expected Content-Type: application/x-ndjson, got {request.mimetype or 'none'!r}"
@@ -440,9 +440,15 @@ def import_ndjson() -> Reply:
     body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH applies: oversized -> 413
     bounded_json.check_lines(body, bounded_json.limit())  # before any line is parsed
     try:
-        counts = dio.run_import(web.store(), body.splitlines(), now=int(time.time()))
+        changes: list[tuple[str, departments.Change]] = []
+        counts = dio.run_import(web.store(), body.splitlines(), now=int(time.time()), changes=changes)
     except dio.ImportInvalid as exc:
         raise ValidationFailed(
             f"{len(exc.errors)} line(s) are invalid; nothing was imported", fields=exc.as_fields()
         ) from None
+    by_org: dict[str, list[departments.Change]] = {}
+    for org_id, change in changes:  # members' new departments: apps whose coverage changed are told
+        by_org.setdefault(org_id, []).append(change)
+    for org_id, found in by_org.items():
+        coverage.announce(web.store(), web.settings().pairwise_key, org_id, found)
     return {"imported": counts}

@@ -70,6 +70,7 @@ class ImportCountsSchema(_Body):
     users = _int()
     orgs = _int()
     memberships = _int()
+    departments = fields.Integer()
 
 
 class ImportResultSchema(_Body):

@@ -354,10 +354,10 @@ class AccountDeleteSchema(_Ignored):
 
 
 class ImportLineSchema(Schema):
-    """One NDJSON line of a directory import: ``type`` and the fields of UserCreate, OrgCreate or
-    MembershipImport."""
+    """One NDJSON line of a directory import: ``type`` and the fields of UserCreate, OrgCreate,
+    DepartmentImport or MembershipImport."""
 
     class Meta:
         unknown = INCLUDE
 
-    type = fields.String(required=True, validate=validate.OneOf(["user", "org", "membership"]))
+    type = fields.String(required=True, validate=validate.OneOf(["user", "org", "department", "membership"]))
