@@ -201,3 +201,21 @@ def test_zh_hans_department_pages(client, store, settings, w) -> None:
     page = client.get(f"/admin/orgs/{w['oid']}/departments", headers={"Accept-Language": "zh-Hans"})
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "No departments yet." not in html and "新建部门" in html
+
+
+def test_the_privacy_center_lists_an_org_app_only_for_the_members_it_covers(
+    client, store, settings, w
+) -> None:
+    oid, cid = w["oid"], w["client_id"]
+    eng = departments.create(store, oid, "Engineering")["id"]
+    departments.assign(store, oid, w["ann"], [eng])
+    inst_svc.install(store, cid, oid, None, w["owner"], [eng])
+
+    def listed(uid: str) -> list[str]:
+        session_sign_in(client, uid)
+        return [a["client_id"] for a in client.get("/privacy/v1/apps").get_json()["org_apps"]]
+
+    assert listed(w["ann"]) == [cid] and listed(w["bob"]) == []
+    session_sign_in(client, w["owner"])
+    client.post(f"/admin/orgs/{oid}/departments/{eng}/join", data={"user_id": w["bob"]})
+    assert listed(w["bob"]) == [cid]
