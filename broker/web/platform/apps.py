@@ -15,7 +15,7 @@ from marshmallow import fields as mf
 
 from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
-from broker.consent import coverage
+from broker.consent import coverage, org_admin
 from broker.consent import installations as inst_svc
 from broker.core import ids
 from broker.errors import UnsupportedMediaType, ValidationFailed
@@ -355,7 +355,17 @@ def patch_installation_view(org_id: str, client_id: str) -> Reply:
         )
     store = web.store()
     if "departments" in data:
-        coverage.set_departments(store, web.settings().pairwise_key, org_id, client_id, data["departments"])
+        result = coverage.set_departments(
+            store, web.settings().pairwise_key, org_id, client_id, data["departments"]
+        )
+        if result["changed"]:
+            org_admin.audit(
+                store,
+                org_id,
+                "platform",
+                "installation.departments",
+                {"app": client_id, "departments": result["departments"]},
+            )
         record = inst_svc.require_installation(store, client_id, org_id)
     elif "scopes" in data:
         record = inst_svc.set_scopes(store, client_id, org_id, data["scopes"])
