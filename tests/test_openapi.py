@@ -761,6 +761,30 @@ def test_admin_api_responses_match(client: Any, store: Any, settings: Any, world
     assert {m["username"] for m in client.get(f"{base}/members").get_json()["members"]} >= {"newbie"}
     assert client.delete(f"{base}/members/{newbie}", headers=csrf).status_code == 204
     assert client.delete(f"{base}/members/{newbie}", headers=csrf).status_code == 404
+    eng = client.post(f"{base}/departments", json={"name": "Engineering"}, headers=csrf)
+    assert eng.status_code == 201 and eng.headers["Location"] == f"{base}/departments/{eng.get_json()['id']}"
+    dep_id = eng.get_json()["id"]
+    sub = client.post(f"{base}/departments", json={"name": "Web", "parent": dep_id}, headers=csrf).get_json()
+    assert (
+        client.patch(f"{base}/departments/{dep_id}", json={"parent": sub["id"]}, headers=csrf).status_code
+        == 400
+    )
+    assert (
+        client.patch(f"{base}/departments/{sub['id']}", json={"name": "Frontend"}, headers=csrf).status_code
+        == 200
+    )
+    assert client.get(f"{base}/departments").get_json()["departments"][1]["path"] == "Engineering / Frontend"
+    placed = client.put(
+        f"{base}/members/{world['member']}/departments", json={"departments": [sub["id"]]}, headers=csrf
+    )
+    assert placed.get_json()["departments"] == [sub["id"]]
+    assert client.get(f"{base}/departments/{sub['id']}").get_json()["members"] == [world["member"]]
+    limited = client.put(
+        f"{base}/installations/{app_id}/departments", json={"departments": [dep_id]}, headers=csrf
+    )
+    assert limited.get_json() == {"departments": [dep_id], "covered_members": 1}
+    assert client.delete(f"{base}/departments/{dep_id}", headers=csrf).status_code == 409
+    assert client.delete(f"{base}/departments/{sub['id']}", headers=csrf).status_code == 204
     assert client.get(f"{base}/disclosures").get_json()["records"]
     assert client.get(f"{base}/disclosures?format=ndjson").status_code == 200
     assert client.get(f"{base}/disclosures?format=csv").status_code == 200

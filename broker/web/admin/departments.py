@@ -3,23 +3,33 @@
 
 ``/admin/orgs/<oid>/departments`` lists the tree and creates departments; each department's page
 renames, moves (a cycle is refused) or deletes it and puts members in or takes them out. An app's
-page chooses whether it covers the whole organization or chosen departments. Every change is
-audited; apps whose covered members change are told (broker.consent.coverage).
+page chooses whether it covers the whole organization or chosen departments. The same operations
+are JSON under ``/admin/v1/orgs/<oid>/departments``, ``.../members/<uid>/departments`` and
+``.../installations/<client_id>/departments``. Every change is audited; apps whose covered members
+change are told (broker.consent.coverage).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, request
+from flask import Response, flash, redirect, request
 from flask_babel import gettext
+from marshmallow import RAISE, Schema, validate
+from marshmallow import fields as mf
 
 from broker.consent import coverage, org_admin
 from broker.consent.org_policy import APPS_MANAGE, MEMBERS_MANAGE
+from broker.core import ids
 from broker.directory import departments
+from broker.directory import importer as dio
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.web.admin.console import _fail, _member_rows, _org, _page, _role, bp
+from broker.web.platform import schemas as ps
+from broker.web.shared import consoles
 from broker.web.shared import context as web
+from broker.web.shared.openapi import Reply, documented, links_to
+from broker.web.shared.responses import NO_STORE
 
 
 def department_rows(oid: str) -> list[dict[str, Any]]:
@@ -185,3 +195,148 @@ def coverage_view(oid: str, client_id: str) -> dict[str, Any]:
         "covered": departments.covered_count(store, oid, client_id),
         "rows": rows,
     }
+
+
+# -- the same as JSON (/admin/v1, session + CSRF) ---------------------------------------------------
+
+_MEMBER = {404: "Not a member of this organization (its existence is private)"}
+_MANAGE = {403: "A member without the permission this needs", **_MEMBER}
+_DEP = {**_MANAGE, 404: "Not a member, or no such department"}
+
+
+class InstallationCoverageBodySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    departments = mf.List(
+        mf.String(validate=validate.Regexp(ids.DEPARTMENT_ID, error="not a department id")),
+        required=True,
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={
+            "description": "cover only these departments and their sub-departments; null: the whole org"
+        },
+    )
+
+
+class InstallationCoverageSchema(Schema):
+    departments = mf.List(mf.String(), required=True, allow_none=True)
+    covered_members = mf.Integer(required=True)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return body, status, {**NO_STORE, **(headers or {})}
+
+
+@bp.get("/admin/v1/orgs/<oid>/departments")
+@documented(ps.DepartmentListSchema, errors=_MANAGE, summary="The organization's departments, in tree order")
+def api_departments(oid: str) -> Reply:
+    _role(oid, MEMBERS_MANAGE)
+    return _json({"departments": department_rows(oid)})
+
+
+@bp.post("/admin/v1/orgs/<oid>/departments")
+@documented(
+    ps.DepartmentSchema,
+    status=201,
+    location=True,
+    links=links_to(
+        "/admin/v1/orgs/{oid}/departments/{dep_id}",
+        {"oid": "$request.path.oid", "dep_id": "$response.body#/id"},
+        GetDepartment="get",
+        UpdateDepartment="patch",
+        DeleteDepartment="delete",
+    ),
+    body=dio.DepartmentCreateSchema,
+    errors={**_MANAGE, 409: "The organization has too many departments"},
+    summary="Create a department (at the top level or under a parent)",
+)
+def api_create_department(oid: str) -> Reply:
+    uid, _ = _role(oid, MEMBERS_MANAGE)
+    data = consoles.load(dio.DepartmentCreateSchema(), consoles.json_payload())
+    store = web.store()
+    record = departments.create(store, oid, data["name"], data.get("parent"))
+    org_admin.audit(
+        store, oid, uid, "department.created", {"department": record["id"], "name": record["name"]}
+    )
+    return _json(record, 201, {"Location": f"/admin/v1/orgs/{oid}/departments/{record['id']}"})
+
+
+@bp.get("/admin/v1/orgs/<oid>/departments/<dep_id>")
+@documented(ps.DepartmentDetailSchema, errors=_DEP, summary="One department and its direct members")
+def api_department(oid: str, dep_id: str) -> Reply:
+    _role(oid, MEMBERS_MANAGE)
+    return _json(departments.get(web.store(), oid, dep_id))
+
+
+@bp.patch("/admin/v1/orgs/<oid>/departments/<dep_id>")
+@documented(
+    ps.DepartmentSchema,
+    body=dio.DepartmentUpdateSchema,
+    errors=_DEP,
+    summary="Rename a department or move it (a move under itself or its sub-departments is refused)",
+)
+def api_update_department(oid: str, dep_id: str) -> Reply:
+    uid, _ = _role(oid, MEMBERS_MANAGE)
+    store = web.store()
+    departments.get(store, oid, dep_id)
+    data = consoles.load(dio.DepartmentUpdateSchema(), consoles.json_payload())
+    coverage.update_department(store, _key(), oid, dep_id, data)
+    org_admin.audit(store, oid, uid, "department.changed", {"department": dep_id, **data})
+    found = departments.get(store, oid, dep_id)
+    return _json({k: found[k] for k in ("id", "name", "parent")})
+
+
+@bp.delete("/admin/v1/orgs/<oid>/departments/<dep_id>")
+@documented(
+    status=204,
+    errors={**_DEP, 409: "The department has sub-departments"},
+    summary="Delete a department without sub-departments; its members leave it",
+)
+def api_delete_department(oid: str, dep_id: str) -> Reply:
+    uid, _ = _role(oid, MEMBERS_MANAGE)
+    store = web.store()
+    found = departments.get(store, oid, dep_id)
+    coverage.delete_department(store, _key(), oid, dep_id)
+    org_admin.audit(store, oid, uid, "department.deleted", {"department": dep_id, "name": found["name"]})
+    return Response(status=204, headers=NO_STORE)
+
+
+@bp.put("/admin/v1/orgs/<oid>/members/<target>/departments")
+@documented(
+    ps.MemberDepartmentsResultSchema,
+    body=dio.MemberDepartmentsSchema,
+    errors={**_MANAGE, 404: "Not a member (you or the person)"},
+    summary="Put a member in departments (replacing the previous ones; [] for none)",
+)
+def api_member_departments(oid: str, target: str) -> Reply:
+    uid, _ = _role(oid, MEMBERS_MANAGE)
+    data = consoles.load(dio.MemberDepartmentsSchema(), consoles.json_payload())
+    store = web.store()
+    coverage.assign_member(store, _key(), oid, target, data["departments"])
+    chosen = departments.member_departments(store, oid, target)
+    org_admin.audit(store, oid, uid, "member.departments", {"user": target, "departments": chosen})
+    return _json({"user_id": target, "org_id": oid, "departments": chosen})
+
+
+@bp.put("/admin/v1/orgs/<oid>/installations/<client_id>/departments")
+@documented(
+    InstallationCoverageSchema,
+    body=InstallationCoverageBodySchema,
+    errors={**_MANAGE, 404: "Not a member, or the app is not added"},
+    summary="Choose which members an added app covers: chosen departments, or null for the whole org",
+)
+def api_installation_departments(oid: str, client_id: str) -> Reply:
+    uid, _ = _role(oid, APPS_MANAGE)
+    data = consoles.load(InstallationCoverageBodySchema(), consoles.json_payload())
+    store = web.store()
+    result = coverage.set_departments(store, _key(), oid, client_id, data["departments"])
+    if result["changed"]:
+        org_admin.audit(
+            store,
+            oid,
+            uid,
+            "installation.departments",
+            {"app": client_id, "departments": result["departments"]},
+        )
+    return _json(coverage.describe(store, oid, client_id))
