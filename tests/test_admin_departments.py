@@ -219,3 +219,55 @@ def test_the_privacy_center_lists_an_org_app_only_for_the_members_it_covers(
     session_sign_in(client, w["owner"])
     client.post(f"/admin/orgs/{oid}/departments/{eng}/join", data={"user_id": w["bob"]})
     assert listed(w["bob"]) == [cid]
+
+
+def test_the_json_api_refuses_bad_input_and_follows_the_permissions(app, client, store, settings, w) -> None:
+    app.config["WTF_CSRF_ENABLED"] = True
+    oid, cid = w["oid"], w["client_id"]
+    base = f"/admin/v1/orgs/{oid}"
+
+    def csrf() -> dict[str, str]:
+        return {"X-CSRFToken": client.get("/admin/v1/csrf-token").get_json()["csrf_token"]}
+
+    session_sign_in(client, w["memsub"])
+    h = csrf()
+    dep = client.post(f"{base}/departments", json={"name": "Ops"}, headers=h).get_json()["id"]
+    no_token = client.post(f"{base}/departments", json={"name": "Ops 2"})
+    assert no_token.status_code == 400 and no_token.get_json()["error"] == "csrf_failed"
+    for body in ({"name": ""}, {"name": "x", "parent": "dep_1"}, {"name": "x", "extra": 1}, ["x"]):
+        assert client.post(f"{base}/departments", json=body, headers=h).status_code == 400, body
+    assert client.patch(f"{base}/departments/{dep}", json={"parent": dep}, headers=h).status_code == 400
+    assert client.get(f"{base}/departments/dep_00000000000000ff").status_code == 404
+    bad = client.put(
+        f"{base}/members/{w['ann']}/departments", json={"departments": ["dep_00000000000000ff"]}, headers=h
+    )
+    assert bad.status_code == 400 and "departments" in bad.get_json()["errors"]
+    stranger = make_user(store, username="stranger")
+    assert (
+        client.put(
+            f"{base}/members/{stranger}/departments", json={"departments": [dep]}, headers=h
+        ).status_code
+        == 404
+    )
+    # members.manage does not choose what an app covers
+    assert (
+        client.put(
+            f"{base}/installations/{cid}/departments", json={"departments": None}, headers=h
+        ).status_code
+        == 403
+    )
+
+    session_sign_in(client, w["appsub"])
+    h = csrf()
+    assert client.get(f"{base}/departments").status_code == 403
+    assert (
+        client.put(
+            f"{base}/installations/{cid}/departments", json={"departments": [dep]}, headers=h
+        ).status_code
+        == 404
+    )
+    inst_svc.install(store, cid, oid, None, w["owner"])
+    empty = client.put(f"{base}/installations/{cid}/departments", json={"departments": []}, headers=h)
+    assert empty.status_code == 400 and departments.installation_departments(store, oid, cid) is None
+    done = client.put(f"{base}/installations/{cid}/departments", json={"departments": [dep]}, headers=h)
+    assert done.get_json() == {"departments": [dep], "covered_members": 0}
