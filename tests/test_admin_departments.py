@@ -266,7 +266,15 @@ def test_the_json_api_refuses_bad_input_and_follows_the_permissions(app, client,
         ).status_code
         == 404
     )
-    inst_svc.install(store, cid, oid, None, w["owner"])
+    refused = client.post(
+        f"{base}/installations", json={"client_id": cid, "departments": ["dep_00000000000000ff"]}, headers=h
+    )
+    assert refused.status_code == 400 and inst_svc.get_installation(store, cid, oid) is None
+    added = client.post(f"{base}/installations", json={"client_id": cid, "departments": [dep]}, headers=h)
+    assert added.status_code == 201 and departments.installation_departments(store, oid, cid) == [dep]
+    assert org_admin.audit_trail(store, oid)[0]["details"]["departments"] == [dep]
+    whole = client.put(f"{base}/installations/{cid}/departments", json={"departments": None}, headers=h)
+    assert whole.get_json() == {"departments": None, "covered_members": 6}
     empty = client.put(f"{base}/installations/{cid}/departments", json={"departments": []}, headers=h)
     assert empty.status_code == 400 and departments.installation_departments(store, oid, cid) is None
     done = client.put(f"{base}/installations/{cid}/departments", json={"departments": [dep]}, headers=h)

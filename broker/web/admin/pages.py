@@ -113,6 +113,7 @@ def app_page(oid: str, client_id: str) -> Any:
     record = org_admin.center_app(store, client_id)
     inst = inst_svc.get_installation(store, client_id, oid)
     flowing = org_admin.field_rows(web.catalog(), inst["scopes"], i18n.language()) if inst else []
+    cov = dept_pages.coverage_view(oid, client_id) if inst else None
     return _page(
         "admin/app.html",
         org=_org(oid),
@@ -120,8 +121,8 @@ def app_page(oid: str, client_id: str) -> Any:
         inst=inst,
         flowing=flowing,
         scope_rows=_scope_rows(record["scopes"]),
-        members=dept_pages.coverage_view(oid, client_id)["covered"] if inst else 0,
-        cov=dept_pages.coverage_view(oid, client_id) if inst else None,
+        members=cov["covered"] if cov else 0,  # the members it covers
+        cov=cov,
     )
 
 
