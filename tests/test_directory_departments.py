@@ -370,3 +370,17 @@ def test_import_lines_create_departments_and_place_members_all_or_nothing(client
     assert [(e["type"], e["data"]["user_id"]) for e in outbox_events(store, cid)[start:]] == [
         ("member.removed", pairwise_id(settings.pairwise_key, cid, erin, oid))
     ]
+
+
+def test_deleting_the_app_forgets_its_departments_in_every_org(client, store, settings, w) -> None:
+    oid, cid, h = w["oid"], w["client_id"], _h(settings)
+    eng = _dep(client, settings, oid, "Engineering")
+    _put(client, settings, oid, w["ann"], [eng])
+    made = client.post(
+        f"/internal/v1/orgs/{oid}/installations", json={"client_id": cid, "departments": [eng]}, headers=h
+    )
+    assert made.status_code == 201 and store.redis.zcard(keys.org_coverage(oid, cid)) == 1
+    assert client.delete(f"/internal/v1/apps/{cid}", headers=h).status_code == 204
+    assert not store.redis.exists(keys.org_coverage(oid, cid))
+    assert not store.redis.hexists(keys.org_coverage_config(oid), cid)
+    assert _put(client, settings, oid, w["bob"], [eng]).status_code == 200  # nothing stale in the way
