@@ -103,14 +103,16 @@ local function diff(old, new)
 end
 
 -- Who a limited client covers now, from the tree and the members' departments (all members, or
--- only ``only`` when given).
-local function coverage(parent, chosen_text, only)
+-- only those in the list ``who`` when given).
+local function coverage(parent, chosen_text, who)
   local covered, out = covered_departments(parent, chosen_text), {}
-  if only then
-    local deps = redis.call('HGET', KEYS[2], only)
-    if deps and in_any(deps, covered) then
-      local seq = redis.call('ZSCORE', KEYS[3], only)
-      if seq then out[only] = seq end
+  if who then
+    for _, uid in ipairs(who) do
+      local deps = redis.call('HGET', KEYS[2], uid)
+      if deps and in_any(deps, covered) then
+        local seq = redis.call('ZSCORE', KEYS[3], uid)
+        if seq then out[uid] = seq end
+      end
     end
     return out
   end
@@ -126,19 +128,18 @@ end
 
 local result = {'ok'}
 
--- Recompute every limited client's coverage (or one member's place in it) and record the changes.
-local function refresh(only)
+-- Recompute every limited client's coverage of the members in ``who`` (a change elsewhere cannot
+-- change anyone else's) and record the changes.
+local function refresh(who)
   local parent = tree()
   for _, client in ipairs(clients) do
     local chosen = redis.call('HGET', KEYS[4], client)
     if chosen then
       local key = cov_key[client]
-      local new = coverage(parent, chosen, only)
+      local new = coverage(parent, chosen, who)
       local old = {}
-      if only then
-        if redis.call('ZSCORE', key, only) then old[only] = true end
-      else
-        old = zset_members(key)
+      for _, uid in ipairs(who) do
+        if redis.call('ZSCORE', key, uid) then old[uid] = true end
       end
       write_set(key, old, new)
       local added, removed = diff(old, new)
@@ -192,7 +193,13 @@ if op == 'move' then
   end
   local record = cjson.decode(raw)
   redis.call('HSET', KEYS[1], id, cjson.encode({name = record.name, parent = parent_id}))
-  refresh(nil)
+  -- only members of the moved subtree can enter or leave anyone's coverage
+  local subtree, who = covered_departments(tree(), id), {}
+  local flat = redis.call('HGETALL', KEYS[2])
+  for i = 1, #flat, 2 do
+    if in_any(flat[i + 1], subtree) then who[#who + 1] = flat[i] end
+  end
+  refresh(who)
   return result
 end
 
@@ -204,13 +211,14 @@ if op == 'delete' then
     if p == id then return {'has_children'} end
   end
   redis.call('HDEL', KEYS[1], id)
-  local flat = redis.call('HGETALL', KEYS[2])
+  local flat, who = redis.call('HGETALL', KEYS[2]), {}
   for i = 1, #flat, 2 do
     local kept, dropped = {}, false
     for _, d in ipairs(words(flat[i + 1])) do
       if d == id then dropped = true else kept[#kept + 1] = d end
     end
     if dropped then
+      who[#who + 1] = flat[i]  -- only its members can leave anyone's coverage
       if #kept == 0 then redis.call('HDEL', KEYS[2], flat[i])
       else redis.call('HSET', KEYS[2], flat[i], table.concat(kept, ' ')) end
     end
@@ -222,7 +230,7 @@ if op == 'delete' then
     for _, d in ipairs(words(config[i + 1])) do if d ~= id then kept[#kept + 1] = d end end
     redis.call('HSET', KEYS[4], config[i], table.concat(kept, ' '))
   end
-  refresh(nil)
+  refresh(who)
   return result
 end
 
@@ -235,7 +243,7 @@ if op == 'assign' then
   end
   if #deps == 0 then redis.call('HDEL', KEYS[2], uid)
   else redis.call('HSET', KEYS[2], uid, table.concat(deps, ' ')) end
-  refresh(uid)
+  refresh({uid})
   return result
 end
 
@@ -254,7 +262,7 @@ if op == 'join' or op == 'leave' then
   end
   if #kept == 0 then redis.call('HDEL', KEYS[2], uid)
   else redis.call('HSET', KEYS[2], uid, table.concat(kept, ' ')) end
-  refresh(uid)
+  refresh({uid})
   return result
 end
 
