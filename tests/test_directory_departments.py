@@ -5,6 +5,7 @@ the members it covers (moving a member out takes effect on the next request, wit
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -14,6 +15,9 @@ from broker.consent import installations as inst_svc
 from broker.consent import org_admin
 from broker.core import catalog as catalog_mod
 from broker.core.pairwise import pairwise_id
+from broker.directory import departments
+from broker.directory import service as directory
+from broker.errors import Conflict, ValidationFailed
 from broker.storage import keys
 from tests.support.apps import org_payload, outbox_events
 from tests.support.factories import make_org, make_token, make_user
@@ -384,3 +388,93 @@ def test_deleting_the_app_forgets_its_departments_in_every_org(client, store, se
     assert not store.redis.exists(keys.org_coverage(oid, cid))
     assert not store.redis.hexists(keys.org_coverage_config(oid), cid)
     assert _put(client, settings, oid, w["bob"], [eng]).status_code == 200  # nothing stale in the way
+
+
+def _expected(store: Any, oid: str, client_id: str) -> set[str]:
+    """Coverage computed the slow, obvious way: members with a department at or below a chosen one."""
+    tree = departments.tree(store, oid)
+    chosen = set(departments.installation_departments(store, oid, client_id) or [])
+
+    def under(dep: str) -> bool:
+        seen = set()
+        while dep and dep not in seen:
+            if dep in chosen:
+                return True
+            seen.add(dep)
+            dep = tree.get(dep, {}).get("parent", "")
+        return False
+
+    members = set(store.redis.zrange(keys.org_members(oid), 0, -1))
+    return {
+        uid
+        for uid, deps in departments.all_member_departments(store, oid).items()
+        if uid in members and any(under(d) for d in deps)
+    }
+
+
+def test_coverage_always_matches_the_tree_under_random_changes(store, settings, w) -> None:
+    """Random creates, moves (some refused as cycles), deletes, placements, choices and removals:
+    after each, every limited installation's coverage set is exactly what the tree says, and the
+    reported changes add up to it."""
+    rng = random.Random(1303)
+    oid = w["oid"]
+    people = [w[n] for n in ("ann", "bob", "cid", "dee")] + [
+        make_user(store, username=f"p{i}") for i in range(8)
+    ]
+    for uid in people[4:]:
+        directory.add_member(store, oid, uid)
+    clients = ["app_00000000000000a1", "app_00000000000000a2"]
+    seen: dict[str, set[str]] = {}
+    deps: list[str] = []
+    done: dict[str, int] = {}
+    largest = 0
+    for step in range(160):
+        op = rng.choice(["create", "create", "move", "delete", "assign", "assign", "limit", "remove"])
+        changes: list[departments.Change] = []
+        try:
+            if op == "create" or not deps:
+                deps.append(departments.create(store, oid, f"d{step}", rng.choice([None, *deps]))["id"])
+            elif op == "move":
+                changes = departments.move(store, oid, rng.choice(deps), rng.choice([None, *deps]))
+            elif op == "delete":
+                victim = rng.choice(deps)
+                changes = departments.delete(store, oid, victim)
+                deps.remove(victim)
+            elif op == "assign":
+                uid = rng.choice(people)
+                if directory.is_member(store, oid, uid):
+                    changes = departments.assign(
+                        store, oid, uid, rng.sample(deps, rng.randint(0, min(3, len(deps))))
+                    )
+            elif op == "limit":
+                client = rng.choice(clients)
+                choice = rng.sample(deps, rng.randint(1, min(2, len(deps)))) if rng.random() < 0.8 else None
+                if client not in seen:  # first limit: it saw the whole org before
+                    seen[client] = set(store.redis.zrange(keys.org_members(oid), 0, -1))
+                changes = departments.set_coverage(store, oid, client, choice)
+            elif op == "remove":
+                uid = rng.choice(people)
+                if directory.is_member(store, oid, uid):
+                    left = directory.remove_member(store, oid, uid)
+                    changes = [departments.Change(c, (), (uid,)) for c in left]
+                    for client, view in seen.items():  # a whole-org one is told by announce_member
+                        if departments.installation_departments(store, oid, client) is None:
+                            view.discard(uid)
+        except (ValidationFailed, Conflict):
+            done["refused"] = done.get("refused", 0) + 1
+            continue  # a cycle, a department with sub-departments: refused, nothing changed
+        done[op] = done.get(op, 0) + 1
+        for change in changes:
+            view = seen.setdefault(change.client_id, set(store.redis.zrange(keys.org_members(oid), 0, -1)))
+            assert not set(change.added) & view and set(change.removed) <= view, (step, op)
+            view |= set(change.added)
+            view -= set(change.removed)
+        for client in clients:
+            if departments.installation_departments(store, oid, client) is None:
+                continue
+            actual = set(store.redis.zrange(keys.org_coverage(oid, client), 0, -1))
+            assert actual == _expected(store, oid, client), (step, op)
+            assert seen[client] == actual, (step, op)
+            largest = max(largest, len(actual))
+    # the walk did exercise the interesting paths
+    assert done["refused"] and done["move"] >= 5 and done["delete"] and done["remove"] and largest >= 3
