@@ -278,9 +278,8 @@ def api_department(oid: str, dep_id: str) -> Reply:
 )
 def api_update_department(oid: str, dep_id: str) -> Reply:
     uid, _ = _role(oid, MEMBERS_MANAGE)
-    store = web.store()
-    departments.get(store, oid, dep_id)
     data = consoles.load(dio.DepartmentUpdateSchema(), consoles.json_payload())
+    store = web.store()
     coverage.update_department(store, _key(), oid, dep_id, data)
     org_admin.audit(store, oid, uid, "department.changed", {"department": dep_id, **data})
     found = departments.get(store, oid, dep_id)

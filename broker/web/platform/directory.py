@@ -356,9 +356,8 @@ def get_department(oid: str, dep_id: str) -> Reply:
 @require_platform_key
 def update_department(oid: str, dep_id: str) -> Reply:
     _org_or_404(oid)
-    store = web.store()
-    departments.get(store, oid, dep_id)  # 404 before the body is judged
     data = web.json_body(dio.DepartmentUpdateSchema())
+    store = web.store()
     coverage.update_department(store, web.settings().pairwise_key, oid, dep_id, data)
     org_admin.audit(store, oid, PLATFORM, "department.changed", {"department": dep_id, **data})
     found = departments.get(store, oid, dep_id)
@@ -405,10 +404,10 @@ def get_member_departments(oid: str, uid: str) -> Reply:
 @require_platform_key
 def put_member_departments(oid: str, uid: str) -> Reply:
     _org_or_404(oid)
+    data = web.json_body(dio.MemberDepartmentsSchema())
     store = web.store()
     if not directory.is_member(store, oid, uid):
         raise NotFound(f"user {uid} is not a member of {oid}")
-    data = web.json_body(dio.MemberDepartmentsSchema())
     coverage.assign_member(store, web.settings().pairwise_key, oid, uid, data["departments"])
     chosen = departments.member_departments(store, oid, uid)
     org_admin.audit(store, oid, PLATFORM, "member.departments", {"user": uid, "departments": chosen})
