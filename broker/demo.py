@@ -12,6 +12,7 @@ import click
 from flask import Flask
 
 from broker.config import Settings
+from broker.directory import departments
 from broker.directory import service as directory
 from broker.storage import keys
 from broker.storage.store import Store
@@ -94,6 +95,11 @@ def seed_directory(store: Store, settings: Settings, creds: dict[str, Any]) -> N
         if org_name and role:
             directory.add_member(store, org_ids[org_name], user["id"], role)
         creds["users"][name] = {"id": user["id"], "password": passwords[name]}
+    acme = org_ids["acme"]
+    if not departments.tree(store, acme):  # first start: departments an admin can limit an app to
+        for dep_name, member in (("Engineering", "alice"), ("Sales", "bob")):
+            dep_id = departments.create(store, acme, dep_name)["id"]
+            departments.assign(store, acme, creds["users"][member]["id"], [dep_id])
 
 
 DEMO_APPS: dict[str, dict[str, Any]] = {

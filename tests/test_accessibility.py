@@ -21,6 +21,7 @@ import pytest
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.core import catalog as catalog_mod
+from broker.directory import departments
 from broker.directory.service import set_role
 from tests.support.apps import mini_payload, org_payload
 from tests.support.factories import make_org, make_user, raw_grant
@@ -172,7 +173,11 @@ def world(app: Any, store: Any, settings: Any) -> dict[str, str]:
     inst_svc.install(store, roster["client_id"], oid, ["org.members.read"], installed_by=owner)
     raw_grant(store, notes["client_id"], owner, "openid profile", "user_id nickname avatar")
     index_grant(store, notes["client_id"], owner)
+    dep = departments.create(store, oid, "Engineering")["id"]
+    departments.create(store, oid, "Web", dep)
+    departments.assign(store, oid, member, [dep])
     return {
+        "dep": dep,
         "owner": owner,
         "oid": oid,
         "roster": roster["client_id"],
@@ -201,6 +206,8 @@ def pages(w: dict[str, str]) -> list[str]:
         f"{org}/requests/mine",
         f"{org}/admins",
         f"{org}/audit",
+        f"{org}/departments",
+        f"{org}/departments/{w['dep']}",
         f"{org}/disband",
         "/privacy",
         f"/privacy/apps/{notes}/revoke",

@@ -197,7 +197,7 @@ def test_import_writes_everything(client, settings, store) -> None:
         "/internal/v1/import", headers=auth(settings), data=body, content_type="application/x-ndjson"
     )
     assert resp.status_code == 200
-    assert resp.get_json() == {"imported": {"users": 2, "orgs": 1, "memberships": 2}}
+    assert resp.get_json() == {"imported": {"users": 2, "orgs": 1, "memberships": 2, "departments": 0}}
     ann = directory.verify_password(store, "ann", "password-1")
     assert ann is not None and directory.member_role(store, oid, ann)["role"] == "owner"
     assert directory.is_member(store, oid, "usr_00000000000000bb")

@@ -36,7 +36,7 @@ def test_import_shows_progress_and_summary(cli_env, tmp_path: Path, store, capsy
     path = write(tmp_path / "dir.ndjson", {"type": "org", "id": oid, "name": "Initech"}, *users, *members)
     assert main(["directory", "import", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out.strip() == f"imported 40 users, 1 organizations, 40 memberships from {path}"
+    assert out.strip() == f"imported 40 users, 1 organizations, 40 memberships, 0 departments from {path}"
     assert "\rwriting   [" in err and "] 81/81\n" in err
     page, _ = directory.list_members(store, oid, None, 100)
     assert len(page) == 40

@@ -404,6 +404,22 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
     assert client.get(f"/internal/v1/orgs/{oid}/members/{dev_id}", headers=h).get_json()["role"] == "member"
     assert client.get(f"/internal/v1/users/{dev_id}/orgs", headers=h).get_json() == {"orgs": [oid]}
 
+    deps = f"/internal/v1/orgs/{oid}/departments"
+    eng = client.post(deps, json={"name": "Engineering"}, headers=h)
+    assert eng.status_code == 201 and eng.headers["Location"] == f"{deps}/{eng.get_json()['id']}"
+    dep_id = eng.get_json()["id"]
+    web_id = client.post(deps, json={"name": "Web", "parent": dep_id}, headers=h).get_json()["id"]
+    assert client.get(deps, headers=h).get_json()["departments"][1]["path"] == "Engineering / Web"
+    assert client.patch(f"{deps}/{dep_id}", json={"parent": web_id}, headers=h).status_code == 400  # a cycle
+    assert client.patch(f"{deps}/{web_id}", json={"name": "Frontend"}, headers=h).status_code == 200
+    placed = client.put(
+        f"/internal/v1/orgs/{oid}/members/{dev_id}/departments", json={"departments": [web_id]}, headers=h
+    )
+    assert placed.get_json()["departments"] == [web_id]
+    assert client.get(f"/internal/v1/orgs/{oid}/members/{dev_id}/departments", headers=h).status_code == 200
+    assert client.get(f"{deps}/{web_id}", headers=h).get_json()["members"] == [dev_id]
+    assert client.delete(f"{deps}/{dep_id}", headers=h).status_code == 409  # it has a sub-department
+
     payload = org_payload(dev_id, privacy_policy_url="https://roster.example.com/privacy")
     created = client.post("/internal/v1/apps", json=payload, headers=h)
     assert created.status_code == 201 and created.get_json()["client_secret"]
@@ -449,7 +465,10 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
         client.patch(f"{base}/{client_id}", json={"scopes": ["org.members.read"]}, headers=h).status_code
         == 200
     )
+    limited = client.patch(f"{base}/{client_id}", json={"departments": [dep_id]}, headers=h).get_json()
+    assert limited["departments"] == [dep_id] and limited["covered_members"] == 1
     assert client.delete(f"{base}/{client_id}", headers=h).status_code == 204
+    assert client.delete(f"{deps}/{web_id}", headers=h).status_code == 204
 
     lines = [
         {"type": "user", "username": "carol"},
@@ -458,7 +477,7 @@ def test_platform_api_responses_match(client: Any, settings: Any, platform: Any)
     ]
     body = "\n".join(json.dumps(line) for line in lines)
     imported = client.post("/internal/v1/import", data=body, content_type="application/x-ndjson", headers=h)
-    assert imported.get_json() == {"imported": {"users": 1, "orgs": 1, "memberships": 1}}
+    assert imported.get_json() == {"imported": {"users": 1, "orgs": 1, "memberships": 1, "departments": 0}}
     bad = client.post(
         "/internal/v1/import", data='{"type": "user"}', content_type="application/x-ndjson", headers=h
     )
@@ -771,6 +790,30 @@ def test_admin_api_responses_match(client: Any, store: Any, settings: Any, world
     assert {m["username"] for m in client.get(f"{base}/members").get_json()["members"]} >= {"newbie"}
     assert client.delete(f"{base}/members/{newbie}", headers=csrf).status_code == 204
     assert client.delete(f"{base}/members/{newbie}", headers=csrf).status_code == 404
+    eng = client.post(f"{base}/departments", json={"name": "Engineering"}, headers=csrf)
+    assert eng.status_code == 201 and eng.headers["Location"] == f"{base}/departments/{eng.get_json()['id']}"
+    dep_id = eng.get_json()["id"]
+    sub = client.post(f"{base}/departments", json={"name": "Web", "parent": dep_id}, headers=csrf).get_json()
+    assert (
+        client.patch(f"{base}/departments/{dep_id}", json={"parent": sub["id"]}, headers=csrf).status_code
+        == 400
+    )
+    assert (
+        client.patch(f"{base}/departments/{sub['id']}", json={"name": "Frontend"}, headers=csrf).status_code
+        == 200
+    )
+    assert client.get(f"{base}/departments").get_json()["departments"][1]["path"] == "Engineering / Frontend"
+    placed = client.put(
+        f"{base}/members/{world['member']}/departments", json={"departments": [sub["id"]]}, headers=csrf
+    )
+    assert placed.get_json()["departments"] == [sub["id"]]
+    assert client.get(f"{base}/departments/{sub['id']}").get_json()["members"] == [world["member"]]
+    limited = client.put(
+        f"{base}/installations/{app_id}/departments", json={"departments": [dep_id]}, headers=csrf
+    )
+    assert limited.get_json() == {"departments": [dep_id], "covered_members": 1}
+    assert client.delete(f"{base}/departments/{dep_id}", headers=csrf).status_code == 409
+    assert client.delete(f"{base}/departments/{sub['id']}", headers=csrf).status_code == 204
     assert client.get(f"{base}/disclosures").get_json()["records"]
     assert client.get(f"{base}/disclosures?format=ndjson").status_code == 200
     assert client.get(f"{base}/disclosures?format=csv").status_code == 200

@@ -18,8 +18,10 @@ import pytest
 from redis.cluster import RedisCluster
 
 from broker.apps import registry
+from broker.consent import installations
 from broker.core import ids
 from broker.core.records import App
+from broker.directory import departments
 from broker.storage import keys
 from broker.storage.store import Store
 from broker.tokens import service as tokens
@@ -141,11 +143,18 @@ def test_a_refused_token_costs_the_gate_round_trip_and_records_nothing(client, s
     assert len(journal_records(store, person["client_id"])) == 1
 
 
-def test_a_members_page_is_the_listing_then_the_gate_then_one_profile_read(client, store, settings) -> None:
-    people = [make_user(store, nickname=f"member{i}") for i in range(5)]
+@pytest.mark.parametrize("limited", [False, True], ids=["whole-org", "departments"])
+def test_a_members_page_is_the_listing_then_the_gate_then_one_profile_read(
+    client, store, settings, limited
+) -> None:
+    people = [make_user(store, nickname=f"member{i}") for i in range(6)]
     oid = make_org(store, people)
     cid = raw_app(store, kind="org_app", developer_id="usr_dev2")
-    iid = make_installation(store, cid, oid)
+    if limited:  # five of the six in a department the installation is limited to
+        dep = departments.create(store, oid, "Team")["id"]
+        for uid in people[:5]:
+            departments.assign(store, oid, uid, [dep])
+    iid = installations.install(store, cid, oid, None, "", [dep] if limited else None)["id"]
     token = make_token(
         store, settings, cid, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
     )
@@ -157,7 +166,9 @@ def test_a_members_page_is_the_listing_then_the_gate_then_one_profile_read(clien
     assert len(response.get_json()["members"]) == 5
     # members' profiles are in five slots: one round trip on one node, one per shard on a cluster
     profile_trips = trips[1 + len(_gate_trips(store)) :]
-    assert trips[: 1 + len(_gate_trips(store))] == [["ZRANGEBYSCORE"], *_gate_trips(store)]
+    # the listing is one script call (org_members_page.lua: the org's members, or the installation's
+    # coverage set when the org limits it to departments), then the gate
+    assert trips[: 1 + len(_gate_trips(store))] == [["EVALSHA"], *_gate_trips(store)]
     assert set(_flat(profile_trips)) == {"HMGET"} and _flat(profile_trips).count("HMGET") == 5
     assert len(profile_trips) == 1 if not store.cluster else len(profile_trips) <= 3
     assert "SCRIPT EXISTS" not in _flat(trips)

@@ -30,6 +30,7 @@ from broker.core.catalog import Catalog
 from broker.core.hashing import keyed_hash, new_secret
 from broker.core.ids import CLIENT_ID_RE, CLIENT_SECRET_PREFIX, USER_ID, new_client_id
 from broker.core.records import App, Installation
+from broker.directory import departments
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.events import egress, webhook_secrets
 from broker.events import outbox as events
@@ -540,6 +541,7 @@ def delete_app(store: Store, client_id: str) -> None:
         store.redis.srem(keys.user_grants(uid), client_id)
     for org_id in org_ids:
         store.redis.srem(keys.org_installations(org_id), client_id)
+        departments.drop_coverage(store, org_id, client_id)  # its departments and coverage set
     store.redis.zrem(keys.apps_all(), client_id)
     if record.get("developer_id"):
         store.redis.srem(keys.developer_apps(record["developer_id"]), client_id)

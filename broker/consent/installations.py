@@ -18,6 +18,7 @@ from broker.apps.registry import require_app, review_of
 from broker.consent import notices, org_policy
 from broker.core.ids import ORG_ID_RE, new_installation_id
 from broker.core.records import Installation
+from broker.directory import departments as dept_svc
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.events import outbox as events
 from broker.storage import keys
@@ -69,9 +70,16 @@ def list_org_installations(store: Store, org_id: str) -> list[dict[str, Any]]:
 
 
 def install(
-    store: Store, client_id: str, org_id: str, scopes: Iterable[str] | None = None, installed_by: str = ""
+    store: Store,
+    client_id: str,
+    org_id: str,
+    scopes: Iterable[str] | None = None,
+    installed_by: str = "",
+    departments: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Add ``client_id`` to ``org_id`` with ``scopes`` (default: everything the app requests)."""
+    """Add ``client_id`` to ``org_id`` with ``scopes`` (default: everything the app requests),
+    covering the whole organization or, given ``departments``, only the members of those and their
+    sub-departments (set first, so the installation never covers more than chosen)."""
     app_record = require_app(store, client_id)
     if app_record["kind"] != "org_app":
         raise Conflict("only an org_app can be installed in an organization")
@@ -83,6 +91,28 @@ def install(
     chosen = list(dict.fromkeys(scopes)) if scopes is not None else list(app_record["scopes"])
     _check_scopes(chosen, app_record["scopes"])
     key = keys.installation(client_id, org_id)
+    limited = dept_svc.check_choice(store, org_id, departments)
+    if limited is not None:
+        if store.redis.exists(key):
+            raise Conflict(f"app {client_id!r} is already installed in organization {org_id!r}")
+        dept_svc.set_coverage(store, org_id, client_id, limited)
+    try:
+        return _install(store, client_id, org_id, chosen, installed_by, key, limited)
+    except BaseException:
+        if limited is not None and not store.redis.exists(key):
+            dept_svc.drop_coverage(store, org_id, client_id)
+        raise
+
+
+def _install(
+    store: Store,
+    client_id: str,
+    org_id: str,
+    chosen: list[str],
+    installed_by: str,
+    key: str,
+    limited: list[str] | None,
+) -> dict[str, Any]:
     now = int(time.time())
     record = Installation(
         id=new_installation_id(),
@@ -104,7 +134,12 @@ def install(
                 pipe.multi()
                 pipe.hset(key, mapping=record.to_hash())
                 pipe.sadd(keys.app_installations(client_id), org_id)
-                events.emit(pipe, client_id, "installation.installed", {"org_id": org_id, "scopes": chosen})
+                events.emit(
+                    pipe,
+                    client_id,
+                    "installation.installed",
+                    {"org_id": org_id, "scopes": chosen, "departments": limited},
+                )
                 pipe.execute()
                 break
             except redis.WatchError:
@@ -210,6 +245,7 @@ def remove(store: Store, client_id: str, org_id: str, actor: str = "") -> dict[s
             except redis.WatchError:
                 continue
     store.redis.srem(keys.org_installations(org_id), client_id)
+    dept_svc.drop_coverage(store, org_id, client_id)
     if store.redis.exists(keys.org(org_id)):  # a disbanded org has no members left to tell
         notices.record(store, org_id, client_id, "removed", actor, record.get("scopes") or [])
     return record

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from broker.apps import registry as apps_svc
@@ -19,6 +20,7 @@ from broker.consent import org_policy
 from broker.core.catalog import Catalog
 from broker.core.ids import new_request_id
 from broker.core.pairwise import pairwise_id
+from broker.directory import departments
 from broker.directory import service as directory
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.events import outbox as events
@@ -110,7 +112,7 @@ def impact(store: Store, catalog: Catalog, oid: str, client_id: str, action: str
         "action": action,
         "client_id": client_id,
         "org_id": oid,
-        "members": member_count(store, oid),
+        "members": departments.covered_count(store, oid, client_id),  # the members it covers
         "enabled": flowing,
         "change": change,
         "fields": [row["name"] for row in fields] if change != "none" else [],
@@ -238,13 +240,20 @@ def members(store: Store, oid: str) -> list[dict[str, Any]]:
     ]
 
 
-def announce_member(store: Store, pairwise_key: str, oid: str, uid: str, event_type: str) -> list[str]:
-    """Queue ``member.added`` or ``member.removed`` for every enabled installation in the org."""
+def announce_member(
+    store: Store, pairwise_key: str, oid: str, uid: str, event_type: str, covered_by: Iterable[str] = ()
+) -> list[str]:
+    """Queue ``member.added`` or ``member.removed`` for every enabled installation in the org that
+    covers the member: a department-limited one only when named in ``covered_by`` (a new member is
+    in no department yet; a removed one was covered by what ``directory.remove_member`` returned)."""
     told = []
+    limited = set(departments.limits(store, oid))
     for install in inst_svc.list_org_installations(store, oid):
         if not install.get("enabled"):
             continue
         client_id = install["client_id"]
+        if client_id in limited and client_id not in covered_by:
+            continue
         with store.redis.pipeline(transaction=True) as pipe:
             events.emit(
                 pipe,
@@ -287,8 +296,8 @@ def remove_member(
         raise Conflict("owners and admins cannot be removed here")
     if target.role == "sub_admin" and not org_policy.allows(actor_role, org_policy.ADMINS_MANAGE):
         raise Conflict("only an owner or admin can remove a sub-admin")
-    directory.remove_member(store, oid, uid)
-    announce_member(store, pairwise_key, oid, uid, "member.removed")
+    covered_by = directory.remove_member(store, oid, uid)
+    announce_member(store, pairwise_key, oid, uid, "member.removed", covered_by)
     audit(store, oid, actor, "member.removed", {"user": uid})
 
 

@@ -17,6 +17,7 @@ from broker.config import Settings
 from broker.consent import grants, receipts
 from broker.core.catalog import Catalog
 from broker.core.pairwise import pairwise_id
+from broker.directory import departments
 from broker.directory import service as directory
 from broker.events import outbox as events
 from broker.ledger import checkpoints, merkle, reading, storage
@@ -137,8 +138,8 @@ def org_apps(store: Store, catalog: Catalog, uid: str, lang: str) -> list[dict[s
         org_name = store.redis.hget(keys.org(oid), "name") or oid
         for client_id in sorted(store.redis.smembers(keys.org_installations(oid))):
             inst = store.redis.hgetall(keys.installation(client_id, oid))
-            if not inst:
-                continue
+            if not inst or not departments.covers(store, oid, client_id, uid):
+                continue  # gone, or limited to departments the person is not in
             app = get_app(store, client_id) or {"client_id": client_id, "name": client_id}
             scopes = (inst.get("scopes") or "").split()
             reachable = catalog.fields_of(s for s in scopes if s in catalog.scopes)

@@ -1,7 +1,8 @@
 """Every id and credential format, defined once: the prefixes, the patterns and the generators.
 
 Ids are a type prefix and 16 hex digits (64 random bits): ``usr_`` people, ``org_`` organizations,
-``app_`` apps (the OAuth client id), ``in_`` installations, ``gr_`` grants, ``rq_`` requests.
+``app_`` apps (the OAuth client id), ``in_`` installations, ``gr_`` grants, ``rq_`` requests,
+``dep_`` departments.
 Credentials are a type prefix, for tokens and codes the client id, then 256 random bits in URL-safe
 base64 (``brk_at_<client_id>.<43 chars>``), so a leaked one is recognised by secret scanners and
 its app is known from the token itself (its hash-tag slot, DESIGN invariant 6).
@@ -17,12 +18,14 @@ import secrets
 USER_ID = r"^usr_[0-9a-f]{16}$"
 ORG_ID = r"^org_[0-9a-f]{16}$"
 CLIENT_ID = r"^app_[0-9a-f]{16}$"
+DEPARTMENT_ID = r"^dep_[0-9a-f]{16}$"
 USERNAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$"
 USER_ID_OR_EMPTY = r"^(usr_[0-9a-f]{16})?$"
 
 USER_ID_RE = re.compile(USER_ID)
 ORG_ID_RE = re.compile(ORG_ID)
 CLIENT_ID_RE = re.compile(CLIENT_ID)
+DEPARTMENT_ID_RE = re.compile(DEPARTMENT_ID)
 USERNAME_RE = re.compile(USERNAME)
 
 
@@ -36,6 +39,10 @@ def new_user_id() -> str:
 
 def new_org_id() -> str:
     return _new("org_")
+
+
+def new_department_id() -> str:
+    return _new("dep_")
 
 
 def new_client_id() -> str:

@@ -26,7 +26,10 @@ def directory() -> None:
 
 @directory.command(
     "import",
-    help=f'{IMPORT_HELP}\n\nFILE: NDJSON file, one {{"type": "user"|"org"|"membership", ...}} per line',
+    help=(
+        f"{IMPORT_HELP}\n\nFILE: NDJSON file, one "
+        '{"type": "user"|"org"|"department"|"membership", ...} per line'
+    ),
     short_help=IMPORT_HELP,
 )
 @click.argument("file", type=click.Path(path_type=Path))
@@ -50,6 +53,6 @@ def import_file(file: Path) -> int:
             return 1
     print(
         f"imported {len(plan.users)} users, {len(plan.orgs)} organizations, "
-        f"{len(plan.memberships)} memberships from {file}"
+        f"{len(plan.memberships)} memberships, {len(plan.departments)} departments from {file}"
     )
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from broker.core import ids
+from broker.directory import departments
 from broker.directory import service as directory
 from broker.storage import keys
 from broker.storage.store import Store
@@ -104,10 +105,53 @@ class RoleSchema(Schema):
             raise ValidationError("permissions apply only to role sub_admin", "permissions")
 
 
+_id_department = validate.Regexp(
+    ids.DEPARTMENT_ID_RE, error="expected dep_ followed by 16 lowercase hex digits"
+)
+_department_name = fields.String(validate=validate.Length(min=1, max=128))
+
+
+class DepartmentCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    parent = fields.String(
+        allow_none=True,
+        validate=_id_department,
+        metadata={"description": "parent department; none: top level"},
+    )
+
+
+class DepartmentUpdateSchema(Schema):
+    name = _department_name
+    parent = fields.String(
+        allow_none=True,
+        validate=_id_department,
+        metadata={"description": "move under this department; null: to the top level"},
+    )
+
+    @validates_schema
+    def something(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("send name, parent or both", "_schema")
+
+
+class MemberDepartmentsSchema(Schema):
+    departments = fields.List(
+        fields.String(validate=_id_department),
+        required=True,
+        validate=validate.Length(max=50),
+        metadata={"description": "every department the member is in (replaces the previous ones)"},
+    )
+
+
 class MembershipImportSchema(RoleSchema):
     org_id = fields.String(required=True, validate=_id_org)
     user_id = fields.String(validate=_id_user)
     username = fields.String()
+    departments = fields.List(
+        fields.String(validate=_id_department),
+        validate=validate.Length(max=50),
+        metadata={"description": "departments of the org the member is in (replaces the previous ones)"},
+    )
 
     @validates_schema
     def one_user_ref(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -115,9 +159,19 @@ class MembershipImportSchema(RoleSchema):
             raise ValidationError("give exactly one of user_id or username", "user_id")
 
 
+class DepartmentImportSchema(Schema):
+    org_id = fields.String(required=True, validate=_id_org)
+    id = fields.String(
+        required=True, validate=_id_department, metadata={"description": "so other lines can name it"}
+    )
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    parent = fields.String(allow_none=True, validate=_id_department)
+
+
 IMPORT_SCHEMAS: dict[str, type[Schema]] = {
     "user": UserCreateSchema,
     "org": OrgCreateSchema,
+    "department": DepartmentImportSchema,
     "membership": MembershipImportSchema,
 }
 
@@ -130,10 +184,20 @@ class Plan:
     orgs: list[dict[str, str]] = field(default_factory=list)
     memberships: list[tuple[str, str, str]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)  # user line numbers, parallel to users
+    # (org id, department id, name, parent or ""), parents before children
+    departments: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # (org id, user id, department ids) for membership lines that name departments
+    placements: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return len(self.users) + len(self.orgs) + len(self.memberships)
+        return (
+            len(self.users)
+            + len(self.orgs)
+            + len(self.memberships)
+            + len(self.departments)
+            + len(self.placements)
+        )
 
 
 class ImportInvalid(Exception):
@@ -266,6 +330,9 @@ def prepare(
         else:
             lookup.get(keys.username_index(d["username"]))
     found = lookup.execute()
+    new_departments, placements = _check_departments(
+        store, [(n, d) for n, k, d in loaded if k == "department"], members, set(new_org_ids), errors
+    )
     memberships: list[tuple[str, str, str]] = []
     for i, (n, d) in enumerate(members):
         org_exists, user_ref = found[2 * i], found[2 * i + 1]
@@ -280,11 +347,13 @@ def prepare(
             if not uid:
                 errors.setdefault(n, {})["username"] = ["no such user"]
         memberships.append((d["org_id"], uid, directory.role_value(d["role"], d.get("permissions", ()))))
+        if "departments" in d:
+            placements.append((d["org_id"], uid, list(dict.fromkeys(d["departments"]))))
 
     if errors:
         raise ImportInvalid(errors)
 
-    plan = Plan(memberships=memberships)
+    plan = Plan(memberships=memberships, departments=new_departments, placements=placements)
     plan.orgs = [directory.org_record(d, org_ids[n], now) for n, d in orgs]
     total = len(users)
     for done, (n, d) in enumerate(users, start=1):
@@ -295,8 +364,88 @@ def prepare(
     return plan
 
 
-def apply(store: Store, plan: Plan, *, chunk: int = 500, progress: Progress | None = None) -> None:
-    """Write a prepared plan. Usernames are claimed first, all or none (a race loses cleanly)."""
+def _check_departments(
+    store: Store,
+    lines: list[tuple[int, dict[str, Any]]],
+    members: list[tuple[int, dict[str, Any]]],
+    new_orgs: set[str],
+    errors: dict[int, dict[str, Any]],
+) -> tuple[list[tuple[str, str, str, str]], list[tuple[str, str, list[str]]]]:
+    """Department lines: the org exists (here or in the store), the id is new, the parent is a
+    department of the same org, no cycle, not too deep; membership lines name departments of their
+    org. Returns the departments parents-first (placements are filled by the caller)."""
+    orgs = sorted({d["org_id"] for _, d in lines} | {d["org_id"] for _, d in members if d.get("departments")})
+    stored = {oid: departments.tree(store, oid) for oid in orgs}
+    org_exists = {oid: oid in new_orgs or bool(store.redis.exists(keys.org(oid))) for oid in orgs}
+    new: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    for n, d in lines:
+        oid, dep_id = d["org_id"], d["id"]
+        if not org_exists[oid]:
+            errors.setdefault(n, {})["org_id"] = ["no such organization"]
+        elif dep_id in stored[oid]:
+            errors.setdefault(n, {})["id"] = ["this organization already has a department with this id"]
+        elif (oid, dep_id) in new:
+            errors.setdefault(n, {})["id"] = [f"duplicates line {new[(oid, dep_id)][0]}"]
+        elif not d["name"].strip():
+            errors.setdefault(n, {})["name"] = ["give a name that is not only spaces"]
+        else:
+            new[(oid, dep_id)] = (n, d)
+    for oid in orgs:
+        count = len(stored[oid]) + sum(1 for o, _ in new if o == oid)
+        if count > departments.MAX_DEPARTMENTS:
+            first = min(n for (o, _), (n, _) in new.items() if o == oid)
+            errors.setdefault(first, {})["org_id"] = [
+                f"an organization may have at most {departments.MAX_DEPARTMENTS} departments"
+            ]
+
+    def parent_of(oid: str, dep_id: str) -> str | None:
+        if (oid, dep_id) in new:
+            return str(new[(oid, dep_id)][1].get("parent") or "")
+        if dep_id in stored[oid]:
+            return stored[oid][dep_id]["parent"]
+        return None  # no such department
+
+    ordered: list[tuple[int, str, str, str, str]] = []
+    for (oid, dep_id), (n, d) in new.items():
+        parent = str(d.get("parent") or "")
+        if parent and parent_of(oid, parent) is None:
+            errors.setdefault(n, {})["parent"] = ["no such department in this organization"]
+            continue
+        depth, cur, seen = 0, dep_id, set()
+        while cur and cur not in seen and depth <= departments.MAX_DEPTH:
+            seen.add(cur)
+            depth += 1
+            cur = parent_of(oid, cur) or ""
+        if cur in seen:
+            errors.setdefault(n, {})["parent"] = ["the departments' parents form a cycle"]
+        elif depth > departments.MAX_DEPTH:
+            errors.setdefault(n, {})["parent"] = [
+                f"the tree may be at most {departments.MAX_DEPTH} levels deep"
+            ]
+        else:
+            ordered.append((depth, oid, dep_id, d["name"], parent))
+    for n, d in members:
+        oid = d["org_id"]
+        unknown = [x for x in d.get("departments") or [] if oid in stored and parent_of(oid, x) is None]
+        if unknown:
+            errors.setdefault(n, {})["departments"] = [
+                f"no such department in this organization: {', '.join(unknown)}"
+            ]
+    ordered.sort(key=lambda row: row[0])  # parents (shallower) first
+    return [(oid, dep_id, name, parent) for _, oid, dep_id, name, parent in ordered], []
+
+
+def apply(
+    store: Store,
+    plan: Plan,
+    *,
+    chunk: int = 500,
+    progress: Progress | None = None,
+    changes: list[tuple[str, departments.Change]] | None = None,
+) -> None:
+    """Write a prepared plan. Usernames are claimed first, all or none (a race loses cleanly).
+    Coverage changes from members' new departments are added to ``changes`` as (org id, change)
+    (the caller tells the apps)."""
     taken = directory.claim_usernames(store, {u["username"]: u["id"] for u in plan.users})
     if taken:
         line_of = {u["username"]: n for u, n in zip(plan.users, plan.lines, strict=True)}
@@ -314,11 +463,32 @@ def apply(store: Store, plan: Plan, *, chunk: int = 500, progress: Progress | No
             done += len(part)
             if progress is not None:
                 progress(done, total)
+    for oid, dep_id, name, parent in plan.departments:
+        departments.create(store, oid, name, parent or None, dep_id)
+        done += 1
+    for oid, uid, dep_ids in plan.placements:
+        found = departments.assign(store, oid, uid, dep_ids)
+        if changes is not None:
+            changes.extend((oid, c) for c in found)
+        done += 1
+    if progress is not None and (plan.departments or plan.placements):
+        progress(done, total)
 
 
-def run_import(store: Store, raw_lines: Iterable[bytes | str], *, now: int) -> dict[str, int]:
+def run_import(
+    store: Store,
+    raw_lines: Iterable[bytes | str],
+    *,
+    now: int,
+    changes: list[tuple[str, departments.Change]] | None = None,
+) -> dict[str, int]:
     """Validate then write; returns counts. Raises ImportInvalid (nothing written)."""
     records, errors = parse_lines(raw_lines)
     plan = prepare(store, records, errors, now=now)
-    apply(store, plan)
-    return {"users": len(plan.users), "orgs": len(plan.orgs), "memberships": len(plan.memberships)}
+    apply(store, plan, changes=changes)
+    return {
+        "users": len(plan.users),
+        "orgs": len(plan.orgs),
+        "memberships": len(plan.memberships),
+        "departments": len(plan.departments),
+    }

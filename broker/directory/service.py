@@ -23,7 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from broker.core import permissions
 from broker.core.ids import ORG_ID_RE, USER_ID_RE, USERNAME_RE, new_org_id, new_user_id
 from broker.core.records import Membership, Org, User
-from broker.directory import sessions
+from broker.directory import departments, sessions
 from broker.errors import Conflict, NotFound
 from broker.storage import keys
 from broker.storage.store import Batch, Store
@@ -332,8 +332,12 @@ def delete_org(store: Store, oid: str) -> None:
     if get_org(store, oid) is None:
         raise NotFound(f"no organization {oid}")
     members = store.redis.zrange(keys.org_members(oid), 0, -1)
+    limited = store.redis.hkeys(keys.org_coverage_config(oid))
     pipe = store.redis.pipeline(transaction=True)
     pipe.delete(keys.org(oid), keys.org_members(oid), keys.org_roles(oid), keys.org_member_seq(oid))
+    pipe.delete(keys.org_departments(oid), keys.org_member_departments(oid), keys.org_coverage_config(oid))
+    for client_id in limited:
+        pipe.delete(keys.org_coverage(oid, client_id))
     pipe.execute()
     tail = store.redis.pipeline(transaction=False)
     for uid in members:
@@ -430,18 +434,18 @@ def set_role(store: Store, oid: str, uid: str, role: str, permissions: Iterable[
     return found
 
 
-def remove_member(store: Store, oid: str, uid: str) -> None:
+def remove_member(store: Store, oid: str, uid: str) -> list[str]:
+    """Remove a member; returns the department-limited installations that covered them."""
     if not is_member(store, oid, uid):
         raise NotFound(f"user {uid} is not a member of {oid}")
-    _remove_member(store, oid, uid)
+    return _remove_member(store, oid, uid)
 
 
-def _remove_member(store: Store, oid: str, uid: str) -> None:
-    pipe = store.redis.pipeline(transaction=True)
-    pipe.zrem(keys.org_members(oid), uid)
-    pipe.hdel(keys.org_roles(oid), uid)
-    pipe.execute()
+def _remove_member(store: Store, oid: str, uid: str) -> list[str]:
+    # membership, role, departments and coverage in one script (org_departments.lua)
+    covered_by = departments.remove_member(store, oid, uid)
     store.redis.srem(keys.user_orgs(uid), oid)
+    return covered_by
 
 
 def user_org_ids(store: Store, uid: str) -> list[str]:

@@ -456,3 +456,28 @@ def deletion_requests_by_time(client_id: str) -> str:
 def user_deletion_requests(user_id: str) -> str:
     """Sorted set: ``<client_id>:<request id>`` by time sent, the person's history of them."""
     return f"{user_tag(user_id)}:delreqs"
+
+
+# --- departments (directory; all in the org's slot) ------------------------------------------
+
+
+def org_departments(org_id: str) -> str:
+    """Hash: department id -> JSON {"name": ..., "parent": department id or ""} (the org's tree)."""
+    return f"{org_tag(org_id)}:depts"
+
+
+def org_member_departments(org_id: str) -> str:
+    """Hash: member user id -> space-separated department ids (a member can be in several)."""
+    return f"{org_tag(org_id)}:memberdepts"
+
+
+def org_coverage_config(org_id: str) -> str:
+    """Hash: client id -> space-separated department ids, for installations limited to chosen
+    departments; an installation without a field here covers the whole organization."""
+    return f"{org_tag(org_id)}:coverage"
+
+
+def org_coverage(org_id: str, client_id: str) -> str:
+    """Sorted set: the members a department-limited installation covers (members of the chosen
+    departments and their sub-departments), score = join sequence, kept in step on every change."""
+    return f"{org_tag(org_id)}:coverage:{client_id}"

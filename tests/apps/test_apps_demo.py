@@ -79,3 +79,16 @@ def test_seed_without_directory_uses_a_stand_in_developer(store, settings) -> No
     assert set(creds["apps"]) == {"org_app", "mini_program", "other_mini_program"}
     developer = apps.get_app(store, creds["apps"]["mini_program"]["client_id"])["developer_id"]
     assert store.redis.hget(keys.user(developer), "status") == "active"
+
+
+def test_seed_directory_gives_acme_two_departments_once(store, settings) -> None:
+    from broker.directory import departments
+
+    creds: dict = {"orgs": {}, "users": {}}
+    demo.seed_directory(store, settings, creds)
+    acme = creds["orgs"]["acme"]["id"]
+    listed = departments.listing(store, acme)
+    assert [(d["name"], d["members"]) for d in listed] == [("Engineering", 1), ("Sales", 1)]
+    assert departments.member_departments(store, acme, creds["users"]["bob"]["id"]) == [listed[1]["id"]]
+    demo.seed_directory(store, settings, {"orgs": {}, "users": {}})  # a restart adds nothing
+    assert len(departments.listing(store, acme)) == 2

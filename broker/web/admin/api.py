@@ -108,7 +108,7 @@ def api_installations(oid: str) -> Reply:
 def api_install(oid: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(InstallSchema(), consoles.json_payload())
-    record = _install(oid, uid, data["client_id"], data.get("scopes"))
+    record = _install(oid, uid, data["client_id"], data.get("scopes"), data.get("departments"))
     location = f"/admin/v1/orgs/{oid}/installations/{data['client_id']}"
     return _json(inst_svc.public_view(record), 201, {"Location": location})
 

@@ -48,6 +48,14 @@ class InstallSchema(Schema):
 
     client_id = mf.String(required=True, validate=_CLIENT_ID)
     scopes = _SCOPES
+    departments = mf.List(
+        mf.String(validate=validate.Regexp(ids.DEPARTMENT_ID, error="not a department id")),
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={
+            "description": "cover only these departments and their sub-departments; null: the whole org"
+        },
+    )
 
 
 class EnabledSchema(Schema):
@@ -155,13 +163,16 @@ def _scope_rows(scopes: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _install(oid: str, uid: str, client_id: str, scopes: list[str] | None) -> dict[str, Any]:
+def _install(
+    oid: str, uid: str, client_id: str, scopes: list[str] | None, departments: list[str] | None = None
+) -> dict[str, Any]:
     if org_admin.center_app(web.store(), client_id)["status"] != "active":
         raise Conflict("this app is suspended by the operator and cannot be added")
-    record = inst_svc.install(web.store(), client_id, oid, scopes, uid)
-    org_admin.audit(
-        web.store(), oid, uid, "installation.installed", {"app": client_id, "scopes": record["scopes"]}
-    )
+    record = inst_svc.install(web.store(), client_id, oid, scopes, uid, departments)
+    details: dict[str, Any] = {"app": client_id, "scopes": record["scopes"]}
+    if departments is not None:
+        details["departments"] = departments
+    org_admin.audit(web.store(), oid, uid, "installation.installed", details)
     return record
 
 

@@ -21,6 +21,7 @@ from broker.consent.org_policy import (
 )
 from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.gate import explain
+from broker.web.admin import departments as dept_pages
 from broker.web.admin.console import (
     ACTIONS,
     AddMemberSchema,
@@ -123,6 +124,7 @@ def app_page(oid: str, client_id: str) -> Any:
         "asked": apps_svc.label_drift(web.catalog(), record),
         "received": apps_svc.received_beyond_label(reading.fields_received(store, client_id, 100), record),
     }
+    cov = dept_pages.coverage_view(oid, client_id) if inst else None
     return _page(
         "admin/app.html",
         org=_org(oid),
@@ -132,7 +134,8 @@ def app_page(oid: str, client_id: str) -> Any:
         inst=inst,
         flowing=flowing,
         scope_rows=_scope_rows(record["scopes"]),
-        members=org_admin.member_count(store, oid),
+        members=cov["covered"] if cov else 0,  # the members it covers
+        cov=cov,
     )
 
 
@@ -165,12 +168,22 @@ def explain_page(oid: str, client_id: str) -> Any:
     return _page("admin/explain.html", org=_org(oid), app=record, rows=rows, described=described)
 
 
+def _new_cov(oid: str, chosen: list[str] | None) -> dict[str, Any]:
+    """The coverage choice of the install form (nothing chosen yet: the whole organization)."""
+    return {"departments": chosen, "chosen_ids": chosen or [], "rows": dept_pages.department_rows(oid)}
+
+
 @bp.get("/admin/orgs/<oid>/apps/<client_id>/install")
 def install_form(oid: str, client_id: str) -> Any:
     _role(oid, APPS_MANAGE)
     record = org_admin.center_app(web.store(), client_id)
     return _page(
-        "admin/install.html", org=_org(oid), app=record, scope_rows=_scope_rows(record["scopes"]), errors={}
+        "admin/install.html",
+        org=_org(oid),
+        app=record,
+        scope_rows=_scope_rows(record["scopes"]),
+        errors={},
+        cov=_new_cov(oid, None),
     )
 
 
@@ -179,7 +192,8 @@ def install_page(oid: str, client_id: str) -> Any:
     uid, _ = _role(oid, APPS_MANAGE)
     record = org_admin.center_app(web.store(), client_id)
     try:
-        _install(oid, uid, client_id, request.form.getlist("scopes"))
+        chosen = dept_pages.chosen_departments(request.form)
+        _install(oid, uid, client_id, request.form.getlist("scopes"), chosen)
     except ValidationFailed as exc:
         return _page(
             "admin/install.html",
@@ -188,6 +202,7 @@ def install_page(oid: str, client_id: str) -> Any:
             app=record,
             scope_rows=_scope_rows(record["scopes"]),
             errors=exc.fields or {},
+            cov=_new_cov(oid, chosen),
         )
     except Conflict as exc:
         return _fail(exc, f"/admin/orgs/{oid}/apps/{client_id}")

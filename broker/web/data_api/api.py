@@ -196,12 +196,13 @@ def _org_token(org_id: str, endpoint: str, persons: list[str]) -> Any:
 @bp.get("/v1/orgs/<org_id>/members")
 @documented("MemberPage", query=_PageArgs, errors={404: "The token is not for this organization"})
 def members(org_id: str) -> Response:
-    """One page of the organization's members in join order (organization token)."""
+    """One page of the organization's members in join order (organization token): all members, or
+    only those of the departments the organization chose for this app (and their sub-departments)."""
     args = _page_args()
     after = decode_cursor(args["cursor"]) if args["cursor"] else -1
-    token = bearer_token()  # before any read: a request without a token learns nothing
-    del token
-    page, more = org_members.page(web.store(), org_id, after, args["limit"])
+    bearer_token()  # before any read: a request without a token learns nothing
+    # the members this app's installation covers (the whole org, or chosen departments)
+    page, more = org_members.page(web.store(), _client_or_none(), org_id, after, args["limit"])
     uids = [uid for uid, _ in page]
     disclosed = _org_token(org_id, "GET /v1/orgs/{org_id}/members", uids)
     body = {

@@ -15,6 +15,7 @@ from marshmallow import fields as mf
 
 from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
+from broker.consent import coverage, org_admin
 from broker.consent import installations as inst_svc
 from broker.core import ids
 from broker.errors import UnsupportedMediaType, ValidationFailed
@@ -37,6 +38,14 @@ class InstallSchema(Schema):
         mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
     )
     installed_by = mf.String(load_default="", validate=validate.Regexp(ids.USER_ID_OR_EMPTY))
+    departments = mf.List(
+        mf.String(validate=validate.Regexp(ids.DEPARTMENT_ID, error="not a department id")),
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={
+            "description": "cover only these departments and their sub-departments; null: the whole org"
+        },
+    )
 
 
 class InstallationPatchSchema(Schema):
@@ -46,6 +55,14 @@ class InstallationPatchSchema(Schema):
     enabled = mf.Boolean(truthy={True}, falsy={False})
     scopes = mf.List(
         mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
+    )
+    departments = mf.List(
+        mf.String(validate=validate.Regexp(ids.DEPARTMENT_ID, error="not a department id")),
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={
+            "description": "cover only these departments and their sub-departments; null: the whole org"
+        },
     )
 
 
@@ -285,7 +302,11 @@ def restore_view(client_id: str) -> Reply:
 
 
 def _inst_json(record: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Reply:
-    return inst_svc.public_view(record), status, headers or {}
+    return _with_coverage(inst_svc.public_view(record)), status, headers or {}
+
+
+def _with_coverage(view: dict[str, Any]) -> dict[str, Any]:
+    return {**view, **coverage.describe(web.store(), view["org_id"], view["client_id"])}
 
 
 @bp.post("/orgs/<org_id>/installations")
@@ -308,7 +329,12 @@ def _inst_json(record: dict[str, Any], status: int = 200, headers: dict[str, str
 def install_view(org_id: str) -> Reply:
     data = _load(InstallSchema(), _payload())
     record = inst_svc.install(
-        web.store(), data["client_id"], org_id, data.get("scopes"), data["installed_by"]
+        web.store(),
+        data["client_id"],
+        org_id,
+        data.get("scopes"),
+        data["installed_by"],
+        data.get("departments"),
     )
     return _inst_json(
         record, 201, {"Location": f"/internal/v1/orgs/{org_id}/installations/{data['client_id']}"}
@@ -322,7 +348,7 @@ def install_view(org_id: str) -> Reply:
 @require_platform_key
 def list_installations_view(org_id: str) -> Reply:
     records = inst_svc.list_org_installations(web.store(), org_id)
-    return {"installations": [inst_svc.public_view(r) for r in records]}
+    return {"installations": [_with_coverage(inst_svc.public_view(r)) for r in records]}
 
 
 @bp.get("/orgs/<org_id>/installations/<client_id>")
@@ -337,18 +363,31 @@ def get_installation_view(org_id: str, client_id: str) -> Reply:
     rs.InstallationSchema,
     body=InstallationPatchSchema,
     errors={**_INSTALLED, 404: "No such app, or it is not installed there"},
-    summary="Switch an installation on or off, or change its scopes (exactly one)",
+    summary="Switch an installation on or off, or change its scopes or departments (exactly one)",
 )
 @require_platform_key
 def patch_installation_view(org_id: str, client_id: str) -> Reply:
     data = _load(InstallationPatchSchema(), _payload())
     if len(data) != 1:
         raise ValidationFailed(
-            "send exactly one of enabled or scopes",
-            fields={"_schema": ["send exactly one of enabled or scopes"]},
+            "send exactly one of enabled, scopes or departments",
+            fields={"_schema": ["send exactly one of enabled, scopes or departments"]},
         )
     store = web.store()
-    if "scopes" in data:
+    if "departments" in data:
+        result = coverage.set_departments(
+            store, web.settings().pairwise_key, org_id, client_id, data["departments"]
+        )
+        if result["changed"]:
+            org_admin.audit(
+                store,
+                org_id,
+                "platform",
+                "installation.departments",
+                {"app": client_id, "departments": result["departments"]},
+            )
+        record = inst_svc.require_installation(store, client_id, org_id)
+    elif "scopes" in data:
         record = inst_svc.set_scopes(store, client_id, org_id, data["scopes"])
     elif data["enabled"]:
         record = inst_svc.enable(store, client_id, org_id)

@@ -11,11 +11,13 @@ from typing import Any
 
 from flask import Response, request
 
-from broker.consent import org_admin
+from broker.consent import coverage, org_admin
+from broker.directory import departments
 from broker.directory import importer as dio
 from broker.directory import service as directory
 from broker.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from broker.web.interactions import logout
+from broker.web.platform import schemas as ps
 from broker.web.platform.auth import require_platform_key
 from broker.web.platform.blueprint import bp
 from broker.web.shared import bounded_json
@@ -289,10 +291,127 @@ def put_member(oid: str, uid: str) -> Reply:
 def delete_member(oid: str, uid: str) -> Reply:
     _org_or_404(oid)
     store = web.store()
-    directory.remove_member(store, oid, uid)
-    org_admin.announce_member(store, web.settings().pairwise_key, oid, uid, "member.removed")
+    covered_by = directory.remove_member(store, oid, uid)
+    org_admin.announce_member(store, web.settings().pairwise_key, oid, uid, "member.removed", covered_by)
     org_admin.audit(store, oid, PLATFORM, "member.removed", {"user": uid})
     return _no_content()
+
+
+# --- departments -----------------------------------------------------------------------------
+
+_DEPT = {404: "No such organization or department"}
+
+
+@bp.get("/orgs/<oid>/departments")
+@documented(ps.DepartmentListSchema, errors=_ORG, summary="The organization's departments, in tree order")
+@require_platform_key
+def list_departments(oid: str) -> Reply:
+    _org_or_404(oid)
+    return {"departments": departments.listing(web.store(), oid)}
+
+
+@bp.post("/orgs/<oid>/departments")
+@documented(
+    ps.DepartmentSchema,
+    status=201,
+    location=True,
+    links=links_to(
+        "/internal/v1/orgs/{oid}/departments/{dep_id}",
+        {"oid": "$request.path.oid", "dep_id": "$response.body#/id"},
+        GetDepartment="get",
+        UpdateDepartment="patch",
+        DeleteDepartment="delete",
+    ),
+    body=dio.DepartmentCreateSchema,
+    errors={**_ORG, 409: "The organization has too many departments"},
+    summary="Create a department (at the top level or under a parent)",
+)
+@require_platform_key
+def create_department(oid: str) -> Reply:
+    _org_or_404(oid)
+    data = web.json_body(dio.DepartmentCreateSchema())
+    store = web.store()
+    record = departments.create(store, oid, data["name"], data.get("parent"))
+    org_admin.audit(
+        store, oid, PLATFORM, "department.created", {"department": record["id"], "name": record["name"]}
+    )
+    return _created(record, f"/internal/v1/orgs/{oid}/departments/{record['id']}")
+
+
+@bp.get("/orgs/<oid>/departments/<dep_id>")
+@documented(ps.DepartmentDetailSchema, errors=_DEPT, summary="One department and its direct members")
+@require_platform_key
+def get_department(oid: str, dep_id: str) -> Reply:
+    _org_or_404(oid)
+    return departments.get(web.store(), oid, dep_id)
+
+
+@bp.patch("/orgs/<oid>/departments/<dep_id>")
+@documented(
+    ps.DepartmentSchema,
+    body=dio.DepartmentUpdateSchema,
+    errors=_DEPT,
+    summary="Rename a department or move it (a move under itself or its sub-departments is refused)",
+)
+@require_platform_key
+def update_department(oid: str, dep_id: str) -> Reply:
+    _org_or_404(oid)
+    data = web.json_body(dio.DepartmentUpdateSchema())
+    store = web.store()
+    coverage.update_department(store, web.settings().pairwise_key, oid, dep_id, data)
+    org_admin.audit(store, oid, PLATFORM, "department.changed", {"department": dep_id, **data})
+    found = departments.get(store, oid, dep_id)
+    return {k: found[k] for k in ("id", "name", "parent")}
+
+
+@bp.delete("/orgs/<oid>/departments/<dep_id>")
+@documented(
+    status=204,
+    errors={**_DEPT, 409: "The department has sub-departments"},
+    summary="Delete a department without sub-departments; its members leave it",
+)
+@require_platform_key
+def delete_department(oid: str, dep_id: str) -> Reply:
+    _org_or_404(oid)
+    store = web.store()
+    coverage.delete_department(store, web.settings().pairwise_key, oid, dep_id)
+    org_admin.audit(store, oid, PLATFORM, "department.deleted", {"department": dep_id})
+    return _no_content()
+
+
+@bp.get("/orgs/<oid>/members/<uid>/departments")
+@documented(
+    ps.MemberDepartmentsResultSchema,
+    errors={404: "No such organization, or not a member"},
+    summary="The departments a member is in",
+)
+@require_platform_key
+def get_member_departments(oid: str, uid: str) -> Reply:
+    _org_or_404(oid)
+    store = web.store()
+    if not directory.is_member(store, oid, uid):
+        raise NotFound(f"user {uid} is not a member of {oid}")
+    return {"user_id": uid, "org_id": oid, "departments": departments.member_departments(store, oid, uid)}
+
+
+@bp.put("/orgs/<oid>/members/<uid>/departments")
+@documented(
+    ps.MemberDepartmentsResultSchema,
+    body=dio.MemberDepartmentsSchema,
+    errors={404: "No such organization, or not a member"},
+    summary="Put a member in departments (replacing the previous ones; [] for none)",
+)
+@require_platform_key
+def put_member_departments(oid: str, uid: str) -> Reply:
+    _org_or_404(oid)
+    data = web.json_body(dio.MemberDepartmentsSchema())
+    store = web.store()
+    if not directory.is_member(store, oid, uid):
+        raise NotFound(f"user {uid} is not a member of {oid}")
+    coverage.assign_member(store, web.settings().pairwise_key, oid, uid, data["departments"])
+    chosen = departments.member_departments(store, oid, uid)
+    org_admin.audit(store, oid, PLATFORM, "member.departments", {"user": uid, "departments": chosen})
+    return {"user_id": uid, "org_id": oid, "departments": chosen}
 
 
 # --- bulk import -----------------------------------------------------------------------------
@@ -312,7 +431,7 @@ def delete_member(oid: str, uid: str) -> Reply:
 )
 @require_platform_key
 def import_ndjson() -> Reply:
-    """NDJSON, one ``{"type": "user"|"org"|"membership", ...}`` per line; all or nothing."""
+    """NDJSON, one ``{"type": "user"|"org"|"department"|"membership", ...}`` per line; all or nothing."""
     if request.mimetype not in NDJSON_TYPES:
         raise UnsupportedMediaType(
             f"expected Content-Type: application/x-ndjson, got {request.mimetype or 'none'!r}"
@@ -320,9 +439,15 @@ def import_ndjson() -> Reply:
     body = request.get_data(cache=False)  # MAX_CONTENT_LENGTH applies: oversized -> 413
     bounded_json.check_lines(body, bounded_json.limit())  # before any line is parsed
     try:
-        counts = dio.run_import(web.store(), body.splitlines(), now=int(time.time()))
+        changes: list[tuple[str, departments.Change]] = []
+        counts = dio.run_import(web.store(), body.splitlines(), now=int(time.time()), changes=changes)
     except dio.ImportInvalid as exc:
         raise ValidationFailed(
             f"{len(exc.errors)} line(s) are invalid; nothing was imported", fields=exc.as_fields()
         ) from None
+    by_org: dict[str, list[departments.Change]] = {}
+    for org_id, change in changes:  # members' new departments: apps whose coverage changed are told
+        by_org.setdefault(org_id, []).append(change)
+    for org_id, found in by_org.items():
+        coverage.announce(web.store(), web.settings().pairwise_key, org_id, found)
     return {"imported": counts}

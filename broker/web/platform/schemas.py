@@ -70,7 +70,36 @@ class ImportCountsSchema(_Body):
     users = _int()
     orgs = _int()
     memberships = _int()
+    departments = fields.Integer()
 
 
 class ImportResultSchema(_Body):
     imported = fields.Nested(ImportCountsSchema, required=True)
+
+
+class DepartmentSchema(_Body):
+    id = _str()
+    name = _str()
+    parent = fields.String(required=True, allow_none=True, metadata={"description": "null at the top level"})
+
+
+class DepartmentRowSchema(DepartmentSchema):
+    depth = _int(metadata={"description": "0 at the top level"})
+    path = _str(metadata={"description": "names from the top, joined by ' / '"})
+    members = _int(metadata={"description": "direct members"})
+
+
+class DepartmentListSchema(_Body):
+    departments = fields.List(
+        fields.Nested(DepartmentRowSchema), required=True, metadata={"description": "in tree order"}
+    )
+
+
+class DepartmentDetailSchema(DepartmentSchema):
+    members = _strings(metadata={"description": "user ids of its direct members, in join order"})
+
+
+class MemberDepartmentsResultSchema(_Body):
+    user_id = _str()
+    org_id = _str()
+    departments = _strings()

@@ -242,6 +242,14 @@ class InstallationSchema(_Body):
     installed_by = _str(metadata={"description": "user id of the admin, or empty"})
     created_at = _int()
     updated_at = _int()
+    departments = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={
+            "description": "departments it is limited to (and their sub-departments); null: the whole org"
+        },
+    )
+    covered_members = fields.Integer(metadata={"description": "how many members it covers"})
 
 
 class InstallationListSchema(_Body):
@@ -410,10 +418,10 @@ class AccountDeleteSchema(_Ignored):
 
 
 class ImportLineSchema(Schema):
-    """One NDJSON line of a directory import: ``type`` and the fields of UserCreate, OrgCreate or
-    MembershipImport."""
+    """One NDJSON line of a directory import: ``type`` and the fields of UserCreate, OrgCreate,
+    DepartmentImport or MembershipImport."""
 
     class Meta:
         unknown = INCLUDE
 
-    type = fields.String(required=True, validate=validate.OneOf(["user", "org", "membership"]))
+    type = fields.String(required=True, validate=validate.OneOf(["user", "org", "department", "membership"]))
