@@ -61,6 +61,14 @@ def test_operator_commands_use_the_running_brokers_redis(tmp_path: Path, brokers
 
     restored = cli(tmp_path, "apps", "restore", app["client_id"])
     assert restored.returncode == 0, restored.stderr
+    assert requests.get(members, headers=auth, timeout=10).status_code == 401  # restoring revives no token
+    token = requests.post(
+        f"{broker.url}/oauth/token",
+        data={"grant_type": "client_credentials", "org_id": acme},
+        auth=(app["client_id"], app["client_secret"]),
+        timeout=10,
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
     assert requests.get(members, headers=auth, timeout=10).status_code == 200
 
     # The export lists sequenced records; the server's sequencer runs on its own, so wait for it.

@@ -338,6 +338,10 @@ class TenancyModel(RuleBasedStateMachine):
         got = self._call("POST", f"/internal/v1/apps/{app.cid}/{action}")
         assert got.status_code == 200, got.get_data(as_text=True)
         app.active = not app.active
+        if action == "suspend":  # suspending deletes every token: restoring revives none
+            for token in self.tokens:
+                if token.cid == app.cid:
+                    token.revoked = True
 
     # -- installations -------------------------------------------------------------------------------
 
