@@ -11,6 +11,7 @@ suspension and switch-off) are facts read beside it, each given as a code and it
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,13 +61,17 @@ def _run(store: Store, catalog: Catalog, client_id: str, owner_key: str, kind: s
     return facts
 
 
-def explain_grant(store: Store, catalog: Catalog, client_id: str, uid: str) -> list[FieldExplanation]:
-    """Every catalog field, released to the app about this person or not, with the reasons."""
-    facts = _run(store, catalog, client_id, keys.grant(client_id, uid), "grant")
-    refusal = org_policy.refusal_for_member(store, uid, client_id)
+def _explain(
+    catalog: Catalog,
+    facts: dict[str, Any],
+    audience: str,
+    released_because: list[str],
+    why_not: Callable[[str, set[str]], list[str]],
+) -> list[FieldExplanation]:
+    """Every catalog field in catalog order: released (per the gate's rule, in ``facts``) with
+    ``released_because``, or the first reason it is not; ``why_not`` decides past the checks every
+    kind shares (shareable, asked for through a scope of this ``audience``, app active)."""
     app_scopes = set(facts["app_scopes"].split())
-    granted = set(facts["owner_scopes"].split())
-    ticked = set(facts["ticked"].split())
     released = set(facts["released_fields"])
     out = []
     for name, spec in catalog.fields.items():
@@ -74,27 +79,40 @@ def explain_grant(store: Store, catalog: Catalog, client_id: str, uid: str) -> l
             s
             for s in app_scopes
             if s in catalog.scopes
-            and catalog.scopes[s].audience == "individual"
+            and catalog.scopes[s].audience == audience
             and name in catalog.fields_of([s])
         }
         row = FieldExplanation(name, name in released)
         if row.released:
-            row.reasons = ["requested", "granted"]
+            row.reasons = list(released_because)
         elif not spec.shareable:
             row.reasons = ["never_shared"]
         elif not reachable:
             row.reasons = ["not_requested"]
         elif facts["app_status"] != "active":
             row.reasons = ["app_suspended"]
-        elif not facts["owner"]:
-            row.reasons = ["org_policy"] if refusal is not None else ["no_grant"]
-        elif not reachable & granted:
-            separate = all(catalog.scopes[s].separate_consent for s in reachable)
-            row.reasons = ["separate_consent_not_given"] if separate else ["scope_not_granted"]
-        elif name not in ticked:
-            row.reasons = ["unticked"]
+        else:
+            row.reasons = why_not(name, reachable)
         out.append(row)
     return out
+
+
+def explain_grant(store: Store, catalog: Catalog, client_id: str, uid: str) -> list[FieldExplanation]:
+    """Every catalog field, released to the app about this person or not, with the reasons."""
+    facts = _run(store, catalog, client_id, keys.grant(client_id, uid), "grant")
+    refusal = org_policy.refusal_for_member(store, uid, client_id)
+    granted = set(facts["owner_scopes"].split())
+    ticked = set(facts["ticked"].split())
+
+    def why_not(name: str, reachable: set[str]) -> list[str]:
+        if not facts["owner"]:
+            return ["org_policy"] if refusal is not None else ["no_grant"]
+        if not reachable & granted:
+            separate = all(catalog.scopes[s].separate_consent for s in reachable)
+            return ["separate_consent_not_given"] if separate else ["scope_not_granted"]
+        return ["unticked"] if name not in ticked else []
+
+    return _explain(catalog, facts, "individual", ["requested", "granted"], why_not)
 
 
 def explain_installation(
@@ -102,32 +120,13 @@ def explain_installation(
 ) -> list[FieldExplanation]:
     """Every catalog field, released to the app about the organization's members or not, and why."""
     facts = _run(store, catalog, client_id, keys.installation(client_id, org_id), "installation")
-    app_scopes = set(facts["app_scopes"].split())
     chosen = set(facts["owner_scopes"].split())
-    released = set(facts["released_fields"])
-    out = []
-    for name, spec in catalog.fields.items():
-        reachable = {
-            s
-            for s in app_scopes
-            if s in catalog.scopes
-            and catalog.scopes[s].audience == "organization"
-            and name in catalog.fields_of([s])
-        }
-        row = FieldExplanation(name, name in released)
-        if row.released:
-            row.reasons = ["requested", "installed"]
-        elif not spec.shareable:
-            row.reasons = ["never_shared"]
-        elif not reachable:
-            row.reasons = ["not_requested"]
-        elif facts["app_status"] != "active":
-            row.reasons = ["app_suspended"]
-        elif not facts["owner"]:
-            row.reasons = ["not_installed"]
-        elif not facts["enabled"]:
-            row.reasons = ["switched_off"]
-        elif not reachable & chosen:
-            row.reasons = ["not_in_installation"]
-        out.append(row)
-    return out
+
+    def why_not(_name: str, reachable: set[str]) -> list[str]:
+        if not facts["owner"]:
+            return ["not_installed"]
+        if not facts["enabled"]:
+            return ["switched_off"]
+        return ["not_in_installation"] if not reachable & chosen else []
+
+    return _explain(catalog, facts, "organization", ["requested", "installed"], why_not)
