@@ -139,6 +139,15 @@ def test_an_admin_limits_team_roster_to_one_department_and_the_app_sees_exactly_
     whats = [a["what"] for a in org_admin.audit_trail(store, oid)]
     assert whats[:2] == ["installation.departments", "installation.departments"]
     assert {"department.created", "member.departments"} <= set(whats)
+    # the members are told in the privacy center who changed what Team Roster covers
+    from broker.consent import notices
+
+    told = [
+        n
+        for n in notices.for_person(store, catalog_mod.load(settings.scopes_dir), w["owner"])
+        if n["what"] == "updated"
+    ]
+    assert len(told) == 2 and told[0]["app"] == cid and told[0]["who"] == w["owner"]
 
 
 def test_cycles_bad_ids_and_permissions_in_the_console(client, store, settings, w) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from broker.consent import notices
 from broker.core.pairwise import pairwise_id
 from broker.core.records import Installation
 from broker.directory import departments
@@ -48,10 +49,11 @@ def announce(store: Store, pairwise_key: str, oid: str, changes: Iterable[Change
 
 
 def set_departments(
-    store: Store, pairwise_key: str, oid: str, client_id: str, dep_ids: list[Any] | None
+    store: Store, pairwise_key: str, oid: str, client_id: str, dep_ids: list[Any] | None, actor: str = ""
 ) -> dict[str, Any]:
     """Limit an installation to chosen departments (None: the whole organization). The app gets
-    ``installation.updated`` (with ``departments``) and member events for who entered or left."""
+    ``installation.updated`` (with ``departments``) and member events for who entered or left; the
+    members see the decision in the privacy center (``notices``)."""
     key = keys.installation(client_id, oid)
     if not store.redis.exists(key):
         raise NotFound(f"app {client_id!r} is not installed in organization {oid!r}")
@@ -76,6 +78,8 @@ def set_departments(
             except redis.WatchError:
                 continue
     announce(store, pairwise_key, oid, changes)
+    scopes = (store.redis.hget(key, "scopes") or "").split()
+    notices.record(store, oid, client_id, "updated", actor, scopes)
     return {"departments": chosen, "changed": True}
 
 

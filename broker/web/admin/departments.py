@@ -171,7 +171,7 @@ def app_departments_page(oid: str, client_id: str) -> Any:
     chosen = chosen_departments(request.form)
     back = f"/admin/orgs/{oid}/apps/{client_id}"
     try:
-        result = coverage.set_departments(store, _key(), oid, client_id, chosen)
+        result = coverage.set_departments(store, _key(), oid, client_id, chosen, uid)
     except (ValidationFailed, NotFound) as exc:
         return _fail(exc, back)
     if result["changed"]:
@@ -329,7 +329,7 @@ def api_installation_departments(oid: str, client_id: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(InstallationCoverageBodySchema(), consoles.json_payload())
     store = web.store()
-    result = coverage.set_departments(store, _key(), oid, client_id, data["departments"])
+    result = coverage.set_departments(store, _key(), oid, client_id, data["departments"], uid)
     if result["changed"]:
         org_admin.audit(
             store,
