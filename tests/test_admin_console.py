@@ -149,7 +149,9 @@ def test_app_center_and_install_show_the_member_fields(client, store, world) -> 
     assert form.status_code == 200
     html = form.get_data(as_text=True)
     assert re.findall(r'class="shared-field" data-field="(\w+)"', html) == ["user_id", "nickname", "avatar"]
-    assert "Your profile picture" in html
+    assert (
+        "Each member&#39;s profile picture" in html and "Your profile picture" not in html
+    )  # the admin's text
     done = install(client, w)
     assert done.status_code == 303 and done.headers["Location"] == f"/admin/orgs/{w.oid}/apps/{w.client_id}"
     inst = inst_svc.require_installation(store, w.client_id, w.oid)

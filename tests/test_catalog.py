@@ -140,7 +140,7 @@ def test_scopes_check_cli(tmp_path: Path) -> None:
         timeout=60,
     )
     assert ok.returncode == 0, ok.stderr
-    assert re.search(r"scope catalog OK: 7 fields, 4 scopes, version [0-9a-f]{16}", ok.stdout)
+    assert re.search(r"scope catalog OK: 9 fields, 6 scopes, version [0-9a-f]{16}", ok.stdout)
     bad = write(tmp_path, BAD["non-shareable in scope"][0])
     failed = subprocess.run(
         [sys.executable, "-m", "broker", "scopes", "check", str(bad)],

@@ -311,7 +311,7 @@ def test_consoles_in_chinese(client: Any, org_world: dict[str, str]) -> None:
         f"{org}/": ["已添加到组织的应用", "已启用", "应用中心"],
         f"{org}/app-center": ["<h1>应用中心</h1>", "已添加到 Acme。"],
         f"{org}/apps/{roster}": ["Acme 中的 Roster", "状态：", "从组织中移除…"],
-        f"{org}/apps/{spare}/install": ["将 Payroll 添加到 Acme", "此权限范围下共享的成员信息："],
+        f"{org}/apps/{spare}/install": ["将 Payroll 添加到 Acme", "此权限范围下它获得的成员信息："],
         f"{org}/apps/{roster}/disable": ["停用 Roster？", "影响"],
         f"{org}/requests": ["<h1>成员申请</h1>", "暂无申请。"],
         f"{org}/requests/mine": ["我在 Acme 的应用申请", "你还没有申请任何应用。"],

@@ -253,7 +253,11 @@ def test_data_schemas_follow_the_scope_catalog(client: Any) -> None:
     assert schemas["Me"]["required"] == ["user_id"]
     assert set(schemas["Me"]["properties"]) == {"user_id", "nickname", "avatar", "contact_permission"}
     assert set(schemas["UserInfo"]["properties"]) == {"sub", "nickname", "picture", "contact_permission"}
-    assert set(schemas["MemberProfile"]["required"]) == {"user_id", "nickname", "avatar"}
+    # the admin chooses the member fields one by one (issue 13, item 2): only the app's id always flows
+    assert set(schemas["MemberProfile"]["required"]) == {"user_id"}
+    member = schemas["MemberProfile"]["properties"]
+    assert set(member) == {"user_id", "nickname", "avatar", "departments", "org_name"}
+    assert member["departments"]["type"] == ["array", "null"]
     assert not set(schemas["Me"]["properties"]) & (set(PROFILE_FIELDS_REMOVED) - {"nickname", "avatar"})
 
 

@@ -25,9 +25,16 @@ PLATFORM = "platform"  # the actor when the platform API made the change
 
 
 def record(
-    store: Store, org_id: str, client_id: str, what: str, actor: str, scopes: Iterable[str] = ()
+    store: Store,
+    org_id: str,
+    client_id: str,
+    what: str,
+    actor: str,
+    scopes: Iterable[str] = (),
+    fields: Iterable[str] | None = None,
 ) -> None:
-    """Note a decision about ``client_id`` in the org (after it succeeded)."""
+    """Note a decision about ``client_id`` in the org (after it succeeded): the scopes and, when the
+    admin chose them one by one, the member fields it concerns (None: every field of the scopes)."""
     if what not in WHATS:
         raise ValueError(f"unknown notice {what!r}")
     entry = {
@@ -37,6 +44,8 @@ def record(
         "who": actor or PLATFORM,
         "when": int(time.time()),
     }
+    if fields is not None:
+        entry["fields"] = list(fields)
     store.redis.xadd(
         keys.org_notices(org_id),
         {"n": json.dumps(entry, separators=(",", ":"))},
@@ -76,11 +85,10 @@ def for_person(
         r["who_name"] = "" if r["who"] == PLATFORM else (actors.get(r["who"], {}).get("nickname") or "")
         scopes = [s for s in r.get("scopes") or [] if s in catalog.scopes]
         reachable = catalog.fields_of(scopes)
+        if isinstance(r.get("fields"), list):  # chosen one by one (issue 13, item 2)
+            reachable &= set(r["fields"]) | catalog.required_fields(scopes)
         r["fields"] = [
-            {
-                "name": f,
-                "description": catalog.fields[f].description.get(lang) or catalog.fields[f].description["en"],
-            }
+            {"name": f, "description": catalog.fields[f].described(lang)}
             for f in catalog.fields
             if f in reachable
         ]

@@ -89,21 +89,45 @@ def center_app(store: Store, client_id: str) -> dict[str, Any]:
     return _with_developer(store, [record])[0]
 
 
-def field_rows(catalog: Catalog, scopes: list[str], lang: str = "en") -> list[dict[str, str]]:
-    """The member fields that flow under ``scopes``, in catalog order, with their descriptions."""
+def field_rows(
+    catalog: Catalog, scopes: list[str], lang: str = "en", released: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """The member fields that flow under ``scopes`` (kept to ``released`` when given: an
+    installation's choice), in catalog order, with the texts the admin reads."""
     names = catalog.fields_of(scopes)
+    if released is not None:
+        names &= set(released)
     return [
-        {"name": n, "description": f.description.get(lang) or f.description["en"]}
+        {"name": n, "description": f.described(lang, "organization"), "required": f.required}
         for n, f in catalog.fields.items()
         if n in names
     ]
+
+
+def change_choice(
+    store: Store,
+    catalog: Catalog,
+    oid: str,
+    client_id: str,
+    scopes: list[str] | None,
+    fields: list[str] | None,
+    actor: str = "",
+) -> dict[str, Any]:
+    """Change what an added app receives (scopes and/or member fields) and, when it changed, note it
+    in the audit trail (``actor`` empty: the platform)."""
+    before = inst_svc.require_installation(store, client_id, oid)
+    record = inst_svc.set_choice(store, catalog, client_id, oid, scopes, fields, actor)
+    if (record["scopes"], record.get("fields")) != (before["scopes"], before.get("fields")):
+        details = {"app": client_id, "scopes": record["scopes"], "fields": inst_svc.released(catalog, record)}
+        audit(store, oid, actor or "platform", "installation.updated", details)
+    return record
 
 
 def impact(store: Store, catalog: Catalog, oid: str, client_id: str, action: str) -> dict[str, Any]:
     """What a disable, enable or remove would change: members affected and fields that stop/start."""
     inst = inst_svc.require_installation(store, client_id, oid)
     flowing = bool(inst["enabled"])
-    fields = field_rows(catalog, inst["scopes"])
+    fields = field_rows(catalog, inst["scopes"], released=inst_svc.released(catalog, inst))
     # (action, flowing now) -> what happens to the fields; anything else changes nothing
     change = {("enable", False): "start", ("disable", True): "stop", ("remove", True): "stop"}.get(
         (action, flowing), "none"

@@ -49,7 +49,11 @@ class _FieldSchema(Schema):
     shareable = _bool(required=True)
     basic = _bool(load_default=False)
     required = _bool(load_default=False)
+    type = mf.String(load_default="string", validate=validate.OneOf(["string", "list"]))
     description = mf.Nested(_Descriptions, required=True)
+    # What an organization's admin reads ("Each member's nickname"): required of every field an
+    # organization scope reaches, since the admin decides for others (issue 13, item 2).
+    admin_description = mf.Nested(_Descriptions, load_default=None)
 
 
 class _ScopeSchema(Schema):
@@ -93,6 +97,30 @@ class Field:
     basic: bool
     required: bool
     description: dict[str, str]
+    type: str = "string"  # "list": a list of strings (a member's department names)
+    admin_description: dict[str, str] | None = None
+
+    def described(self, lang: str, audience: Audience = "individual") -> str:
+        """The field's text for the person it is about, or (``organization``) for the admin who
+        decides for the members, in ``lang`` (English when that language is missing)."""
+        texts = self.admin_description if audience == "organization" and self.admin_description else None
+        texts = texts or self.description
+        return texts.get(lang) or texts["en"]
+
+
+# Field attributes added after grants recorded their per-scope digests: a person never reads the
+# admin's text, so it is never part of what they agreed to; ``type`` counts only when it is not the
+# default. Adding them asked nobody again.
+_DIGEST_IGNORED = frozenset({"admin_description"})
+_DIGEST_DEFAULTS: dict[str, Any] = {"type": "string"}
+
+
+def _digested(field: Field) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in vars(field).items()
+        if k not in _DIGEST_IGNORED and (k not in _DIGEST_DEFAULTS or v != _DIGEST_DEFAULTS[k])
+    }
 
 
 @dataclass(frozen=True)
@@ -127,7 +155,7 @@ class Catalog:
         text = json.dumps(
             {
                 "scope": {**vars(scope), "fields": list(scope.fields)},
-                "fields": {f: vars(self.fields[f]) for f in scope.fields if f in self.fields},
+                "fields": {f: _digested(self.fields[f]) for f in scope.fields if f in self.fields},
             },
             sort_keys=True,
             ensure_ascii=False,
@@ -146,6 +174,13 @@ class Catalog:
 
     def shareable(self) -> set[str]:
         return {n for n, f in self.fields.items() if f.shareable}
+
+    def required_fields(self, scope_names: Iterable[str]) -> set[str]:
+        """The fields that always flow with these scopes (``required``: the app's id for the person)."""
+        return {f for f in self.fields_of(scope_names) if self.fields[f].required}
+
+    def list_fields(self) -> frozenset[str]:
+        return frozenset(n for n, f in self.fields.items() if f.type == "list")
 
 
 def _fmt(messages: Any) -> str:
@@ -231,6 +266,11 @@ def load(directory: Path | str) -> Catalog:
             if not fdef.basic and not scope.separate_consent:
                 raise CatalogError(
                     f"{where}: field {fname!r} is not basic, so the scope must set separate_consent = true"
+                )
+            if scope.audience == "organization" and fdef.admin_description is None:
+                raise CatalogError(
+                    f"{where}: field {fname!r} is shared by an organization scope, so it needs "
+                    "admin_description.en and admin_description.zh (what the admin reads)"
                 )
     if "openid" not in scope_map or scope_map["openid"].audience != "individual":
         raise CatalogError(f"{directory}: the catalog must declare the individual scope 'openid'")

@@ -261,6 +261,8 @@ class Installation(_HashRecord):
     client_id: str | None = None
     org_id: str | None = None
     scopes: list[str] | None = field(default=None, metadata=_words)
+    # the member fields the admin chose (issue 13, item 2); absent: every field of the scopes
+    fields: list[str] | None = field(default=None, metadata=_words)
     enabled: bool | None = field(default=None, metadata=_bool01)
     installed_by: str | None = None
     created_at: int | None = field(default=None, metadata=_int)
@@ -270,6 +272,7 @@ class Installation(_HashRecord):
     def public(self) -> dict[str, Any]:
         out = self._present()
         out["scopes"] = list(self.scopes or [])
+        out["fields"] = list(self.fields) if self.fields is not None else None
         out["enabled"] = bool(self.enabled)
         return out
 

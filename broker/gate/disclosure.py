@@ -233,6 +233,7 @@ class Gate:
         self.pairwise_key = pairwise_key
         self._script = store.lua("gate_disclose")
         self._scope_fields = _scope_fields(catalog)
+        self._list_fields = catalog.list_fields()
         self._configured_logs = ledger_logs
         self._logs: int | None = None
 
@@ -398,23 +399,67 @@ class Gate:
     def profiles(self, disclosed: Disclosed, uids: Iterable[str]) -> list[dict[str, Any]]:
         """Read only the allowed directory fields and serialize them through an allow-list schema."""
         uid_list = list(uids)
-        directory_fields = [f for f in disclosed.fields if f != "user_id" and f not in CONSENT_FIELDS]
+        directory_fields = [f for f in disclosed.fields if f not in DERIVED_FIELDS | CONSENT_FIELDS.keys()]
+        org = disclosed.subject if disclosed.kind == "installation" else None
         pipe = self.store.redis.pipeline(transaction=False)
         for uid in uid_list:
             pipe.hmget(keys.user(uid), ["status", *directory_fields])
+        org_reads = _org_reads(pipe, org, disclosed.fields, uid_list) if org and uid_list else 0
         rows = pipe.execute() if uid_list else []
-        org = disclosed.subject if disclosed.kind == "installation" else None
-        schema = schema_for(disclosed.fields)
+        org_values = _org_values(disclosed.fields, uid_list, rows[len(uid_list) :]) if org_reads else {}
+        schema = schema_for(disclosed.fields, self._list_fields)
         out = []
-        for uid, row in zip(uid_list, rows, strict=True):
+        for uid, row in zip(uid_list, rows[: len(uid_list)], strict=True):
             if row[0] != "active":
                 continue  # deleted between the listing and now: nothing to show
             values: dict[str, Any] = dict(zip(directory_fields, row[1:], strict=True))
             if "user_id" in disclosed.fields:
                 values["user_id"] = pairwise_id(self.pairwise_key, disclosed.client_id, uid, org)
             values.update({f: CONSENT_FIELDS[f] for f in disclosed.fields if f in CONSENT_FIELDS})
+            values.update({f: by_uid.get(uid) for f, by_uid in org_values.items()})
             out.append(schema.dump(values))
         return out
+
+
+# Member fields the organization knows rather than the directory (scopes/organization.toml): the
+# member's department names and the organization's name, read from the org's slot in the same
+# pipeline as the profiles, and only when released.
+DERIVED_FIELDS = frozenset({"departments", "org_name"})
+
+
+def _org_reads(pipe: Any, org: str, released: Sequence[str], uids: list[str]) -> int:
+    """Queue the org reads the released derived fields need; returns how many were queued."""
+    queued = 0
+    if "departments" in released:
+        pipe.hmget(keys.org_member_departments(org), uids)
+        pipe.hgetall(keys.org_departments(org))
+        queued += 2
+    if "org_name" in released:
+        pipe.hget(keys.org(org), "name")
+        queued += 1
+    return queued
+
+
+def _org_values(released: Sequence[str], uids: list[str], results: list[Any]) -> dict[str, dict[str, Any]]:
+    """Field -> {uid: value} from the replies of :func:`_org_reads`, in the order they were queued."""
+    out: dict[str, dict[str, Any]] = {}
+    rest = iter(results)
+    if "departments" in released:
+        member_deps, tree = next(rest), next(rest)
+        names: dict[str, str] = {}
+        for dep_id, raw in (tree or {}).items():
+            try:
+                names[dep_id] = str(json.loads(raw).get("name", ""))
+            except (ValueError, AttributeError):
+                continue
+        out["departments"] = {
+            uid: sorted(names[d] for d in (deps or "").split() if d in names)
+            for uid, deps in zip(uids, member_deps, strict=True)
+        }
+    if "org_name" in released:
+        name = next(rest)
+        out["org_name"] = dict.fromkeys(uids, name)
+    return out
 
 
 # Fields that are a permission, not directory data: present only while the person grants them, with
@@ -423,9 +468,14 @@ CONSENT_FIELDS = {"contact_permission": "granted"}
 
 
 @lru_cache(maxsize=64)
-def schema_for(field_names: tuple[str, ...]) -> Schema:
-    """A marshmallow schema with exactly these fields: serialization is driven by an allow-list."""
+def schema_for(field_names: tuple[str, ...], list_fields: frozenset[str] = frozenset()) -> Schema:
+    """A marshmallow schema with exactly these fields: serialization is driven by an allow-list.
+    ``list_fields``: those that hold a list of strings (the catalog's ``type = "list"``)."""
     schema_cls = Schema.from_dict(
-        {name: mf.String(allow_none=True) for name in field_names}, name="Disclosure_" + "_".join(field_names)
+        {
+            name: mf.List(mf.String(), allow_none=True) if name in list_fields else mf.String(allow_none=True)
+            for name in field_names
+        },
+        name="Disclosure_" + "_".join(field_names),
     )
     return schema_cls()

@@ -121,12 +121,16 @@ def explain_installation(
     """Every catalog field, released to the app about the organization's members or not, and why."""
     facts = _run(store, catalog, client_id, keys.installation(client_id, org_id), "installation")
     chosen = set(facts["owner_scopes"].split())
+    # the member fields the admin chose (issue 13, item 2); none stored: every field of the scopes
+    picked = set(facts["ticked"].split()) if facts["ticked"] else None
 
-    def why_not(_name: str, reachable: set[str]) -> list[str]:
+    def why_not(name: str, reachable: set[str]) -> list[str]:
         if not facts["owner"]:
             return ["not_installed"]
         if not facts["enabled"]:
             return ["switched_off"]
-        return ["not_in_installation"] if not reachable & chosen else []
+        if not reachable & chosen or (picked is not None and name not in picked):
+            return ["not_in_installation"]
+        return []
 
     return _explain(catalog, facts, "organization", ["requested", "installed"], why_not)

@@ -52,11 +52,14 @@ if tok.kind ~= want_kind then
 end
 if tok.kind == 'installation' and tok.subject ~= want_org then return {'not_found', 'Not found'} end
 
+-- The fields the person ticked (a grant) or the admin chose (an installation; one stored without a
+-- choice releases every field of its scopes).
 local ticked = nil
-if tok.kind == 'grant' then
+local owner_key = (tok.kind == 'grant') and (tag .. ':grant:' .. tok.subject) or (tag .. ':inst:' .. tok.subject)
+local chosen = redis.call('HGET', owner_key, 'fields')
+if chosen or tok.kind == 'grant' then
   ticked = {}
-  local granted = redis.call('HGET', tag .. ':grant:' .. tok.subject, 'fields') or ''
-  for f in string.gmatch(granted, '%S+') do ticked[f] = true end
+  for f in string.gmatch(chosen or '', '%S+') do ticked[f] = true end
 end
 local allowed_scopes, field_list = released_fields(scope_fields, tok.scopes, owner_scopes, ticked)
 if not allowed_scopes[required_scope] then

@@ -21,11 +21,11 @@ local out = {
   app_scopes = app[2] or '',
   owner = owner[1] ~= false and owner[1] ~= nil,
   owner_scopes = owner[2] or '',
-  ticked = owner[3] or '',
+  ticked = owner[3] or '',  -- a grant's ticked fields, an installation's chosen ones (absent: all)
   enabled = kind ~= 'installation' or owner[4] == '1',
 }
 local ticked = nil
-if kind == 'grant' then
+if kind == 'grant' or owner[3] then
   ticked = {}
   for f in string.gmatch(out.ticked, '%S+') do ticked[f] = true end
 end

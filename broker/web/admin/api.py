@@ -22,7 +22,7 @@ from broker.web.admin.console import (
     AddMemberSchema,
     DecisionSchema,
     DisbandSchema,
-    EnabledSchema,
+    InstallationChangeSchema,
     InstallSchema,
     PolicySchema,
     RequestSchema,
@@ -39,6 +39,7 @@ from broker.web.admin.console import (
     _org,
     _remove_member,
     _role,
+    _set_choice,
     _set_policy,
     bp,
 )
@@ -86,7 +87,7 @@ def api_app_center(oid: str) -> Reply:
 def api_installations(oid: str) -> Reply:
     _role(oid, APPS_MANAGE)
     records = inst_svc.list_org_installations(web.store(), oid)
-    return _json({"installations": [inst_svc.public_view(r) for r in records]})
+    return _json({"installations": [inst_svc.public_view(r, web.catalog()) for r in records]})
 
 
 @bp.post("/admin/v1/orgs/<oid>/installations")
@@ -108,9 +109,11 @@ def api_installations(oid: str) -> Reply:
 def api_install(oid: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(InstallSchema(), consoles.json_payload())
-    record = _install(oid, uid, data["client_id"], data.get("scopes"), data.get("departments"))
+    record = _install(
+        oid, uid, data["client_id"], data.get("scopes"), data.get("departments"), data.get("fields")
+    )
     location = f"/admin/v1/orgs/{oid}/installations/{data['client_id']}"
-    return _json(inst_svc.public_view(record), 201, {"Location": location})
+    return _json(inst_svc.public_view(record, web.catalog()), 201, {"Location": location})
 
 
 @bp.get("/admin/v1/orgs/<oid>/installations/<client_id>")
@@ -122,8 +125,7 @@ def api_install(oid: str) -> Reply:
 def api_installation(oid: str, client_id: str) -> Reply:
     _role(oid, APPS_MANAGE)
     record = inst_svc.require_installation(web.store(), client_id, oid)
-    fields = org_admin.field_rows(web.catalog(), record["scopes"])
-    return _json({**inst_svc.public_view(record), "fields": [f["name"] for f in fields]})
+    return _json(inst_svc.public_view(record, web.catalog()))
 
 
 @bp.get("/admin/v1/orgs/<oid>/installations/<client_id>/impact")
@@ -148,16 +150,21 @@ def api_impact(oid: str, client_id: str) -> Reply:
 @bp.patch("/admin/v1/orgs/<oid>/installations/<client_id>")
 @documented(
     rs.InstallationSchema,
-    body=EnabledSchema,
+    body=InstallationChangeSchema,
     errors={**_MANAGE, 404: "Not a member, or the app is not added"},
-    summary="Switch an added app off or on (effective on its next data request)",
+    summary="Switch an added app off or on, or change its scopes and member fields (effective on its "
+    "next data request)",
 )
 def api_set_enabled(oid: str, client_id: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
-    data = consoles.load(EnabledSchema(), consoles.json_payload())
+    data = consoles.load(InstallationChangeSchema(), consoles.json_payload())
     inst_svc.require_installation(web.store(), client_id, oid)
-    record = _change(oid, uid, client_id, "enable" if data["enabled"] else "disable")
-    return _json(inst_svc.public_view(record or {}))
+    record: dict[str, Any] | None
+    if "enabled" in data:
+        record = _change(oid, uid, client_id, "enable" if data["enabled"] else "disable")
+    else:
+        record = _set_choice(oid, uid, client_id, data.get("scopes"), data.get("fields"))
+    return _json(inst_svc.public_view(record or {}, web.catalog()))
 
 
 @bp.delete("/admin/v1/orgs/<oid>/installations/<client_id>")

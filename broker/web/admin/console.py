@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template
-from marshmallow import RAISE, Schema, validate
+from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
 from marshmallow import fields as mf
 
 from broker.apps import registry as apps_svc
@@ -30,6 +30,7 @@ from broker.web.interactions import session as login_session
 from broker.web.shared import consoles
 from broker.web.shared import context as web
 from broker.web.shared.responses import no_store
+from broker.web.shared.schemas import member_field_choice
 
 bp = Blueprint("admin", __name__)
 
@@ -38,6 +39,7 @@ consoles.install_handlers(bp, API)
 
 ACTIONS = ("disable", "enable", "remove")
 _SCOPES = mf.List(mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50))
+_FIELDS = member_field_choice()
 _CLIENT_ID = validate.Regexp(apps_svc.CLIENT_ID_RE.pattern, error="not a client id")
 _USER_ID = validate.Regexp(ids.USER_ID, error="not a user id")
 
@@ -48,6 +50,7 @@ class InstallSchema(Schema):
 
     client_id = mf.String(required=True, validate=_CLIENT_ID)
     scopes = _SCOPES
+    fields_ = _FIELDS
     departments = mf.List(
         mf.String(validate=validate.Regexp(ids.DEPARTMENT_ID, error="not a department id")),
         allow_none=True,
@@ -58,11 +61,21 @@ class InstallSchema(Schema):
     )
 
 
-class EnabledSchema(Schema):
+class InstallationChangeSchema(Schema):
+    """Either ``enabled`` (switch off or on) or a new choice: ``scopes`` and/or ``fields``."""
+
     class Meta:
         unknown = RAISE
 
-    enabled = mf.Boolean(required=True, truthy={True}, falsy={False})
+    enabled = mf.Boolean(truthy={True}, falsy={False})
+    scopes = _SCOPES
+    fields_ = _FIELDS
+
+    @validates_schema
+    def _one_change(self, data: dict[str, Any], **_: Any) -> None:
+        choice = "scopes" in data or "fields" in data
+        if ("enabled" in data) == choice:
+            raise ValidationError("send either enabled, or scopes and/or fields")
 
 
 class RequestSchema(Schema):
@@ -158,18 +171,30 @@ def _scope_rows(scopes: list[str]) -> list[dict[str, Any]]:
             "name": s,
             "description": _described(catalog.scopes[s].description) if s in catalog.scopes else s,
             "fields": org_admin.field_rows(catalog, [s], i18n.language()),
+            # ticked only on purpose: never implied by adding the app (scopes/organization.toml)
+            "separate": s in catalog.scopes and catalog.scopes[s].separate_consent,
         }
         for s in scopes
     ]
 
 
 def _install(
-    oid: str, uid: str, client_id: str, scopes: list[str] | None, departments: list[str] | None = None
+    oid: str,
+    uid: str,
+    client_id: str,
+    scopes: list[str] | None,
+    departments: list[str] | None = None,
+    fields: list[str] | None = None,
 ) -> dict[str, Any]:
     if org_admin.center_app(web.store(), client_id)["status"] != "active":
         raise Conflict("this app is suspended by the operator and cannot be added")
-    record = inst_svc.install(web.store(), client_id, oid, scopes, uid, departments)
-    details: dict[str, Any] = {"app": client_id, "scopes": record["scopes"]}
+    catalog = web.catalog()
+    record = inst_svc.install(web.store(), client_id, oid, scopes, uid, departments, fields, catalog)
+    details: dict[str, Any] = {
+        "app": client_id,
+        "scopes": record["scopes"],
+        "fields": inst_svc.released(catalog, record),
+    }
     if departments is not None:
         details["departments"] = departments
     org_admin.audit(web.store(), oid, uid, "installation.installed", details)
@@ -189,6 +214,24 @@ def _change(oid: str, uid: str, client_id: str, action: str) -> dict[str, Any] |
     if record is None or record["enabled"] != before["enabled"]:  # a no-op switch is not an action
         org_admin.audit(store, oid, uid, f"installation.{action}d", {"app": client_id})
     return record
+
+
+def _form_choice(form: Any) -> tuple[list[str], list[str] | None]:
+    """The scopes and member fields an install or change form chose. A form that shows the field
+    checkboxes says so (``field_choice``); the ticked fields of a scope left unticked are dropped
+    (the scope governs), so unticking a scope never leaves an error behind."""
+    scopes = form.getlist("scopes")
+    if "field_choice" not in form:
+        return scopes, None
+    reachable = web.catalog().fields_of(scopes)
+    return scopes, [f for f in form.getlist("fields") if f in reachable]
+
+
+def _set_choice(
+    oid: str, uid: str, client_id: str, scopes: list[str] | None, fields: list[str] | None
+) -> dict[str, Any]:
+    """Change what an added app receives (scopes and/or member fields), with its audit entry."""
+    return org_admin.change_choice(web.store(), web.catalog(), oid, client_id, scopes, fields, uid)
 
 
 def _decide(oid: str, uid: str, request_id: str, approve: bool, reason: str, scopes: list[str] | None) -> Any:

@@ -34,10 +34,10 @@ from broker.web.admin.console import (
     _center_rows,
     _change,
     _decide,
-    _described,
     _disband,
     _dismiss,
     _fail,
+    _form_choice,
     _install,
     _member_rows,
     _names,
@@ -47,6 +47,7 @@ from broker.web.admin.console import (
     _remove_member,
     _role,
     _scope_rows,
+    _set_choice,
     _set_policy,
     bp,
 )
@@ -117,7 +118,12 @@ def app_page(oid: str, client_id: str) -> Any:
     store = web.store()
     record = org_admin.center_app(store, client_id)
     inst = inst_svc.get_installation(store, client_id, oid)
-    flowing = org_admin.field_rows(web.catalog(), inst["scopes"], i18n.language()) if inst else []
+    catalog = web.catalog()
+    flowing = (
+        org_admin.field_rows(catalog, inst["scopes"], i18n.language(), inst_svc.released(catalog, inst))
+        if inst
+        else []
+    )
     from broker.ledger import reading
 
     drift = {
@@ -133,6 +139,10 @@ def app_page(oid: str, client_id: str) -> Any:
         add_scope=request.args.get("add_scope", ""),
         inst=inst,
         flowing=flowing,
+        # the fields ticked on the change form: what flows now, and every field of a scope the app asked for
+        released=[*inst_svc.released(catalog, inst), *catalog.fields_of([request.args.get("add_scope", "")])]
+        if inst
+        else [],
         scope_rows=_scope_rows(record["scopes"]),
         members=cov["covered"] if cov else 0,  # the members it covers
         cov=cov,
@@ -147,12 +157,9 @@ def change_scopes_page(oid: str, client_id: str) -> Any:
     uid, _ = _role(oid, APPS_MANAGE)
     record = org_admin.center_app(web.store(), client_id)
     try:
-        changed = inst_svc.set_scopes(web.store(), client_id, oid, request.form.getlist("scopes"), uid)
+        _set_choice(oid, uid, client_id, *_form_choice(request.form))
     except (ValidationFailed, NotFound) as exc:
         return _fail(exc, f"/admin/orgs/{oid}/apps/{client_id}")
-    org_admin.audit(
-        web.store(), oid, uid, "installation.updated", {"app": client_id, "scopes": changed["scopes"]}
-    )
     flash(gettext("Saved what %(app)s may receive.", app=record["name"]), "success")
     return redirect(f"/admin/orgs/{oid}/apps/{client_id}", code=303)
 
@@ -164,7 +171,7 @@ def explain_page(oid: str, client_id: str) -> Any:
     record = org_admin.center_app(web.store(), client_id)
     catalog = web.catalog()
     rows = explain.explain_installation(web.store(), catalog, client_id, oid)
-    described = {n: _described(f.description) for n, f in catalog.fields.items()}
+    described = {n: f.described(i18n.language(), "organization") for n, f in catalog.fields.items()}
     return _page("admin/explain.html", org=_org(oid), app=record, rows=rows, described=described)
 
 
@@ -184,6 +191,7 @@ def install_form(oid: str, client_id: str) -> Any:
         scope_rows=_scope_rows(record["scopes"]),
         errors={},
         cov=_new_cov(oid, None),
+        picked=None,
     )
 
 
@@ -193,7 +201,8 @@ def install_page(oid: str, client_id: str) -> Any:
     record = org_admin.center_app(web.store(), client_id)
     try:
         chosen = dept_pages.chosen_departments(request.form)
-        _install(oid, uid, client_id, request.form.getlist("scopes"), chosen)
+        scopes, fields = _form_choice(request.form)
+        _install(oid, uid, client_id, scopes, chosen, fields)
     except ValidationFailed as exc:
         return _page(
             "admin/install.html",
@@ -203,6 +212,7 @@ def install_page(oid: str, client_id: str) -> Any:
             scope_rows=_scope_rows(record["scopes"]),
             errors=exc.fields or {},
             cov=_new_cov(oid, chosen),
+            picked={"scopes": scopes, "fields": fields},
         )
     except Conflict as exc:
         return _fail(exc, f"/admin/orgs/{oid}/apps/{client_id}")
@@ -219,7 +229,7 @@ def preview(oid: str, client_id: str, action: str) -> Any:
     found = org_admin.impact(web.store(), web.catalog(), oid, client_id, action)
     for row in found["field_rows"]:
         if row["name"] in web.catalog().fields:
-            row["description"] = _described(web.catalog().fields[row["name"]].description)
+            row["description"] = web.catalog().fields[row["name"]].described(i18n.language(), "organization")
     return _page("admin/preview.html", org=_org(oid), app=record, impact=found)
 
 

@@ -40,9 +40,7 @@ class AppCenterSchema(_Body):
 
 
 class InstallationDetailSchema(InstallationSchema):
-    """The installation and the member fields that flow to the app under its scopes."""
-
-    fields_ = _strings(data_key="fields", attribute="fields")
+    """The installation and the member fields that flow to the app (``fields``)."""
 
 
 class ImpactSchema(_Body):

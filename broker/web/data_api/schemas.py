@@ -18,27 +18,28 @@ def _profile(name: str, catalog: Catalog, audience: str, required_scope: str, re
     scopes = [s for s in catalog.scopes.values() if s.audience == audience]
     names = [f for f in catalog.fields if catalog.fields[f].shareable and any(f in s.fields for s in scopes)]
     always = set()
-    if required_scope in catalog.scopes:
+    if required_scope in catalog.scopes:  # the admin chooses the rest field by field (issue 13, item 2)
         always = {f for f in catalog.scopes[required_scope].fields if catalog.fields[f].required}
-        if audience == "organization":  # no consent page: every field of the required scope flows
-            always = set(catalog.scopes[required_scope].fields)
-    cls = _Body.from_dict(
-        {
-            rename.get(f, f): fields.String(
-                required=f in always,
-                allow_none=f != "user_id",  # the pairwise id is computed; the rest is read as stored
-                metadata={"description": catalog.fields[f].description["en"]},
-            )
-            for f in names
-        },
-        name=name,
-    )
+    declared = {rename.get(f, f): _field(catalog, f, f in always, audience) for f in names}
+    cls = _Body.from_dict(declared, name=name)
     cls.__doc__ = {
         "Me": "The person as this app may see them: the pairwise user_id, then only the granted fields.",
         "UserInfo": "OIDC userinfo: the pairwise subject, then only the claims the grant allows.",
-        "MemberProfile": "A member as this app may see them: the fields of the installation's scopes.",
+        "MemberProfile": "A member as this app may see them: the fields the admin chose within the scopes.",
     }[name.removesuffix("Schema")]
     return cls
+
+
+def _field(catalog: Catalog, name: str, required: bool, audience: str) -> fields.Field:
+    """One disclosed field: a string (or, ``type = "list"``, a list of strings) or null; the pairwise
+    id is computed, the rest is read as stored."""
+    about = catalog.fields[name]
+    text = about.described("en", "organization" if audience == "organization" else "individual")
+    if about.type == "list":
+        return fields.List(
+            fields.String(), required=required, allow_none=True, metadata={"description": text}
+        )
+    return fields.String(required=required, allow_none=name != "user_id", metadata={"description": text})
 
 
 def data_schemas(catalog: Catalog) -> dict[str, type[Schema]]:

@@ -25,6 +25,7 @@ from broker.web.shared import context as web
 from broker.web.shared import openapi_schemas as rs
 from broker.web.shared.openapi import Reply, documented, links_to
 from broker.web.shared.responses import NO_STORE
+from broker.web.shared.schemas import member_field_choice
 
 _URL = mf.String(validate=validate.Length(min=1, max=2000))
 
@@ -37,6 +38,7 @@ class InstallSchema(Schema):
     scopes = mf.List(
         mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
     )
+    fields_ = member_field_choice()
     installed_by = mf.String(load_default="", validate=validate.Regexp(ids.USER_ID_OR_EMPTY))
     departments = mf.List(
         mf.String(validate=validate.Regexp(ids.DEPARTMENT_ID, error="not a department id")),
@@ -56,6 +58,7 @@ class InstallationPatchSchema(Schema):
     scopes = mf.List(
         mf.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=50)
     )
+    fields_ = member_field_choice()
     departments = mf.List(
         mf.String(validate=validate.Regexp(ids.DEPARTMENT_ID, error="not a department id")),
         allow_none=True,
@@ -302,7 +305,7 @@ def restore_view(client_id: str) -> Reply:
 
 
 def _inst_json(record: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Reply:
-    return _with_coverage(inst_svc.public_view(record)), status, headers or {}
+    return _with_coverage(inst_svc.public_view(record, web.catalog())), status, headers or {}
 
 
 def _with_coverage(view: dict[str, Any]) -> dict[str, Any]:
@@ -335,6 +338,8 @@ def install_view(org_id: str) -> Reply:
         data.get("scopes"),
         data["installed_by"],
         data.get("departments"),
+        data.get("fields"),
+        web.catalog(),
     )
     return _inst_json(
         record, 201, {"Location": f"/internal/v1/orgs/{org_id}/installations/{data['client_id']}"}
@@ -348,7 +353,7 @@ def install_view(org_id: str) -> Reply:
 @require_platform_key
 def list_installations_view(org_id: str) -> Reply:
     records = inst_svc.list_org_installations(web.store(), org_id)
-    return {"installations": [_with_coverage(inst_svc.public_view(r)) for r in records]}
+    return {"installations": [_with_coverage(inst_svc.public_view(r, web.catalog())) for r in records]}
 
 
 @bp.get("/orgs/<org_id>/installations/<client_id>")
@@ -363,16 +368,15 @@ def get_installation_view(org_id: str, client_id: str) -> Reply:
     rs.InstallationSchema,
     body=InstallationPatchSchema,
     errors={**_INSTALLED, 404: "No such app, or it is not installed there"},
-    summary="Switch an installation on or off, or change its scopes or departments (exactly one)",
+    summary="Switch an installation on or off, or change its choice (scopes and/or member fields), or its "
+    "departments (exactly one of the three)",
 )
 @require_platform_key
 def patch_installation_view(org_id: str, client_id: str) -> Reply:
     data = _load(InstallationPatchSchema(), _payload())
-    if len(data) != 1:
-        raise ValidationFailed(
-            "send exactly one of enabled, scopes or departments",
-            fields={"_schema": ["send exactly one of enabled, scopes or departments"]},
-        )
+    if len({"choice" if k in ("scopes", "fields") else k for k in data}) != 1:
+        problem = "send exactly one of enabled, the choice (scopes and/or fields) or departments"
+        raise ValidationFailed(problem, fields={"_schema": [problem]})
     store = web.store()
     if "departments" in data:
         result = coverage.set_departments(
@@ -387,8 +391,10 @@ def patch_installation_view(org_id: str, client_id: str) -> Reply:
                 {"app": client_id, "departments": result["departments"]},
             )
         record = inst_svc.require_installation(store, client_id, org_id)
-    elif "scopes" in data:
-        record = inst_svc.set_scopes(store, client_id, org_id, data["scopes"])
+    elif "scopes" in data or "fields" in data:
+        record = org_admin.change_choice(
+            store, web.catalog(), org_id, client_id, data.get("scopes"), data.get("fields")
+        )
     elif data["enabled"]:
         record = inst_svc.enable(store, client_id, org_id)
     else:

@@ -231,6 +231,21 @@ class WebhookSecretRevokedSchema(_Body):
     )
 
 
+def member_field_choice() -> fields.List:
+    """The request field an admin or the platform names member fields with (issue 13, item 2)."""
+    return fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        validate=validate.Length(max=50),
+        data_key="fields",
+        attribute="fields",  # declared as ``fields_``: a Schema's ``fields`` is its own
+        metadata={
+            "description": "the member fields the app receives, within the chosen scopes (the app's id for "
+            "each member always flows); left out: every field of the scopes when installing, the fields "
+            "chosen before (and every field of a scope added) when changing the scopes"
+        },
+    )
+
+
 class InstallationSchema(_Body):
     """An App Center app added to one organization, with the scopes the admin chose."""
 
@@ -238,6 +253,11 @@ class InstallationSchema(_Body):
     client_id = _str()
     org_id = _str()
     scopes = _strings()
+    fields_ = _strings(
+        data_key="fields",
+        attribute="fields",
+        metadata={"description": "the member fields it receives: the admin's choice within the scopes"},
+    )
     enabled = fields.Boolean(required=True)
     installed_by = _str(metadata={"description": "user id of the admin, or empty"})
     created_at = _int()
