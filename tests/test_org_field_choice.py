@@ -43,7 +43,14 @@ def w(app, store, settings) -> dict[str, Any]:
     eng = departments.create(store, oid, "Engineering")["id"]
     web = departments.create(store, oid, "Web", eng)["id"]
     departments.assign(store, oid, people["ann"], [eng, web])
-    return {"oid": oid, "client_id": record["client_id"], "catalog": catalog, "eng": eng, **people}
+    return {
+        "oid": oid,
+        "client_id": record["client_id"],
+        "catalog": catalog,
+        "eng": eng,
+        "web": web,
+        **people,
+    }
 
 
 def _token(store: Any, settings: Any, w: dict[str, Any]) -> str:
@@ -297,3 +304,22 @@ def test_the_platform_api_chooses_fields_too(client, store, settings, w) -> None
     assert org_admin.audit_trail(store, oid)[0]["who"] == "platform"
     listed = client.get(f"/internal/v1/orgs/{oid}/installations", headers=auth).get_json()["installations"]
     assert listed[0]["fields"] == ["user_id", "nickname"]
+
+
+def test_only_the_members_an_app_covers_are_told(client, store, w) -> None:
+    oid, cid = w["oid"], w["client_id"]
+    inst_svc.install(
+        store, cid, oid, ["org.members.read"], w["owner"], [w["eng"]], ["nickname"], w["catalog"]
+    )
+
+    def told(uid: str) -> list[str]:
+        session_sign_in(client, uid)
+        return [n["what"] for n in client.get("/privacy/v1/notices").get_json()["notices"] if n["app"] == cid]
+
+    assert told(w["ann"]) == ["installed"]  # in Engineering
+    assert told(w["bob"]) == []  # in no department: the app receives nothing about him
+    inst_svc.remove(store, cid, oid, w["owner"])
+    assert told(w["bob"]) == []
+    assert told(w["ann"]) == ["removed", "installed"]
+    departments.assign(store, oid, w["bob"], [w["web"]])  # a sub-department of Engineering
+    assert told(w["bob"]) == ["removed", "installed"]

@@ -273,6 +273,7 @@ def test_installation_round_trip_and_public(store, settings, catalog) -> None:
         "client_id": cid,
         "org_id": oid,
         "scopes": ["org.members.read"],
+        "fields": None,  # no field choice: every field of the scopes
         "enabled": True,
         "installed_by": dev,
         "created_at": installed["created_at"],

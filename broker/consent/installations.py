@@ -221,9 +221,8 @@ def _set_enabled(store: Store, client_id: str, org_id: str, enabled: bool, actor
                 continue
     record = require_installation(store, client_id, org_id)
     if changed:
-        notices.record(
-            store, org_id, client_id, "enabled" if enabled else "disabled", actor, record["scopes"]
-        )
+        what = "enabled" if enabled else "disabled"
+        notices.record(store, org_id, client_id, what, actor, record["scopes"], record.get("fields"))
     return record
 
 
@@ -309,9 +308,11 @@ def remove(store: Store, client_id: str, org_id: str, actor: str = "") -> dict[s
             except redis.WatchError:
                 continue
     store.redis.srem(keys.org_installations(org_id), client_id)
+    limited = dept_svc.installation_departments(store, org_id, client_id)  # who it concerned
     dept_svc.drop_coverage(store, org_id, client_id)
     if store.redis.exists(keys.org(org_id)):  # a disbanded org has no members left to tell
-        notices.record(store, org_id, client_id, "removed", actor, record.get("scopes") or [])
+        scopes = record.get("scopes") or []
+        notices.record(store, org_id, client_id, "removed", actor, scopes, record.get("fields"), limited)
     return record
 
 

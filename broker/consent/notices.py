@@ -32,9 +32,16 @@ def record(
     actor: str,
     scopes: Iterable[str] = (),
     fields: Iterable[str] | None = None,
+    departments: Iterable[str] | bool | None = True,
 ) -> None:
     """Note a decision about ``client_id`` in the org (after it succeeded): the scopes and, when the
-    admin chose them one by one, the member fields it concerns (None: every field of the scopes)."""
+    admin chose them one by one, the member fields it concerns (None: every field of the scopes), and
+    the departments the installation covers (``True``: read them now; None: the whole org), so only
+    the members it concerns are told."""
+    if departments is True:
+        from broker.directory import departments as dept_svc
+
+        departments = dept_svc.installation_departments(store, org_id, client_id)
     if what not in WHATS:
         raise ValueError(f"unknown notice {what!r}")
     entry = {
@@ -46,6 +53,8 @@ def record(
     }
     if fields is not None:
         entry["fields"] = list(fields)
+    if isinstance(departments, Iterable):
+        entry["departments"] = list(departments)
     store.redis.xadd(
         keys.org_notices(org_id),
         {"n": json.dumps(entry, separators=(",", ":"))},
@@ -64,6 +73,7 @@ def for_person(
 
     orgs = sorted(store.redis.smembers(keys.user_orgs(uid)))
     seen = store.redis.hgetall(keys.user_notices_seen(uid))
+    mine: dict[str, set[str]] = {}  # org -> the member's departments and those above them
     rows: list[dict[str, Any]] = []
     for oid in orgs:
         name = store.redis.hget(keys.org(oid), "name")
@@ -73,6 +83,8 @@ def for_person(
             try:
                 entry = json.loads(fields["n"])
             except (KeyError, ValueError):
+                continue
+            if not _affects(store, oid, uid, entry, mine):
                 continue
             entry.update(id=stream_id, org_id=oid, org_name=name, new=_newer(stream_id, seen.get(oid)))
             rows.append(entry)
@@ -93,6 +105,25 @@ def for_person(
             if f in reachable
         ]
     return rows
+
+
+def _affects(store: Store, oid: str, uid: str, entry: dict[str, Any], mine: dict[str, set[str]]) -> bool:
+    """Whether a decision concerns this member: one about an app limited to departments she is not in
+    (nor in one of their sub-departments) is not hers to read: the app receives nothing about her."""
+    limited = entry.get("departments")
+    if not isinstance(limited, list):
+        return True  # the whole organization
+    if oid not in mine:
+        from broker.directory import departments
+
+        tree = departments.tree(store, oid)
+        found: set[str] = set()
+        for dep in departments.member_departments(store, oid, uid):
+            while dep and dep not in found:  # the department and every one above it
+                found.add(dep)
+                dep = tree.get(dep, {}).get("parent", "")
+        mine[oid] = found
+    return bool(mine[oid] & set(limited))
 
 
 def mark_seen(store: Store, uid: str, notices: list[dict[str, Any]]) -> None:
