@@ -79,7 +79,6 @@ def test_an_admin_limits_team_roster_and_everyone_sees_what_she_decided(live_ser
             # 1. Olga adds Team Roster for Engineering only, with the nickname only.
             olga = new_page(browser)
             sign_in(olga, base, "olga", "olga-password", f"/admin/orgs/{oid}/app-center")
-            olga.get_by_role("link", name="Team Roster").first.click()
             olga.get_by_role("link", name="Add Team Roster to the organization").click()
             assert olga.locator('input[name="scopes"][value="org.departments.read"]').is_checked() is False
             assert olga.locator('input[name="fields"][value="user_id"]').is_disabled()
@@ -88,8 +87,11 @@ def test_an_admin_limits_team_roster_and_everyone_sees_what_she_decided(live_ser
             olga.get_by_label("Engineering").check()
             olga.get_by_role("button", name="Add Team Roster").click()
             assert olga.url.endswith(f"/admin/orgs/{oid}/apps/{cid}")
-            flowing = olga.locator("section", has_text="receives these fields").inner_text()
-            assert "Each member's nickname" in flowing and "profile picture" not in flowing
+            flowing = olga.locator("#flowing li").all_inner_texts()
+            assert flowing == [
+                "user_id: Each member's user ID, different for every app",
+                "nickname: Each member's nickname",
+            ]
 
             # 2. The app sees exactly Ann and Bob, and only their nicknames (and its ids for them).
             issued = org_token()
@@ -104,10 +106,17 @@ def test_an_admin_limits_team_roster_and_everyone_sees_what_she_decided(live_ser
             sign_in(sam, base, "sam", "sam-password", f"/admin/orgs/{oid}/departments/{eng}")
             sam.get_by_role("button", name="Take Bob out").click()
             assert [m["nickname"] for m in members(token).json()["members"]] == ["Ann"]
-            # ... and exactly that: the app pages and the audit trail are not hers
-            for path in (f"/admin/orgs/{oid}/apps/{cid}", f"/admin/orgs/{oid}/audit"):
-                assert sam.goto(f"{base}{path}").status == 403
+            # ... and exactly that: the apps, the disclosures and the sub-admins are not hers
+            for path in (
+                f"/admin/orgs/{oid}/apps/{cid}",
+                f"/admin/orgs/{oid}/apps/{cid}/disable",
+                f"/admin/v1/orgs/{oid}/disclosures",
+                f"/admin/orgs/{oid}/admins",
+            ):
+                assert sam.goto(f"{base}{path}").status == 403, path
             assert sam.goto(f"{base}/admin/orgs/{oid}/members").status == 200
+            audit = sam.goto(f"{base}/admin/orgs/{oid}/audit")  # what was done, her own steps too
+            assert audit.status == 200 and "Sam" in sam.locator("table").inner_text()
 
             # 4. Ann finds the notice: who decided, what Team Roster receives about her.
             ann = new_page(browser)
