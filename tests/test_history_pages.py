@@ -19,6 +19,7 @@ from broker.consent import installations as inst_svc
 from broker.consent import org_admin
 from broker.core import catalog as catalog_mod
 from broker.core.pairwise import pairwise_id
+from broker.directory import departments
 from broker.directory.service import set_role
 from broker.web.admin import history as admin_history
 from broker.web.developer import history as developer_history
@@ -311,6 +312,29 @@ def test_the_audit_page_filters_by_action_and_person_chosen_by_name(client, stor
     assert column(both, "what") == ["installation.removed"]
     none = client.get(f"{base}?who={org.member}").get_data(as_text=True)
     assert 'class="audit"' not in none and "No admin actions match." in none
+
+
+def test_the_audit_page_names_departments_and_hides_request_ids(client, store, org) -> None:
+    eng = departments.create(store, org.oid, "Engineering")["id"]
+    web = departments.create(store, org.oid, "Web", eng)["id"]
+    for what, details in (
+        ("department.created", {"department": web, "name": "Web"}),
+        ("department.deleted", {"department": "dep_0000000000000000", "name": "Sales"}),
+        ("installation.departments", {"app": org.roster, "departments": [eng, web]}),
+        ("installation.departments", {"app": org.payroll, "departments": None}),
+        ("request.approved", {"request": "req_0123456789abcdef", "app": org.roster, "requester": org.member}),
+    ):
+        org_admin.audit(store, org.oid, org.owner, what, details)
+    session_sign_in(client, org.owner)
+    page = client.get(f"/admin/orgs/{org.oid}/audit").get_data(as_text=True)
+    assert column(page, "details") == [
+        "app: Roster; requester: Member",
+        "app: Payroll; departments: the whole organization",
+        "app: Roster; departments: Engineering, Engineering / Web",
+        "department: Sales; name: Sales",
+        "department: Engineering / Web; name: Web",
+    ]
+    assert "dep_" not in visible(page) and "req_" not in page
 
 
 def test_the_audit_page_pages_older_and_back_to_the_newest(client, store, org, monkeypatch) -> None:

@@ -18,6 +18,7 @@ from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.consent import org_admin, org_policy
 from broker.consent.org_policy import AUDIT_READ, DISCLOSURES_READ
+from broker.directory import departments
 from broker.errors import ValidationFailed
 from broker.ledger import reading
 from broker.web.admin import pages as _pages  # noqa: F401 - declares the audit route this module serves
@@ -120,6 +121,7 @@ def audit_page(oid: str) -> Any:
     return _page(
         "admin/audit.html",
         400 if errors else 200,
+        departments={d["id"]: d["path"] for d in departments.listing(store, oid)},
         org=_org(oid),
         rows=rows,
         names=known,
