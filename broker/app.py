@@ -64,10 +64,12 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
 def _register_blueprints(app: Flask) -> None:
     from broker.web.admin import api as _admin_api  # noqa: F401 - routes attach to the blueprint
+    from broker.web.admin import history as _admin_history  # noqa: F401 - the history pages (and /audit)
     from broker.web.admin import pages as _admin_pages  # noqa: F401
     from broker.web.admin.console import bp as admin_bp
     from broker.web.data_api.api import bp as api_bp
     from broker.web.developer import api as _developer_api  # noqa: F401 - routes attach to the blueprint
+    from broker.web.developer import history as _developer_history  # noqa: F401 - the disclosures page
     from broker.web.developer import pages as _developer_pages  # noqa: F401
     from broker.web.developer.console import bp as developer_bp
     from broker.web.interactions import consent, login  # noqa: F401 - their routes attach to the blueprint

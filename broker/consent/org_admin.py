@@ -9,16 +9,19 @@ slots cannot share one transaction on a cluster. A failed change writes no audit
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from broker.apps import registry as apps_svc
 from broker.config import Settings
 from broker.consent import installations as inst_svc
 from broker.consent import org_policy
+from broker.core import cursors
 from broker.core.catalog import Catalog
-from broker.core.ids import new_request_id
+from broker.core.ids import USER_ID, new_request_id
 from broker.core.pairwise import pairwise_id
 from broker.directory import departments
 from broker.directory import service as directory
@@ -29,6 +32,7 @@ from broker.storage.store import Store
 
 REQUEST_STATUSES = ("pending", "approved", "denied")
 AUDIT_MAXLEN = 100_000  # approximate cap, so one org cannot grow its trail without bound
+PLATFORM_ACTOR = "platform"  # the actor of changes made through the platform API
 
 
 # -- audit ------------------------------------------------------------------------------------------
@@ -44,14 +48,96 @@ def audit(store: Store, oid: str, actor: str, action: str, details: dict[str, An
     )
 
 
+AUDIT_SCAN = 1000  # entries one filtered page (or the filter choices) reads at most
+_AUDIT_CURSOR = re.compile(r"audit:(\d{1,20}-\d{1,20})")
+_ACTION = re.compile(r"[a-z_]{1,32}\.[a-z_]{1,32}")
+_ACTOR = re.compile(rf"{USER_ID[1:-1]}|{re.escape(PLATFORM_ACTOR)}")
+
+
+@dataclass
+class AuditPage:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    next_cursor: str | None = None  # where the next (older) page starts; None: nothing older
+
+
 def audit_trail(store: Store, oid: str, limit: int = 200) -> list[dict[str, Any]]:
     """Newest first."""
-    out = []
-    for entry_id, fields in store.redis.xrevrange(keys.org_audit(oid), count=limit):
+    return audit_page(store, oid, limit=limit).entries
+
+
+def audit_page(
+    store: Store,
+    oid: str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    what: str | None = None,
+    who: str | None = None,
+) -> AuditPage:
+    """One page of the trail, newest first, from ``cursor`` (the ``next_cursor`` of the page before;
+    opaque, a stream id inside), keeping entries whose action is ``what`` and actor ``who``.
+
+    Filtering reads the stream in batches (XREVRANGE) and reads at most ``AUDIT_SCAN`` entries a
+    page: a rare filter over a long trail may answer fewer entries than ``limit``, even none, with
+    a ``next_cursor`` to read on from. Malformed values are a 400 naming the parameter."""
+    if limit < 1:
+        raise ValidationFailed("limit is out of range", fields={"limit": ["expected at least 1"]})
+    if what is not None and not _ACTION.fullmatch(what):
+        raise ValidationFailed(
+            "what is not an action", fields={"what": ["expected an action such as member.added"]}
+        )
+    if who is not None and not _ACTOR.fullmatch(who):
+        raise ValidationFailed("who is not a person", fields={"who": ["expected a user id or 'platform'"]})
+    top = "+"
+    if cursor:
+        top = "(" + _audit_position(cursor)
+    filtering = what is not None or who is not None
+    batch = min(max(limit + 1, 100), AUDIT_SCAN) if filtering else limit + 1
+    key = keys.org_audit(oid)
+    found: list[dict[str, Any]] = []
+    scanned, last = 0, None
+    while True:
+        chunk = store.redis.xrevrange(key, max=top, min="-", count=batch)
+        for entry_id, fields in chunk:
+            scanned += 1
+            last = entry_id
+            record = json.loads(fields["a"])
+            record["id"] = entry_id
+            if (what is None or record.get("what") == what) and (who is None or record.get("who") == who):
+                found.append(record)
+                if len(found) > limit:
+                    return AuditPage(found[:limit], _audit_cursor(found[limit - 1]["id"]))
+        if len(chunk) < batch or last is None:
+            return AuditPage(found)  # the oldest entry was read
+        if scanned >= AUDIT_SCAN:
+            return AuditPage(found, _audit_cursor(last))  # read on from here on the next page
+        top = "(" + last
+
+
+def audit_choices(store: Store, oid: str) -> tuple[list[str], list[str]]:
+    """The actions and actors in the newest ``AUDIT_SCAN`` entries (a filter form's choices)."""
+    actions: set[str] = set()
+    actors: set[str] = set()
+    for _, fields in store.redis.xrevrange(keys.org_audit(oid), count=AUDIT_SCAN):
         record = json.loads(fields["a"])
-        record["id"] = entry_id
-        out.append(record)
-    return out
+        actions.add(str(record.get("what", "")))
+        actors.add(str(record.get("who", "")))
+    return sorted(a for a in actions if a), sorted(a for a in actors if a)
+
+
+def _audit_cursor(entry_id: str) -> str:
+    return cursors.encode(f"audit:{entry_id}")
+
+
+def _audit_position(cursor: str) -> str:
+    """The stream id inside a cursor this listing handed out; anything else is a 400."""
+    try:
+        found = _AUDIT_CURSOR.fullmatch(cursors.decode(cursor[:100]))
+    except ValueError:
+        found = None
+    if found is None:
+        raise ValidationFailed("cursor is invalid", fields={"cursor": ["not a cursor from this listing"]})
+    return found.group(1)
 
 
 # -- org and App Center -----------------------------------------------------------------------------

@@ -57,11 +57,19 @@ def test_no_developer_facing_answer_names_a_person_by_the_platform_id(app, clien
             f"/developer/apps/{cid}",
             f"/developer/apps/{cid}/edit",
             f"/developer/apps/{cid}/delete",
+            f"/developer/apps/{cid}/disclosures",
             f"/developer/v1/apps/{cid}",
             f"/developer/v1/apps/{cid}/disclosures",
             f"/developer/v1/apps/{cid}/disclosures?format=csv",
             f"/developer/v1/apps/{cid}/disclosures?format=ndjson",
         ]
+    # the history page filtered by the ids the apps know, by organization, by days
+    bob_in_org = pairwise_id(settings.pairwise_key, org_app, bob, oid)
+    paths += [
+        f"/developer/apps/{mini}/disclosures?person={pairwise_id(settings.pairwise_key, mini, alice)}",
+        f"/developer/apps/{org_app}/disclosures?person={bob_in_org}",
+        f"/developer/apps/{org_app}/disclosures?org={oid}&since=2000-01-01&until=2999-12-31",
+    ]
     rules = {
         r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/developer") and "GET" in r.methods
     }

@@ -353,10 +353,22 @@ def api_disclosures(oid: str) -> Reply:
 
 
 @bp.get("/admin/v1/orgs/<oid>/audit")
-@documented(rs.AuditTrailSchema, errors=_MANAGE, summary="The audit trail, newest first")
+@documented(rs.AuditPageSchema, query=rs.AuditQuery, errors=_MANAGE, summary="The audit trail, newest first")
 def api_audit(oid: str) -> Reply:
+    """Filters ``what`` (an action) and ``who`` (a user id, or ``platform``); cursor paging from
+    ``next_cursor``. A filtered page reads at most the next 1000 entries, so it may hold fewer
+    than ``limit`` entries (even none) and still have a ``next_cursor``."""
     _role(oid, AUDIT_READ)
-    return _json({"audit": org_admin.audit_trail(web.store(), oid)})
+    query = consoles.load(rs.AuditQuery(), request.args.to_dict())
+    page = org_admin.audit_page(
+        web.store(),
+        oid,
+        limit=query["limit"],
+        cursor=query.get("cursor") or None,
+        what=query.get("what") or None,
+        who=query.get("who") or None,
+    )
+    return _json({"audit": page.entries, "next_cursor": page.next_cursor})
 
 
 @bp.post("/admin/v1/orgs/<oid>/disband")
