@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask.blueprints import BlueprintSetupState
-
 from broker.apps import registry as apps_svc
 from broker.consent import installations as inst_svc
 from broker.consent import org_admin, org_policy
@@ -90,6 +88,7 @@ def disclosures_page(oid: str) -> Any:
 # -- audit trail ------------------------------------------------------------------------------------
 
 
+@bp.get("/admin/orgs/<oid>/audit")
 def audit_page(oid: str) -> Any:
     """The audit trail as a table, newest first: who (by name), what, when, the details with people
     and apps named; filtered by action and person, a page at a time."""
@@ -135,15 +134,6 @@ def audit_page(oid: str) -> Any:
         ),
         first_url=page_url("admin.audit_page", args, oid=oid) if given else None,
     )
-
-
-@bp.record
-def _serve_the_audit_page(state: BlueprintSetupState) -> None:
-    """This module serves ``/admin/orgs/<oid>/audit`` (endpoint ``admin.audit_page``, whose route
-    ``broker.web.admin.pages`` declares): imported after that module, it replaces the view there.
-    TODO(lead, after merging): delete ``audit_page`` from pages.py and route this one with
-    ``@bp.get("/admin/orgs/<oid>/audit")`` instead of this hook."""
-    state.app.view_functions["admin.audit_page"] = audit_page
 
 
 # -- the admin nav ----------------------------------------------------------------------------------

@@ -409,19 +409,6 @@ def _known_names(uids: list[str]) -> dict[str, str]:
     return {uid: name for uid, name in _names(uids).items() if name != uid}
 
 
-@bp.get("/admin/orgs/<oid>/audit")
-def audit_page(oid: str) -> Any:
-    """The audit trail as a table: who (by name), what, when, and the details with people and apps
-    named, never their ids."""
-    _role(oid, AUDIT_READ)
-    rows = org_admin.audit_trail(web.store(), oid)
-    people = {r["who"] for r in rows}
-    for r in rows:
-        people |= {str(v) for k, v in r["details"].items() if k in ("user", "requester") and v}
-    apps = {a["client_id"]: a["name"] for a in apps_svc.list_apps(web.store())}
-    return _page("admin/audit.html", org=_org(oid), rows=rows, names=_known_names(sorted(people)), apps=apps)
-
-
 @bp.get("/admin/orgs/<oid>/disband")
 def disband_form(oid: str) -> Any:
     _role(oid, ORG_DISBAND)

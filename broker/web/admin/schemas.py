@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import EXCLUDE, fields, validate
 
 from broker.web.shared.schemas import (
     PERMISSIONS,
@@ -11,6 +11,8 @@ from broker.web.shared.schemas import (
     InstallationSchema,
     _Body,
     _int,
+    _limit,
+    _Query,
     _str,
     _strings,
 )
@@ -127,10 +129,31 @@ class AuditEntrySchema(_Body):
     details = fields.Dict(required=True)
 
 
-class AuditTrailSchema(_Body):
-    """Newest first."""
+class AuditQuery(_Query):
+    """Filters and paging of an organization's audit trail."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    what = fields.String(
+        validate=validate.Regexp(r"^[a-z_]{1,32}\.[a-z_]{1,32}$"),
+        metadata={"description": "only this action, e.g. member.added"},
+    )
+    who = fields.String(
+        validate=validate.Regexp(r"^(usr_[0-9a-f]{16}|platform)$"),
+        metadata={"description": "only changes by this person (user id), or `platform` for the platform API"},
+    )
+    limit = _limit(200, 200)
+    cursor = fields.String(
+        validate=validate.Length(max=100), metadata={"description": "next_cursor of the previous page"}
+    )
+
+
+class AuditPageSchema(_Body):
+    """Newest first; ``next_cursor`` is where the next (older) page starts, null on the last."""
 
     audit = fields.List(fields.Nested(AuditEntrySchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
 
 
 class DisbandedSchema(_Body):

@@ -5,8 +5,6 @@ Each is defined once, in its audience's ``schemas.py`` (shared ones in ``broker/
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, fields, validate
-
 from broker.web.admin.schemas import (
     AdminOrgSchema,
     AppCenterSchema,
@@ -14,7 +12,8 @@ from broker.web.admin.schemas import (
     AppRequestListSchema,
     AppRequestSchema,
     AuditEntrySchema,
-    AuditTrailSchema,
+    AuditPageSchema,
+    AuditQuery,
     CenterAppSchema,
     DisbandedSchema,
     ImpactSchema,
@@ -158,7 +157,8 @@ __all__ = [
     "AppReviewSchema",
     "AppSchema",
     "AuditEntrySchema",
-    "AuditTrailSchema",
+    "AuditPageSchema",
+    "AuditQuery",
     "AuthorizeQuery",
     "CenterAppSchema",
     "CheckpointPageSchema",
@@ -263,33 +263,3 @@ __all__ = [
     "_strings",
     "data_schemas",
 ]
-
-
-# -- the admin audit trail's paging (issue 13, item 9) -------------------------------------------------
-
-
-class AuditQuery(_Query):
-    """Filters and paging of an organization's audit trail."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    what = fields.String(
-        validate=validate.Regexp(r"^[a-z_]{1,32}\.[a-z_]{1,32}$"),
-        metadata={"description": "only this action, e.g. member.added"},
-    )
-    who = fields.String(
-        validate=validate.Regexp(r"^(usr_[0-9a-f]{16}|platform)$"),
-        metadata={"description": "only changes by this person (user id), or `platform` for the platform API"},
-    )
-    limit = _limit(200, 200)
-    cursor = fields.String(
-        validate=validate.Length(max=100), metadata={"description": "next_cursor of the previous page"}
-    )
-
-
-class AuditPageSchema(_Body):
-    """Newest first; ``next_cursor`` is where the next (older) page starts, null on the last."""
-
-    audit = fields.List(fields.Nested(AuditEntrySchema), required=True)
-    next_cursor = fields.String(required=True, allow_none=True)
