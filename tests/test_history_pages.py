@@ -208,9 +208,16 @@ def test_the_admin_pages_through_disclosures_with_the_filters_kept(client, org, 
     assert all(query(u)["app"] == [org.roster] for u in urls)
     last = client.get(urls[-1]).get_data(as_text=True)
     assert query(link(last, "first-page") or "") == {"app": [org.roster]}
-    # the pages together are the JSON API's records, in the same order
-    api = client.get(f"/admin/v1/orgs/{org.oid}/disclosures?limit=100&app={org.roster}").get_json()["records"]
-    assert len(api) == 10
+    # newest first: Payroll read the members last
+    every_app, _ = every_page(client, base, "app")
+    assert every_app == ["Payroll"] * 5 + ["Roster"] * 10
+    # the pages together are the JSON API's records (order=newest), in the same order
+    api = client.get(f"/admin/v1/orgs/{org.oid}/disclosures?limit=100&order=newest").get_json()["records"]
+    names = {
+        uid: name
+        for uid, name in zip(org.people, ("Owner", "Reader", "Appsub", "Member", "Zed"), strict=True)
+    }
+    assert [names[e["record"]["person"]] for e in api] == people
 
 
 @pytest.mark.parametrize(

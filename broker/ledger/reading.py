@@ -5,8 +5,9 @@ index) written by that log's sequencer, one per view and filter combination. A p
 are all in one log (plus the legacy log of earlier releases), so a person's page reads one or two
 sorted sets; an app's, org's or developer's page reads the view in every log in one pipeline
 (ZRANGEBYSCORE from the cursor, at most a page from each) and merges them in (time, log, index)
-order: no scanning, whatever the filters. Cursors are opaque (base64url JSON of the last
-(time, log, index) seen and a tag of the view) and a cursor from another view is refused. Each
+order (``order=newest``: backwards, newest first): no scanning, whatever the filters. Cursors are
+opaque (base64url JSON of the last (time, log, index) seen and a tag of the view and its order) and a
+cursor from another view is refused. Each
 record names its log and comes with its RFC 9162 inclusion proof against that log's latest signed
 checkpoint, so the reader can check it was not edited.
 """
@@ -51,6 +52,7 @@ class Filters:
     until: float | None = None
     app: str | None = None
     person: str | None = None
+    newest_first: bool = False  # ``order=newest``: the views read backwards in time
 
 
 @dataclass
@@ -115,7 +117,10 @@ def parse_filters(args: Mapping[str, str], *, person_filter: bool = True) -> Fil
             raise ValidationFailed(
                 "person is not a user id", fields={"person": ["expected a user id (usr_...)"]}
             )
-    return Filters(since, until, app, person)
+    order = args.get("order") or "oldest"
+    if order not in ("oldest", "newest"):
+        raise ValidationFailed("order is not supported", fields={"order": ["expected oldest or newest"]})
+    return Filters(since, until, app, person, order == "newest")
 
 
 def _view_tag(view: str) -> str:
@@ -168,18 +173,27 @@ def _read(
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed("limit is out of range", fields={"limit": [f"expected 1 to {MAX_LIMIT}"]})
     view = "|".join(f"{k}={v}" for k, v in sorted(dims.items()))
+    backwards = filters.newest_first
+    if backwards:
+        view += "|order=newest"  # a cursor of one order is refused by the other
     r = store.redis
     low, top = _bound(filters.since, "-inf"), _bound(filters.until, "+inf")
     after: tuple[float, int, str] | None = None
     if cursor:
         score, cursor_log, mem = _decode_cursor(view, logs, cursor)
-        if filters.since is None or score >= filters.since:
+        if backwards and (filters.until is None or score <= filters.until):
+            after = (score, _rank(cursor_log), mem)
+            top = f"({score!r}"
+        elif not backwards and (filters.since is None or score >= filters.since):
             after = (score, _rank(cursor_log), mem)
             low = f"({score!r}"
     pipe = r.pipeline(transaction=False)
     for log in logs:
         key = keys.ledger_index(log, **dims)
-        pipe.zrangebyscore(key, low, top, start=0, num=limit + 1, withscores=True)
+        if backwards:
+            pipe.zrevrangebyscore(key, top, low, start=0, num=limit + 1, withscores=True)
+        else:
+            pipe.zrangebyscore(key, low, top, start=0, num=limit + 1, withscores=True)
         if after is not None:
             pipe.zrangebyscore(key, repr(after[0]), repr(after[0]), withscores=True)  # ties at the cursor
     answers = pipe.execute()
@@ -188,9 +202,14 @@ def _read(
     for n, log in enumerate(logs):
         found = list(answers[n * step])
         if after is not None:
-            found += [(m, t) for m, t in answers[n * step + 1] if (_rank(log), m) > after[1:]]
+            position = after[1:]
+            found += [
+                (m, t)
+                for m, t in answers[n * step + 1]
+                if ((_rank(log), m) < position if backwards else (_rank(log), m) > position)
+            ]
         rows.extend((float(t), _rank(log), m, log) for m, t in found)
-    rows.sort()
+    rows.sort(reverse=backwards)
     more = len(rows) > limit
     rows = rows[:limit]
     page = Page()
@@ -334,7 +353,8 @@ VIEWS = {
 def fields_received(store: Store, client_id: str, limit: int = 500) -> set[str]:
     """The fields the app's newest ``limit`` delivered records released (for its data label's
     declared-vs-actual comparison)."""
-    page = records_for_app(store, client_id, Filters(), None, min(limit, 100))
+    newest = Filters(newest_first=True)
+    page = records_for_app(store, client_id, newest, None, min(limit, 100))
     found: set[str] = set()
     seen = 0
     while True:
@@ -344,7 +364,7 @@ def fields_received(store: Store, client_id: str, limit: int = 500) -> set[str]:
         seen += len(page.records)
         if not page.next_cursor or seen >= limit:
             return found
-        page = records_for_app(store, client_id, Filters(), page.next_cursor, min(limit - seen, 100))
+        page = records_for_app(store, client_id, newest, page.next_cursor, min(limit - seen, 100))
 
 
 def as_seen_by_app(record: dict[str, Any], pairwise_key: str) -> dict[str, Any]:

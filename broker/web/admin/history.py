@@ -34,8 +34,8 @@ AUDIT_FILTERS = ("what", "who")
 
 @bp.get("/admin/orgs/<oid>/disclosures")
 def disclosures_page(oid: str) -> Any:
-    """Every record about the org's members made through its installations, oldest first (the
-    ledger's order), filtered by app, member and days, a page at a time."""
+    """Every record about the org's members made through its installations, newest first,
+    filtered by app, member and days, a page at a time."""
     _role(oid, DISCLOSURES_READ)
     store = web.store()
     app_names = {a["client_id"]: a["name"] for a in apps_svc.list_apps(store)}
@@ -58,7 +58,7 @@ def disclosures_page(oid: str) -> Any:
     page = reading.Page()
     given = cursor()
     if not errors:
-        filters = reading.Filters(since, until, args.get("app"), args.get("member"))
+        filters = reading.Filters(since, until, args.get("app"), args.get("member"), newest_first=True)
         try:
             page = reading.records_for_org(store, oid, filters, given, PAGE_SIZE)
         except ValidationFailed as exc:

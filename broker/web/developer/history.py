@@ -24,7 +24,7 @@ FILTERS = ("person", "org", "since", "until")
 
 @bp.get("/developer/apps/<client_id>/disclosures")
 def disclosures_page(client_id: str) -> Any:
-    """The app's records oldest first (the ledger's order); ``org`` reads the organization's view of
+    """The app's records newest first; ``org`` reads the organization's view of
     this app's records (installations only), ``person`` the records about whoever the app knows by
     that id."""
     record = _own_app(_me(), client_id)
@@ -42,7 +42,7 @@ def disclosures_page(client_id: str) -> Any:
     page = reading.Page()
     given = cursor()
     if not errors:
-        filters = reading.Filters(since, until, None, person)
+        filters = reading.Filters(since, until, None, person, newest_first=True)
         try:
             if args.get("org"):
                 page = reading.records_for_org(

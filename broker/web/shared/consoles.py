@@ -87,7 +87,7 @@ def app_disclosures(client_id: str) -> dict[str, Any]:
     """The newest disclosure records made to one app (field names, never values)."""
     from broker.ledger import reading
 
-    page = reading.records_for_app(web.store(), client_id, reading.Filters(), None, 50)
+    page = reading.records_for_app(web.store(), client_id, reading.Filters(newest_first=True), None, 50)
     key = web.settings().pairwise_key  # a developer sees the ids their app knows (issue 14, item 1)
     return {
         "available": True,
@@ -99,7 +99,7 @@ def org_disclosures(org_id: str) -> dict[str, Any]:
     """The newest records about the org's members made through the org's installations."""
     from broker.ledger import reading
 
-    page = reading.records_for_org(web.store(), org_id, reading.Filters(), None, 50)
+    page = reading.records_for_org(web.store(), org_id, reading.Filters(newest_first=True), None, 50)
     return {"available": True, "items": [_marked(entry) for entry in page.records]}
 
 

@@ -324,6 +324,11 @@ class DisclosureQuery(_Query):
         validate=validate.OneOf(["json", "ndjson", "csv"]),
         metadata={"description": "ndjson and csv stream every matching record (no paging)"},
     )
+    order = fields.String(
+        load_default="oldest",
+        validate=validate.OneOf(["oldest", "newest"]),
+        metadata={"description": "oldest first (the ledger's order, the default) or newest first"},
+    )
     limit = _limit(50, 100)
     cursor = _CURSOR
 
