@@ -142,12 +142,14 @@ def test_an_admin_limits_team_roster_to_one_department_and_the_app_sees_exactly_
     # the members are told in the privacy center who changed what Team Roster covers
     from broker.consent import notices
 
-    told = [
-        n
-        for n in notices.for_person(store, catalog_mod.load(settings.scopes_dir), w["owner"])
-        if n["what"] == "updated"
-    ]
-    assert len(told) == 2 and told[0]["app"] == cid and told[0]["who"] == w["owner"]
+    def told(uid: str) -> list[dict[str, Any]]:
+        found = notices.for_person(store, catalog_mod.load(settings.scopes_dir), uid)
+        return [n for n in found if n["what"] == "updated"]
+
+    # Ann (Engineering) was covered by both choices; the owner (in no department) only by the last
+    assert len(told(w["ann"])) == 2 and told(w["ann"])[0]["app"] == cid
+    assert len(told(w["owner"])) == 1 and told(w["owner"])[0]["who"] == w["owner"]
+    assert "departments" not in told(w["owner"])[0]  # the whole organization
 
 
 def test_cycles_bad_ids_and_permissions_in_the_console(client, store, settings, w) -> None:

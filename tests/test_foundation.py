@@ -61,7 +61,7 @@ def test_shipped_catalog_is_valid() -> None:
     catalog = catalog_mod.load(ROOT / "scopes")
     assert catalog.fields_of(["openid", "profile"]) == {"user_id", "nickname", "avatar"}
     assert not {"name", "email", "mobile"} & catalog.shareable()
-    assert catalog.scope_names("organization") == ["org.members.read"]
+    assert catalog.scope_names("organization") == ["org.departments.read", "org.members.read", "org.read"]
 
 
 def test_healthz_and_readyz(client) -> None:

@@ -78,8 +78,9 @@ def set_departments(
             except redis.WatchError:
                 continue
     announce(store, pairwise_key, oid, changes)
-    scopes = (store.redis.hget(key, "scopes") or "").split()
-    notices.record(store, oid, client_id, "updated", actor, scopes)
+    scopes, fields = store.redis.hmget(key, ["scopes", "fields"])
+    chosen = fields.split() if fields is not None else None  # the admin's field choice, if any
+    notices.record(store, oid, client_id, "updated", actor, (scopes or "").split(), chosen)
     return {"departments": chosen, "changed": True}
 
 

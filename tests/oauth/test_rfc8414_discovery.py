@@ -37,7 +37,14 @@ def test_openid_configuration_is_valid_and_lists_only_supported(client):
     assert meta["subject_types_supported"] == ["pairwise"]
     assert "password" not in meta["grant_types_supported"]
     assert "implicit" not in meta["grant_types_supported"]
-    assert set(meta["scopes_supported"]) == {"openid", "profile", "contact", "org.members.read"}
+    assert set(meta["scopes_supported"]) == {
+        "openid",
+        "profile",
+        "contact",
+        "org.members.read",
+        "org.departments.read",
+        "org.read",
+    }
 
 
 def test_oauth_authorization_server_metadata_matches(client):
@@ -77,6 +84,8 @@ shareable = true
 basic = true
 description.en = "Your department"
 description.zh = "你的部门"
+admin_description.en = "Each member's department"
+admin_description.zh = "每位成员的部门"
 
 [scopes.locale]
 audience = "individual"
@@ -84,7 +93,7 @@ fields = ["locale"]
 description.en = "See your language"
 description.zh = "查看你的语言"
 
-[scopes."org.departments.read"]
+[scopes."org.department.read"]
 audience = "organization"
 fields = ["user_id", "department"]
 description.en = "See members' departments"
