@@ -205,7 +205,14 @@ def test_installations_and_grant_counts_are_shown(client, store, dev) -> None:
     assert oid in html and "disabled" in html
     body = client.get(f"/developer/v1/apps/{client_id}").get_json()
     assert body["grant_count"] == 2
-    assert body["installations"] == [{"org_id": oid, "enabled": False, "scopes": ["org.members.read"]}]
+    assert body["installations"] == [
+        {
+            "org_id": oid,
+            "enabled": False,
+            "scopes": ["org.members.read"],
+            "fields": ["user_id", "nickname", "avatar"],  # no choice stored: every field of the scope
+        }
+    ]
     assert body["disclosures"] == {"available": True, "items": []}
     assert body["deliveries"]["items"] == [] and body["deliveries"]["dead"] == []
 

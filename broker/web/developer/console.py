@@ -86,7 +86,14 @@ def _overview(record: dict[str, Any]) -> dict[str, Any]:
     for org_id in apps_svc.installation_org_ids(store, client_id):
         inst = inst_svc.get_installation(store, client_id, org_id)
         if inst is not None:
-            installs.append({"org_id": org_id, "enabled": inst["enabled"], "scopes": inst["scopes"]})
+            installs.append(
+                {
+                    "org_id": org_id,
+                    "enabled": inst["enabled"],
+                    "scopes": inst["scopes"],
+                    "fields": inst_svc.released(web.catalog(), inst),  # the admin's field choice
+                }
+            )
     return {
         **apps_svc.public_view(record),
         "grant_count": apps_svc.grant_count(store, client_id),

@@ -30,6 +30,11 @@ class AppInstallationSummarySchema(_Body):
     org_id = _str()
     enabled = fields.Boolean(required=True)
     scopes = _strings()
+    fields_ = _strings(
+        data_key="fields",
+        attribute="fields",
+        metadata={"description": "the member fields the organization's admin chose: what the app receives"},
+    )
 
 
 class RecentDisclosuresSchema(_Body):
