@@ -20,7 +20,7 @@ from broker.directory import service as directory
 from broker.errors import Conflict, ValidationFailed
 from broker.storage import keys
 from tests.support.apps import org_payload, outbox_events
-from tests.support.factories import make_org, make_token, make_user
+from tests.support.factories import installation_token, make_org, make_user
 
 UNKNOWN_DEP = "dep_00000000000000ff"
 
@@ -70,16 +70,7 @@ def _page_ids(client: Any, oid: str, token: str, limit: int = 50) -> list[str]:
 
 
 def _token(store: Any, settings: Any, w: dict[str, Any]) -> str:
-    inst = inst_svc.require_installation(store, w["client_id"], w["oid"])
-    return make_token(
-        store,
-        settings,
-        w["client_id"],
-        kind="installation",
-        subject=w["oid"],
-        grant_id=inst["id"],
-        scopes="org.members.read",
-    )
+    return installation_token(store, settings, w["client_id"], w["oid"], "org.members.read")
 
 
 def test_the_tree_is_built_renamed_moved_and_deleted_through_the_platform_api(

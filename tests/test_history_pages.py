@@ -25,7 +25,8 @@ from broker.web.admin import history as admin_history
 from broker.web.developer import history as developer_history
 from tests.support.apps import org_payload
 from tests.support.client import bearer
-from tests.support.factories import make_app, make_grant, make_org, make_token, make_user
+from tests.support.developer import notes_and_roster
+from tests.support.factories import make_org, make_token, make_user
 from tests.support.privacy import sequence
 from tests.support.signin import session_sign_in
 
@@ -463,32 +464,9 @@ def devworld(app: Any, client: Any, store: Any, settings: Any) -> Dev:
     """Notes (a mini-program Alice granted, read three times) and Roster (installed in Acme, its
     two members read twice): 7 records."""
     app.config["WTF_CSRF_ENABLED"] = False
-    dev = make_user(store, username="devon")
+    w = notes_and_roster(client, store, settings, me_reads=3, member_reads=2)
     other_dev = make_user(store, username="mallory")
-    alice, bob = make_user(store, username="alice"), make_user(store, username="bob")
-    mini, _ = make_app(store, settings, developer_id=dev, name="Notes")
-    gid = make_grant(store, settings, mini, alice, "openid profile", "user_id nickname avatar")
-    person = make_token(
-        store, settings, mini, kind="grant", subject=alice, grant_id=gid, scopes="openid profile"
-    )
-    org_app, _ = make_app(
-        store,
-        settings,
-        developer_id=dev,
-        kind="org_app",
-        name="Roster",
-        scopes="org.members.read",
-        redirect_uris=[],
-    )
-    oid = make_org(store, [alice, bob], name="Acme")
-    inst_svc.install(store, org_app, oid)
-    org = _org_token(store, settings, org_app, oid)
-    for _ in range(3):
-        assert client.get("/v1/me", headers=bearer(person)).status_code == 200
-    for _ in range(2):
-        assert client.get(f"/v1/orgs/{oid}/members", headers=bearer(org)).status_code == 200
-    sequence(store, settings)
-    return Dev(dev, other_dev, mini, org_app, oid, alice, bob)
+    return Dev(w.dev, other_dev, w.mini, w.org_app, w.oid, w.alice, w.bob)
 
 
 def test_the_developer_page_names_people_by_the_ids_the_app_knows(client, settings, devworld) -> None:

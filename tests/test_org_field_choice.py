@@ -23,7 +23,7 @@ from broker.core import catalog as catalog_mod
 from broker.directory import departments
 from broker.directory.service import set_role
 from tests.support.apps import org_payload, outbox_events
-from tests.support.factories import make_org, make_token, make_user
+from tests.support.factories import installation_token, make_org, make_user
 from tests.support.ledger import journal_records
 from tests.support.signin import session_sign_in
 
@@ -54,16 +54,7 @@ def w(app, store, settings) -> dict[str, Any]:
 
 
 def _token(store: Any, settings: Any, w: dict[str, Any]) -> str:
-    inst = inst_svc.require_installation(store, w["client_id"], w["oid"])
-    return make_token(
-        store,
-        settings,
-        w["client_id"],
-        kind="installation",
-        subject=w["oid"],
-        grant_id=inst["id"],
-        scopes=" ".join(ALL_ORG_SCOPES),
-    )
+    return installation_token(store, settings, w["client_id"], w["oid"], " ".join(ALL_ORG_SCOPES))
 
 
 def _members(client: Any, oid: str, token: str) -> list[dict[str, Any]]:

@@ -7,40 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.consent import installations
 from broker.core.pairwise import pairwise_id
-from tests.support.factories import make_app, make_grant, make_org, make_token, make_user
-from tests.support.privacy import sequence
+from tests.support.developer import notes_and_roster
 from tests.support.signin import session_sign_in
 
 
 def test_no_developer_facing_answer_names_a_person_by_the_platform_id(app, client, store, settings) -> None:
-    dev = make_user(store, username="devon")
-    alice, bob = make_user(store, username="alice"), make_user(store, username="bob")
-    mini, _ = make_app(store, settings, developer_id=dev, name="Notes")
-    gid = make_grant(store, settings, mini, alice, "openid profile", "user_id nickname avatar")
-    person = make_token(
-        store, settings, mini, kind="grant", subject=alice, grant_id=gid, scopes="openid profile"
-    )
-    org_app, _ = make_app(
-        store,
-        settings,
-        developer_id=dev,
-        kind="org_app",
-        name="Roster",
-        scopes="org.members.read",
-        redirect_uris=[],
-    )
-    oid = make_org(store, [alice, bob], name="Acme")
-    iid = installations.install(store, org_app, oid)["id"]
-    org = make_token(
-        store, settings, org_app, kind="installation", subject=oid, grant_id=iid, scopes="org.members.read"
-    )
-    assert client.get("/v1/me", headers={"Authorization": f"Bearer {person}"}).status_code == 200
-    assert (
-        client.get(f"/v1/orgs/{oid}/members", headers={"Authorization": f"Bearer {org}"}).status_code == 200
-    )
-    sequence(store, settings)
+    w = notes_and_roster(client, store, settings)
+    dev, alice, bob, mini, org_app, oid = w.dev, w.alice, w.bob, w.mini, w.org_app, w.oid
 
     session_sign_in(client, dev)
     paths = [

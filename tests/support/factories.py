@@ -172,6 +172,16 @@ def make_token(
     return token
 
 
+def installation_token(store: Store, settings: Settings, client_id: str, org_id: str, scopes: str) -> str:
+    """An organization access token under the app's current installation in ``org_id``."""
+    from broker.consent import installations
+
+    inst = installations.require_installation(store, client_id, org_id)
+    return make_token(
+        store, settings, client_id, kind="installation", subject=org_id, grant_id=inst["id"], scopes=scopes
+    )
+
+
 # -- raw writers: states the services will not make ------------------------------------------------
 
 
