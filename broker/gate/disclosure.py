@@ -99,6 +99,9 @@ class Disclosed:
     subject: str
     grant_id: str
     fields: tuple[str, ...]
+    # uid -> the pairwise id the gate already computed for each member it recorded (installations):
+    # serializing reuses them instead of hashing again
+    pairwise: dict[str, str] | None = None
 
 
 def client_of(token: str) -> str:
@@ -346,6 +349,7 @@ class Gate:
             subject=result[2],
             grant_id=result[3],
             fields=tuple(json.loads(result[4])),
+            pairwise={uid: pw for uid, pw in person_args} if kind == "installation" else None,
         )
 
     @_voids_on_failure(lambda client_id: client_id)
@@ -414,7 +418,8 @@ class Gate:
                 continue  # deleted between the listing and now: nothing to show
             values: dict[str, Any] = dict(zip(directory_fields, row[1:], strict=True))
             if "user_id" in disclosed.fields:
-                values["user_id"] = pairwise_id(self.pairwise_key, disclosed.client_id, uid, org)
+                known = disclosed.pairwise.get(uid) if disclosed.pairwise else None
+                values["user_id"] = known or pairwise_id(self.pairwise_key, disclosed.client_id, uid, org)
             values.update({f: CONSENT_FIELDS[f] for f in disclosed.fields if f in CONSENT_FIELDS})
             values.update({f: by_uid.get(uid) for f, by_uid in org_values.items()})
             out.append(schema.dump(values))
