@@ -73,14 +73,6 @@ def _fail(
     return VerifyFailed(f"log {log}: record {index} (id {_record_id(store, log, index, body)}): {problem}")
 
 
-def _leaf_from_hex(raw: str | None) -> bytes | None:
-    try:
-        value = bytes.fromhex(raw) if raw is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and len(value) == 32 else None
-
-
 def _checkpoint_tokens(store: Store, log: str, total: int) -> Iterator[tuple[int, str]]:
     for start in range(0, total, CHUNK):
         for offset, token in enumerate(
@@ -147,7 +139,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
     for start in range(0, size, CHUNK):
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
         bodies = r.hmget(keys.ledger_records(log), idx)
-        stored_leaves = r.hmget(keys.ledger_level(0, log), idx)
+        stored_leaves = storage.read_hashes(store, log, 0, start, start + len(idx))
         pruned_ids = r.hmget(keys.ledger_pruned(log), idx)
         parsed: list[dict[str, Any] | None] = []
         for field, body in zip(idx, bodies, strict=True):
@@ -159,7 +151,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
         hidden = _hidden_from_readers(store, log, start, parsed)
         sequenced_at = r.hmget(keys.ledger_sequenced(log), [x if isinstance(x, str) else "" for x in ids])
         for offset, i in enumerate(range(start, start + len(idx))):
-            body, rec, stored = bodies[offset], parsed[offset], _leaf_from_hex(stored_leaves[offset])
+            body, rec, stored = bodies[offset], parsed[offset], stored_leaves[offset]
             if body is None:
                 if pruned_ids[offset] is None:
                     raise _fail(store, log, i, "the record is missing and was not pruned (removed)")
@@ -213,12 +205,9 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
     for level in range(1, len(tree.levels)):
         expected = tree.levels[level]
         for start in range(0, len(expected), CHUNK):
-            got = r.hmget(
-                keys.ledger_level(level, log),
-                [str(j) for j in range(start, min(len(expected), start + CHUNK))],
-            )
+            got = storage.read_hashes(store, log, level, start, min(len(expected), start + CHUNK))
             for j, value in enumerate(got, start):
-                if _leaf_from_hex(value) != expected[j]:
+                if value != expected[j]:
                     first = j << level
                     raise _fail(
                         store,

@@ -385,11 +385,13 @@ class Sequencer:
             if isinstance(record.get("corrects"), str):
                 ops.append(["HSET", pos(keys.ledger_voided(log_name)), record["corrects"], str(n)])
             level, idx, h = 0, n, leaf
-            ops.append(["HSET", pos(keys.ledger_level(0, log_name)), str(idx), h.hex()])
+            command, offset, value = storage.hash_write(idx, h)
+            ops.append([command, pos(keys.ledger_hashes(0, log_name)), str(offset), value])
             while idx & 1:
                 h = merkle.node_hash(edge.pop(level), h)
                 level, idx = level + 1, idx >> 1
-                ops.append(["HSET", pos(keys.ledger_level(level, log_name)), str(idx), h.hex()])
+                command, offset, value = storage.hash_write(idx, h)
+                ops.append([command, pos(keys.ledger_hashes(level, log_name)), str(offset), value])
             edge[level] = h
             for index_key in storage.index_keys(record, log_name):
                 ops.append(["ZADD", pos(index_key), repr(float(record["time"])), storage.member(n)])

@@ -2,9 +2,12 @@
 ``broker.ledger.logs`` says how records are spread over the logs).
 
 * ``ledger_records`` hash: index -> canonical record JSON, which is exactly the leaf data.
-* ``ledger_level(L)`` hashes: index -> hex hash of each complete, aligned subtree of 2**L leaves
-  (level 0 = leaf hashes). Appending a leaf adds at most log2(n) + 1 entries, and every proof is
-  a handful of O(1) ``HGET``s (``merkle.range_hash``), never a rehash of the tree.
+* ``ledger_hashes(L)`` strings: the 32-byte hash of each complete, aligned subtree of 2**L leaves
+  (level 0 = leaf hashes), the i-th at byte 32 * i: 32 bytes a hash, with no per-entry overhead
+  (the hex hashes of a hash per level cost about 130 bytes each). Appending a leaf writes at most
+  log2(n) + 1 of them (``SETRANGE``), and every proof is a handful of O(1) ``GETRANGE``s
+  (``merkle.range_hash``), never a rehash of the tree. A hash never written reads as 32 zero bytes
+  (or nothing, past the end): missing, since no SHA-256 is all zeros.
 * ``ledger_size``, ``ledger_sequenced`` (record id -> index), ``ledger_pruned`` (index -> id),
   ``ledger_checkpoints`` and the reader indexes (``ledger_index(**dims)``).
 """
@@ -19,6 +22,8 @@ from broker.storage import keys
 from broker.storage.store import Store
 
 INDEX_WIDTH = 12  # zero-padded index members sort lexicographically in index order among equal times
+HASH_BYTES = 32
+_MISSING = bytes(HASH_BYTES)
 
 
 class LedgerCorrupt(Exception):
@@ -62,6 +67,41 @@ def index_keys(record: dict[str, Any], log: str) -> list[str]:
     return sorted(found)
 
 
+def queue_hashes(pipe: Any, log: str, level: int, start: int, stop: int) -> None:
+    """Queue the read of the level-``level`` hashes ``start`` .. ``stop - 1`` (one GETRANGE, raw bytes)."""
+    pipe.execute_command(
+        "GETRANGE",
+        keys.ledger_hashes(level, log),
+        start * HASH_BYTES,
+        stop * HASH_BYTES - 1,
+        NEVER_DECODE=True,
+    )
+
+
+def split_hashes(raw: bytes | None, count: int) -> list[bytes | None]:
+    """The hashes of one :func:`queue_hashes` reply; a missing one (never written) is None."""
+    data = raw or b""
+    out: list[bytes | None] = []
+    for i in range(count):
+        value = data[i * HASH_BYTES : (i + 1) * HASH_BYTES]
+        out.append(value if len(value) == HASH_BYTES and value != _MISSING else None)
+    return out
+
+
+def read_hashes(store: Store, log: str, level: int, start: int, stop: int) -> list[bytes | None]:
+    """The level-``level`` hashes ``start`` .. ``stop - 1`` in one round trip (None: missing)."""
+    if stop <= start:
+        return []
+    pipe = store.redis.pipeline(transaction=False)
+    queue_hashes(pipe, log, level, start, stop)
+    return split_hashes(pipe.execute()[0], stop - start)
+
+
+def hash_write(index: int, value: bytes) -> tuple[str, int, str]:
+    """What ``ledger_append.lua`` writes for one subtree hash: (SETRANGE, byte offset, hex)."""
+    return "SETRANGE", index * HASH_BYTES, value.hex()
+
+
 def size(store: Store, log: str) -> int:
     return int(store.redis.get(keys.ledger_size(log)) or 0)
 
@@ -85,32 +125,23 @@ class RedisTree:
     def subtree(self, level: int, index: int) -> bytes:
         found = self._cache.get((level, index))
         if found is None:
-            raw = self.store.redis.hget(keys.ledger_level(level, self.log), str(index))
-            try:
-                found = bytes.fromhex(raw)
-            except (TypeError, ValueError):
-                raise LedgerCorrupt(
-                    f"subtree hash level {level} index {index} is missing or malformed"
-                ) from None
-            if len(found) != 32:
-                raise LedgerCorrupt(f"subtree hash level {level} index {index} is malformed")
+            found = read_hashes(self.store, self.log, level, index, index + 1)[0]
+            if found is None:
+                raise LedgerCorrupt(f"subtree hash level {level} index {index} is missing or malformed")
             self._cache[(level, index)] = found
         return found
 
     def prefetch(self, wanted: set[tuple[int, int]]) -> None:
-        """Fetch many subtree hashes in one round trip (a pipeline of HGETs)."""
+        """Fetch many subtree hashes in one round trip (a pipeline of GETRANGEs)."""
         missing = sorted(w for w in wanted if w not in self._cache)
         if not missing:
             return
         pipe = self.store.redis.pipeline(transaction=False)
         for level, index in missing:
-            pipe.hget(keys.ledger_level(level, self.log), str(index))
+            queue_hashes(pipe, self.log, level, index, index + 1)
         for (level, index), raw in zip(missing, pipe.execute(), strict=True):
-            try:
-                value = bytes.fromhex(raw)
-            except (TypeError, ValueError):
-                continue  # subtree() raises LedgerCorrupt with the details when it is needed
-            if len(value) == 32:
+            value = split_hashes(raw, 1)[0]
+            if value is not None:  # subtree() raises LedgerCorrupt with the details when it is needed
                 self._cache[(level, index)] = value
 
     def prefetch_proofs(self, indexes: list[int], tree_size: int) -> None:

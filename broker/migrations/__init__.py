@@ -31,6 +31,7 @@ from broker.migrations import (
     m0002_seal_webhook_secrets,
     m0003_compact_tokens,
     m0004_ledger_logs,
+    m0005_binary_merkle_hashes,
 )
 from broker.storage import keys
 
@@ -57,6 +58,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0002_seal_webhook_secrets),
     _migration(m0003_compact_tokens),
     _migration(m0004_ledger_logs),
+    _migration(m0005_binary_merkle_hashes),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

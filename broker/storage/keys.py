@@ -309,8 +309,15 @@ def ledger_records(log: str) -> str:
 
 
 def ledger_level(level: int, log: str) -> str:
-    """Hash: i -> hex hash of the complete subtree of 2**level leaves starting at i * 2**level."""
+    """Hash (releases before 0.4, until migration 5): i -> hex hash of the complete subtree of
+    2**level leaves starting at i * 2**level. Now :func:`ledger_hashes`."""
     return ledger(f"level:{level}", log)
+
+
+def ledger_hashes(level: int, log: str) -> str:
+    """String: the 32-byte hashes of the complete subtrees of 2**level leaves, the one starting at
+    leaf i * 2**level at byte 32 * i (binary, no per-entry overhead; ``broker.ledger.storage``)."""
+    return ledger(f"hashes:{level}", log)
 
 
 def ledger_sequenced(log: str) -> str:

@@ -285,17 +285,17 @@ def test_empty_ledger_has_no_checkpoint(client: Any, store: Store) -> None:
 def test_a_page_of_proofs_is_prefetched_in_one_pipeline(
     filled: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    single: list[str] = []
-    original = filled.redis.hget
+    single: list[tuple[int, int]] = []
+    original = storage.read_hashes
 
-    def counting_hget(key: str, field: str) -> Any:
-        single.append(key)
-        return original(key, field)
+    def counting(store: Store, log: str, level: int, start: int, stop: int) -> Any:
+        single.append((level, start))
+        return original(store, log, level, start, stop)
 
-    monkeypatch.setattr(filled.redis, "hget", counting_hget)
+    monkeypatch.setattr(storage, "read_hashes", counting)
     page = reading.records_for_person(filled, ALICE, reading.Filters())
     assert len(page.records) == 6 and all(e["inclusion_proof"] is not None for e in page.records)
-    assert [k for k in single if ":level:" in k] == []
+    assert single == []  # no hash was read on its own: the page's are fetched in one pipeline
 
 
 def test_redis_failure_is_503_json_without_data(
@@ -318,7 +318,7 @@ def test_redis_failure_is_503_json_without_data(
 
 
 def test_missing_subtree_hash_is_a_logged_json_500(client: Any, filled: Store) -> None:
-    filled.redis.delete(keys.ledger_level(1, A))
+    filled.redis.delete(keys.ledger_hashes(1, A))
     response = client.get(f"/ledger/v1/logs/{A}/leaves/0", headers={"Accept": "text/html"})
     assert response.status_code == 500
     assert response.mimetype == "application/problem+json" and response.get_json()["error"] == "server_error"

@@ -18,7 +18,7 @@ from broker.ledger import merkle, storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.support.ledger import ACME, ALICE, APP_B, CAROL, journal, log_of, record
+from tests.support.ledger import ACME, ALICE, APP_B, CAROL, journal, log_of, record, write_hashes, write_tree
 from tests.support.ledger import LOG_A as A
 
 
@@ -82,7 +82,7 @@ def test_changed_record_with_its_leaf_hash_is_still_caught(
     rec = body(ledger, 6)
     rec["endpoint"] = "/v1/other"
     put(ledger, 6, rec)
-    ledger.redis.hset(keys.ledger_level(0, A), "6", merkle.leaf_hash(storage.canonical(rec)).hex())
+    write_hashes(ledger, A, 0, {6: merkle.leaf_hash(storage.canonical(rec))})
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert f"record 6 (id {record(6)['id']}): the stored subtree hash at level 1 index 3" in out
@@ -153,10 +153,7 @@ def test_fully_rebuilt_tree_is_caught_by_the_signed_checkpoint(
     rec["fields"] = []
     put(ledger, 1, rec)
     leaves = [merkle.leaf_hash(ledger.redis.hget(keys.ledger_records(A), str(i)).encode()) for i in range(9)]
-    for level, hashes in enumerate(merkle.MemoryTree(leaves).levels):
-        ledger.redis.hset(
-            keys.ledger_level(level, A), mapping={str(j): h.hex() for j, h in enumerate(hashes)}
-        )
+    write_tree(ledger, A, merkle.MemoryTree(leaves).levels)
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert "checkpoint 0 (tree size 5): the signed root does not match the records" in out
@@ -410,10 +407,7 @@ def test_a_record_moved_to_another_log_is_caught(
         merkle.leaf_hash(store.redis.hget(keys.ledger_records(target), str(i)).encode())
         for i in range(size + 1)
     ]
-    for level, hashes in enumerate(merkle.MemoryTree(leaves).levels):
-        store.redis.hset(
-            keys.ledger_level(level, target), mapping={str(j): h.hex() for j, h in enumerate(hashes)}
-        )
+    write_tree(store, target, merkle.MemoryTree(leaves).levels)
     store.redis.set(keys.ledger_size(target), size + 1)
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1

@@ -114,3 +114,18 @@ def write_legacy_log(store: Store, settings: Any, recs: list[dict[str, Any]]) ->
     Sequencer(store, keyring, settings)._append(logs.LEGACY, token, recs)
     checkpoints.sign(store, keyring, settings, logs.LEGACY)
     store.redis.delete(keys.ledger_lock(logs.LEGACY))
+
+
+def write_hashes(store: Store, log: str, level: int, hashes: dict[int, bytes]) -> None:
+    """Store subtree hashes of one level as the sequencer does (32 raw bytes at 32 * index): a
+    test that forges or repairs a tree."""
+    pipe = store.redis.pipeline(transaction=False)
+    for index, value in hashes.items():
+        pipe.setrange(keys.ledger_hashes(level, log), index * 32, value)
+    pipe.execute()
+
+
+def write_tree(store: Store, log: str, levels: list[list[bytes]]) -> None:
+    """Store every level of a tree (``merkle.MemoryTree(...).levels``)."""
+    for level, hashes in enumerate(levels):
+        write_hashes(store, log, level, dict(enumerate(hashes)))

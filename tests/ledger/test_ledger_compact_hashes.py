@@ -1,0 +1,85 @@
+"""Merkle hashes as raw bytes, one string per level (issue 12, item 2): 32 bytes a stored hash;
+migration 5 rewrites the hex hashes of earlier releases (every log, the legacy one too), once, and
+the trees read, prove and verify the same after it; a tampered byte is still caught."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from broker.config import Settings
+from broker.core.keyring import Keyring
+from broker.ledger import checkpoints, logs, merkle, reading, storage
+from broker.ledger.commands import VerifyFailed, verify
+from broker.ledger.sequencer import Sequencer
+from broker.migrations import m0005_binary_merkle_hashes
+from broker.storage import keys
+from broker.storage.store import Store
+from tests.support.ledger import ALICE, APP_A, BOB, LOG_A, record, write_legacy_log
+
+
+def _levels(store: Store, log: str) -> dict[int, bytes]:
+    size = storage.size(store, log)
+    found = {}
+    for level in range(size.bit_length()):
+        raw = store.redis.execute_command("GET", keys.ledger_hashes(level, log), NEVER_DECODE=True)
+        if raw:
+            found[level] = raw
+    return found
+
+
+def _as_earlier_releases_wrote_it(store: Store, log: str) -> None:
+    """Turn a log's hash strings back into the hex hashes of releases before migration 5."""
+    for level, raw in _levels(store, log).items():
+        hexes = {str(i): raw[i * 32 : (i + 1) * 32].hex() for i in range(len(raw) // 32)}
+        store.redis.hset(keys.ledger_level(level, log), mapping=hexes)
+        store.redis.delete(keys.ledger_hashes(level, log))
+
+
+def test_each_stored_hash_is_32_bytes(store: Store, settings: Settings) -> None:
+    sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
+    for i in range(13):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    levels = _levels(store, LOG_A)
+    bodies = [store.redis.hget(keys.ledger_records(LOG_A), str(i)).encode() for i in range(13)]
+    tree = merkle.MemoryTree([merkle.leaf_hash(b) for b in bodies])
+    assert {level: len(raw) for level, raw in levels.items()} == {0: 13 * 32, 1: 6 * 32, 2: 3 * 32, 3: 32}
+    assert all(levels[level] == b"".join(tree.levels[level]) for level in levels)
+    assert store.redis.exists(keys.ledger_level(0, LOG_A)) == 0
+
+
+def test_migration_5_rewrites_hex_hashes_once_and_the_logs_still_prove_and_verify(
+    store: Store, settings: Settings, client
+) -> None:
+    keyring = Keyring(settings.signing_keys_file)
+    write_legacy_log(store, settings, [record(0), record(1, person=BOB), record(2)])
+    sequencer = Sequencer(store, keyring, settings)
+    for i in range(3, 10):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    written = {log: _levels(store, log) for log in (logs.LEGACY, LOG_A)}
+    for log in written:
+        _as_earlier_releases_wrote_it(store, log)
+    assert _levels(store, LOG_A) == {}
+
+    m0005_binary_merkle_hashes.up(store, settings)
+    m0005_binary_merkle_hashes.up(store, settings)  # idempotent
+    for log, levels in written.items():
+        assert _levels(store, log) == levels
+        assert not any(store.redis.exists(keys.ledger_level(level, log)) for level in range(5))
+    summary = verify(store, checkpoints.public_jwks(keyring))
+    assert summary["records"] == 10
+    page = reading.records_for_person(store, ALICE, reading.Filters())
+    assert len(page.records) == 9 and all(e["inclusion_proof"] is not None for e in page.records)
+    proof = client.get(f"/ledger/v1/logs/{LOG_A}/leaves/3").get_json()
+    assert proof["inclusion_proof"]
+
+    # one changed byte of a stored hash is caught
+    flipped = bytes([_levels(store, LOG_A)[1][32 + 5] ^ 0xFF])
+    store.redis.setrange(keys.ledger_hashes(1, LOG_A), 32 + 5, flipped)
+    with pytest.raises(VerifyFailed, match=rf"log {LOG_A}: .*subtree hash at level 1 index 1"):
+        verify(store, checkpoints.public_jwks(keyring))
