@@ -160,19 +160,24 @@ def _bound(value: float | None, default: str) -> str:
 
 def _read(
     store: Store,
-    dims: dict[str, str],
+    dims: dict[str, str] | list[dict[str, str]],
     logs: list[str],
     filters: Filters,
     cursor: str | None,
     limit: int,
     *,
     proofs: bool,
+    view: str | None = None,
 ) -> Page:
     """One page of a view over ``logs``: each log's sorted set is read from the cursor on (one
-    pipeline for all logs), the rows are merged in (time, log, index) order."""
+    pipeline for all logs), the rows are merged in (time, log, index) order. ``dims`` may be several
+    indexes whose records never overlap (a developer's view: one per app), merged the same way;
+    ``view`` then names the view for its cursors."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed("limit is out of range", fields={"limit": [f"expected 1 to {MAX_LIMIT}"]})
-    view = "|".join(f"{k}={v}" for k, v in sorted(dims.items()))
+    every = dims if isinstance(dims, list) else [dims]
+    if view is None:
+        view = "|".join(f"{k}={v}" for k, v in sorted(every[0].items())) if every else ""
     backwards = filters.newest_first
     if backwards:
         view += "|order=newest"  # a cursor of one order is refused by the other
@@ -188,8 +193,8 @@ def _read(
             after = (score, _rank(cursor_log), mem)
             low = f"({score!r}"
     pipe = r.pipeline(transaction=False)
-    for log in logs:
-        key = keys.ledger_index(log, **dims)
+    queried = [(log, keys.ledger_index(log, **d)) for log in logs for d in every]
+    for _, key in queried:
         if backwards:
             pipe.zrevrangebyscore(key, top, low, start=0, num=limit + 1, withscores=True)
         else:
@@ -199,7 +204,7 @@ def _read(
     answers = pipe.execute()
     step = 2 if after is not None else 1
     rows: list[tuple[float, int, str, str]] = []  # (time, log rank, member, log)
-    for n, log in enumerate(logs):
+    for n, (log, _) in enumerate(queried):
         found = list(answers[n * step])
         if after is not None:
             position = after[1:]
@@ -324,8 +329,21 @@ def records_for_app(
 def records_for_developer(
     store: Store, developer_id: str, filters: Filters, cursor: str | None = None, limit: int = DEFAULT_LIMIT
 ) -> Page:
-    dims = {"developer": developer_id} | _optional(filters)
-    return _read(store, dims, _logs_for(store, filters), filters, cursor, limit, proofs=True)
+    """The records of every app the developer has now: the union of those apps' views (the ledger
+    keeps no index of its own per developer: a record's app names its developer)."""
+    view = "|".join(f"{k}={v}" for k, v in sorted(({"developer": developer_id} | _optional(filters)).items()))
+    apps = sorted(store.redis.smembers(keys.developer_apps(developer_id)))
+    if filters.app:
+        apps = [filters.app] if filters.app in apps else []
+    if not apps:
+        if cursor:  # no listing this cursor can come from
+            _decode_cursor(view, [], cursor)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValidationFailed("limit is out of range", fields={"limit": [f"expected 1 to {MAX_LIMIT}"]})
+        return Page()
+    person = {"person": filters.person} if filters.person else {}
+    dims = [{"app": app} | person for app in apps]
+    return _read(store, dims, _logs_for(store, filters), filters, cursor, limit, proofs=True, view=view)
 
 
 def _optional(filters: Filters) -> dict[str, str]:

@@ -40,22 +40,15 @@ def member(index: int) -> str:
 
 
 def index_keys(record: dict[str, Any], log: str) -> list[str]:
-    """Every reader view a record appears in: the person, the app, the developer, and (for records
-    made through an installation) the organization; each also by app and by person for filters."""
+    """Every reader view a record appears in: the person, the app, and (for records made through an
+    installation) the organization; each also by app and by person for filters. A developer's view
+    is the union of their apps' (``reading.records_for_developer``): no index of its own."""
     person, app = str(record["person"]), str(record["app"])
     found = {
         keys.ledger_index(log, person=person),
         keys.ledger_index(log, person=person, app=app),
         keys.ledger_index(log, app=app),
     }
-    developer = record.get("developer")
-    if isinstance(developer, str) and developer:
-        found |= {
-            keys.ledger_index(log, developer=developer),
-            keys.ledger_index(log, developer=developer, app=app),
-            keys.ledger_index(log, developer=developer, person=person),
-            keys.ledger_index(log, developer=developer, app=app, person=person),
-        }
     org = record.get("org")
     if record.get("audience") == "organization" and isinstance(org, str) and org:
         found |= {

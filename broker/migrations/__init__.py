@@ -32,6 +32,7 @@ from broker.migrations import (
     m0003_compact_tokens,
     m0004_ledger_logs,
     m0005_binary_merkle_hashes,
+    m0006_ledger_developer_views,
 )
 from broker.storage import keys
 
@@ -59,6 +60,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0003_compact_tokens),
     _migration(m0004_ledger_logs),
     _migration(m0005_binary_merkle_hashes),
+    _migration(m0006_ledger_developer_views),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

@@ -208,9 +208,20 @@ def test_org_app_and_developer_views(filled: Store) -> None:
     assert idx(reading.records_for_org(filled, ACME, reading.Filters(app=APP_B))) == []
     assert idx(reading.records_for_app(filled, APP_B, none)) == [2, 6]
     assert idx(reading.records_for_app(filled, APP_A, reading.Filters(person=BOB))) == [1, 5]
+    # a developer's view is the union of the views of the apps they have (the registry's list)
+    assert idx(reading.records_for_developer(filled, DEV, none)) == []
+    filled.redis.sadd(keys.developer_apps(DEV), APP_A, APP_B)
     assert idx(reading.records_for_developer(filled, DEV, reading.Filters(app=APP_B))) == [2, 6]
+    assert idx(reading.records_for_developer(filled, DEV, reading.Filters(person=BOB))) == [1, 5]
     assert idx(reading.records_for_developer(filled, DEV, none, limit=100)) == list(range(8))
     assert idx(reading.records_for_developer(filled, "usr_" + "9" * 16, none)) == []
+    walked, cursor = [], None  # paging merges the apps' indexes in time order
+    while True:
+        page = reading.records_for_developer(filled, DEV, none, cursor, limit=3)
+        walked += idx(page)
+        if not (cursor := page.next_cursor):
+            break
+    assert walked == list(range(8))
     with pytest.raises(Exception, match="limit"):
         reading.records_for_person(filled, ALICE, none, limit=0)
 

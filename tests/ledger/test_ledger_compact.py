@@ -1,6 +1,7 @@
-"""Merkle hashes as raw bytes, one string per level (issue 12, item 2): 32 bytes a stored hash;
-migration 5 rewrites the hex hashes of earlier releases (every log, the legacy one too), once, and
-the trees read, prove and verify the same after it; a tampered byte is still caught."""
+"""A more compact ledger (issue 12, item 2). Merkle hashes as raw bytes, one string per level: 32
+bytes a stored hash; migration 5 rewrites the hex hashes of earlier releases (every log, the legacy
+one too), once, and the trees read, prove and verify the same after it; a tampered byte is still
+caught. No reader index per developer: migration 6 deletes the old ones, the view merges the apps'."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from broker.core.keyring import Keyring
 from broker.ledger import checkpoints, logs, merkle, reading, storage
 from broker.ledger.commands import VerifyFailed, verify
 from broker.ledger.sequencer import Sequencer
-from broker.migrations import m0005_binary_merkle_hashes
+from broker.migrations import m0005_binary_merkle_hashes, m0006_ledger_developer_views
 from broker.storage import keys
 from broker.storage.store import Store
 from tests.support.ledger import ALICE, APP_A, BOB, LOG_A, record, write_legacy_log
@@ -83,3 +84,29 @@ def test_migration_5_rewrites_hex_hashes_once_and_the_logs_still_prove_and_verif
     store.redis.setrange(keys.ledger_hashes(1, LOG_A), 32 + 5, flipped)
     with pytest.raises(VerifyFailed, match=rf"log {LOG_A}: .*subtree hash at level 1 index 1"):
         verify(store, checkpoints.public_jwks(keyring))
+
+
+def test_migration_6_deletes_the_per_developer_indexes_and_the_view_stays(
+    store: Store, settings: Settings
+) -> None:
+    sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
+    for i in range(4):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    dev = record(0)["developer"]
+    store.redis.sadd(keys.developer_apps(dev), APP_A)
+    old = [  # what earlier releases wrote beside the other indexes
+        keys.ledger_index(LOG_A, developer=dev),
+        keys.ledger_index(LOG_A, developer=dev, app=APP_A),
+        keys.ledger_index(LOG_A, developer=dev, person=ALICE),
+        keys.ledger_index(LOG_A, developer=dev, app=APP_A, person=ALICE),
+    ]
+    for key in old:
+        store.redis.zadd(key, {storage.member(i): 1_700_000_000 + i for i in range(4)})
+    kept = keys.ledger_index(LOG_A, app=APP_A, person=ALICE)
+    m0006_ledger_developer_views.up(store, settings)
+    m0006_ledger_developer_views.up(store, settings)  # idempotent
+    assert store.redis.exists(*old) == 0 and store.redis.zcard(kept) == 4
+    page = reading.records_for_developer(store, dev, reading.Filters(person=ALICE))
+    assert [e["index"] for e in page.records] == [0, 1, 2, 3]
