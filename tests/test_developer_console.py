@@ -196,18 +196,19 @@ def test_json_api_revokes_previous_secrets(client, store, settings, dev) -> None
 def test_installations_and_grant_counts_are_shown(client, store, dev) -> None:
     client_id = register(client)
     apps_svc.review_app(store, client_id, "approve")  # the operator lists it
-    oid = make_org(store, [make_user(store)])
+    oid = make_org(store, [make_user(store)], name="Acme")
     make_installation(store, client_id, oid, enabled=False)
     store.redis.sadd(keys.app_installations(client_id), oid)
     store.redis.sadd(keys.app_grants(client_id), "usr_0000000000000001", "usr_0000000000000002")
     html = client.get(f"/developer/apps/{client_id}").get_data(as_text=True)
     assert '<strong id="grant-count">2</strong>' in html
-    assert oid in html and "disabled" in html
+    assert f'data-org-id="{oid}"><td>Acme</td>' in html and "disabled" in html
     body = client.get(f"/developer/v1/apps/{client_id}").get_json()
     assert body["grant_count"] == 2
     assert body["installations"] == [
         {
             "org_id": oid,
+            "org_name": "Acme",
             "enabled": False,
             "scopes": ["org.members.read"],
             "fields": ["user_id", "nickname", "avatar"],  # no choice stored: every field of the scope

@@ -21,6 +21,7 @@ from flask import Blueprint, Response, render_template, request, session
 from broker.apps import registry as apps_svc
 from broker.apps.registry import AppCreateSchema, AppUpdateSchema
 from broker.consent import installations as inst_svc
+from broker.directory import service as directory
 from broker.errors import NotFound
 from broker.ledger import reading
 from broker.web.interactions import session as login_session
@@ -89,6 +90,7 @@ def _overview(record: dict[str, Any]) -> dict[str, Any]:
             installs.append(
                 {
                     "org_id": org_id,
+                    "org_name": (directory.get_org(store, org_id) or {}).get("name") or "",
                     "enabled": inst["enabled"],
                     "scopes": inst["scopes"],
                     "fields": inst_svc.released(web.catalog(), inst),  # the admin's field choice

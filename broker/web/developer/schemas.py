@@ -28,6 +28,7 @@ class SecretMetaSchema(_Body):
 
 class AppInstallationSummarySchema(_Body):
     org_id = _str()
+    org_name = _str(metadata={"description": "the organization's name (empty once it is gone)"})
     enabled = fields.Boolean(required=True)
     scopes = _strings()
     fields_ = _strings(
