@@ -58,13 +58,10 @@ def _progress(message: str) -> None:
 def _record_id(store: Store, log: str, index: int, body: dict[str, Any] | None = None) -> str:
     if body is not None and isinstance(body.get("id"), str):
         return str(body["id"])
-    pruned = store.redis.hget(keys.ledger_pruned(log), str(index))
-    if pruned:
-        return str(pruned)
     for rid, idx in store.redis.hscan_iter(keys.ledger_sequenced(log), count=CHUNK):  # only on failure
         if idx == str(index):
             return str(rid)
-    return "unknown"
+    return "unknown"  # a pruned record's id may be gone with its body
 
 
 def _fail(
@@ -140,7 +137,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
         bodies = r.hmget(keys.ledger_records(log), idx)
         stored_leaves = storage.read_hashes(store, log, 0, start, start + len(idx))
-        pruned_ids = r.hmget(keys.ledger_pruned(log), idx)
+        pruned_flags = storage.pruned_flags(store, log, start, start + len(idx))
         parsed: list[dict[str, Any] | None] = []
         for field, body in zip(idx, bodies, strict=True):
             try:
@@ -153,7 +150,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
         for offset, i in enumerate(range(start, start + len(idx))):
             body, rec, stored = bodies[offset], parsed[offset], stored_leaves[offset]
             if body is None:
-                if pruned_ids[offset] is None:
+                if not pruned_flags[offset]:
                     raise _fail(store, log, i, "the record is missing and was not pruned (removed)")
                 if stored is None:
                     raise _fail(store, log, i, "pruned, but its leaf hash is missing or malformed")
@@ -297,6 +294,7 @@ def prune(store: Store, cutoff: float) -> int:
 
 def prune_log(store: Store, log: str, cutoff: float) -> int:
     r = store.redis
+    now = time.time()
     size = storage.size(store, log)
     removed = 0
     bar = ProgressBar("pruning")
@@ -318,7 +316,9 @@ def prune_log(store: Store, log: str, cutoff: float) -> int:
             if not too_old:
                 continue
             pipe.hdel(keys.ledger_records(log), i)
-            pipe.hset(keys.ledger_pruned(log), i, rec["id"])
+            pipe.setbit(keys.ledger_pruned_bits(log), int(i), 1)
+            if float(rec["time"]) < now - storage.SEQUENCED_KEEP_SECONDS:  # no journal or void names it
+                pipe.hdel(keys.ledger_sequenced(log), str(rec["id"]))
             for index_key in record_keys:
                 pipe.zrem(index_key, storage.member(int(i)))
             queued += 1

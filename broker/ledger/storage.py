@@ -8,7 +8,9 @@
   log2(n) + 1 of them (``SETRANGE``), and every proof is a handful of O(1) ``GETRANGE``s
   (``merkle.range_hash``), never a rehash of the tree. A hash never written reads as 32 zero bytes
   (or nothing, past the end): missing, since no SHA-256 is all zeros.
-* ``ledger_size``, ``ledger_sequenced`` (record id -> index), ``ledger_pruned`` (index -> id),
+* ``ledger_size``, ``ledger_sequenced`` (record id -> index; a pruned record's entry goes once no
+  journal or void can name it, :data:`SEQUENCED_KEEP_SECONDS`), ``ledger_pruned_bits`` (bit i set:
+  leaf i's body was pruned),
   ``ledger_checkpoints`` and the reader indexes (``ledger_index(**dims)``).
 """
 
@@ -24,6 +26,9 @@ from broker.storage.store import Store
 INDEX_WIDTH = 12  # zero-padded index members sort lexicographically in index order among equal times
 HASH_BYTES = 32
 _MISSING = bytes(HASH_BYTES)
+# How long a record's id stays in ``ledger_sequenced`` once its body is pruned: longer than a void can
+# name it (``broker.gate.disclosure.VOID_TTL_SECONDS``, 7 days) and than any journal entry waits.
+SEQUENCED_KEEP_SECONDS = 8 * 86400
 
 
 class LedgerCorrupt(Exception):
@@ -93,6 +98,21 @@ def read_hashes(store: Store, log: str, level: int, start: int, stop: int) -> li
 def hash_write(index: int, value: bytes) -> tuple[str, int, str]:
     """What ``ledger_append.lua`` writes for one subtree hash: (SETRANGE, byte offset, hex)."""
     return "SETRANGE", index * HASH_BYTES, value.hex()
+
+
+def pruned_flags(store: Store, log: str, start: int, stop: int) -> list[bool]:
+    """Whether the bodies of leaves ``start`` .. ``stop - 1`` were pruned (one GETRANGE of the bitmap)."""
+    if stop <= start:
+        return []
+    raw = store.redis.execute_command(
+        "GETRANGE", keys.ledger_pruned_bits(log), start // 8, (stop - 1) // 8, NEVER_DECODE=True
+    )
+    data = raw or b""
+    out = []
+    for i in range(start, stop):
+        byte = (i // 8) - (start // 8)
+        out.append(byte < len(data) and bool(data[byte] & (0x80 >> (i % 8))))
+    return out
 
 
 def size(store: Store, log: str) -> int:

@@ -33,6 +33,7 @@ from broker.migrations import (
     m0004_ledger_logs,
     m0005_binary_merkle_hashes,
     m0006_ledger_developer_views,
+    m0007_ledger_pruned_bitmap,
 )
 from broker.storage import keys
 
@@ -61,6 +62,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0004_ledger_logs),
     _migration(m0005_binary_merkle_hashes),
     _migration(m0006_ledger_developer_views),
+    _migration(m0007_ledger_pruned_bitmap),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

@@ -326,8 +326,15 @@ def ledger_sequenced(log: str) -> str:
 
 
 def ledger_pruned(log: str) -> str:
-    """Hash: leaf index -> record id, for records whose body was pruned (leaf hash kept)."""
+    """Hash (releases before migration 7): leaf index -> record id of a pruned record. Now
+    :func:`ledger_pruned_bits`."""
     return ledger("pruned", log)
+
+
+def ledger_pruned_bits(log: str) -> str:
+    """String (bitmap): bit i is 1 when the body of leaf i was pruned (its hashes stay). Releases
+    before migration 7 kept :func:`ledger_pruned` instead (index -> record id, about 85 bytes each)."""
+    return ledger("pruned:bits", log)
 
 
 def ledger_voided(log: str) -> str:

@@ -1,20 +1,27 @@
 """A more compact ledger (issue 12, item 2). Merkle hashes as raw bytes, one string per level: 32
 bytes a stored hash; migration 5 rewrites the hex hashes of earlier releases (every log, the legacy
 one too), once, and the trees read, prove and verify the same after it; a tampered byte is still
-caught. No reader index per developer: migration 6 deletes the old ones, the view merges the apps'."""
+caught. No reader index per developer: migration 6 deletes the old ones, the view merges the apps'.
+A pruned leaf is one bit, and its id leaves the id map once nothing can name it (migration 7)."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from broker.config import Settings
 from broker.core.keyring import Keyring
+from broker.gate.disclosure import VOID_TTL_SECONDS
 from broker.ledger import checkpoints, logs, merkle, reading, storage
-from broker.ledger.commands import VerifyFailed, verify
+from broker.ledger.commands import VerifyFailed, prune_log, verify
 from broker.ledger.sequencer import Sequencer
-from broker.migrations import m0005_binary_merkle_hashes, m0006_ledger_developer_views
+from broker.migrations import (
+    m0005_binary_merkle_hashes,
+    m0006_ledger_developer_views,
+    m0007_ledger_pruned_bitmap,
+)
 from broker.storage import keys
 from broker.storage.store import Store
 from tests.support.ledger import ALICE, APP_A, BOB, LOG_A, record, write_legacy_log
@@ -110,3 +117,36 @@ def test_migration_6_deletes_the_per_developer_indexes_and_the_view_stays(
     assert store.redis.exists(*old) == 0 and store.redis.zcard(kept) == 4
     page = reading.records_for_developer(store, dev, reading.Filters(person=ALICE))
     assert [e["index"] for e in page.records] == [0, 1, 2, 3]
+
+
+def test_pruning_keeps_one_bit_and_forgets_old_ids_and_migration_7_converts_the_old_map(
+    store: Store, settings: Settings
+) -> None:
+    keyring = Keyring(settings.signing_keys_file)
+    sequencer = Sequencer(store, keyring, settings)
+    now = time.time()
+    for i in range(6):  # 0-3 long ago, 4-5 an hour ago: every one is older than the cutoff below
+        t = 1_700_000_000 + i if i < 4 else now - 3600
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i, t=t))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    checkpoints.sign(store, keyring, settings, LOG_A)
+    assert prune_log(store, LOG_A, now) == 6
+    assert storage.pruned_flags(store, LOG_A, 0, 8) == [True] * 6 + [False] * 2
+    sequenced = store.redis.hgetall(keys.ledger_sequenced(LOG_A))
+    # a journal or a void can still name the recent ones (7 days): their ids stay, the old ones go
+    assert sorted(sequenced) == [record(4)["id"], record(5)["id"]]
+    assert store.redis.exists(keys.ledger_pruned(LOG_A)) == 0
+    assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 6
+    assert storage.SEQUENCED_KEEP_SECONDS > VOID_TTL_SECONDS  # ids outlive every void that names them
+
+    # a store of an earlier release: the pruned map instead of the bits
+    store.redis.delete(keys.ledger_pruned_bits(LOG_A))
+    store.redis.hset(keys.ledger_pruned(LOG_A), mapping={str(i): record(i)["id"] for i in range(6)})
+    with pytest.raises(VerifyFailed, match="the record is missing and was not pruned"):
+        verify(store, checkpoints.public_jwks(keyring))
+    m0007_ledger_pruned_bitmap.up(store, settings)
+    m0007_ledger_pruned_bitmap.up(store, settings)  # idempotent
+    assert storage.pruned_flags(store, LOG_A, 0, 6) == [True] * 6
+    assert store.redis.exists(keys.ledger_pruned(LOG_A)) == 0
+    assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 6
