@@ -314,3 +314,34 @@ def test_only_the_members_an_app_covers_are_told(client, store, w) -> None:
     assert told(w["ann"]) == ["removed", "installed"]
     departments.assign(store, oid, w["bob"], [w["web"]])  # a sub-department of Engineering
     assert told(w["bob"]) == ["removed", "installed"]
+
+
+def test_an_admin_approving_a_members_request_chooses_the_fields_too(client, store, w) -> None:
+    oid, cid = w["oid"], w["client_id"]
+    session_sign_in(client, w["ann"])
+    asked = client.post(f"/admin/v1/orgs/{oid}/requests", json={"client_id": cid, "reason": "rosters"})
+    assert asked.status_code == 201
+    request_id = asked.get_json()["id"]
+
+    session_sign_in(client, w["owner"])
+    page = client.get(f"/admin/orgs/{oid}/requests").get_data(as_text=True)
+    assert re.findall(r'name="scopes" value="([\w.]+)" checked', page) == ["org.members.read"]
+    assert 'name="fields" value="nickname" checked' in page
+    refused = client.post(
+        f"/admin/v1/orgs/{oid}/requests/{request_id}/decision",
+        json={"decision": "approve", "scopes": ["org.members.read"], "fields": ["org_name"]},
+    )
+    assert refused.status_code == 400 and "fields" in refused.get_json()["errors"]
+    assert inst_svc.get_installation(store, cid, oid) is None
+    listed = client.get(f"/admin/v1/orgs/{oid}/requests").get_json()["requests"]
+    assert [r["status"] for r in listed if r["id"] == request_id] == ["pending"]  # nothing changed
+    approved = client.post(
+        f"/admin/orgs/{oid}/requests/{request_id}/approve",
+        data={
+            "field_choice": "1",
+            "scopes": ["org.members.read", "org.read"],
+            "fields": ["nickname", "org_name"],
+        },
+    )
+    assert approved.status_code == 303
+    assert inst_svc.require_installation(store, cid, oid)["fields"] == ["user_id", "nickname", "org_name"]

@@ -300,8 +300,11 @@ def decide_request(
     approve: bool,
     reason: str,
     scopes: list[str] | None = None,
+    fields: list[str] | None = None,
+    catalog: Catalog | None = None,
 ) -> dict[str, Any]:
-    """Approve (installs the app) or deny (a reason is required) a pending request.
+    """Approve (installs the app with ``scopes`` and, checked against ``catalog``, the member
+    ``fields``) or deny (a reason is required) a pending request.
 
     The decision is claimed first (compare-and-set on ``pending``), so two admins deciding at once
     cannot both act; if installing then fails, the claim is released and the request is pending again.
@@ -322,7 +325,7 @@ def decide_request(
         raise Conflict("this request was decided by someone else")
     if approve and inst_svc.get_installation(store, record["client_id"], oid) is None:
         try:
-            inst_svc.install(store, record["client_id"], oid, scopes, admin)
+            inst_svc.install(store, record["client_id"], oid, scopes, admin, None, fields, catalog)
         except Conflict:
             if inst_svc.get_installation(store, record["client_id"], oid) is None:
                 _swap(store, oid, pending, "approved")

@@ -227,7 +227,8 @@ def api_create_request(oid: str) -> Reply:
 def api_decide(oid: str, request_id: str) -> Reply:
     uid, _ = _role(oid, APPS_MANAGE)
     data = consoles.load(DecisionSchema(), consoles.json_payload())
-    record = _decide(oid, uid, request_id, data["decision"] == "approve", data["reason"], data.get("scopes"))
+    approve = data["decision"] == "approve"
+    record = _decide(oid, uid, request_id, approve, data["reason"], data.get("scopes"), data.get("fields"))
     return _json(record)
 
 

@@ -93,6 +93,7 @@ class DecisionSchema(Schema):
     decision = mf.String(required=True, validate=validate.OneOf(["approve", "deny"]))
     reason = mf.String(load_default="", validate=validate.Length(max=1000))
     scopes = _SCOPES
+    fields_ = _FIELDS
 
 
 class SubAdminSchema(Schema):
@@ -234,9 +235,27 @@ def _set_choice(
     return org_admin.change_choice(web.store(), web.catalog(), oid, client_id, scopes, fields, uid)
 
 
-def _decide(oid: str, uid: str, request_id: str, approve: bool, reason: str, scopes: list[str] | None) -> Any:
+def _decide(
+    oid: str,
+    uid: str,
+    request_id: str,
+    approve: bool,
+    reason: str,
+    scopes: list[str] | None,
+    fields: list[str] | None = None,
+) -> Any:
     store = web.store()
-    record = org_admin.decide_request(store, oid, request_id, uid, approve, reason, scopes)
+    record = org_admin.decide_request(
+        store,
+        oid,
+        request_id,
+        uid,
+        approve,
+        reason,
+        scopes,
+        fields,
+        web.catalog() if fields is not None else None,
+    )
     details = {"request": request_id, "app": record["client_id"], "requester": record["requester"]}
     if reason:
         details["reason"] = reason

@@ -291,9 +291,12 @@ def decide_page(oid: str, request_id: str, decision: str) -> Any:
     if decision not in ("approve", "deny"):
         raise NotFound("no such page")
     uid, _ = _role(oid, APPS_MANAGE)
-    scopes = request.form.getlist("scopes") if decision == "approve" else None
+    scopes, fields = _form_choice(request.form) if decision == "approve" else ([], None)
     try:
-        _decide(oid, uid, request_id, decision == "approve", request.form.get("reason", ""), scopes or None)
+        reason = request.form.get("reason", "")
+        _decide(
+            oid, uid, request_id, decision == "approve", reason, scopes or None, fields if scopes else None
+        )
     except (ValidationFailed, Conflict) as exc:
         return _fail(exc, f"/admin/orgs/{oid}/requests")
     flash(gettext("Approved: the app is added.") if decision == "approve" else gettext("Denied."), "success")
