@@ -1,8 +1,8 @@
 """Token storage (docs/architecture.md "Token storage and the token endpoint", issue 12 item 3):
 nothing a token leaves behind grows without bound.
 
-* A grant's or installation's token set is a sorted set scored by expiry: every write drops the
-  members that expired, and the set expires with its longest-lived member (not a sliding expiry).
+* A token is one key; its grant or installation keeps no set of them: revoking them all moves the
+  owner's generation on, revoking a chain names it in the grant (at most four, then a new generation).
 * There is no per-chain (family) key: a chain ends with its grant and with its last token.
 * Tokens issued with a lifetime of 1-2 seconds through the token endpoint leave nothing once they
   expired: every token-related key is gone and Redis memory is back at its baseline.
@@ -31,7 +31,7 @@ from tests.support import oauth
 from tests.support.client import basic
 from tests.support.factories import make_app, make_grant, make_user, raw_app, raw_installation, raw_secret
 from tests.support.signin import session_sign_in
-from tests.support.tokens import token_keys
+from tests.support.tokens import token_keys, usable
 
 ORG = "org_aaaaaaaaaaaaaaaa"
 TOKEN_PATTERNS = ("*:at:*", "*:rt:*", "*:toks:*", "*:code:*", "*:fam:*", "*:gtok:*")
@@ -93,46 +93,31 @@ def _client_credentials(client: Any, cid: str, secret: str) -> str:
     return str(response.get_json()["access_token"])
 
 
-def test_a_token_set_drops_expired_members_at_each_write(store, settings, org_app) -> None:
-    cid, _, inst_id = org_app
-    _issue(store, settings, cid, inst_id, int(time.time()) + 3600)
-    short = [_issue(store, settings, cid, inst_id, int(time.time()) + 2) for _ in range(5)]
-    set_key = keys.grant_tokens(cid, inst_id)
-    assert store.redis.zcard(set_key) == 6
-    short_keys = [
-        tokens.token_key(ids.ACCESS_PREFIX, cid, keyed_hash(settings.token_hash_key, t)) for t in short
-    ]
-    _wait_until(lambda: not any(store.redis.exists(k) for k in short_keys))
-    assert store.redis.zcard(set_key) == 6  # nothing trims until the next write ...
-    _issue(store, settings, cid, inst_id, int(time.time()) + 60)
-    assert store.redis.zcard(set_key) == 2  # ... which drops every expired member
-    assert len(token_keys(store, cid, inst_id)) == 2
-
-
-def test_a_token_set_expires_with_its_longest_lived_member_not_later(store, settings, org_app) -> None:
-    cid, _, inst_id = org_app
-    set_key = keys.grant_tokens(cid, inst_id)
-    now = int(time.time())
-    _issue(store, settings, cid, inst_id, now + 60)
-    assert 0 < store.redis.ttl(set_key) <= 60
-    _issue(store, settings, cid, inst_id, now + 3600)
-    assert 60 < store.redis.ttl(set_key) <= 3600
-    for _ in range(3):  # later, shorter tokens do not push the set's expiry out
-        _issue(store, settings, cid, inst_id, now + 120)
-    assert 60 < store.redis.ttl(set_key) <= 3600
-    expires_at = time.time() + store.redis.pttl(set_key) / 1000
-    assert abs(expires_at - (now + 3600)) < 2  # exactly when its longest-lived member expires
-
-
-def test_organization_tokens_have_no_chain_and_no_key_but_their_own(client, store, org_app) -> None:
+def test_a_token_is_one_key_and_its_owner_keeps_no_set_of_them(client, store, org_app) -> None:
     cid, secret, inst_id = org_app
     issued = [_client_credentials(client, cid, secret) for _ in range(3)]
     assert len(set(issued)) == 3
     tag = keys.app_tag(cid)
-    assert sorted(k for k in _token_keys_anywhere(store) if k.startswith(tag)) == sorted(
-        [*token_keys(store, cid, inst_id), keys.grant_tokens(cid, inst_id)]
-    )
-    assert all(not tokens.decode_token(store.redis.get(k))["family"] for k in token_keys(store, cid, inst_id))
+    mine = [k for k in _token_keys_anywhere(store) if k.startswith(tag)]
+    assert len(mine) == 3 and mine == token_keys(store, cid, inst_id)  # no set, no chain key
+    assert not store.redis.exists(keys.grant_tokens(cid, inst_id))
+    assert all(not tokens.decode_token(store.redis.get(k))["family"] for k in mine)
+
+
+def test_revoking_an_installations_tokens_ends_every_one_at_once_and_new_ones_work(
+    client, store, settings, org_app
+) -> None:
+    cid, secret, inst_id = org_app
+    before = [_client_credentials(client, cid, secret) for _ in range(3)]
+    inst = keys.installation(cid, ORG)
+    assert tokens.revoke_grant_tokens(store, inst, inst_id) == 1
+    for token in before:
+        assert tokens.lookup_access_token(store, settings.token_hash_key, token) is None
+    after = _client_credentials(client, cid, secret)  # issued in the new generation
+    info = tokens.lookup_access_token(store, settings.token_hash_key, after)
+    assert info is not None and info.grant_id == inst_id
+    assert tokens.revoke_grant_tokens(store, inst, inst_id) == 1
+    assert tokens.lookup_access_token(store, settings.token_hash_key, after) is None
 
 
 def test_a_refresh_chain_leaves_no_key_of_its_own_and_ends_with_its_grant(flow, store, settings) -> None:
@@ -144,12 +129,35 @@ def test_a_refresh_chain_leaves_no_key_of_its_own_and_ends_with_its_grant(flow, 
     tag = keys.app_tag(flow["cid"])
     mine = [k for k in _token_keys_anywhere(store) if k.startswith(tag) and ":code:" not in k]
     live = token_keys(store, flow["cid"], flow["grant_id"])
-    # every token key is in the grant's set (rotated refresh tokens stay until they expire), and
-    # the set is the only other key: no per-chain set
-    assert sorted(mine) == sorted([*live, keys.grant_tokens(flow["cid"], flow["grant_id"])])
+    # every key is one of the grant's tokens (rotated refresh tokens stay until they expire): no
+    # per-chain key and no token set
+    assert sorted(mine) == live
     assert len(live) <= 2 * 21
+    assert tokens.lookup_access_token(store, settings.token_hash_key, body["access_token"]) is not None
     assert grants.revoke_grant(store, settings, flow["cid"], flow["uid"]) is not None
-    assert [k for k in _token_keys_anywhere(store) if k.startswith(tag) and ":code:" not in k] == []
+    assert tokens.lookup_access_token(store, settings.token_hash_key, body["access_token"]) is None
+    assert tokens.lookup_refresh_token(store, settings.token_hash_key, body["refresh_token"]) is None
+    assert not any(usable(store, k) for k in live)  # their keys stay, unusable, until they expire
+    assert all(0 < store.redis.ttl(k) <= settings.refresh_token_ttl for k in live)  # and they do
+
+
+def test_five_revoked_chains_of_one_grant_start_a_new_generation(flow, store, settings) -> None:
+    """A grant names at most four revoked chains (``rf``, so its hash stays compact); revoking a
+    fifth ends every token of the grant instead: a revoked chain never comes back."""
+    pairs = [flow["token"](flow["code_form"]()).get_json() for _ in range(6)]
+    grant = keys.grant(flow["cid"], flow["uid"])
+    for n, pair in enumerate(pairs[:4]):
+        assert tokens.revoke_token(store, settings.token_hash_key, pair["refresh_token"], family=True)
+        assert len(store.redis.hget(grant, "rf").split()) == n + 1
+    alive = [tokens.lookup_access_token(store, settings.token_hash_key, p["access_token"]) for p in pairs]
+    assert [a is not None for a in alive] == [False] * 4 + [True] * 2
+    assert tokens.revoke_token(store, settings.token_hash_key, pairs[4]["refresh_token"], family=True)
+    assert store.redis.hget(grant, "gen") == "1" and store.redis.hget(grant, "rf") is None
+    for pair in pairs:
+        assert tokens.lookup_access_token(store, settings.token_hash_key, pair["access_token"]) is None
+        assert tokens.lookup_refresh_token(store, settings.token_hash_key, pair["refresh_token"]) is None
+    fresh = flow["token"](flow["code_form"]()).get_json()  # the grant itself goes on
+    assert tokens.lookup_access_token(store, settings.token_hash_key, fresh["access_token"]) is not None
 
 
 def test_short_lived_tokens_leave_nothing_behind_once_expired(store, short, org_app) -> None:
@@ -165,6 +173,7 @@ def test_short_lived_tokens_leave_nothing_behind_once_expired(store, short, org_
     def person_round() -> None:  # scope profile: no id_token, so no disclosure record either
         form = oauth.code_form(client, mini, scope="profile")
         body = client.post("/oauth/token", data=form, headers=basic(mini, mini_secret)).get_json()
+        assert "refresh_token" in body, body
         refreshed = client.post(
             "/oauth/token",
             data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
@@ -248,5 +257,37 @@ def test_migration_3_rewrites_tokens_of_the_old_layout_and_they_keep_working(
         "/oauth/introspect", data={"token": token}, headers=basic(cid, secret)
     ).get_json()
     assert introspected["active"] is True and introspected["org_id"] == ORG
-    assert tokens.revoke_grant_tokens(store, cid, inst_id) == 1  # and it is revoked with its installation
+    # and it is revoked with its installation
+    assert tokens.revoke_grant_tokens(store, keys.installation(cid, ORG), inst_id) == 1
     assert tokens.lookup_access_token(store, settings.token_hash_key, token) is None
+
+
+def test_migration_8_drops_token_sets_and_a_code_replayed_after_it_still_ends_its_chain(
+    flow, store, settings
+) -> None:
+    """Data of schema version 7: every grant kept a sorted set of its tokens, and a redeemed code's
+    tombstone named only the grant id. After migration 8 the sets are gone, the tombstone names the
+    grant's person, the tokens keep working, and replaying the code still revokes its chain."""
+    from broker.migrations import m0008_token_generations
+
+    form = flow["code_form"]()
+    body = flow["token"](form).get_json()
+    cid, tag = flow["cid"], keys.app_tag(flow["cid"])
+    mine = token_keys(store, cid, flow["grant_id"])
+    old_set = keys.grant_tokens(cid, flow["grant_id"])
+    store.redis.zadd(old_set, {f"{k[len(tag) + 1]}{k.rpartition(':')[2]}": 2_000_000_000 for k in mine})
+    [tombstone] = [
+        k for k in store.redis.scan_iter(match=keys.auth_code(cid, "*")) if store.redis.hget(k, "used")
+    ]
+    store.redis.hdel(tombstone, "subject")
+
+    m0008_token_generations.up(store, settings)
+    m0008_token_generations.up(store, settings)  # idempotent
+    assert not store.redis.exists(old_set)
+    assert store.redis.hget(tombstone, "subject") == flow["uid"]
+    assert tokens.lookup_access_token(store, settings.token_hash_key, body["access_token"]) is not None
+
+    replay = flow["token"](form)
+    assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
+    assert tokens.lookup_access_token(store, settings.token_hash_key, body["access_token"]) is None
+    assert tokens.lookup_refresh_token(store, settings.token_hash_key, body["refresh_token"]) is None

@@ -8,19 +8,27 @@ from broker.storage import keys
 from broker.tokens import service as tokens
 from tests.support.factories import raw_installation
 from tests.support.flows import introspect
+from tests.support.tokens import token_keys
 
 
-def test_revoke_grant_tokens_helper(client, store, issued):
-    n = tokens.revoke_grant_tokens(store, issued["cid"], issued["grant_id"])
-    assert n == 2
+def test_revoking_a_grants_tokens_moves_its_generation_on(client, store, issued):
+    grant = keys.grant(issued["cid"], issued["uid"])
+    assert tokens.revoke_grant_tokens(store, grant, issued["grant_id"]) == 1
+    assert store.redis.hget(grant, "gen") == "1"
     assert introspect(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
-    assert not store.redis.exists(keys.grant_tokens(issued["cid"], issued["grant_id"]))
+    assert introspect(client, issued["cid"], issued["secret"], issued["refresh_token"]) == {"active": False}
+    # another id (a grant replaced since) or no grant at all: nothing to do, nothing created
+    assert tokens.revoke_grant_tokens(store, grant, "gr_other") == 0
+    assert store.redis.hget(grant, "gen") == "1"
+    missing = keys.grant(issued["cid"], "usr_nobody")
+    assert tokens.revoke_grant_tokens(store, missing, "gr_x") == 0
+    assert not store.redis.exists(missing)
 
 
-def test_revoke_all_app_tokens_helper(client, store, settings, issued):
+def test_delete_app_tokens_removes_every_token_key_of_the_app(client, store, settings, issued):
     raw_installation(store, issued["cid"], "org_aaaaaaaaaaaaaaaa", "org.members.read")
-    n = tokens.revoke_all_app_tokens(store, issued["cid"])
-    assert n == 2
+    assert tokens.delete_app_tokens(store, issued["cid"]) == 2
+    assert token_keys(store, issued["cid"], issued["grant_id"]) == []
     assert introspect(client, issued["cid"], issued["secret"], issued["access_token"]) == {"active": False}
     assert introspect(client, issued["cid"], issued["secret"], issued["refresh_token"]) == {"active": False}
 

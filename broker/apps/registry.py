@@ -453,10 +453,11 @@ def _set_status(store: Store, client_id: str, status: str, event_type: str) -> d
 
 def suspend_app(store: Store, client_id: str) -> dict[str, Any]:
     """Operator switch: every token of the app stops working at once (token checks read status),
-    and every token is then deleted, so restoring the app revives none of them: it must get new
-    ones (people's grants and the installations stay)."""
+    then every grant and installation of the app starts a new token generation and the token keys
+    are deleted, so restoring the app revives none of them: it must get new ones (people's grants
+    and the installations stay)."""
     record = _set_status(store, client_id, "suspended", "app.suspended")
-    from broker.tokens.service import revoke_grant_tokens
+    from broker.tokens.service import delete_app_tokens, revoke_grant_tokens
 
     owners = [keys.grant(client_id, uid) for uid in store.redis.sscan_iter(keys.app_grants(client_id))]
     owners += [
@@ -465,7 +466,8 @@ def suspend_app(store: Store, client_id: str) -> dict[str, Any]:
     for owner in owners:
         owner_id = store.redis.hget(owner, "id")
         if owner_id:
-            revoke_grant_tokens(store, client_id, str(owner_id))
+            revoke_grant_tokens(store, owner, str(owner_id))
+    delete_app_tokens(store, client_id)
     return record
 
 

@@ -25,7 +25,6 @@ from broker.errors import NotFound, ValidationFailed
 from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.store import Store
-from broker.tokens import service as tokens
 
 
 def get_grant(store: Store, client_id: str, uid: str) -> dict[str, Any] | None:
@@ -192,7 +191,8 @@ def save_consent(
 def revoke_grant(
     store: Store, settings: Settings, client_id: str, uid: str, *, ask_deletion: bool = True
 ) -> dict[str, Any] | None:
-    """End the grant: delete it and every token under it; returns the revoked grant (None: none).
+    """End the grant: delete it, which every token under it fails from the same commit (the validity
+    rule; their keys expire with the tokens); returns the revoked grant (None: none).
 
     ``ask_deletion``: also send ``deletion.requested`` for what the app received (account deletion
     does not: its ``user.deleted`` event is itself the request to delete everything)."""
@@ -208,7 +208,6 @@ def revoke_grant(
                 record = Grant.from_hash(raw).public()
                 pipe.multi()
                 pipe.delete(key)
-                tokens.revoke_grant_tokens(pipe, client_id, record["id"])
                 pipe.srem(keys.app_grants(client_id), uid)
                 events.emit(
                     pipe,

@@ -27,7 +27,6 @@ from broker.errors import Conflict, NotFound, ValidationFailed
 from broker.events import outbox as events
 from broker.storage import keys
 from broker.storage.store import Store
-from broker.tokens.service import revoke_grant_tokens
 
 
 def get_installation(store: Store, client_id: str, org_id: str) -> dict[str, Any] | None:
@@ -287,7 +286,8 @@ def set_choice(
 
 
 def remove(store: Store, client_id: str, org_id: str, actor: str = "") -> dict[str, Any]:
-    """Delete the installation and every token issued under it."""
+    """Delete the installation: every token issued under it fails the validity rule from the same
+    commit (its keys expire with the tokens)."""
     key = keys.installation(client_id, org_id)
     with store.redis.pipeline(transaction=True) as pipe:
         while True:
@@ -300,7 +300,6 @@ def remove(store: Store, client_id: str, org_id: str, actor: str = "") -> dict[s
                 record = Installation.from_hash(raw).public()
                 pipe.multi()
                 pipe.delete(key)
-                revoke_grant_tokens(pipe, client_id, record["id"])
                 pipe.srem(keys.app_installations(client_id), org_id)
                 events.emit(pipe, client_id, "installation.removed", {"org_id": org_id})
                 pipe.execute()

@@ -34,6 +34,7 @@ from broker.migrations import (
     m0005_binary_merkle_hashes,
     m0006_ledger_developer_views,
     m0007_ledger_pruned_bitmap,
+    m0008_token_generations,
 )
 from broker.storage import keys
 
@@ -63,6 +64,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0005_binary_merkle_hashes),
     _migration(m0006_ledger_developer_views),
     _migration(m0007_ledger_pruned_bitmap),
+    _migration(m0008_token_generations),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

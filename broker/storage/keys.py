@@ -200,9 +200,9 @@ def grant(client_id: str, user_id: str) -> str:
 
 
 def grant_tokens(client_id: str, grant_id: str) -> str:
-    """Sorted set of the live tokens issued under one grant or installation (revoke-all in one
-    script): member ``a<hash>`` or ``r<hash>`` (access or refresh token key), score its expiry.
-    Expired members are dropped at each write; the set expires with its longest-lived member."""
+    """Sorted set of the live tokens issued under one grant or installation, kept by releases before
+    data-schema version 8 (member ``a<hash>`` or ``r<hash>``, score the token's expiry); migration 8
+    deletes them. Tokens are now revoked through their owner's generation (``_validity.lua``)."""
     return f"{app_tag(client_id)}:toks:{grant_id}"
 
 

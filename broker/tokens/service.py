@@ -6,27 +6,28 @@ app's slot as one Lua script. Only ``keyed_hash(BROKER_TOKEN_HASH_KEY, token)`` 
 first 128 bits name the key).
 
 Storage (docs/architecture.md "Token storage and the token endpoint"): a token is one string key
-holding its fields joined by ``|`` (``_validity.lua`` reads and writes it), expiring with the token,
-and one member of its grant's or installation's token set (a sorted set scored by expiry, trimmed
-of expired members at every write, expiring with its longest-lived member). There is no other
-per-token key: a refresh chain (``family``) is a field of its tokens, found through the grant's set.
+holding its fields joined by ``|`` (``_validity.lua`` reads and writes it), expiring with the token.
+There is no other per-token key and no token set: a token carries its owner's generation
+(``gen``), and a refresh chain (``family``) is a field of its tokens.
 
 Validity (``broker/storage/lua/_validity.lua``, shared with the disclosure gate): the key exists
 and has not expired, the app is ``active``, and the token's grant (or installation) still exists
-with the same id (and, for an installation, ``enabled`` is ``1``). Effective scopes = token scopes ∩
-current grant scopes.
-Nothing is cached, so revocation is immediate (DESIGN invariant 2).
+with the same id and generation (and, for an installation, ``enabled`` is ``1``; for a refresh
+chain, its family is not among the grant's revoked ones, ``rf``). Effective scopes = token scopes ∩
+current grant scopes. Revoking every token of a grant or installation is one ``HINCRBY`` of its
+generation; revoking a chain adds its family to ``rf``. Nothing is cached, so revocation is
+immediate (DESIGN invariant 2); a revoked token's key stays, unusable, until it expires.
 
 Single use and reuse detection (RFC 6749 4.1.2, RFC 9700 4.14):
 
 * A code is consumed in the same script that writes the tokens issued from it, and replaced by a
   tombstone (``used=1``, the token ``family`` and ``grant_id``) kept for the refresh-token lifetime.
-  Presenting it again is ``invalid_grant`` and deletes every token of that family, so 50 concurrent
+  Presenting it again is ``invalid_grant`` and revokes every token of that family, so 50 concurrent
   redemptions give exactly one token response (whose tokens the 49 replays then revoke).
 * Refresh tokens rotate on every use. The used token is kept (``rotated_at``) until it expires.
   Policy for reuse, ``BROKER_REFRESH_GRACE_SECONDS`` (default 10): presenting a rotated token more
   than ``grace`` seconds after its rotation revokes the whole grant (every access and refresh token
-  in ``keys.grant_tokens``, whichever code they came from) and fails with ``invalid_grant``. Within
+  of its generation, whichever code they came from) and fails with ``invalid_grant``. Within
   the grace window a retry (two tabs, a client that lost the response) gets the *same* new pair the
   rotation issued, so the chain does not fork and nothing is revoked, as long as that pair is
   untouched (once its refresh token was used or either token revoked, it is reuse). That pair is
@@ -53,7 +54,7 @@ from broker.core.hashing import keyed_hash
 from broker.core.ids import ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX, client_of
 from broker.core.records import TokenInfo
 from broker.observability import metrics
-from broker.storage import keys, lua
+from broker.storage import keys
 from broker.storage.store import Store
 
 
@@ -75,7 +76,7 @@ def token_key(prefix: str, client_id: str, token_hash: str) -> str:
 
 # The stored value's fields, in order (``TOKEN_FIELDS`` of _validity.lua, which writes them).
 TOKEN_FIELDS = ("kind", "subject", "grant_id", "scopes", "issued_at", "expires_at", "family", "auth_time",
-                "rotated_at", "grace_box", "grace_rt", "grace_at")  # fmt: skip
+                "rotated_at", "grace_box", "grace_rt", "grace_at", "gen")  # fmt: skip
 _KINDS = {"g": "grant", "i": "installation"}
 
 
@@ -211,7 +212,7 @@ def issue(
     if consume == "refresh" and grace_seconds > 0 and used_refresh_token and item.refresh_token:
         box = _seal_pair(hash_key, used_refresh_token, item)
     result = store.lua("token_issue")(
-        keys=[consumed_key or at_key, keys.grant_tokens(cid, item.grant_id), at_key, rt_key],
+        keys=[consumed_key or at_key, owner_key(item.kind, cid, item.subject), at_key, rt_key],
         args=[keys.app_tag(cid), now, consume, item.access_expires_at, item.refresh_expires_at,
               "1" if item.refresh_token else "0", max(tombstone_ttl, 1), grace_seconds, box,
               item.kind, item.subject, item.grant_id, item.scopes, item.family,
@@ -285,32 +286,38 @@ def revoke_token(store: Store, hash_key: str, token: str, *, family: bool = Fals
     return False
 
 
-def revoke_grant_tokens(store: Store | Any, client_id: str, grant_id: str) -> Any:
-    """Delete every token issued under one grant or installation.
-
-    Given a Store it runs now and returns the count; given a MULTI pipeline it is queued there, so
-    the revocation commits atomically with the grant change and its event (same app slot).
-    """
-    set_key = keys.grant_tokens(client_id, grant_id)
-    if isinstance(store, Store):
-        return int(store.lua("token_revoke_set")(keys=[set_key], args=[]))
-    # Plain EVAL queued inside MULTI (no NOSCRIPT round trip); through execute_command because
-    # redis-py's cluster pipeline refuses its eval() method, while EVAL on one slot is fine there.
-    return store.execute_command("EVAL", lua.source("token_revoke_set"), 1, set_key)
+def owner_key(kind: str, client_id: str, subject: str) -> str:
+    """The hash a token of ``kind`` (grant | installation) answers to."""
+    return keys.installation(client_id, subject) if kind == "installation" else keys.grant(client_id, subject)
 
 
-def revoke_all_app_tokens(store: Store, client_id: str) -> int:
-    """Delete every token of an app, grant by grant (each set is one script in the app's slot)."""
+def revoke_grant_tokens(store: Store, owner: str, owner_id: str) -> int:
+    """Every token issued under one grant or installation (``owner``: its hash, ``owner_id``: its id)
+    stops working: its generation moves on (one script in the app's slot). A grant or installation
+    that is gone or has another id is left alone (its tokens fail the validity rule already).
+    Returns 1 (a new generation) or 0."""
+    return int(store.lua("token_revoke_owner")(keys=[owner], args=[owner_id]))
+
+
+def delete_app_tokens(store: Store, client_id: str) -> int:
+    """Delete every token key of an app (a scan of its slot's token keys): storage only, since an
+    app that is gone or suspended already fails every token check."""
     total = 0
-    pattern = keys.grant_tokens(client_id, "*")
-    for set_key in store.redis.scan_iter(match=pattern, count=500):
-        total += int(store.lua("token_revoke_set")(keys=[set_key], args=[]))
+    for pattern in (keys.access_token(client_id, "*"), keys.refresh_token(client_id, "*")):
+        batch: list[str] = []
+        for key in store.redis.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                total += int(store.redis.delete(*batch))
+                batch = []
+        if batch:
+            total += int(store.redis.delete(*batch))
     return total
 
 
 def migrate_legacy_tokens(store: Store) -> int:
     """Rewrite tokens stored by 0.2.0 and earlier (a hash per token named by the full keyed hash,
-    plain token sets, one set per refresh chain) in the layout above, keeping each token's expiry,
+    plain token sets, one set per refresh chain) as one string each, keeping each token's expiry,
     and delete the old sets. Idempotent: a token already a string is left alone. Returns how many
     tokens were rewritten. Run by ``broker migrate`` (migration 3), never while a broker serves."""
     moved = 0
@@ -326,16 +333,7 @@ def migrate_legacy_tokens(store: Store) -> int:
             new = f"{keys.app_tag(client_id)}:{kind_key}:{token_hash[: keys.TOKEN_HASH_CHARS]}"
             if ttl_ms > 0 and fields.get("kind") and fields.get("grant_id") and fields.get("expires_at"):
                 value = encode_token({name: fields.get(name, "") for name in TOKEN_FIELDS})
-                set_key = keys.grant_tokens(client_id, fields["grant_id"])
-                with store.redis.pipeline(transaction=False) as pipe:
-                    pipe.set(new, value, px=ttl_ms)
-                    pipe.zadd(
-                        set_key,
-                        {f"{kind_key[0]}{token_hash[: keys.TOKEN_HASH_CHARS]}": int(fields["expires_at"])},
-                    )
-                    pipe.execute()
-                top = store.redis.zrange(set_key, -1, -1, withscores=True)
-                store.redis.expireat(set_key, int(top[0][1]))
+                store.redis.set(new, value, px=ttl_ms)
                 moved += 1
             store.redis.delete(old)
     for pattern in (f"{keys.PREFIX}{{a:*}}:gtok:*", f"{keys.PREFIX}{{a:*}}:fam:*"):

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import time
+
 from broker.storage import keys
 from broker.storage.store import Store
 from broker.tokens.service import decode_token, encode_token
 
 
 def token_keys(store: Store, client_id: str, grant_id: str) -> list[str]:
-    """The token keys in a grant's or installation's token set (member ``a<hash>`` / ``r<hash>``)."""
-    tag = keys.app_tag(client_id)
-    members = store.redis.zrange(keys.grant_tokens(client_id, grant_id), 0, -1)
-    return [f"{tag}:{m[0]}t:{m[1:]}" for m in members]
+    """The token keys issued under a grant or installation (a scan of the app's token keys)."""
+    found = []
+    for pattern in (keys.access_token(client_id, "*"), keys.refresh_token(client_id, "*")):
+        for key in store.redis.scan_iter(match=pattern, count=1000):
+            if (stored(store, key) or {}).get("grant_id") == grant_id:
+                found.append(key)
+    return sorted(found)
+
+
+def usable(store: Store, key: str) -> bool:
+    """Whether the token stored at ``key`` passes the validity rule now (the lookup script, as
+    introspection and the gate run it)."""
+    client_id = key[len(keys.PREFIX) + 3 : key.index("}")]
+    return bool(store.lua("token_lookup")(keys=[key], args=[keys.app_tag(client_id), int(time.time())]))
 
 
 def stored(store: Store, key: str) -> dict[str, str] | None:

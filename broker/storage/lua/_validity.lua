@@ -2,29 +2,30 @@
 -- A fragment, not a script: the loader replaces a line "-- include: validity" with this file.
 -- KEYS: none of its own (the functions take keys from the including script).
 -- ARGV: none of its own.
--- Derived keys: prefix .. ':app', prefix .. ':grant:' .. subject, prefix .. ':inst:' .. subject,
---   prefix .. ':toks:' .. grant_id (a grant's or installation's token set) and the token keys it
---   holds (prefix is the app's tag b:{a:<client_id>}): all carry the hash tag of the including
---   script's KEYS[1] (a key of the same app), so it stays in one slot.
+-- Derived keys: prefix .. ':app', prefix .. ':grant:' .. subject, prefix .. ':inst:' .. subject
+--   (the token's owner) and token keys (prefix is the app's tag b:{a:<client_id>}): all carry the
+--   hash tag of the including script's KEYS[1] (a key of the same app), so it stays in one slot.
 --
 -- Token value (docs/data-model.md "Tokens"): one string, fields joined by '|' in TOKEN_FIELDS order,
 --   kind written as g (grant) or i (installation), trailing empty fields left out. No field can hold
 --   a '|' (ids, scope tokens, digits, base64url, key names).
 -- read_token(key): the token as a table of TOKEN_FIELDS (missing ones ''), or nil.
 -- encode_token(t): the stored string of such a table.
+-- owner_key(prefix, t): the token's grant or installation hash.
 -- token_is_valid(t, prefix, now): the owner's current scopes, or false and the reason. A token is
 --   valid while it has not expired, its app is active, its grant or installation still has the id
---   it was issued under and (installations) is enabled.
+--   it was issued under and the generation (``gen``) it was issued in, (installations) is enabled,
+--   and (refresh chains) its family is not among the owner's revoked families (``rf``).
 -- to_table(flat): HGETALL reply -> table. intersect(a, b): space-separated scopes in both.
--- Token sets: a sorted set per grant or installation, member = 'a' or 'r' then the key's hash
---   (member_of / member_key convert), score = the token's expiry.
--- index_token(set_key, member, exp, now): add a member, drop the expired ones, expire the set with
---   its longest-lived member.
--- revoke_set(set_key): delete every token in the set, then the set; returns how many.
--- revoke_family(prefix, grant_id, family): delete the tokens of one refresh chain; returns how many.
+-- No token set: revoking every token of an owner is one HINCRBY of its generation, revoking a
+--   chain one word in its ``rf``; the revoked tokens' keys stay, unusable, until they expire.
+-- revoke_owner(key, id): new generation for the owner if it still has that id; returns 1 or 0.
+-- revoke_family(prefix, subject, grant_id, family): the chain's tokens stop working (the grant
+--   keeps at most MAX_REVOKED_FAMILIES of them; one more starts a new generation instead).
 
 local TOKEN_FIELDS = {'kind', 'subject', 'grant_id', 'scopes', 'issued_at', 'expires_at', 'family',
-  'auth_time', 'rotated_at', 'grace_box', 'grace_rt', 'grace_at'}
+  'auth_time', 'rotated_at', 'grace_box', 'grace_rt', 'grace_at', 'gen'}
+local MAX_REVOKED_FAMILIES = 4  -- 13 bytes each: the grant's hash keeps its compact encoding
 local KIND_CODE = {grant = 'g', installation = 'i'}
 local KIND_NAME = {g = 'grant', i = 'installation'}
 
@@ -52,19 +53,25 @@ local function encode_token(t)
   end
   return table.concat(out, '|', 1, last)
 end
+local function owner_key(prefix, t)
+  if t.kind == 'grant' then return prefix .. ':grant:' .. t.subject end
+  if t.kind == 'installation' then return prefix .. ':inst:' .. t.subject end
+  return nil
+end
 -- Returns the owner's current scopes, or false and the reason.
 local function token_is_valid(t, prefix, now)
   if t.expires_at == nil or t.expires_at == '' or tonumber(t.expires_at) <= now then
     return false, 'expired'
   end
   if redis.call('HGET', prefix .. ':app', 'status') ~= 'active' then return false, 'app_suspended' end
-  local owner
-  if t.kind == 'grant' then owner = prefix .. ':grant:' .. t.subject
-  elseif t.kind == 'installation' then owner = prefix .. ':inst:' .. t.subject
-  else return false, 'unknown_kind' end
-  local o = redis.call('HMGET', owner, 'id', 'enabled', 'scopes')
-  if o[1] ~= t.grant_id then return false, t.kind .. '_revoked' end
+  local owner = owner_key(prefix, t)
+  if owner == nil then return false, 'unknown_kind' end
+  local o = redis.call('HMGET', owner, 'id', 'enabled', 'scopes', 'gen', 'rf')
+  if o[1] ~= t.grant_id or (o[4] or '') ~= (t.gen or '') then return false, t.kind .. '_revoked' end
   if t.kind == 'installation' and o[2] ~= '1' then return false, 'installation_disabled' end
+  if t.family ~= '' and o[5] and string.find(o[5], ' ' .. t.family .. ' ', 1, true) then
+    return false, t.kind .. '_revoked'
+  end
   return o[3] or ''
 end
 local function to_table(flat)
@@ -79,40 +86,20 @@ local function intersect(a, b)
   for s in string.gmatch(a, '%S+') do if allowed[s] then table.insert(out, s) end end
   return table.concat(out, ' ')
 end
--- '<prefix>:at:<hash>' <-> 'a<hash>', '<prefix>:rt:<hash>' <-> 'r<hash>'
-local function member_of(prefix, key)
-  local rest = string.sub(key, #prefix + 2)
-  return string.sub(rest, 1, 1) .. string.sub(rest, 4)
+local function revoke_owner(key, id)
+  if id == nil or id == '' or redis.call('HGET', key, 'id') ~= id then return 0 end
+  redis.call('HINCRBY', key, 'gen', 1)
+  redis.call('HDEL', key, 'rf')
+  return 1
 end
-local function member_key(prefix, member)
-  return prefix .. ':' .. string.sub(member, 1, 1) .. 't:' .. string.sub(member, 2)
-end
-local function index_token(set_key, member, exp, now)
-  redis.call('ZREMRANGEBYSCORE', set_key, '-inf', now)
-  redis.call('ZADD', set_key, exp, member)
-  local top = redis.call('ZRANGE', set_key, -1, -1, 'WITHSCORES')
-  redis.call('EXPIREAT', set_key, tonumber(top[2]))
-end
-local function revoke_set(set_key)
-  local prefix = string.match(set_key, '^(.-):toks:')
-  local members = redis.call('ZRANGE', set_key, 0, -1)
-  local n = 0
-  for _, m in ipairs(members) do n = n + redis.call('DEL', member_key(prefix, m)) end
-  redis.call('DEL', set_key)
-  return n
-end
-local function revoke_family(prefix, grant_id, family)
-  if family == nil or family == '' or grant_id == nil or grant_id == '' then return 0 end
-  local set_key = prefix .. ':toks:' .. grant_id
-  local n = 0
-  for _, m in ipairs(redis.call('ZRANGE', set_key, 0, -1)) do
-    local key = member_key(prefix, m)
-    local t = read_token(key)
-    if t == nil or t.family == family then
-      n = n + redis.call('DEL', key)
-      redis.call('ZREM', set_key, m)
-    end
-  end
-  if redis.call('ZCARD', set_key) == 0 then redis.call('DEL', set_key) end
-  return n
+local function revoke_family(prefix, subject, grant_id, family)
+  if family == nil or family == '' or subject == nil or subject == '' then return 0 end
+  local key = prefix .. ':grant:' .. subject
+  if grant_id == nil or grant_id == '' or redis.call('HGET', key, 'id') ~= grant_id then return 0 end
+  local revoked = redis.call('HGET', key, 'rf') or ' '
+  if string.find(revoked, ' ' .. family .. ' ', 1, true) then return 0 end
+  local _, count = string.gsub(revoked, '%S+', '')
+  if count >= MAX_REVOKED_FAMILIES then return revoke_owner(key, grant_id) end
+  redis.call('HSET', key, 'rf', revoked .. family .. ' ')
+  return 1
 end

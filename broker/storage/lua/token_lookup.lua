@@ -15,7 +15,7 @@ local owner_scopes = token_is_valid(t, ARGV[1], tonumber(ARGV[2]))
 if owner_scopes == false then return nil end
 local flat = {}
 for _, name in ipairs(TOKEN_FIELDS) do
-  if t[name] ~= '' and string.sub(name, 1, 6) ~= 'grace_' then
+  if t[name] ~= '' and string.sub(name, 1, 6) ~= 'grace_' and name ~= 'gen' then
     table.insert(flat, name)
     table.insert(flat, t[name])
   end

@@ -234,7 +234,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if info.rotated_at is not None:
             grace = s.refresh_grace_seconds
             if grace == 0 or int(time.time()) - info.rotated_at > grace:
-                tokens.revoke_grant_tokens(web.store(), info.client_id, info.grant_id)
+                tokens.revoke_grant_tokens(
+                    web.store(), tokens.owner_key("grant", info.client_id, info.subject), info.grant_id
+                )
                 raise InvalidGrantError(
                     "The refresh token was already used; every token of this grant is revoked."
                 )
