@@ -18,7 +18,7 @@ from tests.support.factories import (
     raw_app,
     raw_grant,
 )
-from tests.support.ledger import journal_records, log_of
+from tests.support.ledger import journal_records, log_of, put_body, record_at
 from tests.support.privacy import index_grant, index_installation, sequence
 from tests.support.signin import session_sign_in
 
@@ -217,9 +217,9 @@ def test_a_tampered_record_is_not_marked_verified(client, store, settings, perso
     client.get("/v1/me", headers=bearer(person["token"]))
     sequence(store, settings)
     log = log_of(person["uid"], store)
-    body = json.loads(store.redis.hget(keys.ledger_records(log), "0"))
+    body = record_at(store, log, 0)
     body["fields"] = ["user_id"]
-    store.redis.hset(keys.ledger_records(log), "0", json.dumps(body))
+    put_body(store, log, 0, json.dumps(body))
     html = client.get("/privacy/disclosures").get_data(as_text=True)
     assert 'class="verified"' not in html
     assert 'class="error not-verified"' in html

@@ -66,7 +66,7 @@ def last_disclosure(store: Store, uid: str, client_id: str) -> float | None:
         if not rows:
             continue
         # skip records of refused requests (corrections and what they correct): not disclosures
-        bodies = store.redis.hmget(keys.ledger_records(log), [str(int(m)) for m, _ in rows])
+        bodies = storage.read_bodies(store, log, [int(m) for m, _ in rows])
         records = [json.loads(b) if b else {} for b in bodies]
         ids = [str(r.get("id", "")) for r in records]
         corrected = store.redis.hmget(keys.ledger_voided(log), ids)

@@ -135,14 +135,16 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
     bar = ProgressBar(f"log {log} records")
     for start in range(0, size, CHUNK):
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
-        bodies = r.hmget(keys.ledger_records(log), idx)
+        raw_bodies = r.execute_command("HMGET", keys.ledger_records(log), *idx, NEVER_DECODE=True)
         stored_leaves = storage.read_hashes(store, log, 0, start, start + len(idx))
         pruned_flags = storage.pruned_flags(store, log, start, start + len(idx))
         parsed: list[dict[str, Any] | None] = []
-        for field, body in zip(idx, bodies, strict=True):
+        bodies: list[str | None] = []
+        for field, raw in zip(idx, raw_bodies, strict=True):
             try:
-                parsed.append(json.loads(body) if body is not None else None)
-            except ValueError:
+                bodies.append(None if raw is None else storage.unpack_body(raw).decode())
+                parsed.append(json.loads(bodies[-1]) if bodies[-1] is not None else None)
+            except (ValueError, storage.LedgerCorrupt):
                 raise _fail(store, log, int(field), "the stored record is not JSON (changed)") from None
         ids = [p.get("id") if isinstance(p, dict) else None for p in parsed]
         hidden = _hidden_from_readers(store, log, start, parsed)
@@ -194,8 +196,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
                 )
             tree.append(leaf)
         bar(start + len(idx), size)
-    extra = r.hget(keys.ledger_records(log), str(size))
-    if extra is not None:
+    if r.hexists(keys.ledger_records(log), str(size)):
         raise _fail(store, log, size, "a record exists beyond the tree size (inserted)")
 
     # every stored subtree hash must be what the records give
@@ -300,17 +301,17 @@ def prune_log(store: Store, log: str, cutoff: float) -> int:
     bar = ProgressBar("pruning")
     for start in range(0, size, CHUNK):
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
-        bodies = r.hmget(keys.ledger_records(log), idx)
+        bodies = r.execute_command("HMGET", keys.ledger_records(log), *idx, NEVER_DECODE=True)
         pipe = r.pipeline(transaction=True)  # all the log's keys: one slot
         queued = 0
         for i, body in zip(idx, bodies, strict=True):
             if body is None:
                 continue
             try:
-                rec = json.loads(body)
+                rec = json.loads(storage.unpack_body(body))
                 too_old = float(rec["time"]) < cutoff
                 record_keys = storage.index_keys(rec, log)
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError, storage.LedgerCorrupt):
                 _progress(f"record {i} is not a valid record; left alone (run `broker ledger verify`)")
                 continue
             if not too_old:

@@ -230,8 +230,8 @@ def _read(
         return page
     pipe = r.pipeline(transaction=False)
     for log in used:
-        pipe.hmget(keys.ledger_records(log), [str(int(m)) for _, _, m, lg in rows if lg == log])
-    bodies_of = dict(zip(used, pipe.execute(), strict=True))
+        storage.queue_bodies(pipe, log, [int(m) for _, _, m, lg in rows if lg == log])
+    bodies_of = {log: storage.body_texts(raws) for log, raws in zip(used, pipe.execute(), strict=True)}
     bodies: dict[tuple[str, int], str | None] = {}
     for log in used:
         wanted = [int(m) for _, _, m, lg in rows if lg == log]

@@ -380,7 +380,7 @@ class Sequencer:
         for record in records:
             body = storage.canonical({**record, "index": n, "log": log_name})
             leaf = merkle.leaf_hash(body)
-            ops.append(["HSET", pos(keys.ledger_records(log_name)), str(n), body.decode()])
+            ops.append(["HSETHEX", pos(keys.ledger_records(log_name)), str(n), storage.pack_body(body).hex()])
             ops.append(["HSET", pos(keys.ledger_sequenced(log_name)), record["id"], str(n)])
             if isinstance(record.get("corrects"), str):
                 ops.append(["HSET", pos(keys.ledger_voided(log_name)), record["corrects"], str(n)])
@@ -433,7 +433,7 @@ class Sequencer:
                 todo = [(rid, i) for rid, i, c in zip(chunk, indexes, corrected, strict=True) if i and not c]
                 if not todo:
                     continue
-                bodies = r.hmget(keys.ledger_records(log_name), [i for _, i in todo])
+                bodies = storage.read_bodies(self.store, log_name, [int(i) for _, i in todo])
                 for (_rid, index), body in zip(todo, bodies, strict=True):
                     if body is None:
                         continue  # pruned: nothing left to show as delivered

@@ -1,7 +1,11 @@
 """How one log lives in Redis, all under that log's hash tag ``{ledger:NN}`` (DESIGN invariant 6;
 ``broker.ledger.logs`` says how records are spread over the logs).
 
-* ``ledger_records`` hash: index -> canonical record JSON, which is exactly the leaf data.
+* ``ledger_records`` hash: index -> the record's body: its canonical JSON (exactly the leaf data)
+  packed by :func:`pack_body` (DEFLATE with a preset dictionary of the record's keys and common
+  values: about 130 bytes instead of 360-420), or plain canonical JSON (bodies written before data-schema
+  version 9, and any record packing would not shorten). :func:`unpack_body` gives back the exact
+  canonical bytes, so leaf hashes, proofs and verification are unchanged.
 * ``ledger_hashes(L)`` strings: the 32-byte hash of each complete, aligned subtree of 2**L leaves
   (level 0 = leaf hashes), the i-th at byte 32 * i: 32 bytes a hash, with no per-entry overhead
   (the hex hashes of a hash per level cost about 130 bytes each). Appending a leaf writes at most
@@ -17,6 +21,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 from broker.ledger import merkle
@@ -32,7 +37,65 @@ SEQUENCED_KEEP_SECONDS = 8 * 86400
 
 
 class LedgerCorrupt(Exception):
-    """A stored subtree hash the log needs is missing or malformed."""
+    """A stored subtree hash the log needs is missing or malformed, or a stored body is unreadable."""
+
+
+# -- record bodies ------------------------------------------------------------------------------
+
+PACKED_V1 = b"\x01"  # first byte of a packed body (a plain one starts with "{")
+# The preset dictionary of format 1: the canonical record's keys in their sorted order and the values
+# most records share. Frozen: every body packed with it needs exactly these bytes to be read (a
+# different dictionary is a new format byte).
+_ZDICT_V1 = (
+    b'{"app":"app_","audience":"individual","audience":"organization","catalog_version":"",'
+    b'"corrects":"","delivered":false,"developer":"usr_","endpoint":"/v1/me",'
+    b'"endpoint":"/oauth/userinfo","endpoint":"/oauth/token","endpoint":"/v1/orgs/org_/members",'
+    b'"fields":["user_id","nickname","avatar","departments","org_name"],"grant":"gr_","grant":"in_",'
+    b'"id":"","index":,"log":"0","org":null,"org":"org_","person":"usr_","request_id":"","time":17'
+)
+MAX_BODY_BYTES = 64 * 1024  # a packed body never unpacks to more (a record is well under 1 KiB)
+
+
+def pack_body(body: bytes) -> bytes:
+    """What ``ledger_records`` stores for the canonical JSON ``body``."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V1)
+    packed = PACKED_V1 + packer.compress(body) + packer.flush()
+    return packed if len(packed) < len(body) else body
+
+
+def unpack_body(raw: bytes) -> bytes:
+    """The canonical JSON of a stored body; LedgerCorrupt if it is neither form (changed)."""
+    if raw[:1] == b"{":
+        return raw
+    if raw[:1] == PACKED_V1:
+        try:
+            unpacker = zlib.decompressobj(-15, _ZDICT_V1)
+            body = unpacker.decompress(raw[1:], MAX_BODY_BYTES)
+            if unpacker.eof and not unpacker.unused_data and body[:1] == b"{":
+                return body
+        except zlib.error:
+            pass
+    raise LedgerCorrupt("a stored record body is neither canonical JSON nor a packed body")
+
+
+def queue_bodies(pipe: Any, log: str, indexes: list[int]) -> None:
+    """Queue the read of the stored bodies of leaves ``indexes`` (one HMGET, raw bytes)."""
+    pipe.execute_command("HMGET", keys.ledger_records(log), *[str(i) for i in indexes], NEVER_DECODE=True)
+
+
+def body_texts(raws: list[bytes | None]) -> list[str | None]:
+    """The canonical JSON text of each body of a :func:`queue_bodies` reply (None: pruned or absent)."""
+    return [None if raw is None else unpack_body(raw).decode() for raw in raws]
+
+
+def read_bodies(store: Store, log: str, indexes: list[int]) -> list[str | None]:
+    """The canonical JSON of the records at ``indexes`` (None: pruned or absent), in one round trip;
+    LedgerCorrupt if one cannot be read."""
+    if not indexes:
+        return []
+    pipe = store.redis.pipeline(transaction=False)
+    queue_bodies(pipe, log, indexes)
+    return body_texts(pipe.execute()[0])
 
 
 def canonical(record: dict[str, Any]) -> bytes:

@@ -35,6 +35,7 @@ from broker.migrations import (
     m0006_ledger_developer_views,
     m0007_ledger_pruned_bitmap,
     m0008_token_generations,
+    m0009_packed_ledger_bodies,
 )
 from broker.storage import keys
 
@@ -65,6 +66,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0006_ledger_developer_views),
     _migration(m0007_ledger_pruned_bitmap),
     _migration(m0008_token_generations),
+    _migration(m0009_packed_ledger_bodies),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

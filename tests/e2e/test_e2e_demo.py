@@ -200,6 +200,7 @@ def test_an_edited_record_makes_ledger_verify_fail_and_name_it(demo: dict[str, A
     """Runs last: tamper with the running demo's ledger through its own Redis socket."""
     import redis as redis_lib
 
+    from broker.ledger import storage
     from broker.storage import keys
 
     env = {**demo["env"], "BROKER_REDIS_URL": f"unix://{demo['data'] / 'redis' / 'redis.sock'}"}
@@ -211,10 +212,10 @@ def test_an_edited_record_makes_ledger_verify_fail_and_name_it(demo: dict[str, A
         timeout=120,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    client = redis_lib.Redis.from_url(env["BROKER_REDIS_URL"], decode_responses=True)
+    client = redis_lib.Redis.from_url(env["BROKER_REDIS_URL"], decode_responses=False)
     log = next(f"{n:02d}" for n in range(256) if client.hlen(keys.ledger_records(f"{n:02d}")))
     index, body = sorted(client.hgetall(keys.ledger_records(log)).items())[0]
-    record = json.loads(body)
+    record = json.loads(storage.unpack_body(body))
     record["fields"] = ["user_id"] if record["fields"] != ["user_id"] else ["nickname"]
     client.hset(keys.ledger_records(log), index, json.dumps(record, sort_keys=True, separators=(",", ":")))
     bad = subprocess.run(

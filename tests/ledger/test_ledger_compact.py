@@ -25,6 +25,7 @@ from broker.migrations import (
 from broker.storage import keys
 from broker.storage.store import Store
 from tests.support.ledger import ALICE, APP_A, BOB, LOG_A, record, write_legacy_log
+from tests.support.ledger import body as stored_body
 
 
 def _levels(store: Store, log: str) -> dict[int, bytes]:
@@ -52,7 +53,7 @@ def test_each_stored_hash_is_32_bytes(store: Store, settings: Settings) -> None:
     store.redis.sadd(keys.journals_index(LOG_A), APP_A)
     sequencer.run_once()
     levels = _levels(store, LOG_A)
-    bodies = [store.redis.hget(keys.ledger_records(LOG_A), str(i)).encode() for i in range(13)]
+    bodies = [stored_body(store, LOG_A, i).encode() for i in range(13)]
     tree = merkle.MemoryTree([merkle.leaf_hash(b) for b in bodies])
     assert {level: len(raw) for level, raw in levels.items()} == {0: 13 * 32, 1: 6 * 32, 2: 3 * 32, 3: 32}
     assert all(levels[level] == b"".join(tree.levels[level]) for level in levels)
@@ -150,3 +151,67 @@ def test_pruning_keeps_one_bit_and_forgets_old_ids_and_migration_7_converts_the_
     assert storage.pruned_flags(store, LOG_A, 0, 6) == [True] * 6
     assert store.redis.exists(keys.ledger_pruned(LOG_A)) == 0
     assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 6
+
+
+def _raw_bodies(store: Store, log: str) -> list[bytes | None]:
+    size = storage.size(store, log)
+    return list(
+        store.redis.execute_command(
+            "HMGET", keys.ledger_records(log), *[str(i) for i in range(size)], NEVER_DECODE=True
+        )
+    )
+
+
+def test_bodies_are_stored_packed_and_read_back_exactly(store: Store, settings: Settings) -> None:
+    """The sequencer stores each body packed (a third of the bytes); readers, proofs and verify see
+    the canonical JSON, whose hash is the leaf; one changed byte of a packed body is caught."""
+    keyring = Keyring(settings.signing_keys_file)
+    sequencer = Sequencer(store, keyring, settings)
+    for i in range(5):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    raws = _raw_bodies(store, LOG_A)
+    texts = [stored_body(store, LOG_A, i) for i in range(5)]
+    for i, (raw, text) in enumerate(zip(raws, texts, strict=True)):
+        assert raw is not None and text is not None
+        assert raw[:1] == storage.PACKED_V1 and len(raw) < len(text) * 0.6
+        assert text.encode() == storage.canonical({**record(i), "index": i, "log": LOG_A})
+        assert storage.RedisTree(store, LOG_A).leaf(i) == merkle.leaf_hash(text.encode())
+    page = reading.records_for_person(store, ALICE, reading.Filters())
+    assert [e["record"]["id"] for e in page.records] == [record(i)["id"] for i in range(5)]
+    assert verify(store, checkpoints.public_jwks(keyring))["records"] == 5
+
+    broken = bytearray(raws[2] or b"")
+    broken[len(broken) // 2] ^= 0x01
+    store.redis.hset(keys.ledger_records(LOG_A), "2", bytes(broken))
+    with pytest.raises(VerifyFailed, match=r"record 2 .*not JSON"):
+        verify(store, checkpoints.public_jwks(keyring))
+
+
+def test_migration_9_packs_the_plain_bodies_of_earlier_releases(store: Store, settings: Settings) -> None:
+    from broker.migrations import m0009_packed_ledger_bodies
+
+    keyring = Keyring(settings.signing_keys_file)
+    sequencer = Sequencer(store, keyring, settings)
+    for i in range(7):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    texts = [stored_body(store, LOG_A, i) for i in range(7)]
+    # as releases before it stored them: the canonical JSON itself; one body is not canonical
+    store.redis.hset(keys.ledger_records(LOG_A), mapping={str(i): t for i, t in enumerate(texts) if t})
+    store.redis.hset(keys.ledger_records(LOG_A), "6", "not a record")
+    before = int(store.redis.memory_usage(keys.ledger_records(LOG_A)) or 0)
+
+    m0009_packed_ledger_bodies.up(store, settings)
+    m0009_packed_ledger_bodies.up(store, settings)  # idempotent
+    raws = _raw_bodies(store, LOG_A)
+    assert all(raw is not None and raw[:1] == storage.PACKED_V1 for raw in raws[:6])
+    assert raws[6] == b"not a record"  # left for verify to report
+    assert [stored_body(store, LOG_A, i) for i in range(6)] == texts[:6]
+    assert int(store.redis.memory_usage(keys.ledger_records(LOG_A)) or 0) < before
+    with pytest.raises(VerifyFailed, match=r"record 6 .*not JSON"):
+        verify(store, checkpoints.public_jwks(keyring))
+    store.redis.hset(keys.ledger_records(LOG_A), "6", texts[6] or "")
+    assert verify(store, checkpoints.public_jwks(keyring))["records"] == 7

@@ -22,9 +22,10 @@ from broker.ledger.commands import verify
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.support.ledger import ACME, APP_A, APP_B, BOB, journal, journal_length, record
+from tests.support.ledger import ACME, APP_A, APP_B, BOB, journal, journal_length, record, record_at
 from tests.support.ledger import LOG_A as A
 from tests.support.ledger import LOG_B as B
+from tests.support.ledger import body as stored_body
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def sequencer(store: Store, keyring: Keyring, settings: Settings) -> Sequencer:
 
 def stored(store: Store, log: str = A) -> list[dict]:
     n = storage.size(store, log)
-    return [json.loads(store.redis.hget(keys.ledger_records(log), str(i))) for i in range(n)]
+    return [record_at(store, log, i) for i in range(n)]
 
 
 def test_moves_exactly_the_journal_records_in_time_order(store: Store, sequencer: Sequencer) -> None:
@@ -281,7 +282,7 @@ def test_stored_tree_matches_memory_tree_for_any_batching(
             n += 1
         seq.run_once()
     assert storage.size(store, A) == n
-    leaves = [merkle.leaf_hash(store.redis.hget(keys.ledger_records(A), str(i)).encode()) for i in range(n)]
+    leaves = [merkle.leaf_hash(stored_body(store, A, i).encode()) for i in range(n)]
     memory = merkle.MemoryTree(leaves)
     tree = storage.RedisTree(store, A)
     size = data.draw(st.integers(1, n))

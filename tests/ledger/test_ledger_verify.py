@@ -18,8 +18,20 @@ from broker.ledger import merkle, storage
 from broker.ledger.sequencer import Sequencer
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.support.ledger import ACME, ALICE, APP_B, CAROL, journal, log_of, record, write_hashes, write_tree
+from tests.support.ledger import (
+    ACME,
+    ALICE,
+    APP_B,
+    CAROL,
+    journal,
+    log_of,
+    record,
+    record_at,
+    write_hashes,
+    write_tree,
+)
 from tests.support.ledger import LOG_A as A
+from tests.support.ledger import body as stored_body
 
 
 @pytest.fixture
@@ -46,7 +58,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def body(store: Store, i: int) -> dict[str, Any]:
-    return json.loads(store.redis.hget(keys.ledger_records(A), str(i)))
+    return record_at(store, A, i)
 
 
 def put(store: Store, i: int, rec: dict[str, Any]) -> None:
@@ -152,7 +164,7 @@ def test_fully_rebuilt_tree_is_caught_by_the_signed_checkpoint(
     rec = body(ledger, 1)
     rec["fields"] = []
     put(ledger, 1, rec)
-    leaves = [merkle.leaf_hash(ledger.redis.hget(keys.ledger_records(A), str(i)).encode()) for i in range(9)]
+    leaves = [merkle.leaf_hash(stored_body(ledger, A, i).encode()) for i in range(9)]
     write_tree(ledger, A, merkle.MemoryTree(leaves).levels)
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
@@ -352,7 +364,7 @@ def _tamper(store: Store, log: str, kind: str) -> int:
     """Tamper with log ``log``; returns the index the failure is about."""
 
     def get(i: int) -> dict[str, Any]:
-        return json.loads(store.redis.hget(keys.ledger_records(log), str(i)))
+        return record_at(store, log, i)
 
     def set_(i: int, rec: dict[str, Any]) -> None:
         store.redis.hset(keys.ledger_records(log), str(i), storage.canonical(rec).decode())
@@ -395,7 +407,7 @@ def test_a_record_moved_to_another_log_is_caught(
     """A record copied into another log (with that log's name, index and hashes) is not where its
     person's records are: readers of that person would never see it."""
     source, target = sorted(log for log in spread if log != A)[:2]
-    moved = json.loads(store.redis.hget(keys.ledger_records(source), "0"))
+    moved = record_at(store, source, 0)
     size = storage.size(store, target)
     forged = {**moved, "index": size, "log": target}
     body = storage.canonical(forged)
@@ -403,10 +415,7 @@ def test_a_record_moved_to_another_log_is_caught(
     store.redis.hset(keys.ledger_sequenced(target), forged["id"], str(size))
     for index_key in storage.index_keys(forged, target):
         store.redis.zadd(index_key, {storage.member(size): forged["time"]})
-    leaves = [
-        merkle.leaf_hash(store.redis.hget(keys.ledger_records(target), str(i)).encode())
-        for i in range(size + 1)
-    ]
+    leaves = [merkle.leaf_hash(stored_body(store, target, i).encode()) for i in range(size + 1)]
     write_tree(store, target, merkle.MemoryTree(leaves).levels)
     store.redis.set(keys.ledger_size(target), size + 1)
     code, out, _ = run(capsys, "ledger", "verify")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from broker.ledger import logs
+from broker.ledger import logs, storage
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -96,8 +96,27 @@ def ledger_bodies(store: Store) -> dict[str, str]:
     """Every stored record body of every log, as ``"<log>:<index>" -> canonical JSON``."""
     out = {}
     for log in logs.all_logs(store):
-        out.update({f"{log}:{i}": body for i, body in store.redis.hgetall(keys.ledger_records(log)).items()})
+        raw = store.redis.execute_command("HGETALL", keys.ledger_records(log), NEVER_DECODE=True)
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+        out.update({f"{log}:{i.decode()}": storage.unpack_body(b).decode() for i, b in pairs})
     return out
+
+
+def body(store: Store, log: str, index: int | str) -> str | None:
+    """The canonical JSON of the record stored at ``index`` (None: pruned or absent)."""
+    return storage.read_bodies(store, log, [int(index)])[0]
+
+
+def record_at(store: Store, log: str, index: int | str) -> dict[str, Any]:
+    found = body(store, log, index)
+    assert found is not None, (log, index)
+    data: dict[str, Any] = json.loads(found)
+    return data
+
+
+def put_body(store: Store, log: str, index: int | str, text: str) -> None:
+    """Store ``text`` as the body at ``index`` as it is (plain: a reader takes any JSON body)."""
+    store.redis.hset(keys.ledger_records(log), str(index), text)
 
 
 def write_legacy_log(store: Store, settings: Any, recs: list[dict[str, Any]]) -> None:

@@ -28,6 +28,7 @@ from broker.storage import keys
 from broker.storage.embedded import free_port
 from broker.storage.store import Store
 from tests.support.factories import make_token, make_user, raw_app, raw_grant
+from tests.support.ledger import ledger_bodies
 from tests.support.redis_servers import server_binary, stop_process
 
 SERVICE = "mymaster"
@@ -285,8 +286,9 @@ def settle_and_check(store: Store, settings: Settings, sent: list[Sent]) -> Outc
     not_delivered = 0
     records: list[dict[str, object]] = []
     corrected: dict[str, str | None] = {}
+    every = ledger_bodies(store)
     for log in logs.all_logs(store):
-        found = [json.loads(body) for body in store.redis.hgetall(keys.ledger_records(log)).values()]
+        found = [json.loads(b) for k, b in every.items() if k.startswith(f"{log}:")]
         ids = [str(r.get("id", "")) for r in found]
         if ids:
             corrected.update(zip(ids, store.redis.hmget(keys.ledger_voided(log), ids), strict=True))
