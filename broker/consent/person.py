@@ -57,26 +57,15 @@ def nickname(store: Store, uid: str | None) -> str | None:
 
 
 def last_disclosure(store: Store, uid: str, client_id: str) -> float | None:
-    """Time of the newest delivered record about ``uid`` for ``client_id``: a ZREVRANGE on the
-    ledger's person+app reader view (score = record time), skipping records marked not delivered
-    (among the newest ten; older than that it is a hint, like the pending count)."""
-    newest: float | None = None
-    for log in reversed(reading.person_logs(store, uid)):  # the person's log, then the legacy log
-        rows = store.redis.zrevrange(keys.ledger_index(log, person=uid, app=client_id), 0, 9, withscores=True)
-        if not rows:
-            continue
-        # skip records of refused requests (corrections and what they correct): not disclosures
-        bodies = storage.read_bodies(store, log, [int(m) for m, _ in rows])
-        records = [json.loads(b) if b else {} for b in bodies]
-        ids = [str(r.get("id", "")) for r in records]
-        corrected = store.redis.hmget(keys.ledger_voided(log), ids)
-        for (_, score), record, corrected_by in zip(rows, records, corrected, strict=True):
-            if record and reading.delivery(record, corrected_by)["delivered"]:
-                newest = max(newest or 0.0, float(score))
-                break
-        if newest is not None:
-            return newest
-    return newest
+    """Time of the newest delivered record about ``uid`` for ``client_id``: the person's ledger view
+    filtered by the app, newest first, skipping records marked not delivered (among the newest ten;
+    older than that it is a hint, like the pending count)."""
+    newest = reading.Filters(app=client_id, newest_first=True)
+    page = reading.records_for_person(store, uid, newest, None, 10, proofs=False)
+    for entry in page.records:
+        if entry["delivered"]:
+            return float(entry["record"]["time"])
+    return None
 
 
 def pending_disclosures(store: Store, uid: str, client_id: str) -> int | None:

@@ -10,6 +10,7 @@ each checkpoint with the one before. It stops at the first problem, naming the l
 from __future__ import annotations
 
 import json
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import click
 from broker.config import Settings
 from broker.core.keyring import Keyring
 from broker.core.progress import ProgressBar, Tally
-from broker.ledger import checkpoints, merkle, reading, storage
+from broker.ledger import checkpoints, merkle, reading, storage, views
 from broker.ledger import logs as ledger_logs
 from broker.storage import keys
 from broker.storage.store import Store
@@ -79,25 +80,36 @@ def _checkpoint_tokens(store: Store, log: str, total: int) -> Iterator[tuple[int
 
 
 def _hidden_from_readers(
-    store: Store, log: str, start: int, parsed: list[dict[str, Any] | None]
+    store: Store,
+    log: str,
+    start: int,
+    parsed: list[dict[str, Any] | None],
+    listed: dict[str, dict[int, float]],
 ) -> dict[int, str]:
-    """Records missing from a reader view (removed from its sorted set): tampering too, since the
-    person would no longer see a disclosure about them. Returns index -> first view missing it."""
-    pipe = store.redis.pipeline(transaction=False)
-    asked: list[tuple[int, float, str]] = []
+    """Records missing from a reader view they belong in, or listed there before their own time:
+    tampering too, since the person would no longer see a disclosure about them. ``listed`` caches
+    each view read so far (index -> ledger time). Returns index -> the first view missing it."""
+    wanted: list[tuple[int, float, list[str]]] = []
     for offset, rec in enumerate(parsed):
         try:
-            wanted = storage.index_keys(rec, log) if isinstance(rec, dict) else []
-            score = float(rec["time"]) if isinstance(rec, dict) else 0.0
-        except (KeyError, TypeError, ValueError):
+            if isinstance(rec, dict):
+                at = [key for key, _ in views.entries(rec, log, start + offset, 0.0)]
+                wanted.append((start + offset, float(rec["time"]), at))
+        except (KeyError, TypeError, ValueError, struct.error):
             continue  # the record checks report it
-        for index_key in wanted:
-            pipe.zscore(index_key, storage.member(start + offset))
-            asked.append((start + offset, score, index_key))
+    missing = sorted({key for _, _, at in wanted for key in at} - listed.keys())
+    pipe = store.redis.pipeline(transaction=False)
+    for key in missing:
+        pipe.execute_command("GET", key, NEVER_DECODE=True)
+    for key, raw in zip(missing, pipe.execute() if missing else [], strict=True):
+        listed[key] = dict(views.unpack(raw or b"", views.width(key)))
     hidden: dict[int, str] = {}
-    for (i, expected, index_key), got in zip(asked, pipe.execute() if asked else [], strict=True):
-        if got != expected and i not in hidden:
-            hidden[i] = index_key.split(":ix:", 1)[1]
+    for index, record_time, at in wanted:
+        for key in at:
+            ledger_time = listed[key].get(index)
+            if ledger_time is None or ledger_time < record_time:
+                hidden[index] = key.split(":v:", 1)[1]
+                break
     return hidden
 
 
@@ -132,6 +144,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
             "latest_checkpoint_size": None,
         }
     pruned = 0
+    listed: dict[str, dict[int, float]] = {}  # the reader views read so far
     bar = ProgressBar(f"log {log} records")
     for start in range(0, size, CHUNK):
         idx = [str(i) for i in range(start, min(size, start + CHUNK))]
@@ -147,7 +160,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
             except (ValueError, storage.LedgerCorrupt):
                 raise _fail(store, log, int(field), "the stored record is not JSON (changed)") from None
         ids = [p.get("id") if isinstance(p, dict) else None for p in parsed]
-        hidden = _hidden_from_readers(store, log, start, parsed)
+        hidden = _hidden_from_readers(store, log, start, parsed, listed)
         sequenced_at = r.hmget(keys.ledger_sequenced(log), [x if isinstance(x, str) else "" for x in ids])
         for offset, i in enumerate(range(start, start + len(idx))):
             body, rec, stored = bodies[offset], parsed[offset], stored_leaves[offset]
@@ -288,19 +301,29 @@ def verify_command() -> int:
 
 
 def prune(store: Store, cutoff: float) -> int:
-    """Remove bodies of records older than ``cutoff`` (unix seconds) in every log; leaf hashes and
-    the trees stay."""
+    """Remove the bodies of records whose ledger time is before ``cutoff`` (unix seconds) in every
+    log, and their entries from the reader views; leaf hashes and the trees stay."""
     return sum(prune_log(store, log, cutoff) for log in ledger_logs.all_logs(store))
 
 
 def prune_log(store: Store, log: str, cutoff: float) -> int:
+    """One log: every view drops its entries before ``cutoff`` (a prefix, ``ledger_view_cut.lua``);
+    the records the person views dropped (each record is in exactly one) lose their bodies. Work in
+    proportion to what is pruned, not to the log."""
     r = store.redis
     now = time.time()
     size = storage.size(store, log)
+    cut = store.lua("ledger_view_cut")
+    old: set[int] = set()
+    for key in sorted(r.scan_iter(match=keys.ledger("v:*", log), count=CHUNK)):
+        removed_from_view = cut(keys=[key], args=[views.width(key), repr(cutoff)])
+        if views.width(key) == views.PERSON_WIDTH:
+            old.update(int(i) for i in removed_from_view)
     removed = 0
     bar = ProgressBar("pruning")
-    for start in range(0, size, CHUNK):
-        idx = [str(i) for i in range(start, min(size, start + CHUNK))]
+    todo = sorted(old)
+    for start in range(0, len(todo), CHUNK):
+        idx = [str(i) for i in todo[start : start + CHUNK]]
         bodies = r.execute_command("HMGET", keys.ledger_records(log), *idx, NEVER_DECODE=True)
         pipe = r.pipeline(transaction=True)  # all the log's keys: one slot
         queued = 0
@@ -309,24 +332,21 @@ def prune_log(store: Store, log: str, cutoff: float) -> int:
                 continue
             try:
                 rec = json.loads(storage.unpack_body(body))
-                too_old = float(rec["time"]) < cutoff
-                record_keys = storage.index_keys(rec, log)
+                rec_time, rec_id = float(rec["time"]), str(rec["id"])
             except (ValueError, TypeError, KeyError, storage.LedgerCorrupt):
                 _progress(f"record {i} is not a valid record; left alone (run `broker ledger verify`)")
                 continue
-            if not too_old:
-                continue
             pipe.hdel(keys.ledger_records(log), i)
             pipe.setbit(keys.ledger_pruned_bits(log), int(i), 1)
-            if float(rec["time"]) < now - storage.SEQUENCED_KEEP_SECONDS:  # no journal or void names it
-                pipe.hdel(keys.ledger_sequenced(log), str(rec["id"]))
-            for index_key in record_keys:
-                pipe.zrem(index_key, storage.member(int(i)))
+            if rec_time < now - storage.SEQUENCED_KEEP_SECONDS:  # no journal or void names it
+                pipe.hdel(keys.ledger_sequenced(log), rec_id)
             queued += 1
         if queued:
             pipe.execute()
             removed += queued
-        bar(start + len(idx), size)
+        bar(int(idx[-1]) + 1, size)
+    if size:
+        bar(size, size)
     return removed
 
 

@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ from broker.core.ids import CLIENT_ID_RE, USER_ID_RE
 from broker.core.pairwise import pairwise_id
 from broker.core.records import DisclosureRecord
 from broker.errors import ValidationFailed
-from broker.ledger import checkpoints, storage
+from broker.ledger import checkpoints, storage, views
 from broker.ledger import logs as ledger_logs
 from broker.ledger.checkpoints import b64
 from broker.storage import keys
@@ -154,94 +154,118 @@ def _decode_cursor(view: str, logs: list[str], cursor: str) -> tuple[float, str,
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def _bound(value: float | None, default: str) -> str:
-    return default if value is None else repr(value)
+@dataclass(frozen=True)
+class Source:
+    """One reader view of one log (``views``), with the app and organization codes it is filtered by
+    (empty: any)."""
+
+    log: str
+    key: str
+    apps: tuple[bytes, ...] = ()
+    orgs: tuple[bytes, ...] = ()
+
+
+SCAN_BUDGET = 5000  # entries a filtered read looks at per view and page before it answers
+
+
+def _after(cursor: tuple[float, int, int] | None, log: str) -> tuple[str, str]:
+    """The (time, index) bound of the cursor (time, log rank, index) within ``log``'s view: rows
+    of earlier logs at the cursor's time come before it in a listing, of later logs after it."""
+    if cursor is None:
+        return "", ""
+    score, rank, index = cursor
+    own = _rank(log)
+    if own == rank:
+        return repr(score), str(index)
+    # forwards a row of a later log is after the cursor from the cursor's time on, one of an earlier
+    # log only after that time; backwards the same rows come before it: the same bound either way
+    return repr(score), str(-1 if own > rank else views.MAX_INDEX + 1)
 
 
 def _read(
     store: Store,
-    dims: dict[str, str] | list[dict[str, str]],
+    sources: list[Source],
     logs: list[str],
     filters: Filters,
     cursor: str | None,
     limit: int,
     *,
     proofs: bool,
-    view: str | None = None,
+    view: str,
+    wanted: dict[str, str | set[str]] | None = None,
 ) -> Page:
-    """One page of a view over ``logs``: each log's sorted set is read from the cursor on (one
-    pipeline for all logs), the rows are merged in (time, log, index) order. ``dims`` may be several
-    indexes whose records never overlap (a developer's view: one per app), merged the same way;
-    ``view`` then names the view for its cursors."""
+    """One page of a listing over ``sources`` (views of ``logs``): each view is read from the cursor
+    on by ``ledger_view.lua`` (one round trip on a single Redis), the rows are merged in (ledger
+    time, log, index) order. ``view`` names the listing for its cursors; ``wanted`` is what every
+    record must carry (field -> value or set of values), checked on the bodies (a view filtered
+    by code may, once in billions, hold another app's or organization's record)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed("limit is out of range", fields={"limit": [f"expected 1 to {MAX_LIMIT}"]})
-    every = dims if isinstance(dims, list) else [dims]
-    if view is None:
-        view = "|".join(f"{k}={v}" for k, v in sorted(every[0].items())) if every else ""
     backwards = filters.newest_first
     if backwards:
         view += "|order=newest"  # a cursor of one order is refused by the other
     r = store.redis
-    low, top = _bound(filters.since, "-inf"), _bound(filters.until, "+inf")
-    after: tuple[float, int, str] | None = None
+    after: tuple[float, int, int] | None = None
     if cursor:
         score, cursor_log, mem = _decode_cursor(view, logs, cursor)
-        if backwards and (filters.until is None or score <= filters.until):
-            after = (score, _rank(cursor_log), mem)
-            top = f"({score!r}"
-        elif not backwards and (filters.since is None or score >= filters.since):
-            after = (score, _rank(cursor_log), mem)
-            low = f"({score!r}"
-    pipe = r.pipeline(transaction=False)
-    queried = [(log, keys.ledger_index(log, **d)) for log in logs for d in every]
-    for _, key in queried:
-        if backwards:
-            pipe.zrevrangebyscore(key, top, low, start=0, num=limit + 1, withscores=True)
-        else:
-            pipe.zrangebyscore(key, low, top, start=0, num=limit + 1, withscores=True)
-        if after is not None:
-            pipe.zrangebyscore(key, repr(after[0]), repr(after[0]), withscores=True)  # ties at the cursor
-    answers = pipe.execute()
-    step = 2 if after is not None else 1
-    rows: list[tuple[float, int, str, str]] = []  # (time, log rank, member, log)
-    for n, (log, _) in enumerate(queried):
-        found = list(answers[n * step])
-        if after is not None:
-            position = after[1:]
-            found += [
-                (m, t)
-                for m, t in answers[n * step + 1]
-                if ((_rank(log), m) < position if backwards else (_rank(log), m) > position)
-            ]
-        rows.extend((float(t), _rank(log), m, log) for m, t in found)
+        inside = (
+            filters.until is None or score <= filters.until
+            if backwards
+            else (filters.since is None or score >= filters.since)
+        )
+        if inside:
+            after = (score, _rank(cursor_log), int(mem))
+    batch = store.batch()
+    script = store.lua("ledger_view")
+    for src in sources:
+        after_t, after_i = _after(after, src.log)
+        batch.script(
+            script,
+            [src.key],
+            [views.width(src.key), "b" if backwards else "f",
+             "" if filters.since is None else repr(filters.since),
+             "" if filters.until is None else repr(filters.until), after_t, after_i, limit + 1,
+             b"".join(src.apps), b"".join(src.orgs), max(SCAN_BUDGET, limit + 1)],
+        )  # fmt: skip
+    rows: list[tuple[float, int, int, str]] = []  # (ledger time, log rank, index, log)
+    stops: list[tuple[float, int, int, str]] = []
+    for src, reply in zip(sources, batch.execute(), strict=True):
+        *flat, stop = reply
+        rows += [(float(flat[k + 1]), _rank(src.log), int(flat[k]), src.log) for k in range(0, len(flat), 2)]
+        if stop:
+            t, i = str(stop).split(" ")
+            stops.append((float(t), _rank(src.log), int(i), src.log))
     rows.sort(reverse=backwards)
+    bound = (max(stops) if backwards else min(stops)) if stops else None
+    if bound is not None:  # a filtered view stopped looking there: nothing past it is known yet
+        rows = [row for row in rows if (row[:3] >= bound[:3] if backwards else row[:3] <= bound[:3])]
+    page = Page()
     more = len(rows) > limit
     rows = rows[:limit]
-    page = Page()
-    used = sorted({row[3] for row in rows}, key=_rank)
     latest = checkpoints.latest_of(store, logs) if proofs else {}
     page.checkpoints = latest
     if len(logs) == 1 or (logs[0] == ledger_logs.LEGACY and len(logs) == 2):
         page.checkpoint = latest.get(logs[-1])  # a person's view: their log's
-    if more and rows:
-        last = rows[-1]
-        page.next_cursor = _encode_cursor(view, last[0], last[3], last[2])
+    last = rows[-1] if more else bound
+    if last is not None:
+        page.next_cursor = _encode_cursor(view, last[0], last[3], storage.member(last[2]))
+    used = sorted({row[3] for row in rows}, key=_rank)
     if not rows:
         return page
     pipe = r.pipeline(transaction=False)
     for log in used:
-        storage.queue_bodies(pipe, log, [int(m) for _, _, m, lg in rows if lg == log])
+        storage.queue_bodies(pipe, log, [i for _, _, i, lg in rows if lg == log])
     bodies_of = {log: storage.body_texts(raws) for log, raws in zip(used, pipe.execute(), strict=True)}
     bodies: dict[tuple[str, int], str | None] = {}
     for log in used:
-        wanted = [int(m) for _, _, m, lg in rows if lg == log]
-        bodies.update({(log, i): b for i, b in zip(wanted, bodies_of[log], strict=True)})
+        at = [i for _, _, i, lg in rows if lg == log]
+        bodies.update({(log, i): b for i, b in zip(at, bodies_of[log], strict=True)})
     trees = {log: storage.RedisTree(store, log) for log in used}
     for log in used:
-        wanted = [i for (lg, i), body in bodies.items() if lg == log and body is not None]
+        present = [i for (lg, i), body in bodies.items() if lg == log and body is not None]
         if log in latest:
-            trees[log].prefetch_proofs(wanted, latest[log].tree_size)
-        trees[log].prefetch({(0, i) for i in wanted})
+            trees[log].prefetch_proofs(present, latest[log].tree_size)
+        trees[log].prefetch({(0, i) for i in present})
     records = {
         at: DisclosureRecord.from_hash({"r": body}).public() if body is not None else None
         for at, body in bodies.items()
@@ -256,10 +280,9 @@ def _read(
     corrected_by: dict[tuple[str, str], str | None] = {}
     for (log, ids), got in zip(asked, pipe.execute() if asked else [], strict=True):
         corrected_by.update({(log, i): c for i, c in zip(ids, got, strict=True)})
-    for _, _, mem, log in rows:
-        index = int(mem)
+    for _, _, index, log in rows:
         record = records.get((log, index))
-        if record is None:  # pruned while we read
+        if record is None or not _carries(record, wanted):  # pruned while we read; another's code
             continue
         tree = trees[log]
         entry: dict[str, Any] = {
@@ -279,6 +302,14 @@ def _read(
                 entry["tree_size"] = None
         page.records.append(entry)
     return page
+
+
+def _carries(record: dict[str, Any], wanted: dict[str, str | set[str]] | None) -> bool:
+    for name, value in (wanted or {}).items():
+        got = record.get(name)
+        if (got not in value) if isinstance(value, set) else (got != value):
+            return False
+    return True
 
 
 def delivery(record: dict[str, Any], corrected_by: str | None) -> dict[str, Any]:
@@ -301,12 +332,36 @@ def person_logs(store: Store, uid: str) -> list[str]:
     return [*legacy, ledger_logs.log_of(uid, ledger_logs.count(store))]
 
 
+def _name(dims: dict[str, str]) -> str:
+    return "|".join(f"{k}={v}" for k, v in sorted(dims.items()))
+
+
+def _person_sources(
+    store: Store, uid: str, apps: Iterable[str] = (), org: str | None = None
+) -> tuple[list[Source], list[str]]:
+    """The person's view in each log that may hold their records, filtered by app and organization."""
+    logs = person_logs(store, uid)
+    codes = tuple(views.code(a) for a in apps)
+    orgs = (views.code(org),) if org else ()
+    return [Source(log, keys.ledger_view(log, person=uid), codes, orgs) for log in logs], logs
+
+
 def records_for_person(
-    store: Store, uid: str, filters: Filters, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+    store: Store,
+    uid: str,
+    filters: Filters,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    *,
+    proofs: bool = True,
 ) -> Page:
     """Every disclosure about one person (all in the person's log), each with its inclusion proof."""
     dims = {"person": uid} | ({"app": filters.app} if filters.app else {})
-    return _read(store, dims, person_logs(store, uid), filters, cursor, limit, proofs=True)
+    sources, logs = _person_sources(store, uid, [filters.app] if filters.app else [])
+    wanted: dict[str, str | set[str]] = {"person": uid}
+    if filters.app:
+        wanted["app"] = filters.app
+    return _read(store, sources, logs, filters, cursor, limit, proofs=proofs, view=_name(dims), wanted=wanted)
 
 
 def records_for_org(
@@ -314,7 +369,14 @@ def records_for_org(
 ) -> Page:
     """Records about the org's members made through the org's installations (audience organization)."""
     dims = {"org": oid} | _optional(filters)
-    return _read(store, dims, _logs_for(store, filters), filters, cursor, limit, proofs=True)
+    wanted: dict[str, str | set[str]] = {"org": oid, "audience": "organization", **_optional(filters)}
+    if filters.person:
+        sources, logs = _person_sources(store, filters.person, [filters.app] if filters.app else [], oid)
+    else:
+        logs = ledger_logs.all_logs(store)
+        view = {"org": oid} | ({"app": filters.app} if filters.app else {})
+        sources = [Source(log, keys.ledger_view(log, **view)) for log in logs]
+    return _read(store, sources, logs, filters, cursor, limit, proofs=True, view=_name(dims), wanted=wanted)
 
 
 def records_for_app(
@@ -323,7 +385,7 @@ def records_for_app(
     dims = {"app": client_id} | ({"person": filters.person} if filters.person else {})
     if filters.app and filters.app != client_id:
         return Page()
-    return _read(store, dims, _logs_for(store, filters), filters, cursor, limit, proofs=True)
+    return _read_apps(store, [client_id], filters, cursor, limit, _name(dims))
 
 
 def records_for_developer(
@@ -331,7 +393,7 @@ def records_for_developer(
 ) -> Page:
     """The records of every app the developer has now: the union of those apps' views (the ledger
     keeps no index of its own per developer: a record's app names its developer)."""
-    view = "|".join(f"{k}={v}" for k, v in sorted(({"developer": developer_id} | _optional(filters)).items()))
+    view = _name({"developer": developer_id} | _optional(filters))
     apps = sorted(store.redis.smembers(keys.developer_apps(developer_id)))
     if filters.app:
         apps = [filters.app] if filters.app in apps else []
@@ -341,9 +403,22 @@ def records_for_developer(
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationFailed("limit is out of range", fields={"limit": [f"expected 1 to {MAX_LIMIT}"]})
         return Page()
-    person = {"person": filters.person} if filters.person else {}
-    dims = [{"app": app} | person for app in apps]
-    return _read(store, dims, _logs_for(store, filters), filters, cursor, limit, proofs=True, view=view)
+    return _read_apps(store, apps, filters, cursor, limit, view)
+
+
+def _read_apps(
+    store: Store, apps: list[str], filters: Filters, cursor: str | None, limit: int, view: str
+) -> Page:
+    """The records of ``apps`` (about ``filters.person`` only, if given): the apps' views in every
+    log, or that person's view filtered by the apps."""
+    wanted: dict[str, str | set[str]] = {"app": set(apps)}
+    if filters.person:
+        wanted["person"] = filters.person
+        sources, logs = _person_sources(store, filters.person, apps)
+    else:
+        logs = ledger_logs.all_logs(store)
+        sources = [Source(log, keys.ledger_view(log, app=app)) for log in logs for app in apps]
+    return _read(store, sources, logs, filters, cursor, limit, proofs=True, view=view, wanted=wanted)
 
 
 def _optional(filters: Filters) -> dict[str, str]:
@@ -355,12 +430,7 @@ def _optional(filters: Filters) -> dict[str, str]:
     return dims
 
 
-def _logs_for(store: Store, filters: Filters) -> list[str]:
-    """Every log, or with a person filter only the logs that person's records can be in."""
-    return person_logs(store, filters.person) if filters.person else ledger_logs.all_logs(store)
-
-
-VIEWS = {
+VIEWS: dict[str, Callable[[Store, str, Filters, str | None, int], Page]] = {
     "person": records_for_person,
     "org": records_for_org,
     "app": records_for_app,

@@ -40,7 +40,7 @@ import redis
 from broker.config import Settings
 from broker.core.keyring import Keyring
 from broker.gate.disclosure import retry_unconfirmed_voids
-from broker.ledger import checkpoints, merkle, storage
+from broker.ledger import checkpoints, merkle, storage, views
 from broker.ledger import logs as ledger_logs
 from broker.ledger.checkpoints import Checkpoint
 from broker.observability import metrics
@@ -360,6 +360,7 @@ class Sequencer:
     def _append(self, log_name: str, token: str, records: list[dict[str, Any]]) -> list[int]:
         start = storage.size(self.store, log_name)
         edge = storage.frontier(self.store, log_name, start)
+        clock = float(self.store.redis.get(keys.ledger_clock(log_name)) or 0.0)
         key_list = [
             keys.ledger_lock(log_name),
             keys.ledger_size(log_name),
@@ -393,10 +394,12 @@ class Sequencer:
                 command, offset, value = storage.hash_write(idx, h)
                 ops.append([command, pos(keys.ledger_hashes(level, log_name)), str(offset), value])
             edge[level] = h
-            for index_key in storage.index_keys(record, log_name):
-                ops.append(["ZADD", pos(index_key), repr(float(record["time"])), storage.member(n)])
+            clock = max(clock, float(record["time"]))  # the ledger time: views are in its order
+            for view_key, entry in views.entries(record, log_name, n, clock):
+                ops.append(["APPENDHEX", pos(view_key), "", entry.hex()])
             indexes.append(n)
             n += 1
+        ops.append(["SET", pos(keys.ledger_clock(log_name)), "", repr(clock)])
         self.store.lua("ledger_append")(
             keys=key_list,
             args=[token, start, n, json.dumps([r["id"] for r in records]), json.dumps(ops)],

@@ -15,7 +15,8 @@
 * ``ledger_size``, ``ledger_sequenced`` (record id -> index; a pruned record's entry goes once no
   journal or void can name it, :data:`SEQUENCED_KEEP_SECONDS`), ``ledger_pruned_bits`` (bit i set:
   leaf i's body was pruned),
-  ``ledger_checkpoints`` and the reader indexes (``ledger_index(**dims)``).
+  ``ledger_checkpoints``, ``ledger_clock`` and the reader views (``ledger_view(**dims)``,
+  ``broker.ledger.views``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from broker.ledger import merkle
 from broker.storage import keys
 from broker.storage.store import Store
 
-INDEX_WIDTH = 12  # zero-padded index members sort lexicographically in index order among equal times
+INDEX_WIDTH = 12  # a leaf index in a cursor: zero-padded to 12 digits
 HASH_BYTES = 32
 _MISSING = bytes(HASH_BYTES)
 # How long a record's id stays in ``ledger_sequenced`` once its body is pruned: longer than a void can
@@ -105,27 +106,6 @@ def canonical(record: dict[str, Any]) -> bytes:
 
 def member(index: int) -> str:
     return str(index).zfill(INDEX_WIDTH)
-
-
-def index_keys(record: dict[str, Any], log: str) -> list[str]:
-    """Every reader view a record appears in: the person, the app, and (for records made through an
-    installation) the organization; each also by app and by person for filters. A developer's view
-    is the union of their apps' (``reading.records_for_developer``): no index of its own."""
-    person, app = str(record["person"]), str(record["app"])
-    found = {
-        keys.ledger_index(log, person=person),
-        keys.ledger_index(log, person=person, app=app),
-        keys.ledger_index(log, app=app),
-    }
-    org = record.get("org")
-    if record.get("audience") == "organization" and isinstance(org, str) and org:
-        found |= {
-            keys.ledger_index(log, org=org),
-            keys.ledger_index(log, org=org, app=app),
-            keys.ledger_index(log, org=org, person=person),
-            keys.ledger_index(log, org=org, app=app, person=person),
-        }
-    return sorted(found)
 
 
 def queue_hashes(pipe: Any, log: str, level: int, start: int, stop: int) -> None:

@@ -36,6 +36,7 @@ from broker.migrations import (
     m0007_ledger_pruned_bitmap,
     m0008_token_generations,
     m0009_packed_ledger_bodies,
+    m0010_ledger_packed_views,
 )
 from broker.storage import keys
 
@@ -67,6 +68,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0007_ledger_pruned_bitmap),
     _migration(m0008_token_generations),
     _migration(m0009_packed_ledger_bodies),
+    _migration(m0010_ledger_packed_views),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

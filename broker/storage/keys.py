@@ -359,9 +359,22 @@ def ledger_lock(log: str) -> str:
 
 def ledger_index(log: str, **dims: str) -> str:
     """Sorted set of leaf indexes (score: record time; member: zero-padded index) for one reader
-    view in one log, e.g. ``ledger_index(log, person=uid, app=client_id)``; dimension order does
-    not matter."""
+    view in one log, kept by releases before data-schema version 10 (migration 10 replaces them by
+    :func:`ledger_view`)."""
     return ledger("ix:" + "|".join(f"{k}={v}" for k, v in sorted(dims.items())), log)
+
+
+def ledger_view(log: str, **dims: str) -> str:
+    """String of packed entries, one per record, for one reader view in one log (``person``,
+    ``app``, ``org``, ``org`` + ``app``; ``broker.ledger.views``), e.g. ``ledger_view(log, app=cid)``;
+    dimension order does not matter."""
+    return ledger("v:" + "|".join(f"{k}={v}" for k, v in sorted(dims.items())), log)
+
+
+def ledger_clock(log: str) -> str:
+    """String: the ledger time of the log's newest leaf (the later of its record's time and the
+    clock before it); every view of the log is in ledger-time order."""
+    return ledger("clock", log)
 
 
 def journals_index(log: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from broker.ledger import logs, storage
+from broker.ledger import logs, storage, views
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -112,6 +112,22 @@ def record_at(store: Store, log: str, index: int | str) -> dict[str, Any]:
     assert found is not None, (log, index)
     data: dict[str, Any] = json.loads(found)
     return data
+
+
+def view_indexes(store: Store, log: str, **dims: str) -> list[int]:
+    """The leaf indexes one reader view of a log lists, in order (``broker.ledger.views``)."""
+    return [index for index, _ in views.read(store, keys.ledger_view(log, **dims))]
+
+
+def drop_from_view(store: Store, log: str, index: int, **dims: str) -> None:
+    """Take leaf ``index`` out of one reader view (tampering)."""
+    key = keys.ledger_view(log, **dims)
+    raw = store.redis.execute_command("GET", key, NEVER_DECODE=True) or b""
+    w = views.width(key)
+    kept = b"".join(
+        raw[p : p + w] for p in range(0, len(raw), w) if views.ENTRY.unpack_from(raw, p)[0] != index
+    )
+    store.redis.set(key, kept)
 
 
 def put_body(store: Store, log: str, index: int | str, text: str) -> None:

@@ -1,10 +1,10 @@
 -- ledger_append.lua: append one batch of records to the ledger, under the sequencer's lock.
 -- KEYS[1]  lock      KEYS[2]  tree size    KEYS[3]  sequenced ids    KEYS[4]  records
--- KEYS[5..] every other ledger key the batch writes (levels, indexes); all {ledger}
+-- KEYS[5..] every other ledger key the batch writes (levels, views, the clock); all the log's tag
 -- ARGV[1]  lock token            ARGV[2]  expected tree size    ARGV[3]  new tree size
 -- ARGV[4]  record ids (JSON)     ARGV[5]  ops (JSON [command, KEYS index, field or byte offset,
---          value]; SETRANGE values are hex, written as bytes; HSETHEX is an HSET of a hex value,
---          written as bytes: a packed record body)
+--          value]): SETRANGE (a subtree hash, hex, written as bytes), HSETHEX (a packed record body,
+--          hex), APPENDHEX (a reader view's entry, hex), SET (the log's clock), or HSET as it is
 -- Returns how many records were appended; errors (nothing written) if the lock was lost, the
 -- tree grew meanwhile or a record is already sequenced.
 
@@ -21,10 +21,12 @@ local function unhex(h)
 end
 local ops = cjson.decode(ARGV[5])
 for _, op in ipairs(ops) do
-  local command, value = op[1], op[4]
-  if command == 'SETRANGE' then value = unhex(value) end
-  if command == 'HSETHEX' then command, value = 'HSET', unhex(value) end
-  redis.call(command, KEYS[tonumber(op[2])], op[3], value)
+  local command, key = op[1], KEYS[tonumber(op[2])]
+  if command == 'SETRANGE' then redis.call('SETRANGE', key, op[3], unhex(op[4]))
+  elseif command == 'HSETHEX' then redis.call('HSET', key, op[3], unhex(op[4]))
+  elseif command == 'APPENDHEX' then redis.call('APPEND', key, unhex(op[4]))
+  elseif command == 'SET' then redis.call('SET', key, op[4])
+  else redis.call(command, key, op[3], op[4]) end
 end
 redis.call('SET', KEYS[2], ARGV[3])
 return #ids

@@ -1,0 +1,26 @@
+-- ledger_view_cut.lua: remove from one reader view the entries whose ledger time is before a cutoff
+-- (a prefix: a view is in ledger-time order), for ``broker ledger prune``.
+-- KEYS[1]  the view (broker.ledger.views)
+-- ARGV[1]  entry width           ARGV[2]  cutoff (unix seconds)
+-- Returns the leaf indexes of the removed entries, in order; a view left empty is deleted.
+
+local key, w, cutoff = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local n = math.floor(redis.call('STRLEN', key) / w)
+local lo, hi = 0, n
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  local _, t = struct.unpack('>I4d', redis.call('GETRANGE', key, mid * w, mid * w + w - 1))
+  if t < cutoff then lo = mid + 1 else hi = mid end
+end
+if lo == 0 then return {} end
+local cut, removed = redis.call('GETRANGE', key, 0, lo * w - 1), {}
+for p = 0, lo - 1 do
+  local i = struct.unpack('>I4', cut, p * w + 1)
+  table.insert(removed, i)
+end
+if lo >= n then
+  redis.call('DEL', key)
+else
+  redis.call('SET', key, redis.call('GETRANGE', key, lo * w, -1))
+end
+return removed
