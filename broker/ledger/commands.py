@@ -134,7 +134,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
         raise VerifyFailed(f"log {log}: the tree size {raw_size!r} is not a number")
     size = int(raw_size or 0)
     tree = merkle.MemoryTree()
-    if size == 0 and not r.llen(keys.ledger_checkpoints(log)) and not r.hlen(keys.ledger_records(log)):
+    if size == 0 and not r.llen(keys.ledger_checkpoints(log)) and not r.exists(keys.ledger_bodies(log, 0)):
         root = checkpoints.b64(merkle.EMPTY_ROOT)
         return {
             "records": 0,
@@ -146,16 +146,19 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
     pruned = 0
     listed: dict[str, dict[int, float]] = {}  # the reader views read so far
     bar = ProgressBar(f"log {log} records")
-    for start in range(0, size, CHUNK):
-        idx = [str(i) for i in range(start, min(size, start + CHUNK))]
-        raw_bodies = r.execute_command("HMGET", keys.ledger_records(log), *idx, NEVER_DECODE=True)
+    for start in range(0, size, storage.BODY_BLOCK):
+        idx = [str(i) for i in range(start, min(size, start + storage.BODY_BLOCK))]
+        in_block = storage.raw_block(store, log, start // storage.BODY_BLOCK)
+        if any(in_block[len(idx) :]):  # a body past the tree's last leaf
+            raise _fail(store, log, size, "a record exists beyond the tree size (inserted)")
+        raw_bodies: list[bytes | None] = [*in_block[: len(idx)], *[None] * (len(idx) - len(in_block))]
         stored_leaves = storage.read_hashes(store, log, 0, start, start + len(idx))
         pruned_flags = storage.pruned_flags(store, log, start, start + len(idx))
         parsed: list[dict[str, Any] | None] = []
         bodies: list[str | None] = []
         for field, raw in zip(idx, raw_bodies, strict=True):
             try:
-                bodies.append(None if raw is None else storage.unpack_body(raw).decode())
+                bodies.append(None if not raw else storage.unpack_body(raw).decode())
                 parsed.append(json.loads(bodies[-1]) if bodies[-1] is not None else None)
             except (ValueError, storage.LedgerCorrupt):
                 raise _fail(store, log, int(field), "the stored record is not JSON (changed)") from None
@@ -209,7 +212,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
                 )
             tree.append(leaf)
         bar(start + len(idx), size)
-    if r.hexists(keys.ledger_records(log), str(size)):
+    if any(storage.raw_block(store, log, (size + storage.BODY_BLOCK - 1) // storage.BODY_BLOCK)):
         raise _fail(store, log, size, "a record exists beyond the tree size (inserted)")
 
     # every stored subtree hash must be what the records give
@@ -322,13 +325,14 @@ def prune_log(store: Store, log: str, cutoff: float) -> int:
     removed = 0
     bar = ProgressBar("pruning")
     todo = sorted(old)
+    blocks: set[int] = set()
     for start in range(0, len(todo), CHUNK):
-        idx = [str(i) for i in todo[start : start + CHUNK]]
-        bodies = r.execute_command("HMGET", keys.ledger_records(log), *idx, NEVER_DECODE=True)
+        idx = todo[start : start + CHUNK]
+        bodies = storage.read_raw_bodies(store, log, idx)
         pipe = r.pipeline(transaction=True)  # all the log's keys: one slot
         queued = 0
         for i, body in zip(idx, bodies, strict=True):
-            if body is None:
+            if not body:
                 continue
             try:
                 rec = json.loads(storage.unpack_body(body))
@@ -336,15 +340,18 @@ def prune_log(store: Store, log: str, cutoff: float) -> int:
             except (ValueError, TypeError, KeyError, storage.LedgerCorrupt):
                 _progress(f"record {i} is not a valid record; left alone (run `broker ledger verify`)")
                 continue
-            pipe.hdel(keys.ledger_records(log), i)
-            pipe.setbit(keys.ledger_pruned_bits(log), int(i), 1)
+            storage.drop_body(pipe, log, i)
+            pipe.setbit(keys.ledger_pruned_bits(log), i, 1)
             if rec_time < now - storage.SEQUENCED_KEEP_SECONDS:  # no journal or void names it
                 pipe.hdel(keys.ledger_sequenced(log), rec_id)
+            blocks.add(storage.body_at(i)[0])
             queued += 1
         if queued:
             pipe.execute()
             removed += queued
-        bar(int(idx[-1]) + 1, size)
+        bar(idx[-1] + 1, size)
+    for block in sorted(blocks):
+        storage.drop_block_if_pruned(store, log, block)
     if size:
         bar(size, size)
     return removed

@@ -252,14 +252,7 @@ def _read(
     used = sorted({row[3] for row in rows}, key=_rank)
     if not rows:
         return page
-    pipe = r.pipeline(transaction=False)
-    for log in used:
-        storage.queue_bodies(pipe, log, [i for _, _, i, lg in rows if lg == log])
-    bodies_of = {log: storage.body_texts(raws) for log, raws in zip(used, pipe.execute(), strict=True)}
-    bodies: dict[tuple[str, int], str | None] = {}
-    for log in used:
-        at = [i for _, _, i, lg in rows if lg == log]
-        bodies.update({(log, i): b for i, b in zip(at, bodies_of[log], strict=True)})
+    bodies = storage.read_bodies_of(store, [(log, i) for _, _, i, log in rows])
     trees = {log: storage.RedisTree(store, log) for log in used}
     for log in used:
         present = [i for (lg, i), body in bodies.items() if lg == log and body is not None]

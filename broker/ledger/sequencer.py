@@ -365,7 +365,7 @@ class Sequencer:
             keys.ledger_lock(log_name),
             keys.ledger_size(log_name),
             keys.ledger_sequenced(log_name),
-            keys.ledger_records(log_name),
+            keys.ledger_clock(log_name),
         ]
         key_pos: dict[str, int] = {k: i + 1 for i, k in enumerate(key_list)}
 
@@ -381,7 +381,8 @@ class Sequencer:
         for record in records:
             body = storage.canonical({**record, "index": n, "log": log_name})
             leaf = merkle.leaf_hash(body)
-            ops.append(["HSETHEX", pos(keys.ledger_records(log_name)), str(n), storage.pack_body(body).hex()])
+            bodies = pos(keys.ledger_bodies(log_name, storage.body_at(n)[0]))  # in leaf order
+            ops.append(["RPUSHHEX", bodies, "", storage.pack_body(body).hex()])
             ops.append(["HSET", pos(keys.ledger_sequenced(log_name)), record["id"], str(n)])
             if isinstance(record.get("corrects"), str):
                 ops.append(["HSET", pos(keys.ledger_voided(log_name)), record["corrects"], str(n)])

@@ -1,11 +1,14 @@
 """How one log lives in Redis, all under that log's hash tag ``{ledger:NN}`` (DESIGN invariant 6;
 ``broker.ledger.logs`` says how records are spread over the logs).
 
-* ``ledger_records`` hash: index -> the record's body: its canonical JSON (exactly the leaf data)
-  packed by :func:`pack_body` (DEFLATE with a preset dictionary of the record's keys and common
-  values: about 130 bytes instead of 360-420), or plain canonical JSON (bodies written before data-schema
-  version 9, and any record packing would not shorten). :func:`unpack_body` gives back the exact
-  canonical bytes, so leaf hashes, proofs and verification are unchanged.
+* ``ledger_bodies(block)`` lists: the bodies of :data:`BODY_BLOCK` consecutive leaves, leaf ``i`` at
+  position ``i % BODY_BLOCK`` of list ``i // BODY_BLOCK`` (a list keeps its elements packed: about 4
+  bytes each beyond the body, where a hash field costs about 75). A body is the record's canonical
+  JSON (exactly the leaf data) packed by :func:`pack_body` (DEFLATE with a preset dictionary of the
+  record's keys and common values: about 130 bytes instead of 360-420), or the plain canonical JSON
+  (any record packing would not shorten). :func:`unpack_body` gives back the exact canonical bytes,
+  so leaf hashes, proofs and verification are unchanged. A pruned leaf's element is empty, and a
+  block whose every leaf was pruned is deleted.
 * ``ledger_hashes(L)`` strings: the 32-byte hash of each complete, aligned subtree of 2**L leaves
   (level 0 = leaf hashes), the i-th at byte 32 * i: 32 bytes a hash, with no per-entry overhead
   (the hex hashes of a hash per level cost about 130 bytes each). Appending a leaf writes at most
@@ -79,24 +82,65 @@ def unpack_body(raw: bytes) -> bytes:
     raise LedgerCorrupt("a stored record body is neither canonical JSON nor a packed body")
 
 
-def queue_bodies(pipe: Any, log: str, indexes: list[int]) -> None:
-    """Queue the read of the stored bodies of leaves ``indexes`` (one HMGET, raw bytes)."""
-    pipe.execute_command("HMGET", keys.ledger_records(log), *[str(i) for i in indexes], NEVER_DECODE=True)
+BODY_BLOCK = 1024  # leaves per body list (a multiple of 8: a block's pruned bits are whole bytes)
 
 
-def body_texts(raws: list[bytes | None]) -> list[str | None]:
-    """The canonical JSON text of each body of a :func:`queue_bodies` reply (None: pruned or absent)."""
-    return [None if raw is None else unpack_body(raw).decode() for raw in raws]
+def body_at(index: int) -> tuple[int, int]:
+    """(block, position in the block) of leaf ``index``'s body."""
+    return divmod(index, BODY_BLOCK)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if not raw else unpack_body(raw).decode()
+
+
+def _raw(store: Store, wanted: list[tuple[str, int]]) -> list[bytes | None]:
+    if not wanted:
+        return []
+    pipe = store.redis.pipeline(transaction=False)
+    for log, index in wanted:
+        block, position = body_at(index)
+        pipe.execute_command("LINDEX", keys.ledger_bodies(log, block), position, NEVER_DECODE=True)
+    return list(pipe.execute())
+
+
+def read_bodies_of(store: Store, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], str | None]:
+    """The canonical JSON of the records at (log, index) in ``wanted`` (None: pruned or absent), in
+    one round trip; LedgerCorrupt if one cannot be read."""
+    return {at: _text(raw) for at, raw in zip(wanted, _raw(store, wanted), strict=True)}
+
+
+def read_raw_bodies(store: Store, log: str, indexes: list[int]) -> list[bytes | None]:
+    """The stored bodies at ``indexes`` as they are (empty or None: pruned or absent)."""
+    return _raw(store, [(log, i) for i in indexes])
 
 
 def read_bodies(store: Store, log: str, indexes: list[int]) -> list[str | None]:
-    """The canonical JSON of the records at ``indexes`` (None: pruned or absent), in one round trip;
-    LedgerCorrupt if one cannot be read."""
-    if not indexes:
-        return []
-    pipe = store.redis.pipeline(transaction=False)
-    queue_bodies(pipe, log, indexes)
-    return body_texts(pipe.execute()[0])
+    """The canonical JSON of the records at ``indexes`` of one log (None: pruned or absent)."""
+    found = read_bodies_of(store, [(log, i) for i in indexes])
+    return [found[(log, i)] for i in indexes]
+
+
+def raw_block(store: Store, log: str, block: int) -> list[bytes]:
+    """Every stored element of one body list, as stored (for verification and migrations)."""
+    key = keys.ledger_bodies(log, block)
+    return list(store.redis.execute_command("LRANGE", key, 0, -1, NEVER_DECODE=True))
+
+
+def drop_body(pipe: Any, log: str, index: int) -> None:
+    """Queue the removal of leaf ``index``'s body (pruning): its element becomes empty."""
+    block, position = body_at(index)
+    pipe.execute_command("LSET", keys.ledger_bodies(log, block), position, b"")
+
+
+def drop_block_if_pruned(store: Store, log: str, block: int) -> bool:
+    """Delete a body list whose every leaf was pruned (its bits are one whole run of bytes)."""
+    first = block * BODY_BLOCK // 8
+    pruned = int(store.redis.bitcount(keys.ledger_pruned_bits(log), first, first + BODY_BLOCK // 8 - 1))
+    if pruned < BODY_BLOCK:
+        return False
+    store.redis.delete(keys.ledger_bodies(log, block))
+    return True
 
 
 def canonical(record: dict[str, Any]) -> bytes:

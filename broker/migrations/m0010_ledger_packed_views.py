@@ -35,16 +35,16 @@ def up(store: Store, settings: Settings) -> None:
         size = storage.size(store, log)
         clock = 0.0
         for start in range(0, size, CHUNK):
-            idx = [str(i) for i in range(start, min(size, start + CHUNK))]
-            raws = r.execute_command("HMGET", keys.ledger_records(log), *idx, NEVER_DECODE=True)
+            idx = list(range(start, min(size, start + CHUNK)))
+            raws = storage.read_raw_bodies(store, log, idx)
             appends: dict[str, bytearray] = {}
             for i, raw in zip(idx, raws, strict=True):
-                if raw is None:
+                if not raw:
                     continue  # pruned: listed nowhere
                 try:
                     record = json.loads(storage.unpack_body(raw))
                     clock = max(clock, float(record["time"]))
-                    found = views.entries(record, log, int(i), clock)
+                    found = views.entries(record, log, i, clock)
                 except (ValueError, TypeError, KeyError, storage.LedgerCorrupt):
                     continue  # not a record: `broker ledger verify` reports it
                 for key, entry in found:

@@ -304,8 +304,15 @@ def ledger_size(log: str) -> str:
 
 
 def ledger_records(log: str) -> str:
-    """Hash: leaf index -> canonical record JSON (the leaf data). Pruned indexes have no field."""
+    """Hash: leaf index -> canonical record JSON (the leaf data), kept by releases before data-schema
+    version 9 (migration 9 moves the bodies to :func:`ledger_bodies`)."""
     return ledger("records", log)
+
+
+def ledger_bodies(log: str, block: int) -> str:
+    """List: the packed bodies of leaves ``block * BODY_BLOCK`` .. ``+ BODY_BLOCK - 1`` in order
+    (``broker.ledger.storage``); an empty element is a pruned leaf's."""
+    return ledger(f"bodies:{block}", log)
 
 
 def ledger_level(level: int, log: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 from broker.config import Settings
 from broker.core.keyring import Keyring
 from broker.gate.disclosure import VOID_TTL_SECONDS
-from broker.ledger import checkpoints, logs, merkle, reading, storage
+from broker.ledger import checkpoints, logs, merkle, reading, storage, views
 from broker.ledger.commands import VerifyFailed, prune_log, verify
 from broker.ledger.sequencer import Sequencer
 from broker.migrations import (
@@ -24,7 +24,7 @@ from broker.migrations import (
 )
 from broker.storage import keys
 from broker.storage.store import Store
-from tests.support.ledger import ALICE, APP_A, BOB, LOG_A, record, write_legacy_log
+from tests.support.ledger import ALICE, APP_A, BOB, LOG_A, put_body, record, write_legacy_log
 from tests.support.ledger import body as stored_body
 
 
@@ -154,23 +154,20 @@ def test_pruning_keeps_one_bit_and_forgets_old_ids_and_migration_7_converts_the_
 
 
 def _raw_bodies(store: Store, log: str) -> list[bytes | None]:
-    size = storage.size(store, log)
-    return list(
-        store.redis.execute_command(
-            "HMGET", keys.ledger_records(log), *[str(i) for i in range(size)], NEVER_DECODE=True
-        )
-    )
+    return storage.read_raw_bodies(store, log, list(range(storage.size(store, log))))
 
 
-def test_bodies_are_stored_packed_and_read_back_exactly(store: Store, settings: Settings) -> None:
-    """The sequencer stores each body packed (a third of the bytes); readers, proofs and verify see
-    the canonical JSON, whose hash is the leaf; one changed byte of a packed body is caught."""
+def test_bodies_are_stored_packed_in_lists_and_read_back_exactly(store: Store, settings: Settings) -> None:
+    """The sequencer stores each body packed (a third of the bytes) in its block's list; readers,
+    proofs and verify see the canonical JSON, whose hash is the leaf; one changed byte of a packed
+    body is caught; pruning a whole block deletes its list."""
     keyring = Keyring(settings.signing_keys_file)
     sequencer = Sequencer(store, keyring, settings)
     for i in range(5):
         store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
     store.redis.sadd(keys.journals_index(LOG_A), APP_A)
     sequencer.run_once()
+    assert store.redis.llen(keys.ledger_bodies(LOG_A, 0)) == 5
     raws = _raw_bodies(store, LOG_A)
     texts = [stored_body(store, LOG_A, i) for i in range(5)]
     for i, (raw, text) in enumerate(zip(raws, texts, strict=True)):
@@ -184,12 +181,37 @@ def test_bodies_are_stored_packed_and_read_back_exactly(store: Store, settings: 
 
     broken = bytearray(raws[2] or b"")
     broken[len(broken) // 2] ^= 0x01
-    store.redis.hset(keys.ledger_records(LOG_A), "2", bytes(broken))
+    put_body(store, LOG_A, 2, bytes(broken))
     with pytest.raises(VerifyFailed, match=r"record 2 .*not JSON"):
         verify(store, checkpoints.public_jwks(keyring))
+    put_body(store, LOG_A, 2, raws[2] or b"")
+    assert prune_log(store, LOG_A, time.time()) == 5
+    assert store.redis.exists(keys.ledger_bodies(LOG_A, 0)) == 1  # the block is not full yet
+    assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 5
 
 
-def test_migration_9_packs_the_plain_bodies_of_earlier_releases(store: Store, settings: Settings) -> None:
+def test_a_block_whose_every_leaf_was_pruned_is_deleted(
+    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "BODY_BLOCK", 8)
+    keyring = Keyring(settings.signing_keys_file)
+    sequencer = Sequencer(store, keyring, settings)
+    for i in range(20):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i, t=1_700_000_000 + i))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    assert [store.redis.llen(keys.ledger_bodies(LOG_A, b)) for b in range(4)] == [8, 8, 4, 0]
+    assert prune_log(store, LOG_A, 1_700_000_010) == 10
+    assert [store.redis.exists(keys.ledger_bodies(LOG_A, b)) for b in range(3)] == [0, 1, 1]
+    assert [stored_body(store, LOG_A, i) is None for i in (7, 8, 9, 10)] == [True, True, True, False]
+    assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 10
+    page = reading.records_for_person(store, ALICE, reading.Filters(), limit=100)
+    assert [e["index"] for e in page.records] == list(range(10, 20))
+
+
+def test_migration_9_packs_the_bodies_of_earlier_releases_into_lists(
+    store: Store, settings: Settings
+) -> None:
     from broker.migrations import m0009_packed_ledger_bodies
 
     keyring = Keyring(settings.signing_keys_file)
@@ -199,19 +221,63 @@ def test_migration_9_packs_the_plain_bodies_of_earlier_releases(store: Store, se
     store.redis.sadd(keys.journals_index(LOG_A), APP_A)
     sequencer.run_once()
     texts = [stored_body(store, LOG_A, i) for i in range(7)]
-    # as releases before it stored them: the canonical JSON itself; one body is not canonical
-    store.redis.hset(keys.ledger_records(LOG_A), mapping={str(i): t for i, t in enumerate(texts) if t})
+    # as releases before it stored them: the canonical JSON itself in a hash per log; one body is
+    # not canonical, one was pruned
+    store.redis.delete(keys.ledger_bodies(LOG_A, 0))
+    store.redis.hset(keys.ledger_records(LOG_A), mapping={str(i): t for i, t in enumerate(texts[:5]) if t})
     store.redis.hset(keys.ledger_records(LOG_A), "6", "not a record")
-    before = int(store.redis.memory_usage(keys.ledger_records(LOG_A)) or 0)
+    store.redis.setbit(keys.ledger_pruned_bits(LOG_A), 5, 1)
 
     m0009_packed_ledger_bodies.up(store, settings)
     m0009_packed_ledger_bodies.up(store, settings)  # idempotent
+    assert store.redis.exists(keys.ledger_records(LOG_A)) == 0
     raws = _raw_bodies(store, LOG_A)
-    assert all(raw is not None and raw[:1] == storage.PACKED_V1 for raw in raws[:6])
-    assert raws[6] == b"not a record"  # left for verify to report
-    assert [stored_body(store, LOG_A, i) for i in range(6)] == texts[:6]
-    assert int(store.redis.memory_usage(keys.ledger_records(LOG_A)) or 0) < before
+    assert all(raw is not None and raw[:1] == storage.PACKED_V1 for raw in raws[:5])
+    assert raws[5:] == [b"", b"not a record"]  # pruned; left for verify to report
+    assert [stored_body(store, LOG_A, i) for i in range(5)] == texts[:5]
     with pytest.raises(VerifyFailed, match=r"record 6 .*not JSON"):
         verify(store, checkpoints.public_jwks(keyring))
-    store.redis.hset(keys.ledger_records(LOG_A), "6", texts[6] or "")
-    assert verify(store, checkpoints.public_jwks(keyring))["records"] == 7
+    put_body(store, LOG_A, 6, texts[6] or "")
+    assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 1
+
+
+def _views(store: Store) -> dict[str, bytes]:
+    found = store.redis.scan_iter("*:v:*")
+    return {k: store.redis.execute_command("GET", k, NEVER_DECODE=True) for k in found}
+
+
+def test_migration_10_rebuilds_the_reader_views_and_drops_the_sorted_sets(
+    store: Store, settings: Settings
+) -> None:
+    """Releases before it kept a sorted set per view and filter; the migration rebuilds the packed
+    views from the bodies, byte for byte what the sequencer writes, and sets the logs' clocks."""
+    from broker.migrations import m0010_ledger_packed_views
+
+    sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
+    times = [1_700_000_000, 1_700_000_005, 1_700_000_003, 1_700_000_009]  # the third comes late
+    for i, t in enumerate(times):
+        rec = record(i, t=t, org="org_" + "a" * 16 if i % 2 else None)
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(rec)})
+        store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+        if i in (1, 3):
+            sequencer.run_once()
+    written = _views(store)
+    assert len(written) == 4 and store.redis.get(keys.ledger_clock(LOG_A)) == repr(1_700_000_009.0)
+    # as an earlier release left it: sorted sets, no views, no clock
+    old = [keys.ledger_index(LOG_A, person=ALICE), keys.ledger_index(LOG_A, app=APP_A, person=ALICE)]
+    for key in old:
+        store.redis.zadd(key, {storage.member(i): t for i, t in enumerate(times)})
+    store.redis.delete(*written, keys.ledger_clock(LOG_A))
+    store.redis.set(keys.ledger_view(LOG_A, app=APP_A), b"half a run")  # an interrupted migration
+
+    m0010_ledger_packed_views.up(store, settings)
+    m0010_ledger_packed_views.up(store, settings)  # idempotent
+    assert _views(store) == written
+    assert store.redis.exists(*old) == 0
+    assert store.redis.get(keys.ledger_clock(LOG_A)) == repr(1_700_000_009.0)
+    # the late record is listed at its ledger time, after the one before it
+    assert [t for _, t in views.read(store, keys.ledger_view(LOG_A, person=ALICE))] == [
+        1_700_000_000.0, 1_700_000_005.0, 1_700_000_005.0, 1_700_000_009.0
+    ]  # fmt: skip
+    page = reading.records_for_person(store, ALICE, reading.Filters(app=APP_A, newest_first=True))
+    assert [e["index"] for e in page.records] == [3, 2, 1, 0]

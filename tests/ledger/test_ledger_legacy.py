@@ -26,6 +26,7 @@ from tests.support.ledger import (
     LOG_B,
     journal_entries,
     record,
+    remove_body,
     write_legacy_log,
 )
 
@@ -58,7 +59,7 @@ def test_the_legacy_log_is_read_proved_and_verified_beside_the_new_logs(
     assert client.get("/ledger/v1/leaves/1").get_json()["log"] == logs.LEGACY
     summary = verify(store, checkpoints.public_jwks(keyring))
     assert summary["records"] == 4 and summary["logs"][logs.LEGACY]["records"] == 3
-    store.redis.hdel(keys.ledger_records(logs.LEGACY), "1")
+    remove_body(store, logs.LEGACY, 1)
     with pytest.raises(VerifyFailed, match=r"log legacy: record 1 .* the record is missing"):
         verify(store, checkpoints.public_jwks(keyring))
 

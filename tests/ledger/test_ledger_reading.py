@@ -7,6 +7,7 @@ import base64
 import csv
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -374,3 +375,31 @@ def test_a_cursor_of_one_order_is_refused_by_the_other(client: Any, filled: Stor
     assert refused.status_code == 400 and list(refused.get_json()["errors"]) == ["cursor"]
     bad = client.get("/privacy/v1/disclosures?order=sideways")
     assert bad.status_code == 400 and list(bad.get_json()["errors"]) == ["order"]
+
+
+@pytest.mark.parametrize("newest", [False, True])
+def test_a_filtered_read_stops_at_its_budget_and_its_cursor_goes_on(
+    store: Store, sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch, newest: bool
+) -> None:
+    """A filter answered from a person's view (the person's records of one app, an app's or an org's
+    about one person) looks at most SCAN_BUDGET entries per page and view: a page may come back
+    short, never wrong, and its cursor goes on from where it stopped looking."""
+    for n in range(30):
+        journal(store, record(n, t=T0 + n, app=APP_A if n % 10 == 0 else APP_B))
+    sequencer.run_once()
+    monkeypatch.setattr(reading, "SCAN_BUDGET", 4)
+    for read in (
+        lambda f, c: reading.records_for_person(store, ALICE, f, c, limit=2),
+        lambda f, c: reading.records_for_app(store, APP_A, replace(f, app=None, person=ALICE), c, limit=2),
+    ):
+        filters = reading.Filters(app=APP_A, newest_first=newest)
+        pages: list[list[int]] = []
+        cursor = None
+        while True:
+            page = read(filters, cursor)
+            pages.append([num(e) for e in page.records])
+            if not (cursor := page.next_cursor):
+                break
+        assert [n for p in pages for n in p] == ([20, 10, 0] if newest else [0, 10, 20])
+        assert [] in pages  # a page that stopped looking before it found one: short, not wrong
+        assert len(pages) <= 30 // 4 + 2

@@ -26,8 +26,11 @@ from tests.support.ledger import (
     drop_from_view,
     journal,
     log_of,
+    put_body,
     record,
     record_at,
+    remove_body,
+    stored_count,
     view_indexes,
     write_hashes,
     write_tree,
@@ -64,7 +67,7 @@ def body(store: Store, i: int) -> dict[str, Any]:
 
 
 def put(store: Store, i: int, rec: dict[str, Any]) -> None:
-    store.redis.hset(keys.ledger_records(A), str(i), storage.canonical(rec).decode())
+    put_body(store, A, i, storage.canonical(rec).decode())
 
 
 def test_untouched_ledger_verifies(
@@ -103,7 +106,7 @@ def test_changed_record_with_its_leaf_hash_is_still_caught(
 
 
 def test_removed_record_is_named(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    ledger.redis.hdel(keys.ledger_records(A), "4")
+    remove_body(ledger, A, 4)
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
     assert f"record 4 (id {record(4)['id']}): the record is missing and was not pruned (removed)" in out
@@ -114,7 +117,7 @@ def test_removed_record_with_the_rest_shifted_down_is_named(
 ) -> None:
     for i in range(4, 8):
         put(ledger, i, body(ledger, i + 1))
-    ledger.redis.hdel(keys.ledger_records(A), "8")
+    remove_body(ledger, A, 8)
     ledger.redis.set(keys.ledger_size(A), 8)
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
@@ -218,7 +221,7 @@ def test_prune_keeps_verification_green(
     assert code == 0
     assert out.startswith("pruned 9 records older than 30 days")
     assert err.endswith("pruning   [##############################] 10/10\n")
-    assert ledger.redis.hlen(keys.ledger_records(A)) == 1
+    assert stored_count(ledger, A) == 1
     assert view_indexes(ledger, A, person=ALICE) == [9]  # only the recent one stays listed
     code, out, _ = run(capsys, "ledger", "verify")
     assert code == 0, out
@@ -285,7 +288,7 @@ def test_verify_as_a_subprocess(ledger: Store, redis_server: Any, settings: Sett
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ledger OK: 9 records")
-    ledger.redis.hset(keys.ledger_records(A), "2", "{}")
+    put_body(ledger, A, 2, "{}")
     bad = subprocess.run(
         [sys.executable, "-m", "broker", "ledger", "verify"],
         env=env,
@@ -302,7 +305,7 @@ def test_verify_as_a_subprocess(ledger: Store, redis_server: Any, settings: Sett
 
 
 def test_prune_leaves_an_unreadable_record_alone(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    ledger.redis.hset(keys.ledger_records(A), "0", "not json")
+    put_body(ledger, A, 0, "not json")
     code, out, err = run(capsys, "ledger", "prune", "--before", "30")
     assert code == 0 and out.startswith("pruned 8 records")
     assert "record 0 is not a valid record; left alone" in err
@@ -369,13 +372,13 @@ def _tamper(store: Store, log: str, kind: str) -> int:
         return record_at(store, log, i)
 
     def set_(i: int, rec: dict[str, Any]) -> None:
-        store.redis.hset(keys.ledger_records(log), str(i), storage.canonical(rec).decode())
+        put_body(store, log, i, storage.canonical(rec).decode())
 
     size = storage.size(store, log)
     if kind == "changed":
         set_(1, {**get(1), "fields": []})
     elif kind == "removed":
-        store.redis.hdel(keys.ledger_records(log), "1")
+        remove_body(store, log, 1)
     elif kind == "reordered":
         first, second = get(0), get(1)
         set_(0, second)
@@ -413,7 +416,7 @@ def test_a_record_moved_to_another_log_is_caught(
     size = storage.size(store, target)
     forged = {**moved, "index": size, "log": target}
     body = storage.canonical(forged)
-    store.redis.hset(keys.ledger_records(target), str(size), body.decode())
+    put_body(store, target, size, body.decode())
     store.redis.hset(keys.ledger_sequenced(target), forged["id"], str(size))
     for view_key, entry in views.entries(forged, target, size, forged["time"]):
         store.redis.append(view_key, entry)

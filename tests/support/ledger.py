@@ -96,9 +96,11 @@ def ledger_bodies(store: Store) -> dict[str, str]:
     """Every stored record body of every log, as ``"<log>:<index>" -> canonical JSON``."""
     out = {}
     for log in logs.all_logs(store):
-        raw = store.redis.execute_command("HGETALL", keys.ledger_records(log), NEVER_DECODE=True)
-        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
-        out.update({f"{log}:{i.decode()}": storage.unpack_body(b).decode() for i, b in pairs})
+        size = storage.size(store, log)
+        for block in range(0, (size + storage.BODY_BLOCK - 1) // storage.BODY_BLOCK):
+            for position, raw in enumerate(storage.raw_block(store, log, block)):
+                if raw:
+                    out[f"{log}:{block * storage.BODY_BLOCK + position}"] = storage.unpack_body(raw).decode()
     return out
 
 
@@ -130,9 +132,26 @@ def drop_from_view(store: Store, log: str, index: int, **dims: str) -> None:
     store.redis.set(key, kept)
 
 
-def put_body(store: Store, log: str, index: int | str, text: str) -> None:
-    """Store ``text`` as the body at ``index`` as it is (plain: a reader takes any JSON body)."""
-    store.redis.hset(keys.ledger_records(log), str(index), text)
+def put_body(store: Store, log: str, index: int | str, text: str | bytes) -> None:
+    """Store ``text`` as the body at ``index`` as it is (plain: a reader takes any JSON body), past
+    the end of its block too (an inserted record)."""
+    block, position = storage.body_at(int(index))
+    key = keys.ledger_bodies(log, block)
+    length = int(store.redis.llen(key))
+    if position < length:
+        store.redis.lset(key, position, text)
+    else:
+        store.redis.rpush(key, *[b""] * (position - length), text)
+
+
+def remove_body(store: Store, log: str, index: int | str) -> None:
+    """Take the body at ``index`` away (tampering: not marked pruned)."""
+    put_body(store, log, index, b"")
+
+
+def stored_count(store: Store, log: str) -> int:
+    """How many bodies a log holds (pruned ones do not count)."""
+    return sum(1 for key in ledger_bodies(store) if key.startswith(f"{log}:"))
 
 
 def write_legacy_log(store: Store, settings: Any, recs: list[dict[str, Any]]) -> None:

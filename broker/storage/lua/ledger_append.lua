@@ -1,10 +1,11 @@
 -- ledger_append.lua: append one batch of records to the ledger, under the sequencer's lock.
--- KEYS[1]  lock      KEYS[2]  tree size    KEYS[3]  sequenced ids    KEYS[4]  records
+-- KEYS[1]  lock      KEYS[2]  tree size    KEYS[3]  sequenced ids    KEYS[4]  the log's clock
 -- KEYS[5..] every other ledger key the batch writes (levels, views, the clock); all the log's tag
 -- ARGV[1]  lock token            ARGV[2]  expected tree size    ARGV[3]  new tree size
 -- ARGV[4]  record ids (JSON)     ARGV[5]  ops (JSON [command, KEYS index, field or byte offset,
---          value]): SETRANGE (a subtree hash, hex, written as bytes), HSETHEX (a packed record body,
---          hex), APPENDHEX (a reader view's entry, hex), SET (the log's clock), or HSET as it is
+--          value]): SETRANGE (a subtree hash, hex, written as bytes), RPUSHHEX (a packed record body,
+--          hex, to its block's list), APPENDHEX (a reader view's entry, hex), SET (the log's clock),
+--          or HSET as it is
 -- Returns how many records were appended; errors (nothing written) if the lock was lost, the
 -- tree grew meanwhile or a record is already sequenced.
 
@@ -21,12 +22,12 @@ local function unhex(h)
 end
 local ops = cjson.decode(ARGV[5])
 for _, op in ipairs(ops) do
-  local command, key = op[1], KEYS[tonumber(op[2])]
-  if command == 'SETRANGE' then redis.call('SETRANGE', key, op[3], unhex(op[4]))
-  elseif command == 'HSETHEX' then redis.call('HSET', key, op[3], unhex(op[4]))
-  elseif command == 'APPENDHEX' then redis.call('APPEND', key, unhex(op[4]))
-  elseif command == 'SET' then redis.call('SET', key, op[4])
-  else redis.call(command, key, op[3], op[4]) end
+  local command, k = op[1], tonumber(op[2])
+  if command == 'SETRANGE' then redis.call('SETRANGE', KEYS[k], op[3], unhex(op[4]))
+  elseif command == 'RPUSHHEX' then redis.call('RPUSH', KEYS[k], unhex(op[4]))
+  elseif command == 'APPENDHEX' then redis.call('APPEND', KEYS[k], unhex(op[4]))
+  elseif command == 'SET' then redis.call('SET', KEYS[k], op[4])
+  else redis.call(command, KEYS[k], op[3], op[4]) end
 end
 redis.call('SET', KEYS[2], ARGV[3])
 return #ids

@@ -12,12 +12,12 @@
 -- page filled or the range ended, else '<time> <index>' of the last entry looked at (the reader
 -- goes on from there).
 
-local key, w = KEYS[1], tonumber(ARGV[1])
+local w = tonumber(ARGV[1])
 local forward = ARGV[2] == 'f'
 local since, till = tonumber(ARGV[3]), tonumber(ARGV[4])
 local after_t, after_i = tonumber(ARGV[5]), tonumber(ARGV[6])
 local want, budget = tonumber(ARGV[7]), tonumber(ARGV[10])
-local n = math.floor(redis.call('STRLEN', key) / w)
+local n = math.floor(redis.call('STRLEN', KEYS[1]) / w)
 
 local function codes(raw)
   if raw == '' then return nil end
@@ -28,7 +28,7 @@ end
 local apps, orgs = codes(ARGV[8]), codes(ARGV[9])
 
 local function entry(p)  -- 0-based position -> index, time, raw entry
-  local raw = redis.call('GETRANGE', key, p * w, p * w + w - 1)
+  local raw = redis.call('GETRANGE', KEYS[1], p * w, p * w + w - 1)
   local i, t = struct.unpack('>I4d', raw)
   return i, t, raw
 end
@@ -64,7 +64,7 @@ while p >= 0 and p < n do
   -- read up to CHUNK entries in the direction of travel with one GETRANGE
   local lo, hi
   if forward then lo, hi = p, math.min(n - 1, p + CHUNK - 1) else lo, hi = math.max(0, p - CHUNK + 1), p end
-  local block = redis.call('GETRANGE', key, lo * w, hi * w + w - 1)
+  local block = redis.call('GETRANGE', KEYS[1], lo * w, hi * w + w - 1)
   local q = p
   while q >= lo and q <= hi do
     local off = (q - lo) * w + 1

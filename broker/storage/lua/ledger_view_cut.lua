@@ -4,23 +4,23 @@
 -- ARGV[1]  entry width           ARGV[2]  cutoff (unix seconds)
 -- Returns the leaf indexes of the removed entries, in order; a view left empty is deleted.
 
-local key, w, cutoff = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-local n = math.floor(redis.call('STRLEN', key) / w)
+local w, cutoff = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n = math.floor(redis.call('STRLEN', KEYS[1]) / w)
 local lo, hi = 0, n
 while lo < hi do
   local mid = math.floor((lo + hi) / 2)
-  local _, t = struct.unpack('>I4d', redis.call('GETRANGE', key, mid * w, mid * w + w - 1))
+  local _, t = struct.unpack('>I4d', redis.call('GETRANGE', KEYS[1], mid * w, mid * w + w - 1))
   if t < cutoff then lo = mid + 1 else hi = mid end
 end
 if lo == 0 then return {} end
-local cut, removed = redis.call('GETRANGE', key, 0, lo * w - 1), {}
+local cut, removed = redis.call('GETRANGE', KEYS[1], 0, lo * w - 1), {}
 for p = 0, lo - 1 do
   local i = struct.unpack('>I4', cut, p * w + 1)
   table.insert(removed, i)
 end
 if lo >= n then
-  redis.call('DEL', key)
+  redis.call('DEL', KEYS[1])
 else
-  redis.call('SET', key, redis.call('GETRANGE', key, lo * w, -1))
+  redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], lo * w, -1))
 end
 return removed
