@@ -59,7 +59,8 @@ def _progress(message: str) -> None:
 def _record_id(store: Store, log: str, index: int, body: dict[str, Any] | None = None) -> str:
     if body is not None and isinstance(body.get("id"), str):
         return str(body["id"])
-    for rid, idx in store.redis.hscan_iter(keys.ledger_sequenced(log), count=CHUNK):  # only on failure
+    block = keys.ledger_ids(log, index // storage.ID_BLOCK)  # only on failure
+    for rid, idx in store.redis.hgetall(block).items():
         if idx == str(index):
             return str(rid)
     return "unknown"  # a pruned record's id may be gone with its body
@@ -113,6 +114,15 @@ def _hidden_from_readers(
     return hidden
 
 
+def _sequenced_at(store: Store, log: str, start: int, ids: list[Any]) -> list[str | None]:
+    """Where the id map of each record's own block puts the record's id (None: not there)."""
+    pipe = store.redis.pipeline(transaction=False)
+    for offset, rid in enumerate(ids):
+        block = keys.ledger_ids(log, (start + offset) // storage.ID_BLOCK)
+        pipe.hget(block, rid if isinstance(rid, str) else "")
+    return list(pipe.execute()) if ids else []
+
+
 def verify(store: Store, jwks: dict[str, Any]) -> dict[str, Any]:
     """Check every log; returns a summary (totals and one per log) or raises :class:`VerifyFailed`."""
     per_log = {log: verify_log(store, jwks, log) for log in ledger_logs.all_logs(store)}
@@ -164,7 +174,7 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
                 raise _fail(store, log, int(field), "the stored record is not JSON (changed)") from None
         ids = [p.get("id") if isinstance(p, dict) else None for p in parsed]
         hidden = _hidden_from_readers(store, log, start, parsed, listed)
-        sequenced_at = r.hmget(keys.ledger_sequenced(log), [x if isinstance(x, str) else "" for x in ids])
+        sequenced_at = _sequenced_at(store, log, start, ids)
         for offset, i in enumerate(range(start, start + len(idx))):
             body, rec, stored = bodies[offset], parsed[offset], stored_leaves[offset]
             if body is None:
@@ -343,7 +353,7 @@ def prune_log(store: Store, log: str, cutoff: float) -> int:
             storage.drop_body(pipe, log, i)
             pipe.setbit(keys.ledger_pruned_bits(log), i, 1)
             if rec_time < now - storage.SEQUENCED_KEEP_SECONDS:  # no journal or void names it
-                pipe.hdel(keys.ledger_sequenced(log), rec_id)
+                pipe.hdel(keys.ledger_ids(log, i // storage.ID_BLOCK), rec_id)
             blocks.add(storage.body_at(i)[0])
             queued += 1
         if queued:

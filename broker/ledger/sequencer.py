@@ -7,8 +7,8 @@ different logs at once and no single process or slot is in the path of every rec
 sequencer reads the journals in that log's journals index with XRANGE, orders the records
 deterministically (time, client id, stream id), appends them to the log in ONE Lua script on
 ``{ledger:NN}`` keys, and only then deletes them from the journals. A record id already in
-``ledger_sequenced`` is never appended again, so a crash between the two steps just means the next
-run deletes what was already moved.
+the id maps of the log's recent leaves (``storage.find_ids``) is never appended again, so a crash
+between the two steps just means the next run deletes what was already moved.
 
 SHA-256 is computed here, not in Lua; the script refuses the write if the lock was lost or the
 tree grew meanwhile, so the precomputed hashes always extend the tree they were computed for.
@@ -337,7 +337,8 @@ class Sequencer:
         """One batch; returns whether the journals may hold more."""
         entries, done, more = self._read_journals(log_name, result, voids or {}, cutoff_ms)
         if entries:
-            seen = self.store.redis.hmget(keys.ledger_sequenced(log_name), [e.record["id"] for e in entries])
+            recent = storage.id_blocks(storage.size(self.store, log_name), storage.RECENT_LEAVES)
+            seen = storage.find_ids(self.store, log_name, [e.record["id"] for e in entries], recent)
             fresh: list[_Entry] = []
             ids: set[str] = set()
             for entry, already in zip(entries, seen, strict=True):
@@ -364,7 +365,7 @@ class Sequencer:
         key_list = [
             keys.ledger_lock(log_name),
             keys.ledger_size(log_name),
-            keys.ledger_sequenced(log_name),
+            keys.ledger_ids(log_name, start // storage.ID_BLOCK),
             keys.ledger_clock(log_name),
         ]
         key_pos: dict[str, int] = {k: i + 1 for i, k in enumerate(key_list)}
@@ -383,7 +384,7 @@ class Sequencer:
             leaf = merkle.leaf_hash(body)
             bodies = pos(keys.ledger_bodies(log_name, storage.body_at(n)[0]))  # in leaf order
             ops.append(["RPUSHHEX", bodies, "", storage.pack_body(body).hex()])
-            ops.append(["HSET", pos(keys.ledger_sequenced(log_name)), record["id"], str(n)])
+            ops.append(["HSET", pos(keys.ledger_ids(log_name, n // storage.ID_BLOCK)), record["id"], str(n)])
             if isinstance(record.get("corrects"), str):
                 ops.append(["HSET", pos(keys.ledger_voided(log_name)), record["corrects"], str(n)])
             level, idx, h = 0, n, leaf
@@ -403,7 +404,14 @@ class Sequencer:
         ops.append(["SET", pos(keys.ledger_clock(log_name)), "", repr(clock)])
         self.store.lua("ledger_append")(
             keys=key_list,
-            args=[token, start, n, json.dumps([r["id"] for r in records]), json.dumps(ops)],
+            args=[
+                token,
+                start,
+                n,
+                json.dumps([r["id"] for r in records]),
+                json.dumps(ops),
+                json.dumps(storage.id_blocks(start, storage.RECENT_LEAVES)),
+            ],
         )
         self.store.confirm_durable(keys.ledger_size(log_name))
         return indexes
@@ -430,11 +438,13 @@ class Sequencer:
                 for i in range(1, max(1, min(int(void["records"]), 10000)) + 1)
             ]
             corrections: list[dict[str, Any]] = []
+            recent = storage.id_blocks(storage.size(self.store, log_name), storage.VOID_LEAVES)
             for start in range(0, len(record_ids), self.batch_size):
                 chunk = record_ids[start : start + self.batch_size]
-                indexes = r.hmget(keys.ledger_sequenced(log_name), chunk)
+                indexes = storage.find_ids(self.store, log_name, chunk, recent)
                 corrected = r.hmget(keys.ledger_voided(log_name), chunk)
-                todo = [(rid, i) for rid, i, c in zip(chunk, indexes, corrected, strict=True) if i and not c]
+                found = zip(chunk, indexes, corrected, strict=True)
+                todo = [(rid, i) for rid, i, c in found if i is not None and not c]
                 if not todo:
                     continue
                 bodies = storage.read_bodies(self.store, log_name, [int(i) for _, i in todo])

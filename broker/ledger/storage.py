@@ -15,9 +15,12 @@
   log2(n) + 1 of them (``SETRANGE``), and every proof is a handful of O(1) ``GETRANGE``s
   (``merkle.range_hash``), never a rehash of the tree. A hash never written reads as 32 zero bytes
   (or nothing, past the end): missing, since no SHA-256 is all zeros.
-* ``ledger_size``, ``ledger_sequenced`` (record id -> index; a pruned record's entry goes once no
-  journal or void can name it, :data:`SEQUENCED_KEEP_SECONDS`), ``ledger_pruned_bits`` (bit i set:
-  leaf i's body was pruned),
+* ``ledger_ids(block)`` hashes: record id -> index for :data:`ID_BLOCK` consecutive leaves (few enough
+  entries for Redis's compact listpack encoding: about 25 bytes a record, where one hash per log
+  costs about 90). The sequencer finds a record id it may have appended already in the blocks of
+  the last :data:`RECENT_LEAVES` leaves; a pruned record's entry goes once no journal or void can
+  name it (:data:`SEQUENCED_KEEP_SECONDS`).
+* ``ledger_size``, ``ledger_pruned_bits`` (bit i set: leaf i's body was pruned),
   ``ledger_checkpoints``, ``ledger_clock`` and the reader views (``ledger_view(**dims)``,
   ``broker.ledger.views``).
 """
@@ -35,7 +38,7 @@ from broker.storage.store import Store
 INDEX_WIDTH = 12  # a leaf index in a cursor: zero-padded to 12 digits
 HASH_BYTES = 32
 _MISSING = bytes(HASH_BYTES)
-# How long a record's id stays in ``ledger_sequenced`` once its body is pruned: longer than a void can
+# How long a record's id stays in ``ledger_ids`` once its body is pruned: longer than a void can
 # name it (``broker.gate.disclosure.VOID_TTL_SECONDS``, 7 days) and than any journal entry waits.
 SEQUENCED_KEEP_SECONDS = 8 * 86400
 
@@ -51,11 +54,15 @@ PACKED_V1 = b"\x01"  # first byte of a packed body (a plain one starts with "{")
 # most records share. Frozen: every body packed with it needs exactly these bytes to be read (a
 # different dictionary is a new format byte).
 _ZDICT_V1 = (
-    b'{"app":"app_","audience":"individual","audience":"organization","catalog_version":"",'
-    b'"corrects":"","delivered":false,"developer":"usr_","endpoint":"/v1/me",'
-    b'"endpoint":"/oauth/userinfo","endpoint":"/oauth/token","endpoint":"/v1/orgs/org_/members",'
-    b'"fields":["user_id","nickname","avatar","departments","org_name"],"grant":"gr_","grant":"in_",'
-    b'"id":"","index":,"log":"0","org":null,"org":"org_","person":"usr_","request_id":"","time":17'
+    b'"corrects":"","corrects_index":,"delivered":false,'
+    b'"endpoint":"POST /oauth/token (id_token)","endpoint":"GET /v1/orgs/{org_id}/members/{user_id}",'
+    b'"fields":["user_id","nickname","avatar","departments","org_name"],'
+    b'{"app":"app_","audience":"individual","catalog_version":"","developer":"usr_","endpoint":"GET /v1/me",'
+    b'"endpoint":"userinfo","fields":["user_id","nickname","avatar"],"grant":"gr_","id":"","index":,"log":"0",'
+    b'"org":null,"person":"usr_","request_id":"","time":17'
+    b'{"app":"app_","audience":"organization","catalog_version":"","developer":"usr_",'
+    b'"endpoint":"GET /v1/orgs/{org_id}/members","fields":["user_id","nickname"],"grant":"in_","id":"",'
+    b'"index":,"log":"0","org":"org_","person":"usr_","request_id":"","time":17'
 )
 MAX_BODY_BYTES = 64 * 1024  # a packed body never unpacks to more (a record is well under 1 KiB)
 
@@ -80,6 +87,35 @@ def unpack_body(raw: bytes) -> bytes:
         except zlib.error:
             pass
     raise LedgerCorrupt("a stored record body is neither canonical JSON nor a packed body")
+
+
+ID_BLOCK = 128  # leaves per id map: at most 128 fields keeps a Redis hash in its compact encoding
+# How far back (leaves) the sequencer looks for an id it may have appended before a crash, and a
+# void's settling for the records of a refused request (both are recent by then).
+RECENT_LEAVES = 8192
+VOID_LEAVES = 65536
+
+
+def id_blocks(size: int, leaves: int) -> list[int]:
+    """The id maps of the last ``leaves`` leaves of a log of ``size`` leaves."""
+    if size <= 0:
+        return []
+    return list(range(max(0, size - leaves) // ID_BLOCK, (size - 1) // ID_BLOCK + 1))
+
+
+def find_ids(store: Store, log: str, ids: list[str], blocks: list[int]) -> list[int | None]:
+    """The leaf index of each record id in the given id maps (None: not there), in one round trip."""
+    if not ids or not blocks:
+        return [None] * len(ids)
+    pipe = store.redis.pipeline(transaction=False)
+    for block in blocks:
+        pipe.hmget(keys.ledger_ids(log, block), ids)
+    found: list[int | None] = [None] * len(ids)
+    for answer in pipe.execute():
+        for n, value in enumerate(answer):
+            if value is not None:
+                found[n] = int(value)
+    return found
 
 
 BODY_BLOCK = 1024  # leaves per body list (a multiple of 8: a block's pruned bits are whole bytes)

@@ -37,6 +37,7 @@ from broker.migrations import (
     m0008_token_generations,
     m0009_packed_ledger_bodies,
     m0010_ledger_packed_views,
+    m0011_ledger_id_blocks,
 )
 from broker.storage import keys
 
@@ -69,6 +70,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0008_token_generations),
     _migration(m0009_packed_ledger_bodies),
     _migration(m0010_ledger_packed_views),
+    _migration(m0011_ledger_id_blocks),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

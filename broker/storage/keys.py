@@ -327,8 +327,15 @@ def ledger_hashes(level: int, log: str) -> str:
     return ledger(f"hashes:{level}", log)
 
 
+def ledger_ids(log: str, block: int) -> str:
+    """Hash: record id -> leaf index, for the leaves ``block * ID_BLOCK`` .. ``+ ID_BLOCK - 1``
+    (``broker.ledger.storage``: small enough for Redis's compact encoding)."""
+    return ledger(f"ids:{block}", log)
+
+
 def ledger_sequenced(log: str) -> str:
-    """Hash: record id -> leaf index; what makes sequencing idempotent."""
+    """Hash: record id -> leaf index, one per log, kept by releases before data-schema version 11
+    (migration 11 moves it to :func:`ledger_ids`)."""
     return ledger("sequenced", log)
 
 

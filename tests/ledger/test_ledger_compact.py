@@ -134,7 +134,7 @@ def test_pruning_keeps_one_bit_and_forgets_old_ids_and_migration_7_converts_the_
     checkpoints.sign(store, keyring, settings, LOG_A)
     assert prune_log(store, LOG_A, now) == 6
     assert storage.pruned_flags(store, LOG_A, 0, 8) == [True] * 6 + [False] * 2
-    sequenced = store.redis.hgetall(keys.ledger_sequenced(LOG_A))
+    sequenced = store.redis.hgetall(keys.ledger_ids(LOG_A, 0))
     # a journal or a void can still name the recent ones (7 days): their ids stay, the old ones go
     assert sorted(sequenced) == [record(4)["id"], record(5)["id"]]
     assert store.redis.exists(keys.ledger_pruned(LOG_A)) == 0
@@ -281,3 +281,42 @@ def test_migration_10_rebuilds_the_reader_views_and_drops_the_sorted_sets(
     ]  # fmt: skip
     page = reading.records_for_person(store, ALICE, reading.Filters(app=APP_A, newest_first=True))
     assert [e["index"] for e in page.records] == [3, 2, 1, 0]
+
+
+def test_record_ids_live_in_small_compact_maps_and_migration_11_moves_the_old_one(
+    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One id map per ID_BLOCK leaves, each small enough for Redis's compact encoding; an entry the
+    sequencer appended already is not appended again after a crash; migration 11 spreads the one
+    hash of earlier releases over the blocks."""
+    from broker.migrations import m0011_ledger_id_blocks
+
+    monkeypatch.setattr(storage, "ID_BLOCK", 4)
+    keyring = Keyring(settings.signing_keys_file)
+    sequencer = Sequencer(store, keyring, settings)
+    for i in range(10):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    maps = [store.redis.hgetall(keys.ledger_ids(LOG_A, b)) for b in range(3)]
+    assert [len(m) for m in maps] == [4, 4, 2]
+    assert maps[2] == {record(8)["id"]: "8", record(9)["id"]: "9"}
+    assert store.redis.object("encoding", keys.ledger_ids(LOG_A, 0)) in ("ziplist", "listpack")
+    # a crash after the append, before the journal entries were deleted: they come back
+    for i in (3, 9):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    sequencer.run_once()
+    assert storage.size(store, LOG_A) == 10
+
+    # as an earlier release kept it: one hash per log
+    everything = {k: v for m in maps for k, v in m.items()}
+    store.redis.delete(*[keys.ledger_ids(LOG_A, b) for b in range(3)])
+    store.redis.hset(keys.ledger_sequenced(LOG_A), mapping=everything)
+    with pytest.raises(VerifyFailed, match="never sequenced"):
+        verify(store, checkpoints.public_jwks(keyring))
+    m0011_ledger_id_blocks.up(store, settings)
+    m0011_ledger_id_blocks.up(store, settings)  # idempotent
+    assert store.redis.exists(keys.ledger_sequenced(LOG_A)) == 0
+    assert [store.redis.hgetall(keys.ledger_ids(LOG_A, b)) for b in range(3)] == maps
+    assert verify(store, checkpoints.public_jwks(keyring))["records"] == 10

@@ -417,7 +417,7 @@ def test_a_record_moved_to_another_log_is_caught(
     forged = {**moved, "index": size, "log": target}
     body = storage.canonical(forged)
     put_body(store, target, size, body.decode())
-    store.redis.hset(keys.ledger_sequenced(target), forged["id"], str(size))
+    store.redis.hset(keys.ledger_ids(target, size // storage.ID_BLOCK), forged["id"], str(size))
     for view_key, entry in views.entries(forged, target, size, forged["time"]):
         store.redis.append(view_key, entry)
     leaves = [merkle.leaf_hash(stored_body(store, target, i).encode()) for i in range(size + 1)]

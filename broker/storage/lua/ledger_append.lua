@@ -1,11 +1,14 @@
 -- ledger_append.lua: append one batch of records to the ledger, under the sequencer's lock.
--- KEYS[1]  lock      KEYS[2]  tree size    KEYS[3]  sequenced ids    KEYS[4]  the log's clock
+-- KEYS[1]  lock      KEYS[2]  tree size    KEYS[3]  the id map of the first new leaf's block
+-- KEYS[4]  the log's clock
 -- KEYS[5..] every other ledger key the batch writes (levels, views, the clock); all the log's tag
 -- ARGV[1]  lock token            ARGV[2]  expected tree size    ARGV[3]  new tree size
 -- ARGV[4]  record ids (JSON)     ARGV[5]  ops (JSON [command, KEYS index, field or byte offset,
 --          value]): SETRANGE (a subtree hash, hex, written as bytes), RPUSHHEX (a packed record body,
 --          hex, to its block's list), APPENDHEX (a reader view's entry, hex), SET (the log's clock),
---          or HSET as it is
+--          or HSET as it is (an id map's entry)
+-- ARGV[6]  the blocks whose id maps must not hold any of the ids yet (JSON list of numbers)
+-- Derived keys (the id maps of ARGV[6], named like KEYS[3]): carry the hash tag of KEYS[1] (the log's).
 -- Returns how many records were appended; errors (nothing written) if the lock was lost, the
 -- tree grew meanwhile or a record is already sequenced.
 
@@ -13,8 +16,13 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEDGER l
 local size = tonumber(redis.call('GET', KEYS[2]) or '0')
 if size ~= tonumber(ARGV[2]) then return redis.error_reply('LEDGER tree size changed') end
 local ids = cjson.decode(ARGV[4])
-for _, id in ipairs(ids) do
-  if redis.call('HEXISTS', KEYS[3], id) == 1 then return redis.error_reply('LEDGER already sequenced') end
+local id_map = string.match(KEYS[3], '^(.*:ids:)%d+$')
+for _, block in ipairs(cjson.decode(ARGV[6] or '[]')) do
+  for _, id in ipairs(ids) do
+    if redis.call('HEXISTS', id_map .. block, id) == 1 then
+      return redis.error_reply('LEDGER already sequenced')
+    end
+  end
 end
 -- A subtree hash or a packed body comes as hex (JSON carries no bytes) and is written as bytes.
 local function unhex(h)
