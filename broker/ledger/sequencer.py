@@ -396,9 +396,9 @@ class Sequencer:
                 command, offset, value = storage.hash_write(idx, h)
                 ops.append([command, pos(keys.ledger_hashes(level, log_name)), str(offset), value])
             edge[level] = h
-            clock = max(clock, float(record["time"]))  # the ledger time: views are in its order
+            clock = views.ledger_time(clock, record["time"])  # views are in its order
             for view_key, entry in views.entries(record, log_name, n, clock):
-                ops.append(["APPENDHEX", pos(view_key), "", entry.hex()])
+                ops.append(["VIEWHEX", pos(view_key), "", entry.hex()])
             indexes.append(n)
             n += 1
         ops.append(["SET", pos(keys.ledger_clock(log_name)), "", repr(clock)])

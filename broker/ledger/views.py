@@ -42,6 +42,14 @@ NO_ORG = bytes(4)
 MAX_INDEX = 2**32 - 1  # a log holds at most this many leaves (the index is 4 bytes)
 
 
+MIN_TIME = 1.0  # a ledger time is never below this: a zero entry marks the end of a view's entries
+
+
+def ledger_time(clock: float, record_time: Any) -> float:
+    """The ledger time of the next leaf: the later of its record's time and the log's clock."""
+    return max(clock, float(record_time), MIN_TIME)
+
+
 def code(value: str) -> bytes:
     """The 4-byte code of an app or organization id in a person's view."""
     return hashlib.sha1(value.encode(), usedforsecurity=False).digest()[:4]
@@ -73,8 +81,15 @@ def width(key: str) -> int:
 
 
 def unpack(raw: bytes, entry_width: int) -> list[tuple[int, float]]:
-    """A view's (index, ledger time) entries, in order."""
-    return [ENTRY.unpack_from(raw, p) for p in range(0, len(raw) - entry_width + 1, entry_width)]
+    """A view's (index, ledger time) entries, in order, up to its end (a zero entry: the sequencer
+    grows a view's string ahead of its entries)."""
+    found = []
+    for p in range(0, len(raw) - entry_width + 1, entry_width):
+        index, at = ENTRY.unpack_from(raw, p)
+        if at <= 0:
+            break
+        found.append((index, at))
+    return found
 
 
 def read(store: Any, key: str) -> list[tuple[int, float]]:

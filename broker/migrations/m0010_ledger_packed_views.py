@@ -43,7 +43,7 @@ def up(store: Store, settings: Settings) -> None:
                     continue  # pruned: listed nowhere
                 try:
                     record = json.loads(storage.unpack_body(raw))
-                    clock = max(clock, float(record["time"]))
+                    clock = views.ledger_time(clock, record["time"])
                     found = views.entries(record, log, i, clock)
                 except (ValueError, TypeError, KeyError, storage.LedgerCorrupt):
                     continue  # not a record: `broker ledger verify` reports it

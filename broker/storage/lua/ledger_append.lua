@@ -5,7 +5,8 @@
 -- ARGV[1]  lock token            ARGV[2]  expected tree size    ARGV[3]  new tree size
 -- ARGV[4]  record ids (JSON)     ARGV[5]  ops (JSON [command, KEYS index, field or byte offset,
 --          value]): SETRANGE (a subtree hash, hex, written as bytes), RPUSHHEX (a packed record body,
---          hex, to its block's list), APPENDHEX (a reader view's entry, hex), SET (the log's clock),
+--          hex, to its block's list), VIEWHEX (a reader view's entry, hex, after its last one), SET
+--          (the log's clock),
 --          or HSET as it is (an id map's entry)
 -- ARGV[6]  the blocks whose id maps must not hold any of the ids yet (JSON list of numbers)
 -- Derived keys (the id maps of ARGV[6], named like KEYS[3]): carry the hash tag of KEYS[1] (the log's).
@@ -28,12 +29,42 @@ end
 local function unhex(h)
   return (string.gsub(h, '..', function(pair) return string.char(tonumber(pair, 16)) end))
 end
+-- Strings written at growing offsets (subtree hashes, view entries) grow by about an eighth at a
+-- time, with an exact SET (Redis would double a string's allocation as SETRANGE or APPEND grows it):
+-- bytes past what is written are zero, which a hash reads as missing and a view as its end.
+local function room(k, need)
+  local len = redis.call('STRLEN', KEYS[k])
+  if need <= len then return end
+  local target = need + math.max(32, math.floor(len / 8))
+  redis.call('SET', KEYS[k], (redis.call('GET', KEYS[k]) or '') .. string.rep('\0', target - len))
+end
+-- How many entries a view holds: those before its first zero entry (ledger times are positive).
+local entries = {}
+local function used(k, w)
+  if entries[k] then return entries[k] end
+  local lo, hi = 0, math.floor(redis.call('STRLEN', KEYS[k]) / w)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local _, t = struct.unpack('>I4d', redis.call('GETRANGE', KEYS[k], mid * w, mid * w + w - 1))
+    if t > 0 then lo = mid + 1 else hi = mid end
+  end
+  entries[k] = lo
+  return lo
+end
 local ops = cjson.decode(ARGV[5])
 for _, op in ipairs(ops) do
   local command, k = op[1], tonumber(op[2])
-  if command == 'SETRANGE' then redis.call('SETRANGE', KEYS[k], op[3], unhex(op[4]))
+  if command == 'SETRANGE' then
+    local value = unhex(op[4])
+    room(k, tonumber(op[3]) + #value)
+    redis.call('SETRANGE', KEYS[k], op[3], value)
   elseif command == 'RPUSHHEX' then redis.call('RPUSH', KEYS[k], unhex(op[4]))
-  elseif command == 'APPENDHEX' then redis.call('APPEND', KEYS[k], unhex(op[4]))
+  elseif command == 'VIEWHEX' then
+    local entry = unhex(op[4])
+    local n = used(k, #entry)
+    room(k, (n + 1) * #entry)
+    redis.call('SETRANGE', KEYS[k], n * #entry, entry)
+    entries[k] = n + 1
   elseif command == 'SET' then redis.call('SET', KEYS[k], op[4])
   else redis.call(command, KEYS[k], op[3], op[4]) end
 end

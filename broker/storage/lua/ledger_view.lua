@@ -17,7 +17,17 @@ local forward = ARGV[2] == 'f'
 local since, till = tonumber(ARGV[3]), tonumber(ARGV[4])
 local after_t, after_i = tonumber(ARGV[5]), tonumber(ARGV[6])
 local want, budget = tonumber(ARGV[7]), tonumber(ARGV[10])
-local n = math.floor(redis.call('STRLEN', KEYS[1]) / w)
+-- the entries: those before the first zero one (the sequencer grows a view ahead of its entries)
+local n
+do
+  local lo, hi = 0, math.floor(redis.call('STRLEN', KEYS[1]) / w)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local _, t = struct.unpack('>I4d', redis.call('GETRANGE', KEYS[1], mid * w, mid * w + w - 1))
+    if t > 0 then lo = mid + 1 else hi = mid end
+  end
+  n = lo
+end
 
 local function codes(raw)
   if raw == '' then return nil end

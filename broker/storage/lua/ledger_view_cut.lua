@@ -5,7 +5,17 @@
 -- Returns the leaf indexes of the removed entries, in order; a view left empty is deleted.
 
 local w, cutoff = tonumber(ARGV[1]), tonumber(ARGV[2])
-local n = math.floor(redis.call('STRLEN', KEYS[1]) / w)
+-- the entries: those before the first zero one (the sequencer grows a view ahead of its entries)
+local n
+do
+  local lo, hi = 0, math.floor(redis.call('STRLEN', KEYS[1]) / w)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local _, t = struct.unpack('>I4d', redis.call('GETRANGE', KEYS[1], mid * w, mid * w + w - 1))
+    if t > 0 then lo = mid + 1 else hi = mid end
+  end
+  n = lo
+end
 local lo, hi = 0, n
 while lo < hi do
   local mid = math.floor((lo + hi) / 2)
@@ -21,6 +31,6 @@ end
 if lo >= n then
   redis.call('DEL', KEYS[1])
 else
-  redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], lo * w, -1))
+  redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], lo * w, n * w - 1))
 end
 return removed
