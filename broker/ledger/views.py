@@ -1,7 +1,8 @@
 """Reader views of the ledger: packed strings, a few bytes per record per view.
 
-A log has four kinds of view, each one string key of fixed-width entries appended by the log's
-sequencer in leaf order (``keys.ledger_view``):
+A log has four kinds of view, each one string key of fixed-width entries written by the log's
+sequencer in leaf order (``keys.ledger_view``; the string grows an eighth ahead in zero bytes, and
+the first zero entry ends the view):
 
 * ``person=<uid>``: every record about that person (20 bytes an entry: the leaf index, the ledger
   time, and 4-byte codes of the record's app and organization, so that a person's records can be
