@@ -38,6 +38,13 @@ def _levels(store: Store, log: str) -> dict[int, bytes]:
     return found
 
 
+def _journal(store: Store, recs: list[dict]) -> None:
+    """Records in LOG_A's journal of APP_A, as the gate writes them."""
+    for rec in recs:
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(rec)})
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+
+
 def _as_earlier_releases_wrote_it(store: Store, log: str) -> None:
     """Turn a log's hash strings back into the hex hashes of releases before migration 5."""
     for level, raw in _levels(store, log).items():
@@ -48,9 +55,7 @@ def _as_earlier_releases_wrote_it(store: Store, log: str) -> None:
 
 def test_each_stored_hash_is_32_bytes(store: Store, settings: Settings) -> None:
     sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
-    for i in range(13):
-        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
-    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    _journal(store, [record(i) for i in range(13)])
     sequencer.run_once()
     levels = _levels(store, LOG_A)
     bodies = [stored_body(store, LOG_A, i).encode() for i in range(13)]
@@ -102,9 +107,7 @@ def test_migration_6_deletes_the_per_developer_indexes_and_the_view_stays(
     store: Store, settings: Settings
 ) -> None:
     sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
-    for i in range(4):
-        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
-    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    _journal(store, [record(i) for i in range(4)])
     sequencer.run_once()
     dev = record(0)["developer"]
     store.redis.sadd(keys.developer_apps(dev), APP_A)
@@ -167,9 +170,7 @@ def test_bodies_are_stored_packed_in_lists_and_read_back_exactly(store: Store, s
     body is caught; pruning a whole block deletes its list."""
     keyring = Keyring(settings.signing_keys_file)
     sequencer = Sequencer(store, keyring, settings)
-    for i in range(5):
-        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
-    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    _journal(store, [record(i) for i in range(5)])
     sequencer.run_once()
     assert store.redis.llen(keys.ledger_bodies(LOG_A, 0)) == 5
     raws = _raw_bodies(store, LOG_A)
@@ -200,9 +201,7 @@ def test_a_block_whose_every_leaf_was_pruned_is_deleted(
     monkeypatch.setattr(storage, "BODY_BLOCK", 8)
     keyring = Keyring(settings.signing_keys_file)
     sequencer = Sequencer(store, keyring, settings)
-    for i in range(20):
-        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i, t=1_700_000_000 + i))})
-    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    _journal(store, [record(i, t=1_700_000_000 + i) for i in range(20)])
     sequencer.run_once()
     assert [store.redis.llen(keys.ledger_bodies(LOG_A, b)) for b in range(4)] == [8, 8, 4, 0]
     assert prune_log(store, LOG_A, 1_700_000_010) == 10
@@ -220,9 +219,7 @@ def test_migration_9_packs_the_bodies_of_earlier_releases_into_lists(
 
     keyring = Keyring(settings.signing_keys_file)
     sequencer = Sequencer(store, keyring, settings)
-    for i in range(7):
-        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
-    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    _journal(store, [record(i) for i in range(7)])
     sequencer.run_once()
     texts = [stored_body(store, LOG_A, i) for i in range(7)]
     # as releases before it stored them: the canonical JSON itself in a hash per log; one body is
@@ -297,9 +294,7 @@ def test_record_ids_live_in_small_compact_maps_and_migration_11_moves_the_old_on
     monkeypatch.setattr(storage, "ID_BLOCK", 4)
     keyring = Keyring(settings.signing_keys_file)
     sequencer = Sequencer(store, keyring, settings)
-    for i in range(10):
-        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
-    store.redis.sadd(keys.journals_index(LOG_A), APP_A)
+    _journal(store, [record(i) for i in range(10)])
     sequencer.run_once()
     maps = [store.redis.hgetall(keys.ledger_ids(LOG_A, b)) for b in range(3)]
     assert [len(m) for m in maps] == [4, 4, 2]

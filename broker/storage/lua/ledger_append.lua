@@ -13,6 +13,8 @@
 -- Returns how many records were appended; errors (nothing written) if the lock was lost, the
 -- tree grew meanwhile or a record is already sequenced.
 
+-- include: views
+
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEDGER lock lost') end
 local size = tonumber(redis.call('GET', KEYS[2]) or '0')
 if size ~= tonumber(ARGV[2]) then return redis.error_reply('LEDGER tree size changed') end
@@ -38,18 +40,11 @@ local function room(k, need)
   local target = need + math.max(32, math.floor(len / 8))
   redis.call('SET', KEYS[k], (redis.call('GET', KEYS[k]) or '') .. string.rep('\0', target - len))
 end
--- How many entries a view holds: those before its first zero entry (ledger times are positive).
+-- How many entries a view holds (found once per view and batch, then counted here).
 local entries = {}
 local function used(k, w)
-  if entries[k] then return entries[k] end
-  local lo, hi = 0, math.floor(redis.call('STRLEN', KEYS[k]) / w)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    local _, t = struct.unpack('>I4d', redis.call('GETRANGE', KEYS[k], mid * w, mid * w + w - 1))
-    if t > 0 then lo = mid + 1 else hi = mid end
-  end
-  entries[k] = lo
-  return lo
+  if not entries[k] then entries[k] = view_length(KEYS[k], w) end
+  return entries[k]
 end
 local ops = cjson.decode(ARGV[5])
 for _, op in ipairs(ops) do

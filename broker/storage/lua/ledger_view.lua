@@ -11,23 +11,17 @@
 -- Returns {index, time, index, time, ..., stop}: times as strings (%.17g); stop is '' when the
 -- page filled or the range ended, else '<time> <index>' of the last entry looked at (the reader
 -- goes on from there).
+-- Derived keys: none; the views fragment reads only the view it is given, KEYS[1] (so every key
+--   carries the hash tag of KEYS[1]).
+
+-- include: views
 
 local w = tonumber(ARGV[1])
 local forward = ARGV[2] == 'f'
 local since, till = tonumber(ARGV[3]), tonumber(ARGV[4])
 local after_t, after_i = tonumber(ARGV[5]), tonumber(ARGV[6])
 local want, budget = tonumber(ARGV[7]), tonumber(ARGV[10])
--- the entries: those before the first zero one (the sequencer grows a view ahead of its entries)
-local n
-do
-  local lo, hi = 0, math.floor(redis.call('STRLEN', KEYS[1]) / w)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    local _, t = struct.unpack('>I4d', redis.call('GETRANGE', KEYS[1], mid * w, mid * w + w - 1))
-    if t > 0 then lo = mid + 1 else hi = mid end
-  end
-  n = lo
-end
+local n = view_length(KEYS[1], w)
 
 local function codes(raw)
   if raw == '' then return nil end
@@ -37,11 +31,7 @@ local function codes(raw)
 end
 local apps, orgs = codes(ARGV[8]), codes(ARGV[9])
 
-local function entry(p)  -- 0-based position -> index, time, raw entry
-  local raw = redis.call('GETRANGE', KEYS[1], p * w, p * w + w - 1)
-  local i, t = struct.unpack('>I4d', raw)
-  return i, t, raw
-end
+local function entry(p) return view_entry(KEYS[1], w, p) end  -- 0-based position -> index, time
 -- the first position in [0, n] at which the monotone predicate (true, ..., true, false, ...) is false
 local function first_false(pred)
   local lo, hi = 0, n

@@ -3,23 +3,17 @@
 -- KEYS[1]  the view (broker.ledger.views)
 -- ARGV[1]  entry width           ARGV[2]  cutoff (unix seconds)
 -- Returns the leaf indexes of the removed entries, in order; a view left empty is deleted.
+-- Derived keys: none; the views fragment reads only the view it is given, KEYS[1] (so every key
+--   carries the hash tag of KEYS[1]).
+
+-- include: views
 
 local w, cutoff = tonumber(ARGV[1]), tonumber(ARGV[2])
--- the entries: those before the first zero one (the sequencer grows a view ahead of its entries)
-local n
-do
-  local lo, hi = 0, math.floor(redis.call('STRLEN', KEYS[1]) / w)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    local _, t = struct.unpack('>I4d', redis.call('GETRANGE', KEYS[1], mid * w, mid * w + w - 1))
-    if t > 0 then lo = mid + 1 else hi = mid end
-  end
-  n = lo
-end
+local n = view_length(KEYS[1], w)
 local lo, hi = 0, n
 while lo < hi do
   local mid = math.floor((lo + hi) / 2)
-  local _, t = struct.unpack('>I4d', redis.call('GETRANGE', KEYS[1], mid * w, mid * w + w - 1))
+  local _, t = view_entry(KEYS[1], w, mid)
   if t < cutoff then lo = mid + 1 else hi = mid end
 end
 if lo == 0 then return {} end
