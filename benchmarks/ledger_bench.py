@@ -27,6 +27,7 @@ import argparse
 import json
 import multiprocessing as mp
 import random
+import re
 import sys
 import tempfile
 import time
@@ -223,11 +224,15 @@ def memory(url: str, cluster: bool, tmp: Path, count: int) -> dict[str, Any]:
     loaded = _used(masters)
     ledger_by_master = []
     keys_by_master = []
+    by_kind: dict[str, int] = {}
     for m in masters:
         total, n_keys = 0, 0
         for key in m.scan_iter(match="b:{ledger:*", count=1000):
-            total += int(m.memory_usage(key, samples=0) or 0)
+            used = int(m.memory_usage(key, samples=0) or 0)
+            total += used
             n_keys += 1
+            kind = _KIND.sub("<n>", _ID.sub("<id>", key.decode() if isinstance(key, bytes) else str(key)))
+            by_kind[kind] = by_kind.get(kind, 0) + used
         ledger_by_master.append(total)
         keys_by_master.append(n_keys)
     pruned = prune(store, t0 + count)
@@ -241,7 +246,12 @@ def memory(url: str, cluster: bool, tmp: Path, count: int) -> dict[str, Any]:
         "ledger_key_bytes_per_master": ledger_by_master,
         "ledger_keys_per_master": keys_by_master,
         "used_memory_growth_per_master": [a - b for a, b in zip(loaded, before, strict=True)],
+        "bytes_per_record_by_kind": {k: v / count for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
     }
+
+
+_ID = re.compile(r"(usr|app|org|gr|in)_[0-9a-f]{16}")
+_KIND = re.compile(r"(?<=\{ledger:)\d+(?=\})|(?<=:)\d+$")
 
 
 def _spread(values: list[int]) -> str:
@@ -285,6 +295,10 @@ def main() -> None:
             f"  memory per pruned record:              {mem['bytes_per_pruned_record']:6.0f} B"
             "   (goal <= 64 B)"
         )
+        print("  where a record's bytes are (MEMORY USAGE by key kind):")
+        for kind, per_record in mem["bytes_per_record_by_kind"].items():
+            if per_record >= 0.5:
+                print(f"    {per_record:7.1f} B  {kind}")
         if len(mem["ledger_key_bytes_per_master"]) > 1:
             print(
                 f"  ledger bytes per master:  {_spread(mem['ledger_key_bytes_per_master'])}   (goal <= 1.5x)"
