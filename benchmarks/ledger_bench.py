@@ -110,6 +110,11 @@ def _sequencer(url: str, cluster: bool, settings_dir: str, total: int, stop: Any
             time.sleep(0.01)
 
 
+def _cpu(master: redis.Redis) -> float:
+    info = master.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def _sequenced(store: Store) -> int:
     pipe = store.redis.pipeline(transaction=False)
     for name in logs.names(store):
@@ -156,6 +161,8 @@ def throughput(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> 
         proc.start()
     for _ in writers:
         out.get()  # every writer has imported, connected and loaded the scripts
+    masters = _masters(url, cluster)
+    cpu_before = [_cpu(m) for m in masters]
     started = time.monotonic()
     go.set()
     for proc in writers:
@@ -165,6 +172,7 @@ def throughput(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> 
     while _sequenced(store) < args.records and time.monotonic() < deadline:
         time.sleep(0.02)
     all_done = time.monotonic() - started
+    redis_cpu = [_cpu(m) - b for m, b in zip(masters, cpu_before, strict=True)]
     stop.set()
     for proc in seqs:
         proc.join(30)
@@ -174,6 +182,10 @@ def throughput(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> 
         "end_to_end_per_s": args.records / all_done,
         "gate_per_s": args.records / gate_done,
         "gate_per_s_per_writer": args.records / sum(writer_secs),
+        # Redis's own CPU (INFO cpu) while the records went through: per record, and the busiest
+        # master's share of one core over the run (near 1.0: Redis is the limit; far below: the clients)
+        "redis_cpu_us_per_record": sum(redis_cpu) / args.records * 1e6,
+        "busiest_master_core_share": max(redis_cpu) / all_done,
     }
 
 
@@ -289,6 +301,10 @@ def main() -> None:
         print(f"\n{label}")
         print(f"  end to end (gate commit + sequencing): {res['end_to_end_per_s']:8.0f} records/s")
         print(f"  gate commit alone:                     {res['gate_per_s']:8.0f} records/s")
+        print(
+            f"  Redis CPU per record: {res['redis_cpu_us_per_record']:6.0f} us; busiest master "
+            f"{res['busiest_master_core_share']:.0%} of a core over the run"
+        )
         print(f"  memory per record ({mem['records']} records, all indexes): {mem['bytes_per_record']:6.0f} B"
               "   (goal <= 300 B)")  # fmt: skip
         print(

@@ -410,7 +410,9 @@ class Sequencer:
                 n,
                 json.dumps([r["id"] for r in records]),
                 json.dumps(ops),
-                json.dumps(storage.id_blocks(start, storage.RECENT_LEAVES)),
+                # the last batch's maps: a second guard (the maps of RECENT_LEAVES were read above,
+                # under the same lock), a few hundred lookups instead of tens of thousands
+                json.dumps(storage.id_blocks(start, self.batch_size)),
             ],
         )
         self.store.confirm_durable(keys.ledger_size(log_name))
