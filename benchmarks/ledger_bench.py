@@ -208,24 +208,26 @@ def memory(url: str, cluster: bool, tmp: Path, count: int) -> dict[str, Any]:
     # warm: every log's keys exist once (a first record), so the growth is per record
     before = _used(masters)
     t0 = 1_750_000_000.0
+    catalog_version = f"{rng.getrandbits(64):016x}"
     for n in range(count):
         org = orgs[n % len(orgs)] if n % 10 < 3 else None
         app = apps[rng.randrange(len(apps))]
+        request_id = f"{rng.getrandbits(64):016x}"  # as the web layer makes it (16 hex digits)
         journal(
             store,
-            {
-                "id": f"r{rng.getrandbits(64):016x}-1",
+            {  # a record as the gate writes it (gate_disclose.lua)
+                "id": f"{request_id}-1",
                 "time": t0 + n * 0.013,
                 "app": app,
-                "developer": f"usr_{abs(hash(app)) % 10**16:016d}",
+                "developer": f"usr_{abs(hash(app)) % 16**16:016x}",
                 "audience": "organization" if org else "individual",
                 "org": org,
                 "person": people[rng.randrange(len(people))],
-                "grant": f"gr_{rng.getrandbits(64):016x}",
+                "grant": f"in_{rng.getrandbits(64):016x}" if org else f"gr_{rng.getrandbits(64):016x}",
                 "fields": ["user_id", "nickname"],
-                "endpoint": "/v1/orgs/x/members" if org else "/v1/me",
-                "request_id": f"r{rng.getrandbits(64):016x}",
-                "catalog_version": "1",
+                "endpoint": "GET /v1/orgs/{org_id}/members" if org else "GET /v1/me",
+                "request_id": request_id,
+                "catalog_version": catalog_version,
             },
         )
     while _sequenced(store) < count:

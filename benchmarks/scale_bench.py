@@ -385,7 +385,7 @@ def build_size(size: int, args: argparse.Namespace, directory: Path, stack: cont
         batch = [person] + [people[1 + (start - 1 + k) % (len(people) - 1)] for k in range(PAGE - 1)]
         gate.authorize_and_record(
             org_token, kind="installation", required_scope=MEMBER_SCOPE,
-            endpoint="GET /v1/orgs/{org_id}/members", request_id=f"bulk{i}-{secrets.token_hex(4)}",
+            endpoint="GET /v1/orgs/{org_id}/members", request_id=secrets.token_hex(8),  # as the web layer
             org_id=org_id, persons=batch,
         )  # fmt: skip
 
@@ -445,7 +445,7 @@ def build_size(size: int, args: argparse.Namespace, directory: Path, stack: cont
     def gate_me(i: int) -> None:
         disclosed = gate.authorize_and_record(
             me_token, kind="grant", required_scope="openid", endpoint="GET /v1/me",
-            request_id=f"me{i}-{secrets.token_hex(4)}",
+            request_id=secrets.token_hex(8),
         )  # fmt: skip
         gate.profiles(disclosed, [disclosed.subject])
 

@@ -4,17 +4,12 @@
 * ``ledger_bodies(block)`` lists: the bodies of :data:`BODY_BLOCK` consecutive leaves, leaf ``i`` at
   position ``i % BODY_BLOCK`` of list ``i // BODY_BLOCK`` (a list keeps its elements packed: about 4
   bytes each beyond the body, where a hash field costs about 75). A body is the record's canonical
-  JSON (exactly the leaf data) packed by :func:`pack_body` (DEFLATE with a preset dictionary of the
-  record's keys and common values: about 130 bytes instead of 360-420), or the plain canonical JSON
-  (any record packing would not shorten). :func:`unpack_body` gives back the exact canonical bytes,
-  so leaf hashes, proofs and verification are unchanged. A pruned leaf's element is empty, and a
-  block whose every leaf was pruned is deleted.
-* ``ledger_hashes(L)`` strings: the 32-byte hash of each complete, aligned subtree of 2**L leaves
-  (level 0 = leaf hashes), the i-th at byte 32 * i: 32 bytes a hash, with no per-entry overhead
-  (the hex hashes of a hash per level cost about 130 bytes each). Appending a leaf writes at most
-  log2(n) + 1 of them (``SETRANGE``), and every proof is a handful of O(1) ``GETRANGE``s
-  (``merkle.range_hash``), never a rehash of the tree. A hash never written reads as 32 zero bytes
-  (or nothing, past the end): missing, since no SHA-256 is all zeros.
+  JSON (exactly the leaf data) packed by :func:`pack_body` (``broker.ledger.bodies``: the record's
+  fields in a compact binary form, about 80 bytes for a 360-420 byte record, or DEFLATE with a
+  preset dictionary, about 130, whichever gives the JSON back exactly and is shorter).
+  :func:`unpack_body` gives back the exact canonical bytes, so leaf hashes, proofs and verification
+  are unchanged. A pruned leaf's element is empty, and a block whose every leaf was pruned is
+  deleted.
 * ``ledger_ids(block)`` hashes: record id -> index for :data:`ID_BLOCK` consecutive leaves (few enough
   entries for Redis's compact listpack encoding: about 25 bytes a record, where one hash per log
   costs about 90). The sequencer finds a record id it may have appended already in the blocks of
@@ -27,11 +22,9 @@
 
 from __future__ import annotations
 
-import json
-import zlib
 from typing import Any
 
-from broker.ledger import merkle
+from broker.ledger import bodies, merkle
 from broker.storage import keys
 from broker.storage.store import Store
 
@@ -49,44 +42,20 @@ class LedgerCorrupt(Exception):
 
 # -- record bodies ------------------------------------------------------------------------------
 
-PACKED_V1 = b"\x01"  # first byte of a packed body (a plain one starts with "{")
-# The preset dictionary of format 1: the canonical record's keys in their sorted order and the values
-# most records share. Frozen: every body packed with it needs exactly these bytes to be read (a
-# different dictionary is a new format byte).
-_ZDICT_V1 = (
-    b'"corrects":"","corrects_index":,"delivered":false,'
-    b'"endpoint":"POST /oauth/token (id_token)","endpoint":"GET /v1/orgs/{org_id}/members/{user_id}",'
-    b'"fields":["user_id","nickname","avatar","departments","org_name"],'
-    b'{"app":"app_","audience":"individual","catalog_version":"","developer":"usr_","endpoint":"GET /v1/me",'
-    b'"endpoint":"userinfo","fields":["user_id","nickname","avatar"],"grant":"gr_","id":"","index":,"log":"0",'
-    b'"org":null,"person":"usr_","request_id":"","time":17'
-    b'{"app":"app_","audience":"organization","catalog_version":"","developer":"usr_",'
-    b'"endpoint":"GET /v1/orgs/{org_id}/members","fields":["user_id","nickname"],"grant":"in_","id":"",'
-    b'"index":,"log":"0","org":"org_","person":"usr_","request_id":"","time":17'
-)
-MAX_BODY_BYTES = 64 * 1024  # a packed body never unpacks to more (a record is well under 1 KiB)
+PACKED = (bodies.DEFLATED, bodies.FIELDS)  # first bytes of the packed forms (a plain body: "{")
 
 
 def pack_body(body: bytes) -> bytes:
-    """What ``ledger_records`` stores for the canonical JSON ``body``."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V1)
-    packed = PACKED_V1 + packer.compress(body) + packer.flush()
-    return packed if len(packed) < len(body) else body
+    """What a body list stores for the canonical JSON ``body`` (``broker.ledger.bodies``)."""
+    return bodies.pack(body)
 
 
 def unpack_body(raw: bytes) -> bytes:
-    """The canonical JSON of a stored body; LedgerCorrupt if it is neither form (changed)."""
-    if raw[:1] == b"{":
-        return raw
-    if raw[:1] == PACKED_V1:
-        try:
-            unpacker = zlib.decompressobj(-15, _ZDICT_V1)
-            body = unpacker.decompress(raw[1:], MAX_BODY_BYTES)
-            if unpacker.eof and not unpacker.unused_data and body[:1] == b"{":
-                return body
-        except zlib.error:
-            pass
-    raise LedgerCorrupt("a stored record body is neither canonical JSON nor a packed body")
+    """The canonical JSON of a stored body; LedgerCorrupt if it is in no known form (changed)."""
+    try:
+        return bodies.unpack(raw)
+    except bodies.Unreadable as exc:
+        raise LedgerCorrupt(f"a stored record body is unreadable: {exc}") from None
 
 
 ID_BLOCK = 128  # leaves per id map: at most 128 fields keeps a Redis hash in its compact encoding
@@ -179,9 +148,7 @@ def drop_block_if_pruned(store: Store, log: str, block: int) -> bool:
     return True
 
 
-def canonical(record: dict[str, Any]) -> bytes:
-    """The leaf data: sorted keys, no spaces, UTF-8 (so anyone can recompute the leaf hash)."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+canonical = bodies.canonical  # the leaf data: sorted keys, no spaces, UTF-8
 
 
 def member(index: int) -> str:
