@@ -367,8 +367,8 @@ def records_for_org(
         sources, logs = _person_sources(store, filters.person, [filters.app] if filters.app else [], oid)
     else:
         logs = ledger_logs.all_logs(store)
-        view = {"org": oid} | ({"app": filters.app} if filters.app else {})
-        sources = [Source(log, keys.ledger_view(log, **view)) for log in logs]
+        apps = (views.code(filters.app),) if filters.app else ()
+        sources = [Source(log, keys.ledger_view(log, org=oid), apps) for log in logs]
     return _read(store, sources, logs, filters, cursor, limit, proofs=True, view=_name(dims), wanted=wanted)
 
 

@@ -7,11 +7,14 @@ the first zero entry ends the view):
 * ``person=<uid>``: every record about that person (20 bytes an entry: the leaf index, the ledger
   time, and 4-byte codes of the record's app and organization, so that a person's records can be
   filtered by app or organization inside Redis without reading a body);
-* ``app=<client_id>``, ``org=<oid>`` and ``app=<client_id>|org=<oid>`` (12 bytes: the index and the
-  ledger time); ``org`` views hold only records made through an installation.
+* ``org=<oid>``: the records made through the organization's installations (16 bytes: the index,
+  the ledger time and the app's code, so that an organization's records can be filtered by app the
+  same way);
+* ``app=<client_id>`` (12 bytes: the index and the ledger time).
 
-Every other filter (an app's records about one person, an organization's about one member, ...)
-reads the person's view, which lives in the person's one log, filtered by those codes. A code is
+Every other filter (an app's records about one person, an organization's about one member, an
+organization's of one app, ...) reads the person's view, which lives in the person's one log, or
+the organization's, filtered by those codes. A code is
 the first 4 bytes of the SHA-1 of the id: two ids may share one (about one pair in 4 billion), so a
 reader also checks each record it returns (``reading``).
 
@@ -23,7 +26,7 @@ ledger-time order and one binary search finds where a time range or a cursor sta
 ledger time is before the cutoff (a prefix of every view, cut off by ``ledger_view_cut.lua``).
 
 Compared with a sorted-set entry per record per view (about 105 bytes each once a set is large, and
-seven views for a record made through an installation), a record costs 32 bytes in views (44 for one
+seven views for a record made through an installation), a record costs 32 bytes in views (48 for one
 made through an installation), whatever the sizes.
 """
 
@@ -36,8 +39,10 @@ from typing import Any
 from broker.storage import keys
 
 ENTRY = struct.Struct(">Id")  # leaf index, ledger time
+ORG_ENTRY = struct.Struct(">Id4s")  # leaf index, ledger time, app code
 PERSON_ENTRY = struct.Struct(">Id4s4s")  # leaf index, ledger time, app code, organization code
 WIDTH = ENTRY.size
+ORG_WIDTH = ORG_ENTRY.size
 PERSON_WIDTH = PERSON_ENTRY.size
 NO_ORG = bytes(4)
 MAX_INDEX = 2**32 - 1  # a log holds at most this many leaves (the index is 4 bytes)
@@ -72,13 +77,15 @@ def entries(record: dict[str, Any], log: str, index: int, at: float) -> list[tup
     personal = PERSON_ENTRY.pack(index, at, code(app), code(org) if org else NO_ORG)
     found = [(keys.ledger_view(log, person=person), personal), (keys.ledger_view(log, app=app), short)]
     if org:
-        found += [(keys.ledger_view(log, org=org), short), (keys.ledger_view(log, org=org, app=app), short)]
+        found.append((keys.ledger_view(log, org=org), ORG_ENTRY.pack(index, at, code(app))))
     return found
 
 
 def width(key: str) -> int:
     """The entry width of a view key."""
-    return PERSON_WIDTH if ":v:person=" in key else WIDTH
+    if ":v:person=" in key:
+        return PERSON_WIDTH
+    return ORG_WIDTH if ":v:org=" in key else WIDTH
 
 
 def unpack(raw: bytes, entry_width: int) -> list[tuple[int, float]]:

@@ -381,16 +381,17 @@ def test_a_cursor_of_one_order_is_refused_by_the_other(client: Any, filled: Stor
 def test_a_filtered_read_stops_at_its_budget_and_its_cursor_goes_on(
     store: Store, sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch, newest: bool
 ) -> None:
-    """A filter answered from a person's view (the person's records of one app, an app's or an org's
-    about one person) looks at most SCAN_BUDGET entries per page and view: a page may come back
-    short, never wrong, and its cursor goes on from where it stopped looking."""
+    """A filter answered from a person's or an org's view (the person's records of one app, an app's
+    about one person, an org's of one app) looks at most SCAN_BUDGET entries per page and view: a page
+    may come back short, never wrong, and its cursor goes on from where it stopped looking."""
     for n in range(30):
-        journal(store, record(n, t=T0 + n, app=APP_A if n % 10 == 0 else APP_B))
+        journal(store, record(n, t=T0 + n, app=APP_A if n % 10 == 0 else APP_B, org=ACME))
     sequencer.run_once()
     monkeypatch.setattr(reading, "SCAN_BUDGET", 4)
     for read in (
         lambda f, c: reading.records_for_person(store, ALICE, f, c, limit=2),
         lambda f, c: reading.records_for_app(store, APP_A, replace(f, app=None, person=ALICE), c, limit=2),
+        lambda f, c: reading.records_for_org(store, ACME, f, c, limit=2),  # the org's view, by app code
     ):
         filters = reading.Filters(app=APP_A, newest_first=newest)
         pages: list[list[int]] = []

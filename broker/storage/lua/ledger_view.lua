@@ -1,7 +1,8 @@
 -- ledger_view.lua: one page of one reader view of one log (broker.ledger.views).
--- KEYS[1]  the view: fixed-width entries (index u32, ledger time f64 [, app code, org code]), in
+-- KEYS[1]  the view: fixed-width entries (index u32, ledger time f64 [, app code [, org code]]), in
 --          (ledger time, index) order
--- ARGV[1]  entry width (12, or 20 with the codes)      ARGV[2]  'f' (oldest first) | 'b' (newest first)
+-- ARGV[1]  entry width (12; 16 with the app code; 20 with both codes)
+-- ARGV[2]  'f' (oldest first) | 'b' (newest first)
 -- ARGV[3]  since, inclusive ('' for none)              ARGV[4]  until, inclusive ('' for none)
 -- ARGV[5]  after this ledger time ('' for none) ...    ARGV[6]  ... and this index, exclusive, in
 --          the direction read (entries (t, i) > (time, index) forwards, < backwards)
