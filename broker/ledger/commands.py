@@ -225,8 +225,8 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
     if any(storage.raw_block(store, log, (size + storage.BODY_BLOCK - 1) // storage.BODY_BLOCK)):
         raise _fail(store, log, size, "a record exists beyond the tree size (inserted)")
 
-    # every stored subtree hash must be what the records give
-    for level in range(1, len(tree.levels)):
+    # every stored subtree hash must be what the records give (levels 1-3 are not stored)
+    for level in filter(storage.stored_level, range(1, len(tree.levels))):
         expected = tree.levels[level]
         for start in range(0, len(expected), CHUNK):
             got = storage.read_hashes(store, log, level, start, min(len(expected), start + CHUNK))
@@ -240,7 +240,8 @@ def verify_log(store: Store, jwks: dict[str, Any], log: str) -> dict[str, Any]:
                         f"the stored subtree hash at level {level} index {j} (leaves {first}.."
                         f"{((j + 1) << level) - 1}) differs from the records",
                     )
-    _progress(f"log {log}: verified {sum(len(lv) for lv in tree.levels[1:])} stored subtree hashes")
+    inner = sum(len(lv) for level, lv in enumerate(tree.levels) if level and storage.stored_level(level))
+    _progress(f"log {log}: verified {inner} stored subtree hashes")
 
     # checkpoints: signature, root, monotonic, consistent with the previous one
     total = int(r.llen(keys.ledger_checkpoints(log)))
@@ -321,10 +322,13 @@ def prune(store: Store, cutoff: float) -> int:
 
 def prune_log(store: Store, log: str, cutoff: float) -> int:
     """One log: every view drops its entries before ``cutoff`` (a prefix, ``ledger_view_cut.lua``);
-    the records the person views dropped (each record is in exactly one) lose their bodies. Work in
-    proportion to what is pruned, not to the log."""
+    the records the person views dropped (each record is in exactly one) lose their bodies and their
+    id entries. Records as recent as one still waiting in a journal are kept (``storage.waiting_since``)
+    until a later run. Work in proportion to what is pruned, not to the log."""
     r = store.redis
-    now = time.time()
+    waiting = storage.waiting_since(store, log)
+    if waiting is not None:
+        cutoff = min(cutoff, waiting)
     size = storage.size(store, log)
     cut = store.lua("ledger_view_cut")
     old: set[int] = set()
@@ -346,14 +350,14 @@ def prune_log(store: Store, log: str, cutoff: float) -> int:
                 continue
             try:
                 rec = json.loads(storage.unpack_body(body))
-                rec_time, rec_id = float(rec["time"]), str(rec["id"])
+                rec_id = str(rec["id"])
             except (ValueError, TypeError, KeyError, storage.LedgerCorrupt):
                 _progress(f"record {i} is not a valid record; left alone (run `broker ledger verify`)")
                 continue
             storage.drop_body(pipe, log, i)
             pipe.setbit(keys.ledger_pruned_bits(log), i, 1)
-            if rec_time < now - storage.SEQUENCED_KEEP_SECONDS:  # no journal or void names it
-                pipe.hdel(keys.ledger_ids(log, i // storage.ID_BLOCK), rec_id)
+            # no journal can hold it again; a void for it finds no body to correct either way
+            pipe.hdel(keys.ledger_ids(log, i // storage.ID_BLOCK), rec_id)
             blocks.add(storage.body_at(i)[0])
             queued += 1
         if queued:

@@ -393,8 +393,9 @@ class Sequencer:
             while idx & 1:
                 h = merkle.node_hash(edge.pop(level), h)
                 level, idx = level + 1, idx >> 1
-                command, offset, value = storage.hash_write(idx, h)
-                ops.append([command, pos(keys.ledger_hashes(level, log_name)), str(offset), value])
+                if storage.stored_level(level):  # levels 1-3: computed from the leaves when read
+                    command, offset, value = storage.hash_write(idx, h)
+                    ops.append([command, pos(keys.ledger_hashes(level, log_name)), str(offset), value])
             edge[level] = h
             clock = views.ledger_time(clock, record["time"])  # views are in its order
             for view_key, entry in views.entries(record, log_name, n, clock):

@@ -13,8 +13,15 @@
 * ``ledger_ids(block)`` hashes: record id -> index for :data:`ID_BLOCK` consecutive leaves (few enough
   entries for Redis's compact listpack encoding: about 25 bytes a record, where one hash per log
   costs about 90). The sequencer finds a record id it may have appended already in the blocks of
-  the last :data:`RECENT_LEAVES` leaves; a pruned record's entry goes once no journal or void can
-  name it (:data:`SEQUENCED_KEEP_SECONDS`).
+  the last :data:`RECENT_LEAVES` leaves; a pruned record's entry goes with its body (``broker ledger
+  prune`` leaves alone records as recent as one still waiting in a journal).
+* ``ledger_hashes(level)`` strings: the Merkle tree's complete aligned subtree hashes, 32 raw bytes
+  each, the one starting at leaf ``i * 2**level`` at byte ``32 * i``. Only the leaves (level 0) and
+  the levels from :data:`DERIVED_BELOW` up are stored: a hash of levels 1 .. ``DERIVED_BELOW - 1``
+  is computed from the at most 8 leaf hashes beneath it when a proof or a root needs it (one read
+  of 512 bytes and at most 15 SHA-256 per proof). That keeps 36 bytes of hashes per leaf where
+  every level would keep 64, which is what a pruned record costs, while every leaf hash stays: a
+  pruned record's inclusion and any consistency proof can still be made.
 * ``ledger_size``, ``ledger_pruned_bits`` (bit i set: leaf i's body was pruned),
   ``ledger_checkpoints``, ``ledger_clock`` and the reader views (``ledger_view(**dims)``,
   ``broker.ledger.views``).
@@ -22,6 +29,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from broker.ledger import bodies, merkle
@@ -31,9 +39,6 @@ from broker.storage.store import Store
 INDEX_WIDTH = 12  # a leaf index in a cursor: zero-padded to 12 digits
 HASH_BYTES = 32
 _MISSING = bytes(HASH_BYTES)
-# How long a record's id stays in ``ledger_ids`` once its body is pruned: longer than a void can
-# name it (``broker.gate.disclosure.VOID_TTL_SECONDS``, 7 days) and than any journal entry waits.
-SEQUENCED_KEEP_SECONDS = 8 * 86400
 
 
 class LedgerCorrupt(Exception):
@@ -85,6 +90,36 @@ def find_ids(store: Store, log: str, ids: list[str], blocks: list[int]) -> list[
             if value is not None:
                 found[n] = int(value)
     return found
+
+
+# How far out of order (and apart on the gate processes' clocks) records may reach one journal.
+JOURNAL_DISORDER_SECONDS = 60.0
+
+
+def waiting_since(store: Store, log: str) -> float | None:
+    """The time of the oldest record still waiting in this log's journals, less
+    :data:`JOURNAL_DISORDER_SECONDS` (None: no journal holds anything).
+
+    A record a sequencer appended and then crashed before deleting from its journal waits there a
+    second time, and the sequencer knows it by its id in the log's id map. Records older than this
+    are not waiting anywhere (and a record that arrives later is a new one), so their bodies and id
+    entries can both go."""
+    r = store.redis
+    clients = sorted(r.smembers(keys.journals_index(log)))
+    pipe = r.pipeline(transaction=False)
+    for client_id in clients:
+        pipe.xrange(keys.journal(client_id, log), "-", "+", count=1)
+    oldest: float | None = None
+    for batch in pipe.execute() if clients else []:
+        if not batch:
+            continue
+        entry_id, fields = batch[0]
+        try:
+            at = float(json.loads(fields.get("r", ""))["time"])
+        except (ValueError, TypeError, KeyError):
+            at = int(str(entry_id).partition("-")[0]) / 1000  # the gate's Redis clock
+        oldest = at if oldest is None else min(oldest, at)
+    return None if oldest is None else oldest - JOURNAL_DISORDER_SECONDS
 
 
 BODY_BLOCK = 1024  # leaves per body list (a multiple of 8: a block's pruned bits are whole bytes)
@@ -185,6 +220,15 @@ def read_hashes(store: Store, log: str, level: int, start: int, stop: int) -> li
     return split_hashes(pipe.execute()[0], stop - start)
 
 
+DERIVED_BELOW = 4  # levels 1 .. 3 are computed from the leaf hashes, not stored
+GROUP = 1 << DERIVED_BELOW  # leaves under one lowest stored inner hash
+
+
+def stored_level(level: int) -> bool:
+    """Whether the hashes of ``level`` are stored (the leaves, and every level from DERIVED_BELOW)."""
+    return level == 0 or level >= DERIVED_BELOW
+
+
 def hash_write(index: int, value: bytes) -> tuple[str, int, str]:
     """What ``ledger_append.lua`` writes for one subtree hash: (SETRANGE, byte offset, hex)."""
     return "SETRANGE", index * HASH_BYTES, value.hex()
@@ -218,7 +262,8 @@ def sizes(store: Store, logs: list[str]) -> dict[str, int]:
 
 
 class RedisTree:
-    """A ``merkle.TreeView`` over the stored subtree hashes, with a per-instance cache."""
+    """A ``merkle.TreeView`` over the stored subtree hashes, with a per-instance cache; the hashes
+    of the levels that are not stored are computed from the leaf hashes beneath them."""
 
     def __init__(self, store: Store, log: str) -> None:
         self.store = store
@@ -227,25 +272,45 @@ class RedisTree:
 
     def subtree(self, level: int, index: int) -> bytes:
         found = self._cache.get((level, index))
-        if found is None:
+        if found is not None:
+            return found
+        if not stored_level(level):
+            self.prefetch({(level, index)})
+            half = index << 1
+            found = merkle.node_hash(self.subtree(level - 1, half), self.subtree(level - 1, half + 1))
+        else:
             found = read_hashes(self.store, self.log, level, index, index + 1)[0]
             if found is None:
                 raise LedgerCorrupt(f"subtree hash level {level} index {index} is missing or malformed")
-            self._cache[(level, index)] = found
+        self._cache[(level, index)] = found
         return found
 
     def prefetch(self, wanted: set[tuple[int, int]]) -> None:
-        """Fetch many subtree hashes in one round trip (a pipeline of GETRANGEs)."""
-        missing = sorted(w for w in wanted if w not in self._cache)
-        if not missing:
+        """Fetch many subtree hashes in one round trip: one GETRANGE per run of neighbouring hashes of
+        a level (a hash that is not stored needs the leaves beneath it)."""
+        needed: set[tuple[int, int]] = set()
+        for level, index in wanted:
+            if (level, index) in self._cache:
+                continue
+            if stored_level(level):
+                needed.add((level, index))
+            else:
+                needed.update((0, leaf) for leaf in range(index << level, (index + 1) << level))
+        runs: list[tuple[int, int, int]] = []  # (level, first index, stop)
+        for level, index in sorted(w for w in needed if w not in self._cache):
+            if runs and runs[-1][0] == level and runs[-1][2] == index:
+                runs[-1] = (level, runs[-1][1], index + 1)
+            else:
+                runs.append((level, index, index + 1))
+        if not runs:
             return
         pipe = self.store.redis.pipeline(transaction=False)
-        for level, index in missing:
-            queue_hashes(pipe, self.log, level, index, index + 1)
-        for (level, index), raw in zip(missing, pipe.execute(), strict=True):
-            value = split_hashes(raw, 1)[0]
-            if value is not None:  # subtree() raises LedgerCorrupt with the details when it is needed
-                self._cache[(level, index)] = value
+        for level, start, stop in runs:
+            queue_hashes(pipe, self.log, level, start, stop)
+        for (level, start, stop), raw in zip(runs, pipe.execute(), strict=True):
+            for index, value in enumerate(split_hashes(raw, stop - start), start):
+                if value is not None:  # subtree() raises LedgerCorrupt with the details when needed
+                    self._cache[(level, index)] = value
 
     def prefetch_proofs(self, indexes: list[int], tree_size: int) -> None:
         """Load everything the inclusion proofs of ``indexes`` need, in one round trip."""

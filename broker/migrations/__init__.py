@@ -38,6 +38,7 @@ from broker.migrations import (
     m0009_packed_ledger_bodies,
     m0010_ledger_packed_views,
     m0011_ledger_id_blocks,
+    m0012_ledger_derived_levels,
 )
 from broker.storage import keys
 
@@ -71,6 +72,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0009_packed_ledger_bodies),
     _migration(m0010_ledger_packed_views),
     _migration(m0011_ledger_id_blocks),
+    _migration(m0012_ledger_derived_levels),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 

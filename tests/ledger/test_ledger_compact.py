@@ -6,6 +6,7 @@ A pruned leaf is one bit, and its id leaves the id map once nothing can name it 
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -13,7 +14,6 @@ import pytest
 
 from broker.config import Settings
 from broker.core.keyring import Keyring
-from broker.gate.disclosure import VOID_TTL_SECONDS
 from broker.ledger import checkpoints, logs, merkle, reading, storage, views
 from broker.ledger.commands import VerifyFailed, prune_log, verify
 from broker.ledger.sequencer import Sequencer
@@ -55,15 +55,15 @@ def _as_earlier_releases_wrote_it(store: Store, log: str) -> None:
 
 def test_each_stored_hash_is_32_bytes(store: Store, settings: Settings) -> None:
     sequencer = Sequencer(store, Keyring(settings.signing_keys_file), settings)
-    _journal(store, [record(i) for i in range(13)])
+    _journal(store, [record(i) for i in range(37)])
     sequencer.run_once()
     levels = _levels(store, LOG_A)
-    bodies = [stored_body(store, LOG_A, i).encode() for i in range(13)]
+    bodies = [stored_body(store, LOG_A, i).encode() for i in range(37)]
     tree = merkle.MemoryTree([merkle.leaf_hash(b) for b in bodies])
-    assert set(levels) == {0, 1, 2, 3}
+    assert set(levels) == {0, 4, 5}  # levels 1-3 are computed from the leaf hashes when needed
     for level, raw in levels.items():  # 32 bytes a hash at 32 * index; the string grows ahead in zeros
         written = b"".join(tree.levels[level])
-        assert len(written) == {0: 13, 1: 6, 2: 3, 3: 1}[level] * 32
+        assert len(written) == {0: 37, 4: 2, 5: 1}[level] * 32
         assert raw[: len(written)] == written and raw[len(written) :].strip(b"\0") == b""
         assert len(raw) <= len(written) + max(32, len(written) // 8) + 32  # an eighth ahead, not double
     assert store.redis.exists(keys.ledger_level(0, LOG_A)) == 0
@@ -75,11 +75,16 @@ def test_migration_5_rewrites_hex_hashes_once_and_the_logs_still_prove_and_verif
     keyring = Keyring(settings.signing_keys_file)
     write_legacy_log(store, settings, [record(0), record(1, person=BOB), record(2)])
     sequencer = Sequencer(store, keyring, settings)
-    for i in range(3, 10):
+    for i in range(3, 20):
         store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i))})
     store.redis.sadd(keys.journals_index(LOG_A), APP_A)
     sequencer.run_once()
-    written = {log: _levels(store, log) for log in (logs.LEGACY, LOG_A)}
+
+    def hashes(log: str) -> dict[int, bytes]:  # without the zeros a string grows ahead in
+        size = storage.size(store, log)
+        return {level: raw[: (size >> level) * 32] for level, raw in _levels(store, log).items()}
+
+    written = {log: hashes(log) for log in (logs.LEGACY, LOG_A)}
     for log in written:
         _as_earlier_releases_wrote_it(store, log)
     assert _levels(store, LOG_A) == {}
@@ -87,19 +92,19 @@ def test_migration_5_rewrites_hex_hashes_once_and_the_logs_still_prove_and_verif
     m0005_binary_merkle_hashes.up(store, settings)
     m0005_binary_merkle_hashes.up(store, settings)  # idempotent
     for log, levels in written.items():
-        assert _levels(store, log) == levels
+        assert hashes(log) == levels
         assert not any(store.redis.exists(keys.ledger_level(level, log)) for level in range(5))
     summary = verify(store, checkpoints.public_jwks(keyring))
-    assert summary["records"] == 10
+    assert summary["records"] == 20
     page = reading.records_for_person(store, ALICE, reading.Filters())
-    assert len(page.records) == 9 and all(e["inclusion_proof"] is not None for e in page.records)
+    assert len(page.records) == 19 and all(e["inclusion_proof"] is not None for e in page.records)
     proof = client.get(f"/ledger/v1/logs/{LOG_A}/leaves/3").get_json()
     assert proof["inclusion_proof"]
 
     # one changed byte of a stored hash is caught
-    flipped = bytes([_levels(store, LOG_A)[1][32 + 5] ^ 0xFF])
-    store.redis.setrange(keys.ledger_hashes(1, LOG_A), 32 + 5, flipped)
-    with pytest.raises(VerifyFailed, match=rf"log {LOG_A}: .*subtree hash at level 1 index 1"):
+    flipped = bytes([_levels(store, LOG_A)[4][5] ^ 0xFF])
+    store.redis.setrange(keys.ledger_hashes(4, LOG_A), 5, flipped)
+    with pytest.raises(VerifyFailed, match=rf"log {LOG_A}: .*subtree hash at level 4 index 0"):
         verify(store, checkpoints.public_jwks(keyring))
 
 
@@ -127,7 +132,7 @@ def test_migration_6_deletes_the_per_developer_indexes_and_the_view_stays(
     assert [e["index"] for e in page.records] == [0, 1, 2, 3]
 
 
-def test_pruning_keeps_one_bit_and_forgets_old_ids_and_migration_7_converts_the_old_map(
+def test_pruning_keeps_one_bit_forgets_ids_waits_for_the_journals_and_migration_7_converts_the_old_map(
     store: Store, settings: Settings
 ) -> None:
     keyring = Keyring(settings.signing_keys_file)
@@ -141,23 +146,37 @@ def test_pruning_keeps_one_bit_and_forgets_old_ids_and_migration_7_converts_the_
     checkpoints.sign(store, keyring, settings, LOG_A)
     assert prune_log(store, LOG_A, now) == 6
     assert storage.pruned_flags(store, LOG_A, 0, 8) == [True] * 6 + [False] * 2
-    sequenced = store.redis.hgetall(keys.ledger_ids(LOG_A, 0))
-    # a journal or a void can still name the recent ones (7 days): their ids stay, the old ones go
-    assert sorted(sequenced) == [record(4)["id"], record(5)["id"]]
+    # no journal holds anything: no record can come back to be deduplicated, every id goes
+    assert store.redis.exists(keys.ledger_ids(LOG_A, 0)) == 0
     assert store.redis.exists(keys.ledger_pruned(LOG_A)) == 0
     assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 6
-    assert storage.SEQUENCED_KEEP_SECONDS > VOID_TTL_SECONDS  # ids outlive every void that names them
+
+    # a record waits in a journal (a sequencer may have appended it and crashed before deleting it):
+    # records as recent as it, less a minute, keep their bodies and ids until a later run
+    for i, t in ((6, now - 1000), (7, now - 1000), (8, now - 100), (9, now - 100)):
+        store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(i, t=t))})
+    sequencer.run_once()
+    store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(10, t=now - 50))})
+    assert storage.waiting_since(store, LOG_A) == pytest.approx(now - 110)
+    assert prune_log(store, LOG_A, now) == 2
+    assert sorted(store.redis.hgetall(keys.ledger_ids(LOG_A, 0))) == [record(8)["id"], record(9)["id"]]
+    sequencer.run_once()  # the journal is empty again
+    assert storage.waiting_since(store, LOG_A) is None
+    assert prune_log(store, LOG_A, now) == 3
+    assert storage.pruned_flags(store, LOG_A, 0, 12) == [True] * 11 + [False]
+    assert store.redis.exists(keys.ledger_ids(LOG_A, 0)) == 0
+    assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 11
 
     # a store of an earlier release: the pruned map instead of the bits
     store.redis.delete(keys.ledger_pruned_bits(LOG_A))
-    store.redis.hset(keys.ledger_pruned(LOG_A), mapping={str(i): record(i)["id"] for i in range(6)})
+    store.redis.hset(keys.ledger_pruned(LOG_A), mapping={str(i): record(i)["id"] for i in range(11)})
     with pytest.raises(VerifyFailed, match="the record is missing and was not pruned"):
         verify(store, checkpoints.public_jwks(keyring))
     m0007_ledger_pruned_bitmap.up(store, settings)
     m0007_ledger_pruned_bitmap.up(store, settings)  # idempotent
-    assert storage.pruned_flags(store, LOG_A, 0, 6) == [True] * 6
+    assert storage.pruned_flags(store, LOG_A, 0, 11) == [True] * 11
     assert store.redis.exists(keys.ledger_pruned(LOG_A)) == 0
-    assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 6
+    assert verify(store, checkpoints.public_jwks(keyring))["logs"][LOG_A]["pruned"] == 11
 
 
 def _raw_bodies(store: Store, log: str) -> list[bytes | None]:
@@ -319,3 +338,46 @@ def test_record_ids_live_in_small_compact_maps_and_migration_11_moves_the_old_on
     assert store.redis.exists(keys.ledger_sequenced(LOG_A)) == 0
     assert [store.redis.hgetall(keys.ledger_ids(LOG_A, b)) for b in range(3)] == maps
     assert verify(store, checkpoints.public_jwks(keyring))["records"] == 10
+
+
+def test_migration_12_deletes_the_computed_levels_and_the_ids_of_pruned_records(
+    store: Store, settings: Settings, client
+) -> None:
+    """A log as an earlier release kept it: every level of the tree stored, and the ids of records
+    pruned while young still in the id map. Migration 12 deletes levels 1-3 (the leaf hashes give
+    them) and those ids (no journal waits), and the log still proves and verifies."""
+    from broker.migrations import m0012_ledger_derived_levels
+    from tests.support.ledger import write_hashes
+
+    keyring = Keyring(settings.signing_keys_file)
+    sequencer = Sequencer(store, keyring, settings)
+    now = time.time()
+    _journal(store, [record(i, t=now - 100 + i) for i in range(37)])
+    sequencer.run_once()
+    checkpoints.sign(store, keyring, settings, LOG_A)
+    ids = store.redis.hgetall(keys.ledger_ids(LOG_A, 0))
+    assert prune_log(store, LOG_A, now - 100 + 10) == 10
+    tree = merkle.MemoryTree([storage.RedisTree(store, LOG_A).leaf(i) for i in range(37)])
+    for level in (1, 2, 3):
+        write_hashes(store, LOG_A, level, dict(enumerate(tree.levels[level])))
+    store.redis.hset(keys.ledger_ids(LOG_A, 0), mapping=ids)  # as pruning young records left them
+
+    # a record waiting in a journal: the ids stay (it may need them), the levels go
+    store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(99, t=now))})
+    m0012_ledger_derived_levels.up(store, settings)
+    assert not any(store.redis.exists(keys.ledger_hashes(level, LOG_A)) for level in (1, 2, 3))
+    assert store.redis.hlen(keys.ledger_ids(LOG_A, 0)) == 37
+    store.redis.delete(keys.journal(APP_A, LOG_A))
+
+    m0012_ledger_derived_levels.up(store, settings)
+    m0012_ledger_derived_levels.up(store, settings)  # idempotent
+    assert store.redis.hgetall(keys.ledger_ids(LOG_A, 0)) == {
+        rid: index for rid, index in ids.items() if int(index) >= 10
+    }
+    assert _levels(store, LOG_A).keys() == {0, 4, 5}
+    summary = verify(store, checkpoints.public_jwks(keyring))
+    assert summary["records"] == 37 and summary["pruned"] == 10
+    for index in (3, 20):  # a pruned record's leaf still has its proof
+        leaf = client.get(f"/ledger/v1/logs/{LOG_A}/leaves/{index}").get_json()
+        proof = [base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)) for p in leaf["inclusion_proof"]]
+        assert proof == merkle.inclusion_proof(tree, index, 37)

@@ -330,7 +330,7 @@ def test_redis_failure_is_503_json_without_data(
 
 
 def test_missing_subtree_hash_is_a_logged_json_500(client: Any, filled: Store) -> None:
-    filled.redis.delete(keys.ledger_hashes(1, A))
+    filled.redis.delete(keys.ledger_hashes(0, A))  # the leaf hashes (the inner ones are computed from them)
     response = client.get(f"/ledger/v1/logs/{A}/leaves/0", headers={"Accept": "text/html"})
     assert response.status_code == 500
     assert response.mimetype == "application/problem+json" and response.get_json()["error"] == "server_error"

@@ -101,8 +101,25 @@ def test_changed_record_with_its_leaf_hash_is_still_caught(
     put(ledger, 6, rec)
     write_hashes(ledger, A, 0, {6: merkle.leaf_hash(storage.canonical(rec))})
     code, out, _ = run(capsys, "ledger", "verify")
+    assert code == 1  # nine leaves: no inner hash is stored (levels 1-3 are computed), the signed root
+    assert f"log {A}: checkpoint 1 (tree size 9): the signed root does not match the records" in out
+
+
+def test_changed_record_with_its_leaf_hash_is_caught_by_a_stored_inner_hash(
+    ledger: Store, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Past 16 leaves the level-4 hashes are stored: a record changed with its leaf hash, but not the
+    level-4 hash above it, is named by its leaves even before a checkpoint covers it."""
+    for i in range(9, 20):
+        journal(ledger, record(i, app=APP_B))
+    Sequencer(ledger, Keyring(settings.signing_keys_file), settings).run_once()
+    rec = body(ledger, 12)
+    rec["endpoint"] = "/v1/other"
+    put(ledger, 12, rec)
+    write_hashes(ledger, A, 0, {12: merkle.leaf_hash(storage.canonical(rec))})
+    code, out, _ = run(capsys, "ledger", "verify")
     assert code == 1
-    assert f"record 6 (id {record(6)['id']}): the stored subtree hash at level 1 index 3" in out
+    assert "the stored subtree hash at level 4 index 0 (leaves 0..15) differs from the records" in out
 
 
 def test_removed_record_is_named(ledger: Store, capsys: pytest.CaptureFixture[str]) -> None:

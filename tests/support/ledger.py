@@ -180,6 +180,7 @@ def write_hashes(store: Store, log: str, level: int, hashes: dict[int, bytes]) -
 
 
 def write_tree(store: Store, log: str, levels: list[list[bytes]]) -> None:
-    """Store every level of a tree (``merkle.MemoryTree(...).levels``)."""
+    """Store every stored level of a tree (``merkle.MemoryTree(...).levels``)."""
     for level, hashes in enumerate(levels):
-        write_hashes(store, log, level, dict(enumerate(hashes)))
+        if storage.stored_level(level):
+            write_hashes(store, log, level, dict(enumerate(hashes)))
