@@ -140,6 +140,25 @@ def test_void_after_sequencing_appends_a_correction_and_both_say_not_delivered(
     assert held["last_disclosure_at"] is None  # nothing was ever delivered to this app
 
 
+def test_a_void_for_a_record_pruned_with_its_id_settles_and_appends_nothing(
+    client: Any, store: Store, settings: Any, person: dict[str, Any]
+) -> None:
+    """``broker ledger prune`` drops a pruned record's id with its body: a void that arrives after
+    that finds nothing to correct (the body is gone either way) and appends nothing."""
+    from broker.ledger.commands import prune
+
+    response = client.get("/v1/me", headers=bearer(person["token"]))
+    assert response.status_code == 200
+    sequence(store, settings)
+    log = log_of(person["uid"], store)
+    assert prune(store, time.time() + 1) == 1
+    assert not store.redis.exists(keys.ledger_ids(log, 0))
+    assert void_request(store, person["client_id"], response.headers["X-Request-Id"], 1)
+    result = Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once()
+    assert (result.appended, result.corrected) == (0, 0) and storage.size(store, log) == 1
+    assert storage.pruned_flags(store, log, 0, 1) == [True]
+
+
 def test_a_failure_after_the_record_voids_it(
     client: Any, store: Store, settings: Any, person: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,8 +15,9 @@ Three forms, told apart by the first byte:
 
 :func:`pack` tries the binary form and keeps it only if :func:`unpack` gives back exactly the same
 bytes (so a record of an unforeseen shape, a key not in the table, a nested object, is never changed:
-it is stored in the DEFLATE form instead); :func:`unpack` of any stored body gives the canonical JSON
-whose hash is the leaf. The tables are frozen: a new table is a new first byte.
+it is stored in the DEFLATE form, or as the JSON when that is shorter); :func:`unpack` of any
+stored body gives the canonical JSON whose hash is the leaf. The tables are frozen: a new table is a
+new first byte.
 """
 
 from __future__ import annotations
@@ -249,16 +250,18 @@ def canonical(record: dict[str, Any]) -> bytes:
 
 
 def pack(body: bytes) -> bytes:
-    """What is stored for the canonical JSON ``body``: the shortest form that gives it back exactly."""
-    candidates = [body, _deflate(body)]
+    """What is stored for the canonical JSON ``body``: the binary form when it gives it back exactly
+    and is no longer than the JSON (every record the gate writes: 76-95 bytes, where DEFLATE gives
+    about 130 and costs more time than the rest of the sequencer's work on a record), else the
+    shorter of DEFLATE and the JSON itself."""
     binary = _fields(body)
-    if binary is not None:
+    if binary is not None and len(binary) <= len(body):
         try:
             if _unfields(binary) == body:
-                candidates.append(binary)
+                return binary
         except Unreadable:
             pass
-    return min(candidates, key=len)
+    return min(body, _deflate(body), key=len)
 
 
 def unpack(raw: bytes) -> bytes:

@@ -5,8 +5,8 @@
   position ``i % BODY_BLOCK`` of list ``i // BODY_BLOCK`` (a list keeps its elements packed: about 4
   bytes each beyond the body, where a hash field costs about 75). A body is the record's canonical
   JSON (exactly the leaf data) packed by :func:`pack_body` (``broker.ledger.bodies``: the record's
-  fields in a compact binary form, about 80 bytes for a 360-420 byte record, or DEFLATE with a
-  preset dictionary, about 130, whichever gives the JSON back exactly and is shorter).
+  fields in a compact binary form, about 80 bytes for a 360-420 byte record, when it gives the JSON
+  back exactly; else DEFLATE with a preset dictionary, about 130, or the JSON if shorter).
   :func:`unpack_body` gives back the exact canonical bytes, so leaf hashes, proofs and verification
   are unchanged. A pruned leaf's element is empty, and a block whose every leaf was pruned is
   deleted.
