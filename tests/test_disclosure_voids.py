@@ -159,6 +159,22 @@ def test_a_void_for_a_record_pruned_with_its_id_settles_and_appends_nothing(
     assert storage.pruned_flags(store, log, 0, 1) == [True]
 
 
+def test_pruning_a_voided_record_and_its_correction_forgets_the_void_mark(
+    client: Any, store: Store, settings: Any, person: dict[str, Any]
+) -> None:
+    """The mark that a record was corrected (``ledger_voided``) goes when the record is pruned."""
+    from broker.ledger.commands import prune
+
+    response = client.get("/v1/me", headers=bearer(person["token"]))
+    sequence(store, settings)
+    log = log_of(person["uid"], store)
+    assert void_request(store, person["client_id"], response.headers["X-Request-Id"], 1)
+    assert Sequencer(store, Keyring(settings.signing_keys_file), settings).run_once().corrected == 1
+    assert store.redis.hlen(keys.ledger_voided(log)) == 1
+    assert prune(store, time.time() + 1) == 2
+    assert not store.redis.exists(keys.ledger_voided(log))
+
+
 def test_a_failure_after_the_record_voids_it(
     client: Any, store: Store, settings: Any, person: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

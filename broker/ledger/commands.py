@@ -358,6 +358,7 @@ def prune_log(store: Store, log: str, cutoff: float) -> int:
             pipe.setbit(keys.ledger_pruned_bits(log), i, 1)
             # no journal can hold it again; a void for it finds no body to correct either way
             pipe.hdel(keys.ledger_ids(log, i // storage.ID_BLOCK), rec_id)
+            pipe.hdel(keys.ledger_voided(log), rec_id)  # its correction mark: nothing shows it now
             blocks.add(storage.body_at(i)[0])
             queued += 1
         if queued:

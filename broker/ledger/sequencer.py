@@ -54,6 +54,7 @@ HOLDBACK_MARGIN_MS = 2000
 _Voids = dict[str, dict[str, dict[str, Any]]]  # client id -> request id -> {"time", "records"}
 THIN_SECONDS = 3600  # how often each process thins a log's old checkpoints
 SWEEP_SECONDS = 300  # how often each process looks for journals missing from their index
+REJECTED_KEEP = 1000  # invalid journal entries kept per log for the operator (newest; 4 KiB each at most)
 VOID_SETTLE_MS = 60000  # a void is kept this long past the holdback before it may be forgotten
 
 
@@ -310,10 +311,9 @@ class Sequencer:
                     record = None
                 if not _valid(record) or ledger_logs.log_of(record["person"], count) != log_name:
                     log.error("journal %s entry %s is not a valid record; set aside", client_id, entry_id)
-                    r.rpush(
-                        keys.ledger_rejected(log_name),
-                        json.dumps({"app": client_id, "entry": entry_id, "r": raw}),
-                    )
+                    rejected = keys.ledger_rejected(log_name)
+                    r.rpush(rejected, json.dumps({"app": client_id, "entry": entry_id, "r": raw[:4096]}))
+                    r.ltrim(rejected, -REJECTED_KEEP, -1)
                     done.setdefault(client_id, []).append(entry_id)
                     result.rejected += 1
                     continue

@@ -357,7 +357,8 @@ def ledger_voided(log: str) -> str:
 
 
 def ledger_rejected(log: str) -> str:
-    """List: journal entries that were not valid records (kept for the operator, never sequenced)."""
+    """List: journal entries that were not valid records (kept for the operator, never sequenced;
+    the newest ``sequencer.REJECTED_KEEP``, each cut to 4 KiB)."""
     return ledger("rejected", log)
 
 

@@ -143,6 +143,21 @@ def test_invalid_journal_entries_are_set_aside(store: Store, sequencer: Sequence
     assert journal_length(store, APP_A) == 0
 
 
+def test_the_set_aside_entries_are_bounded(
+    store: Store, sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.ledger import sequencer as sequencer_module
+
+    monkeypatch.setattr(sequencer_module, "REJECTED_KEEP", 3)
+    store.redis.sadd(keys.journals_index(A), APP_A)
+    for n in range(5):
+        store.redis.xadd(keys.journal(APP_A, A), {"r": f"not json {n}" + "x" * 10_000})
+    assert sequencer.run_once().rejected == 5
+    kept = [json.loads(e) for e in store.redis.lrange(keys.ledger_rejected(A), 0, -1)]
+    assert [e["r"][:10] for e in kept] == ["not json 2", "not json 3", "not json 4"]  # the newest
+    assert all(len(e["r"]) == 4096 for e in kept)
+
+
 def test_one_sequencer_per_log_at_a_time_and_the_other_logs_go_on(store: Store, sequencer: Sequencer) -> None:
     journal(store, record(1))
     journal(store, record(2, person=BOB))
