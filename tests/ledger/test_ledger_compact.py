@@ -381,3 +381,15 @@ def test_migration_12_deletes_the_computed_levels_and_the_ids_of_pruned_records(
         leaf = client.get(f"/ledger/v1/logs/{LOG_A}/leaves/{index}").get_json()
         proof = [base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)) for p in leaf["inclusion_proof"]]
         assert proof == merkle.inclusion_proof(tree, index, 37)
+
+
+def test_waiting_since_reads_the_oldest_waiting_record_of_every_journal_of_the_log(store: Store) -> None:
+    """The oldest record waiting in any journal of the log, less a minute; an entry that is not a
+    record counts by its stream id's time (the gate's Redis clock)."""
+    assert storage.waiting_since(store, LOG_A) is None
+    store.redis.sadd(keys.journals_index(LOG_A), APP_A, "app_0000000000000b0b")
+    store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(1, t=1_700_000_500))})
+    store.redis.xadd(keys.journal(APP_A, LOG_A), {"r": json.dumps(record(2, t=1_700_000_100))})
+    assert storage.waiting_since(store, LOG_A) == 1_700_000_500 - 60  # the first entry of a journal
+    store.redis.xadd(keys.journal("app_0000000000000b0b", LOG_A), {"r": "not json"}, id="1700000200000-0")
+    assert storage.waiting_since(store, LOG_A) == 1_700_000_200 - 60
