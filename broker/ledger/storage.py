@@ -221,7 +221,6 @@ def read_hashes(store: Store, log: str, level: int, start: int, stop: int) -> li
 
 
 DERIVED_BELOW = 4  # levels 1 .. 3 are computed from the leaf hashes, not stored
-GROUP = 1 << DERIVED_BELOW  # leaves under one lowest stored inner hash
 
 
 def stored_level(level: int) -> bool:
