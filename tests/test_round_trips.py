@@ -1,9 +1,9 @@
 """Round trips to Redis on the hot paths, counted (not timed): every write a connection sends is one
 round trip, and the commands in it are read back from the wire.
 
-* ``GET /v1/me``, userinfo: on one Redis, one round trip for the gate (the token check, the journals
-  index entry and the record, one EVALSHA) and one for the profile (HMGET); on a cluster one more
-  for the journals index, which lives in another slot. Never a ``SCRIPT EXISTS``; after the server
+* ``GET /v1/me``, userinfo: one round trip for the gate (the token check and the record, one
+  EVALSHA) and one for the profile (HMGET); one more for the journals index, which lives in the log's
+  slot, only when the app's journal for that log was not announced to it in the last minute. Never a ``SCRIPT EXISTS``; after the server
   lost its scripts (``SCRIPT FLUSH``, as a restart or failover does) the next request still works.
 * Discovery, JWKS: one GET (the registry's redirect-URI version) with an Origin header, nothing
   without one; every app's URIs are read again only after an app changed, in any process.
@@ -65,24 +65,24 @@ def person(store, settings):
 
 
 def _gate_trips(store: Store) -> list[list[str]]:
-    """What the gate sends for one request: one EVALSHA, on one node and (once the app's journal for
-    the person's log is announced to that log's journals index) on a cluster."""
+    """What the gate sends for one request once the app's journal for the person's log is announced
+    to that log's journals index: one EVALSHA."""
     return [["EVALSHA"]]
 
 
-def test_on_a_cluster_only_a_journal_not_yet_announced_costs_the_index_round_trip(
+def test_only_a_journal_not_yet_announced_costs_the_index_round_trip(
     client, store, settings, person
 ) -> None:
-    """The logs' journals indexes live in the logs' slots: on a cluster the gate writes one only when
-    its script found the journal's announcement mark absent (first record, or after the sequencer
-    emptied the journal); on one node the script writes it itself."""
+    """The logs' journals indexes live in the logs' slots: the gate writes one only when its script
+    found the journal's announcement mark absent (first record, or after the sequencer emptied the
+    journal), on one node as on a cluster."""
     path = "/v1/me"
     forged = person["token"][:-4] + "AAAA"  # warms the script and the number of logs; records nothing
     assert client.get(path, headers=bearer(forged)).status_code == 401
     with round_trips() as trips:
         assert client.get(path, headers=bearer(person["token"])).status_code == 200
     gate = [t for t in trips if t != ["HMGET"]]
-    assert gate == ([["EVALSHA"], ["SADD"]] if store.cluster else [["EVALSHA"]])
+    assert gate == [["EVALSHA"], ["SADD"]]
     log = log_of(person["uid"], store)
     assert store.redis.smembers(keys.journals_index(log)) == {person["client_id"]}
     with round_trips() as trips:
@@ -97,7 +97,7 @@ def test_on_a_cluster_only_a_journal_not_yet_announced_costs_the_index_round_tri
     with round_trips() as trips:
         assert client.get(path, headers=bearer(person["token"])).status_code == 200
     gate = [t for t in trips if t != ["HMGET"]]
-    assert gate == ([["EVALSHA"], ["SADD"]] if store.cluster else [["EVALSHA"]])
+    assert gate == [["EVALSHA"], ["SADD"]]
     assert store.redis.smembers(keys.journals_index(log)) == {person["client_id"]}
     assert len(journal_records(store, person["client_id"])) == 1
 

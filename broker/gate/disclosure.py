@@ -6,10 +6,9 @@
           -> ledger record committed -> profile read for exactly those fields
           -> marshmallow schema built for exactly those fields -> response
 
-The token check and the journal append are one Lua script in the app's slot (one round trip on a
-single node, the journals index entries included; on a cluster, whose logs' journals indexes live
-in other slots, one more only when a journal was not announced to its index in the last minute;
-DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled
+The token check and the journal append are one Lua script in the app's slot (one round trip; the
+logs' journals indexes live in the logs' slots, so one more only when a journal was not announced to
+its index in the last minute; DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled
 installation or a suspended app is refused by the very next request, and a refused request writes
 no record. The
 record is committed (AOF ``appendfsync always``; WAIT when replicas are configured) before any
@@ -247,8 +246,8 @@ class Gate:
         return self._logs
 
     def _announce(self, client_id: str, logs: Iterable[str]) -> None:
-        """Add the app to the journals index of each log (cluster: only those whose journal's
-        announcement mark was absent). After the records: the sequencer's forget step looks at the
+        """Add the app to the journals index of each log whose journal's announcement mark was
+        absent. After the records: the sequencer's forget step looks at the
         journal again after removing an app, so it never loses one that is being written."""
         wanted = list(logs)
         if not wanted:
@@ -312,8 +311,6 @@ class Gate:
             json.dumps(person_args),
             self.logs(),
             client_id,
-            # one node: the script adds the index entries itself, with the records (one round trip)
-            "" if self.store.cluster else keys.journals_index("\0").split("\0")[0],
         ]
         result = self.store.batch().script(self._script, script_keys, script_args).execute()[-1]
         status = result[0]

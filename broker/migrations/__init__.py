@@ -19,6 +19,7 @@ the version moves on only once ``up`` returned), then one line in :data:`MIGRATI
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from broker.migrations import (
     m0010_ledger_packed_views,
     m0011_ledger_id_blocks,
     m0012_ledger_derived_levels,
+    m0013_ledger_spread_tags,
 )
 from broker.storage import keys
 
@@ -73,10 +75,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migration(m0010_ledger_packed_views),
     _migration(m0011_ledger_id_blocks),
     _migration(m0012_ledger_derived_levels),
+    _migration(m0013_ledger_spread_tags),
 )
 assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations out of order"
 
 SCHEMA_VERSION = MIGRATIONS[-1].number
+# the schema version from which a ledger log's keys carry the tag {ledger:NN.S} (keys.ledger_tag);
+# the migrations before it were written for {ledger:NN} and run with those names
+SPREAD_LEDGER_TAGS = m0013_ledger_spread_tags.NUMBER
 MIGRATE_LOCK_MS = 10 * 60 * 1000
 
 
@@ -180,7 +186,8 @@ def migrate(
     try:
         for index, m in enumerate(todo, 1):
             progress(f"[{index}/{len(todo)}] migration {m.number}: {m.description} ...")
-            m.up(store, settings)
+            with keys.plain_ledger_tags() if m.number < SPREAD_LEDGER_TAGS else contextlib.nullcontext():
+                m.up(store, settings)  # written for the ledger's keys as they were at its version
             store.redis.set(keys.schema_version(), m.number)
             progress(f"[{index}/{len(todo)}] migration {m.number}: done (schema version {m.number})")
     finally:

@@ -9,7 +9,8 @@ the entity that owns the operation, so the operation stays in one cluster slot:
   known from the token itself.
 * ``{u:<user_id>}`` - a person: profile, memberships index, grant index, owned apps.
 * ``{o:<org_id>}`` - an organization: profile, members, roles, installation index, audit trail.
-* ``{ledger:NN}`` - one of the ledger's logs: its Merkle tree, records, indexes, checkpoints and
+* ``{ledger:NN.S}`` - one of the ledger's logs (``NN``; ``S`` a number chosen so the logs' slots
+  are evenly spaced, :func:`ledger_tag`): its Merkle tree, records, indexes, checkpoints and
   journals index (written only by that log's sequencer, which moves records from app journals into
   the log). ``{ledger}`` is the frozen log of earlier releases.
 
@@ -18,6 +19,12 @@ Areas add their keys in their own section below; keep functions pure string buil
 """
 
 from __future__ import annotations
+
+import binascii
+import contextlib
+import contextvars
+import functools
+from collections.abc import Iterator
 
 PREFIX = "b:"
 
@@ -277,15 +284,64 @@ def voids_index() -> str:
 
 # --- ledger ----------------------------------------------------------------------------------
 # The ledger is N independent logs (BROKER_LEDGER_LOGS, fixed by ``ledger_log_count`` once data
-# exists). Log ``NN`` keeps all its keys under its own tag ``{ledger:NN}``, so logs spread over
+# exists). Log ``NN`` keeps all its keys under its own tag ``{ledger:NN.S}``, so logs spread over
 # cluster slots; a record goes to the log its person id hashes to (``broker.ledger.logs.log_of``).
 # ``legacy`` is the single log of releases before 0.3 (tag ``{ledger}``): frozen, still verifiable.
 
 LEGACY_LOG = "legacy"
+CLUSTER_SLOTS = 16384
+SPREAD_WINDOW = 32  # slots: a log's tag hashes into [its target, target + this)
+_plain_tags = contextvars.ContextVar("plain_ledger_tags", default=False)
+
+
+def _spaced(number: int) -> float:
+    """The van der Corput sequence in base 2 (0, 1/2, 1/4, 3/4, 1/8, 5/8, ...): any first N terms
+    are spread nearly evenly over [0, 1)."""
+    out, weight = 0.0, 0.5
+    while number:
+        out += weight * (number & 1)
+        number >>= 1
+        weight /= 2
+    return out
+
+
+@functools.cache
+def ledger_tag_suffix(log: str) -> int:
+    """The smallest S for which ``ledger:<log>.S`` hashes (CRC16, as Redis Cluster does) into the
+    slot window of log ``int(log)``, the window starting at that number's place in the van der
+    Corput sequence. Logs 0 .. N-1 so sit evenly over the slots (16 logs: one every 1,024 slots),
+    and any split of the slots into contiguous ranges of similar size (how Redis Cluster assigns
+    them) gives each master a similar number of logs: 6 / 5 / 5 of 16 on 3 masters, where the tags
+    ``{ledger:00}`` .. ``{ledger:15}`` of schema versions before 13 fell 4 / 4 / 8."""
+    target = int(_spaced(int(log)) * CLUSTER_SLOTS)
+    suffix = 0
+    while (_slot(f"ledger:{log}.{suffix}") - target) % CLUSTER_SLOTS >= SPREAD_WINDOW:
+        suffix += 1
+    return suffix
+
+
+def _slot(tag: str) -> int:
+    return binascii.crc_hqx(tag.encode(), 0) % CLUSTER_SLOTS  # Redis Cluster's CRC16 (XMODEM)
+
+
+@contextlib.contextmanager
+def plain_ledger_tags() -> Iterator[None]:
+    """Within this block, log ``NN`` has the tag ``{ledger:NN}`` of schema versions before 13:
+    ``broker migrate`` runs the migrations written for that layout in it, and migration 13 reads
+    the keys it moves from it."""
+    token = _plain_tags.set(True)
+    try:
+        yield
+    finally:
+        _plain_tags.reset(token)
 
 
 def ledger_tag(log: str) -> str:
-    return LEDGER_TAG if log == LEGACY_LOG else f"{PREFIX}{{ledger:{log}}}"
+    if log == LEGACY_LOG:
+        return LEDGER_TAG
+    if _plain_tags.get():
+        return f"{PREFIX}{{ledger:{log}}}"
+    return f"{PREFIX}{{ledger:{log}.{ledger_tag_suffix(log)}}}"
 
 
 def ledger_log_count() -> str:

@@ -7,11 +7,10 @@
 -- ARGV[8]  persons (JSON list of [user id, pairwise id])
 -- ARGV[9]  number of ledger logs (a person's records go to log sha1(person)[:8] % n, broker.ledger.logs)
 -- ARGV[10] the client id
--- ARGV[11] (a single node only) the prefix of the logs' journals index keys (b:{ledger:): the client
---          id is added to the index of each log written, with the records: one round trip. On a
---          cluster ('') those live in other slots: the script marks the journal announced (SET NX
---          with a TTL) and returns the logs whose mark was absent; only for those does the gate
---          write the index afterwards (the common case stays one round trip).
+-- The logs' journals indexes live in the logs' slots (keys.ledger_tag), not this one: the script
+-- marks each journal it writes announced (SET NX with a TTL) and returns the logs whose mark was
+-- absent; only for those does the gate add the app to the index afterwards (the common case stays
+-- one round trip; a gate that dies in between leaves it to the sequencer's sweep).
 -- Derived keys (the grant or installation, the pairwise map prefix .. ':pw:' .. org or '-', the
 --   journals prefix .. ':journal:' .. log and their marks): all carry the hash tag of KEYS[1] (the
 --   app's, b:{a:<client_id>}), so the script stays in one slot on a cluster.
@@ -71,7 +70,6 @@ local pairwise_map = tag .. ':pw:' .. (tok.kind == 'grant' and '-' or tok.subjec
 local developer = redis.call('HGET', KEYS[2], 'developer_id') or ''
 local logs = tonumber(ARGV[9])
 local client_id = ARGV[10]
-local index_prefix = ARGV[11] or ''
 local announce = {}
 local seen = {}
 for i, p in ipairs(persons) do
@@ -87,9 +85,7 @@ for i, p in ipairs(persons) do
   redis.call('XADD', journal, '*', 'r', cjson.encode(template))
   if not seen[log] then
     seen[log] = true
-    if index_prefix ~= '' then
-      redis.call('SADD', index_prefix .. log .. '}:journals', client_id)
-    elseif redis.call('SET', journal .. ':ann', '1', 'NX', 'EX', 60) then
+    if redis.call('SET', journal .. ':ann', '1', 'NX', 'EX', 60) then
       table.insert(announce, log)
     end
   end
