@@ -3,8 +3,9 @@ round trip, and the commands in it are read back from the wire.
 
 * ``GET /v1/me``, userinfo: one round trip for the gate (the token check and the record, one
   EVALSHA) and one for the profile (HMGET); one more for the journals index, which lives in the log's
-  slot, only when the app's journal for that log was not announced to it in the last minute. Never a ``SCRIPT EXISTS``; after the server
-  lost its scripts (``SCRIPT FLUSH``, as a restart or failover does) the next request still works.
+  slot, only when the app's journal for that log was not announced to it in the last minute. Never
+  a ``SCRIPT EXISTS``; after the server lost its scripts (``SCRIPT FLUSH``, as a restart or failover
+  does) the next request still works.
 * Discovery, JWKS: one GET (the registry's redirect-URI version) with an Origin header, nothing
   without one; every app's URIs are read again only after an app changed, in any process.
 """
@@ -70,9 +71,7 @@ def _gate_trips(store: Store) -> list[list[str]]:
     return [["EVALSHA"]]
 
 
-def test_only_a_journal_not_yet_announced_costs_the_index_round_trip(
-    client, store, settings, person
-) -> None:
+def test_only_a_journal_not_yet_announced_costs_the_index_round_trip(client, store, settings, person) -> None:
     """The logs' journals indexes live in the logs' slots: the gate writes one only when its script
     found the journal's announcement mark absent (first record, or after the sequencer emptied the
     journal), on one node as on a cluster."""
