@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -103,6 +104,8 @@ def _valid(record: Any) -> bool:
     if not isinstance(record, dict) or any(k not in record for k in REQUIRED) or "index" in record:
         return False
     if not isinstance(record["time"], int | float) or isinstance(record["time"], bool):
+        return False
+    if not math.isfinite(record["time"]):  # JSON's NaN and Infinity: no time to order it by
         return False
     return all(isinstance(record[k], str) and record[k] for k in ("id", "app", "person"))
 
@@ -338,7 +341,13 @@ class Sequencer:
         entries, done, more = self._read_journals(log_name, result, voids or {}, cutoff_ms)
         if entries:
             recent = storage.id_blocks(storage.size(self.store, log_name), storage.RECENT_LEAVES)
-            seen = storage.find_ids(self.store, log_name, [e.record["id"] for e in entries], recent)
+            seen = storage.find_ids(
+                self.store,
+                log_name,
+                [e.record["id"] for e in entries],
+                recent,
+                [float(e.record["time"]) for e in entries],
+            )
             fresh: list[_Entry] = []
             ids: set[str] = set()
             for entry, already in zip(entries, seen, strict=True):
@@ -377,31 +386,40 @@ class Sequencer:
             return str(key_pos[key])
 
         ops: list[list[str]] = []
+        blob = bytearray()  # the ops' binary values, one after the other (ledger_append.lua ARGV[7])
+
+        def value(data: bytes) -> str:
+            blob.extend(data)
+            return str(len(data))
+
         n = start
         indexes = []
         for record in records:
             body = storage.canonical({**record, "index": n, "log": log_name})
             leaf = merkle.leaf_hash(body)
             bodies = pos(keys.ledger_bodies(log_name, storage.body_at(n)[0]))  # in leaf order
-            ops.append(["RPUSHHEX", bodies, "", storage.pack_body(body).hex()])
+            ops.append(["RPUSHBIN", bodies, "", value(storage.pack_body(body))])
             ops.append(["HSET", pos(keys.ledger_ids(log_name, n // storage.ID_BLOCK)), record["id"], str(n)])
             if isinstance(record.get("corrects"), str):
                 ops.append(["HSET", pos(keys.ledger_voided(log_name)), record["corrects"], str(n)])
             level, idx, h = 0, n, leaf
-            command, offset, value = storage.hash_write(idx, h)
-            ops.append([command, pos(keys.ledger_hashes(0, log_name)), str(offset), value])
+            command, offset, data = storage.hash_write(idx, h)
+            ops.append([command, pos(keys.ledger_hashes(0, log_name)), str(offset), value(data)])
             while idx & 1:
                 h = merkle.node_hash(edge.pop(level), h)
                 level, idx = level + 1, idx >> 1
                 if storage.stored_level(level):  # levels 1-3: computed from the leaves when read
-                    command, offset, value = storage.hash_write(idx, h)
-                    ops.append([command, pos(keys.ledger_hashes(level, log_name)), str(offset), value])
+                    command, offset, data = storage.hash_write(idx, h)
+                    ops.append([command, pos(keys.ledger_hashes(level, log_name)), str(offset), value(data)])
             edge[level] = h
             clock = views.ledger_time(clock, record["time"])  # views are in its order
             for view_key, entry in views.entries(record, log_name, n, clock):
-                ops.append(["VIEWHEX", pos(view_key), "", entry.hex()])
+                ops.append(["VIEWBIN", pos(view_key), "", value(entry)])
             indexes.append(n)
             n += 1
+        for block in range(start // storage.ID_BLOCK, (n - 1) // storage.ID_BLOCK + 1):  # its newest time
+            command, offset, data = storage.id_time_write(block, clock)
+            ops.append([command, pos(keys.ledger_id_times(log_name)), str(offset), value(data)])
         ops.append(["SET", pos(keys.ledger_clock(log_name)), "", repr(clock)])
         self.store.lua("ledger_append")(
             keys=key_list,
@@ -414,6 +432,7 @@ class Sequencer:
                 # the last batch's maps: a second guard (the maps of RECENT_LEAVES were read above,
                 # under the same lock), a few hundred lookups instead of tens of thousands
                 json.dumps(storage.id_blocks(start, self.batch_size)),
+                bytes(blob),
             ],
         )
         self.store.confirm_durable(keys.ledger_size(log_name))

@@ -14,7 +14,10 @@
   entries for Redis's compact listpack encoding: about 25 bytes a record, where one hash per log
   costs about 90). The sequencer finds a record id it may have appended already in the blocks of
   the last :data:`RECENT_LEAVES` leaves; a pruned record's entry goes with its body (``broker ledger
-  prune`` leaves alone records as recent as one still waiting in a journal).
+  prune`` leaves alone records as recent as one still waiting in a journal). ``ledger_id_times``
+  keeps each block's newest ledger time (4 bytes a block): a record of time t that is in the log is
+  at a leaf of ledger time >= t (leaf ledger times never go down), so only the blocks whose newest
+  time is >= t can hold its id, and for records that just arrived those are the last one or two.
 * ``ledger_hashes(level)`` strings: the Merkle tree's complete aligned subtree hashes, 32 raw bytes
   each, the one starting at leaf ``i * 2**level`` at byte ``32 * i``. Only the leaves (level 0) and
   the levels from :data:`DERIVED_BELOW` up are stored: a hash of levels 1 .. ``DERIVED_BELOW - 1``
@@ -30,6 +33,9 @@
 from __future__ import annotations
 
 import json
+import math
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 from broker.ledger import bodies, merkle
@@ -77,16 +83,58 @@ def id_blocks(size: int, leaves: int) -> list[int]:
     return list(range(max(0, size - leaves) // ID_BLOCK, (size - 1) // ID_BLOCK + 1))
 
 
-def find_ids(store: Store, log: str, ids: list[str], blocks: list[int]) -> list[int | None]:
-    """The leaf index of each record id in the given id maps (None: not there), in one round trip."""
+ID_TIME_BYTES = 4
+
+
+def id_time_write(block: int, ledger_time: float) -> tuple[str, int, bytes]:
+    """What ``ledger_append.lua`` writes for a block's newest ledger time: (SETRANGE, offset, bytes)."""
+    seconds = min(max(1, math.ceil(ledger_time)), 2**32 - 1) if math.isfinite(ledger_time) else 2**32 - 1
+    return "SETRANGE", block * ID_TIME_BYTES, struct.pack(">I", seconds)
+
+
+def block_times(store: Store, log: str, blocks: list[int]) -> dict[int, int]:
+    """Each block's newest ledger time in whole seconds, rounded up (0: unknown), in one read."""
+    if not blocks:
+        return {}
+    first, last = min(blocks), max(blocks)
+    raw = store.redis.execute_command(
+        "GETRANGE",
+        keys.ledger_id_times(log),
+        first * ID_TIME_BYTES,
+        (last + 1) * ID_TIME_BYTES - 1,
+        NEVER_DECODE=True,
+    )
+    data = (raw or b"").ljust((last - first + 1) * ID_TIME_BYTES, b"\0")
+    return {b: struct.unpack_from(">I", data, (b - first) * ID_TIME_BYTES)[0] for b in blocks}
+
+
+def find_ids(
+    store: Store, log: str, ids: list[str], blocks: list[int], times: Sequence[float] | None = None
+) -> list[int | None]:
+    """The leaf index of each record id in the given id maps (None: not there).
+
+    With ``times`` (each record's own time), an id is looked for only in the blocks whose newest
+    ledger time is at least its record's (or is unknown): one read of the blocks' times, then one
+    HMGET per block for just the ids it may hold. Without, every id in every block (one round trip).
+    """
     if not ids or not blocks:
         return [None] * len(ids)
+    newest = block_times(store, log, blocks) if times is not None else {}
     pipe = store.redis.pipeline(transaction=False)
+    asked: list[list[int]] = []
     for block in blocks:
-        pipe.hmget(keys.ledger_ids(log, block), ids)
+        limit = newest.get(block, 0)
+        wanted = (
+            list(range(len(ids)))
+            if times is None or limit == 0
+            else [n for n, t in enumerate(times) if limit >= t]
+        )
+        if wanted:
+            pipe.hmget(keys.ledger_ids(log, block), [ids[n] for n in wanted])
+            asked.append(wanted)
     found: list[int | None] = [None] * len(ids)
-    for answer in pipe.execute():
-        for n, value in enumerate(answer):
+    for wanted, answer in zip(asked, pipe.execute() if asked else [], strict=True):
+        for n, value in zip(wanted, answer, strict=True):
             if value is not None:
                 found[n] = int(value)
     return found
@@ -228,9 +276,9 @@ def stored_level(level: int) -> bool:
     return level == 0 or level >= DERIVED_BELOW
 
 
-def hash_write(index: int, value: bytes) -> tuple[str, int, str]:
-    """What ``ledger_append.lua`` writes for one subtree hash: (SETRANGE, byte offset, hex)."""
-    return "SETRANGE", index * HASH_BYTES, value.hex()
+def hash_write(index: int, value: bytes) -> tuple[str, int, bytes]:
+    """What ``ledger_append.lua`` writes for one subtree hash: (SETRANGE, byte offset, bytes)."""
+    return "SETRANGE", index * HASH_BYTES, value
 
 
 def pruned_flags(store: Store, log: str, start: int, stop: int) -> list[bool]:

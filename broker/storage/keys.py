@@ -389,6 +389,13 @@ def ledger_ids(log: str, block: int) -> str:
     return ledger(f"ids:{block}", log)
 
 
+def ledger_id_times(log: str) -> str:
+    """String: for id map ``b`` (:func:`ledger_ids`), at byte ``4 * b``, the ledger time of its newest
+    leaf rounded up to a whole second (unsigned 32-bit, big-endian; 0: not written, as for blocks of
+    schema versions before 13), so the sequencer looks for an id only where it can be."""
+    return ledger("id-times", log)
+
+
 def ledger_sequenced(log: str) -> str:
     """Hash: record id -> leaf index, one per log, kept by releases before data-schema version 11
     (migration 11 moves it to :func:`ledger_ids`)."""

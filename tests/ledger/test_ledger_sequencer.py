@@ -125,6 +125,72 @@ def test_crash_between_append_and_journal_delete_never_appends_twice(
     assert journal_length(store, APP_A) == 0
 
 
+def test_a_record_already_in_the_log_is_found_in_the_blocks_its_time_allows(
+    store: Store, sequencer: Sequencer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each id map's newest ledger time is kept (4 bytes a block), and the sequencer looks for a
+    journal record's id only in the blocks whose newest time is at least the record's: records
+    that wait a second time (a crash between the append and the journal delete) are found in the
+    block they are in, whether old or recent, and a block of an earlier release (no time) is
+    always looked in; a fresh record is looked for in the newest block only."""
+    now = int(time.time())
+    for i in range(300):  # three id maps (128 leaves each), ledger times increasing
+        journal(store, record(i, t=now - 1000 + i))
+    while sequencer.run_once().appended:
+        pass
+    assert storage.size(store, A) == 300
+    times = storage.block_times(store, A, [0, 1, 2])
+    assert times == {0: now - 1000 + 127, 1: now - 1000 + 255, 2: now - 1000 + 299}
+
+    asked: list[tuple[str, int]] = []
+    real = store.redis.pipeline
+
+    def counting(*args, **kwargs):  # which id maps are asked for how many ids
+        pipe = real(*args, **kwargs)
+        hmget = pipe.hmget
+
+        def spy(name, ids, *more):
+            asked.append((name, len(ids)))
+            return hmget(name, ids, *more)
+
+        pipe.hmget = spy
+        return pipe
+
+    monkeypatch.setattr(store.redis, "pipeline", counting)
+    for i in (5, 200, 299):  # appended, then back in the journal as after a crash
+        journal(store, record(i, t=now - 1000 + i))
+    journal(store, record(300, t=now))  # and one new record
+    result = sequencer.run_once()
+    assert (result.appended, result.removed) == (1, 4)
+    assert storage.size(store, A) == 301
+    assert sorted(asked) == sorted(
+        [(keys.ledger_ids(A, 0), 1), (keys.ledger_ids(A, 1), 2), (keys.ledger_ids(A, 2), 3)]
+    )  # block 0 for record 5 only; the new record (time now) in the newest block only
+
+    store.redis.delete(keys.ledger_id_times(A))  # as blocks of schema version 12 are
+    asked.clear()
+    journal(store, record(7, t=now - 1000 + 7))
+    journal(store, record(301, t=now + 1))
+    result = sequencer.run_once()
+    assert (result.appended, result.removed) == (1, 2)
+    assert storage.size(store, A) == 302
+    assert len(asked) == 3 and all(n == 2 for _, n in asked)  # no times: every id in every block
+    assert [r["id"] for r in stored(store)] == [record(i)["id"] for i in range(302)]
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
+def test_a_record_whose_time_is_not_a_finite_number_is_set_aside(
+    store: Store, sequencer: Sequencer, bad: str
+) -> None:
+    store.redis.sadd(keys.journals_index(A), APP_A)
+    raw = json.dumps(record(1)).replace('"time": 1700000001', f'"time": {bad}')
+    assert bad in raw
+    store.redis.xadd(keys.journal(APP_A, A), {"r": raw})
+    result = sequencer.run_once()
+    assert (result.appended, result.rejected) == (0, 1)
+    assert storage.size(store, A) == 0
+
+
 def test_the_same_record_twice_in_journals_is_appended_once(store: Store, sequencer: Sequencer) -> None:
     journal(store, record(1))
     journal(store, record(1))

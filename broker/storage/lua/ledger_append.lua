@@ -4,11 +4,13 @@
 -- KEYS[5..] every other ledger key the batch writes (levels, views, the clock); all the log's tag
 -- ARGV[1]  lock token            ARGV[2]  expected tree size    ARGV[3]  new tree size
 -- ARGV[4]  record ids (JSON)     ARGV[5]  ops (JSON [command, KEYS index, field or byte offset,
---          value]): SETRANGE (a subtree hash, hex, written as bytes), RPUSHHEX (a packed record body,
---          hex, to its block's list), VIEWHEX (a reader view's entry, hex, after its last one), SET
---          (the log's clock),
---          or HSET as it is (an id map's entry)
+--          value]): SETRANGE (a subtree hash or an id map's newest time), RPUSHBIN (a packed record
+--          body, to its block's list), VIEWBIN (a reader view's entry, after its last one), each with
+--          the length of its bytes as value, the bytes themselves being the next ones of ARGV[7];
+--          SET (the log's clock) or HSET (an id map's entry) with the value as it is
 -- ARGV[6]  the blocks whose id maps must not hold any of the ids yet (JSON list of numbers)
+-- ARGV[7]  the binary values of the ops, one after the other (JSON carries no bytes; hex decoded
+--          here cost more than all the writes)
 -- Derived keys (the id maps of ARGV[6], named like KEYS[3]): carry the hash tag of KEYS[1] (the log's).
 -- Returns how many records were appended; errors (nothing written) if the lock was lost, the
 -- tree grew meanwhile or a record is already sequenced.
@@ -27,9 +29,12 @@ for _, block in ipairs(cjson.decode(ARGV[6] or '[]')) do
     end
   end
 end
--- A subtree hash or a packed body comes as hex (JSON carries no bytes) and is written as bytes.
-local function unhex(h)
-  return (string.gsub(h, '..', function(pair) return string.char(tonumber(pair, 16)) end))
+-- The next `len` bytes of ARGV[7].
+local blob, at = ARGV[7] or '', 1
+local function take(len)
+  local piece = string.sub(blob, at, at + len - 1)
+  at = at + len
+  return piece
 end
 -- Strings written at growing offsets (subtree hashes, view entries) grow by about an eighth at a
 -- time, with an exact SET (Redis would double a string's allocation as SETRANGE or APPEND grows it):
@@ -50,12 +55,12 @@ local ops = cjson.decode(ARGV[5])
 for _, op in ipairs(ops) do
   local command, k = op[1], tonumber(op[2])
   if command == 'SETRANGE' then
-    local value = unhex(op[4])
+    local value = take(tonumber(op[4]))
     room(k, tonumber(op[3]) + #value)
     redis.call('SETRANGE', KEYS[k], op[3], value)
-  elseif command == 'RPUSHHEX' then redis.call('RPUSH', KEYS[k], unhex(op[4]))
-  elseif command == 'VIEWHEX' then
-    local entry = unhex(op[4])
+  elseif command == 'RPUSHBIN' then redis.call('RPUSH', KEYS[k], take(tonumber(op[4])))
+  elseif command == 'VIEWBIN' then
+    local entry = take(tonumber(op[4]))
     local n = used(k, #entry)
     room(k, (n + 1) * #entry)
     redis.call('SETRANGE', KEYS[k], n * #entry, entry)
