@@ -6,9 +6,11 @@ sequencer lock (``SET NX PX`` on the log's own slot), so different processes or 
 different logs at once and no single process or slot is in the path of every record. A log's
 sequencer reads the journals in that log's journals index with XRANGE, orders the records
 deterministically (time, client id, stream id), appends them to the log in ONE Lua script on
-``{ledger:NN}`` keys, and only then deletes them from the journals. A record id already in
-the id maps of the log's recent leaves (``storage.find_ids``) is never appended again, so a crash
-between the two steps just means the next run deletes what was already moved.
+``{ledger:NN.S}`` keys, and only then deletes them from the journals. A record id already in
+the id maps of the log's recent leaves (``storage.find_ids``: only the maps whose newest ledger
+time is at least the record's, which for records that just arrived are the newest one or two) is
+never appended again, so a crash between the two steps just means the next run deletes what was
+already moved.
 
 SHA-256 is computed here, not in Lua; the script refuses the write if the lock was lost or the
 tree grew meanwhile, so the precomputed hashes always extend the tree they were computed for.
