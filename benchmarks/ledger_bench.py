@@ -85,9 +85,8 @@ def _used(masters: list[redis.Redis]) -> list[int]:
 # -- throughput ----------------------------------------------------------------------------------
 
 
-def _writer(
-    url: str, cluster: bool, settings_dir: str, work: list[tuple[str, str]], out: Any, go: Any
-) -> None:
+def _gate(url: str, cluster: bool, settings_dir: str) -> tuple[Store, Gate]:
+    """A store and a gate as a server process has them, the number of logs read, the scripts loaded."""
     settings = make_settings(Path(settings_dir), url)
     store = _store(url, cluster)
     gate = Gate(
@@ -99,6 +98,13 @@ def _writer(
     )
     gate.logs()
     store.load_scripts()
+    return store, gate
+
+
+def _writer(
+    url: str, cluster: bool, settings_dir: str, work: list[tuple[str, str]], out: Any, go: Any
+) -> None:
+    _, gate = _gate(url, cluster, settings_dir)
     out.put("ready")
     go.wait()
     started = time.monotonic()
@@ -134,17 +140,7 @@ def _pipelined_writer(
     master so takes many requests at once, as under a platform's load, where one Python process per
     request would leave the servers idle on this 2-core machine. The logs a script names as not yet
     announced are announced by the gate's own step (``Gate._announce``)."""
-    settings = make_settings(Path(settings_dir), url)
-    store = _store(url, cluster)
-    gate = Gate(
-        store,
-        catalog_mod.load(settings.scopes_dir),
-        settings.token_hash_key,
-        settings.pairwise_key,
-        ledger_logs=settings.ledger_logs,
-    )
-    gate.logs()
-    store.load_scripts()
+    store, gate = _gate(url, cluster, settings_dir)
     calls: list[tuple[Any, list[str], list[Any]]] = []
     store.batch = lambda: _Captured(calls)  # type: ignore[method-assign]
     for n, (token, _person) in enumerate(work):
@@ -242,6 +238,19 @@ def _work(url: str, cluster: bool, tmp: Path, records: int, seed: int) -> tuple[
     return store, [tokens[rng.randrange(PEOPLE)] for _ in range(records)]
 
 
+def _until_sequenced(store: Store, count: int) -> None:
+    """Wait (at most 10 minutes) until the logs hold ``count`` records."""
+    deadline = time.monotonic() + 600
+    while _sequenced(store) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _stop(stop: Any, procs: list[Any]) -> None:
+    stop.set()
+    for proc in procs:
+        proc.join(30)
+
+
 def throughput(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     store, work = _work(url, cluster, tmp, args.records, 7)
     shares = [work[i :: args.writers] for i in range(args.writers)]
@@ -262,14 +271,10 @@ def throughput(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> 
     for proc in writers:
         proc.join()
     gate_done = time.monotonic() - started
-    deadline = time.monotonic() + 600
-    while _sequenced(store) < args.records and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _until_sequenced(store, args.records)
     all_done = time.monotonic() - started
     redis_cpu = [_cpu(m) - b for m, b in zip(masters, cpu_before, strict=True)]
-    stop.set()
-    for proc in seqs:
-        proc.join(30)
+    _stop(stop, seqs)
     writer_secs = [out.get() for _ in writers]
     return {
         "records": float(_sequenced(store)),
@@ -283,19 +288,31 @@ def throughput(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> 
     }
 
 
+def _start(procs: list[Any], ready: Any, go: Any, masters: list[redis.Redis]) -> tuple[list[float], float]:
+    """Start the processes, wait until each is ready, read each master's CPU, then let them go."""
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.get()
+    before = [_cpu(m) for m in masters]
+    started = time.monotonic()
+    go.set()
+    return before, started
+
+
 def demand(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Each master's Redis CPU per record (its service demand), the two stages measured apart.
 
     Stage 1: the ``--writers`` processes send the gate's own script calls for ``--demand-records``
-    records, PIPELINE per master at a time (:func:`_pipelined_writer`: each master takes many at once,
-    as it would under a platform's load), with no sequencer running; stage 2: the sequencers move
-    that backlog into the logs. Each stage starts when every
-    process has imported, connected and loaded the scripts, and each master's ``INFO cpu`` is read
-    before and after. Nothing polls an empty log while it is measured (the sequencers start with a
-    full backlog and are stopped when it is in the logs), so the CPU is the records' own. The
-    bottleneck law of operational analysis: a setup cannot move more than ``1 / D`` records a second,
-    D the largest demand of any one master; on a machine with cores to spare for the clients, that
-    is the throughput the servers allow.
+    records, PIPELINE per master at a time (:func:`_pipelined_writer`: each master takes many at
+    once, as it would under a platform's load), with no sequencer running; stage 2: the sequencers
+    move that backlog into the logs. Each stage starts when every process has imported, connected
+    and loaded the scripts, and each master's ``INFO cpu`` is read before and after. Nothing polls
+    an empty log while it is measured (the sequencers start with a full backlog and are stopped
+    when it is in the logs), so the CPU is the records' own. The bottleneck law of operational
+    analysis: a setup cannot move more than ``1 / D`` records a second, D the largest demand of any
+    one master; on a machine with cores to spare for the clients, that is the throughput the
+    servers allow.
     """
     records = args.demand_records
     store, work = _work(url, cluster, tmp, records, 13)
@@ -308,13 +325,7 @@ def demand(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> dict
         ctx.Process(target=_pipelined_writer, args=(url, cluster, str(tmp), share, out, go))
         for share in shares
     ]
-    for proc in writers:
-        proc.start()
-    for _ in writers:
-        out.get()
-    before = [_cpu(m) for m in masters]
-    started = time.monotonic()
-    go.set()
+    before, started = _start(writers, out, go, masters)
     for proc in writers:
         proc.join()
     gate_secs = time.monotonic() - started
@@ -326,21 +337,11 @@ def demand(url: str, cluster: bool, tmp: Path, args: argparse.Namespace) -> dict
         ctx.Process(target=_sequencer, args=(url, cluster, str(tmp), stop, seq_out, seq_go))
         for _ in range(args.sequencers)
     ]
-    for proc in seqs:
-        proc.start()
-    for _ in seqs:
-        seq_out.get()
-    before = [_cpu(m) for m in masters]
-    started = time.monotonic()
-    seq_go.set()
-    deadline = time.monotonic() + 600
-    while _sequenced(store) - base < records and time.monotonic() < deadline:
-        time.sleep(0.05)
+    before, started = _start(seqs, seq_out, seq_go, masters)
+    _until_sequenced(store, base + records)
     seq_secs = time.monotonic() - started
     seq_cpu = [_cpu(m) - b for m, b in zip(masters, before, strict=True)]
-    stop.set()
-    for proc in seqs:
-        proc.join(30)
+    _stop(stop, seqs)
     per_record = [(g + q) / records * 1e6 for g, q in zip(gate_cpu, seq_cpu, strict=True)]
     return {
         "gate_per_s": records / gate_secs,
