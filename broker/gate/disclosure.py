@@ -8,11 +8,11 @@
 
 The token check and the journal append are one Lua script in the app's slot (one round trip; the
 logs' journals indexes live in the logs' slots, so one more only when a journal was not announced to
-its index in the last minute; DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant, a disabled
-installation or a suspended app is refused by the very next request, and a refused request writes
-no record. The
-record is committed (AOF ``appendfsync always``; WAIT when replicas are configured) before any
-profile value is even read; if Redis cannot take it the request fails with 503 and no data.
+its index in the last minute; DESIGN invariants 1, 2 and 6): nothing is cached, so a revoked grant,
+a disabled installation or a suspended app is refused by the very next request, and a refused
+request writes no record. The record is committed (AOF ``appendfsync always``; WAIT when replicas
+are configured) before any profile value is even read; if Redis cannot take it the request fails
+with 503 and no data.
 
 Keys the script derives from the token (grant, installation, pairwise map) all carry the tag of
 ``KEYS[1]``, so the script stays in one cluster slot.

@@ -20,11 +20,12 @@ Areas add their keys in their own section below; keep functions pure string buil
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import contextvars
 import functools
 from collections.abc import Iterator
+
+from redis.crc import key_slot
 
 PREFIX = "b:"
 
@@ -315,13 +316,9 @@ def ledger_tag_suffix(log: str) -> int:
     ``{ledger:00}`` .. ``{ledger:15}`` of schema versions before 13 fell 4 / 4 / 8."""
     target = int(_spaced(int(log)) * CLUSTER_SLOTS)
     suffix = 0
-    while (_slot(f"ledger:{log}.{suffix}") - target) % CLUSTER_SLOTS >= SPREAD_WINDOW:
+    while (key_slot(f"ledger:{log}.{suffix}".encode()) - target) % CLUSTER_SLOTS >= SPREAD_WINDOW:
         suffix += 1
     return suffix
-
-
-def _slot(tag: str) -> int:
-    return binascii.crc_hqx(tag.encode(), 0) % CLUSTER_SLOTS  # Redis Cluster's CRC16 (XMODEM)
 
 
 @contextlib.contextmanager

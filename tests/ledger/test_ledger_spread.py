@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import time
 
+import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -49,7 +50,7 @@ def test_the_logs_tags_spread_evenly_over_contiguous_slot_ranges() -> None:
 
 def test_on_a_cluster_each_master_holds_a_similar_share_of_the_logs(store: Store) -> None:
     if not isinstance(store.redis, RedisCluster):
-        return  # one node holds every log; the cluster run of this test checks the spread
+        pytest.skip("one node holds every log; the cluster run of this test checks the spread")
     masters: dict[str, int] = {}
     for name in logs.names(store):
         node = store.redis.get_node_from_key(keys.ledger_size(name))
